@@ -1,0 +1,69 @@
+//! File attributes as replicated: every time is assigned by the client in the record.
+
+use serde::{Deserialize, Serialize};
+
+/// A point in time: seconds and nanoseconds since the Unix epoch.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Time {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Time {
+    /// The current wall-clock time (client side only: servers never stamp times).
+    pub fn now() -> Time {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Time {
+            secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            nanos: d.subsec_nanos(),
+        }
+    }
+}
+
+/// The kind of a file-system object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileType {
+    Regular,
+    Directory,
+    Symlink,
+}
+
+/// The attributes of an object as every replica stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Attrs {
+    pub ftype: FileType,
+    /// Permission bits (including setuid/setgid/sticky), without the type bits.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Bytes for a file, the target length for a symlink, entries for a directory.
+    pub size: u64,
+    /// Links: 1 for files and symlinks, 2 + subdirectories for a directory.
+    pub nlink: u32,
+    pub atime: Time,
+    pub mtime: Time,
+    pub ctime: Time,
+}
+
+/// The attribute changes of a SETATTR; `None` leaves a field alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAttrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Truncate or extend (holes read as zeros).
+    pub size: Option<u64>,
+    pub atime: Option<Time>,
+    pub mtime: Option<Time>,
+}
+
+impl SetAttrs {
+    /// True when nothing would change.
+    pub fn is_empty(&self) -> bool {
+        *self == SetAttrs::default()
+    }
+}

@@ -1,0 +1,44 @@
+//! Errors a server reports for a request or an update record.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A file-system level failure, as sent on the wire. The client maps each to an NFS status.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid name")]
+    BadName,
+    #[error("name too long")]
+    NameTooLong,
+    #[error("no space left on the server")]
+    NoSpace,
+    #[error("object no longer exists")]
+    Stale,
+    #[error("permission denied")]
+    Access,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("unknown volume")]
+    UnknownVolume,
+    #[error("the peer's certificate role may not make this call")]
+    WrongRole,
+    #[error("the request is malformed: {0}")]
+    Malformed(String),
+    #[error("a record was skipped: an earlier one from this client is missing")]
+    OutOfOrder,
+    #[error("server storage failure: {0}")]
+    Storage(String),
+    #[error("a stored chunk failed its checksum")]
+    Corrupt,
+}

@@ -1,0 +1,434 @@
+//! The frame format: one request or one reply per QUIC stream.
+//!
+//! ```text
+//! offset size field
+//! 0      1    format version (1)
+//! 1      1    kind: 1 = request, 2 = reply
+//! 2      4    header length H, big-endian, at most MAX_HEADER
+//! 6      4    data length D, big-endian, at most MAX_DATA
+//! 10     H    header: a postcard-encoded Request or Reply
+//! 10+H   D    data: raw file bytes (WRITE payloads in record order, or READ bytes)
+//! ```
+//!
+//! Decoding checks the prefix before anything is allocated, tells an incomplete frame from
+//! an invalid one, and rejects trailing bytes inside the header.
+
+use crate::message::{Reply, Request};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+/// The only frame format version so far.
+pub const FRAME_VERSION: u8 = 1;
+/// Bytes before the header.
+pub const PREFIX_LEN: usize = 10;
+/// Largest header accepted (a directory page or a batch of records).
+pub const MAX_HEADER: u32 = 4 << 20;
+/// Largest data section accepted (a batch of writes).
+pub const MAX_DATA: u32 = 32 << 20;
+
+/// Whether a frame is a call or an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    Request = 1,
+    Reply = 2,
+}
+
+/// Why bytes are not a valid frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    #[error("unsupported frame version {0}")]
+    Version(u8),
+    #[error("unknown frame kind {0}")]
+    Kind(u8),
+    #[error("header of {0} bytes exceeds the limit of {MAX_HEADER}")]
+    HeaderTooLarge(u32),
+    #[error("data of {0} bytes exceeds the limit of {MAX_DATA}")]
+    DataTooLarge(u32),
+    #[error("expected a {expected:?} frame")]
+    WrongKind { expected: FrameKind },
+    #[error("undecodable header: {0}")]
+    Header(String),
+    #[error("{0} trailing bytes after the header's message")]
+    TrailingBytes(usize),
+    #[error("data section is {actual} bytes but the message accounts for {expected}")]
+    DataLength { expected: usize, actual: usize },
+    #[error("message too large to encode")]
+    TooLarge,
+}
+
+/// The fixed-size start of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FramePrefix {
+    pub kind: FrameKind,
+    pub header_len: u32,
+    pub data_len: u32,
+}
+
+impl FramePrefix {
+    /// Parses and checks a prefix; `Ok(None)` if fewer than [`PREFIX_LEN`] bytes are given.
+    pub fn parse(buf: &[u8]) -> Result<Option<FramePrefix>, FrameError> {
+        let Some(prefix) = buf.get(..PREFIX_LEN) else {
+            return Ok(None);
+        };
+        if prefix[0] != FRAME_VERSION {
+            return Err(FrameError::Version(prefix[0]));
+        }
+        let kind = match prefix[1] {
+            1 => FrameKind::Request,
+            2 => FrameKind::Reply,
+            other => return Err(FrameError::Kind(other)),
+        };
+        let header_len = u32::from_be_bytes([prefix[2], prefix[3], prefix[4], prefix[5]]);
+        let data_len = u32::from_be_bytes([prefix[6], prefix[7], prefix[8], prefix[9]]);
+        if header_len > MAX_HEADER {
+            return Err(FrameError::HeaderTooLarge(header_len));
+        }
+        if data_len > MAX_DATA {
+            return Err(FrameError::DataTooLarge(data_len));
+        }
+        Ok(Some(FramePrefix {
+            kind,
+            header_len,
+            data_len,
+        }))
+    }
+
+    /// The encoded prefix.
+    pub fn to_bytes(&self) -> [u8; PREFIX_LEN] {
+        let mut out = [0u8; PREFIX_LEN];
+        out[0] = FRAME_VERSION;
+        out[1] = self.kind as u8;
+        out[2..6].copy_from_slice(&self.header_len.to_be_bytes());
+        out[6..10].copy_from_slice(&self.data_len.to_be_bytes());
+        out
+    }
+
+    /// Total frame length including the prefix.
+    pub fn frame_len(&self) -> usize {
+        PREFIX_LEN + self.header_len as usize + self.data_len as usize
+    }
+}
+
+/// A decoded (or to-be-encoded) frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: FrameKind,
+    pub header: Bytes,
+    pub data: Bytes,
+}
+
+impl Frame {
+    fn encode_message<T: Serialize>(
+        kind: FrameKind,
+        message: &T,
+        data: Bytes,
+    ) -> Result<Frame, FrameError> {
+        let header =
+            postcard::to_allocvec(message).map_err(|e| FrameError::Header(e.to_string()))?;
+        if header.len() > MAX_HEADER as usize || data.len() > MAX_DATA as usize {
+            return Err(FrameError::TooLarge);
+        }
+        Ok(Frame {
+            kind,
+            header: Bytes::from(header),
+            data,
+        })
+    }
+
+    /// A request frame; `data` carries write payloads in record order.
+    pub fn request(request: &Request, data: Bytes) -> Result<Frame, FrameError> {
+        Self::encode_message(FrameKind::Request, request, data)
+    }
+
+    /// A reply frame; `data` carries READ bytes.
+    pub fn reply(reply: &Reply, data: Bytes) -> Result<Frame, FrameError> {
+        Self::encode_message(FrameKind::Reply, reply, data)
+    }
+
+    /// The prefix describing this frame.
+    pub fn prefix(&self) -> FramePrefix {
+        FramePrefix {
+            kind: self.kind,
+            header_len: u32::try_from(self.header.len()).unwrap_or(u32::MAX),
+            data_len: u32::try_from(self.data.len()).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The whole frame as one buffer (tests and small frames; streams write the parts).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix().frame_len());
+        out.extend_from_slice(&self.prefix().to_bytes());
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&self.data);
+        out
+    }
+
+    /// Decodes one frame from the start of `buf`: `Ok(None)` if more bytes are needed,
+    /// otherwise the frame and how many bytes it used.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+        let Some(prefix) = FramePrefix::parse(buf)? else {
+            return Ok(None);
+        };
+        let len = prefix.frame_len();
+        if buf.len() < len {
+            return Ok(None);
+        }
+        let header_end = PREFIX_LEN + prefix.header_len as usize;
+        let frame = Frame {
+            kind: prefix.kind,
+            header: Bytes::copy_from_slice(&buf[PREFIX_LEN..header_end]),
+            data: Bytes::copy_from_slice(&buf[header_end..len]),
+        };
+        Ok(Some((frame, len)))
+    }
+
+    fn decode_message<T: DeserializeOwned>(&self, expected: FrameKind) -> Result<T, FrameError> {
+        if self.kind != expected {
+            return Err(FrameError::WrongKind { expected });
+        }
+        let (message, rest) = postcard::take_from_bytes::<T>(&self.header)
+            .map_err(|e| FrameError::Header(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(FrameError::TrailingBytes(rest.len()));
+        }
+        Ok(message)
+    }
+
+    /// Decodes a request and checks that the data section matches it exactly.
+    pub fn decode_request(&self) -> Result<Request, FrameError> {
+        let request: Request = self.decode_message(FrameKind::Request)?;
+        let expected = match &request {
+            Request::Ship { records } => records
+                .iter()
+                .try_fold(0usize, |sum, r| sum.checked_add(r.op.data_len()))
+                .ok_or(FrameError::TooLarge)?,
+            _ => 0,
+        };
+        if expected != self.data.len() {
+            return Err(FrameError::DataLength {
+                expected,
+                actual: self.data.len(),
+            });
+        }
+        Ok(request)
+    }
+
+    /// Decodes a reply.
+    pub fn decode_reply(&self) -> Result<Reply, FrameError> {
+        self.decode_message(FrameKind::Reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attrs::{Attrs, FileType, SetAttrs, Time};
+    use crate::ids::{Fid, Incarnation, UpdateId, VolumeId};
+    use crate::message::{DirEntry, ObjectState, ReplyBody};
+    use crate::name::Name;
+    use crate::update::{CreateHow, NewObject, Op, UpdateRecord};
+    use crate::version::VersionVector;
+
+    fn name(s: &str) -> Name {
+        Name::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn fid(n: u64) -> Fid {
+        Fid {
+            volume: VolumeId(1),
+            vnode: n,
+            unique: 3,
+        }
+    }
+
+    fn sample_requests() -> Vec<(Request, Bytes)> {
+        let rec = |seq, op| UpdateRecord {
+            id: UpdateId {
+                incarnation: Incarnation(2),
+                seq,
+            },
+            time: Time { secs: 5, nanos: 6 },
+            op,
+        };
+        let new = NewObject {
+            mode: 0o644,
+            uid: 1,
+            gid: 2,
+        };
+        let ship = Request::Ship {
+            records: vec![
+                rec(
+                    1,
+                    Op::Create {
+                        dir: fid(1),
+                        name: name("a"),
+                        fid: fid(9),
+                        new,
+                        how: CreateHow::Exclusive([1; 8]),
+                    },
+                ),
+                rec(
+                    2,
+                    Op::Write {
+                        fid: fid(9),
+                        offset: 10,
+                        len: 4,
+                        hash: *blake3::hash(b"abcd").as_bytes(),
+                    },
+                ),
+                rec(
+                    3,
+                    Op::SetAttr {
+                        fid: fid(9),
+                        set: SetAttrs {
+                            size: Some(1),
+                            ..SetAttrs::default()
+                        },
+                    },
+                ),
+                rec(
+                    4,
+                    Op::Rename {
+                        from_dir: fid(1),
+                        from_name: name("a"),
+                        to_dir: fid(1),
+                        to_name: name("b"),
+                    },
+                ),
+            ],
+        };
+        vec![
+            (Request::Hello, Bytes::new()),
+            (
+                Request::Lookup {
+                    dir: fid(1),
+                    name: name("x"),
+                },
+                Bytes::new(),
+            ),
+            (ship, Bytes::from_static(b"abcd")),
+        ]
+    }
+
+    fn sample_reply() -> Reply {
+        let state = ObjectState {
+            fid: fid(1),
+            attrs: Attrs {
+                ftype: FileType::Directory,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                size: 1,
+                nlink: 2,
+                atime: Time::default(),
+                mtime: Time::default(),
+                ctime: Time::default(),
+            },
+            version: VersionVector::new(),
+            tag: Default::default(),
+        };
+        Ok(ReplyBody::Dir {
+            dir: state.clone(),
+            entries: vec![DirEntry {
+                name: name("e"),
+                cookie: 7,
+                fid: fid(2),
+                state: Some(state),
+            }],
+            eof: true,
+        })
+    }
+
+    #[test]
+    fn requests_round_trip_at_every_split() {
+        for (request, data) in sample_requests() {
+            let bytes = Frame::request(&request, data)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .encode();
+            for split in 0..bytes.len() {
+                assert_eq!(Frame::decode(&bytes[..split]), Ok(None), "split {split}");
+            }
+            let (frame, used) = Frame::decode(&bytes)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("complete frame"));
+            assert_eq!(used, bytes.len());
+            assert_eq!(frame.decode_request(), Ok(request));
+        }
+    }
+
+    #[test]
+    fn every_truncated_header_is_an_error_not_a_panic() {
+        let reply = sample_reply();
+        let frame = Frame::reply(&reply, Bytes::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(frame.decode_reply(), Ok(reply));
+        for cut in 0..frame.header.len() {
+            let truncated = Frame {
+                header: frame.header.slice(..cut),
+                ..frame.clone()
+            };
+            assert!(truncated.decode_reply().is_err(), "cut {cut}");
+        }
+        for (request, data) in sample_requests() {
+            let frame = Frame::request(&request, data).unwrap_or_else(|e| panic!("{e}"));
+            for cut in 0..frame.header.len() {
+                let truncated = Frame {
+                    header: frame.header.slice(..cut),
+                    ..frame.clone()
+                };
+                assert!(truncated.decode_request().is_err(), "cut {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn huge_lengths_are_refused_from_the_prefix() {
+        let mut prefix = FramePrefix {
+            kind: FrameKind::Request,
+            header_len: 0,
+            data_len: 0,
+        }
+        .to_bytes();
+        prefix[2..6].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            Frame::decode(&prefix),
+            Err(FrameError::HeaderTooLarge(u32::MAX))
+        );
+        prefix[2..6].copy_from_slice(&0u32.to_be_bytes());
+        prefix[6..10].copy_from_slice(&(MAX_DATA + 1).to_be_bytes());
+        assert_eq!(
+            Frame::decode(&prefix),
+            Err(FrameError::DataTooLarge(MAX_DATA + 1))
+        );
+        prefix[0] = 9;
+        assert_eq!(Frame::decode(&prefix), Err(FrameError::Version(9)));
+    }
+
+    #[test]
+    fn trailing_header_bytes_and_wrong_data_length_are_refused() {
+        let frame = Frame::request(&Request::Hello, Bytes::new()).unwrap_or_else(|e| panic!("{e}"));
+        let mut header = frame.header.to_vec();
+        header.push(0);
+        let padded = Frame {
+            header: Bytes::from(header),
+            ..frame.clone()
+        };
+        assert_eq!(padded.decode_request(), Err(FrameError::TrailingBytes(1)));
+        let with_data = Frame {
+            data: Bytes::from_static(b"x"),
+            ..frame
+        };
+        assert!(matches!(
+            with_data.decode_request(),
+            Err(FrameError::DataLength { .. })
+        ));
+        let reply = Frame::reply(&Ok(ReplyBody::Hello { server: "s".into() }), Bytes::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            reply.decode_request(),
+            Err(FrameError::WrongKind { .. })
+        ));
+    }
+}

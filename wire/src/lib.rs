@@ -1,0 +1,32 @@
+//! The Codetta protocol: identifiers, version vectors, content tags, update records,
+//! requests and replies, and the frame format that carries them over QUIC streams.
+//!
+//! This crate does no I/O: no sockets, no runtime. Everything here can be unit-tested,
+//! fuzzed and driven by deterministic simulations.
+
+pub mod attrs;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod message;
+pub mod name;
+pub mod tag;
+pub mod update;
+pub mod version;
+
+pub use attrs::{Attrs, FileType, SetAttrs, Time};
+pub use error::FsError;
+pub use frame::{Frame, FrameError, FrameKind};
+pub use ids::{Fid, Incarnation, ReplicaId, UpdateId, VolumeId};
+pub use message::{Reply, Request};
+pub use name::{Name, NameError};
+pub use tag::ContentTag;
+pub use update::{Op, RecordOutcome, UpdateRecord};
+pub use version::{VersionVector, VvOrdering};
+
+/// ALPN protocol identifier: the protocol version is negotiated by TLS.
+pub const ALPN: &[u8] = b"codetta/1";
+
+/// Size of one content block: files are stored and hashed in blocks of this many bytes
+/// at block-aligned offsets.
+pub const BLOCK_SIZE: u64 = 64 * 1024;
