@@ -1,0 +1,84 @@
+//! The client daemon's configuration file (TOML).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One server the client may talk to.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ServerEntry {
+    /// The server's node name (its certificate name).
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// `codetta client --config FILE`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// This client's node name (its certificate name).
+    pub name: String,
+    /// Holds the modify log and client state (`client.redb`).
+    pub data_dir: PathBuf,
+    /// Where the NFSv3 endpoint listens (NFS and MOUNT on one port).
+    #[serde(default = "default_nfs_listen")]
+    pub nfs_listen: SocketAddr,
+    /// The volume served at the export's `/`.
+    #[serde(default = "default_root_volume")]
+    pub root_volume: String,
+    /// Refuse NFS calls from unprivileged source ports (on for the systemd service).
+    #[serde(default)]
+    pub require_privileged_port: bool,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub servers: Vec<ServerEntry>,
+    /// Per-call deadline in milliseconds (rule 1: default 2 s).
+    #[serde(default = "default_call_deadline_ms")]
+    pub call_deadline_ms: u64,
+    /// How long calls answer JUKEBOX while no server is reachable before they fail with IO.
+    #[serde(default = "default_jukebox_secs")]
+    pub jukebox_secs: u64,
+    /// Bound on the modify log's unshipped bytes; writers wait, then get JUKEBOX.
+    #[serde(default = "default_log_max_bytes")]
+    pub log_max_bytes: u64,
+}
+
+fn default_nfs_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 2049))
+}
+fn default_root_volume() -> String {
+    "root".to_string()
+}
+fn default_call_deadline_ms() -> u64 {
+    2000
+}
+fn default_jukebox_secs() -> u64 {
+    30
+}
+fn default_log_max_bytes() -> u64 {
+    64 << 20
+}
+
+impl ClientConfig {
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<ClientConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        let config: ClientConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        if config.servers.is_empty() {
+            anyhow::bail!("{}: no [[servers]] configured", path.display());
+        }
+        Ok(config)
+    }
+
+    pub fn call_deadline(&self) -> Duration {
+        Duration::from_millis(self.call_deadline_ms)
+    }
+
+    pub fn jukebox_window(&self) -> Duration {
+        Duration::from_secs(self.jukebox_secs)
+    }
+}

@@ -1,0 +1,120 @@
+//! The client daemon: modify log, server link, Venus and the NFSv3 endpoint, run until
+//! asked to stop.
+
+use crate::config::ClientConfig;
+use crate::link::ServerLink;
+use crate::log::ModifyLog;
+use crate::nfs::CodettaFs;
+use crate::nfs::handle::HANDLE_GENERATION;
+use crate::venus::Venus;
+use anyhow::Context;
+use codetta_certs::Identity;
+use nfs3_server::tcp::{NFSTcp, NFSTcpListener};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A running client daemon.
+pub struct ClientDaemon {
+    pub nfs_addr: SocketAddr,
+    pub venus: Arc<Venus>,
+    link: Arc<ServerLink>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ClientDaemon {
+    /// Starts the daemon: waits (while `shutdown` is not set) until a server answers, then
+    /// binds the NFS endpoint.
+    pub async fn start(
+        config: &ClientConfig,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<ClientDaemon> {
+        if config.require_privileged_port {
+            anyhow::bail!(
+                "require_privileged_port: nfs3_server 0.11 does not expose the caller's source \
+                 port, so it cannot be enforced yet; the endpoint listens on {} only",
+                config.nfs_listen
+            );
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let identity = Identity::load(&config.ca, &config.cert, &config.key)
+            .context("loading the client's certificate")?;
+        let server = config
+            .servers
+            .first()
+            .cloned()
+            .context("no server configured")?;
+        let link = Arc::new(ServerLink::new(
+            server,
+            identity,
+            config.call_deadline(),
+            config.jukebox_window(),
+        )?);
+        let log = Arc::new(ModifyLog::open(&config.data_dir.join("client.redb"))?);
+        let venus = retry_until_up(&mut shutdown, || {
+            Venus::start(log.clone(), link.clone(), config.log_max_bytes)
+        })
+        .await?;
+        let root = retry_until_up(&mut shutdown, || venus.volume_root(&config.root_volume)).await?;
+        let fs = CodettaFs::new(venus.clone(), root);
+        let listener = NFSTcpListener::bind_with_generation(
+            &config.nfs_listen.to_string(),
+            fs,
+            HANDLE_GENERATION,
+        )
+        .await
+        .with_context(|| format!("binding the NFS endpoint on {}", config.nfs_listen))?;
+        let nfs_addr = SocketAddr::new(listener.get_listen_ip(), listener.get_listen_port());
+        tracing::info!(%nfs_addr, "NFSv3 endpoint ready");
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                result = listener.handle_forever() => {
+                    if let Err(e) = result {
+                        tracing::error!("NFS listener stopped: {e}");
+                    }
+                }
+                _ = shutdown.wait_for(|s| *s) => {}
+            }
+        });
+        Ok(ClientDaemon {
+            nfs_addr,
+            venus,
+            link,
+            task,
+        })
+    }
+
+    /// Stops serving NFS and closes the server connection. Everything acknowledged is
+    /// already in the modify log or on the server.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.link.close().await;
+    }
+}
+
+async fn retry_until_up<T, F>(
+    shutdown: &mut watch::Receiver<bool>,
+    mut attempt: impl FnMut() -> F,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = Result<T, crate::error::ClientError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e @ (crate::error::ClientError::Unavailable | crate::error::ClientError::Down)) => {
+                tracing::info!("waiting for a server: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => anyhow::bail!("stopped before a server answered"),
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}

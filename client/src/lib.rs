@@ -1,0 +1,16 @@
+//! The Codetta client daemon (Coda's Venus): a modify log in its own redb, a shipper that
+//! sends the log to the servers over QUIC, and an NFSv3 endpoint (nfs3_server) on loopback
+//! through which the OS's own NFS client mounts the file system.
+
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod link;
+pub mod log;
+pub mod nfs;
+pub mod tracker;
+pub mod venus;
+
+pub use config::ClientConfig;
+pub use daemon::ClientDaemon;
+pub use error::ClientError;

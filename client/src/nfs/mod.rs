@@ -1,0 +1,514 @@
+//! The NFSv3 adapter: nfs3_server's file-system traits implemented on [`Venus`].
+//!
+//! What nfs3_server does for us: RPC framing, MOUNT and NFS on one TCP port, XDR, duplicate
+//! request detection, handle encoding (with our fixed generation), READDIR paging by cookie.
+//! What we do around it: permission checks with the caller's credential (see `creds`),
+//! name validation, the error table (`status`), and every durability decision (rule 1).
+
+mod attrs;
+pub mod creds;
+mod dir;
+pub mod handle;
+mod perm;
+pub mod status;
+
+use crate::error::ClientError;
+use crate::venus::Venus;
+use attrs::{fattr, set_attrs};
+use bytes::Bytes;
+use codetta_wire::update::{CreateHow, NewObject, Op};
+use codetta_wire::{Attrs, Fid, FileType, Name, SetAttrs};
+use creds::{Caller, CallerTable};
+use dir::DirPager;
+use handle::FidHandle;
+use nfs3_server::nfs3_types::nfs3::{
+    FSF3_CANSETTIME, FSF3_HOMOGENEOUS, FSF3_SYMLINK, FSINFO3resok, Nfs3Option, createverf3, fattr3,
+    filename3, nfspath3, nfsstat3, nfstime3, post_op_attr, sattr3, stable_how,
+};
+use nfs3_server::nfs3_types::rpc::auth_unix;
+use nfs3_server::vfs::{NfsFileSystem, NfsReadFileSystem, ReadDirIterator, ReadDirPlusIterator};
+use perm::{EXEC, READ, WRITE, check, check_owner, check_unlink};
+use status::{name_status, nfs_status};
+use std::sync::Arc;
+
+/// Largest READ and WRITE the endpoint advertises.
+const MAX_IO: u32 = 1 << 20;
+
+fn err(e: ClientError) -> nfsstat3 {
+    let status = nfs_status(&e);
+    if status == nfsstat3::NFS3ERR_IO {
+        tracing::warn!("NFS call failed: {e}");
+    }
+    status
+}
+
+fn name(filename: &filename3<'_>) -> Result<Name, nfsstat3> {
+    Name::new(filename.as_ref().to_vec()).map_err(name_status)
+}
+
+/// The file system served at the export's `/`.
+pub struct CodettaFs {
+    venus: Arc<Venus>,
+    root: Fid,
+    callers: CallerTable,
+}
+
+impl CodettaFs {
+    pub fn new(venus: Arc<Venus>, root: Fid) -> CodettaFs {
+        CodettaFs {
+            venus,
+            root,
+            callers: CallerTable::default(),
+        }
+    }
+
+    fn caller(&self) -> Caller {
+        self.callers.current()
+    }
+
+    async fn attrs(&self, fid: &Fid) -> Result<Attrs, nfsstat3> {
+        self.venus.getattr(fid).await.map_err(err)
+    }
+
+    async fn fattr(&self, fid: &Fid) -> Result<fattr3, nfsstat3> {
+        Ok(fattr(fid, &self.attrs(fid).await?))
+    }
+
+    /// The directory's attributes, checked to be a directory the caller may modify.
+    async fn writable_dir(&self, caller: &Caller, dir: &Fid) -> Result<Attrs, nfsstat3> {
+        let attrs = self.attrs(dir).await?;
+        if attrs.ftype != FileType::Directory {
+            return Err(nfsstat3::NFS3ERR_NOTDIR);
+        }
+        check(caller, &attrs, WRITE | EXEC)?;
+        Ok(attrs)
+    }
+
+    /// Owner of a new object: the caller, with the directory's group under setgid.
+    fn new_object(caller: &Caller, dir: &Attrs, mode: u32) -> NewObject {
+        let gid = if dir.mode & 0o2000 != 0 {
+            dir.gid
+        } else {
+            caller.gid
+        };
+        NewObject {
+            mode: mode & 0o7777,
+            uid: caller.uid,
+            gid,
+        }
+    }
+
+    async fn setattr_checked(
+        &self,
+        caller: &Caller,
+        fid: &Fid,
+        set: SetAttrs,
+    ) -> Result<(), nfsstat3> {
+        if set.is_empty() {
+            return Ok(());
+        }
+        let attrs = self.attrs(fid).await?;
+        if set.mode.is_some() || set.uid.is_some_and(|u| u != attrs.uid) {
+            check_owner(caller, &attrs)?;
+        }
+        if set.uid.is_some_and(|u| u != attrs.uid) && caller.uid != 0 {
+            return Err(nfsstat3::NFS3ERR_PERM);
+        }
+        if let Some(gid) = set.gid.filter(|g| *g != attrs.gid) {
+            check_owner(caller, &attrs)?;
+            if caller.uid != 0 && !caller.in_group(gid) {
+                return Err(nfsstat3::NFS3ERR_PERM);
+            }
+        }
+        if set.atime.is_some() || set.mtime.is_some() {
+            // Setting times to "now" needs write permission; to a given value, ownership.
+            if check_owner(caller, &attrs).is_err() {
+                check(caller, &attrs, WRITE)?;
+            }
+        }
+        if set.size.is_some() {
+            match attrs.ftype {
+                FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
+                FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
+                FileType::Regular => check(caller, &attrs, WRITE)?,
+            }
+            self.venus.track_attrs(fid).await.map_err(err)?;
+        }
+        let op = Op::SetAttr { fid: *fid, set };
+        self.venus
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+impl NfsReadFileSystem for CodettaFs {
+    type Handle = FidHandle;
+
+    fn root_dir(&self) -> FidHandle {
+        FidHandle::new(self.root)
+    }
+
+    fn authorize(&self, auth: Option<&auth_unix>) -> bool {
+        let caller = match auth {
+            Some(a) => Caller {
+                uid: a.uid,
+                gid: a.gid,
+                gids: a.gids.clone(),
+            },
+            None => Caller::nobody(),
+        };
+        self.callers.set(caller);
+        true
+    }
+
+    async fn lookup(
+        &self,
+        dirid: &FidHandle,
+        filename: &filename3<'_>,
+    ) -> Result<FidHandle, nfsstat3> {
+        let caller = self.caller();
+        let dir = self.attrs(&dirid.fid).await?;
+        if dir.ftype != FileType::Directory {
+            return Err(nfsstat3::NFS3ERR_NOTDIR);
+        }
+        check(&caller, &dir, EXEC)?;
+        match filename.as_ref() {
+            b"." => return Ok(*dirid),
+            b".." => return Err(nfsstat3::NFS3ERR_NOENT),
+            _ => {}
+        }
+        let name = name(filename)?;
+        let state = self.venus.lookup(&dirid.fid, &name).await.map_err(err)?;
+        Ok(FidHandle::new(state.fid))
+    }
+
+    async fn getattr(&self, id: &FidHandle) -> Result<fattr3, nfsstat3> {
+        self.fattr(&id.fid).await
+    }
+
+    async fn read(
+        &self,
+        id: &FidHandle,
+        offset: u64,
+        count: u32,
+    ) -> Result<(Vec<u8>, bool), nfsstat3> {
+        let caller = self.caller();
+        let attrs = self.attrs(&id.fid).await?;
+        match attrs.ftype {
+            FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
+            FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
+            FileType::Regular => {}
+        }
+        if !perm::allowed(&caller, &attrs, READ) {
+            check(&caller, &attrs, EXEC)?;
+        }
+        let (_, data, eof) = self
+            .venus
+            .read(&id.fid, offset, count.min(MAX_IO))
+            .await
+            .map_err(err)?;
+        Ok((data.to_vec(), eof))
+    }
+
+    async fn readdir(
+        &self,
+        dirid: &FidHandle,
+        cookie: u64,
+    ) -> Result<impl ReadDirIterator, nfsstat3> {
+        self.open_dir(dirid, cookie, false).await
+    }
+
+    async fn readdirplus(
+        &self,
+        dirid: &FidHandle,
+        cookie: u64,
+    ) -> Result<impl ReadDirPlusIterator<FidHandle>, nfsstat3> {
+        self.open_dir(dirid, cookie, true).await
+    }
+
+    async fn readlink(&self, id: &FidHandle) -> Result<nfspath3<'_>, nfsstat3> {
+        let attrs = self.attrs(&id.fid).await?;
+        if attrs.ftype != FileType::Symlink {
+            return Err(nfsstat3::NFS3ERR_INVAL);
+        }
+        let target = self.venus.readlink(&id.fid).await.map_err(err)?;
+        Ok(nfspath3::from(target))
+    }
+
+    async fn fsinfo(&self, root: &FidHandle) -> Result<FSINFO3resok, nfsstat3> {
+        let attrs = self.fattr(&root.fid).await?;
+        Ok(FSINFO3resok {
+            obj_attributes: post_op_attr::Some(attrs),
+            rtmax: MAX_IO,
+            rtpref: MAX_IO,
+            rtmult: 4096,
+            wtmax: MAX_IO,
+            wtpref: MAX_IO,
+            wtmult: 4096,
+            dtpref: 64 * 1024,
+            maxfilesize: u64::MAX >> 1,
+            time_delta: nfstime3 {
+                seconds: 0,
+                nseconds: 1,
+            },
+            properties: FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME,
+        })
+    }
+}
+
+impl CodettaFs {
+    async fn open_dir(
+        &self,
+        dirid: &FidHandle,
+        cookie: u64,
+        plus: bool,
+    ) -> Result<DirPager, nfsstat3> {
+        let caller = self.caller();
+        let attrs = self.attrs(&dirid.fid).await?;
+        if attrs.ftype != FileType::Directory {
+            return Err(nfsstat3::NFS3ERR_NOTDIR);
+        }
+        check(&caller, &attrs, READ)?;
+        Ok(DirPager::new(self.venus.clone(), dirid.fid, cookie, plus))
+    }
+}
+
+impl NfsFileSystem for CodettaFs {
+    async fn setattr(&self, id: &FidHandle, setattr: sattr3) -> Result<fattr3, nfsstat3> {
+        let caller = self.caller();
+        self.setattr_checked(&caller, &id.fid, set_attrs(&setattr))
+            .await?;
+        self.fattr(&id.fid).await
+    }
+
+    async fn write(
+        &self,
+        id: &FidHandle,
+        offset: u64,
+        data: &[u8],
+        stable: stable_how,
+    ) -> Result<(fattr3, stable_how), nfsstat3> {
+        let caller = self.caller();
+        let len = u32::try_from(data.len()).map_err(|_| nfsstat3::NFS3ERR_INVAL)?;
+        if offset
+            .checked_add(u64::from(len))
+            .is_none_or(|end| end > u64::MAX >> 1)
+        {
+            return Err(nfsstat3::NFS3ERR_FBIG);
+        }
+        let attrs = self.venus.track_attrs(&id.fid).await.map_err(err)?;
+        match attrs.ftype {
+            FileType::Regular => {}
+            FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
+            FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
+        }
+        check(&caller, &attrs, WRITE)?;
+        let op = Op::Write {
+            fid: id.fid,
+            offset,
+            len,
+            hash: *blake3::hash(data).as_bytes(),
+        };
+        let data = Bytes::copy_from_slice(data);
+        let achieved = if stable == stable_how::UNSTABLE {
+            self.venus.submit(op, data).await.map_err(err)?;
+            stable_how::UNSTABLE
+        } else {
+            self.venus.submit_and_wait(op, data).await.map_err(err)?;
+            stable_how::FILE_SYNC
+        };
+        Ok((self.fattr(&id.fid).await?, achieved))
+    }
+
+    async fn create(
+        &self,
+        dirid: &FidHandle,
+        filename: &filename3<'_>,
+        attr: sattr3,
+    ) -> Result<(FidHandle, fattr3), nfsstat3> {
+        let caller = self.caller();
+        let name = name(filename)?;
+        let dir = self.writable_dir(&caller, &dirid.fid).await?;
+        let mode = match attr.mode {
+            Nfs3Option::Some(m) => m,
+            Nfs3Option::None => 0o644,
+        };
+        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
+        let truncate = matches!(attr.size, Nfs3Option::Some(0));
+        let op = Op::Create {
+            dir: dirid.fid,
+            name,
+            fid,
+            new: Self::new_object(&caller, &dir, mode),
+            how: CreateHow::Unchecked { truncate },
+        };
+        let created = self
+            .venus
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)?
+            .unwrap_or(fid);
+        let mut rest = set_attrs(&attr);
+        rest.mode = None;
+        if truncate {
+            rest.size = None;
+        }
+        if created == fid {
+            rest.uid = rest.uid.filter(|u| *u != caller.uid);
+        }
+        self.setattr_checked(&caller, &created, rest).await?;
+        Ok((FidHandle::new(created), self.fattr(&created).await?))
+    }
+
+    async fn create_exclusive(
+        &self,
+        dirid: &FidHandle,
+        filename: &filename3<'_>,
+        createverf: createverf3,
+    ) -> Result<FidHandle, nfsstat3> {
+        let caller = self.caller();
+        let name = name(filename)?;
+        let dir = self.writable_dir(&caller, &dirid.fid).await?;
+        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
+        let op = Op::Create {
+            dir: dirid.fid,
+            name,
+            fid,
+            new: Self::new_object(&caller, &dir, 0o600),
+            how: CreateHow::Exclusive(createverf.0),
+        };
+        let created = self
+            .venus
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)?
+            .unwrap_or(fid);
+        Ok(FidHandle::new(created))
+    }
+
+    async fn mkdir(
+        &self,
+        dirid: &FidHandle,
+        dirname: &filename3<'_>,
+    ) -> Result<(FidHandle, fattr3), nfsstat3> {
+        let caller = self.caller();
+        let name = name(dirname)?;
+        let dir = self.writable_dir(&caller, &dirid.fid).await?;
+        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
+        // nfs3_server 0.11 does not pass MKDIR's mode: new directories get 0755.
+        let mut new = Self::new_object(&caller, &dir, 0o755);
+        new.mode |= dir.mode & 0o2000;
+        let op = Op::Mkdir {
+            dir: dirid.fid,
+            name,
+            fid,
+            new,
+        };
+        self.venus
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)?;
+        Ok((FidHandle::new(fid), self.fattr(&fid).await?))
+    }
+
+    async fn remove(&self, dirid: &FidHandle, filename: &filename3<'_>) -> Result<(), nfsstat3> {
+        let caller = self.caller();
+        let name = name(filename)?;
+        let dir = self.writable_dir(&caller, &dirid.fid).await?;
+        let child = self.venus.lookup(&dirid.fid, &name).await.map_err(err)?;
+        check_unlink(&caller, &dir, &child.attrs)?;
+        // nfs3_server routes REMOVE and RMDIR to this one method.
+        let op = if child.attrs.ftype == FileType::Directory {
+            Op::Rmdir {
+                dir: dirid.fid,
+                name,
+            }
+        } else {
+            Op::Remove {
+                dir: dirid.fid,
+                name,
+            }
+        };
+        self.venus
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn rename<'a>(
+        &self,
+        from_dirid: &FidHandle,
+        from_filename: &filename3<'a>,
+        to_dirid: &FidHandle,
+        to_filename: &filename3<'a>,
+    ) -> Result<(), nfsstat3> {
+        let caller = self.caller();
+        let from_name = name(from_filename)?;
+        let to_name = name(to_filename)?;
+        if from_dirid.fid.volume != to_dirid.fid.volume {
+            return Err(nfsstat3::NFS3ERR_XDEV);
+        }
+        let from_dir = self.writable_dir(&caller, &from_dirid.fid).await?;
+        let to_dir = self.writable_dir(&caller, &to_dirid.fid).await?;
+        let child = self
+            .venus
+            .lookup(&from_dirid.fid, &from_name)
+            .await
+            .map_err(err)?;
+        check_unlink(&caller, &from_dir, &child.attrs)?;
+        if let Ok(target) = self.venus.lookup(&to_dirid.fid, &to_name).await {
+            check_unlink(&caller, &to_dir, &target.attrs)?;
+        }
+        let op = Op::Rename {
+            from_dir: from_dirid.fid,
+            from_name,
+            to_dir: to_dirid.fid,
+            to_name,
+        };
+        self.venus
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn symlink<'a>(
+        &self,
+        dirid: &FidHandle,
+        linkname: &filename3<'a>,
+        symlink: &nfspath3<'a>,
+        attr: &sattr3,
+    ) -> Result<(FidHandle, fattr3), nfsstat3> {
+        let caller = self.caller();
+        let name = name(linkname)?;
+        let dir = self.writable_dir(&caller, &dirid.fid).await?;
+        let target = symlink.as_ref().to_vec();
+        if target.is_empty() || target.len() > 4096 {
+            return Err(nfsstat3::NFS3ERR_INVAL);
+        }
+        let mode = match attr.mode {
+            Nfs3Option::Some(m) => m,
+            Nfs3Option::None => 0o777,
+        };
+        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
+        let op = Op::Symlink {
+            dir: dirid.fid,
+            name,
+            fid,
+            new: Self::new_object(&caller, &dir, mode),
+            target,
+        };
+        self.venus
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)?;
+        Ok((FidHandle::new(fid), self.fattr(&fid).await?))
+    }
+
+    async fn commit(&self, id: &FidHandle, _offset: u64, _count: u32) -> Result<(), nfsstat3> {
+        self.venus.commit(&id.fid).await.map_err(err)
+    }
+}

@@ -1,0 +1,32 @@
+//! The server's configuration file (TOML).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// `codetta server --config FILE`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Node name; must equal the name in this server's certificate.
+    pub name: String,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// Holds `server.redb`.
+    pub data_dir: PathBuf,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Optional cap on stored content bytes: writes beyond it fail with NOSPC.
+    #[serde(default)]
+    pub capacity_bytes: Option<u64>,
+}
+
+impl ServerConfig {
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<ServerConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
+    }
+}

@@ -1,0 +1,66 @@
+//! A running server: the store, the QUIC endpoint and the accept loop.
+
+use crate::config::ServerConfig;
+use crate::service::ServerService;
+use crate::store::{Store, StoreOptions};
+use anyhow::Context;
+use codetta_certs::{Identity, Role};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// A server serving until stopped.
+pub struct ServerDaemon {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerDaemon {
+    /// Opens the store and starts serving on the configured address.
+    pub async fn start(config: &ServerConfig) -> anyhow::Result<ServerDaemon> {
+        let identity = Identity::load(&config.ca, &config.cert, &config.key)
+            .context("loading the server's certificate")?;
+        if identity.role() != Role::Server {
+            anyhow::bail!(
+                "{} is a {} certificate, not a server certificate",
+                config.cert.display(),
+                identity.role()
+            );
+        }
+        if identity.name() != config.name {
+            anyhow::bail!(
+                "the certificate names {:?} but the configuration names {:?}",
+                identity.name(),
+                config.name
+            );
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let path = config.data_dir.join("server.redb");
+        let options = StoreOptions {
+            capacity_bytes: config.capacity_bytes,
+        };
+        let store = tokio::task::spawn_blocking(move || Store::open(&path, options))
+            .await?
+            .context("opening the store")?;
+        let endpoint = codetta_transport::server_endpoint(config.listen, &identity)
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = endpoint.local_addr()?;
+        let service = ServerService::new(Arc::new(store), &config.name);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(codetta_transport::serve(
+            endpoint,
+            Arc::new(service),
+            stop_rx,
+        ));
+        tracing::info!(%addr, name = %config.name, "server ready");
+        Ok(ServerDaemon { addr, stop, task })
+    }
+
+    /// Stops accepting calls and waits for the accept loop to end.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}

@@ -1,0 +1,14 @@
+//! codetta-server: the server (Vice) of Codetta.
+//!
+//! [`store`] keeps volume replicas in one redb database: the namespace, file contents as
+//! content-addressed chunks, version vectors and content tags, and the per-client record of
+//! applied updates. It is synchronous; the network service calls it from blocking tasks.
+
+pub mod store;
+
+pub mod config;
+pub mod daemon;
+pub mod service;
+
+pub use config::ServerConfig;
+pub use daemon::ServerDaemon;

@@ -1,0 +1,157 @@
+//! The server's request handler: checks the caller's role, decodes the request, runs it
+//! against the store on the blocking pool, and encodes the reply.
+
+use crate::store::Store;
+use bytes::Bytes;
+use codetta_certs::Role;
+use codetta_transport::{Peer, Service};
+use codetta_wire::frame::MAX_DATA;
+use codetta_wire::message::ReplyBody;
+use codetta_wire::{Frame, FsError, Reply, Request, Time};
+use std::sync::Arc;
+
+/// Most bytes one READ returns.
+const MAX_READ: u32 = 1 << 20;
+/// Most entries one READDIR returns (keeps the reply header bounded).
+const MAX_DIR_PAGE: u32 = 4096;
+
+/// Whether a peer with `role` may make `request`.
+pub fn role_allows(role: Role, request: &Request) -> bool {
+    match request {
+        Request::Hello => true,
+        Request::CreateVolume { .. } | Request::ListVolumes => role == Role::Admin,
+        Request::NewIncarnation
+        | Request::VolumeByName { .. }
+        | Request::GetAttr { .. }
+        | Request::Lookup { .. }
+        | Request::ReadDir { .. }
+        | Request::Read { .. }
+        | Request::ReadLink { .. }
+        | Request::Ship { .. }
+        | Request::FsStat { .. } => role == Role::Client,
+    }
+}
+
+/// Serves the Codetta protocol from one store (cheap to clone: handlers run on the
+/// blocking pool with their own handle).
+#[derive(Clone)]
+pub struct ServerService {
+    store: Arc<Store>,
+    name: Arc<str>,
+}
+
+impl ServerService {
+    pub fn new(store: Arc<Store>, name: &str) -> ServerService {
+        ServerService {
+            store,
+            name: name.into(),
+        }
+    }
+
+    fn execute(&self, request: Request, data: Bytes) -> (Reply, Bytes) {
+        let store = &self.store;
+        let reply = match request {
+            Request::Hello => Ok(ReplyBody::Hello {
+                server: self.name.to_string(),
+            }),
+            Request::NewIncarnation => {
+                store
+                    .new_incarnation()
+                    .map(|(incarnation, unique)| ReplyBody::Incarnation {
+                        incarnation,
+                        unique,
+                    })
+            }
+            Request::VolumeByName { name } => store.volume_by_name(&name).map(ReplyBody::Volume),
+            Request::CreateVolume { name } => store
+                .create_volume(&name, Time::now())
+                .map(ReplyBody::Volume),
+            Request::ListVolumes => store.list_volumes().map(ReplyBody::Volumes),
+            Request::GetAttr { fid } => store.getattr(fid).map(ReplyBody::State),
+            Request::Lookup { dir, name } => store.lookup(dir, &name).map(ReplyBody::State),
+            Request::ReadDir {
+                dir,
+                cookie,
+                max_entries,
+                with_attrs,
+            } => store
+                .readdir(dir, cookie, max_entries.min(MAX_DIR_PAGE), with_attrs)
+                .map(|(dir, entries, eof)| ReplyBody::Dir { dir, entries, eof }),
+            Request::Read { fid, offset, count } => {
+                match store.read(fid, offset, count.min(MAX_READ).min(MAX_DATA)) {
+                    Ok((state, bytes, eof)) => {
+                        return (Ok(ReplyBody::Data { state, eof }), Bytes::from(bytes));
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Request::ReadLink { fid } => {
+                store.readlink(fid).map(|target| ReplyBody::Link { target })
+            }
+            Request::Ship { records } => Ok(ReplyBody::Shipped {
+                outcomes: store.apply_batch(&records, &data),
+            }),
+            Request::FsStat { .. } => store.space().map(ReplyBody::Space),
+        };
+        (reply, Bytes::new())
+    }
+}
+
+fn reply_frame(reply: &Reply, data: Bytes) -> Frame {
+    Frame::reply(reply, data).unwrap_or_else(|e| {
+        tracing::error!("reply does not fit a frame: {e}");
+        Frame::reply(
+            &Err(FsError::Storage("reply too large".into())),
+            Bytes::new(),
+        )
+        .unwrap_or_else(|_| Frame {
+            kind: codetta_wire::FrameKind::Reply,
+            header: Bytes::new(),
+            data: Bytes::new(),
+        })
+    })
+}
+
+impl Service for ServerService {
+    async fn handle(&self, peer: Arc<Peer>, request: Frame) -> Frame {
+        let decoded = match request.decode_request() {
+            Ok(r) => r,
+            Err(e) => return reply_frame(&Err(FsError::Malformed(e.to_string())), Bytes::new()),
+        };
+        if !role_allows(peer.role, &decoded) {
+            tracing::warn!(peer = %peer.name, role = %peer.role, "refused {:?}", std::mem::discriminant(&decoded));
+            return reply_frame(&Err(FsError::WrongRole), Bytes::new());
+        }
+        let this = self.clone();
+        let data = request.data;
+        let result = tokio::task::spawn_blocking(move || this.execute(decoded, data)).await;
+        match result {
+            Ok((reply, data)) => reply_frame(&reply, data),
+            Err(e) => reply_frame(
+                &Err(FsError::Storage(format!("handler failed: {e}"))),
+                Bytes::new(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codetta_wire::{Fid, VolumeId};
+
+    #[test]
+    fn roles_gate_calls() {
+        let read = Request::GetAttr {
+            fid: Fid::root(VolumeId(1)),
+        };
+        let admin = Request::CreateVolume { name: "v".into() };
+        assert!(role_allows(Role::Client, &read));
+        assert!(!role_allows(Role::Server, &read));
+        assert!(!role_allows(Role::Admin, &read));
+        assert!(role_allows(Role::Admin, &admin));
+        assert!(!role_allows(Role::Client, &admin));
+        assert!(!role_allows(Role::Server, &admin));
+        assert!(role_allows(Role::Server, &Request::Hello));
+    }
+}

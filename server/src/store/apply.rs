@@ -1,0 +1,991 @@
+//! Applying a batch of update records: one write transaction, one durable commit.
+//!
+//! Each record is first *planned* against the transaction's current state by code that can
+//! only read (a [`Planner`] borrows the tables immutably), then the plan is *executed*. A
+//! record that fails planning has changed nothing; its error is its answer and it still
+//! counts as applied. A failure while executing, a storage error anywhere, an exceeded
+//! capacity or a failed commit aborts the whole transaction: every record of the batch gets
+//! that error and nothing of the batch persists, including the applied-sequence rows, so
+//! the client's resend applies it later. Never is a record counted applied that was not.
+
+use super::codec::{self, Dirent, Vnode, VolumeRec};
+use super::content::{self, BlockPlan, ChunkStore, Counters};
+use super::tables::{self, BlockKey, ChunkKey, DirentKey, VnodeKey};
+use super::{R, Store, StoreError, get_entry, load_vnode, meta_u64, put_meta_u64};
+use codetta_wire::update::{Op, RecordOutcome, UpdateRecord};
+use codetta_wire::{Fid, FileType, FsError, Name, ReplicaId, SetAttrs, Time};
+use redb::{ReadableTable, Table, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many recent outcomes are kept per (incarnation, volume), so that a resent record is
+/// answered exactly as it was the first time (a guarded create that failed must not look
+/// like a success on resend). Older resends get the best answer the current state gives.
+const RECENT_OUTCOMES: usize = 256;
+
+/// The `applied` row of one (incarnation, volume).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AppliedRec {
+    /// Highest sequence number applied; the next acceptable one is `seq + 1`.
+    pub seq: u64,
+    /// Outcomes of the last [`RECENT_OUTCOMES`] records, oldest first.
+    pub recent: VecDeque<(u64, RecordOutcome)>,
+}
+
+/// Why planning a record stopped.
+pub(crate) enum Fail {
+    /// The record's answer: nothing was changed.
+    Answer(FsError),
+    /// The storage failed: abort the batch.
+    Abort(StoreError),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        match e {
+            StoreError::Db(_) => Fail::Abort(e),
+            other => Fail::Answer(other.into()),
+        }
+    }
+}
+
+impl From<FsError> for Fail {
+    fn from(e: FsError) -> Fail {
+        Fail::Answer(e)
+    }
+}
+
+/// Everything one record will change, decided before anything is written.
+#[derive(Debug, Default)]
+pub(crate) struct Plan<'d> {
+    /// The record's answer when it succeeds.
+    pub answer: Option<Fid>,
+    /// Directory entries removed, then added.
+    pub unlink: Vec<(Fid, Name)>,
+    pub link: Vec<(Fid, Name, Dirent)>,
+    /// Objects removed with their blocks.
+    pub delete: Vec<Fid>,
+    /// Block changes of one file (its record must be in `put`, whose digest they update).
+    pub blocks: Option<(Fid, BlockPlan<'d>)>,
+    /// Object records written last (new or changed).
+    pub put: Vec<(Fid, Vnode)>,
+    /// How many of `put` are new objects.
+    pub created: u64,
+}
+
+impl Plan<'_> {
+    fn answer(fid: Option<Fid>) -> Self {
+        Plan {
+            answer: fid,
+            ..Plan::default()
+        }
+    }
+}
+
+/// The tables of one write transaction.
+pub(crate) struct WriteTables<'txn> {
+    pub meta: Table<'txn, &'static str, &'static [u8]>,
+    pub volumes: Table<'txn, u32, &'static [u8]>,
+    pub vnodes: Table<'txn, VnodeKey, &'static [u8]>,
+    pub dirents: Table<'txn, DirentKey, &'static [u8]>,
+    pub blocks: Table<'txn, BlockKey, &'static [u8]>,
+    pub chunks: Table<'txn, ChunkKey, &'static [u8]>,
+    pub tails: Table<'txn, ChunkKey, &'static [u8]>,
+    pub refs: Table<'txn, ChunkKey, &'static [u8]>,
+    pub applied: Table<'txn, (u32, u32), &'static [u8]>,
+    pub counters: Counters,
+}
+
+impl<'txn> WriteTables<'txn> {
+    pub(crate) fn open(txn: &'txn WriteTransaction) -> R<Self> {
+        let meta = txn.open_table(tables::META)?;
+        let counters = Counters {
+            chunk_bytes: meta_u64(&meta, tables::meta::CHUNK_BYTES)?.unwrap_or(0),
+            vnodes: meta_u64(&meta, tables::meta::VNODES)?.unwrap_or(0),
+        };
+        Ok(WriteTables {
+            meta,
+            volumes: txn.open_table(tables::VOLUMES)?,
+            vnodes: txn.open_table(tables::VNODES)?,
+            dirents: txn.open_table(tables::DIRENTS)?,
+            blocks: txn.open_table(tables::BLOCKS)?,
+            chunks: txn.open_table(tables::CHUNKS)?,
+            tails: txn.open_table(tables::CHUNK_TAILS)?,
+            refs: txn.open_table(tables::CHUNK_REFS)?,
+            applied: txn.open_table(tables::APPLIED)?,
+            counters,
+        })
+    }
+
+    fn save_counters(&mut self) -> R<()> {
+        put_meta_u64(
+            &mut self.meta,
+            tables::meta::CHUNK_BYTES,
+            self.counters.chunk_bytes,
+        )?;
+        put_meta_u64(&mut self.meta, tables::meta::VNODES, self.counters.vnodes)
+    }
+
+    /// Writes a plan. Every error here aborts the batch.
+    fn execute(&mut self, plan: Plan<'_>) -> R<()> {
+        let Plan {
+            answer: _,
+            unlink,
+            link,
+            delete,
+            blocks,
+            mut put,
+            created,
+        } = plan;
+        for (dir, name) in &unlink {
+            self.dirents
+                .remove((dir.volume.0, dir.vnode, name.cookie(), name.as_bytes()))?;
+        }
+        for (dir, name, entry) in &link {
+            self.dirents.insert(
+                (dir.volume.0, dir.vnode, name.cookie(), name.as_bytes()),
+                codec::encode(entry)?.as_slice(),
+            )?;
+        }
+        let mut store = ChunkStore {
+            chunks: &mut self.chunks,
+            tails: &mut self.tails,
+            refs: &mut self.refs,
+            counters: &mut self.counters,
+        };
+        for fid in &delete {
+            let key = (fid.volume.0, fid.vnode);
+            content::drop_blocks(&mut self.blocks, &mut store, key, 0, None)?;
+            if self.vnodes.remove(key)?.is_some() {
+                store.counters.vnodes = store.counters.vnodes.saturating_sub(1);
+            }
+        }
+        if let Some((fid, block_plan)) = &blocks {
+            let (_, file) = put
+                .iter_mut()
+                .find(|(f, _)| f == fid)
+                .ok_or_else(|| FsError::Storage("block plan without its file".into()))?;
+            let key = (fid.volume.0, fid.vnode);
+            content::apply_blocks(
+                &mut self.blocks,
+                &mut store,
+                key,
+                block_plan,
+                &mut file.digest,
+            )?;
+        }
+        store.counters.vnodes += created;
+        for (fid, v) in &put {
+            self.vnodes
+                .insert((fid.volume.0, fid.vnode), codec::encode(v)?.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
+/// Read-only view used to plan one record.
+pub(crate) struct Planner<'a, 'txn> {
+    pub t: &'a WriteTables<'txn>,
+    /// This server's replica of the record's volume: the vector key every change bumps.
+    pub replica: ReplicaId,
+    /// The record's time: every time the update sets.
+    pub time: Time,
+}
+
+impl Planner<'_, '_> {
+    pub(crate) fn load(&self, fid: Fid) -> Result<Vnode, Fail> {
+        Ok(load_vnode(&self.t.vnodes, &self.t.volumes, fid)?)
+    }
+
+    pub(crate) fn load_dir(&self, fid: Fid) -> Result<Vnode, Fail> {
+        let v = self.load(fid)?;
+        if v.ftype != FileType::Directory {
+            return Err(FsError::NotDir.into());
+        }
+        Ok(v)
+    }
+
+    pub(crate) fn entry(&self, dir: Fid, name: &Name) -> Result<Option<Dirent>, Fail> {
+        Ok(get_entry(&self.t.dirents, dir, name)?)
+    }
+
+    /// Marks `v` changed by this update: ctime (and mtime if `data`) and a vector bump.
+    pub(crate) fn touch(&self, v: &mut Vnode, data: bool) {
+        v.ctime = self.time;
+        if data {
+            v.mtime = self.time;
+        }
+        v.version.bump(self.replica);
+    }
+
+    /// Plans a SETATTR.
+    fn setattr(&self, fid: Fid, set: &SetAttrs) -> Result<Plan<'static>, Fail> {
+        let mut v = self.load(fid)?;
+        let mut plan = Plan::answer(None);
+        if let Some(size) = set.size {
+            match v.ftype {
+                FileType::Regular => {}
+                FileType::Directory => return Err(FsError::IsDir.into()),
+                FileType::Symlink => return Err(FsError::Invalid.into()),
+            }
+            if let Some(blocks) = content::plan_resize(
+                &self.t.blocks,
+                &self.t.chunks,
+                &self.t.tails,
+                (fid.volume.0, fid.vnode),
+                v.size,
+                size,
+            )? {
+                plan.blocks = Some((fid, blocks));
+            }
+            if size != v.size {
+                v.mtime = self.time;
+            }
+            v.size = size;
+        }
+        if let Some(mode) = set.mode {
+            v.mode = mode & 0o7777;
+        }
+        if let Some(uid) = set.uid {
+            v.uid = uid;
+        }
+        if let Some(gid) = set.gid {
+            v.gid = gid;
+        }
+        if let Some(atime) = set.atime {
+            v.atime = atime;
+        }
+        self.touch(&mut v, false);
+        if let Some(mtime) = set.mtime {
+            v.mtime = mtime;
+        }
+        plan.put.push((fid, v));
+        Ok(plan)
+    }
+
+    /// Plans a WRITE of `data` (checked against `hash`) at `offset`.
+    fn write<'d>(
+        &self,
+        fid: Fid,
+        offset: u64,
+        data: &'d [u8],
+        hash: [u8; 32],
+    ) -> Result<Plan<'d>, Fail> {
+        let mut v = self.load(fid)?;
+        match v.ftype {
+            FileType::Regular => {}
+            FileType::Directory => return Err(FsError::IsDir.into()),
+            FileType::Symlink => return Err(FsError::Invalid.into()),
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or(FsError::Invalid)?;
+        if blake3::hash(data).as_bytes() != &hash {
+            return Err(FsError::Malformed("write data does not match its hash".into()).into());
+        }
+        let writes = content::plan_write(
+            &self.t.blocks,
+            &self.t.chunks,
+            &self.t.tails,
+            (fid.volume.0, fid.vnode),
+            offset,
+            data,
+            hash,
+        )?;
+        if !data.is_empty() {
+            v.size = v.size.max(end);
+        }
+        self.touch(&mut v, true);
+        Ok(Plan {
+            blocks: Some((
+                fid,
+                BlockPlan {
+                    truncate_to: None,
+                    writes,
+                },
+            )),
+            put: vec![(fid, v)],
+            ..Plan::default()
+        })
+    }
+
+    /// Plans any record.
+    fn plan<'d>(&self, op: &Op, data: &'d [u8]) -> Result<Plan<'d>, Fail> {
+        match op {
+            Op::Create {
+                dir,
+                name,
+                fid,
+                new,
+                how,
+            } => self.create(*dir, name, *fid, new, *how),
+            Op::Mkdir {
+                dir,
+                name,
+                fid,
+                new,
+            } => self.mkdir(*dir, name, *fid, new),
+            Op::Symlink {
+                dir,
+                name,
+                fid,
+                new,
+                target,
+            } => self.symlink(*dir, name, *fid, new, target),
+            Op::Remove { dir, name } => self.remove(*dir, name),
+            Op::Rmdir { dir, name } => self.rmdir(*dir, name),
+            Op::Rename {
+                from_dir,
+                from_name,
+                to_dir,
+                to_name,
+            } => self.rename(*from_dir, from_name, *to_dir, to_name),
+            Op::SetAttr { fid, set } => self.setattr(*fid, set),
+            Op::Write {
+                fid, offset, hash, ..
+            } => self.write(*fid, *offset, data, *hash),
+        }
+    }
+}
+
+/// The state of one batch: tables plus per-batch caches written back before commit.
+struct Batch<'txn> {
+    t: WriteTables<'txn>,
+    volumes: BTreeMap<u32, Option<VolumeRec>>,
+    applied: BTreeMap<(u32, u32), AppliedRec>,
+}
+
+impl Batch<'_> {
+    fn volume(&mut self, id: u32) -> R<Option<VolumeRec>> {
+        if let Some(v) = self.volumes.get(&id) {
+            return Ok(v.clone());
+        }
+        let rec = match self.t.volumes.get(id)? {
+            Some(g) => Some(codec::decode::<VolumeRec>("volumes", g.value())?),
+            None => None,
+        };
+        self.volumes.insert(id, rec.clone());
+        Ok(rec)
+    }
+
+    fn applied(&mut self, key: (u32, u32)) -> R<&mut AppliedRec> {
+        if !self.applied.contains_key(&key) {
+            let rec = match self.t.applied.get(key)? {
+                Some(g) => codec::decode("applied", g.value())?,
+                None => AppliedRec::default(),
+            };
+            self.applied.insert(key, rec);
+        }
+        self.applied
+            .get_mut(&key)
+            .ok_or_else(|| StoreError::Fs(FsError::Storage("applied cache".into())))
+    }
+
+    /// The answer to a record applied before: its stored outcome, or for an older create
+    /// the object its name maps to now.
+    fn resend_answer(&mut self, key: (u32, u32), record: &UpdateRecord) -> R<RecordOutcome> {
+        let seq = record.id.seq;
+        let rec = self.applied(key)?;
+        if let Some((_, outcome)) = rec.recent.iter().find(|(s, _)| *s == seq) {
+            return Ok(outcome.clone());
+        }
+        let (dir, name) = match &record.op {
+            Op::Create { dir, name, .. }
+            | Op::Mkdir { dir, name, .. }
+            | Op::Symlink { dir, name, .. } => (*dir, name),
+            _ => return Ok(Ok(None)),
+        };
+        match get_entry(&self.t.dirents, dir, name) {
+            Ok(entry) => Ok(Ok(entry.map(|e| e.fid))),
+            Err(e @ StoreError::Db(_)) => Err(e),
+            Err(_) => Ok(Ok(None)),
+        }
+    }
+
+    /// Applies one record (or answers it without applying). `Err` aborts the batch.
+    fn apply(&mut self, record: &UpdateRecord, data: &[u8]) -> R<RecordOutcome> {
+        let volume = record.op.target().volume;
+        let Some(vol) = self.volume(volume.0)? else {
+            return Ok(Err(FsError::UnknownVolume));
+        };
+        let key = (record.id.incarnation.0, volume.0);
+        let seq = record.id.seq;
+        let last = self.applied(key)?.seq;
+        if seq <= last {
+            return self.resend_answer(key, record);
+        }
+        if seq != last + 1 {
+            return Ok(Err(FsError::OutOfOrder));
+        }
+        let planner = Planner {
+            t: &self.t,
+            replica: vol.replica,
+            time: record.time,
+        };
+        let outcome = match planner.plan(&record.op, data) {
+            Ok(plan) => {
+                let answer = plan.answer;
+                self.t.execute(plan)?;
+                Ok(answer)
+            }
+            Err(Fail::Answer(e)) => {
+                tracing::debug!(?record.id, error = %e, "record refused");
+                Err(e)
+            }
+            Err(Fail::Abort(e)) => return Err(e),
+        };
+        let rec = self.applied(key)?;
+        rec.seq = seq;
+        rec.recent.push_back((seq, outcome.clone()));
+        while rec.recent.len() > RECENT_OUTCOMES {
+            rec.recent.pop_front();
+        }
+        Ok(outcome)
+    }
+
+    fn save(&mut self) -> R<()> {
+        for (key, rec) in &self.applied {
+            self.t
+                .applied
+                .insert(*key, codec::encode(rec)?.as_slice())?;
+        }
+        self.t.save_counters()
+    }
+}
+
+impl Store {
+    /// Applies a batch of records from one client log in one transaction, committed
+    /// durably once. `data` holds the bytes of the batch's writes, concatenated in record
+    /// order. Returns one outcome per record, in order.
+    ///
+    /// Per record: a sequence number at or below the last applied one (for its incarnation
+    /// and volume) is answered as it was the first time and not applied again; one more
+    /// than the last is applied (or refused with its error, which also counts as applied);
+    /// anything further ahead is `OutOfOrder` and not applied. If the batch as a whole
+    /// fails (storage error, capacity exceeded, commit failed, `data` of the wrong length)
+    /// every record gets that error and nothing is applied.
+    pub fn apply_batch(&self, records: &[UpdateRecord], data: &[u8]) -> Vec<RecordOutcome> {
+        match self.try_apply_batch(records, data) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let e = FsError::from(e);
+                tracing::warn!(records = records.len(), error = %e, "batch not applied");
+                vec![Err(e); records.len()]
+            }
+        }
+    }
+
+    fn try_apply_batch(&self, records: &[UpdateRecord], data: &[u8]) -> R<Vec<RecordOutcome>> {
+        let mut slices = Vec::with_capacity(records.len());
+        let mut pos = 0usize;
+        for r in records {
+            let end = pos
+                .checked_add(r.op.data_len())
+                .filter(|end| *end <= data.len())
+                .ok_or_else(|| FsError::Malformed("data section shorter than the writes".into()))?;
+            slices.push(&data[pos..end]);
+            pos = end;
+        }
+        if pos != data.len() {
+            return Err(FsError::Malformed("data section longer than the writes".into()).into());
+        }
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_write()?;
+        let result = (|| -> R<Vec<RecordOutcome>> {
+            let t = WriteTables::open(&txn)?;
+            let before = t.counters.chunk_bytes;
+            let mut batch = Batch {
+                t,
+                volumes: BTreeMap::new(),
+                applied: BTreeMap::new(),
+            };
+            let mut outcomes = Vec::with_capacity(records.len());
+            for (record, bytes) in records.iter().zip(slices) {
+                outcomes.push(batch.apply(record, bytes)?);
+            }
+            let after = batch.t.counters.chunk_bytes;
+            if let Some(cap) = self.options.capacity_bytes
+                && after > cap
+                && after > before
+            {
+                tracing::warn!(
+                    capacity = cap,
+                    would_store = after,
+                    "batch refused: capacity exceeded"
+                );
+                return Err(FsError::NoSpace.into());
+            }
+            batch.save()?;
+            Ok(outcomes)
+        })();
+        match result {
+            Ok(outcomes) => {
+                txn.commit()?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                if let Err(abort) = txn.abort() {
+                    tracing::warn!(error = %abort, "aborting a write transaction failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::testutil::{Fx, Gen, T0, name};
+    use super::super::{Store, StoreOptions};
+    use codetta_wire::update::{CreateHow, NewObject, Op, UpdateRecord};
+    use codetta_wire::{Fid, FsError, SetAttrs, Time, VvOrdering};
+
+    fn records(g: &mut Gen, ops: Vec<Op>) -> Vec<UpdateRecord> {
+        ops.into_iter().map(|op| g.rec(op)).collect()
+    }
+
+    #[test]
+    fn a_resent_batch_is_answered_not_reapplied() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let (c, f) = fx.g.create_op(root, "f", CreateHow::Guarded);
+        let (m, d) = fx.g.mkdir_op(root, "d");
+        let data = b"some bytes".to_vec();
+        let ops = vec![
+            c,
+            m,
+            Gen::write_op(f, 0, &data),
+            Op::Remove {
+                dir: root,
+                name: name("missing"),
+            },
+        ];
+        let recs = records(&mut fx.g, ops);
+        let first = fx.store.apply_batch(&recs, &data);
+        assert_eq!(
+            first,
+            vec![Ok(Some(f)), Ok(Some(d)), Ok(None), Err(FsError::NotFound)]
+        );
+        let states = (fx.state(root), fx.state(f), fx.state(d));
+        let again = fx.store.apply_batch(&recs, &data);
+        assert_eq!(again, first, "the same answers, including the error");
+        assert_eq!(
+            (fx.state(root), fx.state(f), fx.state(d)),
+            states,
+            "nothing applied twice"
+        );
+
+        // Answers survive a restart.
+        let mut fx = fx.reopened(StoreOptions::default());
+        assert_eq!(fx.store.apply_batch(&recs[..2], &[]), first[..2].to_vec());
+
+        // Past the window of kept answers, a resent create is answered with the object its
+        // name maps to, and other records with plain success.
+        let touch = |fid| Op::SetAttr {
+            fid,
+            set: SetAttrs::default(),
+        };
+        let many = (0..super::RECENT_OUTCOMES + 10)
+            .map(|_| (touch(f), Vec::new()))
+            .collect();
+        assert!(fx.batch(many).iter().all(|o| *o == Ok(None)));
+        let states = (fx.state(root), fx.state(f), fx.state(d));
+        assert_eq!(
+            fx.store.apply_batch(&recs, &data),
+            vec![Ok(Some(f)), Ok(Some(d)), Ok(None), Ok(None)]
+        );
+        assert_eq!((fx.state(root), fx.state(f), fx.state(d)), states);
+    }
+
+    #[test]
+    fn a_gap_in_sequence_numbers_is_refused() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let (c1, f1) = fx.g.create_op(root, "one", CreateHow::Guarded);
+        let (c2, f2) = fx.g.create_op(root, "two", CreateHow::Guarded);
+        let r1 = fx.g.rec(c1);
+        let r2 = fx.g.rec(c2);
+        assert_eq!(
+            fx.store.apply_batch(std::slice::from_ref(&r2), &[]),
+            vec![Err(FsError::OutOfOrder)]
+        );
+        assert_eq!(fx.lookup(root, "two"), Err(FsError::NotFound));
+        // In one batch a gap refuses the later record only.
+        let (c4, _) = fx.g.create_op(root, "four", CreateHow::Guarded);
+        fx.g.seq += 1;
+        let r4 = fx.g.rec(c4);
+        assert_eq!(
+            fx.store.apply_batch(&[r1, r2, r4], &[]),
+            vec![Ok(Some(f1)), Ok(Some(f2)), Err(FsError::OutOfOrder)]
+        );
+        assert_eq!(fx.lookup(root, "four"), Err(FsError::NotFound));
+    }
+
+    #[test]
+    fn a_resent_guarded_create_that_failed_still_fails() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let theirs = fx.create(root, "index.lock");
+        let (op, _) = fx.g.create_op(root, "index.lock", CreateHow::Guarded);
+        let rec = fx.g.rec(op);
+        let first = fx.store.apply_batch(std::slice::from_ref(&rec), &[]);
+        assert_eq!(first, vec![Err(FsError::Exists)]);
+        assert_eq!(fx.store.apply_batch(&[rec], &[]), first);
+        assert_eq!(fx.lookup(root, "index.lock").unwrap().fid, theirs);
+    }
+
+    #[test]
+    fn a_batch_over_capacity_leaves_nothing_behind() {
+        let cap = 100_000;
+        let mut fx = Fx::with_options(StoreOptions {
+            capacity_bytes: Some(cap),
+        });
+        let root = fx.root();
+        let a = fx.create(root, "a");
+        fx.write(a, 0, &[1u8; 65_536]);
+        let space = fx.store.space().unwrap();
+        assert_eq!(
+            (space.total_bytes, space.used_bytes, space.free_bytes),
+            (cap, 65_536, cap - 65_536)
+        );
+
+        let seq_before = fx.g.seq;
+        let (c, b) = fx.g.create_op(root, "b", CreateHow::Guarded);
+        let data = vec![2u8; 65_536];
+        let recs = records(&mut fx.g, vec![c, Gen::write_op(b, 0, &data)]);
+        let root_before = fx.state(root);
+        let out = fx.store.apply_batch(&recs, &data);
+        assert_eq!(out, vec![Err(FsError::NoSpace), Err(FsError::NoSpace)]);
+        assert_eq!(fx.lookup(root, "b"), Err(FsError::NotFound));
+        assert_eq!(fx.state(root), root_before);
+        assert_eq!(fx.store.space().unwrap().used_bytes, 65_536);
+        assert_eq!(fx.store.storage_stats().unwrap().chunks, 1);
+
+        // Freeing space works while full, and the refused batch applies later as sent.
+        let overwrite = vec![3u8; 65_536];
+        let rec = Gen::write_op(a, 0, &overwrite);
+        // Not yet: the refused batch's sequence numbers were not consumed.
+        fx.g.seq = seq_before + 2;
+        let r = fx.g.rec(rec);
+        assert_eq!(
+            fx.store.apply_batch(&[r], &overwrite),
+            vec![Err(FsError::OutOfOrder)]
+        );
+        let fx = fx.reopened(StoreOptions::default());
+        assert_eq!(
+            fx.store.apply_batch(&recs, &data),
+            vec![Ok(Some(b)), Ok(None)]
+        );
+        assert_eq!(fx.read_all(b), data);
+    }
+
+    #[test]
+    fn data_of_the_wrong_length_refuses_the_batch() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let (c, f) = fx.g.create_op(root, "f", CreateHow::Guarded);
+        let recs = records(&mut fx.g, vec![c, Gen::write_op(f, 0, b"abc")]);
+        for data in [&b"ab"[..], &b"abcd"[..]] {
+            let out = fx.store.apply_batch(&recs, data);
+            assert!(out.iter().all(|o| matches!(o, Err(FsError::Malformed(_)))));
+        }
+        assert_eq!(fx.lookup(root, "f"), Err(FsError::NotFound));
+        assert_eq!(
+            fx.store.apply_batch(&recs, b"abc"),
+            vec![Ok(Some(f)), Ok(None)]
+        );
+        assert!(fx.store.apply_batch(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn unknown_volume_and_cross_volume_fids() {
+        let mut fx = Fx::new();
+        let mut g = Gen::new(codetta_wire::VolumeId(99), fx.g.incarnation);
+        let ghost = Fid::root(codetta_wire::VolumeId(99));
+        let (op, _) = g.create_op(ghost, "x", CreateHow::Guarded);
+        let rec = g.rec(op);
+        assert_eq!(
+            fx.store.apply_batch(&[rec], &[]),
+            vec![Err(FsError::UnknownVolume)]
+        );
+        // The client's sequence for the real volume is untouched.
+        let f = fx.create(fx.root(), "ok");
+        assert_eq!(fx.lookup(fx.root(), "ok").unwrap().fid, f);
+    }
+
+    /// Every change bumps the changed objects' vectors by this replica and changes their
+    /// tags; reading does not.
+    #[test]
+    fn versions_and_tags_follow_every_change() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let replica = fx.store.replica_of(fx.vol.id).unwrap();
+        let r0 = fx.state(root);
+        let f = fx.create(root, "f");
+        let r1 = fx.state(root);
+        assert_eq!(r1.version.compare(&r0.version), VvOrdering::Dominates);
+        assert_eq!(r1.version.get(replica), r0.version.get(replica) + 1);
+        assert_ne!(r1.tag, r0.tag);
+        let f0 = fx.state(f);
+        assert_eq!(f0.version.get(replica), 1);
+
+        let mut last = f0;
+        let changes: [fn(&mut Fx, Fid); 5] = [
+            |fx, f| fx.write(f, 0, b"abc"),
+            |fx, f| fx.write(f, 1, b"X"),
+            |fx, f| fx.truncate(f, 100_000),
+            |fx, f| fx.truncate(f, 2),
+            |fx, f| {
+                let set = SetAttrs {
+                    mode: Some(0o600),
+                    ..SetAttrs::default()
+                };
+                assert_eq!(fx.one(Op::SetAttr { fid: f, set }), Ok(None));
+            },
+        ];
+        for change in changes {
+            change(&mut fx, f);
+            let now = fx.state(f);
+            assert_eq!(now.version.compare(&last.version), VvOrdering::Dominates);
+            assert_ne!(now.tag, last.tag);
+            last = now;
+        }
+        assert_eq!(
+            fx.state(root).version,
+            r1.version,
+            "file changes leave the directory alone"
+        );
+        let _ = fx.store.read(f, 0, 10).unwrap();
+        assert_eq!(fx.state(f), last, "reading changes nothing");
+    }
+
+    /// Two stores that apply the same records hold equal replicated state.
+    #[test]
+    fn the_same_records_give_the_same_tags_on_two_stores() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let stores: Vec<Store> = dirs
+            .iter()
+            .map(|d| Store::open(&d.path().join("s.redb"), StoreOptions::default()).unwrap())
+            .collect();
+        let vols: Vec<_> = stores
+            .iter()
+            .map(|s| s.create_volume("vol", T0).unwrap())
+            .collect();
+        assert_eq!(vols[0], vols[1]);
+        let root = vols[0].root;
+        let mut g = Gen::new(vols[0].id, codetta_wire::Incarnation(7));
+        let mut batches: Vec<(Vec<UpdateRecord>, Vec<u8>)> = Vec::new();
+        let (c1, f1) = g.create_op(root, "f1", CreateHow::Exclusive([3; 8]));
+        let (m1, d1) = g.mkdir_op(root, "d1");
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        batches.push((
+            records(&mut g, vec![c1, m1, Gen::write_op(f1, 10, &big)]),
+            big.clone(),
+        ));
+        let (c2, f2) = g.create_op(d1, "f2", CreateHow::Unchecked { truncate: false });
+        let sym = Op::Symlink {
+            dir: d1,
+            name: name("s"),
+            fid: g.fid(),
+            new: NewObject {
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+            },
+            target: b"f2".to_vec(),
+        };
+        let ops = vec![
+            c2,
+            sym,
+            Gen::write_op(f2, 70_000, b"tail"),
+            Op::Rename {
+                from_dir: root,
+                from_name: name("f1"),
+                to_dir: d1,
+                to_name: name("renamed"),
+            },
+            Op::SetAttr {
+                fid: f2,
+                set: SetAttrs {
+                    size: Some(65_540),
+                    mtime: Some(Time { secs: 42, nanos: 1 }),
+                    ..SetAttrs::default()
+                },
+            },
+        ];
+        batches.push((records(&mut g, ops), b"tail".to_vec()));
+        for s in &stores {
+            for (recs, data) in &batches {
+                assert!(s.apply_batch(recs, data).iter().all(Result::is_ok));
+            }
+        }
+        let all = [root, f1, d1, f2];
+        for fid in all {
+            let (a, b) = (
+                stores[0].getattr(fid).unwrap(),
+                stores[1].getattr(fid).unwrap(),
+            );
+            assert_eq!(a, b, "{fid}");
+        }
+        let (_, la, _) = stores[0].readdir(d1, 0, 100, true).unwrap();
+        let (_, lb, _) = stores[1].readdir(d1, 0, 100, true).unwrap();
+        assert_eq!(la, lb);
+        assert_eq!(la.len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod random_ops {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::testutil::{Gen, T0, check_consistency, name};
+    use super::super::{Store, StoreOptions};
+    use codetta_wire::update::{CreateHow, NewObject, Op, UpdateRecord};
+    use codetta_wire::{Fid, SetAttrs};
+    use proptest::prelude::*;
+
+    /// An op in terms of indexes into the fids made so far, so shrinking stays meaningful.
+    #[derive(Debug, Clone)]
+    enum Act {
+        Create(usize, u8, u8),
+        Mkdir(usize, u8),
+        Symlink(usize, u8),
+        Remove(usize, u8),
+        Rmdir(usize, u8),
+        Rename(usize, u8, usize, u8),
+        Write(usize, u32, u16, u8),
+        Resize(usize, u32),
+    }
+
+    fn act() -> impl Strategy<Value = Act> {
+        let i = 0usize..12;
+        let n = 0u8..4;
+        prop_oneof![
+            (i.clone(), n.clone(), 0u8..4).prop_map(|(d, n, h)| Act::Create(d, n, h)),
+            (i.clone(), n.clone()).prop_map(|(d, n)| Act::Mkdir(d, n)),
+            (i.clone(), n.clone()).prop_map(|(d, n)| Act::Symlink(d, n)),
+            (i.clone(), n.clone()).prop_map(|(d, n)| Act::Remove(d, n)),
+            (i.clone(), n.clone()).prop_map(|(d, n)| Act::Rmdir(d, n)),
+            (i.clone(), n.clone(), i.clone(), n.clone())
+                .prop_map(|(a, x, b, y)| Act::Rename(a, x, b, y)),
+            (i.clone(), 0u32..200_000, any::<u16>(), any::<u8>())
+                .prop_map(|(f, o, l, s)| Act::Write(f, o, l, s)),
+            (i, 0u32..200_000).prop_map(|(f, s)| Act::Resize(f, s)),
+        ]
+    }
+
+    fn to_op(g: &mut Gen, fids: &mut Vec<Fid>, act: &Act, data: &mut Vec<u8>) -> Op {
+        let pick = |i: usize| fids[i % fids.len()];
+        let nm = |n: u8| name(["a", "b", "c", "d"][n as usize % 4]);
+        let new = NewObject {
+            mode: 0o755,
+            uid: 1,
+            gid: 1,
+        };
+        match *act {
+            Act::Create(d, n, h) => {
+                let fid = g.fid();
+                fids.push(fid);
+                let how = match h {
+                    0 => CreateHow::Guarded,
+                    1 => CreateHow::Exclusive([h; 8]),
+                    2 => CreateHow::Unchecked { truncate: true },
+                    _ => CreateHow::Unchecked { truncate: false },
+                };
+                Op::Create {
+                    dir: pick(d),
+                    name: nm(n),
+                    fid,
+                    new,
+                    how,
+                }
+            }
+            Act::Mkdir(d, n) => {
+                let fid = g.fid();
+                fids.push(fid);
+                Op::Mkdir {
+                    dir: pick(d),
+                    name: nm(n),
+                    fid,
+                    new,
+                }
+            }
+            Act::Symlink(d, n) => {
+                let fid = g.fid();
+                fids.push(fid);
+                Op::Symlink {
+                    dir: pick(d),
+                    name: nm(n),
+                    fid,
+                    new,
+                    target: b"t".to_vec(),
+                }
+            }
+            Act::Remove(d, n) => Op::Remove {
+                dir: pick(d),
+                name: nm(n),
+            },
+            Act::Rmdir(d, n) => Op::Rmdir {
+                dir: pick(d),
+                name: nm(n),
+            },
+            Act::Rename(a, x, b, y) => Op::Rename {
+                from_dir: pick(a),
+                from_name: nm(x),
+                to_dir: pick(b),
+                to_name: nm(y),
+            },
+            Act::Write(f, off, len, seed) => {
+                let bytes = vec![seed; usize::from(len) % 70_000];
+                let op = Gen::write_op(pick(f), u64::from(off), &bytes);
+                data.extend_from_slice(&bytes);
+                op
+            }
+            Act::Resize(f, size) => Op::SetAttr {
+                fid: pick(f),
+                set: SetAttrs {
+                    size: Some(u64::from(size)),
+                    ..SetAttrs::default()
+                },
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+        /// Random (often invalid) operations never panic, keep every invariant, and give
+        /// two stores the same state.
+        #[test]
+        fn random_operations_keep_invariants_and_agree(acts in proptest::collection::vec(act(), 1..40), per_batch in 1usize..8) {
+            let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+            let stores: Vec<Store> = dirs
+                .iter()
+                .map(|d| Store::open(&d.path().join("s.redb"), StoreOptions::default()).unwrap())
+                .collect();
+            let vol = stores[0].create_volume("v", T0).unwrap();
+            stores[1].create_volume("v", T0).unwrap();
+            let mut g = Gen::new(vol.id, codetta_wire::Incarnation(1));
+            let mut fids = vec![vol.root];
+            for group in acts.chunks(per_batch) {
+                let mut data = Vec::new();
+                let records: Vec<UpdateRecord> = group
+                    .iter()
+                    .map(|a| {
+                        let op = to_op(&mut g, &mut fids, a, &mut data);
+                        g.rec(op)
+                    })
+                    .collect();
+                let a = stores[0].apply_batch(&records, &data);
+                let b = stores[1].apply_batch(&records, &data);
+                prop_assert_eq!(&a, &b);
+                prop_assert!(a.iter().all(|o| !matches!(o, Err(codetta_wire::FsError::Storage(_) | codetta_wire::FsError::OutOfOrder))), "{:?}", a);
+                check_consistency(&stores[0]);
+            }
+            for fid in &fids {
+                prop_assert_eq!(stores[0].getattr(*fid), stores[1].getattr(*fid));
+            }
+        }
+    }
+}

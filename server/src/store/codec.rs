@@ -1,0 +1,178 @@
+//! Persisted value formats: one version byte, then a postcard body.
+//!
+//! Each record type here is stored in exactly one table (see [`super::tables`]). Postcard
+//! encodes integers as varints, structs as their fields in order, `Option` as a 0/1 byte and
+//! sequences with a varint length; the golden-byte tests below pin the formats, including
+//! the serde layout of the wire types they embed (`Fid`, `Time`, `VersionVector`, ...).
+
+use super::StoreError;
+use codetta_wire::tag::SetDigest;
+use codetta_wire::{Fid, FileType, ReplicaId, Time, VersionVector};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The format version of every value written by this build (also `meta/format`).
+pub(crate) const FORMAT_VERSION: u8 = 1;
+
+/// Encodes `value` as the version byte followed by its postcard body.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_extend(value, vec![FORMAT_VERSION]).map_err(|e| StoreError::Decode {
+        table: "(encode)",
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes a value of `table`; a wrong version byte or trailing bytes are errors.
+pub(crate) fn decode<T: DeserializeOwned>(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    let bad = |reason: String| StoreError::Decode { table, reason };
+    let Some((&version, body)) = bytes.split_first() else {
+        return Err(bad("empty value".into()));
+    };
+    if version != FORMAT_VERSION {
+        return Err(bad(format!("value format version {version}")));
+    }
+    let (value, rest) = postcard::take_from_bytes(body).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} trailing bytes", rest.len())));
+    }
+    Ok(value)
+}
+
+/// A volume this server holds a replica of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VolumeRec {
+    pub name: String,
+    /// This server's replica of the volume: the key it bumps in version vectors.
+    pub replica: ReplicaId,
+    pub root: Fid,
+}
+
+/// One file-system object: attributes, version, and what its content tag is made of.
+///
+/// `digest` is the [`SetDigest`] of the object's members (blocks of a file, entries of a
+/// directory), kept current by every update so the tag never needs a reread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Vnode {
+    pub unique: u32,
+    pub ftype: FileType,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// File: bytes. Symlink: target length. Directory: number of entries.
+    pub size: u64,
+    pub atime: Time,
+    pub mtime: Time,
+    pub ctime: Time,
+    pub version: VersionVector,
+    pub digest: SetDigest,
+    /// Directory: the parent directory's vnode (the root names itself). Otherwise 0.
+    pub parent: u64,
+    /// Directory: how many entries are directories (nlink = 2 + subdirs).
+    pub subdirs: u64,
+    /// Symlink: the target bytes.
+    pub target: Vec<u8>,
+    /// Regular file made by an EXCLUSIVE create: its verifier, to recognise a resend.
+    pub verifier: Option<[u8; 8]>,
+}
+
+/// The value of a directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Dirent {
+    pub fid: Fid,
+    pub ftype: FileType,
+}
+
+/// One stored block of a file: the chunk holding bytes `[0, len)` of the block. Bytes from
+/// `len` to the end of the block (or of the file) read as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BlockRef {
+    pub hash: [u8; 32],
+    pub len: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use codetta_wire::VolumeId;
+
+    #[test]
+    fn values_round_trip_and_reject_garbage() {
+        let b = BlockRef {
+            hash: [7; 32],
+            len: 65536,
+        };
+        let bytes = encode(&b).unwrap();
+        assert_eq!(decode::<BlockRef>("blocks", &bytes).unwrap(), b);
+        assert!(decode::<BlockRef>("blocks", &[]).is_err());
+        let mut wrong_version = bytes.clone();
+        wrong_version[0] = 2;
+        assert!(decode::<BlockRef>("blocks", &wrong_version).is_err());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode::<BlockRef>("blocks", &trailing).is_err());
+        assert!(decode::<BlockRef>("blocks", &bytes[..10]).is_err());
+    }
+
+    /// Pins the byte-level formats: a change here is a format change and needs a new
+    /// version byte and a migration.
+    #[test]
+    fn golden_bytes() {
+        let mut hash = [0u8; 32];
+        hash[0] = 0xAB;
+        let b = BlockRef { hash, len: 300 };
+        let mut expected = vec![1, 0xAB];
+        expected.extend([0u8; 31]);
+        expected.extend([0xAC, 0x02]);
+        assert_eq!(encode(&b).unwrap(), expected);
+
+        let d = Dirent {
+            fid: Fid {
+                volume: VolumeId(1),
+                vnode: 2,
+                unique: 3,
+            },
+            ftype: FileType::Directory,
+        };
+        assert_eq!(encode(&d).unwrap(), vec![1, 1, 2, 3, 1]);
+
+        let mut version = VersionVector::new();
+        version.bump(ReplicaId(5));
+        let v = Vnode {
+            unique: 9,
+            ftype: FileType::Symlink,
+            mode: 0o777,
+            uid: 1,
+            gid: 2,
+            size: 1,
+            atime: Time { secs: 1, nanos: 2 },
+            mtime: Time { secs: -1, nanos: 0 },
+            ctime: Time { secs: 3, nanos: 4 },
+            version,
+            digest: SetDigest([1, 0, 0, 0]),
+            parent: 0,
+            subdirs: 0,
+            target: b"x".to_vec(),
+            verifier: Some([8; 8]),
+        };
+        let expected: Vec<u8> = [
+            &[1u8, 9, 2, 0xFF, 0x03, 1, 2, 1][..],
+            &[2, 2, 1, 0, 6, 4][..],
+            &[1, 5, 1][..],
+            &[1, 0, 0, 0][..],
+            &[0, 0, 1, b'x', 1, 8, 8, 8, 8, 8, 8, 8, 8][..],
+        ]
+        .concat();
+        assert_eq!(encode(&v).unwrap(), expected);
+
+        let vol = VolumeRec {
+            name: "v".into(),
+            replica: ReplicaId(1),
+            root: Fid::root(VolumeId(1)),
+        };
+        assert_eq!(encode(&vol).unwrap(), vec![1, 1, b'v', 1, 1, 1, 1]);
+    }
+}

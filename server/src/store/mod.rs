@@ -1,0 +1,807 @@
+//! The server's storage: every volume replica it holds, in one redb database file.
+//!
+//! What must hold:
+//! - **One transaction per batch.** [`Store::apply_batch`] applies a client's sequenced
+//!   records in one write transaction and commits it durably once (group commit). Either
+//!   the whole batch commits or nothing of it does.
+//! - **At most once** (replication rule 3). The highest sequence number applied per
+//!   (client incarnation, volume) is stored in the same transaction as the updates; a resent
+//!   record is answered, not applied again.
+//! - **Replicated state is a pure function of the records.** Fids and times come from the
+//!   records; the server's clock never enters replicated state, so two replicas that applied
+//!   the same records have equal attributes and content tags (rule 5).
+//! - **Never return bad data.** Chunks are verified against their hash on every read.
+//!
+//! Layout: [`tables`] declares every table, [`codec`] the value formats, [`content`] blocks
+//! and chunks, [`namespace`] directory operations, [`tags`] content tags, `apply` the batch
+//! driver.
+
+mod apply;
+mod codec;
+mod content;
+mod namespace;
+mod tables;
+mod tags;
+
+#[cfg(test)]
+mod testutil;
+
+use codec::{Dirent, Vnode, VolumeRec};
+use codetta_wire::message::{DirEntry, ObjectState, SpaceInfo, VolumeInfo};
+use codetta_wire::tag::SetDigest;
+use codetta_wire::{
+    Attrs, Fid, FileType, FsError, Incarnation, Name, ReplicaId, Time, VersionVector, VolumeId,
+};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use std::path::{Path, PathBuf};
+use tables::{DirentKey, VnodeKey};
+use thiserror::Error;
+
+/// Largest READ answered in one call; a larger count is served short (eof stays false).
+pub const MAX_READ: u32 = 4 << 20;
+
+/// Longest symlink target in bytes.
+pub const MAX_SYMLINK_TARGET: usize = 4096;
+
+/// Longest volume name in bytes.
+pub const MAX_VOLUME_NAME: usize = 255;
+
+/// How a store is opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Capacity for file contents in bytes. A batch whose commit would leave more chunk
+    /// bytes stored than this (and more than before it) fails whole with
+    /// [`FsError::NoSpace`]. `None`: limited by the file system only.
+    pub capacity_bytes: Option<u64>,
+}
+
+/// Failures of the storage layer. Callers over the wire see them as [`FsError`] (see the
+/// `From` impl): a full disk is `NoSpace`, anything else storage-level is `Storage`.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// redb failed (I/O, corruption detected by redb, a poisoned transaction, ...).
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    /// A stored value did not decode: the file is damaged or from an unknown format.
+    #[error("undecodable {table} value: {reason}")]
+    Decode { table: &'static str, reason: String },
+    /// The database was written by a format this build does not read.
+    #[error("database format version {found} is not supported (this build reads {supported})")]
+    Format { found: u64, supported: u64 },
+    /// A file-system level answer (not found, exists, stale, ...).
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::CompactionError
+);
+
+/// True for an I/O error that means the disk is full.
+fn is_no_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
+}
+
+impl From<StoreError> for FsError {
+    fn from(e: StoreError) -> FsError {
+        match e {
+            StoreError::Fs(e) => e,
+            StoreError::Db(redb::Error::Io(io)) if is_no_space(&io) => FsError::NoSpace,
+            other => FsError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// Space figures beyond [`SpaceInfo`], for `status` and for measuring amplification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Size of the database file.
+    pub file_bytes: u64,
+    /// Bytes of redb pages in use.
+    pub allocated_bytes: u64,
+    /// Bytes inside allocated pages that hold nothing (reclaimable by compaction).
+    pub fragmented_bytes: u64,
+    /// Logical bytes of all distinct stored chunks.
+    pub chunk_bytes: u64,
+    /// Number of distinct stored chunks.
+    pub chunks: u64,
+}
+
+/// The storage of one server: volumes, objects, contents, applied-update records.
+///
+/// `Store` is `Send + Sync`; reads run concurrently, writes are serialised by redb.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    options: StoreOptions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+type R<T> = Result<T, StoreError>;
+
+fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> R<Option<u64>> {
+    match meta.get(key)? {
+        Some(g) => Ok(Some(codec::decode("meta", g.value())?)),
+        None => Ok(None),
+    }
+}
+
+fn put_meta_u64(
+    meta: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    key: &str,
+    v: u64,
+) -> R<()> {
+    meta.insert(key, codec::encode(&v)?.as_slice())?;
+    Ok(())
+}
+
+/// Loads the object `fid`: `Stale` if it is gone or its uniquifier differs,
+/// `UnknownVolume` if the volume is not held here.
+pub(crate) fn load_vnode(
+    vnodes: &impl ReadableTable<VnodeKey, &'static [u8]>,
+    volumes: &impl ReadableTable<u32, &'static [u8]>,
+    fid: Fid,
+) -> R<Vnode> {
+    match vnodes.get((fid.volume.0, fid.vnode))? {
+        Some(g) => {
+            let v: Vnode = codec::decode("vnodes", g.value())?;
+            if v.unique == fid.unique {
+                Ok(v)
+            } else {
+                Err(FsError::Stale.into())
+            }
+        }
+        None if volumes.get(fid.volume.0)?.is_none() => Err(FsError::UnknownVolume.into()),
+        None => Err(FsError::Stale.into()),
+    }
+}
+
+/// Looks up `name` in directory `dir` (a point get: the cookie is a function of the name).
+pub(crate) fn get_entry(
+    dirents: &impl ReadableTable<DirentKey, &'static [u8]>,
+    dir: Fid,
+    name: &Name,
+) -> R<Option<Dirent>> {
+    match dirents.get((dir.volume.0, dir.vnode, name.cookie(), name.as_bytes()))? {
+        Some(g) => Ok(Some(codec::decode("dirents", g.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// The attributes clients see, derived from the stored record.
+fn attrs(v: &Vnode) -> Attrs {
+    Attrs {
+        ftype: v.ftype,
+        mode: v.mode,
+        uid: v.uid,
+        gid: v.gid,
+        size: v.size,
+        nlink: match v.ftype {
+            FileType::Directory => u32::try_from(v.subdirs.saturating_add(2)).unwrap_or(u32::MAX),
+            _ => 1,
+        },
+        atime: v.atime,
+        mtime: v.mtime,
+        ctime: v.ctime,
+    }
+}
+
+/// The replicated state of `fid` as this replica holds it.
+pub(crate) fn object_state(fid: Fid, v: &Vnode) -> ObjectState {
+    ObjectState {
+        fid,
+        attrs: attrs(v),
+        version: v.version.clone(),
+        tag: tags::tag(v),
+    }
+}
+
+/// The record of a new object, with every field a function of the update.
+pub(crate) fn new_vnode(
+    unique: u32,
+    ftype: FileType,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    now: Time,
+) -> Vnode {
+    Vnode {
+        unique,
+        ftype,
+        mode: mode & 0o7777,
+        uid,
+        gid,
+        size: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        version: VersionVector::new(),
+        digest: SetDigest::default(),
+        parent: 0,
+        subdirs: 0,
+        target: Vec::new(),
+        verifier: None,
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating the database and its tables if needed.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(tables::META)?;
+            let supported = u64::from(codec::FORMAT_VERSION);
+            match meta_u64(&meta, tables::meta::FORMAT)? {
+                None => put_meta_u64(&mut meta, tables::meta::FORMAT, supported)?,
+                Some(found) if found == supported => {}
+                Some(found) => return Err(StoreError::Format { found, supported }),
+            }
+            txn.open_table(tables::VOLUMES)?;
+            txn.open_table(tables::VOLUME_NAMES)?;
+            txn.open_table(tables::VNODES)?;
+            txn.open_table(tables::DIRENTS)?;
+            txn.open_table(tables::BLOCKS)?;
+            txn.open_table(tables::CHUNKS)?;
+            txn.open_table(tables::CHUNK_TAILS)?;
+            txn.open_table(tables::CHUNK_REFS)?;
+            txn.open_table(tables::APPLIED)?;
+        }
+        txn.commit()?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            options,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_txn(&self) -> R<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Creates a volume with this server's replica of it and an empty root directory
+    /// (mode 0755, owner 0:0, every time `now`). Volume and replica ids come from durable
+    /// counters and are never reused. A duplicate name is `Exists`.
+    pub fn create_volume(&self, name: &str, now: Time) -> Result<VolumeInfo, FsError> {
+        if name.is_empty() || name.len() > MAX_VOLUME_NAME || name.chars().any(char::is_control) {
+            return Err(FsError::Invalid);
+        }
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let info = (|| -> R<VolumeInfo> {
+            let mut names = txn.open_table(tables::VOLUME_NAMES)?;
+            if names.get(name)?.is_some() {
+                return Err(FsError::Exists.into());
+            }
+            let mut meta = txn.open_table(tables::META)?;
+            let next_volume = meta_u64(&meta, tables::meta::NEXT_VOLUME)?.unwrap_or(1);
+            let id = u32::try_from(next_volume).map_err(|_| FsError::NoSpace)?;
+            let replica = meta_u64(&meta, tables::meta::NEXT_REPLICA)?.unwrap_or(1);
+            let vnode_count = meta_u64(&meta, tables::meta::VNODES)?.unwrap_or(0);
+            put_meta_u64(&mut meta, tables::meta::NEXT_VOLUME, next_volume + 1)?;
+            put_meta_u64(&mut meta, tables::meta::NEXT_REPLICA, replica + 1)?;
+            put_meta_u64(&mut meta, tables::meta::VNODES, vnode_count + 1)?;
+
+            let volume = VolumeId(id);
+            let root = Fid::root(volume);
+            let rec = VolumeRec {
+                name: name.to_owned(),
+                replica: ReplicaId(replica),
+                root,
+            };
+            txn.open_table(tables::VOLUMES)?
+                .insert(id, codec::encode(&rec)?.as_slice())?;
+            names.insert(name, codec::encode(&id)?.as_slice())?;
+            let mut dir = new_vnode(root.unique, FileType::Directory, 0o755, 0, 0, now);
+            dir.parent = Fid::ROOT_VNODE;
+            txn.open_table(tables::VNODES)?
+                .insert((id, root.vnode), codec::encode(&dir)?.as_slice())?;
+            Ok(VolumeInfo {
+                id: volume,
+                name: rec.name,
+                root,
+            })
+        })();
+        match info {
+            Ok(info) => {
+                txn.commit().map_err(StoreError::from)?;
+                tracing::info!(volume = info.id.0, name, "volume created");
+                Ok(info)
+            }
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn volume_rec(&self, txn: &ReadTransaction, id: VolumeId) -> R<VolumeRec> {
+        let volumes = txn.open_table(tables::VOLUMES)?;
+        match volumes.get(id.0)? {
+            Some(g) => codec::decode("volumes", g.value()),
+            None => Err(FsError::UnknownVolume.into()),
+        }
+    }
+
+    /// The volume called `name`, or `UnknownVolume`.
+    pub fn volume_by_name(&self, name: &str) -> Result<VolumeInfo, FsError> {
+        let txn = self.read_txn()?;
+        let names = txn
+            .open_table(tables::VOLUME_NAMES)
+            .map_err(StoreError::from)?;
+        let id: u32 = match names.get(name).map_err(StoreError::from)? {
+            Some(g) => codec::decode("volume_names", g.value())?,
+            None => return Err(FsError::UnknownVolume),
+        };
+        let rec = self.volume_rec(&txn, VolumeId(id))?;
+        Ok(VolumeInfo {
+            id: VolumeId(id),
+            name: rec.name,
+            root: rec.root,
+        })
+    }
+
+    /// This server's replica id for `volume`: the key its updates bump in version vectors.
+    pub fn replica_of(&self, volume: VolumeId) -> Result<ReplicaId, FsError> {
+        let txn = self.read_txn()?;
+        Ok(self.volume_rec(&txn, volume)?.replica)
+    }
+
+    /// Every volume held here, by id.
+    pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>, FsError> {
+        let txn = self.read_txn()?;
+        let volumes = txn.open_table(tables::VOLUMES).map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for item in volumes.range::<u32>(..).map_err(StoreError::from)? {
+            let (k, v) = item.map_err(StoreError::from)?;
+            let rec: VolumeRec = codec::decode("volumes", v.value())?;
+            out.push(VolumeInfo {
+                id: VolumeId(k.value()),
+                name: rec.name,
+                root: rec.root,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Allocates a client incarnation (durable counter from 1, never reused) and a random
+    /// non-zero uniquifier for the fids that incarnation will allocate.
+    pub fn new_incarnation(&self) -> Result<(Incarnation, u32), FsError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let n = (|| -> R<u32> {
+            let mut meta = txn.open_table(tables::META)?;
+            let n = meta_u64(&meta, tables::meta::NEXT_INCARNATION)?.unwrap_or(1);
+            let n32 = u32::try_from(n).map_err(|_| FsError::NoSpace)?;
+            put_meta_u64(&mut meta, tables::meta::NEXT_INCARNATION, n + 1)?;
+            Ok(n32)
+        })();
+        match n {
+            Ok(n) => {
+                txn.commit().map_err(StoreError::from)?;
+                Ok((Incarnation(n), rand::random::<u32>().max(1)))
+            }
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn load(&self, txn: &ReadTransaction, fid: Fid) -> R<Vnode> {
+        let vnodes = txn.open_table(tables::VNODES)?;
+        let volumes = txn.open_table(tables::VOLUMES)?;
+        load_vnode(&vnodes, &volumes, fid)
+    }
+
+    /// The state of `fid`.
+    pub fn getattr(&self, fid: Fid) -> Result<ObjectState, FsError> {
+        let txn = self.read_txn()?;
+        let v = self.load(&txn, fid)?;
+        Ok(object_state(fid, &v))
+    }
+
+    /// The state of the object `name` in directory `dir`.
+    pub fn lookup(&self, dir: Fid, name: &Name) -> Result<ObjectState, FsError> {
+        let txn = self.read_txn()?;
+        let d = self.load(&txn, dir)?;
+        if d.ftype != FileType::Directory {
+            return Err(FsError::NotDir);
+        }
+        let dirents = txn.open_table(tables::DIRENTS).map_err(StoreError::from)?;
+        let e = get_entry(&dirents, dir, name)?.ok_or(FsError::NotFound)?;
+        let child = self.load(&txn, e.fid).map_err(|e| match e {
+            // A dangling entry is damage, not a stale handle of the caller's.
+            StoreError::Fs(FsError::Stale) => {
+                FsError::Storage(format!("entry {name} of {dir} names a missing object"))
+            }
+            other => other.into(),
+        })?;
+        Ok(object_state(e.fid, &child))
+    }
+
+    /// The parent directory of directory `dir` (the root is its own parent), for `..`.
+    pub fn parent(&self, dir: Fid) -> Result<ObjectState, FsError> {
+        let txn = self.read_txn()?;
+        let d = self.load(&txn, dir)?;
+        if d.ftype != FileType::Directory {
+            return Err(FsError::NotDir);
+        }
+        let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
+        let g = vnodes
+            .get((dir.volume.0, d.parent))
+            .map_err(StoreError::from)?
+            .ok_or_else(|| FsError::Storage(format!("parent of {dir} is missing")))?;
+        let p: Vnode = codec::decode("vnodes", g.value())?;
+        let fid = Fid {
+            volume: dir.volume,
+            vnode: d.parent,
+            unique: p.unique,
+        };
+        Ok(object_state(fid, &p))
+    }
+
+    /// Up to `max_entries` entries of `dir` whose cookie is greater than `cookie` (0 = from
+    /// the start), in cookie order; `eof` when none follow. Cookies are [`Name::cookie`], so
+    /// a listing resumes correctly after concurrent inserts, restarts and on other replicas.
+    pub fn readdir(
+        &self,
+        dir: Fid,
+        cookie: u64,
+        max_entries: u32,
+        with_attrs: bool,
+    ) -> Result<(ObjectState, Vec<DirEntry>, bool), FsError> {
+        let txn = self.read_txn()?;
+        let d = self.load(&txn, dir)?;
+        if d.ftype != FileType::Directory {
+            return Err(FsError::NotDir);
+        }
+        let state = object_state(dir, &d);
+        let Some(first) = cookie.checked_add(1) else {
+            return Ok((state, Vec::new(), true));
+        };
+        let dirents = txn.open_table(tables::DIRENTS).map_err(StoreError::from)?;
+        let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
+        let last_name = [0xFFu8; codetta_wire::name::MAX_NAME_LEN + 1];
+        let start: (u32, u64, u64, &[u8]) = (dir.volume.0, dir.vnode, first, &[]);
+        let end: (u32, u64, u64, &[u8]) = (dir.volume.0, dir.vnode, u64::MAX, &last_name);
+        let mut range = dirents.range(start..=end).map_err(StoreError::from)?;
+        let mut entries = Vec::new();
+        let mut eof = true;
+        for item in range.by_ref() {
+            if entries.len() >= max_entries as usize {
+                eof = false;
+                break;
+            }
+            let (k, v) = item.map_err(StoreError::from)?;
+            let (_, _, cookie, name) = k.value();
+            let name = Name::new(name)
+                .map_err(|e| FsError::Storage(format!("stored entry name in {dir}: {e}")))?;
+            let e: Dirent = codec::decode("dirents", v.value())?;
+            let state = if with_attrs {
+                match vnodes
+                    .get((e.fid.volume.0, e.fid.vnode))
+                    .map_err(StoreError::from)?
+                {
+                    Some(g) => {
+                        let child: Vnode = codec::decode("vnodes", g.value())?;
+                        (child.unique == e.fid.unique).then(|| object_state(e.fid, &child))
+                    }
+                    None => None,
+                }
+            } else {
+                None
+            };
+            entries.push(DirEntry {
+                name,
+                cookie,
+                fid: e.fid,
+                state,
+            });
+        }
+        Ok((state, entries, eof))
+    }
+
+    /// Up to `count` bytes of file `fid` from `offset` (at most [`MAX_READ`]); holes read as
+    /// zeros. `eof` when the bytes returned reach the end of the file.
+    pub fn read(
+        &self,
+        fid: Fid,
+        offset: u64,
+        count: u32,
+    ) -> Result<(ObjectState, Vec<u8>, bool), FsError> {
+        let txn = self.read_txn()?;
+        let v = self.load(&txn, fid)?;
+        match v.ftype {
+            FileType::Regular => {}
+            FileType::Directory => return Err(FsError::IsDir),
+            FileType::Symlink => return Err(FsError::Invalid),
+        }
+        let state = object_state(fid, &v);
+        if offset >= v.size {
+            return Ok((state, Vec::new(), true));
+        }
+        let end = offset
+            .saturating_add(u64::from(count.min(MAX_READ)))
+            .min(v.size);
+        let blocks = txn.open_table(tables::BLOCKS).map_err(StoreError::from)?;
+        let chunks = txn.open_table(tables::CHUNKS).map_err(StoreError::from)?;
+        let tails = txn
+            .open_table(tables::CHUNK_TAILS)
+            .map_err(StoreError::from)?;
+        let data = content::read_range(
+            &blocks,
+            &chunks,
+            &tails,
+            (fid.volume.0, fid.vnode),
+            offset,
+            (end - offset) as usize,
+        )?;
+        Ok((state, data, end == v.size))
+    }
+
+    /// The target of symlink `fid` (`Invalid` for other objects).
+    pub fn readlink(&self, fid: Fid) -> Result<Vec<u8>, FsError> {
+        let txn = self.read_txn()?;
+        let v = self.load(&txn, fid)?;
+        if v.ftype != FileType::Symlink {
+            return Err(FsError::Invalid);
+        }
+        Ok(v.target)
+    }
+
+    /// Space figures. `used_bytes` is the logical size of the stored chunks (deduplicated),
+    /// `files` the number of objects. With a configured capacity, `total` is it and `free`
+    /// what is left of it; otherwise both come from the file system holding the database
+    /// (statvfs: its size and the space available to us), so `used + free` need not equal
+    /// `total` (other files share the disk).
+    pub fn space(&self) -> Result<SpaceInfo, FsError> {
+        let txn = self.read_txn()?;
+        let meta = txn.open_table(tables::META).map_err(StoreError::from)?;
+        let used = meta_u64(&meta, tables::meta::CHUNK_BYTES)?.unwrap_or(0);
+        let files = meta_u64(&meta, tables::meta::VNODES)?.unwrap_or(0);
+        let (total, free) = match self.options.capacity_bytes {
+            Some(cap) => (cap, cap.saturating_sub(used)),
+            None => {
+                let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty());
+                let st = rustix::fs::statvfs(dir.unwrap_or(Path::new(".")))
+                    .map_err(|e| FsError::Storage(format!("statvfs: {e}")))?;
+                (
+                    st.f_blocks.saturating_mul(st.f_frsize),
+                    st.f_bavail.saturating_mul(st.f_frsize),
+                )
+            }
+        };
+        Ok(SpaceInfo {
+            total_bytes: total,
+            free_bytes: free,
+            used_bytes: used,
+            files,
+        })
+    }
+
+    /// Database-level space figures (takes the write lock briefly: redb reports page
+    /// statistics from a write transaction).
+    pub fn storage_stats(&self) -> Result<StorageStats, FsError> {
+        let file_bytes = std::fs::metadata(&self.path)
+            .map_err(|e| FsError::Storage(format!("stat {}: {e}", self.path.display())))?
+            .len();
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let stats = (|| -> R<StorageStats> {
+            let s = txn.stats()?;
+            let meta = txn.open_table(tables::META)?;
+            let refs = txn.open_table(tables::CHUNK_REFS)?;
+            Ok(StorageStats {
+                file_bytes,
+                allocated_bytes: s.allocated_pages().saturating_mul(s.page_size() as u64),
+                fragmented_bytes: s.fragmented_bytes(),
+                chunk_bytes: meta_u64(&meta, tables::meta::CHUNK_BYTES)?.unwrap_or(0),
+                chunks: refs.len()?,
+            })
+        })();
+        let _ = txn.abort();
+        Ok(stats?)
+    }
+
+    /// Compacts the database file so freed pages go back to the file system. Returns
+    /// whether anything was compacted. Needs exclusive access (no live transactions).
+    pub fn compact(&mut self) -> Result<bool, FsError> {
+        Ok(self.db.compact().map_err(StoreError::from)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::testutil::{Fx, T0};
+    use super::*;
+
+    #[test]
+    fn volumes_have_unique_names_and_ids() {
+        let fx = Fx::new();
+        assert_eq!(fx.store.create_volume("vol", T0), Err(FsError::Exists));
+        for bad in ["", "a\nb", &"x".repeat(256)] {
+            assert_eq!(fx.store.create_volume(bad, T0), Err(FsError::Invalid));
+        }
+        let second = fx.store.create_volume("second", T0).unwrap();
+        assert_eq!(second.id, VolumeId(2));
+        assert_ne!(
+            fx.store.replica_of(second.id).unwrap(),
+            fx.store.replica_of(fx.vol.id).unwrap()
+        );
+        assert_eq!(fx.store.volume_by_name("nope"), Err(FsError::UnknownVolume));
+        assert_eq!(
+            fx.store.replica_of(VolumeId(77)),
+            Err(FsError::UnknownVolume)
+        );
+        let names: Vec<_> = fx
+            .store
+            .list_volumes()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(names, ["vol", "second"]);
+        let root = fx.state(second.root);
+        assert_eq!(root.attrs.mode, 0o755);
+        assert_eq!(
+            (root.attrs.mtime, root.attrs.ctime, root.attrs.atime),
+            (T0, T0, T0)
+        );
+        assert_eq!(
+            fx.store.getattr(second.root).unwrap().tag,
+            fx.state(fx.vol.root).tag
+        );
+    }
+
+    #[test]
+    fn incarnations_count_up_from_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let (a, ua) = store.new_incarnation().unwrap();
+        let (b, _) = store.new_incarnation().unwrap();
+        assert_eq!((a, b), (Incarnation(1), Incarnation(2)));
+        assert_ne!(ua, 0);
+        drop(store);
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        assert_eq!(store.new_incarnation().unwrap().0, Incarnation(3));
+    }
+
+    #[test]
+    fn an_unknown_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        drop(Store::open(&path, StoreOptions::default()).unwrap());
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            put_meta_u64(
+                &mut txn.open_table(tables::META).unwrap(),
+                tables::meta::FORMAT,
+                9,
+            )
+            .unwrap();
+            txn.commit().unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path, StoreOptions::default()),
+            Err(StoreError::Format {
+                found: 9,
+                supported: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn space_without_a_capacity_comes_from_the_file_system() {
+        let mut fx = Fx::new();
+        let f = fx.create(fx.root(), "f");
+        fx.write(f, 0, &[5u8; 1000]);
+        let s = fx.store.space().unwrap();
+        assert_eq!((s.used_bytes, s.files), (1000, 2));
+        assert!(s.total_bytes > 0 && s.free_bytes <= s.total_bytes);
+    }
+
+    #[test]
+    fn compaction_gives_space_back() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let f = fx.create(root, "f");
+        let data: Vec<u8> = (0..(8u32 << 20))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        for (i, piece) in data.chunks(1 << 20).enumerate() {
+            fx.write(f, (i as u64) << 20, piece);
+        }
+        let full = fx.store.storage_stats().unwrap();
+        assert!(full.allocated_bytes >= 8 << 20);
+        let op = codetta_wire::update::Op::Remove {
+            dir: root,
+            name: super::testutil::name("f"),
+        };
+        assert_eq!(fx.one(op), Ok(None));
+        let freed = fx.store.storage_stats().unwrap();
+        assert_eq!((freed.chunks, freed.chunk_bytes), (0, 0));
+        assert!(
+            freed.allocated_bytes < 1 << 20,
+            "pages are freed in the same commit"
+        );
+        while fx.store.compact().unwrap() {}
+        let compacted = fx.store.storage_stats().unwrap();
+        assert!(
+            compacted.file_bytes < full.file_bytes / 2,
+            "{compacted:?} vs {full:?}"
+        );
+    }
+
+    #[test]
+    fn storage_errors_map_to_wire_errors() {
+        let enospc = StoreError::Db(redb::Error::Io(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(FsError::from(enospc), FsError::NoSpace);
+        let full = StoreError::Db(redb::Error::Io(std::io::ErrorKind::StorageFull.into()));
+        assert_eq!(FsError::from(full), FsError::NoSpace);
+        let eio = StoreError::Db(redb::Error::Io(std::io::Error::from_raw_os_error(5)));
+        assert!(matches!(FsError::from(eio), FsError::Storage(_)));
+        let bad = StoreError::Decode {
+            table: "vnodes",
+            reason: "x".into(),
+        };
+        assert!(matches!(FsError::from(bad), FsError::Storage(_)));
+        assert_eq!(
+            FsError::from(StoreError::Fs(FsError::Stale)),
+            FsError::Stale
+        );
+    }
+
+    /// A full block is stored as a head that fits a 64 KiB redb page plus a small tail;
+    /// damage to either is caught.
+    #[test]
+    fn full_blocks_split_into_head_and_tail() {
+        let mut fx = Fx::new();
+        let f = fx.create(fx.root(), "f");
+        let data: Vec<u8> = (0..65_536u32).map(|i| (i % 253) as u8).collect();
+        fx.write(f, 0, &data);
+        let hash = *blake3::hash(&data).as_bytes();
+        let txn = fx.store.db.begin_write().unwrap();
+        {
+            let chunks = txn.open_table(tables::CHUNKS).unwrap();
+            let head = chunks.get(&hash).unwrap().unwrap();
+            assert_eq!(head.value().len(), tables::CHUNK_HEAD_MAX);
+            let mut tails = txn.open_table(tables::CHUNK_TAILS).unwrap();
+            let tail = tails.get(&hash).unwrap().unwrap().value().to_vec();
+            assert_eq!(tail.len(), 1 + 65_536 - (tables::CHUNK_HEAD_MAX - 1));
+            let mut bad = tail.clone();
+            bad[5] ^= 1;
+            tails.insert(&hash, bad.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        assert_eq!(fx.store.read(f, 0, 1).map(|_| ()), Err(FsError::Corrupt));
+    }
+}

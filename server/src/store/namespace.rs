@@ -1,0 +1,719 @@
+//! Directory operations (RFC 1813 / POSIX semantics), planned without writing.
+//!
+//! A directory's record keeps its entry count (its `size`), its subdirectory count (nlink =
+//! 2 + subdirs), its parent (for `..` and for refusing a rename into its own subtree) and
+//! the [`SetDigest`](codetta_wire::tag::SetDigest) of its entries, each updated by the op
+//! that changes it. Entries live in `dirents` under (volume, dir, cookie, name).
+
+use super::apply::{Fail, Plan, Planner};
+use super::codec::{Dirent, Vnode};
+use super::content::BlockPlan;
+use super::tags::entry_member;
+use super::{MAX_SYMLINK_TARGET, new_vnode};
+use codetta_wire::update::{CreateHow, NewObject};
+use codetta_wire::{Fid, FileType, FsError, Name};
+
+/// Longest parent chain walked before the tree is declared damaged.
+const MAX_DEPTH: usize = 1 << 20;
+
+impl Planner<'_, '_> {
+    /// A new object's fid must be in the directory's volume and unused.
+    fn check_new_fid(&self, dir: Fid, fid: Fid) -> Result<(), Fail> {
+        if fid.volume != dir.volume || fid.vnode == 0 {
+            return Err(FsError::Invalid.into());
+        }
+        if self.t_vnode_exists(fid)? {
+            return Err(FsError::Exists.into());
+        }
+        Ok(())
+    }
+
+    fn t_vnode_exists(&self, fid: Fid) -> Result<bool, Fail> {
+        use redb::ReadableTable;
+        Ok(self
+            .t
+            .vnodes
+            .get((fid.volume.0, fid.vnode))
+            .map_err(super::StoreError::from)?
+            .is_some())
+    }
+
+    /// Plans adding `name -> fid` (a new object `child`) to directory `dir`.
+    fn plan_insert(
+        &self,
+        dir: Fid,
+        mut d: Vnode,
+        name: &Name,
+        fid: Fid,
+        mut child: Vnode,
+    ) -> Plan<'static> {
+        let ftype = child.ftype;
+        d.size += 1;
+        if ftype == FileType::Directory {
+            d.subdirs += 1;
+        }
+        d.digest.add(&entry_member(name, fid));
+        self.touch(&mut d, true);
+        child.version.bump(self.replica);
+        Plan {
+            answer: Some(fid),
+            link: vec![(dir, name.clone(), Dirent { fid, ftype })],
+            put: vec![(dir, d), (fid, child)],
+            created: 1,
+            ..Plan::default()
+        }
+    }
+
+    /// CREATE of a regular file.
+    pub(crate) fn create(
+        &self,
+        dir: Fid,
+        name: &Name,
+        fid: Fid,
+        new: &NewObject,
+        how: CreateHow,
+    ) -> Result<Plan<'static>, Fail> {
+        let d = self.load_dir(dir)?;
+        if let Some(existing) = self.entry(dir, name)? {
+            return self.create_existing(existing, how);
+        }
+        self.check_new_fid(dir, fid)?;
+        let mut child = new_vnode(
+            fid.unique,
+            FileType::Regular,
+            new.mode,
+            new.uid,
+            new.gid,
+            self.time,
+        );
+        if let CreateHow::Exclusive(verifier) = how {
+            child.verifier = Some(verifier);
+        }
+        Ok(self.plan_insert(dir, d, name, fid, child))
+    }
+
+    /// CREATE where the name is taken.
+    fn create_existing(&self, existing: Dirent, how: CreateHow) -> Result<Plan<'static>, Fail> {
+        if existing.ftype != FileType::Regular {
+            return Err(FsError::Exists.into());
+        }
+        match how {
+            CreateHow::Guarded => Err(FsError::Exists.into()),
+            CreateHow::Exclusive(verifier) => {
+                let f = self.load(existing.fid)?;
+                if f.verifier == Some(verifier) {
+                    Ok(Plan {
+                        answer: Some(existing.fid),
+                        ..Plan::default()
+                    })
+                } else {
+                    Err(FsError::Exists.into())
+                }
+            }
+            CreateHow::Unchecked { truncate: false } => Ok(Plan {
+                answer: Some(existing.fid),
+                ..Plan::default()
+            }),
+            CreateHow::Unchecked { truncate: true } => {
+                let mut f = self.load(existing.fid)?;
+                f.size = 0;
+                self.touch(&mut f, true);
+                Ok(Plan {
+                    answer: Some(existing.fid),
+                    blocks: Some((
+                        existing.fid,
+                        BlockPlan {
+                            truncate_to: Some(0),
+                            writes: Vec::new(),
+                        },
+                    )),
+                    put: vec![(existing.fid, f)],
+                    ..Plan::default()
+                })
+            }
+        }
+    }
+
+    /// MKDIR.
+    pub(crate) fn mkdir(
+        &self,
+        dir: Fid,
+        name: &Name,
+        fid: Fid,
+        new: &NewObject,
+    ) -> Result<Plan<'static>, Fail> {
+        let d = self.load_dir(dir)?;
+        if self.entry(dir, name)?.is_some() {
+            return Err(FsError::Exists.into());
+        }
+        self.check_new_fid(dir, fid)?;
+        let mut child = new_vnode(
+            fid.unique,
+            FileType::Directory,
+            new.mode,
+            new.uid,
+            new.gid,
+            self.time,
+        );
+        child.parent = dir.vnode;
+        Ok(self.plan_insert(dir, d, name, fid, child))
+    }
+
+    /// SYMLINK: the target (1..=4096 bytes) is stored in the object's record.
+    pub(crate) fn symlink(
+        &self,
+        dir: Fid,
+        name: &Name,
+        fid: Fid,
+        new: &NewObject,
+        target: &[u8],
+    ) -> Result<Plan<'static>, Fail> {
+        let d = self.load_dir(dir)?;
+        if target.is_empty() || target.len() > MAX_SYMLINK_TARGET {
+            return Err(FsError::Invalid.into());
+        }
+        if self.entry(dir, name)?.is_some() {
+            return Err(FsError::Exists.into());
+        }
+        self.check_new_fid(dir, fid)?;
+        let mut child = new_vnode(
+            fid.unique,
+            FileType::Symlink,
+            new.mode,
+            new.uid,
+            new.gid,
+            self.time,
+        );
+        child.target = target.to_vec();
+        child.size = target.len() as u64;
+        Ok(self.plan_insert(dir, d, name, fid, child))
+    }
+
+    /// Removes `name -> entry` from directory record `d`.
+    fn drop_entry(&self, d: &mut Vnode, name: &Name, entry: Dirent) {
+        d.size = d.size.saturating_sub(1);
+        if entry.ftype == FileType::Directory {
+            d.subdirs = d.subdirs.saturating_sub(1);
+        }
+        d.digest.remove(&entry_member(name, entry.fid));
+    }
+
+    /// REMOVE of a non-directory; its blocks are freed with it (there are no hard links).
+    pub(crate) fn remove(&self, dir: Fid, name: &Name) -> Result<Plan<'static>, Fail> {
+        let mut d = self.load_dir(dir)?;
+        let entry = self.entry(dir, name)?.ok_or(FsError::NotFound)?;
+        if entry.ftype == FileType::Directory {
+            return Err(FsError::IsDir.into());
+        }
+        self.drop_entry(&mut d, name, entry);
+        self.touch(&mut d, true);
+        Ok(Plan {
+            unlink: vec![(dir, name.clone())],
+            delete: vec![entry.fid],
+            put: vec![(dir, d)],
+            ..Plan::default()
+        })
+    }
+
+    /// RMDIR of an empty directory.
+    pub(crate) fn rmdir(&self, dir: Fid, name: &Name) -> Result<Plan<'static>, Fail> {
+        let mut d = self.load_dir(dir)?;
+        let entry = self.entry(dir, name)?.ok_or(FsError::NotFound)?;
+        if entry.ftype != FileType::Directory {
+            return Err(FsError::NotDir.into());
+        }
+        if self.load(entry.fid)?.size > 0 {
+            return Err(FsError::NotEmpty.into());
+        }
+        self.drop_entry(&mut d, name, entry);
+        self.touch(&mut d, true);
+        Ok(Plan {
+            unlink: vec![(dir, name.clone())],
+            delete: vec![entry.fid],
+            put: vec![(dir, d)],
+            ..Plan::default()
+        })
+    }
+
+    /// True if directory vnode `ancestor` is `dir` or on the parent chain above it.
+    fn is_ancestor(&self, ancestor: u64, dir: Fid) -> Result<bool, Fail> {
+        let mut cur = dir.vnode;
+        for _ in 0..MAX_DEPTH {
+            if cur == ancestor {
+                return Ok(true);
+            }
+            if cur == Fid::ROOT_VNODE {
+                return Ok(false);
+            }
+            use redb::ReadableTable;
+            let g = self
+                .t
+                .vnodes
+                .get((dir.volume.0, cur))
+                .map_err(super::StoreError::from)?
+                .ok_or_else(|| {
+                    FsError::Storage(format!("directory {cur:x} has a missing parent"))
+                })?;
+            let v: Vnode = super::codec::decode("vnodes", g.value())?;
+            cur = v.parent;
+        }
+        Err(FsError::Storage(format!("parent chain above {dir} does not reach the root")).into())
+    }
+
+    /// RENAME: moves `from_dir/from_name` to `to_dir/to_name`, replacing a compatible target
+    /// (a file by a non-directory, an empty directory by a directory).
+    pub(crate) fn rename(
+        &self,
+        from_dir: Fid,
+        from_name: &Name,
+        to_dir: Fid,
+        to_name: &Name,
+    ) -> Result<Plan<'static>, Fail> {
+        if from_dir.volume != to_dir.volume {
+            return Err(FsError::Invalid.into());
+        }
+        let same_dir = from_dir == to_dir;
+        let mut fd = self.load_dir(from_dir)?;
+        let mut td = if same_dir {
+            None
+        } else {
+            Some(self.load_dir(to_dir)?)
+        };
+        let src = self.entry(from_dir, from_name)?.ok_or(FsError::NotFound)?;
+        if same_dir && from_name == to_name {
+            return Ok(Plan::default());
+        }
+        let is_dir = src.ftype == FileType::Directory;
+        if is_dir && self.is_ancestor(src.fid.vnode, to_dir)? {
+            return Err(FsError::Invalid.into());
+        }
+        let mut moved = self.load(src.fid)?;
+        let mut plan = Plan::default();
+        if let Some(target) = self.entry(to_dir, to_name)? {
+            if target.fid == src.fid {
+                return Ok(Plan::default());
+            }
+            match (is_dir, target.ftype == FileType::Directory) {
+                (true, false) => return Err(FsError::NotDir.into()),
+                (false, true) => return Err(FsError::IsDir.into()),
+                (true, true) if self.load(target.fid)?.size > 0 => {
+                    return Err(FsError::Exists.into());
+                }
+                _ => {}
+            }
+            self.drop_entry(td.as_mut().unwrap_or(&mut fd), to_name, target);
+            plan.unlink.push((to_dir, to_name.clone()));
+            plan.delete.push(target.fid);
+        }
+        self.drop_entry(&mut fd, from_name, src);
+        plan.unlink.push((from_dir, from_name.clone()));
+
+        let dest = td.as_mut().unwrap_or(&mut fd);
+        dest.size += 1;
+        if is_dir {
+            dest.subdirs += 1;
+        }
+        dest.digest.add(&entry_member(to_name, src.fid));
+        plan.link.push((to_dir, to_name.clone(), src));
+
+        if is_dir {
+            moved.parent = to_dir.vnode;
+        }
+        self.touch(&mut moved, false);
+        self.touch(&mut fd, true);
+        plan.put.push((from_dir, fd));
+        if let Some(mut td) = td {
+            self.touch(&mut td, true);
+            plan.put.push((to_dir, td));
+        }
+        plan.put.push((src.fid, moved));
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::super::testutil::{Fx, name};
+    use codetta_wire::update::{CreateHow, NewObject, Op};
+    use codetta_wire::{Fid, FileType, FsError};
+    use std::collections::BTreeSet;
+
+    fn rename(fx: &mut Fx, from: Fid, a: &str, to: Fid, b: &str) -> Result<Option<Fid>, FsError> {
+        fx.one(Op::Rename {
+            from_dir: from,
+            from_name: name(a),
+            to_dir: to,
+            to_name: name(b),
+        })
+    }
+
+    fn all_names(fx: &Fx, dir: Fid, page: u32) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let (_, entries, eof) = fx.store.readdir(dir, cookie, page, false).unwrap();
+            assert!(entries.len() <= page as usize);
+            for e in &entries {
+                out.push((e.cookie, e.name.to_string()));
+                cookie = e.cookie;
+            }
+            if eof {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn create_lookup_and_attributes() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let f = fx.create(root, "a.txt");
+        let d = fx.mkdir(root, "sub");
+        let (op, l) = {
+            let fid = fx.g.fid();
+            let op = Op::Symlink {
+                dir: d,
+                name: name("link"),
+                fid,
+                new: NewObject {
+                    mode: 0o777,
+                    uid: 1,
+                    gid: 2,
+                },
+                target: b"../a.txt".to_vec(),
+            };
+            (op, fid)
+        };
+        assert_eq!(fx.one(op), Ok(Some(l)));
+
+        let a = fx.lookup(root, "a.txt").unwrap();
+        assert_eq!(a.fid, f);
+        assert_eq!(a.attrs.ftype, FileType::Regular);
+        assert_eq!(
+            (a.attrs.mode, a.attrs.uid, a.attrs.size, a.attrs.nlink),
+            (0o644, 1000, 0, 1)
+        );
+        let r = fx.state(root);
+        assert_eq!((r.attrs.size, r.attrs.nlink), (2, 3));
+        let s = fx.lookup(d, "link").unwrap();
+        assert_eq!((s.attrs.ftype, s.attrs.size), (FileType::Symlink, 8));
+        assert_eq!(fx.store.readlink(l).unwrap(), b"../a.txt");
+        assert_eq!(fx.store.readlink(f), Err(FsError::Invalid));
+        assert_eq!(fx.store.parent(d).unwrap().fid, root);
+        assert_eq!(fx.store.parent(root).unwrap().fid, root);
+
+        assert_eq!(fx.lookup(root, "nope"), Err(FsError::NotFound));
+        assert_eq!(fx.lookup(f, "x"), Err(FsError::NotDir));
+        assert_eq!(
+            fx.store.readdir(f, 0, 10, false).map(|_| ()),
+            Err(FsError::NotDir)
+        );
+        assert_eq!(fx.store.read(d, 0, 10).map(|_| ()), Err(FsError::IsDir));
+        let stale = Fid {
+            unique: f.unique + 1,
+            ..f
+        };
+        assert_eq!(fx.store.getattr(stale), Err(FsError::Stale));
+        let gone = Fid {
+            vnode: 999_999,
+            ..f
+        };
+        assert_eq!(fx.store.getattr(gone), Err(FsError::Stale));
+        let other = Fid {
+            volume: codetta_wire::VolumeId(42),
+            ..f
+        };
+        assert_eq!(fx.store.getattr(other), Err(FsError::UnknownVolume));
+
+        // Duplicates and bad fids.
+        let (op, _) = fx.g.mkdir_op(root, "sub");
+        assert_eq!(fx.one(op), Err(FsError::Exists));
+        let op = Op::Create {
+            dir: root,
+            name: name("dup-fid"),
+            fid: f,
+            new: NewObject {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+            how: CreateHow::Guarded,
+        };
+        assert_eq!(fx.one(op), Err(FsError::Exists));
+        let op = Op::Create {
+            dir: root,
+            name: name("wrong-volume"),
+            fid: Fid {
+                volume: codetta_wire::VolumeId(9),
+                ..fx.g.fid()
+            },
+            new: NewObject {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+            how: CreateHow::Guarded,
+        };
+        assert_eq!(fx.one(op), Err(FsError::Invalid));
+        let long = Op::Symlink {
+            dir: root,
+            name: name("long"),
+            fid: fx.g.fid(),
+            new: NewObject {
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+            },
+            target: vec![b'x'; 4097],
+        };
+        assert_eq!(fx.one(long), Err(FsError::Invalid));
+        let (op, _) = fx.g.create_op(f, "in-a-file", CreateHow::Guarded);
+        assert_eq!(fx.one(op), Err(FsError::NotDir));
+    }
+
+    #[test]
+    fn everything_survives_reopening() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let d = fx.mkdir(root, "d");
+        let f = fx.create(d, "f");
+        fx.write(f, 70_000, b"persisted");
+        let before = (fx.state(root), fx.state(d), fx.state(f));
+        let fx = fx.reopened(super::super::StoreOptions::default());
+        assert_eq!((fx.state(root), fx.state(d), fx.state(f)), before);
+        assert_eq!(fx.lookup(d, "f").unwrap().fid, f);
+        assert_eq!(&fx.read_all(f)[70_000..], b"persisted");
+        assert_eq!(fx.store.volume_by_name("vol").unwrap(), fx.vol);
+        assert_eq!(fx.store.list_volumes().unwrap(), vec![fx.vol.clone()]);
+        let (inc, _) = fx.store.new_incarnation().unwrap();
+        assert_eq!(
+            inc.0,
+            fx.g.incarnation.0 + 1,
+            "incarnations are never reused"
+        );
+    }
+
+    #[test]
+    fn readdir_pages_10k_entries_and_ignores_inserts_between_pages() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let dir = fx.mkdir(root, "big");
+        for chunk in 0..10 {
+            let ops = (0..1000)
+                .map(|i| {
+                    (
+                        fx.g.create_op(
+                            dir,
+                            &format!("file-{:05}", chunk * 1000 + i),
+                            CreateHow::Guarded,
+                        )
+                        .0,
+                        Vec::new(),
+                    )
+                })
+                .collect();
+            assert!(fx.batch(ops).iter().all(|o| matches!(o, Ok(Some(_)))));
+        }
+        let st = fx.state(dir);
+        assert_eq!((st.attrs.size, st.attrs.nlink), (10_000, 2));
+
+        let listed = all_names(&fx, dir, 100);
+        assert_eq!(listed.len(), 10_000);
+        assert!(
+            listed.windows(2).all(|w| w[0].0 < w[1].0),
+            "strictly increasing cookies"
+        );
+        let names: BTreeSet<_> = listed.iter().map(|(_, n)| n.clone()).collect();
+        assert_eq!(names.len(), 10_000);
+        assert!(listed.iter().all(|(c, n)| *c == name(n).cookie()));
+
+        // A listing in progress: insert between pages; no entry is lost or repeated.
+        let (_, first, eof) = fx.store.readdir(dir, 0, 100, true).unwrap();
+        assert!(!eof);
+        assert!(
+            first
+                .iter()
+                .all(|e| e.state.as_ref().is_some_and(|s| s.fid == e.fid))
+        );
+        for i in 0..50 {
+            let (op, _) =
+                fx.g.create_op(dir, &format!("late-{i}"), CreateHow::Guarded);
+            assert!(fx.one(op).is_ok());
+        }
+        let mut seen: Vec<String> = first.iter().map(|e| e.name.to_string()).collect();
+        let mut cookie = first.last().unwrap().cookie;
+        loop {
+            let (_, entries, eof) = fx.store.readdir(dir, cookie, 100, false).unwrap();
+            for e in &entries {
+                seen.push(e.name.to_string());
+                cookie = e.cookie;
+            }
+            if eof {
+                break;
+            }
+        }
+        let unique: BTreeSet<_> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "no entry listed twice");
+        assert!(names.is_subset(&unique), "every original entry listed");
+
+        // Resuming after a restart with the same cookie gives the same page.
+        let (_, page, _) = fx.store.readdir(dir, listed[499].0, 100, false).unwrap();
+        let fx = fx.reopened(super::super::StoreOptions::default());
+        let (_, again, _) = fx.store.readdir(dir, listed[499].0, 100, false).unwrap();
+        assert_eq!(page, again);
+        let (_, none, eof) = fx.store.readdir(dir, u64::MAX, 100, false).unwrap();
+        assert!(none.is_empty() && eof);
+    }
+
+    #[test]
+    fn exclusive_guarded_and_unchecked_create() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let (op, fid) = fx.g.create_op(root, "lock", CreateHow::Exclusive([1; 8]));
+        assert_eq!(fx.one(op), Ok(Some(fid)));
+        // A resend of the same exclusive create (as a new record) finds its own file.
+        let (op, _) = fx.g.create_op(root, "lock", CreateHow::Exclusive([1; 8]));
+        assert_eq!(fx.one(op), Ok(Some(fid)));
+        let (op, _) = fx.g.create_op(root, "lock", CreateHow::Exclusive([2; 8]));
+        assert_eq!(fx.one(op), Err(FsError::Exists));
+        let (op, _) = fx.g.create_op(root, "lock", CreateHow::Guarded);
+        assert_eq!(fx.one(op), Err(FsError::Exists));
+
+        fx.write(fid, 0, b"data");
+        let (op, _) =
+            fx.g.create_op(root, "lock", CreateHow::Unchecked { truncate: false });
+        assert_eq!(fx.one(op), Ok(Some(fid)));
+        assert_eq!(fx.state(fid).attrs.size, 4);
+        let before = fx.state(fid);
+        let (op, _) =
+            fx.g.create_op(root, "lock", CreateHow::Unchecked { truncate: true });
+        assert_eq!(fx.one(op), Ok(Some(fid)));
+        let after = fx.state(fid);
+        assert_eq!(after.attrs.size, 0);
+        assert_ne!(after.tag, before.tag);
+        assert_eq!(
+            fx.store.storage_stats().unwrap().chunks,
+            0,
+            "truncation freed the chunk"
+        );
+
+        fx.mkdir(root, "dir");
+        let (op, _) =
+            fx.g.create_op(root, "dir", CreateHow::Unchecked { truncate: false });
+        assert_eq!(fx.one(op), Err(FsError::Exists));
+    }
+
+    #[test]
+    fn remove_and_rmdir() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let d = fx.mkdir(root, "d");
+        let f = fx.create(d, "f");
+        fx.write(f, 0, &[7u8; 100_000]);
+        let rm = |dir: Fid, n: &str| Op::Remove { dir, name: name(n) };
+        let rmdir = |dir: Fid, n: &str| Op::Rmdir { dir, name: name(n) };
+        assert_eq!(fx.one(rm(root, "d")), Err(FsError::IsDir));
+        assert_eq!(fx.one(rmdir(root, "d")), Err(FsError::NotEmpty));
+        assert_eq!(fx.one(rmdir(d, "f")), Err(FsError::NotDir));
+        assert_eq!(fx.one(rm(root, "missing")), Err(FsError::NotFound));
+        assert_eq!(fx.one(rmdir(root, "missing")), Err(FsError::NotFound));
+        assert_eq!(fx.one(rm(f, "x")), Err(FsError::NotDir));
+
+        let files = fx.store.space().unwrap().files;
+        assert_eq!(fx.one(rm(d, "f")), Ok(None));
+        assert_eq!(fx.store.getattr(f), Err(FsError::Stale));
+        assert_eq!(fx.store.space().unwrap().files, files - 1);
+        let stats = fx.store.storage_stats().unwrap();
+        assert_eq!(
+            (stats.chunks, stats.chunk_bytes),
+            (0, 0),
+            "blocks and chunks freed"
+        );
+        assert_eq!(fx.state(d).attrs.size, 0);
+        assert_eq!(fx.one(rmdir(root, "d")), Ok(None));
+        assert_eq!(fx.store.getattr(d), Err(FsError::Stale));
+        let r = fx.state(root);
+        assert_eq!((r.attrs.size, r.attrs.nlink), (0, 2));
+        assert_eq!(fx.store.space().unwrap().files, 1, "only the root is left");
+    }
+
+    #[test]
+    fn rename_cases() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let a = fx.mkdir(root, "a");
+        let b = fx.mkdir(root, "b");
+        let f1 = fx.create(a, "f1");
+        let f2 = fx.create(a, "f2");
+        fx.write(f2, 0, b"old target");
+
+        // File over file in the same directory: the target is replaced and freed.
+        assert_eq!(rename(&mut fx, a, "f1", a, "f2"), Ok(None));
+        assert_eq!(fx.lookup(a, "f2").unwrap().fid, f1);
+        assert_eq!(fx.lookup(a, "f1"), Err(FsError::NotFound));
+        assert_eq!(fx.store.getattr(f2), Err(FsError::Stale));
+        assert_eq!(fx.store.storage_stats().unwrap().chunks, 0);
+        assert_eq!(fx.state(a).attrs.size, 1);
+
+        // Onto itself: nothing changes.
+        let before = fx.state(a);
+        assert_eq!(rename(&mut fx, a, "f2", a, "f2"), Ok(None));
+        assert_eq!(fx.state(a), before);
+
+        // Across directories, moving a directory updates both parents and `..`.
+        let sub = fx.mkdir(a, "sub");
+        let inner = fx.mkdir(sub, "inner");
+        let (va, vb) = (fx.state(a), fx.state(b));
+        assert_eq!(rename(&mut fx, a, "sub", b, "moved"), Ok(None));
+        assert_eq!(fx.lookup(b, "moved").unwrap().fid, sub);
+        assert_eq!(fx.store.parent(sub).unwrap().fid, b);
+        let (na, nb) = (fx.state(a), fx.state(b));
+        assert_eq!((na.attrs.nlink, nb.attrs.nlink), (2, 3));
+        assert_eq!((na.attrs.size, nb.attrs.size), (1, 1));
+        assert_ne!(na.tag, va.tag);
+        assert_ne!(nb.tag, vb.tag);
+        assert!(na.version.total() > va.version.total() && nb.version.total() > vb.version.total());
+
+        // Into its own subtree, or into itself.
+        assert_eq!(
+            rename(&mut fx, b, "moved", inner, "x"),
+            Err(FsError::Invalid)
+        );
+        assert_eq!(rename(&mut fx, b, "moved", sub, "x"), Err(FsError::Invalid));
+
+        // Type mismatches and a non-empty target directory.
+        let e = fx.mkdir(root, "empty");
+        assert_eq!(
+            rename(&mut fx, root, "empty", a, "f2"),
+            Err(FsError::NotDir)
+        );
+        assert_eq!(rename(&mut fx, a, "f2", root, "empty"), Err(FsError::IsDir));
+        assert_eq!(
+            rename(&mut fx, root, "empty", b, "moved"),
+            Err(FsError::Exists)
+        );
+        assert_eq!(
+            rename(&mut fx, root, "missing", b, "x"),
+            Err(FsError::NotFound)
+        );
+
+        // Directory over an empty directory.
+        assert_eq!(rename(&mut fx, b, "moved", root, "empty"), Ok(None));
+        assert_eq!(fx.lookup(root, "empty").unwrap().fid, sub);
+        assert_eq!(fx.store.getattr(e), Err(FsError::Stale));
+        assert_eq!(fx.store.parent(sub).unwrap().fid, root);
+        assert_eq!(fx.state(b).attrs.nlink, 2);
+        assert_eq!(fx.lookup(sub, "inner").unwrap().fid, inner);
+
+        // Across volumes is refused.
+        let other = fx
+            .store
+            .create_volume("other", super::super::testutil::T0)
+            .unwrap();
+        assert_eq!(
+            rename(&mut fx, a, "f2", other.root, "x"),
+            Err(FsError::Invalid)
+        );
+    }
+}

@@ -1,0 +1,58 @@
+//! Every persisted table, declared once.
+//!
+//! Keys are fixed-width integers (redb orders tuples element by element, integers
+//! numerically). Values are `&[u8]` holding a format-version byte and a postcard body (see
+//! [`super::codec`]), so that an undecodable value is an error we report rather than a panic
+//! inside redb's `Value::from_bytes`. Chunk values are the exception: a version byte and the
+//! raw bytes, split so that a 64 KiB block does not spill into a 128 KiB redb page.
+
+use redb::TableDefinition;
+
+/// Key of a vnode: (volume, vnode).
+pub(crate) type VnodeKey = (u32, u64);
+/// Key of a directory entry: (volume, directory vnode, cookie, name bytes).
+pub(crate) type DirentKey = (u32, u64, u64, &'static [u8]);
+/// Key of a file block: (volume, vnode, block index = offset / BLOCK_SIZE).
+pub(crate) type BlockKey = (u32, u64, u64);
+/// Key of a chunk: its blake3 hash.
+pub(crate) type ChunkKey = &'static [u8; 32];
+
+/// Store-wide facts: `format` (u32), counters `next_volume`, `next_replica`,
+/// `next_incarnation`, and totals `chunk_bytes`, `vnodes` (u64 each).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Volume id -> [`super::codec::VolumeRec`].
+pub(crate) const VOLUMES: TableDefinition<u32, &[u8]> = TableDefinition::new("volumes");
+/// Volume name -> volume id (u32).
+pub(crate) const VOLUME_NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volume_names");
+/// (volume, vnode) -> [`super::codec::Vnode`].
+pub(crate) const VNODES: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("vnodes");
+/// (volume, dir, cookie, name) -> [`super::codec::Dirent`].
+pub(crate) const DIRENTS: TableDefinition<DirentKey, &[u8]> = TableDefinition::new("dirents");
+/// (volume, vnode, block index) -> [`super::codec::BlockRef`].
+pub(crate) const BLOCKS: TableDefinition<BlockKey, &[u8]> = TableDefinition::new("blocks");
+/// Chunk hash -> version byte + the first `CHUNK_HEAD_MAX - 1` bytes of the chunk.
+pub(crate) const CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("chunks");
+/// Chunk hash -> version byte + the rest of a chunk longer than the head holds.
+pub(crate) const CHUNK_TAILS: TableDefinition<ChunkKey, &[u8]> =
+    TableDefinition::new("chunk_tails");
+/// Chunk hash -> reference count (u64): the number of block rows naming the chunk.
+pub(crate) const CHUNK_REFS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("chunk_refs");
+/// (client incarnation, volume) -> highest update sequence number applied (u64).
+pub(crate) const APPLIED: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("applied");
+
+/// Largest chunk-head value (version byte included). A redb leaf holding one entry must fit
+/// a power-of-two page: a 65,536-byte value plus its key and leaf header needs a 128 KiB
+/// page (measured: 2.0x the file size). A head of 64 KiB - 256 fits a 64 KiB page with room
+/// for the 32-byte key and header; the last 257 bytes of a full block go to `chunk_tails`,
+/// whose small values share leaf pages.
+pub(crate) const CHUNK_HEAD_MAX: usize = 64 * 1024 - 256;
+
+/// Meta keys.
+pub(crate) mod meta {
+    pub(crate) const FORMAT: &str = "format";
+    pub(crate) const NEXT_VOLUME: &str = "next_volume";
+    pub(crate) const NEXT_REPLICA: &str = "next_replica";
+    pub(crate) const NEXT_INCARNATION: &str = "next_incarnation";
+    pub(crate) const CHUNK_BYTES: &str = "chunk_bytes";
+    pub(crate) const VNODES: &str = "vnodes";
+}

@@ -1,0 +1,137 @@
+//! `codetta`: one binary for servers, the client daemon, administration and the local demo.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use codetta::{admin, up};
+use codetta_certs::Role;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "codetta",
+    version,
+    about = "A replicated network filesystem served over NFSv3"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a local cluster (server + client daemon) and print the mount command.
+    Up(up::UpArgs),
+    /// Run a server (Coda's Vice).
+    Server {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the client daemon (Coda's Venus) with its NFSv3 endpoint.
+    Client {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Cluster certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Volumes.
+    Volume {
+        #[command(subcommand)]
+        command: admin::VolumeCommand,
+        /// Admin configuration (CA, admin certificate, server address).
+        #[arg(long, global = true)]
+        admin: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create the cluster CA in DIR (ca.pem, ca.key).
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a node certificate signed by the CA in DIR; the key is generated here.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        name: String,
+        /// Where to write NAME.pem and NAME.key (default: DIR).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CODETTA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Server { config } => {
+            let config = codetta_server::ServerConfig::load(&config)?;
+            let server = codetta_server::ServerDaemon::start(&config).await?;
+            up::wait_for_signal().await?;
+            server.stop().await;
+            Ok(())
+        }
+        Command::Client { config } => {
+            let config = codetta_client::ClientConfig::load(&config)?;
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let start = codetta_client::ClientDaemon::start(&config, stop_rx);
+            let client = tokio::select! {
+                client = start => client?,
+                signal = up::wait_for_signal() => { signal?; let _ = stop_tx.send(true); return Ok(()); }
+            };
+            println!("NFS endpoint on {}", client.nfs_addr);
+            up::wait_for_signal().await?;
+            let _ = stop_tx.send(true);
+            client.stop().await;
+            Ok(())
+        }
+        Command::Certs { command } => match command {
+            CertsCommand::Init { dir } => {
+                codetta_certs::init_ca(&dir)?;
+                println!("cluster CA written to {}", dir.display());
+                Ok(())
+            }
+            CertsCommand::Issue {
+                dir,
+                role,
+                name,
+                out,
+            } => {
+                let out = out.unwrap_or_else(|| dir.clone());
+                let files = codetta_certs::issue(&dir, role, &name, &out)?;
+                println!(
+                    "{role} certificate {} and key {}",
+                    files.cert.display(),
+                    files.key.display()
+                );
+                Ok(())
+            }
+        },
+        Command::Volume { command, admin } => admin::run(command, admin).await,
+    }
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: real servers and client daemons on loopback QUIC, driven through the
+//! real NFSv3 endpoint by a userspace NFS client.
+
+mod support;
+
+mod nfs_ops;

@@ -1,0 +1,282 @@
+//! A small NFSv3 client for tests, over nfs3_client against the real endpoint.
+
+use nfs3_client::nfs3_types::nfs3::*;
+use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
+use nfs3_client::nfs3_types::xdr_codec::Opaque;
+use nfs3_client::tokio::{TokioConnector, TokioIo};
+use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder};
+use tokio::net::TcpStream;
+
+pub type Fh = nfs_fh3;
+pub type Res<T> = Result<T, nfsstat3>;
+
+/// One mounted connection with a fixed AUTH_SYS credential.
+pub struct Nfs {
+    conn: Nfs3Connection<TokioIo<TcpStream>>,
+    pub root: Fh,
+}
+
+fn dirop<'a>(dir: &Fh, name: &'a str) -> diropargs3<'a> {
+    diropargs3 {
+        dir: dir.clone(),
+        name: filename3(Opaque::borrowed(name.as_bytes())),
+    }
+}
+
+fn fh_of(obj: post_op_fh3) -> Fh {
+    match obj {
+        Nfs3Option::Some(fh) => fh,
+        Nfs3Option::None => panic!("reply without a handle"),
+    }
+}
+
+macro_rules! ok {
+    ($e:expr) => {
+        match $e.expect("rpc transport") {
+            Nfs3Result::Ok(ok) => Ok(ok),
+            Nfs3Result::Err((status, _)) => Err(status),
+        }
+    };
+}
+
+pub fn mode(m: u32) -> sattr3 {
+    sattr3 {
+        mode: Nfs3Option::Some(m),
+        ..sattr3::default()
+    }
+}
+
+impl Nfs {
+    pub async fn connect(port: u16) -> Nfs {
+        Self::connect_as(port, 0, 0).await
+    }
+
+    pub async fn connect_as(port: u16, uid: u32, gid: u32) -> Nfs {
+        let cred = opaque_auth::auth_unix(&auth_unix {
+            stamp: 1,
+            machinename: Opaque::owned(b"test".to_vec()),
+            uid,
+            gid,
+            gids: vec![],
+        });
+        let conn = Nfs3ConnectionBuilder::new(TokioConnector, "127.0.0.1", "/")
+            .connect_from_privileged_port(false)
+            .mount_port(port)
+            .nfs3_port(port)
+            .credential(cred)
+            .mount()
+            .await
+            .expect("mount");
+        let root = conn.root_nfs_fh3();
+        Nfs { conn, root }
+    }
+
+    pub async fn getattr(&mut self, fh: &Fh) -> Res<fattr3> {
+        ok!(self
+            .conn
+            .getattr(&GETATTR3args { object: fh.clone() })
+            .await)
+        .map(|r| r.obj_attributes)
+    }
+
+    pub async fn lookup(&mut self, dir: &Fh, name: &str) -> Res<Fh> {
+        ok!(self
+            .conn
+            .lookup(&LOOKUP3args {
+                what: dirop(dir, name)
+            })
+            .await)
+        .map(|r| r.object)
+    }
+
+    pub async fn create_how(&mut self, dir: &Fh, name: &str, how: createhow3) -> Res<Fh> {
+        ok!(self
+            .conn
+            .create(&CREATE3args {
+                where_: dirop(dir, name),
+                how
+            })
+            .await)
+        .map(|r| fh_of(r.obj))
+    }
+
+    pub async fn create(&mut self, dir: &Fh, name: &str) -> Res<Fh> {
+        self.create_how(dir, name, createhow3::UNCHECKED(mode(0o644)))
+            .await
+    }
+
+    pub async fn mkdir(&mut self, dir: &Fh, name: &str) -> Res<Fh> {
+        ok!(self
+            .conn
+            .mkdir(&MKDIR3args {
+                where_: dirop(dir, name),
+                attributes: mode(0o755)
+            })
+            .await)
+        .map(|r| fh_of(r.obj))
+    }
+
+    pub async fn symlink(&mut self, dir: &Fh, name: &str, target: &str) -> Res<Fh> {
+        let args = SYMLINK3args {
+            where_: dirop(dir, name),
+            symlink: symlinkdata3 {
+                symlink_attributes: sattr3::default(),
+                symlink_data: nfspath3(Opaque::borrowed(target.as_bytes())),
+            },
+        };
+        ok!(self.conn.symlink(&args).await).map(|r| fh_of(r.obj))
+    }
+
+    pub async fn readlink(&mut self, fh: &Fh) -> Res<Vec<u8>> {
+        ok!(self
+            .conn
+            .readlink(&READLINK3args {
+                symlink: fh.clone()
+            })
+            .await)
+        .map(|r| r.data.0.to_vec())
+    }
+
+    pub async fn write(
+        &mut self,
+        fh: &Fh,
+        offset: u64,
+        data: &[u8],
+        stable: stable_how,
+    ) -> Res<WRITE3resok> {
+        let args = WRITE3args {
+            file: fh.clone(),
+            offset,
+            count: data.len() as u32,
+            stable,
+            data: Opaque::borrowed(data),
+        };
+        ok!(self.conn.write(&args).await)
+    }
+
+    pub async fn commit(&mut self, fh: &Fh) -> Res<()> {
+        ok!(self
+            .conn
+            .commit(&COMMIT3args {
+                file: fh.clone(),
+                offset: 0,
+                count: 0
+            })
+            .await)
+        .map(|_| ())
+    }
+
+    pub async fn read(&mut self, fh: &Fh, offset: u64, count: u32) -> Res<(Vec<u8>, bool)> {
+        ok!(self
+            .conn
+            .read(&READ3args {
+                file: fh.clone(),
+                offset,
+                count
+            })
+            .await)
+        .map(|r| (r.data.to_vec(), r.eof))
+    }
+
+    /// Reads a whole file in 1 MiB requests, feeding `sink`.
+    pub async fn read_each(&mut self, fh: &Fh, mut sink: impl FnMut(&[u8])) -> Res<u64> {
+        let mut offset = 0u64;
+        loop {
+            let (data, eof) = self.read(fh, offset, 1 << 20).await?;
+            sink(&data);
+            offset += data.len() as u64;
+            if eof || data.is_empty() {
+                return Ok(offset);
+            }
+        }
+    }
+
+    pub async fn read_all(&mut self, fh: &Fh) -> Res<Vec<u8>> {
+        let mut out = Vec::new();
+        self.read_each(fh, |d| out.extend_from_slice(d)).await?;
+        Ok(out)
+    }
+
+    pub async fn setattr(&mut self, fh: &Fh, attrs: sattr3) -> Res<()> {
+        let args = SETATTR3args {
+            object: fh.clone(),
+            new_attributes: attrs,
+            guard: Nfs3Option::None,
+        };
+        ok!(self.conn.setattr(&args).await).map(|_| ())
+    }
+
+    pub async fn remove(&mut self, dir: &Fh, name: &str) -> Res<()> {
+        ok!(self
+            .conn
+            .remove(&REMOVE3args {
+                object: dirop(dir, name)
+            })
+            .await)
+        .map(|_| ())
+    }
+
+    pub async fn rmdir(&mut self, dir: &Fh, name: &str) -> Res<()> {
+        ok!(self
+            .conn
+            .rmdir(&RMDIR3args {
+                object: dirop(dir, name)
+            })
+            .await)
+        .map(|_| ())
+    }
+
+    pub async fn rename(&mut self, from: &Fh, from_name: &str, to: &Fh, to_name: &str) -> Res<()> {
+        let args = RENAME3args {
+            from: dirop(from, from_name),
+            to: dirop(to, to_name),
+        };
+        ok!(self.conn.rename(&args).await).map(|_| ())
+    }
+
+    /// One READDIRPLUS page.
+    pub async fn readdirplus(
+        &mut self,
+        dir: &Fh,
+        cookie: u64,
+        maxcount: u32,
+    ) -> Res<(Vec<(String, u64)>, bool)> {
+        let args = READDIRPLUS3args {
+            dir: dir.clone(),
+            cookie,
+            cookieverf: cookieverf3::default(),
+            dircount: maxcount,
+            maxcount,
+        };
+        let ok = ok!(self.conn.readdirplus(&args).await)?;
+        let entries = ok
+            .reply
+            .entries
+            .0
+            .into_iter()
+            .map(|e| {
+                (
+                    String::from_utf8_lossy(e.name.as_ref()).into_owned(),
+                    e.cookie,
+                )
+            })
+            .collect();
+        Ok((entries, ok.reply.eof))
+    }
+
+    /// Every entry name, following cookies.
+    pub async fn list(&mut self, dir: &Fh) -> Res<Vec<String>> {
+        let mut names = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let (page, eof) = self.readdirplus(dir, cookie, 64 * 1024).await?;
+            if let Some((_, last)) = page.last() {
+                cookie = *last;
+            }
+            names.extend(page.into_iter().map(|(n, _)| n));
+            if eof {
+                return Ok(names);
+            }
+        }
+    }
+}

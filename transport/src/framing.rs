@@ -1,0 +1,105 @@
+//! One frame per stream direction, read and written in parts.
+
+use crate::TransportError;
+use bytes::{Bytes, BytesMut};
+use codetta_wire::frame::{FramePrefix, MAX_DATA, MAX_HEADER, PREFIX_LEN};
+use codetta_wire::{Frame, FrameError, FrameKind};
+use std::time::Duration;
+
+/// Writes `frame` as prefix, header and data without copying them into one buffer. The caller
+/// finishes the stream afterwards (one frame per stream).
+pub async fn write_frame(
+    send: &mut quinn::SendStream,
+    frame: &Frame,
+) -> Result<(), TransportError> {
+    if frame.header.len() > MAX_HEADER as usize || frame.data.len() > MAX_DATA as usize {
+        return Err(FrameError::TooLarge.into());
+    }
+    let prefix = Bytes::copy_from_slice(&frame.prefix().to_bytes());
+    let mut parts: Vec<Bytes> = [prefix, frame.header.clone(), frame.data.clone()]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect();
+    send.write_all_chunks(&mut parts).await?;
+    Ok(())
+}
+
+/// Reads exactly one frame and then the end of the stream.
+///
+/// The prefix is checked (version, kind, header ≤ `MAX_HEADER`, data ≤ `MAX_DATA`) before
+/// anything is allocated; header and data are then collected as they arrive, so memory held
+/// never exceeds what the peer actually sent plus what the prefix claimed. Bytes after the
+/// frame are an error ([`TransportError::TrailingBytes`]), as is an early end
+/// ([`TransportError::Truncated`]).
+pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Frame, TransportError> {
+    let mut prefix = [0u8; PREFIX_LEN];
+    recv.read_exact(&mut prefix).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(got) => TransportError::Truncated {
+            missing: PREFIX_LEN - got,
+        },
+        quinn::ReadExactError::ReadError(e) => TransportError::Read(e),
+    })?;
+    let prefix = FramePrefix::parse(&prefix)?.ok_or(TransportError::Truncated { missing: 0 })?;
+    let header = read_exactly(recv, prefix.header_len as usize).await?;
+    let data = read_exactly(recv, prefix.data_len as usize).await?;
+    if recv.read_chunk(1, true).await?.is_some() {
+        return Err(TransportError::TrailingBytes);
+    }
+    Ok(Frame {
+        kind: prefix.kind,
+        header,
+        data,
+    })
+}
+
+/// Reads exactly `len` bytes, without copying when they arrive as one chunk.
+async fn read_exactly(recv: &mut quinn::RecvStream, len: usize) -> Result<Bytes, TransportError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut got = 0;
+    while got < len {
+        match recv.read_chunk(len - got, true).await? {
+            Some(chunk) => {
+                got += chunk.bytes.len();
+                chunks.push(chunk.bytes);
+            }
+            None => return Err(TransportError::Truncated { missing: len - got }),
+        }
+    }
+    Ok(match chunks.as_slice() {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut buf = BytesMut::with_capacity(len);
+            for chunk in many {
+                buf.extend_from_slice(chunk);
+            }
+            buf.freeze()
+        }
+    })
+}
+
+/// One request/reply exchange on a fresh bidirectional stream, all within `deadline`: opens
+/// the stream, writes `request`, finishes, and reads one reply frame (which must be of kind
+/// [`FrameKind::Reply`]).
+pub async fn call(
+    conn: &quinn::Connection,
+    request: &Frame,
+    deadline: Duration,
+) -> Result<Frame, TransportError> {
+    let exchange = async {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        write_frame(&mut send, request).await?;
+        send.finish()?;
+        let reply = read_frame(&mut recv).await?;
+        if reply.kind != FrameKind::Reply {
+            return Err(FrameError::WrongKind {
+                expected: FrameKind::Reply,
+            }
+            .into());
+        }
+        Ok(reply)
+    };
+    tokio::time::timeout(deadline, exchange)
+        .await
+        .map_err(|_| TransportError::Timeout(deadline))?
+}
