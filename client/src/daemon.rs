@@ -91,6 +91,7 @@ impl ClientDaemon {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
+        self.venus.close();
         self.link.close().await;
     }
 }

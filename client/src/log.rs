@@ -43,7 +43,8 @@ impl LoggedRecord {
 
 /// The durable modify log.
 pub struct ModifyLog {
-    db: Database,
+    /// `None` once closed: the file lock is released even while tasks still hold the log.
+    db: std::sync::RwLock<Option<Database>>,
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> ClientError {
@@ -92,12 +93,35 @@ impl ModifyLog {
         txn.open_table(RECORDS).map_err(storage)?;
         txn.open_table(STATE).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        Ok(ModifyLog { db })
+        Ok(ModifyLog {
+            db: std::sync::RwLock::new(Some(db)),
+        })
+    }
+
+    /// Closes the database; later calls fail with a storage error.
+    pub fn close(&self) {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        guard.take();
+    }
+
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some(db) => f(db),
+            None => Err(ClientError::Storage("the modify log is closed".into())),
+        }
     }
 
     /// The stored identity, if the client has one yet.
     pub fn state(&self) -> Result<Option<ClientState>, ClientError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        self.with_db(Self::read_state)
+    }
+
+    fn read_state(db: &Database) -> Result<Option<ClientState>, ClientError> {
+        let txn = db.begin_read().map_err(storage)?;
         let table = txn.open_table(STATE).map_err(storage)?;
         let get = |k: &str| -> Result<Option<u64>, ClientError> {
             Ok(table.get(k).map_err(storage)?.map(|v| v.value()))
@@ -115,7 +139,11 @@ impl ModifyLog {
 
     /// Stores a fresh identity (a new incarnation restarts both counters).
     pub fn set_state(&self, state: ClientState) -> Result<(), ClientError> {
-        let txn = self.db.begin_write().map_err(storage)?;
+        self.with_db(|db| Self::write_state(db, state))
+    }
+
+    fn write_state(db: &Database, state: ClientState) -> Result<(), ClientError> {
+        let txn = db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(STATE).map_err(storage)?;
             table
@@ -140,7 +168,16 @@ impl ModifyLog {
         next_vnode: u64,
         next_seq: u64,
     ) -> Result<(), ClientError> {
-        let txn = self.db.begin_write().map_err(storage)?;
+        self.with_db(|db| Self::append_in(db, records, next_vnode, next_seq))
+    }
+
+    fn append_in(
+        db: &Database,
+        records: &[LoggedRecord],
+        next_vnode: u64,
+        next_seq: u64,
+    ) -> Result<(), ClientError> {
+        let txn = db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(RECORDS).map_err(storage)?;
             for rec in records {
@@ -157,7 +194,11 @@ impl ModifyLog {
 
     /// Every record not yet trimmed, in sequence order.
     pub fn pending(&self) -> Result<Vec<LoggedRecord>, ClientError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        self.with_db(Self::read_pending)
+    }
+
+    fn read_pending(db: &Database) -> Result<Vec<LoggedRecord>, ClientError> {
+        let txn = db.begin_read().map_err(storage)?;
         let table = txn.open_table(RECORDS).map_err(storage)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(storage)? {
@@ -172,7 +213,11 @@ impl ModifyLog {
     /// Not made durable on its own: if the daemon dies first, the records are shipped again
     /// and the server acknowledges them without applying them twice (rule 3).
     pub fn trim(&self, seq: u64) -> Result<(), ClientError> {
-        let mut txn = self.db.begin_write().map_err(storage)?;
+        self.with_db(|db| Self::trim_in(db, seq))
+    }
+
+    fn trim_in(db: &Database, seq: u64) -> Result<(), ClientError> {
+        let mut txn = db.begin_write().map_err(storage)?;
         txn.set_durability(Durability::None).map_err(storage)?;
         {
             let mut table = txn.open_table(RECORDS).map_err(storage)?;

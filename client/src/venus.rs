@@ -57,6 +57,7 @@ pub struct Venus {
     capacity: Arc<Semaphore>,
     /// Serialises first fetches of overlay bases so concurrent writers agree on one.
     overlay_fetch: tokio::sync::Mutex<()>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -120,14 +121,16 @@ impl Venus {
             acked: acked_rx,
             capacity: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
             overlay_fetch: tokio::sync::Mutex::new(()),
+            tasks: Mutex::new(Vec::new()),
         });
-        tokio::spawn(appender(
+        let appender = tokio::spawn(appender(
             Arc::downgrade(&venus),
             submit_rx,
             identity.next_seq,
             queue.clone(),
         ));
-        tokio::spawn(shipper(link, log, tracker, queue, acked_tx));
+        let shipper = tokio::spawn(shipper(link, log, tracker, queue, acked_tx));
+        lock(&venus.tasks).extend([appender, shipper]);
         Ok(venus)
     }
 
@@ -375,6 +378,15 @@ impl Venus {
             ReplyBody::Space(space) => Ok(space),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Stops the background tasks and closes the modify log (releasing its file lock).
+    /// Everything acknowledged is already durable in the log or on the server.
+    pub fn close(&self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        self.log.close();
     }
 
     /// Records logged but not yet applied by the server.

@@ -4,3 +4,4 @@
 mod support;
 
 mod nfs_ops;
+mod restart;
