@@ -4,4 +4,5 @@
 mod support;
 
 mod nfs_ops;
+mod durability;
 mod restart;

@@ -877,7 +877,8 @@ mod random_ops {
     }
 
     fn to_op(g: &mut Gen, fids: &mut Vec<Fid>, act: &Act, data: &mut Vec<u8>) -> Op {
-        let pick = |i: usize| fids[i % fids.len()];
+        let known = fids.clone();
+        let pick = |i: usize| known[i % known.len()];
         let nm = |n: u8| name(["a", "b", "c", "d"][n as usize % 4]);
         let new = NewObject {
             mode: 0o755,

@@ -215,7 +215,7 @@ pub(crate) fn check_consistency(store: &Store) {
     use super::tags::{block_member, entry_member};
     use codetta_wire::tag::SetDigest;
     use codetta_wire::{BLOCK_SIZE, FileType};
-    use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+    use redb::{ReadableDatabase, ReadableTableMetadata};
     use std::collections::BTreeMap;
 
     let txn = store.db.begin_read().unwrap();

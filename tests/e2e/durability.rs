@@ -1,0 +1,168 @@
+//! SIGKILL of the client daemon or the server right after replies: every acknowledged
+//! change is found after restart, and nothing is applied twice.
+
+use crate::support::nfs::Nfs;
+use crate::support::{Layout, Proc, wait_for_tcp};
+use codetta::admin;
+use nfs3_client::nfs3_types::nfs3::*;
+use std::time::{Duration, Instant};
+
+struct Procs {
+    layout: Layout,
+    server: Option<Proc>,
+    client: Option<Proc>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Procs {
+    async fn start() -> Procs {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(tmp.path());
+        let mut p = Procs {
+            layout,
+            server: None,
+            client: None,
+            _tmp: tmp,
+        };
+        p.start_server();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match admin::ensure_volume(&p.layout.admin, "root").await {
+                Ok(_) => break,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("root volume: {e}"),
+            }
+        }
+        p.start_client().await;
+        p
+    }
+
+    fn start_server(&mut self) {
+        let config = self.layout.server_toml.to_string_lossy().into_owned();
+        let log = self.layout.dir.join("server.log");
+        self.server = Some(Proc::spawn(&["server", "--config", &config], &log));
+    }
+
+    async fn start_client(&mut self) {
+        let config = self.layout.client_toml.to_string_lossy().into_owned();
+        let log = self.layout.dir.join("client.log");
+        self.client = Some(Proc::spawn(&["client", "--config", &config], &log));
+        wait_for_tcp(self.layout.nfs_port).await;
+    }
+
+    fn kill_client(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            c.kill();
+        }
+    }
+
+    fn kill_server(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.kill();
+        }
+    }
+
+    async fn nfs(&self) -> Nfs {
+        Nfs::connect(self.layout.nfs_port).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_killed_after_replies_loses_nothing() {
+    let mut p = Procs::start().await;
+    let mut nfs = p.nfs().await;
+    let root = nfs.root.clone();
+    let d = nfs.mkdir(&root, "d").await.expect("mkdir");
+    let f = nfs.create(&d, "f").await.expect("create");
+    let data: Vec<u8> = (0..3 << 20).map(|i| (i % 251) as u8).collect();
+    // UNSTABLE writes are acknowledged from the client's log; the COMMIT reply promises them.
+    for (i, chunk) in data.chunks(1 << 20).enumerate() {
+        nfs.write(&f, (i as u64) << 20, chunk, stable_how::UNSTABLE)
+            .await
+            .expect("write");
+    }
+    nfs.commit(&f).await.expect("commit");
+    // Unstable writes with no COMMIT yet: acknowledged from the log only.
+    let g = nfs.create(&d, "g").await.expect("create");
+    nfs.write(&g, 0, b"logged only", stable_how::UNSTABLE)
+        .await
+        .expect("write");
+    nfs.rename(&d, "f", &root, "moved").await.expect("rename");
+    drop(nfs);
+    p.kill_client();
+    p.start_client().await;
+    let mut nfs = p.nfs().await;
+    let moved = nfs.lookup(&root, "moved").await.expect("renamed file");
+    assert_eq!(moved, f, "same handle after restart");
+    assert_eq!(nfs.read_all(&moved).await.expect("read"), data);
+    assert_eq!(nfs.read_all(&g).await.expect("read g"), b"logged only");
+    assert_eq!(nfs.lookup(&d, "f").await, Err(nfsstat3::NFS3ERR_NOENT));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_killed_after_replies_loses_nothing() {
+    let mut p = Procs::start().await;
+    let mut nfs = p.nfs().await;
+    let root = nfs.root.clone();
+    let f = nfs.create(&root, "f").await.expect("create");
+    nfs.write(&f, 0, b"committed", stable_how::UNSTABLE)
+        .await
+        .expect("write");
+    nfs.commit(&f).await.expect("commit");
+    let d = nfs.mkdir(&root, "dir").await.expect("mkdir");
+    nfs.symlink(&d, "l", "../f").await.expect("symlink");
+    nfs.remove(&root, "f").await.expect("remove");
+    p.kill_server();
+    p.start_server();
+    // The client reconnects by itself; calls answer JUKEBOX until the server is back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let l = loop {
+        match nfs.lookup(&d, "l").await {
+            Ok(l) => break l,
+            Err(nfsstat3::NFS3ERR_JUKEBOX) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("lookup after server restart: {e}"),
+        }
+    };
+    assert_eq!(nfs.readlink(&l).await.expect("readlink"), b"../f");
+    assert_eq!(nfs.lookup(&root, "f").await, Err(nfsstat3::NFS3ERR_NOENT));
+    assert_eq!(nfs.getattr(&f).await.map(|_| ()), Err(nfsstat3::NFS3ERR_STALE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_server_is_noticed_fast_and_work_resumes() {
+    let mut p = Procs::start().await;
+    let mut nfs = p.nfs().await;
+    let root = nfs.root.clone();
+    let f = nfs.create(&root, "f").await.expect("create");
+    p.kill_server();
+    let started = Instant::now();
+    let status = nfs
+        .write(&f, 0, b"while down", stable_how::FILE_SYNC)
+        .await
+        .map(|_| ());
+    let waited = started.elapsed();
+    assert!(
+        matches!(status, Err(nfsstat3::NFS3ERR_JUKEBOX | nfsstat3::NFS3ERR_IO)),
+        "{status:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "noticed after {waited:?}");
+    p.start_server();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match nfs.write(&f, 0, b"after", stable_how::FILE_SYNC).await {
+            Ok(_) => break,
+            Err(nfsstat3::NFS3ERR_JUKEBOX) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("write after restart: {e}"),
+        }
+    }
+    // The write refused while the server was down left nothing behind.
+    let data = nfs.read_all(&f).await.expect("read");
+    assert_eq!(data, b"after");
+}
