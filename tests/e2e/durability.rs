@@ -130,7 +130,10 @@ async fn server_killed_after_replies_loses_nothing() {
     };
     assert_eq!(nfs.readlink(&l).await.expect("readlink"), b"../f");
     assert_eq!(nfs.lookup(&root, "f").await, Err(nfsstat3::NFS3ERR_NOENT));
-    assert_eq!(nfs.getattr(&f).await.map(|_| ()), Err(nfsstat3::NFS3ERR_STALE));
+    assert_eq!(
+        nfs.getattr(&f).await.map(|_| ()),
+        Err(nfsstat3::NFS3ERR_STALE)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +150,10 @@ async fn killed_server_is_noticed_fast_and_work_resumes() {
         .map(|_| ());
     let waited = started.elapsed();
     assert!(
-        matches!(status, Err(nfsstat3::NFS3ERR_JUKEBOX | nfsstat3::NFS3ERR_IO)),
+        matches!(
+            status,
+            Err(nfsstat3::NFS3ERR_JUKEBOX | nfsstat3::NFS3ERR_IO)
+        ),
         "{status:?}"
     );
     assert!(waited < Duration::from_secs(5), "noticed after {waited:?}");

@@ -3,6 +3,7 @@
 
 mod support;
 
-mod nfs_ops;
 mod durability;
+mod large;
+mod nfs_ops;
 mod restart;

@@ -1,0 +1,69 @@
+//! Large and sparse files, streamed: never a whole file in memory.
+
+use crate::support::Cluster;
+use nfs3_client::nfs3_types::nfs3::*;
+
+/// Deterministic pseudo-random bytes for block `i`.
+fn block(i: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_256_mib_file_reads_back_equal() {
+    const MIB: u64 = 1 << 20;
+    const SIZE: u64 = 256 * MIB;
+    let cluster = Cluster::start().await;
+    let mut nfs = cluster.nfs().await;
+    let root = nfs.root.clone();
+    let f = nfs.create(&root, "big").await.expect("create");
+    let mut written = blake3::Hasher::new();
+    for i in 0..SIZE / MIB {
+        let data = block(i, MIB as usize);
+        written.update(&data);
+        nfs.write(&f, i * MIB, &data, stable_how::UNSTABLE)
+            .await
+            .expect("write");
+    }
+    nfs.commit(&f).await.expect("commit");
+    assert_eq!(nfs.getattr(&f).await.expect("attr").size, SIZE);
+    let mut read = blake3::Hasher::new();
+    let n = nfs
+        .read_each(&f, |d| {
+            read.update(d);
+        })
+        .await
+        .expect("read");
+    assert_eq!(n, SIZE);
+    assert_eq!(read.finalize(), written.finalize());
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparse_write_near_10_gib() {
+    let cluster = Cluster::start().await;
+    let mut nfs = cluster.nfs().await;
+    let root = nfs.root.clone();
+    let f = nfs.create(&root, "sparse").await.expect("create");
+    let offset = 10u64 << 30;
+    nfs.write(&f, offset - 3, b"end of a big file", stable_how::FILE_SYNC)
+        .await
+        .expect("write near 10 GiB");
+    let attrs = nfs.getattr(&f).await.expect("attr");
+    assert_eq!(attrs.size, offset - 3 + 17);
+    let (data, eof) = nfs.read(&f, offset - 10, 100).await.expect("read tail");
+    assert_eq!(&data[..7], &[0u8; 7], "the hole reads as zeros");
+    assert_eq!(&data[7..], b"end of a big file");
+    assert!(eof);
+    let (hole, _) = nfs.read(&f, 5 << 30, 4096).await.expect("read hole");
+    assert_eq!(hole, vec![0u8; 4096]);
+    cluster.shutdown().await;
+}
