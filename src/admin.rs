@@ -60,10 +60,10 @@ pub async fn call(config: &AdminConfig, request: &Request) -> anyhow::Result<Rep
 
 /// Creates `name` unless it exists; returns its description.
 pub async fn ensure_volume(config: &AdminConfig, name: &str) -> anyhow::Result<VolumeInfo> {
-    if let ReplyBody::Volumes(list) = call(config, &Request::ListVolumes).await? {
-        if let Some(v) = list.into_iter().find(|v| v.name == name) {
-            return Ok(v);
-        }
+    if let ReplyBody::Volumes(list) = call(config, &Request::ListVolumes).await?
+        && let Some(v) = list.into_iter().find(|v| v.name == name)
+    {
+        return Ok(v);
     }
     match call(
         config,

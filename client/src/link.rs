@@ -63,10 +63,10 @@ impl ServerLink {
 
     async fn connection(&self) -> Result<quinn::Connection, ClientError> {
         let mut guard = self.conn.lock().await;
-        if let Some(conn) = guard.as_ref() {
-            if conn.close_reason().is_none() {
-                return Ok(conn.clone());
-            }
+        if let Some(conn) = guard.as_ref()
+            && conn.close_reason().is_none()
+        {
+            return Ok(conn.clone());
         }
         let connect = codetta_transport::connect(
             &self.endpoint,
@@ -109,10 +109,10 @@ impl ServerLink {
     }
 
     fn reached(&self) {
-        if let Ok(mut since) = self.unreachable_since.lock() {
-            if since.take().is_some() {
-                tracing::info!(server = %self.server.name, "server reachable again");
-            }
+        if let Ok(mut since) = self.unreachable_since.lock()
+            && since.take().is_some()
+        {
+            tracing::info!(server = %self.server.name, "server reachable again");
         }
     }
 

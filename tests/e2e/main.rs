@@ -1,6 +1,8 @@
 //! End-to-end tests: real servers and client daemons on loopback QUIC, driven through the
 //! real NFSv3 endpoint by a userspace NFS client.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 mod durability;

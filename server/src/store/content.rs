@@ -519,7 +519,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
         #[test]
         fn random_writes_and_resizes_match_a_vec(steps in proptest::collection::vec(step(), 1..12), split in 1usize..4) {
             let mut fx = Fx::new();

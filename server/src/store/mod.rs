@@ -12,9 +12,14 @@
 //!   the same records have equal attributes and content tags (rule 5).
 //! - **Never return bad data.** Chunks are verified against their hash on every read.
 //!
-//! Layout: [`tables`] declares every table, [`codec`] the value formats, [`content`] blocks
-//! and chunks, [`namespace`] directory operations, [`tags`] content tags, `apply` the batch
-//! driver.
+//! Layout: `tables` declares every table (the byte-level formats are in its and `codec`'s
+//! docs), `content` blocks and chunks, `namespace` directory operations, `tags` content
+//! tags, `apply` the batch driver.
+//!
+//! Durability: every write transaction commits with redb's default `Durability::Immediate`
+//! (fsync before `commit` returns). After an I/O error at commit (a full disk, say) redb
+//! refuses further transactions until the database is reopened; the caller sees
+//! `FsError::NoSpace` or `FsError::Storage` and must reopen the store.
 
 mod apply;
 mod codec;
