@@ -406,6 +406,28 @@ mod tests {
         assert_eq!(Frame::decode(&prefix), Err(FrameError::Version(9)));
     }
 
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the decoder, and whatever decodes re-encodes equal.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            if let Ok(Some((frame, used))) = Frame::decode(&bytes) {
+                proptest::prop_assert_eq!(&frame.encode()[..], &bytes[..used]);
+                let _ = frame.decode_request();
+                let _ = frame.decode_reply();
+            }
+        }
+
+        /// Valid prefixes followed by garbage headers decode to errors, not panics.
+        #[test]
+        fn garbage_headers_never_panic(header in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            for kind in [FrameKind::Request, FrameKind::Reply] {
+                let frame = Frame { kind, header: Bytes::from(header.clone()), data: Bytes::new() };
+                let _ = frame.decode_request();
+                let _ = frame.decode_reply();
+            }
+        }
+    }
+
     #[test]
     fn trailing_header_bytes_and_wrong_data_length_are_refused() {
         let frame = Frame::request(&Request::Hello, Bytes::new()).unwrap_or_else(|e| panic!("{e}"));
