@@ -293,6 +293,19 @@ impl Venus {
         }
     }
 
+    /// The directory containing `dir`.
+    pub async fn parent(&self, dir: &Fid) -> Result<Fid, ClientError> {
+        match self
+            .link
+            .call(&Request::Parent { dir: *dir }, Bytes::new())
+            .await?
+            .0
+        {
+            ReplyBody::State(state) => Ok(state.fid),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// One page of `dir`'s entries after `cookie`.
     pub async fn readdir(
         &self,

@@ -24,6 +24,7 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         | Request::VolumeByName { .. }
         | Request::GetAttr { .. }
         | Request::Lookup { .. }
+        | Request::Parent { .. }
         | Request::ReadDir { .. }
         | Request::Read { .. }
         | Request::ReadLink { .. }
@@ -69,6 +70,7 @@ impl ServerService {
             Request::ListVolumes => store.list_volumes().map(ReplyBody::Volumes),
             Request::GetAttr { fid } => store.getattr(fid).map(ReplyBody::State),
             Request::Lookup { dir, name } => store.lookup(dir, &name).map(ReplyBody::State),
+            Request::Parent { dir } => store.parent(dir).map(ReplyBody::State),
             Request::ReadDir {
                 dir,
                 cookie,

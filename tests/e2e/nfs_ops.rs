@@ -46,6 +46,8 @@ async fn namespace_operations() {
     let d = nfs.mkdir(&root, "d").await.expect("mkdir");
     assert_eq!(nfs.mkdir(&root, "d").await, Err(nfsstat3::NFS3ERR_EXIST));
     let e = nfs.mkdir(&d, "e").await.expect("mkdir nested");
+    assert_eq!(nfs.lookup(&e, "..").await.expect("dotdot"), d);
+    assert_eq!(nfs.lookup(&root, "..").await.expect("root dotdot"), root);
     assert_eq!(nfs.getattr(&d).await.expect("attr").nlink, 3);
     let a = nfs.create(&d, "a").await.expect("create");
     nfs.write(&a, 0, b"A", stable_how::FILE_SYNC)

@@ -33,6 +33,10 @@ pub enum Request {
         dir: Fid,
         name: Name,
     },
+    /// The directory containing `dir` (a root is its own parent): LOOKUP of `..`.
+    Parent {
+        dir: Fid,
+    },
     /// Entries after `cookie` (0 = from the start), at most `max_entries` of them.
     ReadDir {
         dir: Fid,

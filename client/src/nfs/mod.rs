@@ -98,6 +98,20 @@ impl CodettaFs {
         }
     }
 
+    /// Common start of CREATE, MKDIR and SYMLINK: the caller, a valid name, a directory the
+    /// caller may modify, and a fresh fid in its volume.
+    async fn prepare_new(
+        &self,
+        dirid: &FidHandle,
+        filename: &filename3<'_>,
+    ) -> Result<(Caller, Name, Attrs, Fid), nfsstat3> {
+        let caller = self.caller();
+        let name = name(filename)?;
+        let dir = self.writable_dir(&caller, &dirid.fid).await?;
+        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
+        Ok((caller, name, dir, fid))
+    }
+
     async fn setattr_checked(
         &self,
         caller: &Caller,
@@ -176,7 +190,10 @@ impl NfsReadFileSystem for CodettaFs {
         check(&caller, &dir, EXEC)?;
         match filename.as_ref() {
             b"." => return Ok(*dirid),
-            b".." => return Err(nfsstat3::NFS3ERR_NOENT),
+            b".." => {
+                let parent = self.venus.parent(&dirid.fid).await.map_err(err)?;
+                return Ok(FidHandle::new(parent));
+            }
             _ => {}
         }
         let name = name(filename)?;
@@ -328,14 +345,11 @@ impl NfsFileSystem for CodettaFs {
         filename: &filename3<'_>,
         attr: sattr3,
     ) -> Result<(FidHandle, fattr3), nfsstat3> {
-        let caller = self.caller();
-        let name = name(filename)?;
-        let dir = self.writable_dir(&caller, &dirid.fid).await?;
+        let (caller, name, dir, fid) = self.prepare_new(dirid, filename).await?;
         let mode = match attr.mode {
             Nfs3Option::Some(m) => m,
             Nfs3Option::None => 0o644,
         };
-        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
         let truncate = matches!(attr.size, Nfs3Option::Some(0));
         let op = Op::Create {
             dir: dirid.fid,
@@ -368,10 +382,7 @@ impl NfsFileSystem for CodettaFs {
         filename: &filename3<'_>,
         createverf: createverf3,
     ) -> Result<FidHandle, nfsstat3> {
-        let caller = self.caller();
-        let name = name(filename)?;
-        let dir = self.writable_dir(&caller, &dirid.fid).await?;
-        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
+        let (caller, name, dir, fid) = self.prepare_new(dirid, filename).await?;
         let op = Op::Create {
             dir: dirid.fid,
             name,
@@ -393,10 +404,7 @@ impl NfsFileSystem for CodettaFs {
         dirid: &FidHandle,
         dirname: &filename3<'_>,
     ) -> Result<(FidHandle, fattr3), nfsstat3> {
-        let caller = self.caller();
-        let name = name(dirname)?;
-        let dir = self.writable_dir(&caller, &dirid.fid).await?;
-        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
+        let (caller, name, dir, fid) = self.prepare_new(dirid, dirname).await?;
         // nfs3_server 0.11 does not pass MKDIR's mode: new directories get 0755.
         let mut new = Self::new_object(&caller, &dir, 0o755);
         new.mode |= dir.mode & 0o2000;
@@ -482,18 +490,15 @@ impl NfsFileSystem for CodettaFs {
         symlink: &nfspath3<'a>,
         attr: &sattr3,
     ) -> Result<(FidHandle, fattr3), nfsstat3> {
-        let caller = self.caller();
-        let name = name(linkname)?;
-        let dir = self.writable_dir(&caller, &dirid.fid).await?;
         let target = symlink.as_ref().to_vec();
         if target.is_empty() || target.len() > 4096 {
             return Err(nfsstat3::NFS3ERR_INVAL);
         }
+        let (caller, name, dir, fid) = self.prepare_new(dirid, linkname).await?;
         let mode = match attr.mode {
             Nfs3Option::Some(m) => m,
             Nfs3Option::None => 0o777,
         };
-        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
         let op = Op::Symlink {
             dir: dirid.fid,
             name,
