@@ -86,9 +86,24 @@ impl Cluster {
         cluster
     }
 
+    /// Starts the server; retries for a while if the previous in-process endpoint's UDP
+    /// socket is still being released (quinn drops it when its last connection is gone).
     pub async fn start_server(&mut self) {
         let config = self.layout.server_config();
-        self.server = Some(ServerDaemon::start(&config).await.expect("server starts"));
+        let mut attempts = 0;
+        loop {
+            match ServerDaemon::start(&config).await {
+                Ok(server) => {
+                    self.server = Some(server);
+                    return;
+                }
+                Err(e) if attempts < 50 && format!("{e:#}").contains("in use") => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("server starts: {e:#}"),
+            }
+        }
     }
 
     pub async fn stop_server(&mut self) {
