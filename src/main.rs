@@ -2,7 +2,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use codetta::{admin, up};
+mod up;
+mod volume;
+
 use codetta_certs::Role;
 use std::path::PathBuf;
 
@@ -39,7 +41,7 @@ enum Command {
     /// Volumes.
     Volume {
         #[command(subcommand)]
-        command: admin::VolumeCommand,
+        command: volume::VolumeCommand,
         /// Admin configuration (CA, admin certificate, server address).
         #[arg(long, global = true)]
         admin: Option<PathBuf>,
@@ -132,6 +134,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         },
-        Command::Volume { command, admin } => admin::run(command, admin).await,
+        Command::Volume { command, admin } => volume::run(command, admin).await,
     }
 }

@@ -2,8 +2,8 @@
 //! change is found after restart, and nothing is applied twice.
 
 use crate::support::nfs::Nfs;
-use crate::support::{Layout, Proc, wait_for_tcp};
-use codetta::admin;
+use crate::support::{Proc, wait_for_tcp};
+use codetta_cluster::{Layout, admin};
 use nfs3_client::nfs3_types::nfs3::*;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ struct Procs {
 impl Procs {
     async fn start() -> Procs {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let layout = Layout::new(tmp.path());
+        let layout = Layout::prepare_on_free_ports(tmp.path()).expect("layout");
         let mut p = Procs {
             layout,
             server: None,
@@ -66,7 +66,7 @@ impl Procs {
     }
 
     async fn nfs(&self) -> Nfs {
-        Nfs::connect(self.layout.nfs_port).await
+        Nfs::connect(self.layout.nfs_port).await.expect("mount")
     }
 }
 

@@ -187,8 +187,12 @@ async fn permissions_follow_the_callers_credential() {
         )
         .await
         .expect("chmod");
-    let mut alice = Nfs::connect_as(cluster.nfs_port(), 1000, 1000).await;
-    let mut bob = Nfs::connect_as(cluster.nfs_port(), 1001, 1001).await;
+    let mut alice = Nfs::connect_as(cluster.nfs_port(), 1000, 1000)
+        .await
+        .expect("mount");
+    let mut bob = Nfs::connect_as(cluster.nfs_port(), 1001, 1001)
+        .await
+        .expect("mount");
     let f = alice.create(&d, "private").await.expect("alice creates");
     assert_eq!(alice.getattr(&f).await.expect("attr").uid, 1000);
     alice

@@ -1,8 +1,7 @@
-//! Administrative calls (`codetta volume ...`) made with an admin certificate.
+//! Administrative calls made with an admin certificate.
 
 use anyhow::Context;
 use bytes::Bytes;
-use clap::Subcommand;
 use codetta_certs::Identity;
 use codetta_wire::message::{ReplyBody, VolumeInfo};
 use codetta_wire::{Frame, Request};
@@ -22,17 +21,20 @@ pub struct AdminConfig {
     pub server_addr: SocketAddr,
 }
 
-#[derive(Subcommand)]
-pub enum VolumeCommand {
-    /// Create a volume.
-    Create { name: String },
-    /// List volumes.
-    List,
-}
-
 /// The default admin configuration written by `codetta up`.
 pub fn default_admin_path() -> PathBuf {
-    crate::up::default_dir().join("admin.toml")
+    crate::layout::default_dir().join("admin.toml")
+}
+
+/// Reads an admin configuration.
+pub fn load(path: &Path) -> anyhow::Result<AdminConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {} (run `codetta up` first, or pass --admin)",
+            path.display()
+        )
+    })?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// One admin call to the configured server.
@@ -76,37 +78,4 @@ pub async fn ensure_volume(config: &AdminConfig, name: &str) -> anyhow::Result<V
         ReplyBody::Volume(v) => Ok(v),
         other => anyhow::bail!("unexpected reply {other:?}"),
     }
-}
-
-fn load(path: &Path) -> anyhow::Result<AdminConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "reading {} (run `codetta up` first, or pass --admin)",
-            path.display()
-        )
-    })?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-pub async fn run(command: VolumeCommand, admin: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = load(&admin.unwrap_or_else(default_admin_path))?;
-    match command {
-        VolumeCommand::Create { name } => {
-            match call(&config, &Request::CreateVolume { name }).await? {
-                ReplyBody::Volume(v) => {
-                    println!("created volume {} (id {}), root {}", v.name, v.id.0, v.root)
-                }
-                other => anyhow::bail!("unexpected reply {other:?}"),
-            }
-        }
-        VolumeCommand::List => match call(&config, &Request::ListVolumes).await? {
-            ReplyBody::Volumes(list) => {
-                for v in list {
-                    println!("{:>6}  {}", v.id.0, v.name);
-                }
-            }
-            other => anyhow::bail!("unexpected reply {other:?}"),
-        },
-    }
-    Ok(())
 }

@@ -1,4 +1,7 @@
-//! A small NFSv3 client for tests, over nfs3_client against the real endpoint.
+//! A userspace NFSv3 client (over nfs3_client) for tests and workloads: no mount, no root.
+//!
+//! Every call returns the NFS status on failure; an RPC-level failure (connection lost,
+//! garbage reply) is logged and reported as `NFS3ERR_IO`.
 
 use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
@@ -23,19 +26,28 @@ fn dirop<'a>(dir: &Fh, name: &'a str) -> diropargs3<'a> {
     }
 }
 
-fn fh_of(obj: post_op_fh3) -> Fh {
+fn fh_of(obj: post_op_fh3) -> Res<Fh> {
     match obj {
-        Nfs3Option::Some(fh) => fh,
-        Nfs3Option::None => panic!("reply without a handle"),
+        Nfs3Option::Some(fh) => Ok(fh),
+        Nfs3Option::None => Err(nfsstat3::NFS3ERR_SERVERFAULT),
+    }
+}
+
+/// Flattens an RPC result into the NFS status.
+fn flat<T, E>(r: Result<Nfs3Result<T, E>, nfs3_client::RpcError>) -> Res<T> {
+    match r {
+        Ok(Nfs3Result::Ok(ok)) => Ok(ok),
+        Ok(Nfs3Result::Err((status, _))) => Err(status),
+        Err(e) => {
+            tracing::warn!("NFS RPC failed: {e}");
+            Err(nfsstat3::NFS3ERR_IO)
+        }
     }
 }
 
 macro_rules! ok {
     ($e:expr) => {
-        match $e.expect("rpc transport") {
-            Nfs3Result::Ok(ok) => Ok(ok),
-            Nfs3Result::Err((status, _)) => Err(status),
-        }
+        flat($e)
     };
 }
 
@@ -47,11 +59,13 @@ pub fn mode(m: u32) -> sattr3 {
 }
 
 impl Nfs {
-    pub async fn connect(port: u16) -> Nfs {
+    /// Mounts `/` of the endpoint on 127.0.0.1:`port` as root.
+    pub async fn connect(port: u16) -> anyhow::Result<Nfs> {
         Self::connect_as(port, 0, 0).await
     }
 
-    pub async fn connect_as(port: u16, uid: u32, gid: u32) -> Nfs {
+    /// Mounts `/` with an AUTH_SYS credential of `uid`/`gid`.
+    pub async fn connect_as(port: u16, uid: u32, gid: u32) -> anyhow::Result<Nfs> {
         let cred = opaque_auth::auth_unix(&auth_unix {
             stamp: 1,
             machinename: Opaque::owned(b"test".to_vec()),
@@ -66,9 +80,9 @@ impl Nfs {
             .credential(cred)
             .mount()
             .await
-            .expect("mount");
+            .map_err(|e| anyhow::anyhow!("mounting 127.0.0.1:{port}: {e}"))?;
         let root = conn.root_nfs_fh3();
-        Nfs { conn, root }
+        Ok(Nfs { conn, root })
     }
 
     pub async fn getattr(&mut self, fh: &Fh) -> Res<fattr3> {
@@ -97,7 +111,7 @@ impl Nfs {
                 how
             })
             .await)
-        .map(|r| fh_of(r.obj))
+        .and_then(|r| fh_of(r.obj))
     }
 
     pub async fn create(&mut self, dir: &Fh, name: &str) -> Res<Fh> {
@@ -113,7 +127,7 @@ impl Nfs {
                 attributes: mode(0o755)
             })
             .await)
-        .map(|r| fh_of(r.obj))
+        .and_then(|r| fh_of(r.obj))
     }
 
     pub async fn symlink(&mut self, dir: &Fh, name: &str, target: &str) -> Res<Fh> {
@@ -124,7 +138,7 @@ impl Nfs {
                 symlink_data: nfspath3(Opaque::borrowed(target.as_bytes())),
             },
         };
-        ok!(self.conn.symlink(&args).await).map(|r| fh_of(r.obj))
+        ok!(self.conn.symlink(&args).await).and_then(|r| fh_of(r.obj))
     }
 
     pub async fn readlink(&mut self, fh: &Fh) -> Res<Vec<u8>> {
@@ -147,7 +161,7 @@ impl Nfs {
         let args = WRITE3args {
             file: fh.clone(),
             offset,
-            count: data.len() as u32,
+            count: u32::try_from(data.len()).map_err(|_| nfsstat3::NFS3ERR_INVAL)?,
             stable,
             data: Opaque::borrowed(data),
         };

@@ -1,0 +1,11 @@
+//! Local Codetta clusters: the directory layout `codetta up` creates (CA, certificates,
+//! configurations), admin calls made with the admin certificate, and a cluster run as tasks
+//! of the current process (used by `codetta up`, the end-to-end tests and the bench).
+
+pub mod admin;
+pub mod layout;
+pub mod local;
+
+pub use admin::AdminConfig;
+pub use layout::{Layout, default_dir, free_port};
+pub use local::LocalCluster;
