@@ -91,6 +91,7 @@ impl ClientDaemon {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
+        tracing::info!("client update stats: {}", self.venus.stats);
         self.venus.close();
         self.link.close().await;
     }

@@ -45,6 +45,33 @@ struct Queued {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+/// Counters of the update path, for `status` and the bench.
+#[derive(Debug, Default)]
+pub struct UpdateStats {
+    /// WRITE records logged.
+    pub writes: AtomicU64,
+    /// Records logged.
+    pub records: AtomicU64,
+    /// Durable log commits (each holds one or more records: group commit).
+    pub log_commits: AtomicU64,
+    /// Batches the server applied (each one redb transaction there).
+    pub batches: AtomicU64,
+}
+
+impl std::fmt::Display for UpdateStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        write!(
+            f,
+            "{} records ({} writes) in {} log commits and {} server batches",
+            get(&self.records),
+            get(&self.writes),
+            get(&self.log_commits),
+            get(&self.batches)
+        )
+    }
+}
+
 /// The client core shared by the NFS adapter and the background tasks.
 pub struct Venus {
     log: Arc<ModifyLog>,
@@ -58,6 +85,7 @@ pub struct Venus {
     /// Serialises first fetches of overlay bases so concurrent writers agree on one.
     overlay_fetch: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub stats: Arc<UpdateStats>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -122,6 +150,7 @@ impl Venus {
             capacity: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
             overlay_fetch: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
+            stats: Arc::new(UpdateStats::default()),
         });
         let appender = tokio::spawn(appender(
             Arc::downgrade(&venus),
@@ -129,7 +158,14 @@ impl Venus {
             identity.next_seq,
             queue.clone(),
         ));
-        let shipper = tokio::spawn(shipper(link, log, tracker, queue, acked_tx));
+        let shipper = tokio::spawn(shipper(
+            link,
+            log,
+            tracker,
+            queue,
+            acked_tx,
+            venus.stats.clone(),
+        ));
         lock(&venus.tasks).extend([appender, shipper]);
         Ok(venus)
     }
@@ -483,6 +519,16 @@ async fn appender(
         match result {
             Ok(()) => {
                 next_seq = new_next_seq;
+                let stats = &venus.stats;
+                stats.log_commits.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .records
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                let writes = records
+                    .iter()
+                    .filter(|r| matches!(r.record.op, Op::Write { .. }))
+                    .count();
+                stats.writes.fetch_add(writes as u64, Ordering::Relaxed);
                 let (queue_lock, notify) = &*queue;
                 let mut tracker = lock(&venus.tracker);
                 let mut q = lock(queue_lock);
@@ -517,6 +563,7 @@ async fn shipper(
     tracker: Arc<Mutex<Tracker>>,
     queue: Arc<(Mutex<VecDeque<Queued>>, Notify)>,
     acked: watch::Sender<u64>,
+    stats: Arc<UpdateStats>,
 ) {
     let (queue_lock, notify) = &*queue;
     let mut backoff = Duration::from_millis(50);
@@ -563,6 +610,7 @@ async fn shipper(
             }
         };
         backoff = Duration::from_millis(50);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
         let last = batch.last().map(|r| r.record.id.seq).unwrap_or(0);
         {
             let mut q = lock(queue_lock);

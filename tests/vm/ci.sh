@@ -24,6 +24,9 @@ if [ "$ready" != 1 ]; then
 fi
 status=0
 bash tests/vm/run.sh "$port" || status=$?
+kill "$up" 2>/dev/null || true
+wait "$up" 2>/dev/null || true
+grep -o "client update stats: .*" "$dir/up.log" || true
 if [ "$status" != 0 ]; then
   echo "kernel-client script failed ($status); codetta up log:"
   tail -n 50 "$dir/up.log"
