@@ -43,7 +43,7 @@ impl fmt::Display for Report {
         }
         write!(f, "{:<28}", "workload")?;
         for s in &systems {
-            write!(f, "{s:>16}")?;
+            write!(f, "{s:>20}")?;
         }
         writeln!(f)?;
         for (workload, unit) in workloads {
@@ -54,8 +54,8 @@ impl fmt::Display for Report {
                     .iter()
                     .find(|x| x.system == *s && x.workload == workload)
                 {
-                    Some(x) => write!(f, "{:>16.1}", x.value)?,
-                    None => write!(f, "{:>16}", "-")?,
+                    Some(x) => write!(f, "{:>20.1}", x.value)?,
+                    None => write!(f, "{:>20}", "-")?,
                 }
             }
             writeln!(f)?;

@@ -13,6 +13,10 @@ use tokio::sync::oneshot;
 pub struct FidState {
     /// The highest sequence number of a logged record that touches this object.
     pub last_seq: u64,
+    /// The highest sequence number of a record answered before the server applied it (an
+    /// UNSTABLE WRITE); 0 if none. Reads of data and COMMIT wait for it; records whose
+    /// callers wait for the server are invisible until answered, so nothing waits for them.
+    pub early_seq: u64,
     /// Attributes with every logged record applied, when known.
     pub overlay: Option<Attrs>,
 }
@@ -76,11 +80,14 @@ pub fn apply_to_attrs(attrs: &mut Attrs, op: &Op, time: Time) {
 }
 
 impl Tracker {
-    /// Notes a logged record.
-    pub fn logged(&mut self, seq: u64, op: &Op, time: Time) {
+    /// Notes a logged record; `early` if its caller was answered before the server applies it.
+    pub fn logged(&mut self, seq: u64, op: &Op, time: Time, early: bool) {
         for fid in affected(op) {
             let state = self.fids.entry(fid).or_default();
             state.last_seq = seq;
+            if early {
+                state.early_seq = seq;
+            }
             if let Some(attrs) = state.overlay.as_mut() {
                 apply_to_attrs(attrs, op, time);
             }
@@ -113,9 +120,12 @@ impl Tracker {
         }
     }
 
-    /// The sequence number a read of `fid` must wait for, if any.
+    /// The sequence number a read of `fid`'s data (or a COMMIT) must wait for, if any.
     pub fn barrier(&self, fid: &Fid) -> Option<u64> {
-        self.fids.get(fid).map(|s| s.last_seq)
+        self.fids
+            .get(fid)
+            .map(|s| s.early_seq)
+            .filter(|seq| *seq > 0)
     }
 
     /// Predicted attributes of `fid`, if it has unshipped records and a known base.
@@ -157,8 +167,8 @@ mod tests {
         t.fids.insert(
             fid(),
             FidState {
-                last_seq: 0,
                 overlay: Some(attrs()),
+                ..FidState::default()
             },
         );
         let write = Op::Write {
@@ -168,7 +178,7 @@ mod tests {
             hash: [0; 32],
         };
         let time = Time { secs: 7, nanos: 0 };
-        t.logged(1, &write, time);
+        t.logged(1, &write, time, true);
         let truncate = Op::SetAttr {
             fid: fid(),
             set: SetAttrs {
@@ -176,7 +186,7 @@ mod tests {
                 ..SetAttrs::default()
             },
         };
-        t.logged(2, &truncate, Time { secs: 8, nanos: 0 });
+        t.logged(2, &truncate, Time { secs: 8, nanos: 0 }, true);
         let o = t.overlay(&fid()).unwrap_or_else(attrs);
         assert_eq!((o.size, o.mtime.secs, o.ctime.secs), (50, 8, 8));
         t.applied(1, &write, Ok(None), 1);

@@ -10,7 +10,7 @@
 use crate::error::ClientError;
 use crate::link::ServerLink;
 use crate::log::{ClientState, LoggedRecord, ModifyLog};
-use crate::tracker::{FidState, Tracker};
+use crate::tracker::Tracker;
 use bytes::{Bytes, BytesMut};
 use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo};
 use codetta_wire::update::Op;
@@ -132,7 +132,8 @@ impl Venus {
         let mut tracker = Tracker::default();
         let mut queue = VecDeque::new();
         for rec in pending {
-            tracker.logged(rec.record.id.seq, &rec.record.op, rec.record.time);
+            // After a restart nobody waits: every record is as good as answered early.
+            tracker.logged(rec.record.id.seq, &rec.record.op, rec.record.time, true);
             queue.push_back(Queued { rec, _permit: None });
         }
         let tracker = Arc::new(Mutex::new(tracker));
@@ -276,10 +277,7 @@ impl Venus {
         self.flush(fid).await?;
         let state = self.fetch_attrs(fid).await?;
         let mut tracker = lock(&self.tracker);
-        let entry = tracker.fids.entry(*fid).or_insert_with(|| FidState {
-            last_seq: 0,
-            overlay: None,
-        });
+        let entry = tracker.fids.entry(*fid).or_default();
         // Records logged after the fetch started are applied on top by the appender only
         // when an overlay exists, so only install ours if no record slipped in meanwhile.
         if entry.overlay.is_none() && entry.last_seq <= *self.acked.borrow() {
@@ -530,11 +528,12 @@ async fn appender(
                     .count();
                 stats.writes.fetch_add(writes as u64, Ordering::Relaxed);
                 let (queue_lock, notify) = &*queue;
+                // Lock order everywhere: tracker, then queue.
                 let mut tracker = lock(&venus.tracker);
                 let mut q = lock(queue_lock);
                 for (s, rec) in group.into_iter().zip(records) {
                     let seq = rec.record.id.seq;
-                    tracker.logged(seq, &rec.record.op, rec.record.time);
+                    tracker.logged(seq, &rec.record.op, rec.record.time, s.waiter.is_none());
                     if let Some(waiter) = s.waiter {
                         tracker.waiters.insert(seq, waiter);
                     }
@@ -602,6 +601,12 @@ async fn shipper(
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
+            Err(ClientError::Fs(e)) => {
+                tracing::warn!("the server did not apply a batch, will retry: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
             Err(e) => {
                 tracing::debug!("shipping failed, will retry: {e}");
                 tokio::time::sleep(backoff).await;
@@ -613,8 +618,9 @@ async fn shipper(
         stats.batches.fetch_add(1, Ordering::Relaxed);
         let last = batch.last().map(|r| r.record.id.seq).unwrap_or(0);
         {
-            let mut q = lock(queue_lock);
+            // Lock order everywhere: tracker, then queue.
             let mut t = lock(&tracker);
+            let mut q = lock(queue_lock);
             for (rec, outcome) in batch.iter().zip(outcomes) {
                 if let Err(FsError::OutOfOrder) = &outcome {
                     tracing::error!(

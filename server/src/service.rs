@@ -90,9 +90,9 @@ impl ServerService {
             Request::ReadLink { fid } => {
                 store.readlink(fid).map(|target| ReplyBody::Link { target })
             }
-            Request::Ship { records } => Ok(ReplyBody::Shipped {
-                outcomes: store.apply_batch(&records, &data),
-            }),
+            Request::Ship { records } => store
+                .apply_batch_or_refuse(&records, &data)
+                .map(|outcomes| ReplyBody::Shipped { outcomes }),
             Request::FsStat { .. } => store.space().map(ReplyBody::Space),
         };
         (reply, Bytes::new())

@@ -7,7 +7,8 @@ use codetta_cluster::{Layout, admin};
 use nfs3_client::nfs3_types::nfs3::*;
 use std::time::{Duration, Instant};
 
-struct Procs {
+/// A server and a client daemon as separate processes.
+pub struct Procs {
     layout: Layout,
     server: Option<Proc>,
     client: Option<Proc>,
@@ -15,7 +16,7 @@ struct Procs {
 }
 
 impl Procs {
-    async fn start() -> Procs {
+    pub async fn start() -> Procs {
         let tmp = tempfile::tempdir().expect("tempdir");
         let layout = Layout::prepare_on_free_ports(tmp.path()).expect("layout");
         let mut p = Procs {
@@ -53,6 +54,14 @@ impl Procs {
         wait_for_tcp(self.layout.nfs_port).await;
     }
 
+    pub fn client_pid(&self) -> u32 {
+        self.client.as_ref().map_or(0, |c| c.pid())
+    }
+
+    pub fn server_pid(&self) -> u32 {
+        self.server.as_ref().map_or(0, |s| s.pid())
+    }
+
     fn kill_client(&mut self) {
         if let Some(mut c) = self.client.take() {
             c.kill();
@@ -65,7 +74,7 @@ impl Procs {
         }
     }
 
-    async fn nfs(&self) -> Nfs {
+    pub async fn nfs(&self) -> Nfs {
         Nfs::connect(self.layout.nfs_port).await.expect("mount")
     }
 }

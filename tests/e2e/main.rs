@@ -5,7 +5,10 @@
 
 mod support;
 
+mod big_dir;
 mod durability;
+mod heavy;
 mod large;
 mod nfs_ops;
+mod nospc;
 mod restart;

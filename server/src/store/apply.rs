@@ -3,10 +3,12 @@
 //! Each record is first *planned* against the transaction's current state by code that can
 //! only read (a [`Planner`] borrows the tables immutably), then the plan is *executed*. A
 //! record that fails planning has changed nothing; its error is its answer and it still
-//! counts as applied. A failure while executing, a storage error anywhere, an exceeded
-//! capacity or a failed commit aborts the whole transaction: every record of the batch gets
-//! that error and nothing of the batch persists, including the applied-sequence rows, so
-//! the client's resend applies it later. Never is a record counted applied that was not.
+//! counts as applied. A write that could take the store past its configured capacity is
+//! refused that way (NOSPC as its own answer). A failure while executing, a storage error
+//! anywhere, a capacity overrun found after the batch (a safety net) or a failed commit
+//! aborts the whole transaction: nothing of the batch persists, including the
+//! applied-sequence rows, the service answers the batch with the error, and the client
+//! ships it again later. Never is a record counted applied that was not.
 
 use super::codec::{self, Dirent, Vnode, VolumeRec};
 use super::content::{self, BlockPlan, ChunkStore, Counters};
@@ -190,6 +192,8 @@ pub(crate) struct Planner<'a, 'txn> {
     pub replica: ReplicaId,
     /// The record's time: every time the update sets.
     pub time: Time,
+    /// The configured capacity in stored chunk bytes, if any.
+    pub capacity: Option<u64>,
 }
 
 impl Planner<'_, '_> {
@@ -343,14 +347,37 @@ impl Planner<'_, '_> {
             Op::SetAttr { fid, set } => self.setattr(*fid, set),
             Op::Write {
                 fid, offset, hash, ..
-            } => self.write(*fid, *offset, data, *hash),
+            } => {
+                self.check_capacity(*offset, data.len())?;
+                self.write(*fid, *offset, data, *hash)
+            }
         }
+    }
+}
+
+impl Planner<'_, '_> {
+    /// A write that could take the store past its capacity is refused with NOSPC as its
+    /// own answer (it counts as applied, so the records after it go through), judged by
+    /// the worst case: every block it touches stored as a new full chunk.
+    fn check_capacity(&self, offset: u64, len: usize) -> Result<(), Fail> {
+        let Some(cap) = self.capacity else {
+            return Ok(());
+        };
+        let block = codetta_wire::BLOCK_SIZE;
+        let first = offset / block;
+        let last = offset.saturating_add(len as u64).div_ceil(block);
+        let worst = last.saturating_sub(first).saturating_mul(block);
+        if self.t.counters.chunk_bytes.saturating_add(worst) > cap {
+            return Err(Fail::Answer(FsError::NoSpace));
+        }
+        Ok(())
     }
 }
 
 /// The state of one batch: tables plus per-batch caches written back before commit.
 struct Batch<'txn> {
     t: WriteTables<'txn>,
+    capacity: Option<u64>,
     volumes: BTreeMap<u32, Option<VolumeRec>>,
     applied: BTreeMap<(u32, u32), AppliedRec>,
 }
@@ -421,6 +448,7 @@ impl Batch<'_> {
             t: &self.t,
             replica: vol.replica,
             time: record.time,
+            capacity: self.capacity,
         };
         let outcome = match planner.plan(&record.op, data) {
             Ok(plan) => {
@@ -465,14 +493,24 @@ impl Store {
     /// fails (storage error, capacity exceeded, commit failed, `data` of the wrong length)
     /// every record gets that error and nothing is applied.
     pub fn apply_batch(&self, records: &[UpdateRecord], data: &[u8]) -> Vec<RecordOutcome> {
-        match self.try_apply_batch(records, data) {
+        match self.apply_batch_or_refuse(records, data) {
             Ok(outcomes) => outcomes,
-            Err(e) => {
-                let e = FsError::from(e);
-                tracing::warn!(records = records.len(), error = %e, "batch not applied");
-                vec![Err(e); records.len()]
-            }
+            Err(e) => vec![Err(e); records.len()],
         }
+    }
+
+    /// Like [`Store::apply_batch`], but a batch that was not applied at all is an `Err`:
+    /// the client keeps its records and ships them again later.
+    pub fn apply_batch_or_refuse(
+        &self,
+        records: &[UpdateRecord],
+        data: &[u8],
+    ) -> Result<Vec<RecordOutcome>, FsError> {
+        self.try_apply_batch(records, data).map_err(|e| {
+            let e = FsError::from(e);
+            tracing::warn!(records = records.len(), error = %e, "batch not applied");
+            e
+        })
     }
 
     fn try_apply_batch(&self, records: &[UpdateRecord], data: &[u8]) -> R<Vec<RecordOutcome>> {
@@ -498,6 +536,7 @@ impl Store {
             let before = t.counters.chunk_bytes;
             let mut batch = Batch {
                 t,
+                capacity: self.options.capacity_bytes,
                 volumes: BTreeMap::new(),
                 applied: BTreeMap::new(),
             };
@@ -638,7 +677,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_over_capacity_leaves_nothing_behind() {
+    fn a_write_over_capacity_is_refused_alone_and_leaves_nothing_behind() {
         let cap = 100_000;
         let mut fx = Fx::with_options(StoreOptions {
             capacity_bytes: Some(cap),
@@ -652,33 +691,28 @@ mod tests {
             (cap, 65_536, cap - 65_536)
         );
 
-        let seq_before = fx.g.seq;
+        // The create goes through; the write that could pass the capacity is refused on its
+        // own, counts as answered, and changes nothing.
         let (c, b) = fx.g.create_op(root, "b", CreateHow::Guarded);
         let data = vec![2u8; 65_536];
         let recs = records(&mut fx.g, vec![c, Gen::write_op(b, 0, &data)]);
-        let root_before = fx.state(root);
         let out = fx.store.apply_batch(&recs, &data);
-        assert_eq!(out, vec![Err(FsError::NoSpace), Err(FsError::NoSpace)]);
-        assert_eq!(fx.lookup(root, "b"), Err(FsError::NotFound));
-        assert_eq!(fx.state(root), root_before);
+        assert_eq!(out, vec![Ok(Some(b)), Err(FsError::NoSpace)]);
+        assert_eq!(fx.state(b).attrs.size, 0);
         assert_eq!(fx.store.space().unwrap().used_bytes, 65_536);
         assert_eq!(fx.store.storage_stats().unwrap().chunks, 1);
+        // A resend gets the same answers without applying anything.
+        assert_eq!(fx.store.apply_batch(&recs, &data), out);
 
-        // Freeing space works while full, and the refused batch applies later as sent.
-        let overwrite = vec![3u8; 65_536];
-        let rec = Gen::write_op(a, 0, &overwrite);
-        // Not yet: the refused batch's sequence numbers were not consumed.
-        fx.g.seq = seq_before + 2;
-        let r = fx.g.rec(rec);
-        assert_eq!(
-            fx.store.apply_batch(&[r], &overwrite),
-            vec![Err(FsError::OutOfOrder)]
-        );
-        let fx = fx.reopened(StoreOptions::default());
-        assert_eq!(
-            fx.store.apply_batch(&recs, &data),
-            vec![Ok(Some(b)), Ok(None)]
-        );
+        // Removing a frees its chunk; the same write then fits.
+        let rm = fx.g.rec(Op::Remove {
+            dir: root,
+            name: name("a"),
+        });
+        assert_eq!(fx.store.apply_batch(&[rm], &[]), vec![Ok(None)]);
+        assert_eq!(fx.store.space().unwrap().used_bytes, 0);
+        let w = fx.g.rec(Gen::write_op(b, 0, &data));
+        assert_eq!(fx.store.apply_batch(&[w], &data), vec![Ok(None)]);
         assert_eq!(fx.read_all(b), data);
     }
 

@@ -1,0 +1,64 @@
+//! A full server: writes are refused with NOSPC, nothing is half-written, and space comes
+//! back when files are removed.
+
+use crate::support::nfs::Nfs;
+use codetta_cluster::{Layout, LocalCluster};
+use nfs3_client::nfs3_types::nfs3::*;
+
+const MIB: usize = 1 << 20;
+
+/// Pseudo-random bytes: no two 64 KiB blocks alike (chunks are deduplicated, so repeated
+/// blocks would cost no space).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_answers_nospc_and_recovers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::prepare_on_free_ports(tmp.path()).expect("layout");
+    layout
+        .add_server_setting(&format!("capacity_bytes = {}", 4 * MIB))
+        .expect("capacity");
+    let cluster = LocalCluster::start_with(layout).await.expect("cluster");
+    let mut nfs = Nfs::connect(cluster.nfs_port()).await.expect("mount");
+    let root = nfs.root.clone();
+    let a = nfs.create(&root, "a").await.expect("create");
+    let first = noise(1, 3 * MIB);
+    nfs.write(&a, 0, &first, stable_how::FILE_SYNC)
+        .await
+        .expect("fits");
+    // A stable write past the capacity is refused and leaves the file as it was.
+    let more = noise(2, 2 * MIB);
+    assert_eq!(
+        nfs.write(&a, 3 * MIB as u64, &more, stable_how::FILE_SYNC)
+            .await
+            .map(|_| ()),
+        Err(nfsstat3::NFS3ERR_NOSPC)
+    );
+    assert_eq!(nfs.getattr(&a).await.expect("attr").size, 3 * MIB as u64);
+    // Unstable writes past it are reported by COMMIT.
+    let b = nfs.create(&root, "b").await.expect("create");
+    nfs.write(&b, 0, &more, stable_how::UNSTABLE)
+        .await
+        .expect("logged");
+    assert_eq!(nfs.commit(&b).await, Err(nfsstat3::NFS3ERR_NOSPC));
+    assert_eq!(nfs.getattr(&b).await.expect("attr").size, 0);
+    assert_eq!(nfs.read_all(&a).await.expect("read"), first);
+    // Removing a file gives the space back.
+    nfs.remove(&root, "a").await.expect("remove");
+    nfs.write(&b, 0, &more, stable_how::FILE_SYNC)
+        .await
+        .expect("fits again");
+    assert_eq!(nfs.read_all(&b).await.expect("read"), more);
+    cluster.shutdown().await;
+}
