@@ -1,21 +1,8 @@
 //! Large and sparse files, streamed: never a whole file in memory.
 
 use crate::support::Cluster;
+use codetta_bench::workloads::payload;
 use nfs3_client::nfs3_types::nfs3::*;
-
-/// Deterministic pseudo-random bytes for block `i`.
-fn block(i: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_file_reads_back_equal() {
@@ -27,7 +14,7 @@ async fn a_256_mib_file_reads_back_equal() {
     let f = nfs.create(&root, "big").await.expect("create");
     let mut written = blake3::Hasher::new();
     for i in 0..SIZE / MIB {
-        let data = block(i, MIB as usize);
+        let data = payload(i, MIB as usize);
         written.update(&data);
         nfs.write(&f, i * MIB, &data, stable_how::UNSTABLE)
             .await

@@ -2,25 +2,11 @@
 //! back when files are removed.
 
 use crate::support::nfs::Nfs;
+use codetta_bench::workloads::payload;
 use codetta_cluster::{Layout, LocalCluster};
 use nfs3_client::nfs3_types::nfs3::*;
 
 const MIB: usize = 1 << 20;
-
-/// Pseudo-random bytes: no two 64 KiB blocks alike (chunks are deduplicated, so repeated
-/// blocks would cost no space).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_server_answers_nospc_and_recovers() {
@@ -33,12 +19,12 @@ async fn a_full_server_answers_nospc_and_recovers() {
     let mut nfs = Nfs::connect(cluster.nfs_port()).await.expect("mount");
     let root = nfs.root.clone();
     let a = nfs.create(&root, "a").await.expect("create");
-    let first = noise(1, 3 * MIB);
+    let first = payload(1, 3 * MIB);
     nfs.write(&a, 0, &first, stable_how::FILE_SYNC)
         .await
         .expect("fits");
     // A stable write past the capacity is refused and leaves the file as it was.
-    let more = noise(2, 2 * MIB);
+    let more = payload(2, 2 * MIB);
     assert_eq!(
         nfs.write(&a, 3 * MIB as u64, &more, stable_how::FILE_SYNC)
             .await

@@ -98,6 +98,15 @@ impl CodettaFs {
         }
     }
 
+    /// Logs a namespace or attribute change and waits until the server applied it; the
+    /// fid a create resolved to, if any.
+    async fn apply(&self, op: Op) -> Result<Option<Fid>, nfsstat3> {
+        self.venus
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)
+    }
+
     /// Common start of CREATE, MKDIR and SYMLINK: the caller, a valid name, a directory the
     /// caller may modify, and a fresh fid in its volume.
     async fn prepare_new(
@@ -149,10 +158,7 @@ impl CodettaFs {
             self.venus.track_attrs(fid).await.map_err(err)?;
         }
         let op = Op::SetAttr { fid: *fid, set };
-        self.venus
-            .submit_and_wait(op, Bytes::new())
-            .await
-            .map_err(err)?;
+        self.apply(op).await?;
         Ok(())
     }
 }
@@ -358,12 +364,7 @@ impl NfsFileSystem for CodettaFs {
             new: Self::new_object(&caller, &dir, mode),
             how: CreateHow::Unchecked { truncate },
         };
-        let created = self
-            .venus
-            .submit_and_wait(op, Bytes::new())
-            .await
-            .map_err(err)?
-            .unwrap_or(fid);
+        let created = self.apply(op).await?.unwrap_or(fid);
         let mut rest = set_attrs(&attr);
         rest.mode = None;
         if truncate {
@@ -390,12 +391,7 @@ impl NfsFileSystem for CodettaFs {
             new: Self::new_object(&caller, &dir, 0o600),
             how: CreateHow::Exclusive(createverf.0),
         };
-        let created = self
-            .venus
-            .submit_and_wait(op, Bytes::new())
-            .await
-            .map_err(err)?
-            .unwrap_or(fid);
+        let created = self.apply(op).await?.unwrap_or(fid);
         Ok(FidHandle::new(created))
     }
 
@@ -414,10 +410,7 @@ impl NfsFileSystem for CodettaFs {
             fid,
             new,
         };
-        self.venus
-            .submit_and_wait(op, Bytes::new())
-            .await
-            .map_err(err)?;
+        self.apply(op).await?;
         Ok((FidHandle::new(fid), self.fattr(&fid).await?))
     }
 
@@ -439,10 +432,7 @@ impl NfsFileSystem for CodettaFs {
                 name,
             }
         };
-        self.venus
-            .submit_and_wait(op, Bytes::new())
-            .await
-            .map_err(err)?;
+        self.apply(op).await?;
         Ok(())
     }
 
@@ -476,10 +466,7 @@ impl NfsFileSystem for CodettaFs {
             to_dir: to_dirid.fid,
             to_name,
         };
-        self.venus
-            .submit_and_wait(op, Bytes::new())
-            .await
-            .map_err(err)?;
+        self.apply(op).await?;
         Ok(())
     }
 
@@ -506,10 +493,7 @@ impl NfsFileSystem for CodettaFs {
             new: Self::new_object(&caller, &dir, mode),
             target,
         };
-        self.venus
-            .submit_and_wait(op, Bytes::new())
-            .await
-            .map_err(err)?;
+        self.apply(op).await?;
         Ok((FidHandle::new(fid), self.fattr(&fid).await?))
     }
 
