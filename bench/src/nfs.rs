@@ -248,6 +248,39 @@ impl Nfs {
         ok!(self.conn.rename(&args).await).map(|_| ())
     }
 
+    /// Every entry name with plain READDIR pages of `count` bytes, following cookies and
+    /// handing back the cookie verifier as a real client does.
+    pub async fn list_plain(&mut self, dir: &Fh, count: u32) -> Res<Vec<String>> {
+        let mut names = Vec::new();
+        let mut cookie = 0;
+        let mut cookieverf = cookieverf3::default();
+        loop {
+            let args = READDIR3args {
+                dir: dir.clone(),
+                cookie,
+                cookieverf,
+                count,
+            };
+            let ok = ok!(self.conn.readdir(&args).await)?;
+            cookieverf = ok.cookieverf;
+            for e in ok.reply.entries.0 {
+                cookie = e.cookie;
+                names.push(String::from_utf8_lossy(e.name.as_ref()).into_owned());
+            }
+            if ok.reply.eof {
+                return Ok(names);
+            }
+        }
+    }
+
+    /// FSINFO of the export's root.
+    pub async fn fsinfo(&mut self) -> Res<FSINFO3resok> {
+        let args = FSINFO3args {
+            fsroot: self.root.clone(),
+        };
+        ok!(self.conn.fsinfo(&args).await)
+    }
+
     /// One READDIRPLUS page.
     pub async fn readdirplus(
         &mut self,

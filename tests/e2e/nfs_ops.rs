@@ -84,6 +84,17 @@ async fn namespace_operations() {
     let mut names = nfs.list(&root).await.expect("list");
     names.sort();
     assert_eq!(names, vec!["b".to_string()]);
+    // Plain READDIR, in pages small enough to need several calls.
+    let d = nfs.mkdir(&root, "many").await.expect("mkdir");
+    for i in 0..40 {
+        nfs.create(&d, &format!("n{i:02}")).await.expect("create");
+    }
+    let mut plain = nfs.list_plain(&d, 512).await.expect("readdir");
+    plain.sort();
+    let expected: Vec<String> = (0..40).map(|i| format!("n{i:02}")).collect();
+    assert_eq!(plain, expected);
+    let info = nfs.fsinfo().await.expect("fsinfo");
+    assert_eq!((info.rtmax, info.wtmax), (1 << 20, 1 << 20));
     cluster.shutdown().await;
 }
 
