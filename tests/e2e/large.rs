@@ -1,36 +1,13 @@
 //! Large and sparse files, streamed: never a whole file in memory.
 
-use crate::support::Cluster;
-use codetta_bench::workloads::payload;
+use crate::support::{Cluster, stream_round_trip};
 use nfs3_client::nfs3_types::nfs3::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_256_mib_file_reads_back_equal() {
-    const MIB: u64 = 1 << 20;
-    const SIZE: u64 = 256 * MIB;
     let cluster = Cluster::start().await;
     let mut nfs = cluster.nfs().await;
-    let root = nfs.root.clone();
-    let f = nfs.create(&root, "big").await.expect("create");
-    let mut written = blake3::Hasher::new();
-    for i in 0..SIZE / MIB {
-        let data = payload(i, MIB as usize);
-        written.update(&data);
-        nfs.write(&f, i * MIB, &data, stable_how::UNSTABLE)
-            .await
-            .expect("write");
-    }
-    nfs.commit(&f).await.expect("commit");
-    assert_eq!(nfs.getattr(&f).await.expect("attr").size, SIZE);
-    let mut read = blake3::Hasher::new();
-    let n = nfs
-        .read_each(&f, |d| {
-            read.update(d);
-        })
-        .await
-        .expect("read");
-    assert_eq!(n, SIZE);
-    assert_eq!(read.finalize(), written.finalize());
+    stream_round_trip(&mut nfs, "big", 256).await;
     cluster.shutdown().await;
 }
 

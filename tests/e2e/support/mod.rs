@@ -103,3 +103,41 @@ pub async fn wait_for_tcp(port: u16) {
     }
     panic!("nothing listens on port {port}");
 }
+
+/// Streams `mib` MiB of pseudo-random data into a new file `name` in the root (1 MiB
+/// UNSTABLE writes, one COMMIT), reads it back in 1 MiB requests and checks that the blake3
+/// digests match; returns the seconds spent writing and reading.
+pub async fn stream_round_trip(nfs: &mut nfs::Nfs, name: &str, mib: u64) -> (f64, f64) {
+    use nfs3_client::nfs3_types::nfs3::stable_how;
+    const MIB: u64 = 1 << 20;
+    let root = nfs.root.clone();
+    let f = nfs.create(&root, name).await.expect("create");
+    let mut written = blake3::Hasher::new();
+    let started = std::time::Instant::now();
+    for i in 0..mib {
+        let data = codetta_bench::workloads::payload(i, MIB as usize);
+        written.update(&data);
+        nfs.write(&f, i * MIB, &data, stable_how::UNSTABLE)
+            .await
+            .expect("write");
+    }
+    nfs.commit(&f).await.expect("commit");
+    let write_secs = started.elapsed().as_secs_f64();
+    assert_eq!(nfs.getattr(&f).await.expect("attr").size, mib * MIB);
+    let started = std::time::Instant::now();
+    let mut read = blake3::Hasher::new();
+    let n = nfs
+        .read_each(&f, |d| {
+            read.update(d);
+        })
+        .await
+        .expect("read");
+    let read_secs = started.elapsed().as_secs_f64();
+    assert_eq!(n, mib * MIB);
+    assert_eq!(
+        read.finalize(),
+        written.finalize(),
+        "read back what was written"
+    );
+    (write_secs, read_secs)
+}
