@@ -20,6 +20,9 @@ pub struct ServerConfig {
     /// Optional cap on stored content bytes: writes beyond it fail with NOSPC.
     #[serde(default)]
     pub capacity_bytes: Option<u64>,
+    /// redb page cache in bytes (default 64 MiB).
+    #[serde(default)]
+    pub cache_bytes: Option<usize>,
 }
 
 impl ServerConfig {

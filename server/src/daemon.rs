@@ -40,6 +40,7 @@ impl ServerDaemon {
         let path = config.data_dir.join("server.redb");
         let options = StoreOptions {
             capacity_bytes: config.capacity_bytes,
+            cache_bytes: config.cache_bytes,
         };
         let store = tokio::task::spawn_blocking(move || Store::open(&path, options))
             .await?

@@ -681,6 +681,7 @@ mod tests {
         let cap = 100_000;
         let mut fx = Fx::with_options(StoreOptions {
             capacity_bytes: Some(cap),
+            ..StoreOptions::default()
         });
         let root = fx.root();
         let a = fx.create(root, "a");

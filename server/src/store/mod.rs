@@ -54,11 +54,16 @@ pub const MAX_VOLUME_NAME: usize = 255;
 /// How a store is opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Capacity for file contents in bytes. A batch whose commit would leave more chunk
-    /// bytes stored than this (and more than before it) fails whole with
-    /// [`FsError::NoSpace`]. `None`: limited by the file system only.
+    /// Capacity for file contents in bytes: a write that could take the stored chunk bytes
+    /// past it is answered [`FsError::NoSpace`]. `None`: limited by the file system only.
     pub capacity_bytes: Option<u64>,
+    /// redb's page cache in bytes; `None`: [`DEFAULT_CACHE_BYTES`]. (redb's own default,
+    /// 1 GiB, is what a server's resident memory would grow to under a large write.)
+    pub cache_bytes: Option<usize>,
 }
+
+/// The page cache a store gets unless configured otherwise.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 /// Failures of the storage layer. Callers over the wire see them as [`FsError`] (see the
 /// `From` impl): a full disk is `NoSpace`, anything else storage-level is `Storage`.
@@ -255,7 +260,9 @@ pub(crate) fn new_vnode(
 impl Store {
     /// Opens the store at `path`, creating the database and its tables if needed.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
+            .create(path)?;
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(tables::META)?;
