@@ -53,14 +53,6 @@ impl ServerLink {
         self.deadline
     }
 
-    /// True while the last call reached the server.
-    pub fn reachable(&self) -> bool {
-        self.unreachable_since
-            .lock()
-            .map(|g| g.is_none())
-            .unwrap_or(false)
-    }
-
     async fn connection(&self) -> Result<quinn::Connection, ClientError> {
         let mut guard = self.conn.lock().await;
         if let Some(conn) = guard.as_ref()

@@ -102,16 +102,15 @@ impl Tracker {
                 state.overlay = None;
             }
         }
-        match self.waiters.remove(&seq) {
-            Some(waiter) => {
-                let _ = waiter.send(outcome);
-            }
-            None => {
-                if let (Err(e), Op::Write { fid, .. } | Op::SetAttr { fid, .. }) = (outcome, op) {
-                    tracing::warn!(%fid, "unstable update failed: {e}");
-                    self.sticky.entry(*fid).or_insert(e);
-                }
-            }
+        // A waiter that gave up (its caller got JUKEBOX) no longer receives the outcome:
+        // a failed write or setattr is then kept for the next COMMIT, like an unwaited one.
+        let undelivered = match self.waiters.remove(&seq) {
+            Some(waiter) => waiter.send(outcome).err(),
+            None => Some(outcome),
+        };
+        if let (Some(Err(e)), Op::Write { fid, .. } | Op::SetAttr { fid, .. }) = (undelivered, op) {
+            tracing::warn!(%fid, "an update answered before it was applied failed: {e}");
+            self.sticky.entry(*fid).or_insert(e);
         }
         for fid in affected(op) {
             if self.fids.get(&fid).is_some_and(|s| s.last_seq <= acked) {
@@ -193,6 +192,13 @@ mod tests {
         assert_eq!(t.barrier(&fid()), Some(2));
         t.applied(2, &truncate, Err(FsError::NoSpace), 2);
         assert_eq!(t.barrier(&fid()), None);
-        assert_eq!(t.sticky.get(&fid()), Some(&FsError::NoSpace));
+        assert_eq!(t.sticky.remove(&fid()), Some(FsError::NoSpace));
+        // A waiter that gave up does not swallow the failure either.
+        let (tx, rx) = oneshot::channel();
+        drop(rx);
+        t.waiters.insert(3, tx);
+        t.logged(3, &truncate, Time { secs: 9, nanos: 0 }, false);
+        t.applied(3, &truncate, Err(FsError::Stale), 3);
+        assert_eq!(t.sticky.get(&fid()), Some(&FsError::Stale));
     }
 }

@@ -435,11 +435,6 @@ impl Venus {
         }
         self.log.close();
     }
-
-    /// Records logged but not yet applied by the server.
-    pub fn backlog(&self) -> usize {
-        lock(&self.tracker).fids.len()
-    }
 }
 
 /// A clock that never repeats or goes back, so every update changes mtime.

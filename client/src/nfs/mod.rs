@@ -16,8 +16,9 @@ use crate::error::ClientError;
 use crate::venus::Venus;
 use attrs::{fattr, set_attrs};
 use bytes::Bytes;
+use codetta_wire::message::ObjectState;
 use codetta_wire::update::{CreateHow, NewObject, Op};
-use codetta_wire::{Attrs, Fid, FileType, Name, SetAttrs};
+use codetta_wire::{Attrs, Fid, FileType, FsError, Name, SetAttrs};
 use creds::{Caller, CallerTable};
 use dir::DirPager;
 use handle::FidHandle;
@@ -105,6 +106,20 @@ impl CodettaFs {
             .submit_and_wait(op, Bytes::new())
             .await
             .map_err(err)
+    }
+
+    /// The entry `name` of `dir`, checked removable by `caller` (write and search on the
+    /// directory, the sticky-bit rule): the start of REMOVE, RMDIR and RENAME.
+    async fn unlinkable(
+        &self,
+        caller: &Caller,
+        dir: &Fid,
+        name: &Name,
+    ) -> Result<ObjectState, nfsstat3> {
+        let dir_attrs = self.writable_dir(caller, dir).await?;
+        let child = self.venus.lookup(dir, name).await.map_err(err)?;
+        check_unlink(caller, &dir_attrs, &child.attrs)?;
+        Ok(child)
     }
 
     /// Common start of CREATE, MKDIR and SYMLINK: the caller, a valid name, a directory the
@@ -417,9 +432,7 @@ impl NfsFileSystem for CodettaFs {
     async fn remove(&self, dirid: &FidHandle, filename: &filename3<'_>) -> Result<(), nfsstat3> {
         let caller = self.caller();
         let name = name(filename)?;
-        let dir = self.writable_dir(&caller, &dirid.fid).await?;
-        let child = self.venus.lookup(&dirid.fid, &name).await.map_err(err)?;
-        check_unlink(&caller, &dir, &child.attrs)?;
+        let child = self.unlinkable(&caller, &dirid.fid, &name).await?;
         // nfs3_server routes REMOVE and RMDIR to this one method.
         let op = if child.attrs.ftype == FileType::Directory {
             Op::Rmdir {
@@ -449,16 +462,15 @@ impl NfsFileSystem for CodettaFs {
         if from_dirid.fid.volume != to_dirid.fid.volume {
             return Err(nfsstat3::NFS3ERR_XDEV);
         }
-        let from_dir = self.writable_dir(&caller, &from_dirid.fid).await?;
+        self.unlinkable(&caller, &from_dirid.fid, &from_name)
+            .await?;
         let to_dir = self.writable_dir(&caller, &to_dirid.fid).await?;
-        let child = self
-            .venus
-            .lookup(&from_dirid.fid, &from_name)
-            .await
-            .map_err(err)?;
-        check_unlink(&caller, &from_dir, &child.attrs)?;
-        if let Ok(target) = self.venus.lookup(&to_dirid.fid, &to_name).await {
-            check_unlink(&caller, &to_dir, &target.attrs)?;
+        // An existing target is replaced, so it must be removable too; only "absent" is
+        // fine to ignore here.
+        match self.venus.lookup(&to_dirid.fid, &to_name).await {
+            Ok(target) => check_unlink(&caller, &to_dir, &target.attrs)?,
+            Err(ClientError::Fs(FsError::NotFound)) => {}
+            Err(e) => return Err(err(e)),
         }
         let op = Op::Rename {
             from_dir: from_dirid.fid,
