@@ -1,8 +1,11 @@
-//! `codetta up`: a whole local cluster from one command. First run creates the CA, the
-//! certificates, the configurations and the root volume under DIR; later runs serve the
-//! same files under the same handles.
+//! `codetta up`: a whole local cluster from one command: N servers as separate processes
+//! (so one can be killed and restarted) and the client daemon in this process. The first
+//! run creates the CA, the certificates, the configurations and the root volume (a replica
+//! on every server) under DIR; later runs serve the same files under the same handles.
 
-use codetta_cluster::{Layout, LocalCluster, default_dir};
+use anyhow::Context;
+use codetta_client::ClientDaemon;
+use codetta_cluster::{Layout, ServerProcs, admin, default_dir};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -13,9 +16,12 @@ pub struct UpArgs {
     /// Port of the NFSv3 endpoint on 127.0.0.1 (NFS and MOUNT).
     #[arg(long, default_value_t = 12049)]
     nfs_port: u16,
-    /// Port of the server's QUIC endpoint on 127.0.0.1.
+    /// QUIC port of the first server on 127.0.0.1; the others use the following ports.
     #[arg(long, default_value_t = 7410)]
     server_port: u16,
+    /// How many servers to run (each holds a replica of the root volume).
+    #[arg(long, default_value_t = 3)]
+    servers: u16,
 }
 
 /// Waits for SIGINT or SIGTERM.
@@ -31,12 +37,35 @@ pub async fn wait_for_signal() -> anyhow::Result<()> {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.servers >= 1, "--servers must be at least 1");
     let dir = args.dir.unwrap_or_else(default_dir);
-    let layout = Layout::prepare(&dir, args.server_port, args.nfs_port)?;
-    let cluster = LocalCluster::start_with(layout).await?;
-    let port = cluster.nfs_port();
-    println!("Codetta is up: 1 server, client daemon serving NFSv3 on 127.0.0.1:{port}");
-    println!("cluster directory: {}", dir.display());
+    let ports: Vec<u16> = (0..args.servers)
+        .map(|i| args.server_port.checked_add(i))
+        .collect::<Option<_>>()
+        .context("server ports past 65535")?;
+    let layout = Layout::prepare(&dir, &ports, args.nfs_port)?;
+    let binary = std::env::current_exe().context("finding the codetta executable")?;
+    let mut servers = ServerProcs::new(&binary, &layout);
+    servers.start_all().await?;
+    let root = admin::ensure_volume(&layout.admin, "root", &layout.server_names())
+        .await
+        .context("creating the root volume")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let client = ClientDaemon::start(&layout.client_config()?, stop_rx).await?;
+    let port = layout.nfs_port;
+    println!(
+        "Codetta is up: {} servers (processes {}), root volume on {} of them, client daemon serving NFSv3 on 127.0.0.1:{port}",
+        layout.servers.len(),
+        (0..layout.servers.len())
+            .filter_map(|i| servers.pid(i).map(|p| p.to_string()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        root.vsg.len(),
+    );
+    println!(
+        "cluster directory: {} (server logs: s1.log, ...)",
+        dir.display()
+    );
     println!(
         "Linux: sudo mkdir -p /mnt/codetta && sudo mount -t nfs -o vers=3,tcp,port={port},mountport={port},nolock,hard 127.0.0.1:/ /mnt/codetta"
     );
@@ -46,6 +75,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Stop with Ctrl-C (unmount first).");
     wait_for_signal().await?;
     println!("stopping");
-    cluster.shutdown().await;
+    let _ = stop_tx.send(true);
+    client.stop().await;
+    servers.stop_all();
     Ok(())
 }

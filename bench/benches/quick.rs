@@ -56,10 +56,16 @@ async fn run() -> anyhow::Result<()> {
     let port = targets::nfs_layer_alone().await?;
     nfs_workloads(&mut report, "NFS layer alone", port, mib).await?;
 
-    let dir = tempfile::tempdir_in(&base)?;
-    let cluster = targets::codetta(dir.path()).await?;
-    nfs_workloads(&mut report, "codetta 1 replica", cluster.nfs_port(), mib).await?;
-    cluster.shutdown().await;
+    for replicas in [1, 3] {
+        let dir = tempfile::tempdir_in(&base)?;
+        let cluster = targets::codetta(dir.path(), replicas).await?;
+        let name = format!(
+            "codetta {replicas} replica{}",
+            if replicas > 1 { "s" } else { "" }
+        );
+        nfs_workloads(&mut report, &name, cluster.nfs_port(), mib).await?;
+        cluster.shutdown().await;
+    }
 
     println!("{report}");
     Ok(())

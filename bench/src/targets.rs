@@ -4,9 +4,10 @@ use codetta_cluster::LocalCluster;
 use nfs3_server::memfs::{MemFs, MemFsConfig};
 use nfs3_server::tcp::{NFSTcp, NFSTcpListener};
 
-/// A 1-replica Codetta cluster in `dir`, in this process.
-pub async fn codetta(dir: &std::path::Path) -> anyhow::Result<LocalCluster> {
-    LocalCluster::start(dir).await
+/// A Codetta cluster of `replicas` servers (the root volume replicated on each) in `dir`,
+/// in this process.
+pub async fn codetta(dir: &std::path::Path, replicas: usize) -> anyhow::Result<LocalCluster> {
+    LocalCluster::start(dir, replicas).await
 }
 
 /// nfs3_server's in-memory file system behind the same endpoint code: the NFS layer's

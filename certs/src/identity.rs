@@ -18,6 +18,18 @@ pub struct Identity {
     name: String,
 }
 
+impl Clone for Identity {
+    fn clone(&self) -> Identity {
+        Identity {
+            ca: self.ca.clone(),
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            role: self.role,
+            name: self.name.clone(),
+        }
+    }
+}
+
 impl Identity {
     /// Loads PEM files; the first certificate in `cert_pem` is ours and must carry a role.
     pub fn load(ca_pem: &Path, cert_pem: &Path, key_pem: &Path) -> Result<Identity, CertError> {

@@ -5,13 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// One server the client may talk to.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct ServerEntry {
-    /// The server's node name (its certificate name).
-    pub name: String,
-    pub addr: SocketAddr,
-}
+pub use codetta_transport::ServerEntry;
 
 /// `codetta client --config FILE`.
 #[derive(Debug, Clone, Deserialize)]
@@ -43,6 +37,14 @@ pub struct ClientConfig {
     /// Bound on the modify log's unshipped bytes; writers wait, then get JUKEBOX.
     #[serde(default = "default_log_max_bytes")]
     pub log_max_bytes: u64,
+    /// Servers that must hold an update before a stable call is answered (rule 1; default
+    /// 1: availability first, every reachable replica still gets it).
+    #[serde(default = "default_min_copies")]
+    pub min_copies: usize,
+}
+
+fn default_min_copies() -> usize {
+    1
 }
 
 fn default_nfs_listen() -> SocketAddr {

@@ -6,7 +6,7 @@ use crate::link::ServerLink;
 use crate::log::ModifyLog;
 use crate::nfs::CodettaFs;
 use crate::nfs::handle::HANDLE_GENERATION;
-use crate::venus::Venus;
+use crate::venus::{Venus, VenusOptions};
 use anyhow::Context;
 use codetta_certs::Identity;
 use nfs3_server::tcp::{NFSTcp, NFSTcpListener};
@@ -19,7 +19,6 @@ use tokio::sync::watch;
 pub struct ClientDaemon {
     pub nfs_addr: SocketAddr,
     pub venus: Arc<Venus>,
-    link: Arc<ServerLink>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,24 +40,40 @@ impl ClientDaemon {
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
         let identity = Identity::load(&config.ca, &config.cert, &config.key)
             .context("loading the client's certificate")?;
-        let server = config
+        if config.servers.is_empty() {
+            anyhow::bail!("no server configured");
+        }
+        let endpoint = codetta_transport::client_endpoint(&identity)
+            .context("opening the client's QUIC endpoint")?;
+        let identity = Arc::new(identity);
+        let links: Vec<Arc<ServerLink>> = config
             .servers
-            .first()
-            .cloned()
-            .context("no server configured")?;
-        let link = Arc::new(ServerLink::new(
-            server,
-            identity,
-            config.call_deadline(),
-            config.jukebox_window(),
-        )?);
+            .iter()
+            .map(|server| {
+                Arc::new(ServerLink::new(
+                    server,
+                    identity.clone(),
+                    endpoint.clone(),
+                    config.call_deadline(),
+                    config.jukebox_window(),
+                ))
+            })
+            .collect();
         let log = Arc::new(ModifyLog::open(&config.data_dir.join("client.redb"))?);
+        let options = VenusOptions {
+            log_max_bytes: config.log_max_bytes,
+            min_copies: config.min_copies,
+        };
         let venus = retry_until_up(&mut shutdown, || {
-            Venus::start(log.clone(), link.clone(), config.log_max_bytes)
+            Venus::start(log.clone(), links.clone(), &config.root_volume, options)
         })
         .await?;
-        let root = retry_until_up(&mut shutdown, || venus.volume_root(&config.root_volume)).await?;
-        let fs = CodettaFs::new(venus.clone(), root);
+        tracing::info!(
+            volume = %venus.volume().name,
+            replicas = venus.volume().vsg.len(),
+            "serving volume"
+        );
+        let fs = CodettaFs::new(venus.clone(), venus.root());
         let listener = NFSTcpListener::bind_with_generation(
             &config.nfs_listen.to_string(),
             fs,
@@ -81,7 +96,6 @@ impl ClientDaemon {
         Ok(ClientDaemon {
             nfs_addr,
             venus,
-            link,
             task,
         })
     }
@@ -93,7 +107,7 @@ impl ClientDaemon {
         let _ = self.task.await;
         tracing::info!("client update stats: {}", self.venus.stats);
         self.venus.close();
-        self.link.close().await;
+        self.venus.close_links().await;
     }
 }
 

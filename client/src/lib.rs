@@ -8,6 +8,7 @@ pub mod error;
 pub mod link;
 pub mod log;
 pub mod nfs;
+pub mod replicate;
 pub mod tracker;
 pub mod venus;
 

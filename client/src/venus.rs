@@ -1,18 +1,21 @@
 //! Venus, the client's core: allocates fids and update ids, appends every mutation to the
-//! modify log (group-committed), ships the log to the server in sequenced batches, and
-//! answers reads with the client's own unshipped updates on top of server state.
+//! modify log (group-committed), ships the log to every member of the volume's AVSG in
+//! sequenced batches (write-all, [`crate::replicate`]), reads from one member, and answers
+//! reads with the client's own unshipped updates on top of server state.
 //!
 //! Answer rules (rule 1): `submit` returns once the record is durable in the log (enough
-//! for an UNSTABLE WRITE); `submit_and_wait` returns once the server has applied it (every
+//! for an UNSTABLE WRITE); `submit_and_wait` returns once the record is complete: applied by
+//! every AVSG member that answered within the deadline and by at least `min_copies` (every
 //! namespace and attribute change, FILE_SYNC WRITE); `flush` waits for every record that
 //! touches an object (COMMIT).
 
 use crate::error::ClientError;
 use crate::link::ServerLink;
 use crate::log::{ClientState, LoggedRecord, ModifyLog};
+use crate::replicate::{BatchPlan, Completed, Shipping};
 use crate::tracker::Tracker;
 use bytes::{Bytes, BytesMut};
-use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo};
+use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo, VolumeInfo};
 use codetta_wire::update::Op;
 use codetta_wire::{
     Attrs, Fid, FsError, Name, RecordOutcome, Request, Time, UpdateId, UpdateRecord, VolumeId,
@@ -31,6 +34,12 @@ const MAX_BATCH_BYTES: usize = 16 << 20;
 const MAX_APPEND_GROUP: usize = 256;
 /// Units of the log-capacity semaphore.
 const CAPACITY_UNIT: u64 = 4096;
+/// How long a member's second-phase items may wait for a batch of records to ride on
+/// before they are sent alone.
+const COP2_ALONE_AFTER: Duration = Duration::from_millis(100);
+/// First and longest pause between probes of a member out of the AVSG.
+const PROBE_FIRST: Duration = Duration::from_millis(100);
+const PROBE_MAX: Duration = Duration::from_secs(1);
 
 struct Submission {
     op: Op,
@@ -54,8 +63,10 @@ pub struct UpdateStats {
     pub records: AtomicU64,
     /// Durable log commits (each holds one or more records: group commit).
     pub log_commits: AtomicU64,
-    /// Batches the server applied (each one redb transaction there).
+    /// Batches a server applied (each one redb transaction there), summed over members.
     pub batches: AtomicU64,
+    /// Records whose replicas answered differently.
+    pub divergent: AtomicU64,
 }
 
 impl std::fmt::Display for UpdateStats {
@@ -63,23 +74,53 @@ impl std::fmt::Display for UpdateStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         write!(
             f,
-            "{} records ({} writes) in {} log commits and {} server batches",
+            "{} records ({} writes) in {} log commits and {} server batches ({} divergent)",
             get(&self.records),
             get(&self.writes),
             get(&self.log_commits),
-            get(&self.batches)
+            get(&self.batches),
+            get(&self.divergent)
         )
     }
 }
 
+/// Options of the update path.
+#[derive(Debug, Clone, Copy)]
+pub struct VenusOptions {
+    /// Bound on the modify log's unshipped bytes.
+    pub log_max_bytes: u64,
+    /// Copies a record needs before its caller is answered (rule 1; default 1).
+    pub min_copies: usize,
+}
+
+/// The log's records from the oldest incomplete one on, with the write-all state.
+/// Invariant: `queue[i]` has sequence number `shipping.front() + i`.
+struct Outbox {
+    queue: VecDeque<Queued>,
+    shipping: Shipping,
+}
+
+/// What the appender, the member shippers and the calls share.
+struct Core {
+    log: Arc<ModifyLog>,
+    /// One link per member of the volume's group, in group order.
+    members: Vec<Arc<ServerLink>>,
+    tracker: Mutex<Tracker>,
+    outbox: Mutex<Outbox>,
+    /// Wakes member `m`'s shipper.
+    wake: Vec<Notify>,
+    /// Every record up to this one is complete.
+    acked: watch::Sender<u64>,
+    stats: Arc<UpdateStats>,
+}
+
 /// The client core shared by the NFS adapter and the background tasks.
 pub struct Venus {
-    log: Arc<ModifyLog>,
-    link: Arc<ServerLink>,
+    core: Arc<Core>,
     identity: ClientState,
+    volume: VolumeInfo,
     next_vnode: AtomicU64,
     submit_tx: mpsc::Sender<Submission>,
-    tracker: Arc<Mutex<Tracker>>,
     acked: watch::Receiver<u64>,
     capacity: Arc<Semaphore>,
     /// Serialises first fetches of overlay bases so concurrent writers agree on one.
@@ -96,84 +137,192 @@ fn unexpected(body: ReplyBody) -> ClientError {
     ClientError::Protocol(format!("unexpected reply {body:?}"))
 }
 
+/// Calls `links` in order until one answers; a refusal (`Fs`) is an answer.
+async fn first_answer(
+    links: &[Arc<ServerLink>],
+    request: &Request,
+) -> Result<(usize, ReplyBody), ClientError> {
+    let mut last = ClientError::Unavailable;
+    for (i, link) in links.iter().enumerate() {
+        match link.call(request, Bytes::new()).await {
+            Ok((body, _)) => return Ok((i, body)),
+            Err(e @ ClientError::Fs(_)) => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// A fresh incarnation from the first server that answers, claimed on every other server
+/// that answers (so no server hands it out again); a collision draws another.
+async fn new_identity(links: &[Arc<ServerLink>]) -> Result<ClientState, ClientError> {
+    'draw: loop {
+        let (from, body) = first_answer(links, &Request::NewIncarnation).await?;
+        let ReplyBody::Incarnation {
+            incarnation,
+            unique,
+        } = body
+        else {
+            return Err(unexpected(body));
+        };
+        for (i, link) in links.iter().enumerate() {
+            if i == from {
+                continue;
+            }
+            match link
+                .call(&Request::ClaimIncarnation { incarnation }, Bytes::new())
+                .await
+            {
+                Ok(_) => {}
+                Err(ClientError::Fs(FsError::Exists)) => {
+                    tracing::warn!(
+                        incarnation = incarnation.0,
+                        "incarnation taken elsewhere; drawing another"
+                    );
+                    continue 'draw;
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        server = link.server_name(),
+                        "incarnation not claimed there: {e}"
+                    );
+                }
+            }
+        }
+        return Ok(ClientState {
+            incarnation,
+            unique,
+            next_vnode: 1,
+            next_seq: 1,
+        });
+    }
+}
+
 impl Venus {
-    /// Opens the log, obtains an incarnation if this client has none, and starts the
-    /// appender and the shipper. Records left in the log by a previous run are shipped first.
+    /// Opens the log, obtains an incarnation if this client has none, finds the volume
+    /// `volume` and its replica group among `servers`, and starts the appender and one
+    /// shipper per group member. Records left in the log by a previous run are shipped
+    /// first.
     pub async fn start(
         log: Arc<ModifyLog>,
-        link: Arc<ServerLink>,
-        log_max_bytes: u64,
+        servers: Vec<Arc<ServerLink>>,
+        volume: &str,
+        options: VenusOptions,
     ) -> Result<Arc<Venus>, ClientError> {
         let identity = match log.state()? {
             Some(state) => state,
             None => {
-                let (body, _) = link.call(&Request::NewIncarnation, Bytes::new()).await?;
-                let ReplyBody::Incarnation {
-                    incarnation,
-                    unique,
-                } = body
-                else {
-                    return Err(unexpected(body));
-                };
-                let state = ClientState {
-                    incarnation,
-                    unique,
-                    next_vnode: 1,
-                    next_seq: 1,
-                };
+                let state = new_identity(&servers).await?;
                 log.set_state(state)?;
                 state
             }
         };
+        let request = Request::VolumeByName {
+            name: volume.to_string(),
+        };
+        let volume = match first_answer(&servers, &request).await? {
+            (_, ReplyBody::Volume(info)) => info,
+            (_, other) => return Err(unexpected(other)),
+        };
+        let mut members = Vec::with_capacity(volume.vsg.len());
+        for m in &volume.vsg {
+            let link = servers
+                .iter()
+                .find(|l| l.server_name() == m.server)
+                .ok_or_else(|| {
+                    ClientError::Storage(format!(
+                        "volume {} has a replica on server {}, which is not among this client's [[servers]]",
+                        volume.name, m.server
+                    ))
+                })?;
+            members.push(link.clone());
+        }
         let pending = log.pending()?;
-        let first_pending = pending.first().map(|r| r.record.id.seq);
-        let acked_start = first_pending.unwrap_or(identity.next_seq).saturating_sub(1);
-        let (acked_tx, acked_rx) = watch::channel(acked_start);
+        let front = pending
+            .first()
+            .map(|r| r.record.id.seq)
+            .unwrap_or(identity.next_seq);
+        let replicas: Vec<_> = volume.vsg.iter().map(|m| m.replica).collect();
+        let mut shipping = Shipping::new(
+            identity.incarnation,
+            volume.id,
+            &replicas,
+            options.min_copies,
+            front,
+        );
+        let (acked_tx, acked_rx) = watch::channel(front.saturating_sub(1));
         let mut tracker = Tracker::default();
         let mut queue = VecDeque::new();
         for rec in pending {
             // After a restart nobody waits: every record is as good as answered early.
             tracker.logged(rec.record.id.seq, &rec.record.op, rec.record.time, true);
+            shipping.logged(rec.record.id.seq);
             queue.push_back(Queued { rec, _permit: None });
         }
-        let tracker = Arc::new(Mutex::new(tracker));
-        let queue = Arc::new((Mutex::new(queue), Notify::new()));
-        let units = usize::try_from((log_max_bytes / CAPACITY_UNIT).max(1)).unwrap_or(usize::MAX);
+        let units =
+            usize::try_from((options.log_max_bytes / CAPACITY_UNIT).max(1)).unwrap_or(usize::MAX);
         let (submit_tx, submit_rx) = mpsc::channel(1024);
-        let venus = Arc::new(Venus {
+        let stats = Arc::new(UpdateStats::default());
+        let core = Arc::new(Core {
             log: log.clone(),
-            link: link.clone(),
+            wake: members.iter().map(|_| Notify::new()).collect(),
+            members,
+            tracker: Mutex::new(tracker),
+            outbox: Mutex::new(Outbox { queue, shipping }),
+            acked: acked_tx,
+            stats: stats.clone(),
+        });
+        let venus = Arc::new(Venus {
+            core: core.clone(),
             identity,
+            volume,
             next_vnode: AtomicU64::new(identity.next_vnode),
             submit_tx,
-            tracker: tracker.clone(),
             acked: acked_rx,
             capacity: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
             overlay_fetch: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
-            stats: Arc::new(UpdateStats::default()),
+            stats,
         });
-        let appender = tokio::spawn(appender(
+        let mut tasks = vec![tokio::spawn(appender(
             Arc::downgrade(&venus),
             submit_rx,
             identity.next_seq,
-            queue.clone(),
-        ));
-        let shipper = tokio::spawn(shipper(
-            link,
-            log,
-            tracker,
-            queue,
-            acked_tx,
-            venus.stats.clone(),
-        ));
-        lock(&venus.tasks).extend([appender, shipper]);
+        ))];
+        for m in 0..core.members.len() {
+            tasks.push(tokio::spawn(member_shipper(core.clone(), m)));
+        }
+        lock(&venus.tasks).extend(tasks);
         Ok(venus)
     }
 
     /// The per-call deadline.
     pub fn deadline(&self) -> Duration {
-        self.link.deadline()
+        self.core
+            .members
+            .first()
+            .map_or(Duration::from_secs(2), |l| l.deadline())
+    }
+
+    /// The volume this client serves.
+    pub fn volume(&self) -> &VolumeInfo {
+        &self.volume
+    }
+
+    /// Servers of the volume's group in the AVSG now, by name.
+    pub fn avsg(&self) -> Vec<String> {
+        let outbox = lock(&self.core.outbox);
+        outbox
+            .shipping
+            .avsg()
+            .into_iter()
+            .map(|m| self.core.members[m].server_name().to_string())
+            .collect()
+    }
+
+    /// Records logged but not yet complete.
+    pub fn backlog(&self) -> usize {
+        lock(&self.core.outbox).shipping.backlog()
     }
 
     /// Allocates a fid for a new object in `volume` (vnode = incarnation << 32 | counter).
@@ -190,7 +339,6 @@ impl Venus {
             unique: self.identity.unique,
         })
     }
-
     async fn enqueue(
         &self,
         op: Op,
@@ -238,13 +386,42 @@ impl Venus {
         }
     }
 
+    /// The error for a call that waited in vain: IO once every member has been gone past
+    /// the JUKEBOX window, JUKEBOX before.
     fn waiting_error(&self) -> ClientError {
-        self.link.outage_error()
+        if self.core.members.iter().all(|l| l.down_too_long()) {
+            ClientError::Down
+        } else {
+            ClientError::Unavailable
+        }
+    }
+
+    /// Read-one (rule 4): sends `request` to the first AVSG member (the group's order is
+    /// the preference), moving on when one is unreachable (it then leaves the AVSG). A
+    /// server's refusal is the answer.
+    async fn read_call(&self, request: &Request) -> Result<(ReplyBody, Bytes), ClientError> {
+        let order = {
+            let outbox = lock(&self.core.outbox);
+            let avsg = outbox.shipping.avsg();
+            if avsg.is_empty() {
+                (0..self.core.members.len()).collect()
+            } else {
+                avsg
+            }
+        };
+        for m in order {
+            match self.core.members[m].call(request, Bytes::new()).await {
+                Ok(reply) => return Ok(reply),
+                Err(e @ (ClientError::Fs(_) | ClientError::Protocol(_))) => return Err(e),
+                Err(_) => self.core.member_failed(m, None),
+            }
+        }
+        Err(self.waiting_error())
     }
 
     /// Waits until every logged record that touches `fid` is applied by the server.
     pub async fn flush(&self, fid: &Fid) -> Result<(), ClientError> {
-        let Some(target) = lock(&self.tracker).barrier(fid) else {
+        let Some(target) = lock(&self.core.tracker).barrier(fid) else {
             return Ok(());
         };
         let mut acked = self.acked.clone();
@@ -258,7 +435,7 @@ impl Venus {
     /// COMMIT: flushes `fid` and reports the first failure of its unwaited updates.
     pub async fn commit(&self, fid: &Fid) -> Result<(), ClientError> {
         self.flush(fid).await?;
-        match lock(&self.tracker).sticky.remove(fid) {
+        match lock(&self.core.tracker).sticky.remove(fid) {
             Some(e) => Err(e.into()),
             None => Ok(()),
         }
@@ -267,16 +444,16 @@ impl Venus {
     /// Makes sure `fid`'s predicted attributes are tracked before a write or setattr is
     /// logged, so GETATTR can answer from them while the records are unshipped.
     pub async fn track_attrs(&self, fid: &Fid) -> Result<Attrs, ClientError> {
-        if let Some(attrs) = lock(&self.tracker).overlay(fid) {
+        if let Some(attrs) = lock(&self.core.tracker).overlay(fid) {
             return Ok(attrs);
         }
         let _guard = self.overlay_fetch.lock().await;
-        if let Some(attrs) = lock(&self.tracker).overlay(fid) {
+        if let Some(attrs) = lock(&self.core.tracker).overlay(fid) {
             return Ok(attrs);
         }
         self.flush(fid).await?;
         let state = self.fetch_attrs(fid).await?;
-        let mut tracker = lock(&self.tracker);
+        let mut tracker = lock(&self.core.tracker);
         let entry = tracker.fids.entry(*fid).or_default();
         // Records logged after the fetch started are applied on top by the appender only
         // when an overlay exists, so only install ours if no record slipped in meanwhile.
@@ -287,12 +464,7 @@ impl Venus {
     }
 
     async fn fetch_attrs(&self, fid: &Fid) -> Result<ObjectState, ClientError> {
-        match self
-            .link
-            .call(&Request::GetAttr { fid: *fid }, Bytes::new())
-            .await?
-            .0
-        {
+        match self.read_call(&Request::GetAttr { fid: *fid }).await?.0 {
             ReplyBody::State(state) => Ok(state),
             other => Err(unexpected(other)),
         }
@@ -300,7 +472,7 @@ impl Venus {
 
     /// Attributes of `fid`: predicted from unshipped records, or the server's.
     pub async fn getattr(&self, fid: &Fid) -> Result<Attrs, ClientError> {
-        if let Some(attrs) = lock(&self.tracker).overlay(fid) {
+        if let Some(attrs) = lock(&self.core.tracker).overlay(fid) {
             return Ok(attrs);
         }
         self.flush(fid).await?;
@@ -308,7 +480,7 @@ impl Venus {
     }
 
     fn with_overlay(&self, mut state: ObjectState) -> ObjectState {
-        if let Some(attrs) = lock(&self.tracker).overlay(&state.fid) {
+        if let Some(attrs) = lock(&self.core.tracker).overlay(&state.fid) {
             state.attrs = attrs;
         }
         state
@@ -321,7 +493,7 @@ impl Venus {
             dir: *dir,
             name: name.clone(),
         };
-        match self.link.call(&request, Bytes::new()).await?.0 {
+        match self.read_call(&request).await?.0 {
             ReplyBody::State(state) => Ok(self.with_overlay(state)),
             other => Err(unexpected(other)),
         }
@@ -329,12 +501,7 @@ impl Venus {
 
     /// The directory containing `dir`.
     pub async fn parent(&self, dir: &Fid) -> Result<Fid, ClientError> {
-        match self
-            .link
-            .call(&Request::Parent { dir: *dir }, Bytes::new())
-            .await?
-            .0
-        {
+        match self.read_call(&Request::Parent { dir: *dir }).await?.0 {
             ReplyBody::State(state) => Ok(state.fid),
             other => Err(unexpected(other)),
         }
@@ -355,7 +522,7 @@ impl Venus {
             max_entries,
             with_attrs,
         };
-        match self.link.call(&request, Bytes::new()).await?.0 {
+        match self.read_call(&request).await?.0 {
             ReplyBody::Dir { entries, eof, .. } => {
                 let entries = entries
                     .into_iter()
@@ -383,7 +550,7 @@ impl Venus {
             offset,
             count,
         };
-        match self.link.call(&request, Bytes::new()).await? {
+        match self.read_call(&request).await? {
             (ReplyBody::Data { state, eof }, data) => Ok((state.attrs, data, eof)),
             (other, _) => Err(unexpected(other)),
         }
@@ -392,36 +559,20 @@ impl Venus {
     /// A symlink's target.
     pub async fn readlink(&self, fid: &Fid) -> Result<Vec<u8>, ClientError> {
         self.flush(fid).await?;
-        match self
-            .link
-            .call(&Request::ReadLink { fid: *fid }, Bytes::new())
-            .await?
-            .0
-        {
+        match self.read_call(&Request::ReadLink { fid: *fid }).await?.0 {
             ReplyBody::Link { target } => Ok(target),
             other => Err(unexpected(other)),
         }
     }
 
-    /// The root fid of the volume called `name`.
-    pub async fn volume_root(&self, name: &str) -> Result<Fid, ClientError> {
-        let request = Request::VolumeByName {
-            name: name.to_string(),
-        };
-        match self.link.call(&request, Bytes::new()).await?.0 {
-            ReplyBody::Volume(info) => Ok(info.root),
-            other => Err(unexpected(other)),
-        }
+    /// The root fid of the volume this client serves.
+    pub fn root(&self) -> Fid {
+        self.volume.root
     }
 
     /// Space figures of the server holding `volume`.
     pub async fn space(&self, volume: VolumeId) -> Result<SpaceInfo, ClientError> {
-        match self
-            .link
-            .call(&Request::FsStat { volume }, Bytes::new())
-            .await?
-            .0
-        {
+        match self.read_call(&Request::FsStat { volume }).await?.0 {
             ReplyBody::Space(space) => Ok(space),
             other => Err(unexpected(other)),
         }
@@ -433,7 +584,14 @@ impl Venus {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
-        self.log.close();
+        self.core.log.close();
+    }
+
+    /// Closes the connections to the group's servers.
+    pub async fn close_links(&self) {
+        for link in &self.core.members {
+            link.close().await;
+        }
     }
 }
 
@@ -467,7 +625,6 @@ async fn appender(
     venus: std::sync::Weak<Venus>,
     mut rx: mpsc::Receiver<Submission>,
     mut next_seq: u64,
-    queue: Arc<(Mutex<VecDeque<Queued>>, Notify)>,
 ) {
     let mut clock = RecordClock {
         last: Time::default(),
@@ -503,7 +660,7 @@ async fn appender(
             .collect();
         let new_next_seq = next_seq + records.len() as u64;
         let next_vnode = venus.next_vnode.load(Ordering::Relaxed);
-        let log = venus.log.clone();
+        let log = venus.core.log.clone();
         let to_log = records.clone();
         let result =
             tokio::task::spawn_blocking(move || log.append(&to_log, next_vnode, new_next_seq))
@@ -522,23 +679,26 @@ async fn appender(
                     .filter(|r| matches!(r.record.op, Op::Write { .. }))
                     .count();
                 stats.writes.fetch_add(writes as u64, Ordering::Relaxed);
-                let (queue_lock, notify) = &*queue;
-                // Lock order everywhere: tracker, then queue.
-                let mut tracker = lock(&venus.tracker);
-                let mut q = lock(queue_lock);
-                for (s, rec) in group.into_iter().zip(records) {
-                    let seq = rec.record.id.seq;
-                    tracker.logged(seq, &rec.record.op, rec.record.time, s.waiter.is_none());
-                    if let Some(waiter) = s.waiter {
-                        tracker.waiters.insert(seq, waiter);
+                let core = &venus.core;
+                {
+                    // Lock order everywhere: tracker, then outbox.
+                    let mut tracker = lock(&core.tracker);
+                    let mut outbox = lock(&core.outbox);
+                    for (s, rec) in group.into_iter().zip(records) {
+                        let seq = rec.record.id.seq;
+                        tracker.logged(seq, &rec.record.op, rec.record.time, s.waiter.is_none());
+                        if let Some(waiter) = s.waiter {
+                            tracker.waiters.insert(seq, waiter);
+                        }
+                        outbox.shipping.logged(seq);
+                        outbox.queue.push_back(Queued {
+                            rec,
+                            _permit: Some(s.permit),
+                        });
+                        let _ = s.done.send(Ok(seq));
                     }
-                    q.push_back(Queued {
-                        rec,
-                        _permit: Some(s.permit),
-                    });
-                    let _ = s.done.send(Ok(seq));
                 }
-                notify.notify_one();
+                core.wake_all();
             }
             Err(e) => {
                 tracing::error!("modify log append failed: {e}");
@@ -550,87 +710,148 @@ async fn appender(
     }
 }
 
-/// Ships the log in order, one batch in flight, retrying until the server applies it.
-async fn shipper(
-    link: Arc<ServerLink>,
-    log: Arc<ModifyLog>,
-    tracker: Arc<Mutex<Tracker>>,
-    queue: Arc<(Mutex<VecDeque<Queued>>, Notify)>,
-    acked: watch::Sender<u64>,
-    stats: Arc<UpdateStats>,
-) {
-    let (queue_lock, notify) = &*queue;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let batch: Vec<LoggedRecord> = {
-            let q = lock(queue_lock);
-            let mut bytes = 0;
-            q.iter()
-                .take(MAX_BATCH_RECORDS)
-                .take_while(|e| {
-                    bytes += e.rec.data.len();
-                    bytes <= MAX_BATCH_BYTES || e.rec.data.len() == bytes
-                })
-                .map(|e| e.rec.clone())
-                .collect()
-        };
-        if batch.is_empty() {
-            if acked.is_closed() {
-                return;
-            }
-            notify.notified().await;
-            continue;
+impl Core {
+    fn wake_all(&self) {
+        for w in &self.wake {
+            w.notify_one();
         }
-        let mut data = BytesMut::with_capacity(batch.iter().map(|r| r.data.len()).sum());
-        for rec in &batch {
-            data.extend_from_slice(&rec.data);
+    }
+
+    /// Member `m` failed a call: it leaves the AVSG; records that no longer wait for it
+    /// complete.
+    fn member_failed(&self, m: usize, plan: Option<BatchPlan>) {
+        let mut tracker = lock(&self.tracker);
+        let mut outbox = lock(&self.outbox);
+        if outbox.shipping.in_avsg(m) {
+            tracing::warn!(
+                server = self.members[m].server_name(),
+                "server left the AVSG"
+            );
+        }
+        let done = outbox.shipping.failed(m, plan);
+        self.finish(&mut tracker, &mut outbox, done);
+    }
+
+    /// Answers complete records, drops them from the queue and the log, and wakes the
+    /// shippers (new COP2 items may be queued). Called with both locks held.
+    fn finish(&self, tracker: &mut Tracker, outbox: &mut Outbox, done: Vec<Completed>) {
+        let Some(last) = done.last().map(|c| c.seq) else {
+            return;
+        };
+        for c in done {
+            let Some(q) = outbox.queue.pop_front() else {
+                tracing::error!(seq = c.seq, "completed a record the queue does not hold");
+                continue;
+            };
+            let rec = &q.rec.record;
+            debug_assert_eq!(rec.id.seq, c.seq);
+            if c.divergent {
+                self.stats.divergent.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(seq = c.seq, op = ?rec.op, "replicas answered a record differently");
+            }
+            if let Err(FsError::OutOfOrder) = &c.outcome {
+                tracing::error!(seq = c.seq, "a server reports a gap before this record");
+            }
+            tracker.applied(c.seq, &rec.op, c.outcome, last);
+        }
+        self.acked.send_replace(last);
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = log.trim(last) {
+                tracing::warn!("trimming the modify log failed: {e}");
+            }
+        });
+        self.wake_all();
+    }
+
+    /// The next batch for member `m`, cut to the byte limit, with its records and data.
+    fn next_batch(&self, m: usize, cop2_alone: bool) -> Option<(BatchPlan, Request, Bytes)> {
+        let mut outbox = lock(&self.outbox);
+        let front = outbox.shipping.front();
+        let mut plan = outbox.shipping.plan(m, MAX_BATCH_RECORDS, cop2_alone)?;
+        let start = usize::try_from(plan.first - front).unwrap_or(usize::MAX);
+        let mut records = Vec::with_capacity(plan.len());
+        let mut bytes = 0usize;
+        let mut data = BytesMut::new();
+        for q in outbox.queue.iter().skip(start).take(plan.len()) {
+            let len = q.rec.data.len();
+            if !records.is_empty() && bytes + len > MAX_BATCH_BYTES {
+                break;
+            }
+            bytes += len;
+            records.push(q.rec.record.clone());
+            data.extend_from_slice(&q.rec.data);
+        }
+        if !plan.is_empty() {
+            plan.last = plan.first + records.len() as u64 - 1;
         }
         let request = Request::Ship {
-            records: batch.iter().map(|r| r.record.clone()).collect(),
+            records,
+            log_start: plan.log_start,
+            cop2: plan.cop2.clone(),
         };
-        let outcomes = match link.call(&request, data.freeze()).await {
-            Ok((ReplyBody::Shipped { outcomes }, _)) if outcomes.len() == batch.len() => outcomes,
-            Ok((other, _)) => {
-                tracing::error!("server answered a batch with {other:?}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+        Some((plan, request, data.freeze()))
+    }
+}
+
+/// Ships the log to member `m` in order, one batch in flight; when a call fails the member
+/// leaves the AVSG and is probed until it answers again.
+async fn member_shipper(core: Arc<Core>, m: usize) {
+    let link = core.members[m].clone();
+    let mut cop2_alone = false;
+    loop {
+        let Some((plan, request, data)) = core.next_batch(m, cop2_alone) else {
+            if !lock(&core.outbox).shipping.in_avsg(m) {
+                probe(&core, m).await;
                 continue;
             }
-            Err(ClientError::Fs(e)) => {
-                tracing::warn!("the server did not apply a batch, will retry: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
+            let has_cop2 = lock(&core.outbox).shipping.has_cop2(m);
+            if has_cop2 {
+                cop2_alone = tokio::time::timeout(COP2_ALONE_AFTER, core.wake[m].notified())
+                    .await
+                    .is_err();
+            } else {
+                cop2_alone = false;
+                core.wake[m].notified().await;
+            }
+            continue;
+        };
+        cop2_alone = false;
+        let count = plan.len();
+        match link.call(&request, data).await {
+            Ok((ReplyBody::Shipped { outcomes }, _)) if outcomes.len() == count => {
+                core.stats.batches.fetch_add(1, Ordering::Relaxed);
+                let mut tracker = lock(&core.tracker);
+                let mut outbox = lock(&core.outbox);
+                let done = outbox.shipping.applied(m, &plan, &outcomes);
+                core.finish(&mut tracker, &mut outbox, done);
+            }
+            Ok((other, _)) => {
+                tracing::error!(
+                    server = link.server_name(),
+                    "answered a batch with {other:?}"
+                );
+                core.member_failed(m, Some(plan));
             }
             Err(e) => {
-                tracing::debug!("shipping failed, will retry: {e}");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
+                tracing::warn!(server = link.server_name(), "batch not applied: {e}");
+                core.member_failed(m, Some(plan));
             }
-        };
-        backoff = Duration::from_millis(50);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        let last = batch.last().map(|r| r.record.id.seq).unwrap_or(0);
-        {
-            // Lock order everywhere: tracker, then queue.
-            let mut t = lock(&tracker);
-            let mut q = lock(queue_lock);
-            for (rec, outcome) in batch.iter().zip(outcomes) {
-                if let Err(FsError::OutOfOrder) = &outcome {
-                    tracing::error!(
-                        seq = rec.record.id.seq,
-                        "server reports a gap before this record"
-                    );
-                }
-                q.pop_front();
-                t.applied(rec.record.id.seq, &rec.record.op, outcome, last);
-            }
-            acked.send_replace(last);
         }
-        let log = log.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || log.trim(last)).await {
-            tracing::warn!("trimming the modify log failed: {e}");
+    }
+}
+
+/// Probes member `m` (out of the AVSG) until it answers, then puts it back.
+async fn probe(core: &Core, m: usize) {
+    let link = &core.members[m];
+    let mut pause = PROBE_FIRST;
+    loop {
+        tokio::time::sleep(pause).await;
+        if link.call(&Request::Hello, Bytes::new()).await.is_ok() {
+            lock(&core.outbox).shipping.rejoined(m);
+            tracing::info!(server = link.server_name(), "server back in the AVSG");
+            return;
         }
+        pause = (pause * 2).min(PROBE_MAX);
     }
 }

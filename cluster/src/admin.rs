@@ -60,8 +60,13 @@ pub async fn call(config: &AdminConfig, request: &Request) -> anyhow::Result<Rep
     Ok(reply.decode_reply()??)
 }
 
-/// Creates `name` unless it exists; returns its description.
-pub async fn ensure_volume(config: &AdminConfig, name: &str) -> anyhow::Result<VolumeInfo> {
+/// Creates `name` with a replica on each of `replicas` unless it exists; returns its
+/// description.
+pub async fn ensure_volume(
+    config: &AdminConfig,
+    name: &str,
+    replicas: &[String],
+) -> anyhow::Result<VolumeInfo> {
     if let ReplyBody::Volumes(list) = call(config, &Request::ListVolumes).await?
         && let Some(v) = list.into_iter().find(|v| v.name == name)
     {
@@ -71,6 +76,7 @@ pub async fn ensure_volume(config: &AdminConfig, name: &str) -> anyhow::Result<V
         config,
         &Request::CreateVolume {
             name: name.to_string(),
+            replicas: replicas.to_vec(),
         },
     )
     .await?

@@ -30,14 +30,29 @@ pub fn free_port() -> std::io::Result<u16> {
     }
 }
 
+/// One server of a local cluster: its node name, configuration file and QUIC port.
+#[derive(Debug, Clone)]
+pub struct ServerLayout {
+    pub name: String,
+    pub toml: PathBuf,
+    pub port: u16,
+}
+
+impl ServerLayout {
+    /// The server's QUIC address on loopback.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
 /// Paths and configurations of one cluster directory.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub dir: PathBuf,
-    pub server_toml: PathBuf,
+    /// Servers `s1`, `s2`, ... in order.
+    pub servers: Vec<ServerLayout>,
     pub client_toml: PathBuf,
     pub admin: AdminConfig,
-    pub server_port: u16,
     pub nfs_port: u16,
 }
 
@@ -56,79 +71,131 @@ fn quoted(path: &Path) -> String {
     format!("{:?}", path.display().to_string())
 }
 
+/// `[[name]]` tables listing `servers` (except `skip`) with their addresses.
+fn server_tables(table: &str, servers: &[ServerLayout], skip: Option<&str>) -> String {
+    servers
+        .iter()
+        .filter(|s| Some(s.name.as_str()) != skip)
+        .map(|s| {
+            format!(
+                "\n[[{table}]]\nname = \"{}\"\naddr = \"{}\"\n",
+                s.name,
+                s.addr()
+            )
+        })
+        .collect()
+}
+
 impl Layout {
     /// Creates whatever is missing under `dir` (CA, certificates) and (re)writes the
-    /// configurations for the given ports.
-    pub fn prepare(dir: &Path, server_port: u16, nfs_port: u16) -> anyhow::Result<Layout> {
+    /// configurations of one server per port in `server_ports` (named `s1`, `s2`, ...,
+    /// each listing the others as peers), the client (listing every server) and the admin
+    /// tool (talking to `s1`).
+    pub fn prepare(dir: &Path, server_ports: &[u16], nfs_port: u16) -> anyhow::Result<Layout> {
+        anyhow::ensure!(
+            !server_ports.is_empty(),
+            "a cluster needs at least one server"
+        );
         let certs = dir.join("certs");
         std::fs::create_dir_all(&certs).with_context(|| format!("creating {}", certs.display()))?;
         if !certs.join(codetta_certs::CA_CERT_FILE).exists() {
             codetta_certs::init_ca(&certs)?;
         }
-        ensure_cert(&certs, Role::Server, "s1")?;
+        let servers: Vec<ServerLayout> = server_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| ServerLayout {
+                name: format!("s{}", i + 1),
+                toml: dir.join(format!("s{}.toml", i + 1)),
+                port: *port,
+            })
+            .collect();
+        for s in &servers {
+            ensure_cert(&certs, Role::Server, &s.name)?;
+        }
         ensure_cert(&certs, Role::Client, "c1")?;
         ensure_cert(&certs, Role::Admin, "admin")?;
         let ca = certs.join(codetta_certs::CA_CERT_FILE);
-        let server_addr = SocketAddr::from(([127, 0, 0, 1], server_port));
-        let server_toml = dir.join("s1.toml");
-        write_file(
-            &server_toml,
-            &format!(
-                "name = \"s1\"\nlisten = \"{server_addr}\"\ndata_dir = {}\nca = {}\ncert = {}\nkey = {}\n",
-                quoted(&dir.join("s1")),
-                quoted(&ca),
-                quoted(&certs.join("s1.pem")),
-                quoted(&certs.join("s1.key")),
-            ),
-        )?;
+        for s in &servers {
+            write_file(
+                &s.toml,
+                &format!(
+                    "name = \"{}\"\nlisten = \"{}\"\ndata_dir = {}\nca = {}\ncert = {}\nkey = {}\n{}",
+                    s.name,
+                    s.addr(),
+                    quoted(&dir.join(&s.name)),
+                    quoted(&ca),
+                    quoted(&certs.join(format!("{}.pem", s.name))),
+                    quoted(&certs.join(format!("{}.key", s.name))),
+                    server_tables("peers", &servers, Some(&s.name)),
+                ),
+            )?;
+        }
         let client_toml = dir.join("client.toml");
         write_file(
             &client_toml,
             &format!(
-                "name = \"c1\"\ndata_dir = {}\nnfs_listen = \"127.0.0.1:{nfs_port}\"\nroot_volume = \"root\"\nca = {}\ncert = {}\nkey = {}\n\n[[servers]]\nname = \"s1\"\naddr = \"{server_addr}\"\n",
+                "name = \"c1\"\ndata_dir = {}\nnfs_listen = \"127.0.0.1:{nfs_port}\"\nroot_volume = \"root\"\nca = {}\ncert = {}\nkey = {}\n{}",
                 quoted(&dir.join("client")),
                 quoted(&ca),
                 quoted(&certs.join("c1.pem")),
                 quoted(&certs.join("c1.key")),
+                server_tables("servers", &servers, None),
             ),
         )?;
         let admin = AdminConfig {
             ca,
             cert: certs.join("admin.pem"),
             key: certs.join("admin.key"),
-            server_name: "s1".into(),
-            server_addr,
+            server_name: servers[0].name.clone(),
+            server_addr: servers[0].addr(),
         };
         write_file(&dir.join("admin.toml"), &toml::to_string(&admin)?)?;
         Ok(Layout {
             dir: dir.to_path_buf(),
-            server_toml,
+            servers,
             client_toml,
             admin,
-            server_port,
             nfs_port,
         })
     }
 
-    /// [`Layout::prepare`] on ports free right now.
-    pub fn prepare_on_free_ports(dir: &Path) -> anyhow::Result<Layout> {
-        Self::prepare(dir, free_port()?, free_port()?)
+    /// [`Layout::prepare`] for `servers` servers on ports free right now.
+    pub fn prepare_on_free_ports(dir: &Path, servers: usize) -> anyhow::Result<Layout> {
+        let ports = (0..servers)
+            .map(|_| free_port())
+            .collect::<std::io::Result<Vec<u16>>>()?;
+        Self::prepare(dir, &ports, free_port()?)
     }
 
-    pub fn server_config(&self) -> anyhow::Result<ServerConfig> {
-        ServerConfig::load(&self.server_toml)
+    /// Names of the servers, in order.
+    pub fn server_names(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.name.clone()).collect()
+    }
+
+    /// The configuration of server `i` (0-based).
+    pub fn server_config(&self, i: usize) -> anyhow::Result<ServerConfig> {
+        let s = self
+            .servers
+            .get(i)
+            .with_context(|| format!("no server {i} in this cluster"))?;
+        ServerConfig::load(&s.toml)
     }
 
     pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
         ClientConfig::load(&self.client_toml)
     }
 
-    /// Appends a line to the server's configuration (e.g. `capacity_bytes = ...`).
-    pub fn add_server_setting(&self, line: &str) -> anyhow::Result<()> {
-        let mut text = std::fs::read_to_string(&self.server_toml)?;
-        text.push_str(line);
-        text.push('\n');
-        write_file(&self.server_toml, &text)
+    /// Appends a line (e.g. `capacity_bytes = ...`) to server `i`'s configuration, before
+    /// its `[[peers]]` tables.
+    pub fn add_server_setting(&self, i: usize, line: &str) -> anyhow::Result<()> {
+        let s = self
+            .servers
+            .get(i)
+            .with_context(|| format!("no server {i} in this cluster"))?;
+        let text = std::fs::read_to_string(&s.toml)?;
+        let (settings, tables) = text.split_at(text.find("\n[[").unwrap_or(text.len()));
+        write_file(&s.toml, &format!("{settings}{line}\n{tables}"))
     }
 }
 
@@ -140,11 +207,25 @@ mod tests {
     #[test]
     fn prepare_is_repeatable_and_keeps_certificates() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Layout::prepare(dir.path(), 7410, 12049).unwrap();
+        let first = Layout::prepare(dir.path(), &[7410, 7411, 7412], 12049).unwrap();
         let ca = std::fs::read(&first.admin.ca).unwrap();
-        let again = Layout::prepare(dir.path(), 7411, 12050).unwrap();
+        let again = Layout::prepare(dir.path(), &[7420, 7421, 7422], 12050).unwrap();
         assert_eq!(std::fs::read(&again.admin.ca).unwrap(), ca);
-        assert_eq!(again.server_config().unwrap().listen.port(), 7411);
-        assert_eq!(again.client_config().unwrap().nfs_listen.port(), 12050);
+        let s2 = again.server_config(1).unwrap();
+        assert_eq!(s2.listen.port(), 7421);
+        let peers: Vec<_> = s2
+            .peers
+            .iter()
+            .map(|p| (p.name.as_str(), p.addr.port()))
+            .collect();
+        assert_eq!(peers, vec![("s1", 7420), ("s3", 7422)]);
+        let client = again.client_config().unwrap();
+        assert_eq!(client.nfs_listen.port(), 12050);
+        assert_eq!(client.servers.len(), 3);
+        again
+            .add_server_setting(0, "capacity_bytes = 1000")
+            .unwrap();
+        let s1 = again.server_config(0).unwrap();
+        assert_eq!((s1.capacity_bytes, s1.peers.len()), (Some(1000), 2));
     }
 }

@@ -5,7 +5,9 @@
 pub mod admin;
 pub mod layout;
 pub mod local;
+pub mod procs;
 
 pub use admin::AdminConfig;
-pub use layout::{Layout, default_dir, free_port};
+pub use layout::{Layout, ServerLayout, default_dir, free_port};
 pub use local::LocalCluster;
+pub use procs::{Proc, ServerProcs};

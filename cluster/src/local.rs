@@ -1,4 +1,4 @@
-//! A cluster whose server and client daemon run as tasks of this process.
+//! A cluster whose servers and client daemon run as tasks of this process.
 
 use crate::admin;
 use crate::layout::Layout;
@@ -9,46 +9,52 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// One server and one client daemon in this process, over real QUIC and a real NFS port.
+/// Servers and one client daemon in this process, over real QUIC and a real NFS port.
 pub struct LocalCluster {
     pub layout: Layout,
-    server: Option<ServerDaemon>,
+    servers: Vec<Option<ServerDaemon>>,
     client: Option<ClientDaemon>,
     stop: Option<watch::Sender<bool>>,
 }
 
 impl LocalCluster {
-    /// Prepares `dir` on free ports, starts the server, makes sure the root volume exists,
-    /// and starts the client daemon.
-    pub async fn start(dir: &Path) -> anyhow::Result<LocalCluster> {
-        Self::start_with(Layout::prepare_on_free_ports(dir)?).await
+    /// Prepares `dir` for `servers` servers on free ports, starts them, makes sure the root
+    /// volume exists with a replica on each, and starts the client daemon.
+    pub async fn start(dir: &Path, servers: usize) -> anyhow::Result<LocalCluster> {
+        Self::start_with(Layout::prepare_on_free_ports(dir, servers)?).await
     }
 
     /// Starts a cluster on an already prepared layout.
     pub async fn start_with(layout: Layout) -> anyhow::Result<LocalCluster> {
         let mut cluster = LocalCluster {
+            servers: layout.servers.iter().map(|_| None).collect(),
             layout,
-            server: None,
             client: None,
             stop: None,
         };
-        cluster.start_server().await?;
-        admin::ensure_volume(&cluster.layout.admin, "root")
-            .await
-            .context("creating the root volume")?;
+        for i in 0..cluster.servers.len() {
+            cluster.start_server(i).await?;
+        }
+        admin::ensure_volume(
+            &cluster.layout.admin,
+            "root",
+            &cluster.layout.server_names(),
+        )
+        .await
+        .context("creating the root volume")?;
         cluster.start_client().await?;
         Ok(cluster)
     }
 
-    /// Starts the server; retries for a while if the previous in-process endpoint's UDP
+    /// Starts server `i`; retries for a while if the previous in-process endpoint's UDP
     /// socket is still being released (quinn drops it when its last connection is gone).
-    pub async fn start_server(&mut self) -> anyhow::Result<()> {
-        let config = self.layout.server_config()?;
+    pub async fn start_server(&mut self, i: usize) -> anyhow::Result<()> {
+        let config = self.layout.server_config(i)?;
         let mut attempts = 0;
         loop {
             match ServerDaemon::start(&config).await {
                 Ok(server) => {
-                    self.server = Some(server);
+                    self.servers[i] = Some(server);
                     return Ok(());
                 }
                 Err(e) if attempts < 50 && format!("{e:#}").contains("in use") => {
@@ -60,8 +66,9 @@ impl LocalCluster {
         }
     }
 
-    pub async fn stop_server(&mut self) {
-        if let Some(server) = self.server.take() {
+    /// Stops server `i` (if running).
+    pub async fn stop_server(&mut self, i: usize) {
+        if let Some(server) = self.servers.get_mut(i).and_then(Option::take) {
             server.stop().await;
         }
     }
@@ -93,9 +100,11 @@ impl LocalCluster {
         self.client.as_ref()
     }
 
-    /// Stops the client daemon, then the server.
+    /// Stops the client daemon, then the servers.
     pub async fn shutdown(mut self) {
         self.stop_client().await;
-        self.stop_server().await;
+        for i in 0..self.servers.len() {
+            self.stop_server(i).await;
+        }
     }
 }

@@ -23,6 +23,17 @@ pub struct ServerConfig {
     /// redb page cache in bytes (default 64 MiB).
     #[serde(default)]
     pub cache_bytes: Option<usize>,
+    /// The other servers of the cluster (`[[peers]]`: name and address), for creating
+    /// replicated volumes and for resolution.
+    #[serde(default)]
+    pub peers: Vec<codetta_transport::ServerEntry>,
+    /// Per-call deadline towards peers in milliseconds (default 2 s).
+    #[serde(default = "default_peer_deadline_ms")]
+    pub peer_deadline_ms: u64,
+}
+
+fn default_peer_deadline_ms() -> u64 {
+    2000
 }
 
 impl ServerConfig {

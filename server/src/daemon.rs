@@ -48,7 +48,13 @@ impl ServerDaemon {
         let endpoint = codetta_transport::server_endpoint(config.listen, &identity)
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = endpoint.local_addr()?;
-        let service = ServerService::new(Arc::new(store), &config.name);
+        let peers = crate::peers::Peers::new(
+            &identity,
+            &config.peers,
+            std::time::Duration::from_millis(config.peer_deadline_ms),
+        )
+        .context("setting up links to peers")?;
+        let service = ServerService::new(Arc::new(store), &config.name, Arc::new(peers));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(codetta_transport::serve(
             endpoint,

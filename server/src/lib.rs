@@ -8,7 +8,9 @@ pub mod store;
 
 pub mod config;
 pub mod daemon;
+pub mod peers;
 pub mod service;
+pub mod volumes;
 
 pub use config::ServerConfig;
 pub use daemon::ServerDaemon;

@@ -1,13 +1,14 @@
 //! The server's request handler: checks the caller's role, decodes the request, runs it
 //! against the store on the blocking pool, and encodes the reply.
 
+use crate::peers::Peers;
 use crate::store::Store;
 use bytes::Bytes;
 use codetta_certs::Role;
 use codetta_transport::{Peer, Service};
 use codetta_wire::frame::MAX_DATA;
 use codetta_wire::message::ReplyBody;
-use codetta_wire::{Frame, FsError, Reply, Request, Time};
+use codetta_wire::{Frame, FsError, Reply, Request};
 use std::sync::Arc;
 
 /// Most bytes one READ returns.
@@ -20,7 +21,9 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
     match request {
         Request::Hello => true,
         Request::CreateVolume { .. } | Request::ListVolumes => role == Role::Admin,
+        Request::CreateReplica { .. } => role == Role::Server,
         Request::NewIncarnation
+        | Request::ClaimIncarnation { .. }
         | Request::VolumeByName { .. }
         | Request::GetAttr { .. }
         | Request::Lookup { .. }
@@ -39,13 +42,27 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
 pub struct ServerService {
     store: Arc<Store>,
     name: Arc<str>,
+    peers: Arc<Peers>,
 }
 
 impl ServerService {
-    pub fn new(store: Arc<Store>, name: &str) -> ServerService {
+    pub fn new(store: Arc<Store>, name: &str, peers: Arc<Peers>) -> ServerService {
         ServerService {
             store,
             name: name.into(),
+            peers,
+        }
+    }
+
+    /// Requests that wait on other servers run here, on the async side.
+    async fn execute_async(&self, request: Request) -> Option<Reply> {
+        match request {
+            Request::CreateVolume { name, replicas } => Some(
+                crate::volumes::create_volume(&self.store, &self.peers, &self.name, name, replicas)
+                    .await
+                    .map(ReplyBody::Volume),
+            ),
+            _ => None,
         }
     }
 
@@ -63,10 +80,22 @@ impl ServerService {
                         unique,
                     })
             }
+            Request::ClaimIncarnation { incarnation } => {
+                store
+                    .claim_incarnation(incarnation)
+                    .map(|()| ReplyBody::Hello {
+                        server: self.name.to_string(),
+                    })
+            }
             Request::VolumeByName { name } => store.volume_by_name(&name).map(ReplyBody::Volume),
-            Request::CreateVolume { name } => store
-                .create_volume(&name, Time::now())
+            Request::CreateReplica {
+                volume,
+                replica,
+                time,
+            } => store
+                .create_replica(&volume, replica, time)
                 .map(ReplyBody::Volume),
+            Request::CreateVolume { .. } => Err(FsError::Storage("not on this path".into())),
             Request::ListVolumes => store.list_volumes().map(ReplyBody::Volumes),
             Request::GetAttr { fid } => store.getattr(fid).map(ReplyBody::State),
             Request::Lookup { dir, name } => store.lookup(dir, &name).map(ReplyBody::State),
@@ -90,8 +119,12 @@ impl ServerService {
             Request::ReadLink { fid } => {
                 store.readlink(fid).map(|target| ReplyBody::Link { target })
             }
-            Request::Ship { records } => store
-                .apply_batch_or_refuse(&records, &data)
+            Request::Ship {
+                records,
+                log_start,
+                cop2,
+            } => store
+                .ship(&records, &data, log_start, &cop2)
                 .map(|outcomes| ReplyBody::Shipped { outcomes }),
             Request::FsStat { .. } => store.space().map(ReplyBody::Space),
         };
@@ -124,6 +157,15 @@ impl Service for ServerService {
             tracing::warn!(peer = %peer.name, role = %peer.role, "refused {:?}", std::mem::discriminant(&decoded));
             return reply_frame(&Err(FsError::WrongRole), Bytes::new());
         }
+        let decoded = match decoded {
+            Request::CreateVolume { .. } => match self.execute_async(decoded).await {
+                Some(reply) => return reply_frame(&reply, Bytes::new()),
+                None => {
+                    return reply_frame(&Err(FsError::Storage("unhandled".into())), Bytes::new());
+                }
+            },
+            other => other,
+        };
         let this = self.clone();
         let data = request.data;
         let result = tokio::task::spawn_blocking(move || this.execute(decoded, data)).await;
@@ -147,7 +189,10 @@ mod tests {
         let read = Request::GetAttr {
             fid: Fid::root(VolumeId(1)),
         };
-        let admin = Request::CreateVolume { name: "v".into() };
+        let admin = Request::CreateVolume {
+            name: "v".into(),
+            replicas: Vec::new(),
+        };
         assert!(role_allows(Role::Client, &read));
         assert!(!role_allows(Role::Server, &read));
         assert!(!role_allows(Role::Admin, &read));

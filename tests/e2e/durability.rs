@@ -2,33 +2,40 @@
 //! change is found after restart, and nothing is applied twice.
 
 use crate::support::nfs::Nfs;
-use crate::support::{Proc, wait_for_tcp};
-use codetta_cluster::{Layout, admin};
+use crate::support::{Proc, codetta_binary, wait_for_tcp};
+use codetta_cluster::{Layout, ServerProcs, admin};
 use nfs3_client::nfs3_types::nfs3::*;
 use std::time::{Duration, Instant};
 
-/// A server and a client daemon as separate processes.
+/// Servers and a client daemon as separate processes.
 pub struct Procs {
-    layout: Layout,
-    server: Option<Proc>,
+    pub layout: Layout,
+    pub servers: ServerProcs,
     client: Option<Proc>,
     _tmp: tempfile::TempDir,
 }
 
 impl Procs {
+    /// One server (the durability tests of the single-replica path).
     pub async fn start() -> Procs {
+        Self::start_replicated(1).await
+    }
+
+    /// `n` servers holding replicas of the root volume, and the client.
+    pub async fn start_replicated(n: usize) -> Procs {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let layout = Layout::prepare_on_free_ports(tmp.path()).expect("layout");
+        let layout = Layout::prepare_on_free_ports(tmp.path(), n).expect("layout");
+        let servers = ServerProcs::new(codetta_binary(), &layout);
         let mut p = Procs {
             layout,
-            server: None,
+            servers,
             client: None,
             _tmp: tmp,
         };
-        p.start_server();
+        p.servers.start_all().await.expect("servers start");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match admin::ensure_volume(&p.layout.admin, "root").await {
+            match admin::ensure_volume(&p.layout.admin, "root", &p.layout.server_names()).await {
                 Ok(_) => break,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
@@ -41,13 +48,11 @@ impl Procs {
         p
     }
 
-    fn start_server(&mut self) {
-        let config = self.layout.server_toml.to_string_lossy().into_owned();
-        let log = self.layout.dir.join("server.log");
-        self.server = Some(Proc::spawn(&["server", "--config", &config], &log));
+    pub async fn start_server(&mut self, i: usize) {
+        self.servers.start(i).await.expect("server starts");
     }
 
-    async fn start_client(&mut self) {
+    pub async fn start_client(&mut self) {
         let config = self.layout.client_toml.to_string_lossy().into_owned();
         let log = self.layout.dir.join("client.log");
         self.client = Some(Proc::spawn(&["client", "--config", &config], &log));
@@ -58,20 +63,14 @@ impl Procs {
         self.client.as_ref().map_or(0, |c| c.pid())
     }
 
-    pub fn server_pid(&self) -> u32 {
-        self.server.as_ref().map_or(0, |s| s.pid())
-    }
-
-    fn kill_client(&mut self) {
+    pub fn kill_client(&mut self) {
         if let Some(mut c) = self.client.take() {
             c.kill();
         }
     }
 
-    fn kill_server(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            s.kill();
-        }
+    pub fn kill_server(&mut self, i: usize) {
+        self.servers.kill(i);
     }
 
     pub async fn nfs(&self) -> Nfs {
@@ -124,8 +123,8 @@ async fn server_killed_after_replies_loses_nothing() {
     let d = nfs.mkdir(&root, "dir").await.expect("mkdir");
     nfs.symlink(&d, "l", "../f").await.expect("symlink");
     nfs.remove(&root, "f").await.expect("remove");
-    p.kill_server();
-    p.start_server();
+    p.kill_server(0);
+    p.start_server(0).await;
     // The client reconnects by itself; calls answer JUKEBOX until the server is back.
     let deadline = Instant::now() + Duration::from_secs(20);
     let l = loop {
@@ -151,7 +150,7 @@ async fn killed_server_is_noticed_fast_and_work_resumes() {
     let mut nfs = p.nfs().await;
     let root = nfs.root.clone();
     let f = nfs.create(&root, "f").await.expect("create");
-    p.kill_server();
+    p.kill_server(0);
     let started = Instant::now();
     let status = nfs
         .write(&f, 0, b"while down", stable_how::FILE_SYNC)
@@ -166,7 +165,7 @@ async fn killed_server_is_noticed_fast_and_work_resumes() {
         "{status:?}"
     );
     assert!(waited < Duration::from_secs(5), "noticed after {waited:?}");
-    p.start_server();
+    p.start_server(0).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match nfs.write(&f, 0, b"after", stable_how::FILE_SYNC).await {

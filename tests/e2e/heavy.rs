@@ -21,7 +21,7 @@ async fn heavy_2_gib_file_keeps_memory_bounded() {
     let mut nfs = p.nfs().await;
     let (write_secs, read_secs) = stream_round_trip(&mut nfs, "big", 2048).await;
     let client = peak_rss_kib(p.client_pid());
-    let server = peak_rss_kib(p.server_pid());
+    let server = peak_rss_kib(p.servers.pid(0).unwrap_or(0));
     println!(
         "2 GiB: write {:.0} MiB/s, read {:.0} MiB/s; peak RSS client {} MiB, server {} MiB",
         2048.0 / write_secs,

@@ -11,9 +11,9 @@ const MIB: usize = 1 << 20;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_server_answers_nospc_and_recovers() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let layout = Layout::prepare_on_free_ports(tmp.path()).expect("layout");
+    let layout = Layout::prepare_on_free_ports(tmp.path(), 1).expect("layout");
     layout
-        .add_server_setting(&format!("capacity_bytes = {}", 4 * MIB))
+        .add_server_setting(0, &format!("capacity_bytes = {}", 4 * MIB))
         .expect("capacity");
     let cluster = LocalCluster::start_with(layout).await.expect("cluster");
     let mut nfs = Nfs::connect(cluster.nfs_port()).await.expect("mount");

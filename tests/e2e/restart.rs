@@ -26,8 +26,8 @@ async fn handles_and_cookies_survive_restarts() {
     let cookie = page.last().map(|(_, c)| *c).unwrap_or(0);
     drop(nfs);
     cluster.stop_client().await;
-    cluster.stop_server().await;
-    cluster.start_server().await;
+    cluster.stop_server(0).await;
+    cluster.start_server(0).await;
     cluster.start_client().await;
     let mut nfs = cluster.nfs().await;
     assert_eq!(nfs.root, root, "the root handle is the same");

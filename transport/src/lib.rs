@@ -7,12 +7,14 @@
 mod endpoint;
 mod error;
 mod framing;
+mod link;
 mod serve;
 mod tuning;
 
 pub use endpoint::{Peer, client_endpoint, connect, peer_of, server_endpoint};
 pub use error::TransportError;
 pub use framing::{call, read_frame, write_frame};
+pub use link::{Link, ServerEntry};
 pub use serve::{CLOSE_BAD_PEER, CLOSE_SHUTDOWN, Service, serve};
 pub use tuning::{ENDPOINT_MAX_UDP_PAYLOAD, PathKind, SOCKET_BUFFER_BYTES, TransportTuning};
 

@@ -41,4 +41,8 @@ pub enum FsError {
     Storage(String),
     #[error("a stored chunk failed its checksum")]
     Corrupt,
+    /// The replica's state differs from what the client saw (a name leads to another object):
+    /// the replicas must be resolved before the update can go through.
+    #[error("this replica differs from the client's view; it needs resolution")]
+    Diverged,
 }

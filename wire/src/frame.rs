@@ -201,7 +201,7 @@ impl Frame {
     pub fn decode_request(&self) -> Result<Request, FrameError> {
         let request: Request = self.decode_message(FrameKind::Request)?;
         let expected = match &request {
-            Request::Ship { records } => records
+            Request::Ship { records, .. } => records
                 .iter()
                 .try_fold(0usize, |sum, r| sum.checked_add(r.op.data_len()))
                 .ok_or(FrameError::TooLarge)?,
@@ -296,9 +296,19 @@ mod tests {
                         from_name: name("a"),
                         to_dir: fid(1),
                         to_name: name("b"),
+                        fid: fid(9),
+                        replaces: None,
                     },
                 ),
             ],
+            log_start: 1,
+            cop2: vec![crate::update::Cop2 {
+                incarnation: Incarnation(1),
+                volume: VolumeId(1),
+                first: 1,
+                last: 1,
+                applied_by: vec![crate::ids::ReplicaId(3)],
+            }],
         };
         vec![
             (Request::Hello, Bytes::new()),

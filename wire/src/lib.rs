@@ -7,6 +7,7 @@
 pub mod attrs;
 pub mod error;
 pub mod frame;
+pub mod history;
 pub mod ids;
 pub mod message;
 pub mod name;
@@ -17,11 +18,12 @@ pub mod version;
 pub use attrs::{Attrs, FileType, SetAttrs, Time};
 pub use error::FsError;
 pub use frame::{Frame, FrameError, FrameKind};
+pub use history::{History, Relation};
 pub use ids::{Fid, Incarnation, ReplicaId, UpdateId, VolumeId};
 pub use message::{Reply, Request};
 pub use name::{Name, NameError};
 pub use tag::ContentTag;
-pub use update::{Op, RecordOutcome, UpdateRecord};
+pub use update::{Cop2, Op, RecordOutcome, UpdateRecord};
 pub use version::{VersionVector, VvOrdering};
 
 /// ALPN protocol identifier: the protocol version is negotiated by TLS.

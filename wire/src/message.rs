@@ -2,10 +2,10 @@
 
 use crate::attrs::Attrs;
 use crate::error::FsError;
-use crate::ids::{Fid, Incarnation, VolumeId};
+use crate::ids::{Fid, Incarnation, ReplicaId, VolumeId};
 use crate::name::Name;
 use crate::tag::ContentTag;
-use crate::update::{RecordOutcome, UpdateRecord};
+use crate::update::{Cop2, RecordOutcome, UpdateRecord};
 use crate::version::VersionVector;
 use serde::{Deserialize, Serialize};
 
@@ -14,15 +14,29 @@ use serde::{Deserialize, Serialize};
 pub enum Request {
     /// Liveness and identity.
     Hello,
-    /// Allocates a fresh client incarnation (durably; never reused).
+    /// Allocates a fresh client incarnation (durably; never reused by this server).
     NewIncarnation,
+    /// Records that a client took `incarnation` (from another server), so this server never
+    /// hands it out; `Exists` if it already has.
+    ClaimIncarnation {
+        incarnation: Incarnation,
+    },
     /// Finds a volume by name.
     VolumeByName {
         name: String,
     },
-    /// Creates a volume with a replica on this server (admin role).
+    /// Creates a volume with a replica on each of the named servers (this server alone when
+    /// `replicas` is empty); this server coordinates (admin role).
     CreateVolume {
         name: String,
+        replicas: Vec<String>,
+    },
+    /// Creates this server's replica `replica` of the volume `volume` (server role: sent by
+    /// the server coordinating a `CreateVolume`). Every replica gets the same root.
+    CreateReplica {
+        volume: VolumeInfo,
+        replica: ReplicaId,
+        time: crate::attrs::Time,
     },
     /// Lists the volumes this server holds (admin role).
     ListVolumes,
@@ -54,8 +68,15 @@ pub enum Request {
         fid: Fid,
     },
     /// A sequenced batch from the client's modify log; write data in the data section.
+    ///
+    /// `log_start` is the lowest sequence number the client still holds: a server whose
+    /// last applied record is further back missed the records in between (they were applied
+    /// elsewhere and trimmed) and continues from there, knowing it is stale. `cop2` tells
+    /// which replicas applied earlier records (the second phase, rule 2).
     Ship {
         records: Vec<UpdateRecord>,
+        log_start: u64,
+        cop2: Vec<Cop2>,
     },
     FsStat {
         volume: VolumeId,
@@ -80,12 +101,20 @@ pub struct DirEntry {
     pub state: Option<ObjectState>,
 }
 
-/// Summary of one volume.
+/// Summary of one volume: its name, root and replica group (VSG).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeInfo {
     pub id: VolumeId,
     pub name: String,
     pub root: Fid,
+    pub vsg: Vec<ReplicaMember>,
+}
+
+/// One member of a volume's replica group: the replica id and the server holding it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaMember {
+    pub replica: ReplicaId,
+    pub server: String,
 }
 
 /// Space figures of a server.

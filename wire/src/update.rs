@@ -3,7 +3,7 @@
 
 use crate::attrs::{SetAttrs, Time};
 use crate::error::FsError;
-use crate::ids::{Fid, UpdateId};
+use crate::ids::{Fid, Incarnation, ReplicaId, UpdateId, VolumeId};
 use crate::name::Name;
 use serde::{Deserialize, Serialize};
 
@@ -49,22 +49,29 @@ pub enum Op {
         new: NewObject,
         target: Vec<u8>,
     },
-    /// Removes a non-directory.
+    /// Removes the non-directory `fid` named `name` in `dir`. A replica where the name
+    /// leads elsewhere refuses with `Diverged` (rule 6: a remove needs name -> fid to match).
     Remove {
         dir: Fid,
         name: Name,
+        fid: Fid,
     },
-    /// Removes an empty directory.
+    /// Removes the empty directory `fid` named `name` in `dir` (same matching rule).
     Rmdir {
         dir: Fid,
         name: Name,
+        fid: Fid,
     },
-    /// Moves `from_dir/from_name` to `to_dir/to_name`, replacing a compatible target.
+    /// Moves `fid` from `from_dir/from_name` to `to_dir/to_name`, replacing the compatible
+    /// target `replaces` (`None`: the client saw no target). A replica where either name
+    /// leads elsewhere refuses with `Diverged`.
     Rename {
         from_dir: Fid,
         from_name: Name,
         to_dir: Fid,
         to_name: Name,
+        fid: Fid,
+        replaces: Option<Fid>,
     },
     SetAttr {
         fid: Fid,
@@ -115,3 +122,16 @@ pub struct UpdateRecord {
 /// What a server did with one record: `Ok` carries the fid a create resolved to (an
 /// existing file for an unchecked or resent exclusive create), or `None`.
 pub type RecordOutcome = Result<Option<Fid>, FsError>;
+
+/// The second phase of an update (rule 2): the records `first..=last` of one client
+/// incarnation in `volume` were applied by exactly the replicas in `applied_by`. A replica
+/// that applied them counts the others' updates in its version vectors; one that missed
+/// them keeps a dominated vector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cop2 {
+    pub incarnation: Incarnation,
+    pub volume: VolumeId,
+    pub first: u64,
+    pub last: u64,
+    pub applied_by: Vec<ReplicaId>,
+}

@@ -438,11 +438,13 @@ impl NfsFileSystem for CodettaFs {
             Op::Rmdir {
                 dir: dirid.fid,
                 name,
+                fid: child.fid,
             }
         } else {
             Op::Remove {
                 dir: dirid.fid,
                 name,
+                fid: child.fid,
             }
         };
         self.apply(op).await?;
@@ -462,21 +464,27 @@ impl NfsFileSystem for CodettaFs {
         if from_dirid.fid.volume != to_dirid.fid.volume {
             return Err(nfsstat3::NFS3ERR_XDEV);
         }
-        self.unlinkable(&caller, &from_dirid.fid, &from_name)
+        let moved = self
+            .unlinkable(&caller, &from_dirid.fid, &from_name)
             .await?;
         let to_dir = self.writable_dir(&caller, &to_dirid.fid).await?;
         // An existing target is replaced, so it must be removable too; only "absent" is
         // fine to ignore here.
-        match self.venus.lookup(&to_dirid.fid, &to_name).await {
-            Ok(target) => check_unlink(&caller, &to_dir, &target.attrs)?,
-            Err(ClientError::Fs(FsError::NotFound)) => {}
+        let replaces = match self.venus.lookup(&to_dirid.fid, &to_name).await {
+            Ok(target) => {
+                check_unlink(&caller, &to_dir, &target.attrs)?;
+                Some(target.fid)
+            }
+            Err(ClientError::Fs(FsError::NotFound)) => None,
             Err(e) => return Err(err(e)),
-        }
+        };
         let op = Op::Rename {
             from_dir: from_dirid.fid,
             from_name,
             to_dir: to_dirid.fid,
             to_name,
+            fid: moved.fid,
+            replaces,
         };
         self.apply(op).await?;
         Ok(())

@@ -26,6 +26,8 @@ pub fn nfs_status(error: &ClientError) -> nfsstat3 {
             | FsError::OutOfOrder
             | FsError::Storage(_)
             | FsError::Corrupt => NFS3ERR_IO,
+            // Replicas disagree about the name: resolution is under way, retry shortly.
+            FsError::Diverged => NFS3ERR_JUKEBOX,
             _ => NFS3ERR_IO,
         },
         ClientError::Unavailable | ClientError::LogFull => NFS3ERR_JUKEBOX,
@@ -62,6 +64,7 @@ mod tests {
             (FsError::Corrupt.into(), NFS3ERR_IO),
             (FsError::Storage("disk".into()).into(), NFS3ERR_IO),
             (FsError::OutOfOrder.into(), NFS3ERR_IO),
+            (FsError::Diverged.into(), NFS3ERR_JUKEBOX),
             (ClientError::Unavailable, NFS3ERR_JUKEBOX),
             (ClientError::LogFull, NFS3ERR_JUKEBOX),
             (ClientError::Down, NFS3ERR_IO),

@@ -14,8 +14,8 @@ use super::codec::{self, Dirent, Vnode, VolumeRec};
 use super::content::{self, BlockPlan, ChunkStore, Counters};
 use super::tables::{self, BlockKey, ChunkKey, DirentKey, VnodeKey};
 use super::{R, Store, StoreError, get_entry, load_vnode, meta_u64, put_meta_u64};
-use codetta_wire::update::{Op, RecordOutcome, UpdateRecord};
-use codetta_wire::{Fid, FileType, FsError, Name, ReplicaId, SetAttrs, Time};
+use codetta_wire::update::{Cop2, Op, RecordOutcome, UpdateRecord};
+use codetta_wire::{Fid, FileType, FsError, Name, ReplicaId, SetAttrs, Time, UpdateId};
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -32,6 +32,9 @@ pub(crate) struct AppliedRec {
     pub seq: u64,
     /// Outcomes of the last [`RECENT_OUTCOMES`] records, oldest first.
     pub recent: VecDeque<(u64, RecordOutcome)>,
+    /// Records this replica never saw: the client had trimmed them (applied by the other
+    /// replicas) before this one came back. Its objects they touched are stale.
+    pub missed: u64,
 }
 
 /// Why planning a record stopped.
@@ -95,6 +98,7 @@ pub(crate) struct WriteTables<'txn> {
     pub tails: Table<'txn, ChunkKey, &'static [u8]>,
     pub refs: Table<'txn, ChunkKey, &'static [u8]>,
     pub applied: Table<'txn, (u32, u32), &'static [u8]>,
+    pub cop2: Table<'txn, (u32, u32, u64), &'static [u8]>,
     pub counters: Counters,
 }
 
@@ -115,6 +119,7 @@ impl<'txn> WriteTables<'txn> {
             tails: txn.open_table(tables::CHUNK_TAILS)?,
             refs: txn.open_table(tables::CHUNK_REFS)?,
             applied: txn.open_table(tables::APPLIED)?,
+            cop2: txn.open_table(tables::COP2_PENDING)?,
             counters,
         })
     }
@@ -190,6 +195,8 @@ pub(crate) struct Planner<'a, 'txn> {
     pub t: &'a WriteTables<'txn>,
     /// This server's replica of the record's volume: the vector key every change bumps.
     pub replica: ReplicaId,
+    /// The record's update id: every object it changes remembers it.
+    pub id: UpdateId,
     /// The record's time: every time the update sets.
     pub time: Time,
     /// The configured capacity in stored chunk bytes, if any.
@@ -213,13 +220,20 @@ impl Planner<'_, '_> {
         Ok(get_entry(&self.t.dirents, dir, name)?)
     }
 
-    /// Marks `v` changed by this update: ctime (and mtime if `data`) and a vector bump.
+    /// Marks `v` changed by this update: ctime (and mtime if `data`), then [`Self::stamp`].
     pub(crate) fn touch(&self, v: &mut Vnode, data: bool) {
         v.ctime = self.time;
         if data {
             v.mtime = self.time;
         }
+        self.stamp(v);
+    }
+
+    /// The first phase of rule 2 on one object: this replica's counter goes up and the
+    /// update joins the object's history (counted for this replica only, until COP2).
+    pub(crate) fn stamp(&self, v: &mut Vnode) {
         v.version.bump(self.replica);
+        v.history.record(self.id, self.replica);
     }
 
     /// Plans a SETATTR.
@@ -336,14 +350,16 @@ impl Planner<'_, '_> {
                 new,
                 target,
             } => self.symlink(*dir, name, *fid, new, target),
-            Op::Remove { dir, name } => self.remove(*dir, name),
-            Op::Rmdir { dir, name } => self.rmdir(*dir, name),
+            Op::Remove { dir, name, fid } => self.remove(*dir, name, *fid),
+            Op::Rmdir { dir, name, fid } => self.rmdir(*dir, name, *fid),
             Op::Rename {
                 from_dir,
                 from_name,
                 to_dir,
                 to_name,
-            } => self.rename(*from_dir, from_name, *to_dir, to_name),
+                fid,
+                replaces,
+            } => self.rename(*from_dir, from_name, *to_dir, to_name, *fid, *replaces),
             Op::SetAttr { fid, set } => self.setattr(*fid, set),
             Op::Write {
                 fid, offset, hash, ..
@@ -430,16 +446,32 @@ impl Batch<'_> {
     }
 
     /// Applies one record (or answers it without applying). `Err` aborts the batch.
-    fn apply(&mut self, record: &UpdateRecord, data: &[u8]) -> R<RecordOutcome> {
+    fn apply(&mut self, record: &UpdateRecord, data: &[u8], log_start: u64) -> R<RecordOutcome> {
         let volume = record.op.target().volume;
         let Some(vol) = self.volume(volume.0)? else {
             return Ok(Err(FsError::UnknownVolume));
         };
         let key = (record.id.incarnation.0, volume.0);
         let seq = record.id.seq;
-        let last = self.applied(key)?.seq;
+        let mut last = self.applied(key)?.seq;
         if seq <= last {
             return self.resend_answer(key, record);
+        }
+        if seq > last + 1 && log_start > last + 1 && seq >= log_start {
+            // The client no longer holds the records in between: the other replicas applied
+            // them while this one was away. Go on from there; this replica is now stale
+            // (dominated vectors) for what they touched, and resolution repairs it.
+            let missed = log_start - 1 - last;
+            tracing::warn!(
+                incarnation = key.0,
+                volume = key.1,
+                missed,
+                "records missed while away; continuing after them"
+            );
+            let rec = self.applied(key)?;
+            rec.missed += missed;
+            rec.seq = log_start - 1;
+            last = rec.seq;
         }
         if seq != last + 1 {
             return Ok(Err(FsError::OutOfOrder));
@@ -447,12 +479,19 @@ impl Batch<'_> {
         let planner = Planner {
             t: &self.t,
             replica: vol.replica,
+            id: record.id,
             time: record.time,
             capacity: self.capacity,
         };
         let outcome = match planner.plan(&record.op, data) {
             Ok(plan) => {
                 let answer = plan.answer;
+                if vol.vsg.len() > 1 && !plan.put.is_empty() {
+                    let stamped: Vec<Fid> = plan.put.iter().map(|(f, _)| *f).collect();
+                    self.t
+                        .cop2
+                        .insert((volume.0, key.0, seq), codec::encode(&stamped)?.as_slice())?;
+                }
                 self.t.execute(plan)?;
                 Ok(answer)
             }
@@ -469,6 +508,66 @@ impl Batch<'_> {
             rec.recent.pop_front();
         }
         Ok(outcome)
+    }
+
+    /// Applies a second phase: each listed replica applied the records `first..=last`, so
+    /// their counters go up in the vectors of the objects those records stamped here (once
+    /// per update and replica: the history's counted sets). Pending rows up to `last` are
+    /// dropped, including older ones whose COP2 never came (the vectors then differ only in
+    /// ways the histories explain).
+    fn cop2(&mut self, item: &Cop2) -> R<()> {
+        let Some(vol) = self.volume(item.volume.0)? else {
+            return Ok(());
+        };
+        let others: Vec<ReplicaId> = item
+            .applied_by
+            .iter()
+            .copied()
+            .filter(|r| *r != vol.replica && vol.vsg.iter().any(|m| m.replica == *r))
+            .collect();
+        let lo = (item.volume.0, item.incarnation.0, 0);
+        let hi = (item.volume.0, item.incarnation.0, item.last);
+        let mut rows = Vec::new();
+        for row in self.t.cop2.range(lo..=hi)? {
+            let (k, v) = row?;
+            let fids: Vec<Fid> = codec::decode("cop2_pending", v.value())?;
+            rows.push((k.value().2, fids));
+        }
+        for (seq, fids) in rows {
+            self.t
+                .cop2
+                .remove((item.volume.0, item.incarnation.0, seq))?;
+            if seq < item.first || others.is_empty() {
+                continue;
+            }
+            let id = UpdateId {
+                incarnation: item.incarnation,
+                seq,
+            };
+            for fid in fids {
+                let Some(g) = self.t.vnodes.get((fid.volume.0, fid.vnode))? else {
+                    continue;
+                };
+                let mut v: Vnode = codec::decode("vnodes", g.value())?;
+                drop(g);
+                if v.unique != fid.unique {
+                    continue;
+                }
+                let mut changed = false;
+                for r in &others {
+                    if v.history.count(id, *r) {
+                        v.version.bump(*r);
+                        changed = true;
+                    }
+                }
+                if changed {
+                    self.t
+                        .vnodes
+                        .insert((fid.volume.0, fid.vnode), codec::encode(&v)?.as_slice())?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn save(&mut self) -> R<()> {
@@ -493,10 +592,29 @@ impl Store {
     /// fails (storage error, capacity exceeded, commit failed, `data` of the wrong length)
     /// every record gets that error and nothing is applied.
     pub fn apply_batch(&self, records: &[UpdateRecord], data: &[u8]) -> Vec<RecordOutcome> {
-        match self.apply_batch_or_refuse(records, data) {
+        match self.ship(records, data, 0, &[]) {
             Ok(outcomes) => outcomes,
             Err(e) => vec![Err(e); records.len()],
         }
+    }
+
+    /// Like [`Store::apply_batch_or_refuse`], with the rest of a client's shipment: the
+    /// second phases (`cop2`) of earlier records are applied first, in the same
+    /// transaction, and a replica whose last applied record is before `log_start - 1`
+    /// continues from there (see [`Request::Ship`](codetta_wire::Request::Ship)).
+    pub fn ship(
+        &self,
+        records: &[UpdateRecord],
+        data: &[u8],
+        log_start: u64,
+        cop2: &[Cop2],
+    ) -> Result<Vec<RecordOutcome>, FsError> {
+        self.try_apply_batch(records, data, log_start, cop2)
+            .map_err(|e| {
+                let e = FsError::from(e);
+                tracing::warn!(records = records.len(), error = %e, "batch not applied");
+                e
+            })
     }
 
     /// Like [`Store::apply_batch`], but a batch that was not applied at all is an `Err`:
@@ -506,14 +624,16 @@ impl Store {
         records: &[UpdateRecord],
         data: &[u8],
     ) -> Result<Vec<RecordOutcome>, FsError> {
-        self.try_apply_batch(records, data).map_err(|e| {
-            let e = FsError::from(e);
-            tracing::warn!(records = records.len(), error = %e, "batch not applied");
-            e
-        })
+        self.ship(records, data, 0, &[])
     }
 
-    fn try_apply_batch(&self, records: &[UpdateRecord], data: &[u8]) -> R<Vec<RecordOutcome>> {
+    fn try_apply_batch(
+        &self,
+        records: &[UpdateRecord],
+        data: &[u8],
+        log_start: u64,
+        cop2: &[Cop2],
+    ) -> R<Vec<RecordOutcome>> {
         let mut slices = Vec::with_capacity(records.len());
         let mut pos = 0usize;
         for r in records {
@@ -527,7 +647,7 @@ impl Store {
         if pos != data.len() {
             return Err(FsError::Malformed("data section longer than the writes".into()).into());
         }
-        if records.is_empty() {
+        if records.is_empty() && cop2.is_empty() {
             return Ok(Vec::new());
         }
         let txn = self.db.begin_write()?;
@@ -540,9 +660,12 @@ impl Store {
                 volumes: BTreeMap::new(),
                 applied: BTreeMap::new(),
             };
+            for item in cop2 {
+                batch.cop2(item)?;
+            }
             let mut outcomes = Vec::with_capacity(records.len());
             for (record, bytes) in records.iter().zip(slices) {
-                outcomes.push(batch.apply(record, bytes)?);
+                outcomes.push(batch.apply(record, bytes, log_start)?);
             }
             let after = batch.t.counters.chunk_bytes;
             if let Some(cap) = self.options.capacity_bytes
@@ -593,15 +716,7 @@ mod tests {
         let (c, f) = fx.g.create_op(root, "f", CreateHow::Guarded);
         let (m, d) = fx.g.mkdir_op(root, "d");
         let data = b"some bytes".to_vec();
-        let ops = vec![
-            c,
-            m,
-            Gen::write_op(f, 0, &data),
-            Op::Remove {
-                dir: root,
-                name: name("missing"),
-            },
-        ];
+        let ops = vec![c, m, Gen::write_op(f, 0, &data), fx.rm_op(root, "missing")];
         let recs = records(&mut fx.g, ops);
         let first = fx.store.apply_batch(&recs, &data);
         assert_eq!(
@@ -706,10 +821,8 @@ mod tests {
         assert_eq!(fx.store.apply_batch(&recs, &data), out);
 
         // Removing a frees its chunk; the same write then fits.
-        let rm = fx.g.rec(Op::Remove {
-            dir: root,
-            name: name("a"),
-        });
+        let rm = fx.rm_op(root, "a");
+        let rm = fx.g.rec(rm);
         assert_eq!(fx.store.apply_batch(&[rm], &[]), vec![Ok(None)]);
         assert_eq!(fx.store.space().unwrap().used_bytes, 0);
         let w = fx.g.rec(Gen::write_op(b, 0, &data));
@@ -805,10 +918,12 @@ mod tests {
             .iter()
             .map(|d| Store::open(&d.path().join("s.redb"), StoreOptions::default()).unwrap())
             .collect();
-        let vols: Vec<_> = stores
-            .iter()
-            .map(|s| s.create_volume("vol", T0).unwrap())
-            .collect();
+        let vol = stores[0].create_volume("vol", T0).unwrap();
+        let replica = vol.vsg[0].replica;
+        let vols = [
+            vol.clone(),
+            stores[1].create_replica(&vol, replica, T0).unwrap(),
+        ];
         assert_eq!(vols[0], vols[1]);
         let root = vols[0].root;
         let mut g = Gen::new(vols[0].id, codetta_wire::Incarnation(7));
@@ -841,6 +956,8 @@ mod tests {
                 from_name: name("f1"),
                 to_dir: d1,
                 to_name: name("renamed"),
+                fid: f1,
+                replaces: None,
             },
             Op::SetAttr {
                 fid: f2,
@@ -875,7 +992,7 @@ mod tests {
 #[cfg(test)]
 mod random_ops {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::super::testutil::{Gen, T0, check_consistency, name};
+    use super::super::testutil::{Gen, T0, check_consistency, fid_in, name, rename_in};
     use super::super::{Store, StoreOptions};
     use codetta_wire::update::{CreateHow, NewObject, Op, UpdateRecord};
     use codetta_wire::{Fid, SetAttrs};
@@ -911,10 +1028,14 @@ mod random_ops {
         ]
     }
 
-    fn to_op(g: &mut Gen, fids: &mut Vec<Fid>, act: &Act, data: &mut Vec<u8>) -> Op {
+    const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+
+    /// The op for `act`; removes and renames name the objects `store` holds now (as a
+    /// client that looked them up would), which later records of a batch may change.
+    fn to_op(store: &Store, g: &mut Gen, fids: &mut Vec<Fid>, act: &Act, data: &mut Vec<u8>) -> Op {
         let known = fids.clone();
         let pick = |i: usize| known[i % known.len()];
-        let nm = |n: u8| name(["a", "b", "c", "d"][n as usize % 4]);
+        let nm = |n: u8| name(NAMES[n as usize % 4]);
         let new = NewObject {
             mode: 0o755,
             uid: 1,
@@ -962,17 +1083,20 @@ mod random_ops {
             Act::Remove(d, n) => Op::Remove {
                 dir: pick(d),
                 name: nm(n),
+                fid: fid_in(store, pick(d), NAMES[n as usize % 4]),
             },
             Act::Rmdir(d, n) => Op::Rmdir {
                 dir: pick(d),
                 name: nm(n),
+                fid: fid_in(store, pick(d), NAMES[n as usize % 4]),
             },
-            Act::Rename(a, x, b, y) => Op::Rename {
-                from_dir: pick(a),
-                from_name: nm(x),
-                to_dir: pick(b),
-                to_name: nm(y),
-            },
+            Act::Rename(a, x, b, y) => rename_in(
+                store,
+                pick(a),
+                NAMES[x as usize % 4],
+                pick(b),
+                NAMES[y as usize % 4],
+            ),
             Act::Write(f, off, len, seed) => {
                 let bytes = vec![seed; usize::from(len) % 70_000];
                 let op = Gen::write_op(pick(f), u64::from(off), &bytes);
@@ -1001,7 +1125,7 @@ mod random_ops {
                 .map(|d| Store::open(&d.path().join("s.redb"), StoreOptions::default()).unwrap())
                 .collect();
             let vol = stores[0].create_volume("v", T0).unwrap();
-            stores[1].create_volume("v", T0).unwrap();
+            stores[1].create_replica(&vol, vol.vsg[0].replica, T0).unwrap();
             let mut g = Gen::new(vol.id, codetta_wire::Incarnation(1));
             let mut fids = vec![vol.root];
             for group in acts.chunks(per_batch) {
@@ -1009,7 +1133,7 @@ mod random_ops {
                 let records: Vec<UpdateRecord> = group
                     .iter()
                     .map(|a| {
-                        let op = to_op(&mut g, &mut fids, a, &mut data);
+                        let op = to_op(&stores[0], &mut g, &mut fids, a, &mut data);
                         g.rec(op)
                     })
                     .collect();

@@ -6,8 +6,9 @@
 //! the serde layout of the wire types they embed (`Fid`, `Time`, `VersionVector`, ...).
 
 use super::StoreError;
+use codetta_wire::message::ReplicaMember;
 use codetta_wire::tag::SetDigest;
-use codetta_wire::{Fid, FileType, ReplicaId, Time, VersionVector};
+use codetta_wire::{Fid, FileType, History, ReplicaId, Time, VersionVector};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,20 @@ pub(crate) struct VolumeRec {
     /// This server's replica of the volume: the key it bumps in version vectors.
     pub replica: ReplicaId,
     pub root: Fid,
+    /// Every replica of the volume (this one included) and the server holding it.
+    pub vsg: Vec<ReplicaMember>,
+}
+
+impl VolumeRec {
+    /// The volume's summary as the wire carries it.
+    pub(crate) fn info(self, id: codetta_wire::VolumeId) -> codetta_wire::message::VolumeInfo {
+        codetta_wire::message::VolumeInfo {
+            id,
+            name: self.name,
+            root: self.root,
+            vsg: self.vsg,
+        }
+    }
 }
 
 /// One file-system object: attributes, version, and what its content tag is made of.
@@ -67,9 +82,14 @@ pub(crate) struct Vnode {
     pub mtime: Time,
     pub ctime: Time,
     pub version: VersionVector,
+    /// The last updates that changed the object (rule 5).
+    pub history: History,
     pub digest: SetDigest,
-    /// Directory: the parent directory's vnode (the root names itself). Otherwise 0.
+    /// Where the object is: its directory's vnode (the root names itself) and its name
+    /// there (empty for the root). Part of the replicated state, so a rename resolves as
+    /// a unit with the object it moves.
     pub parent: u64,
+    pub name: Vec<u8>,
     /// Directory: how many entries are directories (nlink = 2 + subdirs).
     pub subdirs: u64,
     /// Symlink: the target bytes.
@@ -152,8 +172,10 @@ mod tests {
             mtime: Time { secs: -1, nanos: 0 },
             ctime: Time { secs: 3, nanos: 4 },
             version,
+            history: History::new(),
             digest: SetDigest([1, 0, 0, 0]),
-            parent: 0,
+            parent: 4,
+            name: b"n".to_vec(),
             subdirs: 0,
             target: b"x".to_vec(),
             verifier: Some([8; 8]),
@@ -162,8 +184,9 @@ mod tests {
             &[1u8, 9, 2, 0xFF, 0x03, 1, 2, 1][..],
             &[2, 2, 1, 0, 6, 4][..],
             &[1, 5, 1][..],
+            &[0][..],
             &[1, 0, 0, 0][..],
-            &[0, 0, 1, b'x', 1, 8, 8, 8, 8, 8, 8, 8, 8][..],
+            &[4, 1, b'n', 0, 1, b'x', 1, 8, 8, 8, 8, 8, 8, 8, 8][..],
         ]
         .concat();
         assert_eq!(encode(&v).unwrap(), expected);
@@ -172,7 +195,14 @@ mod tests {
             name: "v".into(),
             replica: ReplicaId(1),
             root: Fid::root(VolumeId(1)),
+            vsg: vec![ReplicaMember {
+                replica: ReplicaId(1),
+                server: "s".into(),
+            }],
         };
-        assert_eq!(encode(&vol).unwrap(), vec![1, 1, b'v', 1, 1, 1, 1]);
+        assert_eq!(
+            encode(&vol).unwrap(),
+            vec![1, 1, b'v', 1, 1, 1, 1, 1, 1, 1, b's']
+        );
     }
 }

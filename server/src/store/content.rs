@@ -462,14 +462,12 @@ mod tests {
         let stats = fx.store.storage_stats().unwrap();
         assert_eq!((stats.chunks, stats.chunk_bytes), (1, BS as u64));
         assert_eq!(fx.store.space().unwrap().used_bytes, BS as u64);
-        let rm = |n: &str| Op::Remove {
-            dir: root,
-            name: super::super::testutil::name(n),
-        };
-        assert_eq!(fx.one(rm("a")), Ok(None));
+        let rm = fx.rm_op(root, "a");
+        assert_eq!(fx.one(rm), Ok(None));
         assert_eq!(fx.store.storage_stats().unwrap().chunks, 1);
         assert_eq!(fx.read_all(b), [data.clone(), data].concat());
-        assert_eq!(fx.one(rm("b")), Ok(None));
+        let rm = fx.rm_op(root, "b");
+        assert_eq!(fx.one(rm), Ok(None));
         let stats = fx.store.storage_stats().unwrap();
         assert_eq!((stats.chunks, stats.chunk_bytes), (0, 0));
     }

@@ -29,6 +29,8 @@ mod tables;
 mod tags;
 
 #[cfg(test)]
+mod replication_tests;
+#[cfg(test)]
 mod testutil;
 
 use codec::{Dirent, Vnode, VolumeRec};
@@ -249,8 +251,10 @@ pub(crate) fn new_vnode(
         mtime: now,
         ctime: now,
         version: VersionVector::new(),
+        history: codetta_wire::History::new(),
         digest: SetDigest::default(),
         parent: 0,
+        name: Vec::new(),
         subdirs: 0,
         target: Vec::new(),
         verifier: None,
@@ -281,6 +285,8 @@ impl Store {
             txn.open_table(tables::CHUNK_TAILS)?;
             txn.open_table(tables::CHUNK_REFS)?;
             txn.open_table(tables::APPLIED)?;
+            txn.open_table(tables::INCARNATIONS)?;
+            txn.open_table(tables::COP2_PENDING)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -299,53 +305,84 @@ impl Store {
         Ok(self.db.begin_read()?)
     }
 
-    /// Creates a volume with this server's replica of it and an empty root directory
-    /// (mode 0755, owner 0:0, every time `now`). Volume and replica ids come from durable
-    /// counters and are never reused. A duplicate name is `Exists`.
-    pub fn create_volume(&self, name: &str, now: Time) -> Result<VolumeInfo, FsError> {
+    /// A volume id not held here, chosen at random (the coordinator of a volume creation
+    /// proposes it; every member refuses an id it already holds).
+    pub fn fresh_volume_id(&self) -> Result<VolumeId, FsError> {
+        let txn = self.read_txn()?;
+        let volumes = txn.open_table(tables::VOLUMES).map_err(StoreError::from)?;
+        loop {
+            let id = rand::random::<u32>();
+            if id > 1 && volumes.get(id).map_err(StoreError::from)?.is_none() {
+                return Ok(VolumeId(id));
+            }
+        }
+    }
+
+    /// Creates this server's replica `replica` of `volume` with an empty root directory
+    /// (mode 0755, owner 0:0, every time `now`): every member of the group gets the same
+    /// root, so their tags agree from the start. Creating the same replica again is a no-op
+    /// (a coordinator's retry); a different volume with the name or id is `Exists`.
+    pub fn create_replica(
+        &self,
+        volume: &VolumeInfo,
+        replica: ReplicaId,
+        now: Time,
+    ) -> Result<VolumeInfo, FsError> {
+        let name = volume.name.as_str();
         if name.is_empty() || name.len() > MAX_VOLUME_NAME || name.chars().any(char::is_control) {
             return Err(FsError::Invalid);
         }
+        if volume.root != Fid::root(volume.id)
+            || !volume.vsg.iter().any(|m| m.replica == replica)
+            || replica.0 == 0
+        {
+            return Err(FsError::Invalid);
+        }
         let txn = self.db.begin_write().map_err(StoreError::from)?;
-        let info = (|| -> R<VolumeInfo> {
+        let created = (|| -> R<bool> {
             let mut names = txn.open_table(tables::VOLUME_NAMES)?;
+            let mut volumes = txn.open_table(tables::VOLUMES)?;
+            if let Some(g) = volumes.get(volume.id.0)? {
+                let rec: VolumeRec = codec::decode("volumes", g.value())?;
+                if rec.name == name && rec.replica == replica && rec.vsg == volume.vsg {
+                    return Ok(false);
+                }
+                return Err(FsError::Exists.into());
+            }
             if names.get(name)?.is_some() {
                 return Err(FsError::Exists.into());
             }
             let mut meta = txn.open_table(tables::META)?;
-            let next_volume = meta_u64(&meta, tables::meta::NEXT_VOLUME)?.unwrap_or(1);
-            let id = u32::try_from(next_volume).map_err(|_| FsError::NoSpace)?;
-            let replica = meta_u64(&meta, tables::meta::NEXT_REPLICA)?.unwrap_or(1);
             let vnode_count = meta_u64(&meta, tables::meta::VNODES)?.unwrap_or(0);
-            put_meta_u64(&mut meta, tables::meta::NEXT_VOLUME, next_volume + 1)?;
-            put_meta_u64(&mut meta, tables::meta::NEXT_REPLICA, replica + 1)?;
             put_meta_u64(&mut meta, tables::meta::VNODES, vnode_count + 1)?;
-
-            let volume = VolumeId(id);
-            let root = Fid::root(volume);
             let rec = VolumeRec {
                 name: name.to_owned(),
-                replica: ReplicaId(replica),
-                root,
+                replica,
+                root: volume.root,
+                vsg: volume.vsg.clone(),
             };
-            txn.open_table(tables::VOLUMES)?
-                .insert(id, codec::encode(&rec)?.as_slice())?;
-            names.insert(name, codec::encode(&id)?.as_slice())?;
-            let mut dir = new_vnode(root.unique, FileType::Directory, 0o755, 0, 0, now);
+            volumes.insert(volume.id.0, codec::encode(&rec)?.as_slice())?;
+            names.insert(name, codec::encode(&volume.id.0)?.as_slice())?;
+            let mut dir = new_vnode(volume.root.unique, FileType::Directory, 0o755, 0, 0, now);
             dir.parent = Fid::ROOT_VNODE;
-            txn.open_table(tables::VNODES)?
-                .insert((id, root.vnode), codec::encode(&dir)?.as_slice())?;
-            Ok(VolumeInfo {
-                id: volume,
-                name: rec.name,
-                root,
-            })
+            txn.open_table(tables::VNODES)?.insert(
+                (volume.id.0, volume.root.vnode),
+                codec::encode(&dir)?.as_slice(),
+            )?;
+            Ok(true)
         })();
-        match info {
-            Ok(info) => {
+        match created {
+            Ok(created) => {
                 txn.commit().map_err(StoreError::from)?;
-                tracing::info!(volume = info.id.0, name, "volume created");
-                Ok(info)
+                if created {
+                    tracing::info!(
+                        volume = volume.id.0,
+                        name,
+                        replica = replica.0,
+                        "replica created"
+                    );
+                }
+                Ok(volume.clone())
             }
             Err(e) => {
                 let _ = txn.abort();
@@ -372,12 +409,7 @@ impl Store {
             Some(g) => codec::decode("volume_names", g.value())?,
             None => return Err(FsError::UnknownVolume),
         };
-        let rec = self.volume_rec(&txn, VolumeId(id))?;
-        Ok(VolumeInfo {
-            id: VolumeId(id),
-            name: rec.name,
-            root: rec.root,
-        })
+        Ok(self.volume_rec(&txn, VolumeId(id))?.info(VolumeId(id)))
     }
 
     /// This server's replica id for `volume`: the key its updates bump in version vectors.
@@ -394,31 +426,44 @@ impl Store {
         for item in volumes.range::<u32>(..).map_err(StoreError::from)? {
             let (k, v) = item.map_err(StoreError::from)?;
             let rec: VolumeRec = codec::decode("volumes", v.value())?;
-            out.push(VolumeInfo {
-                id: VolumeId(k.value()),
-                name: rec.name,
-                root: rec.root,
-            });
+            out.push(rec.info(VolumeId(k.value())));
         }
         Ok(out)
     }
 
-    /// Allocates a client incarnation (durable counter from 1, never reused) and a random
-    /// non-zero uniquifier for the fids that incarnation will allocate.
+    /// Allocates a client incarnation (random, non-zero, never handed out or claimed here
+    /// before; recorded durably) and a random non-zero uniquifier for its fids. The client
+    /// then claims it on the other servers ([`Store::claim_incarnation`]).
     pub fn new_incarnation(&self) -> Result<(Incarnation, u32), FsError> {
-        let txn = self.db.begin_write().map_err(StoreError::from)?;
-        let n = (|| -> R<u32> {
-            let mut meta = txn.open_table(tables::META)?;
-            let n = meta_u64(&meta, tables::meta::NEXT_INCARNATION)?.unwrap_or(1);
-            let n32 = u32::try_from(n).map_err(|_| FsError::NoSpace)?;
-            put_meta_u64(&mut meta, tables::meta::NEXT_INCARNATION, n + 1)?;
-            Ok(n32)
-        })();
-        match n {
-            Ok(n) => {
-                txn.commit().map_err(StoreError::from)?;
-                Ok((Incarnation(n), rand::random::<u32>().max(1)))
+        loop {
+            let n = rand::random::<u32>();
+            if n == 0 {
+                continue;
             }
+            match self.claim_incarnation(Incarnation(n)) {
+                Ok(()) => return Ok((Incarnation(n), rand::random::<u32>().max(1))),
+                Err(FsError::Exists) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Records `incarnation` as taken; `Exists` if it already was.
+    pub fn claim_incarnation(&self, incarnation: Incarnation) -> Result<(), FsError> {
+        if incarnation.0 == 0 {
+            return Err(FsError::Invalid);
+        }
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let claimed = (|| -> R<()> {
+            let mut t = txn.open_table(tables::INCARNATIONS)?;
+            if t.get(incarnation.0)?.is_some() {
+                return Err(FsError::Exists.into());
+            }
+            t.insert(incarnation.0, [].as_slice())?;
+            Ok(())
+        })();
+        match claimed {
+            Ok(()) => Ok(txn.commit().map_err(StoreError::from)?),
             Err(e) => {
                 let _ = txn.abort();
                 Err(e.into())
@@ -456,6 +501,36 @@ impl Store {
             other => other.into(),
         })?;
         Ok(object_state(e.fid, &child))
+    }
+
+    /// The update history of `fid` (rule 5).
+    pub fn history(&self, fid: Fid) -> Result<codetta_wire::History, FsError> {
+        let txn = self.read_txn()?;
+        Ok(self.load(&txn, fid)?.history)
+    }
+
+    /// How many applied records still wait for their second phase (COP2).
+    pub fn pending_cop2(&self) -> Result<u64, FsError> {
+        let txn = self.read_txn()?;
+        let t = txn
+            .open_table(tables::COP2_PENDING)
+            .map_err(StoreError::from)?;
+        Ok(t.len().map_err(StoreError::from)?)
+    }
+
+    /// How many records of `incarnation` in `volume` this replica never saw (it was away
+    /// while the others applied them and the client trimmed them).
+    pub fn missed_records(
+        &self,
+        incarnation: Incarnation,
+        volume: VolumeId,
+    ) -> Result<u64, FsError> {
+        let txn = self.read_txn()?;
+        let t = txn.open_table(tables::APPLIED).map_err(StoreError::from)?;
+        match t.get((incarnation.0, volume.0)).map_err(StoreError::from)? {
+            Some(g) => Ok(codec::decode::<apply::AppliedRec>("applied", g.value())?.missed),
+            None => Ok(0),
+        }
     }
 
     /// The parent directory of directory `dir` (the root is its own parent), for `..`.
@@ -661,11 +736,29 @@ mod tests {
         for bad in ["", "a\nb", &"x".repeat(256)] {
             assert_eq!(fx.store.create_volume(bad, T0), Err(FsError::Invalid));
         }
-        let second = fx.store.create_volume("second", T0).unwrap();
-        assert_eq!(second.id, VolumeId(2));
-        assert_ne!(
-            fx.store.replica_of(second.id).unwrap(),
-            fx.store.replica_of(fx.vol.id).unwrap()
+        let second = fx
+            .store
+            .create_volume_as("second", ReplicaId(2), T0)
+            .unwrap();
+        assert_ne!(second.id, fx.vol.id);
+        assert_eq!(fx.store.replica_of(second.id).unwrap(), ReplicaId(2));
+        // A coordinator's retry is a no-op; another volume under the id or name is refused.
+        assert_eq!(
+            fx.store.create_replica(&second, ReplicaId(2), T0),
+            Ok(second.clone())
+        );
+        let mut clash = second.clone();
+        clash.name = "third".into();
+        assert_eq!(
+            fx.store.create_replica(&clash, ReplicaId(2), T0),
+            Err(FsError::Exists)
+        );
+        let mut not_member = second.clone();
+        not_member.id = VolumeId(second.id.0 ^ 1);
+        not_member.root = Fid::root(not_member.id);
+        assert_eq!(
+            fx.store.create_replica(&not_member, ReplicaId(9), T0),
+            Err(FsError::Invalid)
         );
         assert_eq!(fx.store.volume_by_name("nope"), Err(FsError::UnknownVolume));
         assert_eq!(
@@ -679,7 +772,15 @@ mod tests {
             .into_iter()
             .map(|v| v.name)
             .collect();
-        assert_eq!(names, ["vol", "second"]);
+        let mut expected = [(fx.vol.id, "vol"), (second.id, "second")];
+        expected.sort();
+        assert_eq!(
+            names,
+            expected
+                .iter()
+                .map(|(_, n)| n.to_string())
+                .collect::<Vec<_>>()
+        );
         let root = fx.state(second.root);
         assert_eq!(root.attrs.mode, 0o755);
         assert_eq!(
@@ -693,17 +794,26 @@ mod tests {
     }
 
     #[test]
-    fn incarnations_count_up_from_one() {
+    fn incarnations_are_never_handed_out_twice() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let store = Store::open(&path, StoreOptions::default()).unwrap();
         let (a, ua) = store.new_incarnation().unwrap();
         let (b, _) = store.new_incarnation().unwrap();
-        assert_eq!((a, b), (Incarnation(1), Incarnation(2)));
-        assert_ne!(ua, 0);
+        assert_ne!(a, b);
+        assert_ne!((a.0, ua), (0, 0));
+        assert_eq!(store.claim_incarnation(a), Err(FsError::Exists));
+        assert_eq!(
+            store.claim_incarnation(Incarnation(0)),
+            Err(FsError::Invalid)
+        );
         drop(store);
         let store = Store::open(&path, StoreOptions::default()).unwrap();
-        assert_eq!(store.new_incarnation().unwrap().0, Incarnation(3));
+        assert_eq!(store.claim_incarnation(b), Err(FsError::Exists), "durable");
+        let other = Incarnation(a.0.wrapping_add(1).max(1));
+        if other != b {
+            assert_eq!(store.claim_incarnation(other), Ok(()));
+        }
     }
 
     #[test]
@@ -754,10 +864,7 @@ mod tests {
         }
         let full = fx.store.storage_stats().unwrap();
         assert!(full.allocated_bytes >= 8 << 20);
-        let op = codetta_wire::update::Op::Remove {
-            dir: root,
-            name: super::testutil::name("f"),
-        };
+        let op = fx.rm_op(root, "f");
         assert_eq!(fx.one(op), Ok(None));
         let freed = fx.store.storage_stats().unwrap();
         assert_eq!((freed.chunks, freed.chunk_bytes), (0, 0));

@@ -59,7 +59,9 @@ impl Planner<'_, '_> {
         }
         d.digest.add(&entry_member(name, fid));
         self.touch(&mut d, true);
-        child.version.bump(self.replica);
+        child.parent = dir.vnode;
+        child.name = name.as_bytes().to_vec();
+        self.stamp(&mut child);
         Plan {
             answer: Some(fid),
             link: vec![(dir, name.clone(), Dirent { fid, ftype })],
@@ -152,7 +154,7 @@ impl Planner<'_, '_> {
             return Err(FsError::Exists.into());
         }
         self.check_new_fid(dir, fid)?;
-        let mut child = new_vnode(
+        let child = new_vnode(
             fid.unique,
             FileType::Directory,
             new.mode,
@@ -160,7 +162,6 @@ impl Planner<'_, '_> {
             new.gid,
             self.time,
         );
-        child.parent = dir.vnode;
         Ok(self.plan_insert(dir, d, name, fid, child))
     }
 
@@ -203,10 +204,20 @@ impl Planner<'_, '_> {
         d.digest.remove(&entry_member(name, entry.fid));
     }
 
-    /// REMOVE of a non-directory; its blocks are freed with it (there are no hard links).
-    pub(crate) fn remove(&self, dir: Fid, name: &Name) -> Result<Plan<'static>, Fail> {
-        let mut d = self.load_dir(dir)?;
+    /// The entry `name` of `dir`, which must lead to `fid` (rule 6): another object there
+    /// means this replica and the client's view differ.
+    fn expected_entry(&self, dir: Fid, name: &Name, fid: Fid) -> Result<Dirent, Fail> {
         let entry = self.entry(dir, name)?.ok_or(FsError::NotFound)?;
+        if entry.fid != fid {
+            return Err(FsError::Diverged.into());
+        }
+        Ok(entry)
+    }
+
+    /// REMOVE of a non-directory; its blocks are freed with it (there are no hard links).
+    pub(crate) fn remove(&self, dir: Fid, name: &Name, fid: Fid) -> Result<Plan<'static>, Fail> {
+        let mut d = self.load_dir(dir)?;
+        let entry = self.expected_entry(dir, name, fid)?;
         if entry.ftype == FileType::Directory {
             return Err(FsError::IsDir.into());
         }
@@ -221,9 +232,9 @@ impl Planner<'_, '_> {
     }
 
     /// RMDIR of an empty directory.
-    pub(crate) fn rmdir(&self, dir: Fid, name: &Name) -> Result<Plan<'static>, Fail> {
+    pub(crate) fn rmdir(&self, dir: Fid, name: &Name, fid: Fid) -> Result<Plan<'static>, Fail> {
         let mut d = self.load_dir(dir)?;
-        let entry = self.entry(dir, name)?.ok_or(FsError::NotFound)?;
+        let entry = self.expected_entry(dir, name, fid)?;
         if entry.ftype != FileType::Directory {
             return Err(FsError::NotDir.into());
         }
@@ -273,6 +284,8 @@ impl Planner<'_, '_> {
         from_name: &Name,
         to_dir: Fid,
         to_name: &Name,
+        fid: Fid,
+        replaces: Option<Fid>,
     ) -> Result<Plan<'static>, Fail> {
         if from_dir.volume != to_dir.volume {
             return Err(FsError::Invalid.into());
@@ -284,7 +297,7 @@ impl Planner<'_, '_> {
         } else {
             Some(self.load_dir(to_dir)?)
         };
-        let src = self.entry(from_dir, from_name)?.ok_or(FsError::NotFound)?;
+        let src = self.expected_entry(from_dir, from_name, fid)?;
         if same_dir && from_name == to_name {
             return Ok(Plan::default());
         }
@@ -294,7 +307,11 @@ impl Planner<'_, '_> {
         }
         let mut moved = self.load(src.fid)?;
         let mut plan = Plan::default();
-        if let Some(target) = self.entry(to_dir, to_name)? {
+        let target = self.entry(to_dir, to_name)?;
+        if target.map(|t| t.fid) != replaces && target.map(|t| t.fid) != Some(src.fid) {
+            return Err(FsError::Diverged.into());
+        }
+        if let Some(target) = target {
             if target.fid == src.fid {
                 return Ok(Plan::default());
             }
@@ -321,9 +338,8 @@ impl Planner<'_, '_> {
         dest.digest.add(&entry_member(to_name, src.fid));
         plan.link.push((to_dir, to_name.clone(), src));
 
-        if is_dir {
-            moved.parent = to_dir.vnode;
-        }
+        moved.parent = to_dir.vnode;
+        moved.name = to_name.as_bytes().to_vec();
         self.touch(&mut moved, false);
         self.touch(&mut fd, true);
         plan.put.push((from_dir, fd));
@@ -345,12 +361,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn rename(fx: &mut Fx, from: Fid, a: &str, to: Fid, b: &str) -> Result<Option<Fid>, FsError> {
-        fx.one(Op::Rename {
-            from_dir: from,
-            from_name: name(a),
-            to_dir: to,
-            to_name: name(b),
-        })
+        let op = fx.rename_op(from, a, to, b);
+        fx.one(op)
     }
 
     fn all_names(fx: &Fx, dir: Fid, page: u32) -> Vec<(u64, String)> {
@@ -491,10 +503,9 @@ mod tests {
         assert_eq!(&fx.read_all(f)[70_000..], b"persisted");
         assert_eq!(fx.store.volume_by_name("vol").unwrap(), fx.vol);
         assert_eq!(fx.store.list_volumes().unwrap(), vec![fx.vol.clone()]);
-        let (inc, _) = fx.store.new_incarnation().unwrap();
         assert_eq!(
-            inc.0,
-            fx.g.incarnation.0 + 1,
+            fx.store.claim_incarnation(fx.g.incarnation),
+            Err(FsError::Exists),
             "incarnations are never reused"
         );
     }
@@ -616,17 +627,17 @@ mod tests {
         let d = fx.mkdir(root, "d");
         let f = fx.create(d, "f");
         fx.write(f, 0, &[7u8; 100_000]);
-        let rm = |dir: Fid, n: &str| Op::Remove { dir, name: name(n) };
-        let rmdir = |dir: Fid, n: &str| Op::Rmdir { dir, name: name(n) };
-        assert_eq!(fx.one(rm(root, "d")), Err(FsError::IsDir));
-        assert_eq!(fx.one(rmdir(root, "d")), Err(FsError::NotEmpty));
-        assert_eq!(fx.one(rmdir(d, "f")), Err(FsError::NotDir));
-        assert_eq!(fx.one(rm(root, "missing")), Err(FsError::NotFound));
-        assert_eq!(fx.one(rmdir(root, "missing")), Err(FsError::NotFound));
-        assert_eq!(fx.one(rm(f, "x")), Err(FsError::NotDir));
+        let rm = |fx: &Fx, dir: Fid, n: &str| fx.rm_op(dir, n);
+        let rmdir = |fx: &Fx, dir: Fid, n: &str| fx.rmdir_op(dir, n);
+        assert_eq!(fx.one(rm(&fx, root, "d")), Err(FsError::IsDir));
+        assert_eq!(fx.one(rmdir(&fx, root, "d")), Err(FsError::NotEmpty));
+        assert_eq!(fx.one(rmdir(&fx, d, "f")), Err(FsError::NotDir));
+        assert_eq!(fx.one(rm(&fx, root, "missing")), Err(FsError::NotFound));
+        assert_eq!(fx.one(rmdir(&fx, root, "missing")), Err(FsError::NotFound));
+        assert_eq!(fx.one(rm(&fx, f, "x")), Err(FsError::NotDir));
 
         let files = fx.store.space().unwrap().files;
-        assert_eq!(fx.one(rm(d, "f")), Ok(None));
+        assert_eq!(fx.one(rm(&fx, d, "f")), Ok(None));
         assert_eq!(fx.store.getattr(f), Err(FsError::Stale));
         assert_eq!(fx.store.space().unwrap().files, files - 1);
         let stats = fx.store.storage_stats().unwrap();
@@ -636,7 +647,7 @@ mod tests {
             "blocks and chunks freed"
         );
         assert_eq!(fx.state(d).attrs.size, 0);
-        assert_eq!(fx.one(rmdir(root, "d")), Ok(None));
+        assert_eq!(fx.one(rmdir(&fx, root, "d")), Ok(None));
         assert_eq!(fx.store.getattr(d), Err(FsError::Stale));
         let r = fx.state(root);
         assert_eq!((r.attrs.size, r.attrs.nlink), (0, 2));

@@ -17,8 +17,7 @@ pub(crate) type BlockKey = (u32, u64, u64);
 /// Key of a chunk: its blake3 hash.
 pub(crate) type ChunkKey = &'static [u8; 32];
 
-/// Store-wide facts: `format` (u32), counters `next_volume`, `next_replica`,
-/// `next_incarnation`, and totals `chunk_bytes`, `vnodes` (u64 each).
+/// Store-wide facts: `format` (u32) and totals `chunk_bytes`, `vnodes` (u64 each).
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Volume id -> [`super::codec::VolumeRec`].
 pub(crate) const VOLUMES: TableDefinition<u32, &[u8]> = TableDefinition::new("volumes");
@@ -37,8 +36,15 @@ pub(crate) const CHUNK_TAILS: TableDefinition<ChunkKey, &[u8]> =
     TableDefinition::new("chunk_tails");
 /// Chunk hash -> reference count (u64): the number of block rows naming the chunk.
 pub(crate) const CHUNK_REFS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("chunk_refs");
-/// (client incarnation, volume) -> highest update sequence number applied (u64).
+/// (client incarnation, volume) -> [`super::apply::AppliedRec`]: the highest sequence number
+/// applied, the last outcomes, and how many records this replica missed.
 pub(crate) const APPLIED: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("applied");
+/// Client incarnations handed out or claimed here (value: empty), never given out again.
+pub(crate) const INCARNATIONS: TableDefinition<u32, &[u8]> = TableDefinition::new("incarnations");
+/// (volume, incarnation, seq) -> the fids (postcard `Vec<Fid>`) an applied record stamped,
+/// until its second phase (COP2) says which replicas applied it.
+pub(crate) const COP2_PENDING: TableDefinition<(u32, u32, u64), &[u8]> =
+    TableDefinition::new("cop2_pending");
 
 /// Largest chunk-head value (version byte included). A redb leaf holding one entry must fit
 /// a power-of-two page: a 65,536-byte value plus its key and leaf header needs a 128 KiB
@@ -50,9 +56,6 @@ pub(crate) const CHUNK_HEAD_MAX: usize = 64 * 1024 - 256;
 /// Meta keys.
 pub(crate) mod meta {
     pub(crate) const FORMAT: &str = "format";
-    pub(crate) const NEXT_VOLUME: &str = "next_volume";
-    pub(crate) const NEXT_REPLICA: &str = "next_replica";
-    pub(crate) const NEXT_INCARNATION: &str = "next_incarnation";
     pub(crate) const CHUNK_BYTES: &str = "chunk_bytes";
     pub(crate) const VNODES: &str = "vnodes";
 }

@@ -5,13 +5,15 @@
 //!               || ftype u8 (0 file, 1 dir, 2 symlink) || mode u32 || uid u32 || gid u32
 //!               || size u64 || mtime (secs i64, nanos u32) || ctime (secs i64, nanos u32)
 //!               || target length u32 || target bytes
+//!               || parent vnode u64 || name length u32 || name bytes
 //!               || SetDigest of the members (32 bytes) )      all integers little-endian
 //! member of a file      = block index u64 LE || chunk hash (32 bytes)
 //! member of a directory = name bytes || fid (Fid::to_bytes, 16 bytes)
 //! ```
 //!
-//! atime, nlink (derived from the entries) and the exclusive-create verifier are not part of
-//! the tag, nor is anything a server chooses by itself (no server clock, no local order): two
+//! The placement (parent and name) is part of the tag, so a rename changes the tag of the
+//! object it moves. atime, nlink (derived from the entries), the version, the history and
+//! the exclusive-create verifier are not part of the tag, nor is anything a server chooses by itself (no server clock, no local order): two
 //! replicas that applied the same records have equal tags.
 
 use super::codec::Vnode;
@@ -37,6 +39,10 @@ pub(crate) fn tag(v: &Vnode) -> ContentTag {
     let target_len = u32::try_from(v.target.len()).unwrap_or(u32::MAX);
     h.update(&target_len.to_le_bytes());
     h.update(&v.target);
+    h.update(&v.parent.to_le_bytes());
+    let name_len = u32::try_from(v.name.len()).unwrap_or(u32::MAX);
+    h.update(&name_len.to_le_bytes());
+    h.update(&v.name);
     h.update(&v.digest.to_bytes());
     ContentTag(*h.finalize().as_bytes())
 }
@@ -82,6 +88,8 @@ mod tests {
             |v: &mut Vnode| v.target = b"x".to_vec(),
             |v: &mut Vnode| v.ftype = FileType::Symlink,
             |v: &mut Vnode| v.digest.add(&block_member(0, &[0; 32])),
+            |v: &mut Vnode| v.parent = 9,
+            |v: &mut Vnode| v.name = b"renamed".to_vec(),
         ] {
             let mut v = base.clone();
             change(&mut v);

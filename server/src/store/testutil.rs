@@ -104,6 +104,27 @@ impl Gen {
     }
 }
 
+/// The fid `n` names in `dir` of `store`, or one no object has.
+pub(crate) fn fid_in(store: &Store, dir: Fid, n: &str) -> Fid {
+    store.lookup(dir, &name(n)).map(|s| s.fid).unwrap_or(Fid {
+        volume: dir.volume,
+        vnode: u64::MAX,
+        unique: 1,
+    })
+}
+
+/// A RENAME as a client would send it after looking both names up in `store`.
+pub(crate) fn rename_in(store: &Store, from: Fid, a: &str, to: Fid, b: &str) -> Op {
+    Op::Rename {
+        from_dir: from,
+        from_name: name(a),
+        to_dir: to,
+        to_name: name(b),
+        fid: fid_in(store, from, a),
+        replaces: store.lookup(to, &name(b)).ok().map(|s| s.fid),
+    }
+}
+
 /// A store with one volume and a record generator for it.
 pub(crate) struct Fx {
     pub dir: TempDir,
@@ -157,6 +178,34 @@ impl Fx {
 
     pub(crate) fn one_with(&mut self, op: Op, data: Vec<u8>) -> RecordOutcome {
         self.batch(vec![(op, data)]).pop().unwrap()
+    }
+
+    /// The fid `n` names in `dir` now, or a fid no object has (for tests of missing names).
+    pub(crate) fn fid_of(&self, dir: Fid, n: &str) -> Fid {
+        fid_in(&self.store, dir, n)
+    }
+
+    /// REMOVE of whatever `n` names in `dir` now.
+    pub(crate) fn rm_op(&self, dir: Fid, n: &str) -> Op {
+        Op::Remove {
+            dir,
+            name: name(n),
+            fid: self.fid_of(dir, n),
+        }
+    }
+
+    /// RMDIR of whatever `n` names in `dir` now.
+    pub(crate) fn rmdir_op(&self, dir: Fid, n: &str) -> Op {
+        Op::Rmdir {
+            dir,
+            name: name(n),
+            fid: self.fid_of(dir, n),
+        }
+    }
+
+    /// RENAME of whatever `a` names in `from` now, over whatever `b` names in `to`.
+    pub(crate) fn rename_op(&self, from: Fid, a: &str, to: Fid, b: &str) -> Op {
+        rename_in(&self.store, from, a, to, b)
     }
 
     pub(crate) fn create(&mut self, dir: Fid, n: &str) -> Fid {
@@ -302,4 +351,31 @@ pub(crate) fn check_consistency(store: &Store) {
     };
     assert_eq!(total(tables::meta::CHUNK_BYTES), stored);
     assert_eq!(total(tables::meta::VNODES), objects.len() as u64);
+}
+
+impl Store {
+    /// A single-replica volume as `create_volume` used to make: replica 1 on server "s".
+    pub(crate) fn create_volume(&self, name: &str, now: Time) -> Result<VolumeInfo, FsError> {
+        self.create_volume_as(name, codetta_wire::ReplicaId(1), now)
+    }
+
+    /// A volume whose group is `replica` alone, with a fresh id.
+    pub(crate) fn create_volume_as(
+        &self,
+        name: &str,
+        replica: codetta_wire::ReplicaId,
+        now: Time,
+    ) -> Result<VolumeInfo, FsError> {
+        let id = self.fresh_volume_id()?;
+        let info = VolumeInfo {
+            id,
+            name: name.to_string(),
+            root: Fid::root(id),
+            vsg: vec![codetta_wire::message::ReplicaMember {
+                replica,
+                server: "s".into(),
+            }],
+        };
+        self.create_replica(&info, replica, now)
+    }
 }

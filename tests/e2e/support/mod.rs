@@ -7,7 +7,6 @@ pub use codetta_bench::nfs;
 use codetta_cluster::LocalCluster;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// An in-process cluster in a temporary directory; methods panic on failure (tests only).
@@ -30,16 +29,22 @@ impl DerefMut for Cluster {
 }
 
 impl Cluster {
+    /// One server holding the root volume.
     pub async fn start() -> Cluster {
+        Self::start_replicated(1).await
+    }
+
+    /// `servers` servers, each holding a replica of the root volume.
+    pub async fn start_replicated(servers: usize) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let inner = LocalCluster::start(tmp.path())
+        let inner = LocalCluster::start(tmp.path(), servers)
             .await
             .expect("cluster starts");
         Cluster { inner, _tmp: tmp }
     }
 
-    pub async fn start_server(&mut self) {
-        self.inner.start_server().await.expect("server starts");
+    pub async fn start_server(&mut self, i: usize) {
+        self.inner.start_server(i).await.expect("server starts");
     }
 
     pub async fn start_client(&mut self) {
@@ -55,38 +60,26 @@ impl Cluster {
     }
 }
 
-/// A daemon running as a separate `codetta` process (for SIGKILL tests).
-pub struct Proc {
-    child: Child,
+/// The `codetta` binary under test.
+pub fn codetta_binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_codetta"))
 }
+
+/// A daemon running as a separate `codetta` process (for SIGKILL tests).
+pub struct Proc(codetta_cluster::Proc);
 
 impl Proc {
     pub fn spawn(args: &[&str], log: &Path) -> Proc {
-        let log = std::fs::File::create(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_codetta"))
-            .args(args)
-            .env("CODETTA_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn codetta");
-        Proc { child }
+        Proc(codetta_cluster::Proc::spawn(codetta_binary(), args, log).expect("spawn codetta"))
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid()
     }
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
 

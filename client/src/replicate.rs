@@ -1,0 +1,467 @@
+//! Write-all bookkeeping for one volume's replica group, with no I/O (rules 1, 2 and 14).
+//!
+//! The modify log's records go to every member of the AVSG in sequenced batches, one batch
+//! in flight per member. A record is *complete* once every member still in the AVSG has
+//! applied it and at least `min_copies` members have: then its caller is answered, it
+//! leaves the log, and its second phase (COP2: which replicas applied it) is queued for
+//! each of those replicas, to ride on their next batch. A member whose call fails leaves
+//! the AVSG at once (the records stop waiting for it) and rejoins when a probe reaches it;
+//! it then continues from the oldest record the log still holds, the server noting what it
+//! missed. The caller drives this machine: the client's shipper tasks with real links, the
+//! simulation with in-memory stores.
+
+use codetta_wire::update::Cop2;
+use codetta_wire::{FsError, Incarnation, RecordOutcome, ReplicaId, VolumeId};
+use std::collections::VecDeque;
+
+/// Most COP2 items kept for one member (older ones are dropped: the histories then explain
+/// the vectors, at the cost of a resolution that merges them).
+const MAX_COP2_OUTBOX: usize = 4096;
+
+/// One member of the volume's replica group, as the shipper sees it.
+#[derive(Debug, Clone)]
+struct Member {
+    replica: ReplicaId,
+    in_avsg: bool,
+    /// Highest sequence number this member is known to have applied.
+    acked: Option<u64>,
+    in_flight: bool,
+    cop2: VecDeque<Cop2>,
+}
+
+/// What to send to one member next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// Records `first..=last` (empty when `first > last`: a COP2-only batch).
+    pub first: u64,
+    pub last: u64,
+    /// The oldest record the log holds (see `Request::Ship`).
+    pub log_start: u64,
+    pub cop2: Vec<Cop2>,
+}
+
+impl BatchPlan {
+    /// Number of records in the batch.
+    pub fn len(&self) -> usize {
+        usize::try_from((self.last + 1).saturating_sub(self.first)).unwrap_or(usize::MAX)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A record that is done: its answer, and whether the replicas answered differently
+/// (then they need resolution).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub seq: u64,
+    pub outcome: RecordOutcome,
+    pub divergent: bool,
+    /// The replicas that applied it.
+    pub applied_by: Vec<ReplicaId>,
+}
+
+/// Per-record answers so far: (member index, outcome).
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    answers: Vec<(usize, RecordOutcome)>,
+}
+
+/// The write-all state of one client incarnation and one volume.
+#[derive(Debug, Clone)]
+pub struct Shipping {
+    incarnation: Incarnation,
+    volume: VolumeId,
+    members: Vec<Member>,
+    min_copies: usize,
+    /// Sequence number of `pending[0]`: the oldest record not yet complete.
+    front: u64,
+    pending: VecDeque<Progress>,
+}
+
+impl Shipping {
+    /// A group of `members` (all in the AVSG at first, nothing known applied), with records
+    /// from `front` on to ship.
+    pub fn new(
+        incarnation: Incarnation,
+        volume: VolumeId,
+        members: &[ReplicaId],
+        min_copies: usize,
+        front: u64,
+    ) -> Shipping {
+        Shipping {
+            incarnation,
+            volume,
+            members: members
+                .iter()
+                .map(|r| Member {
+                    replica: *r,
+                    in_avsg: true,
+                    acked: None,
+                    in_flight: false,
+                    cop2: VecDeque::new(),
+                })
+                .collect(),
+            min_copies: min_copies.max(1),
+            front,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Number of members in the group.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The replica id of member `m`.
+    pub fn replica(&self, m: usize) -> Option<ReplicaId> {
+        self.members.get(m).map(|x| x.replica)
+    }
+
+    /// Whether member `m` is in the AVSG.
+    pub fn in_avsg(&self, m: usize) -> bool {
+        self.members.get(m).is_some_and(|x| x.in_avsg)
+    }
+
+    /// Members in the AVSG, by index.
+    pub fn avsg(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|m| self.in_avsg(*m))
+            .collect()
+    }
+
+    /// The oldest record not yet complete (the next sequence number if none is pending).
+    pub fn front(&self) -> u64 {
+        self.front
+    }
+
+    /// Records not yet complete.
+    pub fn backlog(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// One past the newest logged record.
+    fn end(&self) -> u64 {
+        self.front + self.pending.len() as u64
+    }
+
+    /// Notes that record `seq` (the next one) is in the log.
+    pub fn logged(&mut self, seq: u64) {
+        debug_assert_eq!(seq, self.end(), "records are logged in order");
+        self.pending.push_back(Progress::default());
+    }
+
+    /// Whether member `m` has second-phase items waiting.
+    pub fn has_cop2(&self, m: usize) -> bool {
+        self.members.get(m).is_some_and(|x| !x.cop2.is_empty())
+    }
+
+    /// The next batch for member `m`: up to `max_records` records it has not applied yet
+    /// plus its queued COP2 items (sent without records only if `cop2_alone`); `None` if it
+    /// is out of the AVSG, has a batch in flight or has nothing to receive. Marks the batch
+    /// in flight.
+    pub fn plan(&mut self, m: usize, max_records: usize, cop2_alone: bool) -> Option<BatchPlan> {
+        let front = self.front;
+        let end = self.end();
+        let member = self.members.get_mut(m)?;
+        if !member.in_avsg || member.in_flight {
+            return None;
+        }
+        let first = member.acked.map_or(front, |a| (a + 1).max(front));
+        let last = (first + max_records as u64).min(end).saturating_sub(1);
+        let has_records = first < end && max_records > 0;
+        if !has_records && (member.cop2.is_empty() || !cop2_alone) {
+            return None;
+        }
+        member.in_flight = true;
+        Some(BatchPlan {
+            first,
+            last: if has_records { last } else { first - 1 },
+            log_start: front,
+            cop2: member.cop2.drain(..).collect(),
+        })
+    }
+
+    /// Member `m` applied `plan`, answering `outcomes` (one per record). Returns the records
+    /// now complete, oldest first.
+    pub fn applied(
+        &mut self,
+        m: usize,
+        plan: &BatchPlan,
+        outcomes: &[RecordOutcome],
+    ) -> Vec<Completed> {
+        let front = self.front;
+        let Some(member) = self.members.get_mut(m) else {
+            return Vec::new();
+        };
+        member.in_flight = false;
+        member.in_avsg = true;
+        if !plan.is_empty() {
+            member.acked = Some(member.acked.map_or(plan.last, |a| a.max(plan.last)));
+        }
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let seq = plan.first + i as u64;
+            if seq < front {
+                continue;
+            }
+            if let Some(p) = self.pending.get_mut((seq - front) as usize)
+                && !p.answers.iter().any(|(who, _)| *who == m)
+            {
+                p.answers.push((m, outcome.clone()));
+            }
+        }
+        self.complete()
+    }
+
+    /// A call to member `m` failed (or missed its deadline): it leaves the AVSG, and its
+    /// COP2 items return to its queue so that they reach it later. Returns the records that
+    /// no longer wait for it.
+    pub fn failed(&mut self, m: usize, plan: Option<BatchPlan>) -> Vec<Completed> {
+        if let Some(member) = self.members.get_mut(m) {
+            member.in_flight = false;
+            member.in_avsg = false;
+            if let Some(plan) = plan {
+                for item in plan.cop2.into_iter().rev() {
+                    member.cop2.push_front(item);
+                }
+                while member.cop2.len() > MAX_COP2_OUTBOX {
+                    member.cop2.pop_front();
+                }
+            }
+        }
+        self.complete()
+    }
+
+    /// A probe reached member `m`: it is back in the AVSG.
+    pub fn rejoined(&mut self, m: usize) {
+        if let Some(member) = self.members.get_mut(m) {
+            member.in_avsg = true;
+        }
+    }
+
+    /// Pops every complete record off the front.
+    fn complete(&mut self) -> Vec<Completed> {
+        let mut done = Vec::new();
+        let avsg = self.avsg();
+        while let Some(p) = self.pending.front() {
+            let seq = self.front;
+            let all_answered = !avsg.is_empty()
+                && avsg
+                    .iter()
+                    .all(|m| self.members[*m].acked.is_some_and(|a| a >= seq));
+            if !all_answered || p.answers.len() < self.min_copies {
+                break;
+            }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.front += 1;
+            done.push(self.finish(seq, p));
+        }
+        done
+    }
+
+    /// The answer of a complete record and the COP2 items it leaves for its appliers.
+    fn finish(&mut self, seq: u64, mut p: Progress) -> Completed {
+        p.answers.sort_by_key(|(m, _)| *m);
+        let outcome = preferred(&p.answers);
+        let divergent = p.answers.iter().any(|(_, o)| *o != p.answers[0].1);
+        let applied_by: Vec<ReplicaId> = p
+            .answers
+            .iter()
+            .filter(|(_, o)| counts_as_applied(o))
+            .map(|(m, _)| self.members[*m].replica)
+            .collect();
+        if applied_by.len() > 1 {
+            for (m, _) in &p.answers {
+                let (incarnation, volume) = (self.incarnation, self.volume);
+                let outbox = &mut self.members[*m].cop2;
+                match outbox.back_mut() {
+                    Some(last) if last.applied_by == applied_by && last.last + 1 == seq => {
+                        last.last = seq;
+                    }
+                    _ => {
+                        outbox.push_back(Cop2 {
+                            incarnation,
+                            volume,
+                            first: seq,
+                            last: seq,
+                            applied_by: applied_by.clone(),
+                        });
+                        if outbox.len() > MAX_COP2_OUTBOX {
+                            outbox.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        Completed {
+            seq,
+            outcome,
+            divergent,
+            applied_by,
+        }
+    }
+}
+
+/// Whether an answer means the replica changed something (a refused record changed
+/// nothing, so there is nothing to count).
+fn counts_as_applied(outcome: &RecordOutcome) -> bool {
+    outcome.is_ok()
+}
+
+/// The answer a caller gets when replicas differ: a success if any replica succeeded
+/// (the others are stale and will be resolved), otherwise the first member's error; a
+/// `Diverged` answer only if no replica gave another.
+fn preferred(answers: &[(usize, RecordOutcome)]) -> RecordOutcome {
+    if let Some((_, ok)) = answers.iter().find(|(_, o)| o.is_ok()) {
+        return ok.clone();
+    }
+    answers
+        .iter()
+        .find(|(_, o)| *o != Err(FsError::Diverged))
+        .or(answers.first())
+        .map(|(_, o)| o.clone())
+        .unwrap_or(Err(FsError::Diverged))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use codetta_wire::Fid;
+
+    fn group(n: u64, min_copies: usize) -> Shipping {
+        let members: Vec<ReplicaId> = (1..=n).map(ReplicaId).collect();
+        Shipping::new(Incarnation(9), VolumeId(3), &members, min_copies, 1)
+    }
+
+    fn ok(n: usize) -> Vec<RecordOutcome> {
+        vec![Ok(None); n]
+    }
+
+    #[test]
+    fn a_record_completes_when_every_avsg_member_applied_it() {
+        let mut s = group(3, 1);
+        for seq in 1..=3 {
+            s.logged(seq);
+        }
+        let p0 = s.plan(0, 10, true).unwrap();
+        assert_eq!((p0.first, p0.last, p0.log_start), (1, 3, 1));
+        assert!(
+            s.plan(0, 10, true).is_none(),
+            "one batch in flight per member"
+        );
+        assert!(
+            s.applied(0, &p0, &ok(3)).is_empty(),
+            "1 and 2 have not answered"
+        );
+        let p1 = s.plan(1, 2, true).unwrap();
+        assert_eq!((p1.first, p1.last), (1, 2));
+        assert!(s.applied(1, &p1, &ok(2)).is_empty());
+        let p2 = s.plan(2, 10, true).unwrap();
+        let done = s.applied(2, &p2, &ok(3));
+        assert_eq!(done.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            done[0].applied_by,
+            vec![ReplicaId(1), ReplicaId(2), ReplicaId(3)]
+        );
+        assert_eq!(s.front(), 3);
+        // Member 1 still owes record 3.
+        let p1 = s.plan(1, 10, true).unwrap();
+        assert_eq!((p1.first, p1.last), (3, 3));
+        assert_eq!(p1.cop2.len(), 1, "COP2 of 1..=2 rides along");
+        assert_eq!((p1.cop2[0].first, p1.cop2[0].last), (1, 2));
+        let done = s.applied(1, &p1, &ok(1));
+        assert_eq!(done.len(), 1);
+        assert_eq!(s.backlog(), 0);
+    }
+
+    #[test]
+    fn a_failed_member_leaves_the_avsg_and_misses_the_cop2() {
+        let mut s = group(3, 1);
+        s.logged(1);
+        let plans: Vec<BatchPlan> = (0..3).map(|m| s.plan(m, 10, true).unwrap()).collect();
+        assert!(s.applied(0, &plans[0], &ok(1)).is_empty());
+        assert!(s.applied(1, &plans[1], &ok(1)).is_empty());
+        let done = s.failed(2, Some(plans[2].clone()));
+        assert_eq!(done.len(), 1, "no longer waits for the failed member");
+        assert_eq!(done[0].applied_by, vec![ReplicaId(1), ReplicaId(2)]);
+        assert_eq!(s.avsg(), vec![0, 1]);
+        assert!(
+            s.plan(2, 10, true).is_none(),
+            "nothing goes to a member out of the AVSG"
+        );
+        // It comes back: it continues from the log's start and gets no COP2 for what it
+        // did not apply.
+        s.logged(2);
+        s.rejoined(2);
+        let p = s.plan(2, 10, true).unwrap();
+        assert_eq!((p.first, p.last, p.log_start), (2, 2, 2));
+        assert!(p.cop2.is_empty());
+    }
+
+    #[test]
+    fn nothing_completes_with_an_empty_avsg_or_too_few_copies() {
+        let mut s = group(2, 2);
+        s.logged(1);
+        let p0 = s.plan(0, 10, true).unwrap();
+        let p1 = s.plan(1, 10, true).unwrap();
+        assert!(s.failed(1, Some(p1)).is_empty());
+        assert!(s.applied(0, &p0, &ok(1)).is_empty(), "min_copies = 2");
+        s.rejoined(1);
+        let p1 = s.plan(1, 10, true).unwrap();
+        assert_eq!(s.applied(1, &p1, &ok(1)).len(), 1);
+
+        let mut s = group(1, 1);
+        s.logged(1);
+        let p = s.plan(0, 10, true).unwrap();
+        assert!(
+            s.failed(0, Some(p)).is_empty(),
+            "no member: the record waits"
+        );
+        s.rejoined(0);
+        let p = s.plan(0, 10, true).unwrap();
+        assert_eq!(s.applied(0, &p, &ok(1)).len(), 1);
+    }
+
+    #[test]
+    fn different_answers_are_divergent_and_a_success_wins() {
+        let mut s = group(2, 1);
+        s.logged(1);
+        let fid = Fid::root(VolumeId(3));
+        let p0 = s.plan(0, 10, true).unwrap();
+        let p1 = s.plan(1, 10, true).unwrap();
+        s.applied(0, &p0, &[Err(FsError::Diverged)]);
+        let done = s.applied(1, &p1, &[Ok(Some(fid))]);
+        assert_eq!(done[0].outcome, Ok(Some(fid)));
+        assert!(done[0].divergent);
+        assert_eq!(done[0].applied_by, vec![ReplicaId(2)]);
+    }
+
+    #[test]
+    fn cop2_items_coalesce_and_survive_a_failed_call() {
+        let mut s = group(2, 1);
+        for seq in 1..=3 {
+            s.logged(seq);
+        }
+        let p = s.plan(0, 10, true).unwrap();
+        s.applied(0, &p, &ok(3));
+        for _ in 1..=3 {
+            let p = s.plan(1, 1, true).unwrap();
+            assert_eq!(s.applied(1, &p, &ok(1)).len(), 1);
+        }
+        // Member 0 has one coalesced item for 1..=3.
+        let p = s.plan(0, 10, true).unwrap();
+        assert!(p.is_empty(), "a COP2-only batch");
+        assert_eq!(
+            p.cop2.iter().map(|c| (c.first, c.last)).collect::<Vec<_>>(),
+            vec![(1, 3)]
+        );
+        s.failed(0, Some(p));
+        s.rejoined(0);
+        let p = s.plan(0, 10, true).unwrap();
+        assert_eq!(p.cop2.len(), 1, "requeued after the failure");
+    }
+}

@@ -1,0 +1,167 @@
+//! Servers run as separate `codetta server` processes (so that one can be killed), as
+//! `codetta up` and the fault tests run them.
+
+use crate::layout::Layout;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `codetta` child process, killed when dropped.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    /// Starts `binary args...` with stderr (its log) appended to `log`.
+    pub fn spawn(binary: &Path, args: &[&str], log: &Path) -> anyhow::Result<Proc> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let child = Command::new(binary)
+            .args(args)
+            .env(
+                "CODETTA_LOG",
+                std::env::var("CODETTA_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Ok(Proc { child })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `grace` before SIGKILL.
+    pub fn terminate(&mut self, grace: Duration) {
+        let Ok(pid) = i32::try_from(self.child.id()) else {
+            return self.kill();
+        };
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).unwrap_or(rustix::process::Pid::INIT),
+            rustix::process::Signal::TERM,
+        );
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if self.exited() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The servers of a [`Layout`], each its own process.
+pub struct ServerProcs {
+    binary: PathBuf,
+    layout: Layout,
+    procs: Vec<Option<Proc>>,
+}
+
+impl ServerProcs {
+    /// Servers of `layout` run by `binary` (the `codetta` executable); none started yet.
+    pub fn new(binary: &Path, layout: &Layout) -> ServerProcs {
+        ServerProcs {
+            binary: binary.to_path_buf(),
+            layout: layout.clone(),
+            procs: layout.servers.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// The log file of server `i`.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.layout
+            .dir
+            .join(format!("{}.log", self.layout.servers[i].name))
+    }
+
+    /// Starts server `i` and waits until its QUIC port is bound.
+    pub async fn start(&mut self, i: usize) -> anyhow::Result<()> {
+        let s = self
+            .layout
+            .servers
+            .get(i)
+            .with_context(|| format!("no server {i}"))?;
+        let toml = s.toml.display().to_string();
+        let proc = Proc::spawn(
+            &self.binary,
+            &["server", "--config", &toml],
+            &self.log_path(i),
+        )?;
+        self.procs[i] = Some(proc);
+        let port = s.port;
+        for _ in 0..200 {
+            // The server is up once its UDP port is taken.
+            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+                return Ok(());
+            }
+            if self.procs[i].as_mut().is_some_and(Proc::exited) {
+                anyhow::bail!(
+                    "server {} exited at start; see {}",
+                    s.name,
+                    self.log_path(i).display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        anyhow::bail!("server {} did not bind port {port}", s.name)
+    }
+
+    /// Starts every server.
+    pub async fn start_all(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.procs.len() {
+            self.start(i).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs server `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.procs.get_mut(i).and_then(Option::take) {
+            p.kill();
+        }
+    }
+
+    /// Stops server `i` with SIGTERM (SIGKILL after 5 s).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut p) = self.procs.get_mut(i).and_then(Option::take) {
+            p.terminate(Duration::from_secs(5));
+        }
+    }
+
+    /// Stops every server.
+    pub fn stop_all(&mut self) {
+        for i in 0..self.procs.len() {
+            self.stop(i);
+        }
+    }
+
+    /// The process id of server `i`, if running.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs.get(i)?.as_ref().map(Proc::pid)
+    }
+}

@@ -1,0 +1,235 @@
+//! The store's part of replication, on three stores fed the way a client feeds its AVSG:
+//! the first phase stamps own counters and histories, the second phase (COP2) counts the
+//! other appliers, a replica that missed an update ends dominated, and one that comes back
+//! after its records were trimmed continues from the client's log start.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use super::testutil::{Gen, T0, name};
+use super::{Store, StoreOptions};
+use codetta_wire::history::{Relation, VersionView, relate};
+use codetta_wire::message::{ReplicaMember, VolumeInfo};
+use codetta_wire::update::{Cop2, CreateHow, Op, UpdateRecord};
+use codetta_wire::{Fid, FsError, Incarnation, ReplicaId, VolumeId};
+use tempfile::TempDir;
+
+struct Group {
+    _dirs: Vec<TempDir>,
+    stores: Vec<Store>,
+    vol: VolumeInfo,
+    g: Gen,
+}
+
+fn group(n: usize) -> Group {
+    let dirs: Vec<TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let stores: Vec<Store> = dirs
+        .iter()
+        .map(|d| Store::open(&d.path().join("s.redb"), StoreOptions::default()).unwrap())
+        .collect();
+    let id = VolumeId(77);
+    let vol = VolumeInfo {
+        id,
+        name: "v".into(),
+        root: Fid::root(id),
+        vsg: (0..n)
+            .map(|i| ReplicaMember {
+                replica: ReplicaId(100 + i as u64),
+                server: format!("s{i}"),
+            })
+            .collect(),
+    };
+    for (i, s) in stores.iter().enumerate() {
+        s.create_replica(&vol, vol.vsg[i].replica, T0).unwrap();
+    }
+    let g = Gen::new(id, Incarnation(5));
+    Group {
+        _dirs: dirs,
+        stores,
+        vol,
+        g,
+    }
+}
+
+impl Group {
+    fn replica(&self, i: usize) -> ReplicaId {
+        self.vol.vsg[i].replica
+    }
+
+    /// Ships `records` to the stores in `to` with `cop2`; every store must apply the batch.
+    fn ship(
+        &self,
+        to: &[usize],
+        records: &[UpdateRecord],
+        data: &[u8],
+        log_start: u64,
+        cop2: &[Cop2],
+    ) {
+        for &i in to {
+            let out = self.stores[i].ship(records, data, log_start, cop2).unwrap();
+            assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
+        }
+    }
+
+    fn cop2(&self, first: u64, last: u64, by: &[usize]) -> Cop2 {
+        Cop2 {
+            incarnation: self.g.incarnation,
+            volume: self.vol.id,
+            first,
+            last,
+            applied_by: by.iter().map(|i| self.replica(*i)).collect(),
+        }
+    }
+
+    fn relation(&self, a: usize, b: usize, fid: Fid) -> Relation {
+        let va = self.stores[a].getattr(fid).unwrap();
+        let vb = self.stores[b].getattr(fid).unwrap();
+        let ha = self.stores[a].history(fid).unwrap();
+        let hb = self.stores[b].history(fid).unwrap();
+        relate(
+            VersionView {
+                vector: &va.version,
+                history: &ha,
+                tag: &va.tag,
+            },
+            VersionView {
+                vector: &vb.version,
+                history: &hb,
+                tag: &vb.tag,
+            },
+        )
+    }
+}
+
+#[test]
+fn a_replica_that_missed_an_update_is_dominated_and_cop2_equalises_the_rest() {
+    let mut grp = group(3);
+    let root = grp.vol.root;
+    let (create, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
+    let b1 = vec![grp.g.rec(create)];
+    grp.ship(&[0, 1, 2], &b1, &[], 1, &[]);
+    // Before COP2 each replica counted only itself: the vectors look concurrent, the tags
+    // are equal, so the replicas are the same.
+    assert_eq!(grp.relation(0, 1, f), Relation::Same);
+    assert_ne!(
+        grp.stores[0].getattr(f).unwrap().version,
+        grp.stores[1].getattr(f).unwrap().version
+    );
+
+    // Second batch reaches 0 and 1 only; it carries the first batch's COP2 to them.
+    let data = b"hello".to_vec();
+    let b2 = vec![grp.g.rec(Gen::write_op(f, 0, &data))];
+    let c1 = grp.cop2(1, 1, &[0, 1, 2]);
+    grp.ship(&[0, 1], &b2, &data, 1, std::slice::from_ref(&c1));
+    // The third batch's COP2 tells 0 and 1 that only they applied the write.
+    let b3 = vec![grp.g.rec(Op::SetAttr {
+        fid: root,
+        set: codetta_wire::SetAttrs {
+            mode: Some(0o700),
+            ..Default::default()
+        },
+    })];
+    grp.ship(&[0, 1], &b3, &[], 1, &[grp.cop2(2, 2, &[0, 1])]);
+
+    let v0 = grp.stores[0].getattr(f).unwrap();
+    let v1 = grp.stores[1].getattr(f).unwrap();
+    assert_eq!(
+        v0.version, v1.version,
+        "COP2 made the appliers' vectors equal"
+    );
+    assert_eq!(v0.tag, v1.tag);
+    assert_eq!(v0.version.get(grp.replica(0)), 2);
+    assert_eq!(
+        v0.version.get(grp.replica(2)),
+        1,
+        "2 counted for the create only"
+    );
+    // Replica 2 missed the write: dominated, never equal.
+    assert_eq!(grp.relation(0, 2, f), Relation::Newer);
+    assert_eq!(grp.relation(2, 0, f), Relation::Older);
+    // A COP2 that arrives twice counts nothing twice.
+    grp.ship(&[0], &[], &[], 1, &[grp.cop2(2, 2, &[0, 1])]);
+    assert_eq!(grp.stores[0].getattr(f).unwrap().version, v0.version);
+    for s in &grp.stores[..2] {
+        assert_eq!(s.pending_cop2().unwrap(), 1, "only b3 awaits its COP2");
+    }
+}
+
+#[test]
+fn a_returning_replica_continues_from_the_log_start_and_stays_dominated() {
+    let mut grp = group(2);
+    let root = grp.vol.root;
+    let (create, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
+    let b1 = vec![grp.g.rec(create)];
+    grp.ship(&[0, 1], &b1, &[], 1, &[]);
+    // Records 2 and 3 reach replica 0 only and are trimmed from the client's log.
+    let b2 = vec![
+        grp.g.rec(Gen::write_op(f, 0, b"ab")),
+        grp.g.rec(Gen::write_op(f, 2, b"cd")),
+    ];
+    grp.ship(&[0], &b2, b"abcd", 1, &[grp.cop2(1, 1, &[0, 1])]);
+    // Record 4 goes to both; the log now starts at 4. Replica 1 skips 2..3.
+    let b3 = vec![grp.g.rec(Gen::write_op(f, 4, b"ef"))];
+    let without_start = grp.stores[1].ship(&b3, b"ef", 1, &[]).unwrap();
+    assert_eq!(
+        without_start,
+        vec![Err(FsError::OutOfOrder)],
+        "a gap is refused"
+    );
+    grp.ship(&[0, 1], &b3, b"ef", 4, &[grp.cop2(2, 3, &[0])]);
+    assert_eq!(
+        grp.stores[1]
+            .missed_records(grp.g.incarnation, grp.vol.id)
+            .unwrap(),
+        2
+    );
+    assert_eq!(grp.relation(0, 1, f), Relation::Newer);
+    // A resend of record 4 is answered, not applied again.
+    let again = grp.stores[1].ship(&b3, b"ef", 4, &[]).unwrap();
+    assert_eq!(again, vec![Ok(None)]);
+}
+
+#[test]
+fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
+    let mut grp = group(1);
+    let root = grp.vol.root;
+    let (c, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
+    let (c2, other) = grp.g.create_op(root, "g", CreateHow::Guarded);
+    let b = vec![grp.g.rec(c), grp.g.rec(c2)];
+    grp.ship(&[0], &b, &[], 1, &[]);
+    let wrong = grp.g.rec(Op::Remove {
+        dir: root,
+        name: name("f"),
+        fid: other,
+    });
+    assert_eq!(
+        grp.stores[0].ship(&[wrong], &[], 1, &[]).unwrap(),
+        vec![Err(FsError::Diverged)]
+    );
+    // A rename over a target the client did not see is refused the same way.
+    let over_unseen = grp.g.rec(Op::Rename {
+        from_dir: root,
+        from_name: name("f"),
+        to_dir: root,
+        to_name: name("g"),
+        fid: f,
+        replaces: None,
+    });
+    assert_eq!(
+        grp.stores[0].ship(&[over_unseen], &[], 1, &[]).unwrap(),
+        vec![Err(FsError::Diverged)]
+    );
+    let over_seen = grp.g.rec(Op::Rename {
+        from_dir: root,
+        from_name: name("f"),
+        to_dir: root,
+        to_name: name("g"),
+        fid: f,
+        replaces: Some(other),
+    });
+    assert_eq!(
+        grp.stores[0].ship(&[over_seen], &[], 1, &[]).unwrap(),
+        vec![Ok(None)]
+    );
+    let moved = grp.stores[0].lookup(root, &name("g")).unwrap();
+    assert_eq!(moved.fid, f);
+    assert_eq!(grp.stores[0].getattr(other), Err(FsError::Stale));
+}

@@ -1,0 +1,120 @@
+//! A link to one server: a cached connection, made on first use and again after it dies,
+//! and calls that each finish within a deadline (rule 14: fail fast).
+
+use crate::error::TransportError;
+use crate::framing::call;
+use codetta_certs::Identity;
+use codetta_wire::Frame;
+use quinn::Endpoint;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// A server's node name (its certificate name) and address, as configuration files list
+/// them.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ServerEntry {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// One server as a caller sees it. Cheap to share; calls may run concurrently on the one
+/// connection (each on its own stream).
+pub struct Link {
+    name: String,
+    addr: SocketAddr,
+    identity: Arc<Identity>,
+    endpoint: Endpoint,
+    conn: Mutex<Option<quinn::Connection>>,
+    deadline: Duration,
+}
+
+impl Link {
+    /// A link to the server `name` at `addr` over `endpoint`; nothing is sent until the
+    /// first call.
+    pub fn new(
+        server: &ServerEntry,
+        identity: Arc<Identity>,
+        endpoint: Endpoint,
+        deadline: Duration,
+    ) -> Link {
+        Link {
+            name: server.name.clone(),
+            addr: server.addr,
+            identity,
+            endpoint,
+            conn: Mutex::new(None),
+            deadline,
+        }
+    }
+
+    /// The server's node name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The per-call deadline.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    async fn connection(&self) -> Result<quinn::Connection, TransportError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(conn) = guard.as_ref()
+            && conn.close_reason().is_none()
+        {
+            return Ok(conn.clone());
+        }
+        let connect = crate::connect(&self.endpoint, self.addr, &self.name, &self.identity);
+        let conn = tokio::time::timeout(self.deadline, connect)
+            .await
+            .map_err(|_| TransportError::Timeout(self.deadline))??;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends `request` and waits for the reply frame, connecting first if needed; the
+    /// connection and the exchange each get the deadline. A connection found dead is
+    /// dropped so that the next call reconnects.
+    pub async fn call(&self, request: &Frame) -> Result<Frame, TransportError> {
+        self.call_within(request, self.deadline).await
+    }
+
+    /// [`Link::call`] with a longer deadline for the exchange (large transfers).
+    pub async fn call_within(
+        &self,
+        request: &Frame,
+        deadline: Duration,
+    ) -> Result<Frame, TransportError> {
+        let conn = self.connection().await?;
+        match call(&conn, request, deadline).await {
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                if conn.close_reason().is_some() {
+                    let mut guard = self.conn.lock().await;
+                    if guard
+                        .as_ref()
+                        .is_some_and(|c| c.stable_id() == conn.stable_id())
+                    {
+                        *guard = None;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes the connection (the endpoint stays with its owner).
+    pub async fn close(&self) {
+        if let Some(conn) = self.conn.lock().await.take() {
+            conn.close(0u32.into(), b"closing");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Update histories and the comparison of two replicas of one object (rule 5).
+//!
+//! Every object keeps the ids of the last [`HISTORY_LEN`] updates that changed it, each with
+//! the replicas whose counters its version vector already holds for that update (its own at
+//! the first phase, the others as the second phase, COP2, tells them). The counted sets let
+//! a late COP2 and a resolution merge meet without counting one update twice.
+
+use crate::ids::{ReplicaId, UpdateId};
+use crate::tag::ContentTag;
+use crate::version::{VersionVector, VvOrdering};
+use serde::{Deserialize, Serialize};
+
+/// How many update ids an object remembers.
+pub const HISTORY_LEN: usize = 8;
+
+/// One remembered update.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HistEntry {
+    pub id: UpdateId,
+    /// Replicas whose counter in the object's vector includes this update.
+    pub counted: Vec<ReplicaId>,
+}
+
+/// The last updates of an object, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct History {
+    entries: Vec<HistEntry>,
+}
+
+impl History {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `replica` applied update `id` (and counted it in its own slot).
+    pub fn record(&mut self, id: UpdateId, replica: ReplicaId) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+            if !e.counted.contains(&replica) {
+                e.counted.push(replica);
+                e.counted.sort();
+            }
+            return;
+        }
+        self.entries.push(HistEntry {
+            id,
+            counted: vec![replica],
+        });
+        if self.entries.len() > HISTORY_LEN {
+            self.entries.remove(0);
+        }
+    }
+
+    /// COP2: marks `replica`'s counter as including update `id`. True if the caller must now
+    /// bump that counter (the update is remembered and was not yet counted for `replica`).
+    pub fn count(&mut self, id: UpdateId, replica: ReplicaId) -> bool {
+        match self.entries.iter_mut().find(|e| e.id == id) {
+            Some(e) if !e.counted.contains(&replica) => {
+                e.counted.push(replica);
+                e.counted.sort();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The most recent update, if any.
+    pub fn latest(&self) -> Option<UpdateId> {
+        self.entries.last().map(|e| e.id)
+    }
+
+    pub fn contains(&self, id: UpdateId) -> bool {
+        self.entries.iter().any(|e| e.id == id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entries(&self) -> &[HistEntry] {
+        &self.entries
+    }
+
+    /// True if every update remembered here is also remembered by `other`.
+    pub fn is_subset_of(&self, other: &History) -> bool {
+        self.entries.iter().all(|e| other.contains(e.id))
+    }
+
+    /// Combines two histories of replicas being made equal: the union of their updates
+    /// (counted sets united), ordered by update id when neither contains the other, and cut
+    /// to the last [`HISTORY_LEN`]. The result does not depend on the argument order.
+    pub fn merge(&mut self, other: &History) {
+        let mut merged = if other.is_subset_of(self) {
+            self.entries.clone()
+        } else if self.is_subset_of(other) {
+            other.entries.clone()
+        } else {
+            let mut all = self.entries.clone();
+            all.extend(
+                other
+                    .entries
+                    .iter()
+                    .filter(|e| !self.contains(e.id))
+                    .cloned(),
+            );
+            all.sort_by_key(|e| e.id);
+            all
+        };
+        for e in merged.iter_mut() {
+            for src in self.entries.iter().chain(&other.entries) {
+                if src.id == e.id {
+                    e.counted.extend(&src.counted);
+                }
+            }
+            e.counted.sort();
+            e.counted.dedup();
+        }
+        let cut = merged.len().saturating_sub(HISTORY_LEN);
+        merged.drain(..cut);
+        self.entries = merged;
+    }
+}
+
+/// What one replica of an object says about its version.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionView<'a> {
+    pub vector: &'a VersionVector,
+    pub history: &'a History,
+    pub tag: &'a ContentTag,
+}
+
+/// How replica `a` of an object relates to replica `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    /// Equal replicated state (equal tags): merge the vectors, ship nothing.
+    Same,
+    /// `a` has everything `b` has and more: install `a` on `b`.
+    Newer,
+    /// `b` has everything `a` has and more.
+    Older,
+    /// Each has an update the other lacks (or equal vectors with different states).
+    Conflict,
+}
+
+/// Rule 5. Equal tags mean equal state. Otherwise vectors decide; when they look
+/// concurrent (a second phase that has not arrived yet) the histories decide: a replica
+/// whose remembered updates are all remembered by the other is merely stale.
+pub fn relate(a: VersionView<'_>, b: VersionView<'_>) -> Relation {
+    if a.tag == b.tag {
+        return Relation::Same;
+    }
+    match a.vector.compare(b.vector) {
+        VvOrdering::Dominates => Relation::Newer,
+        VvOrdering::DominatedBy => Relation::Older,
+        VvOrdering::Equal => Relation::Conflict,
+        VvOrdering::Concurrent => {
+            let a_has_b = b.history.is_subset_of(a.history);
+            let b_has_a = a.history.is_subset_of(b.history);
+            match (a_has_b, b_has_a) {
+                (true, false) => Relation::Newer,
+                (false, true) => Relation::Older,
+                _ => Relation::Conflict,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Incarnation;
+
+    fn u(seq: u64) -> UpdateId {
+        UpdateId {
+            incarnation: Incarnation(1),
+            seq,
+        }
+    }
+
+    fn vv(counts: &[(u64, u64)]) -> VersionVector {
+        let mut v = VersionVector::new();
+        for (r, c) in counts {
+            v.set(ReplicaId(*r), *c);
+        }
+        v
+    }
+
+    fn hist(seqs: &[u64], by: u64) -> History {
+        let mut h = History::new();
+        for s in seqs {
+            h.record(u(*s), ReplicaId(by));
+        }
+        h
+    }
+
+    fn rel(a: (&VersionVector, &History, u8), b: (&VersionVector, &History, u8)) -> Relation {
+        relate(
+            VersionView {
+                vector: a.0,
+                history: a.1,
+                tag: &ContentTag([a.2; 32]),
+            },
+            VersionView {
+                vector: b.0,
+                history: b.1,
+                tag: &ContentTag([b.2; 32]),
+            },
+        )
+    }
+
+    #[test]
+    fn history_is_bounded_and_counts_once() {
+        let mut h = History::new();
+        for s in 0..20 {
+            h.record(u(s), ReplicaId(1));
+        }
+        assert_eq!(h.entries().len(), HISTORY_LEN);
+        assert_eq!(h.latest(), Some(u(19)));
+        assert!(!h.contains(u(11)) && h.contains(u(12)));
+        assert!(h.count(u(19), ReplicaId(2)));
+        assert!(
+            !h.count(u(19), ReplicaId(2)),
+            "a second COP2 counts nothing"
+        );
+        assert!(!h.count(u(19), ReplicaId(1)), "the applier counted itself");
+        assert!(
+            !h.count(u(3), ReplicaId(2)),
+            "forgotten updates are not counted"
+        );
+    }
+
+    #[test]
+    fn merge_unites_counted_sets_in_either_order() {
+        let a = hist(&[1, 2], 1);
+        let b = hist(&[1, 2, 3], 2);
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab, ba);
+        assert_eq!(ab.entries()[0].counted, vec![ReplicaId(1), ReplicaId(2)]);
+        assert_eq!(ab.entries()[2].counted, vec![ReplicaId(2)]);
+        let c = hist(&[1, 5], 3);
+        let mut ac = a.clone();
+        ac.merge(&c);
+        let mut ca = c.clone();
+        ca.merge(&a);
+        assert_eq!(ac, ca, "concurrent histories merge the same either way");
+        assert_eq!(ac.latest(), Some(u(5)));
+    }
+
+    #[test]
+    fn relations() {
+        let h12 = hist(&[1, 2], 1);
+        let h1 = hist(&[1], 1);
+        let h13 = hist(&[1, 3], 2);
+        // Equal tags: same state whatever the vectors say.
+        assert_eq!(
+            rel((&vv(&[(1, 1)]), &h1, 7), (&vv(&[(2, 1)]), &h1, 7)),
+            Relation::Same
+        );
+        // Vectors decide when ordered.
+        let big = vv(&[(1, 2), (2, 2)]);
+        let small = vv(&[(1, 1), (2, 1)]);
+        assert_eq!(rel((&big, &h12, 1), (&small, &h1, 2)), Relation::Newer);
+        assert_eq!(rel((&small, &h1, 2), (&big, &h12, 1)), Relation::Older);
+        // Equal vectors, different states: a conflict.
+        assert_eq!(rel((&big, &h12, 1), (&big, &h12, 2)), Relation::Conflict);
+        // Concurrent-looking vectors (COP2 not arrived): the history shows who is stale.
+        let a = vv(&[(1, 2)]);
+        let b = vv(&[(2, 1)]);
+        assert_eq!(rel((&a, &h12, 1), (&b, &h1, 2)), Relation::Newer);
+        assert_eq!(rel((&b, &h1, 2), (&a, &h12, 1)), Relation::Older);
+        // A replica that missed update 1 but applied 2 is not newer than one that has both.
+        let missed = hist(&[2], 1);
+        assert_eq!(rel((&a, &missed, 1), (&b, &h12, 2)), Relation::Older);
+        // Truly concurrent updates.
+        assert_eq!(rel((&a, &h12, 1), (&b, &h13, 2)), Relation::Conflict);
+    }
+}
