@@ -9,6 +9,7 @@ pub mod store;
 pub mod config;
 pub mod daemon;
 pub mod peers;
+pub mod resolver;
 pub mod service;
 pub mod volumes;
 

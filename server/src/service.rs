@@ -2,34 +2,62 @@
 //! against the store on the blocking pool, and encodes the reply.
 
 use crate::peers::Peers;
+use crate::resolver::Resolver;
+use crate::resolver::group::members_of;
 use crate::store::Store;
 use bytes::Bytes;
 use codetta_certs::Role;
 use codetta_transport::{Peer, Service};
 use codetta_wire::frame::MAX_DATA;
-use codetta_wire::message::ReplyBody;
-use codetta_wire::{Frame, FsError, Reply, Request};
+use codetta_wire::message::{ReplyBody, ResolveSummary};
+use codetta_wire::{Fid, Frame, FsError, Reply, Request};
 use std::sync::Arc;
 
 /// Most bytes one READ returns.
 const MAX_READ: u32 = 1 << 20;
 /// Most entries one READDIR returns (keeps the reply header bounded).
 const MAX_DIR_PAGE: u32 = 4096;
+/// Most block-map entries in one reply.
+const MAX_BLOCK_MAP: u32 = 4096;
+/// Most changes in one reply.
+const MAX_CHANGES: u32 = 4096;
+
+/// Adds `b`'s counts to `a`.
+pub fn add_summary(a: &mut ResolveSummary, b: &ResolveSummary) {
+    a.objects += b.objects;
+    a.installs += b.installs;
+    a.merges += b.merges;
+    a.conflicts += b.conflicts;
+    a.bytes_shipped += b.bytes_shipped;
+    a.unsettled += b.unsettled;
+}
 
 /// Whether a peer with `role` may make `request`.
 pub fn role_allows(role: Role, request: &Request) -> bool {
     match request {
         Request::Hello => true,
         Request::CreateVolume { .. } | Request::ListVolumes => role == Role::Admin,
-        Request::CreateReplica { .. } => role == Role::Server,
+        Request::CreateReplica { .. }
+        | Request::View { .. }
+        | Request::BlockDigests { .. }
+        | Request::BlockMap { .. }
+        | Request::MissingChunks { .. }
+        | Request::GetChunks { .. }
+        | Request::InstallBlocks { .. }
+        | Request::InstallMeta { .. }
+        | Request::InstallVersion { .. }
+        | Request::InstallDelete { .. }
+        | Request::Changes { .. } => role == Role::Server,
+        // Resolution peers list directories too.
+        Request::ReadDir { .. } => role == Role::Client || role == Role::Server,
         Request::NewIncarnation
         | Request::ClaimIncarnation { .. }
         | Request::VolumeByName { .. }
         | Request::GetAttr { .. }
         | Request::Lookup { .. }
         | Request::Parent { .. }
-        | Request::ReadDir { .. }
         | Request::Read { .. }
+        | Request::Resolve { .. }
         | Request::ReadLink { .. }
         | Request::Ship { .. }
         | Request::FsStat { .. } => role == Role::Client,
@@ -62,8 +90,27 @@ impl ServerService {
                     .await
                     .map(ReplyBody::Volume),
             ),
+            Request::Resolve { fids } => Some(self.resolve(fids).await.map(ReplyBody::Resolved)),
             _ => None,
         }
+    }
+
+    /// Resolves `fids` with this server coordinating (grouped by volume).
+    pub async fn resolve(&self, fids: Vec<Fid>) -> Result<ResolveSummary, FsError> {
+        let mut summary = ResolveSummary::default();
+        let mut by_volume: std::collections::BTreeMap<_, Vec<Fid>> = Default::default();
+        for fid in fids {
+            by_volume.entry(fid.volume).or_default().push(fid);
+        }
+        for (volume, fids) in by_volume {
+            let (members, me) = members_of(&self.store, &self.peers, &self.name, volume)?;
+            let mut resolver = Resolver::new(&members, me);
+            for fid in fids {
+                resolver.resolve(fid).await;
+            }
+            add_summary(&mut summary, &resolver.summary);
+        }
+        Ok(summary)
     }
 
     fn execute(&self, request: Request, data: Bytes) -> (Reply, Bytes) {
@@ -95,7 +142,72 @@ impl ServerService {
             } => store
                 .create_replica(&volume, replica, time)
                 .map(ReplyBody::Volume),
-            Request::CreateVolume { .. } => Err(FsError::Storage("not on this path".into())),
+            Request::CreateVolume { .. } | Request::Resolve { .. } => {
+                Err(FsError::Storage("not on this path".into()))
+            }
+            Request::View { fid } => store.view(fid).map(ReplyBody::View),
+            Request::BlockDigests { fid } => store.block_digests(fid).map(ReplyBody::Digests),
+            Request::BlockMap { fid, first, count } => store
+                .block_map(fid, first, count.min(MAX_BLOCK_MAP))
+                .map(ReplyBody::Blocks),
+            Request::MissingChunks { hashes } => {
+                store.missing_chunks(&hashes).map(ReplyBody::Hashes)
+            }
+            Request::GetChunks { hashes } => match store.chunks(&hashes) {
+                Ok(chunks) => {
+                    let lens = chunks.iter().map(|c| c.len() as u32).collect();
+                    let total = chunks.iter().map(Vec::len).sum();
+                    let mut out = bytes::BytesMut::with_capacity(total);
+                    for c in &chunks {
+                        out.extend_from_slice(c);
+                    }
+                    return (Ok(ReplyBody::Chunks(lens)), out.freeze());
+                }
+                Err(e) => Err(e),
+            },
+            Request::InstallBlocks {
+                fid,
+                blocks,
+                chunks,
+            } => {
+                let mut pieces = Vec::with_capacity(chunks.len());
+                let mut pos = 0usize;
+                for (hash, len) in &chunks {
+                    let end = pos + *len as usize;
+                    pieces.push((*hash, &data[pos..end]));
+                    pos = end;
+                }
+                store
+                    .install_blocks(fid, &blocks, &pieces)
+                    .map(|()| ReplyBody::Done)
+            }
+            Request::InstallMeta { fid, expect, meta } => store
+                .install_meta(fid, &expect, &meta)
+                .map(|()| ReplyBody::Done),
+            Request::InstallVersion {
+                fid,
+                expect,
+                version,
+                history,
+            } => store
+                .install_version(fid, &expect, &version, &history)
+                .map(|()| ReplyBody::Done),
+            Request::InstallDelete {
+                fid,
+                expect,
+                version,
+                history,
+                placement,
+            } => store
+                .install_delete(fid, &expect, &version, &history, &placement)
+                .map(|()| ReplyBody::Done),
+            Request::Changes { volume, since, max } => store
+                .changes(volume, since, max.min(MAX_CHANGES))
+                .map(|(entries, next, oldest)| ReplyBody::Changes {
+                    entries,
+                    next,
+                    oldest,
+                }),
             Request::ListVolumes => store.list_volumes().map(ReplyBody::Volumes),
             Request::GetAttr { fid } => store.getattr(fid).map(ReplyBody::State),
             Request::Lookup { dir, name } => store.lookup(dir, &name).map(ReplyBody::State),
@@ -158,7 +270,10 @@ impl Service for ServerService {
             return reply_frame(&Err(FsError::WrongRole), Bytes::new());
         }
         let decoded = match decoded {
-            Request::CreateVolume { .. } => match self.execute_async(decoded).await {
+            Request::CreateVolume { .. } | Request::Resolve { .. } => match self
+                .execute_async(decoded)
+                .await
+            {
                 Some(reply) => return reply_frame(&reply, Bytes::new()),
                 None => {
                     return reply_frame(&Err(FsError::Storage("unhandled".into())), Bytes::new());

@@ -45,4 +45,11 @@ pub enum FsError {
     /// the replicas must be resolved before the update can go through.
     #[error("this replica differs from the client's view; it needs resolution")]
     Diverged,
+    /// A resolution install found the object changed since its views were gathered.
+    #[error("the object changed during resolution")]
+    VersionChanged,
+    /// A resolution install needs another object resolved first (a missing parent, a name
+    /// held by another object, a directory that still has entries here).
+    #[error("resolution must first settle {0}")]
+    Blocked(crate::ids::Fid),
 }

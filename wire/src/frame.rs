@@ -200,13 +200,7 @@ impl Frame {
     /// Decodes a request and checks that the data section matches it exactly.
     pub fn decode_request(&self) -> Result<Request, FrameError> {
         let request: Request = self.decode_message(FrameKind::Request)?;
-        let expected = match &request {
-            Request::Ship { records, .. } => records
-                .iter()
-                .try_fold(0usize, |sum, r| sum.checked_add(r.op.data_len()))
-                .ok_or(FrameError::TooLarge)?,
-            _ => 0,
-        };
+        let expected = request.data_len().ok_or(FrameError::TooLarge)?;
         if expected != self.data.len() {
             return Err(FrameError::DataLength {
                 expected,

@@ -11,6 +11,7 @@ pub mod history;
 pub mod ids;
 pub mod message;
 pub mod name;
+pub mod replica;
 pub mod tag;
 pub mod update;
 pub mod version;

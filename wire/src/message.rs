@@ -2,8 +2,10 @@
 
 use crate::attrs::Attrs;
 use crate::error::FsError;
+use crate::history::History;
 use crate::ids::{Fid, Incarnation, ReplicaId, VolumeId};
 use crate::name::Name;
+use crate::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use crate::tag::ContentTag;
 use crate::update::{Cop2, RecordOutcome, UpdateRecord};
 use crate::version::VersionVector;
@@ -81,6 +83,101 @@ pub enum Request {
     FsStat {
         volume: VolumeId,
     },
+    /// Asks this server to resolve the objects: compare their replicas and bring every
+    /// reachable one to the same state (client role; rule 6).
+    Resolve {
+        fids: Vec<Fid>,
+    },
+    /// Server to server, during resolution: this replica's view of an object.
+    View {
+        fid: Fid,
+    },
+    /// Digests of a file's block map in groups of [`crate::replica::BLOCK_GROUP`] blocks.
+    BlockDigests {
+        fid: Fid,
+    },
+    /// The block map of a file from block `first`, at most `count` entries.
+    BlockMap {
+        fid: Fid,
+        first: u64,
+        count: u32,
+    },
+    /// Which of these chunks this server lacks.
+    MissingChunks {
+        hashes: Vec<[u8; 32]>,
+    },
+    /// Chunk contents, concatenated in the data section.
+    GetChunks {
+        hashes: Vec<[u8; 32]>,
+    },
+    /// Sets blocks of a (live) file: `None` removes one; the data section holds the chunks
+    /// listed in `chunks` (hash, length), which the receiver lacked.
+    InstallBlocks {
+        fid: Fid,
+        blocks: Vec<(u64, Option<BlockEntry>)>,
+        chunks: Vec<([u8; 32], u32)>,
+    },
+    /// Makes the object live with these attributes and placement (created if absent or
+    /// deleted, with an empty version), if its version is still `expect`.
+    InstallMeta {
+        fid: Fid,
+        expect: VersionVector,
+        meta: ObjectMeta,
+    },
+    /// Sets the object's version and history if its version is still `expect`.
+    InstallVersion {
+        fid: Fid,
+        expect: VersionVector,
+        version: VersionVector,
+        history: History,
+    },
+    /// Deletes the object (leaving a tombstone with this version) if its version is still
+    /// `expect`.
+    InstallDelete {
+        fid: Fid,
+        expect: VersionVector,
+        version: VersionVector,
+        history: History,
+        placement: Placement,
+    },
+    /// This server's changed objects in `volume` after its change number `since`.
+    Changes {
+        volume: VolumeId,
+        since: u64,
+        max: u32,
+    },
+}
+
+impl Request {
+    /// Bytes the data section of this request must hold.
+    pub fn data_len(&self) -> Option<usize> {
+        match self {
+            Request::Ship { records, .. } => records
+                .iter()
+                .try_fold(0usize, |sum, r| sum.checked_add(r.op.data_len())),
+            Request::InstallBlocks { chunks, .. } => chunks
+                .iter()
+                .try_fold(0usize, |sum, (_, len)| sum.checked_add(*len as usize)),
+            _ => Some(0),
+        }
+    }
+}
+
+/// What a resolution did, for the caller and `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveSummary {
+    /// Objects compared.
+    pub objects: u64,
+    /// Replicas that received a new state.
+    pub installs: u64,
+    /// Objects whose replicas only needed their vectors merged.
+    pub merges: u64,
+    /// Conflicts found (each kept under a conflict name).
+    pub conflicts: u64,
+    /// Chunk bytes shipped to stale replicas.
+    pub bytes_shipped: u64,
+    /// Objects that could not be settled now (a replica unreachable, a race): retried later.
+    pub unsettled: u64,
 }
 
 /// An object's replicated state as one replica holds it.
@@ -156,6 +253,21 @@ pub enum ReplyBody {
         outcomes: Vec<RecordOutcome>,
     },
     Space(SpaceInfo),
+    Resolved(ResolveSummary),
+    View(ReplicaView),
+    Digests(Vec<[u8; 32]>),
+    Blocks(Vec<BlockEntry>),
+    Hashes(Vec<[u8; 32]>),
+    /// Chunk lengths; the bytes are in the data section.
+    Chunks(Vec<u32>),
+    Done,
+    Changes {
+        entries: Vec<(u64, Fid)>,
+        /// The change number to ask after next time.
+        next: u64,
+        /// The oldest change number still kept (older ones were compacted away).
+        oldest: u64,
+    },
 }
 
 /// What a server answers.

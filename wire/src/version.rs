@@ -51,6 +51,11 @@ impl VersionVector {
         }
     }
 
+    /// True if no update has been counted.
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+    }
+
     /// Sum of all counters: the number of updates this vector has seen.
     pub fn total(&self) -> u64 {
         self.counters.values().sum()

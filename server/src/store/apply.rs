@@ -10,7 +10,7 @@
 //! applied-sequence rows, the service answers the batch with the error, and the client
 //! ships it again later. Never is a record counted applied that was not.
 
-use super::codec::{self, Dirent, Vnode, VolumeRec};
+use super::codec::{self, Dirent, Tombstone, Vnode, VolumeRec};
 use super::content::{self, BlockPlan, ChunkStore, Counters};
 use super::tables::{self, BlockKey, ChunkKey, DirentKey, VnodeKey};
 use super::{R, Store, StoreError, get_entry, load_vnode, meta_u64, put_meta_u64};
@@ -68,8 +68,9 @@ pub(crate) struct Plan<'d> {
     /// Directory entries removed, then added.
     pub unlink: Vec<(Fid, Name)>,
     pub link: Vec<(Fid, Name, Dirent)>,
-    /// Objects removed with their blocks.
-    pub delete: Vec<Fid>,
+    /// Objects removed with their blocks (their records as stamped by the removal, for the
+    /// tombstones).
+    pub delete: Vec<(Fid, Vnode)>,
     /// Block changes of one file (its record must be in `put`, whose digest they update).
     pub blocks: Option<(Fid, BlockPlan<'d>)>,
     /// Object records written last (new or changed).
@@ -99,6 +100,8 @@ pub(crate) struct WriteTables<'txn> {
     pub refs: Table<'txn, ChunkKey, &'static [u8]>,
     pub applied: Table<'txn, (u32, u32), &'static [u8]>,
     pub cop2: Table<'txn, (u32, u32, u64), &'static [u8]>,
+    pub tombstones: Table<'txn, VnodeKey, &'static [u8]>,
+    pub changes: Table<'txn, (u32, u64), &'static [u8]>,
     pub counters: Counters,
 }
 
@@ -120,17 +123,31 @@ impl<'txn> WriteTables<'txn> {
             refs: txn.open_table(tables::CHUNK_REFS)?,
             applied: txn.open_table(tables::APPLIED)?,
             cop2: txn.open_table(tables::COP2_PENDING)?,
+            tombstones: txn.open_table(tables::TOMBSTONES)?,
+            changes: txn.open_table(tables::CHANGES)?,
             counters,
         })
     }
 
-    fn save_counters(&mut self) -> R<()> {
+    pub(crate) fn save_counters(&mut self) -> R<()> {
         put_meta_u64(
             &mut self.meta,
             tables::meta::CHUNK_BYTES,
             self.counters.chunk_bytes,
         )?;
         put_meta_u64(&mut self.meta, tables::meta::VNODES, self.counters.vnodes)
+    }
+
+    /// Appends `fid` to its volume's change sequence (rule 12).
+    pub(crate) fn note_change(&mut self, fid: Fid) -> R<()> {
+        let vol = fid.volume.0;
+        let next = match self.changes.range((vol, 0)..=(vol, u64::MAX))?.next_back() {
+            Some(item) => item?.0.value().1 + 1,
+            None => 1,
+        };
+        self.changes
+            .insert((vol, next), fid.to_bytes().as_slice())?;
+        Ok(())
     }
 
     /// Writes a plan. Every error here aborts the batch.
@@ -160,12 +177,22 @@ impl<'txn> WriteTables<'txn> {
             refs: &mut self.refs,
             counters: &mut self.counters,
         };
-        for fid in &delete {
+        for (fid, v) in &delete {
             let key = (fid.volume.0, fid.vnode);
             content::drop_blocks(&mut self.blocks, &mut store, key, 0, None)?;
             if self.vnodes.remove(key)?.is_some() {
                 store.counters.vnodes = store.counters.vnodes.saturating_sub(1);
             }
+            let tomb = Tombstone {
+                unique: v.unique,
+                ftype: v.ftype,
+                version: v.version.clone(),
+                history: v.history.clone(),
+                parent: v.parent,
+                name: v.name.clone(),
+            };
+            self.tombstones
+                .insert(key, codec::encode(&tomb)?.as_slice())?;
         }
         if let Some((fid, block_plan)) = &blocks {
             let (_, file) = put
@@ -390,6 +417,24 @@ impl Planner<'_, '_> {
     }
 }
 
+/// Counts update `id` for each of `others` that has not been counted yet; true if the
+/// version changed.
+fn count_cop2(
+    version: &mut codetta_wire::VersionVector,
+    history: &mut codetta_wire::History,
+    id: UpdateId,
+    others: &[ReplicaId],
+) -> bool {
+    let mut changed = false;
+    for r in others {
+        if history.count(id, *r) {
+            version.bump(*r);
+            changed = true;
+        }
+    }
+    changed
+}
+
 /// The state of one batch: tables plus per-batch caches written back before commit.
 struct Batch<'txn> {
     t: WriteTables<'txn>,
@@ -486,13 +531,21 @@ impl Batch<'_> {
         let outcome = match planner.plan(&record.op, data) {
             Ok(plan) => {
                 let answer = plan.answer;
-                if vol.vsg.len() > 1 && !plan.put.is_empty() {
-                    let stamped: Vec<Fid> = plan.put.iter().map(|(f, _)| *f).collect();
+                let stamped: Vec<Fid> = plan
+                    .put
+                    .iter()
+                    .map(|(f, _)| *f)
+                    .chain(plan.delete.iter().map(|(f, _)| *f))
+                    .collect();
+                if vol.vsg.len() > 1 && !stamped.is_empty() {
                     self.t
                         .cop2
                         .insert((volume.0, key.0, seq), codec::encode(&stamped)?.as_slice())?;
                 }
                 self.t.execute(plan)?;
+                for fid in stamped {
+                    self.t.note_change(fid)?;
+                }
                 Ok(answer)
             }
             Err(Fail::Answer(e)) => {
@@ -545,25 +598,30 @@ impl Batch<'_> {
                 seq,
             };
             for fid in fids {
-                let Some(g) = self.t.vnodes.get((fid.volume.0, fid.vnode))? else {
-                    continue;
+                let key = (fid.volume.0, fid.vnode);
+                let live: Option<Vnode> = match self.t.vnodes.get(key)? {
+                    Some(g) => Some(codec::decode("vnodes", g.value())?),
+                    None => None,
                 };
-                let mut v: Vnode = codec::decode("vnodes", g.value())?;
-                drop(g);
-                if v.unique != fid.unique {
+                if let Some(mut v) = live {
+                    if v.unique == fid.unique
+                        && count_cop2(&mut v.version, &mut v.history, id, &others)
+                    {
+                        self.t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
+                    }
                     continue;
                 }
-                let mut changed = false;
-                for r in &others {
-                    if v.history.count(id, *r) {
-                        v.version.bump(*r);
-                        changed = true;
-                    }
-                }
-                if changed {
+                let dead: Option<Tombstone> = match self.t.tombstones.get(key)? {
+                    Some(g) => Some(codec::decode("tombstones", g.value())?),
+                    None => None,
+                };
+                if let Some(mut t) = dead
+                    && t.unique == fid.unique
+                    && count_cop2(&mut t.version, &mut t.history, id, &others)
+                {
                     self.t
-                        .vnodes
-                        .insert((fid.volume.0, fid.vnode), codec::encode(&v)?.as_slice())?;
+                        .tombstones
+                        .insert(key, codec::encode(&t)?.as_slice())?;
                 }
             }
         }

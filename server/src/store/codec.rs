@@ -98,6 +98,18 @@ pub(crate) struct Vnode {
     pub verifier: Option<[u8; 8]>,
 }
 
+/// What remains of a removed object (rule 8): its version (which the delete bumped), its
+/// history, and where it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Tombstone {
+    pub unique: u32,
+    pub ftype: FileType,
+    pub version: VersionVector,
+    pub history: History,
+    pub parent: u64,
+    pub name: Vec<u8>,
+}
+
 /// The value of a directory entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Dirent {

@@ -25,13 +25,15 @@ mod apply;
 mod codec;
 mod content;
 mod namespace;
+mod resolve;
+pub use resolve::MAX_CHUNKS_PER_CALL;
 mod tables;
 mod tags;
 
 #[cfg(test)]
 mod replication_tests;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use codec::{Dirent, Vnode, VolumeRec};
 use codetta_wire::message::{DirEntry, ObjectState, SpaceInfo, VolumeInfo};
@@ -49,6 +51,10 @@ pub const MAX_READ: u32 = 4 << 20;
 
 /// Longest symlink target in bytes.
 pub const MAX_SYMLINK_TARGET: usize = 4096;
+
+/// Largest client incarnation: client vnodes (incarnation << 32 | counter) stay below
+/// 2^63, leaving the upper half of the vnode space to objects resolution makes.
+pub const MAX_INCARNATION: u32 = (1 << 31) - 1;
 
 /// Longest volume name in bytes.
 pub const MAX_VOLUME_NAME: usize = 255;
@@ -287,6 +293,8 @@ impl Store {
             txn.open_table(tables::APPLIED)?;
             txn.open_table(tables::INCARNATIONS)?;
             txn.open_table(tables::COP2_PENDING)?;
+            txn.open_table(tables::TOMBSTONES)?;
+            txn.open_table(tables::CHANGES)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -412,6 +420,14 @@ impl Store {
         Ok(self.volume_rec(&txn, VolumeId(id))?.info(VolumeId(id)))
     }
 
+    /// The volume `id` and this server's replica of it.
+    pub fn volume_info(&self, id: VolumeId) -> Result<(VolumeInfo, ReplicaId), FsError> {
+        let txn = self.read_txn()?;
+        let rec = self.volume_rec(&txn, id)?;
+        let replica = rec.replica;
+        Ok((rec.info(id), replica))
+    }
+
     /// This server's replica id for `volume`: the key its updates bump in version vectors.
     pub fn replica_of(&self, volume: VolumeId) -> Result<ReplicaId, FsError> {
         let txn = self.read_txn()?;
@@ -436,7 +452,7 @@ impl Store {
     /// then claims it on the other servers ([`Store::claim_incarnation`]).
     pub fn new_incarnation(&self) -> Result<(Incarnation, u32), FsError> {
         loop {
-            let n = rand::random::<u32>();
+            let n = rand::random::<u32>() & MAX_INCARNATION;
             if n == 0 {
                 continue;
             }
@@ -450,7 +466,7 @@ impl Store {
 
     /// Records `incarnation` as taken; `Exists` if it already was.
     pub fn claim_incarnation(&self, incarnation: Incarnation) -> Result<(), FsError> {
-        if incarnation.0 == 0 {
+        if incarnation.0 == 0 || incarnation.0 > MAX_INCARNATION {
             return Err(FsError::Invalid);
         }
         let txn = self.db.begin_write().map_err(StoreError::from)?;

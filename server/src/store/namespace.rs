@@ -195,6 +195,13 @@ impl Planner<'_, '_> {
         Ok(self.plan_insert(dir, d, name, fid, child))
     }
 
+    /// An object this update removes, stamped by it: its tombstone carries that version.
+    fn doomed(&self, fid: Fid) -> Result<(Fid, Vnode), Fail> {
+        let mut v = self.load(fid)?;
+        self.stamp(&mut v);
+        Ok((fid, v))
+    }
+
     /// Removes `name -> entry` from directory record `d`.
     fn drop_entry(&self, d: &mut Vnode, name: &Name, entry: Dirent) {
         d.size = d.size.saturating_sub(1);
@@ -225,7 +232,7 @@ impl Planner<'_, '_> {
         self.touch(&mut d, true);
         Ok(Plan {
             unlink: vec![(dir, name.clone())],
-            delete: vec![entry.fid],
+            delete: vec![self.doomed(entry.fid)?],
             put: vec![(dir, d)],
             ..Plan::default()
         })
@@ -245,7 +252,7 @@ impl Planner<'_, '_> {
         self.touch(&mut d, true);
         Ok(Plan {
             unlink: vec![(dir, name.clone())],
-            delete: vec![entry.fid],
+            delete: vec![self.doomed(entry.fid)?],
             put: vec![(dir, d)],
             ..Plan::default()
         })
@@ -325,7 +332,7 @@ impl Planner<'_, '_> {
             }
             self.drop_entry(td.as_mut().unwrap_or(&mut fd), to_name, target);
             plan.unlink.push((to_dir, to_name.clone()));
-            plan.delete.push(target.fid);
+            plan.delete.push(self.doomed(target.fid)?);
         }
         self.drop_entry(&mut fd, from_name, src);
         plan.unlink.push((from_dir, from_name.clone()));

@@ -59,3 +59,10 @@ pub(crate) mod meta {
     pub(crate) const CHUNK_BYTES: &str = "chunk_bytes";
     pub(crate) const VNODES: &str = "vnodes";
 }
+
+/// (volume, vnode) -> [`super::codec::Tombstone`]: a removed object's version and where it
+/// was (rule 8), so that a stale replica's copy is deleted rather than brought back.
+pub(crate) const TOMBSTONES: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("tombstones");
+/// (volume, change number) -> the fid (16 bytes, [`codetta_wire::Fid::to_bytes`]) an update
+/// or an install changed: the per-volume sequence peers ask "what since N" of (rule 12).
+pub(crate) const CHANGES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("changes");

@@ -1,0 +1,347 @@
+//! What resolution does with one object, as a pure function of the replicas' views (rule
+//! 6: any coordinator decides the same).
+//!
+//! Views with equal tags hold the same state and form a class. A class that is newer than
+//! every other class (rule 5: vectors, or histories when the vectors look concurrent) wins
+//! and is installed on the rest. Otherwise the classes nobody supersedes are concurrent:
+//! one of them is kept under the object's name (the one with the most updates, then the
+//! greatest tag), the other live ones become conflict copies beside it (rule 10), and a
+//! delete that raced an update loses: the object comes back under a conflict name (rule 8).
+//! Every replica ends with the merged version, so it dominates what each had.
+
+use codetta_wire::history::{Relation, VersionView, relate};
+use codetta_wire::replica::{ReplicaView, ViewBody};
+use codetta_wire::{ContentTag, FileType, History, ReplicaId, VersionVector};
+
+/// What to do with one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Every view has the same state and version.
+    Settled,
+    /// Same state everywhere, different versions: everyone gets `version`.
+    Merge {
+        version: VersionVector,
+        history: History,
+    },
+    /// The state of view `winner` goes to every view in `stale`; everyone ends with
+    /// `version`.
+    Install {
+        winner: usize,
+        stale: Vec<usize>,
+        version: VersionVector,
+        history: History,
+    },
+    /// Concurrent updates: view `keep`'s state stays under the object's fid and goes to
+    /// `stale`; the states of `copies` become new objects beside it under conflict names.
+    /// `resurrect`: the kept state raced a delete, so the object moves to a conflict name.
+    Conflict {
+        keep: usize,
+        stale: Vec<usize>,
+        copies: Vec<usize>,
+        resurrect: bool,
+        version: VersionVector,
+        history: History,
+    },
+}
+
+/// Views with one tag: their indexes, merged vector and history.
+struct Class {
+    tag: ContentTag,
+    members: Vec<usize>,
+    version: VersionVector,
+    history: History,
+}
+
+impl Class {
+    fn view(&self) -> VersionView<'_> {
+        VersionView {
+            vector: &self.version,
+            history: &self.history,
+            tag: &self.tag,
+        }
+    }
+}
+
+/// Decides what resolution does with `views` (one per reachable replica). `coordinator`
+/// is the replica deciding: a resurrection (a new state no replica had) is counted as its
+/// update.
+pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
+    let mut classes: Vec<Class> = Vec::new();
+    let mut version = VersionVector::new();
+    let mut history = History::new();
+    for (i, v) in views.iter().enumerate() {
+        version.merge(&v.version);
+        history.merge(&v.history);
+        match classes.iter_mut().find(|c| c.tag == v.tag) {
+            Some(c) => {
+                c.members.push(i);
+                c.version.merge(&v.version);
+                c.history.merge(&v.history);
+            }
+            None => classes.push(Class {
+                tag: v.tag,
+                members: vec![i],
+                version: v.version.clone(),
+                history: v.history.clone(),
+            }),
+        }
+    }
+    if classes.len() <= 1 {
+        if views.iter().all(|v| v.version == version) {
+            return Decision::Settled;
+        }
+        return Decision::Merge { version, history };
+    }
+    // Classes no other class supersedes.
+    let maximal: Vec<usize> = (0..classes.len())
+        .filter(|&c| {
+            (0..classes.len())
+                .all(|d| d == c || relate(classes[d].view(), classes[c].view()) != Relation::Newer)
+        })
+        .collect();
+    let others = |keep: usize| -> Vec<usize> {
+        classes
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| *c != keep)
+            .flat_map(|(_, class)| class.members.iter().copied())
+            .collect()
+    };
+    if let [winner] = maximal[..] {
+        let supersedes_all = (0..classes.len()).all(|d| {
+            d == winner || relate(classes[winner].view(), classes[d].view()) == Relation::Newer
+        });
+        if supersedes_all {
+            return Decision::Install {
+                winner: classes[winner].members[0],
+                stale: others(winner),
+                version,
+                history,
+            };
+        }
+    }
+    // Concurrent: keep the live class with the most updates (then the greatest tag); the
+    // other live maximal classes become copies (files and symlinks only: directories merge
+    // entry by entry, and their attributes simply follow the kept one).
+    let live = |c: &Class| matches!(views[c.members[0]].body, ViewBody::Live(_));
+    let rank = |c: &Class| (c.version.total(), c.tag.0);
+    let keep = maximal
+        .iter()
+        .copied()
+        .filter(|c| live(&classes[*c]))
+        .max_by_key(|c| rank(&classes[*c]));
+    let Some(keep) = keep else {
+        // Only deletes and absences among the maximal classes: the greatest delete wins.
+        let winner = maximal
+            .iter()
+            .copied()
+            .max_by_key(|c| rank(&classes[*c]))
+            .unwrap_or(0);
+        return Decision::Install {
+            winner: classes[winner].members[0],
+            stale: others(winner),
+            version,
+            history,
+        };
+    };
+    let copies: Vec<usize> = maximal
+        .iter()
+        .copied()
+        .filter(|c| *c != keep && live(&classes[*c]))
+        .filter(|c| {
+            !matches!(
+                views[classes[*c].members[0]].meta().map(|m| m.ftype),
+                Some(FileType::Directory)
+            )
+        })
+        .map(|c| classes[c].members[0])
+        .collect();
+    let resurrect = maximal
+        .iter()
+        .any(|c| matches!(views[classes[*c].members[0]].body, ViewBody::Deleted(_)));
+    if resurrect {
+        version.bump(coordinator);
+    }
+    Decision::Conflict {
+        keep: classes[keep].members[0],
+        stale: others(keep),
+        copies,
+        resurrect,
+        version,
+        history,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing)]
+    use super::*;
+    use codetta_wire::replica::{ABSENT_TAG, ObjectMeta, Placement, deleted_tag};
+    use codetta_wire::{Fid, Incarnation, Time, UpdateId, VolumeId};
+
+    const FID: Fid = Fid {
+        volume: VolumeId(1),
+        vnode: 5,
+        unique: 1,
+    };
+
+    fn u(seq: u64) -> UpdateId {
+        UpdateId {
+            incarnation: Incarnation(1),
+            seq,
+        }
+    }
+
+    fn meta() -> ObjectMeta {
+        ObjectMeta {
+            ftype: FileType::Regular,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            atime: Time::default(),
+            mtime: Time::default(),
+            ctime: Time::default(),
+            placement: Placement {
+                parent: Fid::root(VolumeId(1)),
+                name: b"f".to_vec(),
+            },
+            target: Vec::new(),
+            verifier: None,
+        }
+    }
+
+    /// A live view with tag byte `t`, counters `vv` and history `h` (applied by replica 1).
+    fn live(t: u8, vv: &[(u64, u64)], h: &[u64]) -> ReplicaView {
+        let mut version = VersionVector::new();
+        for (r, c) in vv {
+            version.set(ReplicaId(*r), *c);
+        }
+        let mut history = History::new();
+        for s in h {
+            history.record(u(*s), ReplicaId(1));
+        }
+        ReplicaView {
+            fid: FID,
+            version,
+            history,
+            tag: ContentTag([t; 32]),
+            body: ViewBody::Live(meta()),
+        }
+    }
+
+    fn deleted(vv: &[(u64, u64)], h: &[u64]) -> ReplicaView {
+        let mut v = live(0, vv, h);
+        v.tag = deleted_tag(FID);
+        v.body = ViewBody::Deleted(meta().placement);
+        v
+    }
+
+    fn absent() -> ReplicaView {
+        ReplicaView {
+            fid: FID,
+            version: VersionVector::new(),
+            history: History::new(),
+            tag: ABSENT_TAG,
+            body: ViewBody::Absent,
+        }
+    }
+
+    const ME: ReplicaId = ReplicaId(9);
+
+    #[test]
+    fn equal_states_settle_or_merge() {
+        let a = live(1, &[(1, 1), (2, 1)], &[1]);
+        assert_eq!(decide(&[a.clone(), a.clone()], ME), Decision::Settled);
+        let b = live(1, &[(2, 1)], &[1]);
+        match decide(&[a.clone(), b], ME) {
+            Decision::Merge { version, .. } => assert_eq!(version, a.version),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_newer_state_is_installed_on_stale_and_absent_replicas() {
+        let new = live(2, &[(1, 2), (2, 2)], &[1, 2]);
+        let old = live(1, &[(1, 1), (2, 1)], &[1]);
+        let d = decide(&[old.clone(), new.clone(), absent(), old], ME);
+        assert_eq!(
+            d,
+            Decision::Install {
+                winner: 1,
+                stale: vec![0, 3, 2],
+                version: new.version.clone(),
+                history: new.history.clone(),
+            }
+        );
+        // The decision does not depend on the order of the views.
+        match decide(
+            &[absent(), new.clone(), live(1, &[(1, 1), (2, 1)], &[1])],
+            ME,
+        ) {
+            Decision::Install { winner: 1, .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_delete_that_saw_the_last_update_wins() {
+        let d = deleted(&[(1, 3)], &[1, 2]);
+        let stale = live(1, &[(1, 2)], &[1]);
+        match decide(&[stale, d], ME) {
+            Decision::Install {
+                winner: 1, stale, ..
+            } => assert_eq!(stale, vec![0]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_update_concurrent_with_a_delete_comes_back() {
+        let d = deleted(&[(1, 2)], &[1, 2]);
+        let updated = live(1, &[(2, 2)], &[1, 3]);
+        match decide(&[d, updated], ME) {
+            Decision::Conflict {
+                keep: 1,
+                resurrect: true,
+                copies,
+                version,
+                ..
+            } => {
+                assert!(copies.is_empty());
+                assert_eq!(version.get(ME), 1, "the resurrection is a new update");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn concurrent_updates_keep_both_deterministically() {
+        let a = live(1, &[(1, 2)], &[1, 2]);
+        let b = live(2, &[(2, 2)], &[1, 3]);
+        let stale = live(3, &[(1, 1)], &[1]);
+        let d1 = decide(&[a.clone(), b.clone(), stale.clone()], ME);
+        let d2 = decide(&[b, stale, a], ME);
+        match (d1, d2) {
+            (
+                Decision::Conflict {
+                    keep: k1,
+                    copies: c1,
+                    stale: s1,
+                    resurrect: false,
+                    ..
+                },
+                Decision::Conflict {
+                    keep: k2,
+                    copies: c2,
+                    ..
+                },
+            ) => {
+                // Tag 2 ranks above tag 1 (same number of updates).
+                assert_eq!((k1, c1.clone(), s1), (1, vec![0], vec![0, 2]));
+                assert_eq!((k2, c2), (0, vec![2]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The replicas of one volume as this server reaches them: its own store directly, the
+//! others through their servers.
+
+use super::access::{DirPage, LocalReplica, ReplicaAccess};
+use super::remote::RemoteReplica;
+use crate::peers::Peers;
+use crate::store::Store;
+use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
+use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
+use std::sync::Arc;
+
+/// A replica here or on a peer.
+#[derive(Clone)]
+pub enum GroupReplica {
+    Local(LocalReplica),
+    Remote(RemoteReplica),
+}
+
+/// Every replica of `volume` (this server's first) and this server's replica id.
+pub fn members_of(
+    store: &Arc<Store>,
+    peers: &Arc<Peers>,
+    self_name: &str,
+    volume: VolumeId,
+) -> Result<(Vec<GroupReplica>, ReplicaId), FsError> {
+    let (info, me) = store.volume_info(volume)?;
+    let mut members = vec![GroupReplica::Local(LocalReplica::blocking(
+        store.clone(),
+        me,
+        self_name,
+    ))];
+    for m in info.vsg.iter().filter(|m| m.replica != me) {
+        members.push(GroupReplica::Remote(RemoteReplica::new(
+            peers.clone(),
+            &m.server,
+            m.replica,
+        )));
+    }
+    Ok((members, me))
+}
+
+macro_rules! each {
+    ($self:ident, $r:ident => $e:expr) => {
+        match $self {
+            GroupReplica::Local($r) => $e,
+            GroupReplica::Remote($r) => $e,
+        }
+    };
+}
+
+impl ReplicaAccess for GroupReplica {
+    fn replica(&self) -> ReplicaId {
+        each!(self, r => r.replica())
+    }
+
+    fn name(&self) -> &str {
+        each!(self, r => r.name())
+    }
+
+    async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
+        each!(self, r => r.view(fid).await)
+    }
+
+    async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {
+        each!(self, r => r.list(dir, cookie, max).await)
+    }
+
+    async fn block_digests(&self, fid: Fid) -> Result<Vec<[u8; 32]>, FsError> {
+        each!(self, r => r.block_digests(fid).await)
+    }
+
+    async fn block_map(
+        &self,
+        fid: Fid,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<BlockEntry>, FsError> {
+        each!(self, r => r.block_map(fid, first, count).await)
+    }
+
+    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, FsError> {
+        each!(self, r => r.missing_chunks(hashes).await)
+    }
+
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, FsError> {
+        each!(self, r => r.chunks(hashes).await)
+    }
+
+    async fn install_blocks(
+        &self,
+        fid: Fid,
+        blocks: &[(u64, Option<BlockEntry>)],
+        chunks: &[([u8; 32], Vec<u8>)],
+    ) -> Result<(), FsError> {
+        each!(self, r => r.install_blocks(fid, blocks, chunks).await)
+    }
+
+    async fn install_meta(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        meta: &ObjectMeta,
+    ) -> Result<(), FsError> {
+        each!(self, r => r.install_meta(fid, expect, meta).await)
+    }
+
+    async fn install_version(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        version: &VersionVector,
+        history: &History,
+    ) -> Result<(), FsError> {
+        each!(self, r => r.install_version(fid, expect, version, history).await)
+    }
+
+    async fn install_delete(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        version: &VersionVector,
+        history: &History,
+        placement: &Placement,
+    ) -> Result<(), FsError> {
+        each!(self, r => r.install_delete(fid, expect, version, history, placement).await)
+    }
+}

@@ -1,0 +1,554 @@
+//! Server-to-server resolution (rule 6): one server coordinates, gathers every reachable
+//! replica's view of an object, decides ([`decide`]) and installs the outcome, shipping
+//! only the chunks a replica lacks. Directories are resolved entry by entry: the children
+//! whose entries differ are resolved first (each one carries its own placement, so a
+//! rename resolves as a unit with the object it moves), then the directory's attributes.
+//!
+//! The coordinator reaches replicas through [`ReplicaAccess`]: its own store directly,
+//! the others over QUIC ([`remote`]), or in-memory stores in the simulation. An install is
+//! conditional on the version the coordinator saw, so a client update racing a resolution
+//! makes the coordinator gather again rather than overwrite it.
+
+pub mod access;
+pub mod decide;
+pub mod group;
+pub mod remote;
+#[cfg(test)]
+mod tests;
+
+pub use access::{LocalReplica, ReplicaAccess};
+use codetta_wire::message::ResolveSummary;
+use codetta_wire::replica::{BLOCK_GROUP, BlockEntry, Placement, ReplicaView, ViewBody};
+use codetta_wire::{Fid, FileType, FsError, ReplicaId};
+pub use decide::{Decision, decide};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How deep resolution follows objects that must be settled first (parents, names held by
+/// other objects, children of a directory).
+const MAX_DEPTH: usize = 64;
+/// How often one object is gathered again after a race before it is left for later.
+const MAX_ATTEMPTS: usize = 4;
+/// Entries read per directory page while comparing directories.
+const DIR_PAGE: u32 = 4096;
+/// Most chunk bytes in one install request.
+const MAX_INSTALL_BYTES: usize = 16 << 20;
+/// The vnode bit of objects made by resolution (conflict copies): client vnodes are below.
+pub const CONFLICT_VNODE_BIT: u64 = 1 << 63;
+
+/// Resolves objects of one volume across the replicas in `members`.
+pub struct Resolver<'a, R: ReplicaAccess> {
+    members: &'a [R],
+    coordinator: ReplicaId,
+    pub summary: ResolveSummary,
+    /// Objects settled in this run (not resolved twice).
+    settled: BTreeSet<Fid>,
+    /// Objects being resolved, outermost first: one blocked on another of these is a
+    /// cycle (two objects claiming one name, or directories placed inside each other).
+    in_progress: Vec<Fid>,
+}
+
+/// Why one attempt stopped.
+enum Step {
+    Done,
+    /// Another object must be settled first.
+    Blocked(Fid),
+    /// Something changed under us: gather again.
+    Again,
+}
+
+fn transient(e: &FsError) -> bool {
+    matches!(e, FsError::VersionChanged | FsError::Storage(_))
+}
+
+/// The name of a conflict copy: the original name, `.conflict-`, and 8 hex digits of the
+/// copy's content tag, the original cut so the whole fits 255 bytes.
+pub fn conflict_name(original: &[u8], tag: &[u8; 32]) -> Vec<u8> {
+    let suffix = format!(
+        ".conflict-{:02x}{:02x}{:02x}{:02x}",
+        tag[0], tag[1], tag[2], tag[3]
+    );
+    let keep = original
+        .len()
+        .min(codetta_wire::name::MAX_NAME_LEN - suffix.len());
+    let mut name = original[..keep].to_vec();
+    name.extend_from_slice(suffix.as_bytes());
+    name
+}
+
+/// The fid of the conflict copy of `fid` holding the state tagged `tag`: the same on
+/// every coordinator.
+pub fn conflict_fid(fid: Fid, tag: &[u8; 32]) -> Fid {
+    let mut h = blake3::Hasher::new();
+    h.update(b"codetta-conflict-v1");
+    h.update(&fid.to_bytes());
+    h.update(tag);
+    let bytes = h.finalize();
+    let mut vnode = [0u8; 8];
+    vnode.copy_from_slice(&bytes.as_bytes()[..8]);
+    Fid {
+        volume: fid.volume,
+        vnode: u64::from_le_bytes(vnode) | CONFLICT_VNODE_BIT,
+        unique: fid.unique,
+    }
+}
+
+impl<'a, R: ReplicaAccess> Resolver<'a, R> {
+    /// A resolver over `members` (every replica of the volume, reachable or not) run by
+    /// the replica `coordinator`.
+    pub fn new(members: &'a [R], coordinator: ReplicaId) -> Self {
+        Resolver {
+            members,
+            coordinator,
+            summary: ResolveSummary::default(),
+            settled: BTreeSet::new(),
+            in_progress: Vec::new(),
+        }
+    }
+
+    /// Resolves `fid`; failures leave it for a later attempt (counted as unsettled).
+    pub async fn resolve(&mut self, fid: Fid) {
+        if !self.resolve_at(fid, 0).await {
+            self.summary.unsettled += 1;
+        }
+    }
+
+    /// Gathers the views of `fid` from every member that answers: (member, view).
+    async fn gather(&self, fid: Fid) -> Vec<(usize, ReplicaView)> {
+        let mut out = Vec::new();
+        for (i, m) in self.members.iter().enumerate() {
+            match m.view(fid).await {
+                Ok(v) => out.push((i, v)),
+                Err(e) => tracing::debug!(replica = %m.name(), %fid, "no view: {e}"),
+            }
+        }
+        out
+    }
+
+    /// True once `fid` is settled on every member that answered.
+    fn resolve_at(
+        &mut self,
+        fid: Fid,
+        depth: usize,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(async move {
+            if self.settled.contains(&fid) {
+                return true;
+            }
+            if depth > MAX_DEPTH {
+                tracing::warn!(%fid, "resolution too deep; left for later");
+                return false;
+            }
+            self.in_progress.push(fid);
+            let done = self.attempts(fid, depth).await;
+            self.in_progress.pop();
+            if done {
+                self.settled.insert(fid);
+            }
+            done
+        })
+    }
+
+    async fn attempts(&mut self, fid: Fid, depth: usize) -> bool {
+        for _ in 0..MAX_ATTEMPTS {
+            match self.attempt(fid, depth).await {
+                Ok(Step::Done) => return true,
+                Ok(Step::Blocked(other)) if other == fid || self.in_progress.contains(&other) => {
+                    // A cycle: the greater of the two steps aside, deterministically.
+                    let aside = fid.max(other);
+                    if let Err(e) = self.step_aside(aside, other).await {
+                        tracing::debug!(%fid, "could not settle a placement conflict: {e}");
+                        return false;
+                    }
+                }
+                Ok(Step::Blocked(other)) => {
+                    if !self.resolve_at(other, depth + 1).await {
+                        tracing::debug!(%fid, blocked_on = %other, "resolution blocked");
+                        return false;
+                    }
+                }
+                Ok(Step::Again) => {}
+                Err(e) => {
+                    tracing::debug!(%fid, "resolution failed: {e}");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Settles a placement conflict (rule 7) by moving `fid` to a conflict name: beside
+    /// where it is, or at the volume root when its placement would put a directory inside
+    /// itself (`blocker` is its own intended parent). The move is a new update of the
+    /// coordinator, installed on every member that answers.
+    async fn step_aside(&mut self, fid: Fid, blocker: Fid) -> Result<(), FsError> {
+        let views = self.gather(fid).await;
+        let Some((src, chosen)) = views
+            .iter()
+            .filter(|(_, v)| v.is_live())
+            .max_by_key(|(_, v)| (v.version.total(), v.tag.0))
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let mut moved = chosen.clone();
+        let ViewBody::Live(meta) = &mut moved.body else {
+            return Ok(());
+        };
+        if meta.placement.parent == blocker {
+            meta.placement.parent = Fid::root(fid.volume);
+        }
+        meta.placement.name = conflict_name(&meta.placement.name, &chosen.tag.0);
+        self.summary.conflicts += 1;
+        tracing::warn!(%fid, "placement conflict: moved to a conflict name");
+        let mut version = codetta_wire::VersionVector::new();
+        let mut history = codetta_wire::History::new();
+        for (_, v) in &views {
+            version.merge(&v.version);
+            history.merge(&v.history);
+        }
+        version.bump(self.coordinator);
+        for (dst, view) in &views {
+            self.install_state(fid, src, &moved, *dst, view).await?;
+        }
+        for (i, v) in &views {
+            self.members[*i]
+                .install_version(fid, &v.version, &version, &history)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn attempt(&mut self, fid: Fid, depth: usize) -> Result<Step, FsError> {
+        let views = self.gather(fid).await;
+        if views.is_empty() {
+            return Err(FsError::Storage("no replica answered".into()));
+        }
+        let is_dir = views
+            .iter()
+            .any(|(_, v)| v.meta().is_some_and(|m| m.ftype == FileType::Directory));
+        let tags_differ = views.iter().any(|(_, v)| v.tag != views[0].1.tag);
+        if is_dir && tags_differ {
+            // Entries first: every child whose entry differs is settled, then the
+            // directory's own state is compared again.
+            for child in self.differing_children(fid, &views).await? {
+                if child != fid {
+                    self.resolve_at(child, depth + 1).await;
+                }
+            }
+        }
+        let views = if is_dir && tags_differ {
+            self.gather(fid).await
+        } else {
+            views
+        };
+        self.summary.objects += 1;
+        let only: Vec<ReplicaView> = views.iter().map(|(_, v)| v.clone()).collect();
+        let decision = decide(&only, self.coordinator);
+        let result = self.execute(fid, &views, decision).await;
+        match result {
+            Ok(step) => Ok(step),
+            Err(FsError::Blocked(other)) => Ok(Step::Blocked(other)),
+            Err(e) if transient(&e) => {
+                tracing::debug!(%fid, "resolution raced ({e}); gathering again");
+                Ok(Step::Again)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Children of directory `dir` whose entries differ between the live views.
+    async fn differing_children(
+        &self,
+        dir: Fid,
+        views: &[(usize, ReplicaView)],
+    ) -> Result<Vec<Fid>, FsError> {
+        let mut listings: Vec<BTreeMap<Vec<u8>, Fid>> = Vec::new();
+        for (i, v) in views {
+            if !v.is_live() {
+                listings.push(BTreeMap::new());
+                continue;
+            }
+            let mut entries = BTreeMap::new();
+            let mut cookie = 0;
+            loop {
+                let (page, eof) = self.members[*i].list(dir, cookie, DIR_PAGE).await?;
+                for (c, name, fid) in &page {
+                    cookie = *c;
+                    entries.insert(name.clone(), *fid);
+                }
+                if eof || page.is_empty() {
+                    break;
+                }
+            }
+            listings.push(entries);
+        }
+        let mut names: BTreeSet<&Vec<u8>> = BTreeSet::new();
+        for l in &listings {
+            names.extend(l.keys());
+        }
+        let mut children = BTreeSet::new();
+        for name in names {
+            let fids: Vec<Option<&Fid>> = listings.iter().map(|l| l.get(name)).collect();
+            if fids.iter().any(|f| *f != fids[0]) {
+                children.extend(fids.into_iter().flatten().copied());
+            }
+        }
+        Ok(children.into_iter().collect())
+    }
+
+    async fn execute(
+        &mut self,
+        fid: Fid,
+        views: &[(usize, ReplicaView)],
+        decision: Decision,
+    ) -> Result<Step, FsError> {
+        match decision {
+            Decision::Settled => Ok(Step::Done),
+            Decision::Merge { version, history } => {
+                self.summary.merges += 1;
+                for (i, v) in views {
+                    if v.version != version {
+                        self.members[*i]
+                            .install_version(fid, &v.version, &version, &history)
+                            .await?;
+                    }
+                }
+                Ok(Step::Done)
+            }
+            Decision::Install {
+                winner,
+                stale,
+                version,
+                history,
+            } => {
+                let (src, winner_view) = &views[winner];
+                for s in stale {
+                    let (dst, view) = &views[s];
+                    self.install_state(fid, *src, winner_view, *dst, view)
+                        .await?;
+                }
+                for (i, v) in views {
+                    if v.version != version {
+                        self.members[*i]
+                            .install_version(fid, &v.version, &version, &history)
+                            .await?;
+                    }
+                }
+                Ok(Step::Done)
+            }
+            Decision::Conflict {
+                keep,
+                stale,
+                copies,
+                resurrect,
+                version,
+                history,
+            } => {
+                self.summary.conflicts += 1;
+                tracing::warn!(%fid, copies = copies.len(), resurrect, "conflict: keeping every version");
+                for c in &copies {
+                    self.make_copy(fid, views, *c).await?;
+                }
+                let (src, kept) = &views[keep];
+                let mut kept = kept.clone();
+                if resurrect && let ViewBody::Live(meta) = &mut kept.body {
+                    meta.placement.name = conflict_name(&meta.placement.name, &kept.tag.0);
+                }
+                let targets: Vec<usize> = if resurrect {
+                    (0..views.len()).collect()
+                } else {
+                    stale
+                };
+                for s in targets {
+                    let (dst, view) = &views[s];
+                    self.install_state(fid, *src, &kept, *dst, view).await?;
+                }
+                for (i, v) in views {
+                    if v.version != version {
+                        self.members[*i]
+                            .install_version(fid, &v.version, &version, &history)
+                            .await?;
+                    }
+                }
+                Ok(Step::Done)
+            }
+        }
+    }
+
+    /// Creates the conflict copy of view `c` of `fid` on every member that answered.
+    async fn make_copy(
+        &mut self,
+        fid: Fid,
+        views: &[(usize, ReplicaView)],
+        c: usize,
+    ) -> Result<(), FsError> {
+        let (src, loser) = &views[c];
+        let Some(meta) = loser.meta() else {
+            return Ok(());
+        };
+        let copy = conflict_fid(fid, &loser.tag.0);
+        let mut copy_meta = meta.clone();
+        copy_meta.placement = Placement {
+            parent: meta.placement.parent,
+            name: conflict_name(&meta.placement.name, &loser.tag.0),
+        };
+        copy_meta.verifier = None;
+        for (dst, _) in views {
+            let existing = self.members[*dst].view(copy).await?;
+            self.members[*dst]
+                .install_meta(copy, &existing.version, &copy_meta)
+                .await?;
+            if copy_meta.ftype == FileType::Regular {
+                self.sync_blocks(fid, *src, copy, *dst).await?;
+            }
+            if existing.version != loser.version {
+                self.members[*dst]
+                    .install_version(copy, &existing.version, &loser.version, &loser.history)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings member `dst` (holding `view`) to the state of `winner` (held by `src`), but
+    /// not its version: that comes last, for every member at once.
+    async fn install_state(
+        &mut self,
+        fid: Fid,
+        src: usize,
+        winner: &ReplicaView,
+        dst: usize,
+        view: &ReplicaView,
+    ) -> Result<(), FsError> {
+        self.summary.installs += 1;
+        match &winner.body {
+            ViewBody::Live(meta) => {
+                if view.meta() != Some(meta) || view.tag != winner.tag {
+                    self.members[dst]
+                        .install_meta(fid, &view.version, meta)
+                        .await?;
+                }
+                if meta.ftype == FileType::Regular && src != dst {
+                    self.sync_blocks(fid, src, fid, dst).await?;
+                }
+                Ok(())
+            }
+            ViewBody::Deleted(placement) => {
+                self.members[dst]
+                    .install_delete(
+                        fid,
+                        &view.version,
+                        &winner.version,
+                        &winner.history,
+                        placement,
+                    )
+                    .await
+            }
+            ViewBody::Absent => Ok(()),
+        }
+    }
+
+    /// Makes `dst_fid`'s blocks on `dst` equal to `src_fid`'s on `src`, shipping only the
+    /// chunks `dst` lacks: block groups are compared by digest, then block by block.
+    async fn sync_blocks(
+        &mut self,
+        src_fid: Fid,
+        src: usize,
+        dst_fid: Fid,
+        dst: usize,
+    ) -> Result<(), FsError> {
+        let (s, d) = (&self.members[src], &self.members[dst]);
+        let sd = s.block_digests(src_fid).await?;
+        let dd = d.block_digests(dst_fid).await?;
+        for g in 0..sd.len().max(dd.len()) {
+            if sd.get(g) == dd.get(g) {
+                continue;
+            }
+            let first = g as u64 * BLOCK_GROUP;
+            let count = BLOCK_GROUP as u32;
+            let have: BTreeMap<u64, BlockEntry> = d
+                .block_map(dst_fid, first, count)
+                .await?
+                .into_iter()
+                .map(|b| (b.index, b))
+                .collect();
+            let want: BTreeMap<u64, BlockEntry> = if g < sd.len() {
+                s.block_map(src_fid, first, count)
+                    .await?
+                    .into_iter()
+                    .map(|b| (b.index, b))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            let mut changes: Vec<(u64, Option<BlockEntry>)> = Vec::new();
+            for (i, b) in &want {
+                if have.get(i) != Some(b) {
+                    changes.push((*i, Some(*b)));
+                }
+            }
+            for i in have.keys() {
+                if !want.contains_key(i) {
+                    changes.push((*i, None));
+                }
+            }
+            let needed: Vec<[u8; 32]> = changes
+                .iter()
+                .filter_map(|(_, b)| b.map(|b| b.hash))
+                .collect();
+            let missing: BTreeSet<[u8; 32]> =
+                d.missing_chunks(&needed).await?.into_iter().collect();
+            // Ship in pieces of at most MAX_INSTALL_BYTES of chunk data.
+            let mut piece: Vec<(u64, Option<BlockEntry>)> = Vec::new();
+            let mut wanted: Vec<[u8; 32]> = Vec::new();
+            let mut bytes = 0usize;
+            for change in changes {
+                let len = match change.1 {
+                    Some(b) if missing.contains(&b.hash) && !wanted.contains(&b.hash) => {
+                        b.len as usize
+                    }
+                    _ => 0,
+                };
+                if bytes + len > MAX_INSTALL_BYTES && !piece.is_empty() {
+                    self.ship_piece(src, src_fid, dst, dst_fid, &piece, &wanted)
+                        .await?;
+                    piece.clear();
+                    wanted.clear();
+                    bytes = 0;
+                }
+                if len > 0
+                    && let Some(b) = change.1
+                {
+                    wanted.push(b.hash);
+                }
+                bytes += len;
+                piece.push(change);
+            }
+            if !piece.is_empty() {
+                self.ship_piece(src, src_fid, dst, dst_fid, &piece, &wanted)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ship_piece(
+        &mut self,
+        src: usize,
+        _src_fid: Fid,
+        dst: usize,
+        dst_fid: Fid,
+        blocks: &[(u64, Option<BlockEntry>)],
+        wanted: &[[u8; 32]],
+    ) -> Result<(), FsError> {
+        let mut chunks: Vec<([u8; 32], Vec<u8>)> = Vec::with_capacity(wanted.len());
+        for part in wanted.chunks(crate::store::MAX_CHUNKS_PER_CALL) {
+            let got = self.members[src].chunks(part).await?;
+            chunks.extend(part.iter().copied().zip(got));
+        }
+        self.summary.bytes_shipped += chunks.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
+        self.members[dst]
+            .install_blocks(dst_fid, blocks, &chunks)
+            .await
+    }
+}

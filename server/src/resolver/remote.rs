@@ -1,0 +1,208 @@
+//! A replica on another server, reached with server-to-server requests over QUIC.
+
+use super::access::{DirPage, ReplicaAccess};
+use crate::peers::Peers;
+use bytes::{Bytes, BytesMut};
+use codetta_wire::message::ReplyBody;
+use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
+use codetta_wire::{Fid, FsError, History, ReplicaId, Request, VersionVector};
+use std::sync::Arc;
+
+/// A replica held by the peer `server`.
+#[derive(Clone)]
+pub struct RemoteReplica {
+    peers: Arc<Peers>,
+    server: String,
+    replica: ReplicaId,
+}
+
+impl RemoteReplica {
+    pub fn new(peers: Arc<Peers>, server: &str, replica: ReplicaId) -> RemoteReplica {
+        RemoteReplica {
+            peers,
+            server: server.to_string(),
+            replica,
+        }
+    }
+
+    async fn call(&self, request: &Request, data: Bytes) -> Result<(ReplyBody, Bytes), FsError> {
+        self.peers.call(&self.server, request, data).await
+    }
+
+    async fn done(&self, request: &Request, data: Bytes) -> Result<(), FsError> {
+        match self.call(request, data).await? {
+            (ReplyBody::Done, _) => Ok(()),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+}
+
+fn unexpected(server: &str, body: ReplyBody) -> FsError {
+    FsError::Storage(format!("server {server}: unexpected reply {body:?}"))
+}
+
+impl ReplicaAccess for RemoteReplica {
+    fn replica(&self) -> ReplicaId {
+        self.replica
+    }
+
+    fn name(&self) -> &str {
+        &self.server
+    }
+
+    async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
+        match self.call(&Request::View { fid }, Bytes::new()).await? {
+            (ReplyBody::View(v), _) => Ok(v),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+
+    async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {
+        let request = Request::ReadDir {
+            dir,
+            cookie,
+            max_entries: max,
+            with_attrs: false,
+        };
+        match self.call(&request, Bytes::new()).await? {
+            (ReplyBody::Dir { entries, eof, .. }, _) => Ok((
+                entries
+                    .into_iter()
+                    .map(|e| (e.cookie, e.name.as_bytes().to_vec(), e.fid))
+                    .collect(),
+                eof,
+            )),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+
+    async fn block_digests(&self, fid: Fid) -> Result<Vec<[u8; 32]>, FsError> {
+        match self
+            .call(&Request::BlockDigests { fid }, Bytes::new())
+            .await?
+        {
+            (ReplyBody::Digests(d), _) => Ok(d),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+
+    async fn block_map(
+        &self,
+        fid: Fid,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<BlockEntry>, FsError> {
+        match self
+            .call(&Request::BlockMap { fid, first, count }, Bytes::new())
+            .await?
+        {
+            (ReplyBody::Blocks(b), _) => Ok(b),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+
+    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, FsError> {
+        let request = Request::MissingChunks {
+            hashes: hashes.to_vec(),
+        };
+        match self.call(&request, Bytes::new()).await? {
+            (ReplyBody::Hashes(h), _) => Ok(h),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, FsError> {
+        let request = Request::GetChunks {
+            hashes: hashes.to_vec(),
+        };
+        match self.call(&request, Bytes::new()).await? {
+            (ReplyBody::Chunks(lens), data) => {
+                let mut out = Vec::with_capacity(lens.len());
+                let mut pos = 0usize;
+                for len in lens {
+                    let end = pos
+                        .checked_add(len as usize)
+                        .filter(|e| *e <= data.len())
+                        .ok_or_else(|| {
+                            FsError::Storage(format!("server {}: short chunk data", self.server))
+                        })?;
+                    out.push(data[pos..end].to_vec());
+                    pos = end;
+                }
+                Ok(out)
+            }
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+
+    async fn install_blocks(
+        &self,
+        fid: Fid,
+        blocks: &[(u64, Option<BlockEntry>)],
+        chunks: &[([u8; 32], Vec<u8>)],
+    ) -> Result<(), FsError> {
+        let mut data = BytesMut::with_capacity(chunks.iter().map(|(_, c)| c.len()).sum());
+        let mut listed = Vec::with_capacity(chunks.len());
+        for (hash, bytes) in chunks {
+            data.extend_from_slice(bytes);
+            listed.push((
+                *hash,
+                u32::try_from(bytes.len()).map_err(|_| FsError::Invalid)?,
+            ));
+        }
+        let request = Request::InstallBlocks {
+            fid,
+            blocks: blocks.to_vec(),
+            chunks: listed,
+        };
+        self.done(&request, data.freeze()).await
+    }
+
+    async fn install_meta(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        meta: &ObjectMeta,
+    ) -> Result<(), FsError> {
+        let request = Request::InstallMeta {
+            fid,
+            expect: expect.clone(),
+            meta: meta.clone(),
+        };
+        self.done(&request, Bytes::new()).await
+    }
+
+    async fn install_version(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        version: &VersionVector,
+        history: &History,
+    ) -> Result<(), FsError> {
+        let request = Request::InstallVersion {
+            fid,
+            expect: expect.clone(),
+            version: version.clone(),
+            history: history.clone(),
+        };
+        self.done(&request, Bytes::new()).await
+    }
+
+    async fn install_delete(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        version: &VersionVector,
+        history: &History,
+        placement: &Placement,
+    ) -> Result<(), FsError> {
+        let request = Request::InstallDelete {
+            fid,
+            expect: expect.clone(),
+            version: version.clone(),
+            history: history.clone(),
+            placement: placement.clone(),
+        };
+        self.done(&request, Bytes::new()).await
+    }
+}

@@ -1,0 +1,354 @@
+//! Resolution on three stores in this process (no sockets): each case brings replicas
+//! apart the way a partition or a crash does, resolves, and checks that every replica ends
+//! with equal vectors and tags and that nothing acknowledged is lost.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use super::{LocalReplica, Resolver};
+use crate::store::testutil::{Gen, T0, check_consistency, name};
+use crate::store::{Store, StoreOptions};
+use codetta_wire::message::{ReplicaMember, ResolveSummary, VolumeInfo};
+use codetta_wire::update::{CreateHow, Op, UpdateRecord};
+use codetta_wire::{Fid, FsError, Incarnation, ReplicaId, VolumeId};
+use std::sync::Arc;
+use tempfile::TempDir;
+
+struct Trio {
+    _dirs: Vec<TempDir>,
+    stores: Vec<Arc<Store>>,
+    vol: VolumeInfo,
+    g: Gen,
+}
+
+fn trio() -> Trio {
+    let dirs: Vec<TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let stores: Vec<Arc<Store>> = dirs
+        .iter()
+        .map(|d| Arc::new(Store::open(&d.path().join("s.redb"), StoreOptions::default()).unwrap()))
+        .collect();
+    let id = VolumeId(42);
+    let vol = VolumeInfo {
+        id,
+        name: "v".into(),
+        root: Fid::root(id),
+        vsg: (0..3)
+            .map(|i| ReplicaMember {
+                replica: ReplicaId(10 + i),
+                server: format!("s{i}"),
+            })
+            .collect(),
+    };
+    for (i, s) in stores.iter().enumerate() {
+        s.create_replica(&vol, vol.vsg[i].replica, T0).unwrap();
+    }
+    Trio {
+        _dirs: dirs,
+        stores,
+        vol,
+        g: Gen::new(id, Incarnation(3)),
+    }
+}
+
+impl Trio {
+    /// Applies `ops` (with `data`) on the stores in `to`, as one batch each.
+    fn apply(&mut self, to: &[usize], ops: Vec<Op>, data: &[u8]) {
+        let records: Vec<UpdateRecord> = ops.into_iter().map(|op| self.g.rec(op)).collect();
+        for &i in to {
+            let out = self.stores[i].ship(&records, data, 1, &[]).unwrap();
+            assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
+        }
+    }
+
+    /// Like `apply` but with a second client (its own incarnation), for concurrent updates.
+    fn apply_as(&self, g: &mut Gen, to: &[usize], ops: Vec<Op>, data: &[u8]) {
+        let records: Vec<UpdateRecord> = ops.into_iter().map(|op| g.rec(op)).collect();
+        for &i in to {
+            let out = self.stores[i].ship(&records, data, 1, &[]).unwrap();
+            assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
+        }
+    }
+
+    fn members(&self, reachable: &[usize]) -> Vec<LocalReplica> {
+        reachable
+            .iter()
+            .map(|&i| {
+                LocalReplica::new(
+                    self.stores[i].clone(),
+                    self.vol.vsg[i].replica,
+                    &format!("s{i}"),
+                )
+            })
+            .collect()
+    }
+
+    /// Resolves `fids` with store `reachable[0]` coordinating.
+    fn resolve(&self, reachable: &[usize], fids: &[Fid]) -> ResolveSummary {
+        let members = self.members(reachable);
+        let me = members[0].replica_id();
+        let mut r = Resolver::new(&members, me);
+        futures::executor::block_on(async {
+            for f in fids {
+                r.resolve(*f).await;
+            }
+        });
+        r.summary
+    }
+
+    fn fid_of(&self, i: usize, dir: Fid, n: &str) -> Option<Fid> {
+        self.stores[i].lookup(dir, &name(n)).ok().map(|s| s.fid)
+    }
+
+    /// Every replica in `which` holds the same object `fid`: same tag, same vector.
+    fn assert_equal(&self, which: &[usize], fid: Fid) {
+        let views: Vec<_> = which
+            .iter()
+            .map(|&i| self.stores[i].view(fid).unwrap())
+            .collect();
+        for v in &views[1..] {
+            assert_eq!(v.tag, views[0].tag, "{fid}: tags differ: {views:#?}");
+            assert_eq!(v.version, views[0].version, "{fid}: versions differ");
+        }
+        for &i in which {
+            check_consistency(&self.stores[i]);
+        }
+    }
+
+    fn read(&self, i: usize, fid: Fid) -> Vec<u8> {
+        let size = self.stores[i].getattr(fid).unwrap().attrs.size;
+        let (_, data, _) = self.stores[i].read(fid, 0, size as u32).unwrap();
+        data
+    }
+}
+
+impl LocalReplica {
+    fn replica_id(&self) -> ReplicaId {
+        use super::ReplicaAccess;
+        self.replica()
+    }
+}
+
+/// `len` bytes that do not repeat (so no two blocks deduplicate).
+fn payload(seed: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new_keyed(&[seed; 32])
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+impl Trio {
+    /// Every object store `i` lists in its change sequence: what anti-entropy visits.
+    fn changed(&self, i: usize) -> Vec<Fid> {
+        let (entries, _, _) = self.stores[i].changes(self.vol.id, 0, 100_000).unwrap();
+        let mut fids: Vec<Fid> = entries.into_iter().map(|(_, f)| f).collect();
+        fids.sort();
+        fids.dedup();
+        fids
+    }
+}
+
+#[test]
+fn a_replica_that_missed_writes_gets_only_the_changed_chunks() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "big", CreateHow::Guarded);
+    let base = payload(1, 4 << 20);
+    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+    // Replica 2 misses a 128 KiB change in the middle.
+    let change = payload(9, 128 << 10);
+    t.apply(&[0, 1], vec![Gen::write_op(f, 1 << 20, &change)], &change);
+    let s = t.resolve(&[0, 1, 2], &[f]);
+    t.assert_equal(&[0, 1, 2], f);
+    assert_eq!(t.read(2, f), t.read(0, f));
+    assert_eq!(
+        s.bytes_shipped,
+        128 << 10,
+        "only the changed chunks travel: {s:?}"
+    );
+    assert_eq!(s.unsettled, 0);
+    // Resolving again finds nothing to do.
+    let again = t.resolve(&[2, 0, 1], &[f]);
+    assert_eq!((again.installs, again.bytes_shipped), (0, 0));
+}
+
+#[test]
+fn missed_creates_renames_and_deletes_follow_the_directory() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (m1, d1) = t.g.mkdir_op(root, "d1");
+    let (m2, d2) = t.g.mkdir_op(root, "d2");
+    let (c, f) = t.g.create_op(d1, "f", CreateHow::Guarded);
+    let (c2, gone) = t.g.create_op(d1, "gone", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![m1, m2, c, c2], &[]);
+    // Replica 2 is away for a new subtree, a rename across directories and a delete.
+    let (m3, d3) = t.g.mkdir_op(d2, "d3");
+    let (c3, g) = t.g.create_op(d3, "g", CreateHow::Guarded);
+    let rename = Op::Rename {
+        from_dir: d1,
+        from_name: name("f"),
+        to_dir: d3,
+        to_name: name("f2"),
+        fid: f,
+        replaces: None,
+    };
+    let rm = Op::Remove {
+        dir: d1,
+        name: name("gone"),
+        fid: gone,
+    };
+    t.apply(
+        &[0, 1],
+        vec![m3, c3, Gen::write_op(g, 0, b"g"), rename, rm],
+        b"g",
+    );
+    let changed = t.changed(1);
+    let s = t.resolve(&[1, 2, 0], &changed);
+    assert_eq!(s.unsettled, 0, "{s:?} {changed:?}");
+    for fid in [root, d1, d2, d3, f, g] {
+        t.assert_equal(&[0, 1, 2], fid);
+    }
+    assert_eq!(t.fid_of(2, d3, "f2"), Some(f));
+    assert_eq!(t.fid_of(2, d1, "f"), None);
+    assert_eq!(
+        t.stores[2].getattr(gone),
+        Err(FsError::Stale),
+        "a delete stays a delete"
+    );
+    assert_eq!(t.read(2, g), b"g");
+}
+
+#[test]
+fn a_file_updated_on_one_side_and_deleted_on_the_other_comes_back_as_a_conflict() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, b"v1")], b"v1");
+    // Partition: {0} deletes, {1, 2} update.
+    let rm = Op::Remove {
+        dir: root,
+        name: name("f"),
+        fid: f,
+    };
+    t.apply(&[0], vec![rm], &[]);
+    let mut other = Gen::new(t.vol.id, Incarnation(4));
+    t.apply_as(&mut other, &[1, 2], vec![Gen::write_op(f, 0, b"v2")], b"v2");
+    let s = t.resolve(&[0, 1, 2], &[root]);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    assert!(s.conflicts >= 1);
+    for i in 0..3 {
+        assert_eq!(t.read(i, f), b"v2", "the update survives on {i}");
+        assert_eq!(t.fid_of(i, root, "f"), None);
+        let (_, entries, _) = t.stores[i].readdir(root, 0, 10, false).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert!(
+            entries[0].name.to_string().starts_with("f.conflict-"),
+            "{:?}",
+            entries[0].name
+        );
+    }
+    t.assert_equal(&[0, 1, 2], f);
+    t.assert_equal(&[0, 1, 2], root);
+}
+
+#[test]
+fn concurrent_writes_keep_both_versions_and_creates_merge() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c], &[]);
+    // Partition {0} / {1, 2}: both write f, each creates its own file, and both create
+    // "same" (different fids, one name).
+    let mut a = Gen::new(t.vol.id, Incarnation(5));
+    let mut b = Gen::new(t.vol.id, Incarnation(6));
+    let (ca, xa) = a.create_op(root, "only-a", CreateHow::Guarded);
+    let (sa, same_a) = a.create_op(root, "same", CreateHow::Guarded);
+    t.apply_as(
+        &mut a,
+        &[0],
+        vec![Gen::write_op(f, 0, b"from a"), ca, sa],
+        b"from a",
+    );
+    let (cb, xb) = b.create_op(root, "only-b", CreateHow::Guarded);
+    let (sb, same_b) = b.create_op(root, "same", CreateHow::Guarded);
+    t.apply_as(
+        &mut b,
+        &[1, 2],
+        vec![Gen::write_op(f, 0, b"from b!"), cb, sb],
+        b"from b!",
+    );
+    let mut changed = t.changed(0);
+    changed.extend(t.changed(2));
+    let s = t.resolve(&[2, 0, 1], &changed);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    for fid in [root, f, xa, xb, same_a, same_b] {
+        t.assert_equal(&[0, 1, 2], fid);
+    }
+    let (_, entries, _) = t.stores[0].readdir(root, 0, 100, false).unwrap();
+    let names: Vec<String> = entries.iter().map(|e| e.name.to_string()).collect();
+    // Both versions of f, both new files, both "same" files: nothing lost.
+    assert_eq!(names.len(), 6, "{names:?}");
+    let mut contents: Vec<Vec<u8>> = entries
+        .iter()
+        .filter(|e| e.name.to_string().starts_with("f"))
+        .map(|e| t.read(0, e.fid))
+        .collect();
+    contents.sort();
+    assert_eq!(contents, vec![b"from a".to_vec(), b"from b!".to_vec()]);
+    assert_eq!(t.fid_of(0, root, "same"), Some(same_a.min(same_b)));
+}
+
+#[test]
+fn equal_states_only_merge_vectors_and_unreachable_replicas_wait() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c], &[]);
+    // No COP2 arrived: vectors differ, states are equal.
+    let s = t.resolve(&[0, 1], &[f]);
+    assert_eq!((s.merges, s.installs, s.bytes_shipped), (1, 0, 0));
+    t.assert_equal(&[0, 1], f);
+    // Replica 2 was not reached: it is left as it was and settled the next time.
+    assert_ne!(
+        t.stores[2].view(f).unwrap().version,
+        t.stores[0].view(f).unwrap().version
+    );
+    t.resolve(&[0, 1, 2], &[f]);
+    t.assert_equal(&[0, 1, 2], f);
+}
+
+#[test]
+fn directories_moved_into_each_other_settle_without_a_cycle() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (m1, d1) = t.g.mkdir_op(root, "d1");
+    let (m2, d2) = t.g.mkdir_op(root, "d2");
+    t.apply(&[0, 1, 2], vec![m1, m2], &[]);
+    let mut a = Gen::new(t.vol.id, Incarnation(7));
+    let mut b = Gen::new(t.vol.id, Incarnation(8));
+    let mv = |from: Fid, n: &str, to: Fid, fid: Fid| Op::Rename {
+        from_dir: from,
+        from_name: name(n),
+        to_dir: to,
+        to_name: name(n),
+        fid,
+        replaces: None,
+    };
+    t.apply_as(&mut a, &[0], vec![mv(root, "d1", d2, d1)], &[]);
+    t.apply_as(&mut b, &[1, 2], vec![mv(root, "d2", d1, d2)], &[]);
+    let s = t.resolve(&[0, 1, 2], &[root, d1, d2]);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    for fid in [root, d1, d2] {
+        t.assert_equal(&[0, 1, 2], fid);
+    }
+    // Every directory is reachable from the root (no cycle) on every replica.
+    for i in 0..3 {
+        for d in [d1, d2] {
+            let mut cur = d;
+            let mut steps = 0;
+            while cur != root {
+                cur = t.stores[i].parent(cur).unwrap().fid;
+                steps += 1;
+                assert!(steps < 10, "cycle on replica {i}");
+            }
+        }
+    }
+}

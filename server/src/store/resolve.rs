@@ -1,0 +1,693 @@
+//! The store's side of resolution (rule 6): views of one object for comparison, its block
+//! map in digested groups, chunks, and the installs that bring a stale replica to the
+//! winning state.
+//!
+//! Installs never bump a vector: `install_meta` and `install_blocks` change the state but
+//! leave the version as it was (so a replica caught half-way stays dominated and is resolved
+//! again), and `install_version` / `install_delete` set the final version only if the
+//! object's version is still the one the coordinator saw (compare-and-set: a client update
+//! in between makes the coordinator gather again). Directory entries follow from their
+//! children's placements: moving or creating an object edits the entries of the
+//! directories involved, whose own versions are resolved on their own.
+
+use super::apply::WriteTables;
+use super::codec::{self, BlockRef, Dirent, Tombstone, Vnode};
+use super::content::{self, ChunkStore};
+use super::tables::{self, VnodeKey};
+use super::tags::entry_member;
+use super::{R, Store, StoreError, get_entry, new_vnode, object_state};
+use codetta_wire::replica::{
+    ABSENT_TAG, BLOCK_GROUP, BlockEntry, ObjectMeta, Placement, ReplicaView, ViewBody, deleted_tag,
+};
+use codetta_wire::{BLOCK_SIZE, Fid, FileType, FsError, History, Name, VersionVector, VolumeId};
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+
+/// A page of a volume's change sequence: (change number, fid) pairs, the number to ask
+/// after next, and the oldest number kept.
+pub type ChangePage = (Vec<(u64, Fid)>, u64, u64);
+
+/// Most chunks one `chunks` call returns.
+pub const MAX_CHUNKS_PER_CALL: usize = 256;
+
+/// What a key holds: a live object, a tombstone, or nothing.
+enum Found {
+    Live(Vnode),
+    Dead(Tombstone),
+    Nothing,
+}
+
+fn find(
+    vnodes: &impl ReadableTable<VnodeKey, &'static [u8]>,
+    tombstones: &impl ReadableTable<VnodeKey, &'static [u8]>,
+    fid: Fid,
+) -> R<Found> {
+    let key = (fid.volume.0, fid.vnode);
+    if let Some(g) = vnodes.get(key)? {
+        let v: Vnode = codec::decode("vnodes", g.value())?;
+        return Ok(if v.unique == fid.unique {
+            Found::Live(v)
+        } else {
+            Found::Nothing
+        });
+    }
+    if let Some(g) = tombstones.get(key)? {
+        let t: Tombstone = codec::decode("tombstones", g.value())?;
+        return Ok(if t.unique == fid.unique {
+            Found::Dead(t)
+        } else {
+            Found::Nothing
+        });
+    }
+    Ok(Found::Nothing)
+}
+
+/// The fid of directory vnode `vnode` in `volume` (live or deleted), for placements.
+fn dir_fid(
+    vnodes: &impl ReadableTable<VnodeKey, &'static [u8]>,
+    tombstones: &impl ReadableTable<VnodeKey, &'static [u8]>,
+    volume: VolumeId,
+    vnode: u64,
+) -> R<Fid> {
+    let key = (volume.0, vnode);
+    let unique = if let Some(g) = vnodes.get(key)? {
+        codec::decode::<Vnode>("vnodes", g.value())?.unique
+    } else if let Some(g) = tombstones.get(key)? {
+        codec::decode::<Tombstone>("tombstones", g.value())?.unique
+    } else {
+        return Err(
+            FsError::Storage(format!("placement names a missing directory {vnode:x}")).into(),
+        );
+    };
+    Ok(Fid {
+        volume,
+        vnode,
+        unique,
+    })
+}
+
+fn block_entries(
+    blocks: &impl ReadableTable<(u32, u64, u64), &'static [u8]>,
+    fid: Fid,
+    first: u64,
+    last: u64,
+) -> R<Vec<BlockEntry>> {
+    let mut out = Vec::new();
+    for item in blocks.range((fid.volume.0, fid.vnode, first)..=(fid.volume.0, fid.vnode, last))? {
+        let (k, v) = item?;
+        let r: BlockRef = codec::decode("blocks", v.value())?;
+        out.push(BlockEntry {
+            index: k.value().2,
+            hash: r.hash,
+            len: r.len,
+        });
+    }
+    Ok(out)
+}
+
+fn name_of(bytes: &[u8]) -> R<Name> {
+    Name::new(bytes).map_err(|e| FsError::Storage(format!("stored name: {e}")).into())
+}
+
+impl Store {
+    fn view_in(&self, txn: &ReadTransaction, fid: Fid) -> R<ReplicaView> {
+        let vnodes = txn.open_table(tables::VNODES)?;
+        let tombstones = txn.open_table(tables::TOMBSTONES)?;
+        let volumes = txn.open_table(tables::VOLUMES)?;
+        if volumes.get(fid.volume.0)?.is_none() {
+            return Err(FsError::UnknownVolume.into());
+        }
+        Ok(match find(&vnodes, &tombstones, fid)? {
+            Found::Live(v) => {
+                let parent = dir_fid(&vnodes, &tombstones, fid.volume, v.parent)?;
+                let state = object_state(fid, &v);
+                ReplicaView {
+                    fid,
+                    version: v.version.clone(),
+                    history: v.history.clone(),
+                    tag: state.tag,
+                    body: ViewBody::Live(ObjectMeta {
+                        ftype: v.ftype,
+                        mode: v.mode,
+                        uid: v.uid,
+                        gid: v.gid,
+                        size: v.size,
+                        atime: v.atime,
+                        mtime: v.mtime,
+                        ctime: v.ctime,
+                        placement: Placement {
+                            parent,
+                            name: v.name,
+                        },
+                        target: v.target,
+                        verifier: v.verifier,
+                    }),
+                }
+            }
+            Found::Dead(t) => ReplicaView {
+                fid,
+                version: t.version,
+                history: t.history,
+                tag: deleted_tag(fid),
+                body: ViewBody::Deleted(Placement {
+                    parent: dir_fid(&vnodes, &tombstones, fid.volume, t.parent)?,
+                    name: t.name,
+                }),
+            },
+            Found::Nothing => ReplicaView {
+                fid,
+                version: VersionVector::new(),
+                history: History::new(),
+                tag: ABSENT_TAG,
+                body: ViewBody::Absent,
+            },
+        })
+    }
+
+    /// This replica's view of `fid`: live, deleted (a tombstone) or absent.
+    pub fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
+        let txn = self.read_txn()?;
+        Ok(self.view_in(&txn, fid)?)
+    }
+
+    /// Digests of `fid`'s block map in groups of [`BLOCK_GROUP`] blocks, group 0 first, up
+    /// to the group holding the file's last byte (a group with no blocks has the digest of
+    /// nothing). Equal digests mean equal blocks.
+    pub fn block_digests(&self, fid: Fid) -> Result<Vec<[u8; 32]>, FsError> {
+        let txn = self.read_txn()?;
+        let v = self.load(&txn, fid)?;
+        let groups = v.size.div_ceil(BLOCK_SIZE).div_ceil(BLOCK_GROUP);
+        let blocks = txn.open_table(tables::BLOCKS).map_err(StoreError::from)?;
+        let mut hashers: Vec<blake3::Hasher> = (0..groups).map(|_| blake3::Hasher::new()).collect();
+        let range = (fid.volume.0, fid.vnode, 0)..=(fid.volume.0, fid.vnode, u64::MAX);
+        for item in blocks.range(range).map_err(StoreError::from)? {
+            let (k, val) = item.map_err(StoreError::from)?;
+            let index = k.value().2;
+            let r: BlockRef = codec::decode("blocks", val.value())?;
+            if let Some(h) = hashers.get_mut((index / BLOCK_GROUP) as usize) {
+                h.update(&index.to_le_bytes());
+                h.update(&r.hash);
+                h.update(&r.len.to_le_bytes());
+            }
+        }
+        Ok(hashers.iter().map(|h| *h.finalize().as_bytes()).collect())
+    }
+
+    /// Up to `count` blocks of `fid` from index `first` on.
+    pub fn block_map(&self, fid: Fid, first: u64, count: u32) -> Result<Vec<BlockEntry>, FsError> {
+        let txn = self.read_txn()?;
+        self.load(&txn, fid)?;
+        let blocks = txn.open_table(tables::BLOCKS).map_err(StoreError::from)?;
+        let last = first.saturating_add(u64::from(count.max(1)) - 1);
+        Ok(block_entries(&blocks, fid, first, last)?)
+    }
+
+    /// The hashes among `hashes` whose chunks this store does not hold.
+    pub fn missing_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, FsError> {
+        let txn = self.read_txn()?;
+        let refs = txn
+            .open_table(tables::CHUNK_REFS)
+            .map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for h in hashes {
+            if refs.get(h).map_err(StoreError::from)?.is_none() && !out.contains(h) {
+                out.push(*h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes of each chunk in `hashes` (verified), at most [`MAX_CHUNKS_PER_CALL`].
+    pub fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, FsError> {
+        if hashes.len() > MAX_CHUNKS_PER_CALL {
+            return Err(FsError::Malformed(format!(
+                "more than {MAX_CHUNKS_PER_CALL} chunks asked"
+            )));
+        }
+        let txn = self.read_txn()?;
+        let chunks = txn.open_table(tables::CHUNKS).map_err(StoreError::from)?;
+        let tails = txn
+            .open_table(tables::CHUNK_TAILS)
+            .map_err(StoreError::from)?;
+        let mut out = Vec::with_capacity(hashes.len());
+        for h in hashes {
+            let head = chunks
+                .get(h)
+                .map_err(StoreError::from)?
+                .ok_or(FsError::NotFound)?;
+            let mut len = head.value().len().saturating_sub(1);
+            drop(head);
+            if let Some(t) = tails.get(h).map_err(StoreError::from)? {
+                len += t.value().len().saturating_sub(1);
+            }
+            let r = BlockRef {
+                hash: *h,
+                len: u32::try_from(len).map_err(|_| FsError::Corrupt)?,
+            };
+            out.push(content::read_chunk(&chunks, &tails, &r)?);
+        }
+        Ok(out)
+    }
+
+    /// Changed objects of `volume` after change number `since`: at most `max` (change
+    /// number, fid) pairs, the number to ask after next, and the oldest number kept.
+    pub fn changes(&self, volume: VolumeId, since: u64, max: u32) -> Result<ChangePage, FsError> {
+        let txn = self.read_txn()?;
+        let t = txn.open_table(tables::CHANGES).map_err(StoreError::from)?;
+        let range = (volume.0, 0)..=(volume.0, u64::MAX);
+        let oldest = match t.range(range.clone()).map_err(StoreError::from)?.next() {
+            Some(item) => item.map_err(StoreError::from)?.0.value().1,
+            None => 0,
+        };
+        let mut entries = Vec::new();
+        let mut next = since;
+        let from = (volume.0, since.saturating_add(1));
+        for item in t
+            .range(from..=(volume.0, u64::MAX))
+            .map_err(StoreError::from)?
+        {
+            if entries.len() >= max as usize {
+                break;
+            }
+            let (k, v) = item.map_err(StoreError::from)?;
+            let fid = Fid::from_bytes(v.value())
+                .ok_or_else(|| FsError::Storage("bad change entry".into()))?;
+            next = k.value().1;
+            entries.push((next, fid));
+        }
+        Ok((entries, next, oldest))
+    }
+
+    /// Runs `f` in a write transaction committed durably if it succeeds.
+    fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> R<T>) -> Result<T, FsError> {
+        let txn: WriteTransaction = self.db.begin_write().map_err(StoreError::from)?;
+        let result = (|| -> R<T> {
+            let mut t = WriteTables::open(&txn)?;
+            let out = f(&mut t)?;
+            t.save_counters()?;
+            Ok(out)
+        })();
+        match result {
+            Ok(out) => {
+                txn.commit().map_err(StoreError::from)?;
+                Ok(out)
+            }
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Sets blocks of the live file `fid`: `Some` installs the chunk (from `chunks`, or
+    /// already held here), `None` removes the block. The version is left alone.
+    pub fn install_blocks(
+        &self,
+        fid: Fid,
+        blocks: &[(u64, Option<BlockEntry>)],
+        chunks: &[([u8; 32], &[u8])],
+    ) -> Result<(), FsError> {
+        for (hash, bytes) in chunks {
+            if blake3::hash(bytes).as_bytes() != hash {
+                return Err(FsError::Malformed(
+                    "shipped chunk does not match its hash".into(),
+                ));
+            }
+        }
+        self.write(|t| {
+            let key = (fid.volume.0, fid.vnode);
+            let Found::Live(mut v) = find(&t.vnodes, &t.tombstones, fid)? else {
+                return Err(FsError::Stale.into());
+            };
+            if v.ftype != FileType::Regular {
+                return Err(FsError::Invalid.into());
+            }
+            let mut store = ChunkStore {
+                chunks: &mut t.chunks,
+                tails: &mut t.tails,
+                refs: &mut t.refs,
+                counters: &mut t.counters,
+            };
+            for (index, entry) in blocks {
+                let old = content::block_ref(&t.blocks, (key.0, key.1, *index))?;
+                if let Some(e) = entry {
+                    if old.is_some_and(|o| o.hash == e.hash && o.len == e.len) {
+                        continue;
+                    }
+                    let bytes = match chunks.iter().find(|(h, _)| *h == e.hash) {
+                        Some((_, b)) => b.to_vec(),
+                        None => {
+                            let r = BlockRef {
+                                hash: e.hash,
+                                len: e.len,
+                            };
+                            content::read_chunk(store.chunks, store.tails, &r)
+                                .map_err(|_| FsError::Blocked(fid))?
+                        }
+                    };
+                    if bytes.len() != e.len as usize || e.len as u64 > BLOCK_SIZE {
+                        return Err(FsError::Malformed("chunk length".into()).into());
+                    }
+                    store.retain(&e.hash, &bytes)?;
+                    t.blocks.insert(
+                        (key.0, key.1, *index),
+                        codec::encode(&BlockRef {
+                            hash: e.hash,
+                            len: e.len,
+                        })?
+                        .as_slice(),
+                    )?;
+                    v.digest.add(&super::tags::block_member(*index, &e.hash));
+                }
+                if let Some(o) = old {
+                    store.release(&o.hash, o.len)?;
+                    v.digest.remove(&super::tags::block_member(*index, &o.hash));
+                    if entry.is_none() {
+                        t.blocks.remove((key.0, key.1, *index))?;
+                    }
+                }
+            }
+            t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Makes `fid` live with `meta` if its version is still `expect`: created (empty
+    /// version) if absent, brought back (keeping the tombstone's version) if deleted, moved
+    /// if its placement differs. A missing or non-directory parent, or a name held by
+    /// another object, is `Blocked` on that object.
+    pub fn install_meta(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        meta: &ObjectMeta,
+    ) -> Result<(), FsError> {
+        self.write(|t| {
+            let key = (fid.volume.0, fid.vnode);
+            let found = find(&t.vnodes, &t.tombstones, fid)?;
+            let (mut v, old_place) = match found {
+                Found::Live(v) => {
+                    if &v.version != expect {
+                        return Err(FsError::VersionChanged.into());
+                    }
+                    if v.ftype != meta.ftype {
+                        return Err(FsError::Invalid.into());
+                    }
+                    let place = (v.parent, v.name.clone());
+                    (v, Some(place))
+                }
+                Found::Dead(tomb) => {
+                    if &tomb.version != expect {
+                        return Err(FsError::VersionChanged.into());
+                    }
+                    t.tombstones.remove(key)?;
+                    let mut v = new_vnode(
+                        fid.unique, meta.ftype, meta.mode, meta.uid, meta.gid, meta.ctime,
+                    );
+                    v.version = tomb.version;
+                    v.history = tomb.history;
+                    t.counters.vnodes += 1;
+                    (v, None)
+                }
+                Found::Nothing => {
+                    if !expect.is_empty() {
+                        return Err(FsError::VersionChanged.into());
+                    }
+                    if t.vnodes.get(key)?.is_some() || t.tombstones.get(key)?.is_some() {
+                        // The vnode number holds another object: fids are never reused.
+                        return Err(FsError::Storage(format!(
+                            "vnode of {fid} holds another object"
+                        ))
+                        .into());
+                    }
+                    t.counters.vnodes += 1;
+                    (
+                        new_vnode(
+                            fid.unique, meta.ftype, meta.mode, meta.uid, meta.gid, meta.ctime,
+                        ),
+                        None,
+                    )
+                }
+            };
+            let is_root = fid.vnode == Fid::ROOT_VNODE;
+            let new_place = (meta.placement.parent.vnode, meta.placement.name.clone());
+            if !is_root && old_place.as_ref() != Some(&new_place) {
+                let name = name_of(&meta.placement.name)?;
+                let parent = meta.placement.parent;
+                match find(&t.vnodes, &t.tombstones, parent)? {
+                    Found::Live(p) if p.ftype == FileType::Directory => {}
+                    _ => return Err(FsError::Blocked(parent).into()),
+                }
+                if let Some(e) = get_entry(&t.dirents, parent, &name)?
+                    && e.fid != fid
+                {
+                    return Err(FsError::Blocked(e.fid).into());
+                }
+                if meta.ftype == FileType::Directory && t.is_ancestor_of(fid, parent)? {
+                    // Placing a directory under itself: a cycle (rule 7) the coordinator
+                    // settles by choosing one placement.
+                    return Err(FsError::Blocked(parent).into());
+                }
+                if let Some((old_parent, old_name)) = &old_place {
+                    let old_parent = Fid {
+                        volume: fid.volume,
+                        vnode: *old_parent,
+                        unique: 0,
+                    };
+                    t.unlink_entry(old_parent, &name_of(old_name)?, fid)?;
+                }
+                t.link_entry(parent, &name, fid, meta.ftype)?;
+            }
+            if is_root {
+                v.parent = Fid::ROOT_VNODE;
+                v.name = Vec::new();
+            } else {
+                v.parent = meta.placement.parent.vnode;
+                v.name = meta.placement.name.clone();
+            }
+            v.mode = meta.mode & 0o7777;
+            v.uid = meta.uid;
+            v.gid = meta.gid;
+            v.atime = meta.atime;
+            v.mtime = meta.mtime;
+            v.ctime = meta.ctime;
+            v.target = meta.target.clone();
+            v.verifier = meta.verifier;
+            match meta.ftype {
+                FileType::Regular => {
+                    if meta.size < v.size
+                        && let Some(plan) = content::plan_resize(
+                            &t.blocks, &t.chunks, &t.tails, key, v.size, meta.size,
+                        )?
+                    {
+                        let mut store = ChunkStore {
+                            chunks: &mut t.chunks,
+                            tails: &mut t.tails,
+                            refs: &mut t.refs,
+                            counters: &mut t.counters,
+                        };
+                        content::apply_blocks(
+                            &mut t.blocks,
+                            &mut store,
+                            key,
+                            &plan,
+                            &mut v.digest,
+                        )?;
+                    }
+                    v.size = meta.size;
+                }
+                FileType::Symlink => v.size = meta.target.len() as u64,
+                FileType::Directory => {}
+            }
+            t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
+            t.note_change(fid)?;
+            Ok(())
+        })
+    }
+
+    /// Sets `fid`'s version and history (live or deleted) if its version is still `expect`.
+    pub fn install_version(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        version: &VersionVector,
+        history: &History,
+    ) -> Result<(), FsError> {
+        self.write(|t| {
+            let key = (fid.volume.0, fid.vnode);
+            match find(&t.vnodes, &t.tombstones, fid)? {
+                Found::Live(mut v) => {
+                    if &v.version != expect {
+                        return Err(FsError::VersionChanged.into());
+                    }
+                    v.version = version.clone();
+                    v.history = history.clone();
+                    t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
+                }
+                Found::Dead(mut tomb) => {
+                    if &tomb.version != expect {
+                        return Err(FsError::VersionChanged.into());
+                    }
+                    tomb.version = version.clone();
+                    tomb.history = history.clone();
+                    t.tombstones.insert(key, codec::encode(&tomb)?.as_slice())?;
+                }
+                Found::Nothing => return Err(FsError::VersionChanged.into()),
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes `fid` (leaving a tombstone with `version`, `history` and `placement`) if its
+    /// version is still `expect`. A directory that still has entries here is `Blocked` on
+    /// one of them.
+    pub fn install_delete(
+        &self,
+        fid: Fid,
+        expect: &VersionVector,
+        version: &VersionVector,
+        history: &History,
+        placement: &Placement,
+    ) -> Result<(), FsError> {
+        if fid.vnode == Fid::ROOT_VNODE {
+            return Err(FsError::Invalid);
+        }
+        self.write(|t| {
+            let key = (fid.volume.0, fid.vnode);
+            let (ftype, current) = match find(&t.vnodes, &t.tombstones, fid)? {
+                Found::Live(v) => {
+                    if &v.version != expect {
+                        return Err(FsError::VersionChanged.into());
+                    }
+                    if v.ftype == FileType::Directory
+                        && let Some(child) = t.first_entry(fid)?
+                    {
+                        return Err(FsError::Blocked(child).into());
+                    }
+                    let parent = Fid {
+                        volume: fid.volume,
+                        vnode: v.parent,
+                        unique: 0,
+                    };
+                    t.unlink_entry(parent, &name_of(&v.name)?, fid)?;
+                    let mut store = ChunkStore {
+                        chunks: &mut t.chunks,
+                        tails: &mut t.tails,
+                        refs: &mut t.refs,
+                        counters: &mut t.counters,
+                    };
+                    content::drop_blocks(&mut t.blocks, &mut store, key, 0, None)?;
+                    t.vnodes.remove(key)?;
+                    t.counters.vnodes = t.counters.vnodes.saturating_sub(1);
+                    (v.ftype, true)
+                }
+                Found::Dead(tomb) => {
+                    if &tomb.version != expect {
+                        return Err(FsError::VersionChanged.into());
+                    }
+                    (tomb.ftype, false)
+                }
+                Found::Nothing => {
+                    if !expect.is_empty() {
+                        return Err(FsError::VersionChanged.into());
+                    }
+                    (FileType::Regular, false)
+                }
+            };
+            let tomb = Tombstone {
+                unique: fid.unique,
+                ftype,
+                version: version.clone(),
+                history: history.clone(),
+                parent: placement.parent.vnode,
+                name: placement.name.clone(),
+            };
+            t.tombstones.insert(key, codec::encode(&tomb)?.as_slice())?;
+            if current {
+                t.note_change(fid)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl WriteTables<'_> {
+    /// Adds `name -> child` to directory `dir` (size, subdirectory count and digest follow;
+    /// the directory's version does not change: resolution edits, it does not update).
+    fn link_entry(&mut self, dir: Fid, name: &Name, child: Fid, ftype: FileType) -> R<()> {
+        let key = (dir.volume.0, dir.vnode);
+        let mut d: Vnode = match self.vnodes.get(key)? {
+            Some(g) => codec::decode("vnodes", g.value())?,
+            None => return Err(FsError::Blocked(dir).into()),
+        };
+        d.size += 1;
+        if ftype == FileType::Directory {
+            d.subdirs += 1;
+        }
+        d.digest.add(&entry_member(name, child));
+        self.dirents.insert(
+            (dir.volume.0, dir.vnode, name.cookie(), name.as_bytes()),
+            codec::encode(&Dirent { fid: child, ftype })?.as_slice(),
+        )?;
+        self.vnodes.insert(key, codec::encode(&d)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Removes `name -> child` from directory vnode `dir.vnode` if that is what it holds.
+    fn unlink_entry(&mut self, dir: Fid, name: &Name, child: Fid) -> R<()> {
+        let dkey = (dir.volume.0, dir.vnode, name.cookie(), name.as_bytes());
+        let entry: Option<Dirent> = match self.dirents.get(dkey)? {
+            Some(g) => Some(codec::decode("dirents", g.value())?),
+            None => None,
+        };
+        let Some(entry) = entry.filter(|e| e.fid == child) else {
+            return Ok(());
+        };
+        self.dirents.remove(dkey)?;
+        let key = (dir.volume.0, dir.vnode);
+        let d: Option<Vnode> = match self.vnodes.get(key)? {
+            Some(g) => Some(codec::decode("vnodes", g.value())?),
+            None => None,
+        };
+        if let Some(mut d) = d {
+            d.size = d.size.saturating_sub(1);
+            if entry.ftype == FileType::Directory {
+                d.subdirs = d.subdirs.saturating_sub(1);
+            }
+            d.digest.remove(&entry_member(name, child));
+            self.vnodes.insert(key, codec::encode(&d)?.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Some entry of directory `dir`, if it has any.
+    fn first_entry(&self, dir: Fid) -> R<Option<Fid>> {
+        let last = [0xFFu8; codetta_wire::name::MAX_NAME_LEN + 1];
+        let start: (u32, u64, u64, &[u8]) = (dir.volume.0, dir.vnode, 0, &[]);
+        let end: (u32, u64, u64, &[u8]) = (dir.volume.0, dir.vnode, u64::MAX, &last);
+        match self.dirents.range(start..=end)?.next() {
+            Some(item) => {
+                let (_, v) = item?;
+                Ok(Some(codec::decode::<Dirent>("dirents", v.value())?.fid))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// True if directory `dir` is `other` or an ancestor of it.
+    fn is_ancestor_of(&self, dir: Fid, other: Fid) -> R<bool> {
+        let mut cur = other.vnode;
+        for _ in 0..(1 << 20) {
+            if cur == dir.vnode {
+                return Ok(true);
+            }
+            if cur == Fid::ROOT_VNODE {
+                return Ok(false);
+            }
+            match self.vnodes.get((dir.volume.0, cur))? {
+                Some(g) => cur = codec::decode::<Vnode>("vnodes", g.value())?.parent,
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,101 @@
+//! What replicas tell each other about one object during resolution (rule 6): its version,
+//! history and content tag, and enough of its replicated state to install it elsewhere.
+
+use crate::attrs::{FileType, Time};
+use crate::history::History;
+use crate::ids::Fid;
+use crate::tag::ContentTag;
+use crate::version::VersionVector;
+use serde::{Deserialize, Serialize};
+
+/// Where an object is: its directory and its name there (the root: itself and an empty
+/// name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Placement {
+    pub parent: Fid,
+    pub name: Vec<u8>,
+}
+
+/// The replicated attributes of a live object (directory sizes and link counts are not
+/// here: they follow from the entries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub ftype: FileType,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// File: bytes; symlink: target length; directory: ignored on install.
+    pub size: u64,
+    pub atime: Time,
+    pub mtime: Time,
+    pub ctime: Time,
+    pub placement: Placement,
+    /// Symlink target.
+    pub target: Vec<u8>,
+    /// EXCLUSIVE create verifier.
+    pub verifier: Option<[u8; 8]>,
+}
+
+/// What one replica holds of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ViewBody {
+    /// Never seen here (a missed create).
+    Absent,
+    /// Removed here; the tombstone keeps where it was.
+    Deleted(Placement),
+    Live(ObjectMeta),
+}
+
+/// One replica's account of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    pub fid: Fid,
+    pub version: VersionVector,
+    pub history: History,
+    pub tag: ContentTag,
+    pub body: ViewBody,
+}
+
+impl ReplicaView {
+    pub fn is_live(&self) -> bool {
+        matches!(self.body, ViewBody::Live(_))
+    }
+
+    pub fn meta(&self) -> Option<&ObjectMeta> {
+        match &self.body {
+            ViewBody::Live(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Where the object is (live) or was (deleted).
+    pub fn placement(&self) -> Option<&Placement> {
+        match &self.body {
+            ViewBody::Live(m) => Some(&m.placement),
+            ViewBody::Deleted(p) => Some(p),
+            ViewBody::Absent => None,
+        }
+    }
+}
+
+/// The tag every replica gives a deleted object (deleted states are all alike).
+pub fn deleted_tag(fid: Fid) -> ContentTag {
+    let mut h = blake3::Hasher::new();
+    h.update(b"codetta-deleted-v1");
+    h.update(&fid.to_bytes());
+    ContentTag(*h.finalize().as_bytes())
+}
+
+/// The tag of an object a replica has never seen.
+pub const ABSENT_TAG: ContentTag = ContentTag([0; 32]);
+
+/// One block of a file: index, chunk hash and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockEntry {
+    pub index: u64,
+    pub hash: [u8; 32],
+    pub len: u32,
+}
+
+/// Blocks per group in [`crate::Request::BlockDigests`]: a 256 MiB file has 16 groups.
+pub const BLOCK_GROUP: u64 = 256;
