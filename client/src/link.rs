@@ -89,9 +89,20 @@ impl ServerLink {
         request: &Request,
         data: Bytes,
     ) -> Result<(ReplyBody, Bytes), ClientError> {
+        self.call_within(request, data, self.link.deadline()).await
+    }
+
+    /// [`ServerLink::call`] with its own deadline for the exchange (a resolution can take
+    /// as long as shipping what a replica missed).
+    pub async fn call_within(
+        &self,
+        request: &Request,
+        data: Bytes,
+        deadline: Duration,
+    ) -> Result<(ReplyBody, Bytes), ClientError> {
         let frame =
             Frame::request(request, data).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        let reply = match self.link.call(&frame).await {
+        let reply = match self.link.call_within(&frame, deadline).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::debug!(server = %self.link.name(), "call failed: {e}");

@@ -60,6 +60,8 @@ pub struct Completed {
     pub divergent: bool,
     /// The replicas that applied it.
     pub applied_by: Vec<ReplicaId>,
+    /// Every replica's answer.
+    pub answers: Vec<(ReplicaId, RecordOutcome)>,
 }
 
 /// Per-record answers so far: (member index, outcome).
@@ -296,11 +298,17 @@ impl Shipping {
                 }
             }
         }
+        let answers = p
+            .answers
+            .iter()
+            .map(|(m, o)| (self.members[*m].replica, o.clone()))
+            .collect();
         Completed {
             seq,
             outcome,
             divergent,
             applied_by,
+            answers,
         }
     }
 }

@@ -20,10 +20,11 @@ use codetta_wire::update::Op;
 use codetta_wire::{
     Attrs, Fid, FsError, Name, RecordOutcome, Request, Time, UpdateId, UpdateRecord, VolumeId,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 /// Most records in one shipped batch.
@@ -100,6 +101,14 @@ struct Outbox {
     shipping: Shipping,
 }
 
+/// How long a validation of an object across the AVSG stays good (no callbacks yet:
+/// another client's update that missed a replica is noticed within this).
+const VALIDATION_TTL: Duration = Duration::from_secs(2);
+/// How long a resolution asked for by this client may take.
+const RESOLVE_DEADLINE: Duration = Duration::from_secs(60);
+/// Most validations remembered.
+const MAX_VALIDATIONS: usize = 100_000;
+
 /// What the appender, the member shippers and the calls share.
 struct Core {
     log: Arc<ModifyLog>,
@@ -112,6 +121,12 @@ struct Core {
     /// Every record up to this one is complete.
     acked: watch::Sender<u64>,
     stats: Arc<UpdateStats>,
+    /// Goes up whenever a member rejoins the AVSG (it may be stale: validate again).
+    epoch: AtomicU64,
+    /// Objects whose replicas were found equal: (epoch, when).
+    validated: Mutex<HashMap<Fid, (u64, Instant)>>,
+    /// The Venus owning this core, for work that logs records (undoing exclusive creates).
+    venus: std::sync::OnceLock<std::sync::Weak<Venus>>,
 }
 
 /// The client core shared by the NFS adapter and the background tasks.
@@ -271,6 +286,9 @@ impl Venus {
             outbox: Mutex::new(Outbox { queue, shipping }),
             acked: acked_tx,
             stats: stats.clone(),
+            epoch: AtomicU64::new(0),
+            validated: Mutex::new(HashMap::new()),
+            venus: std::sync::OnceLock::new(),
         });
         let venus = Arc::new(Venus {
             core: core.clone(),
@@ -284,6 +302,7 @@ impl Venus {
             tasks: Mutex::new(Vec::new()),
             stats,
         });
+        let _ = core.venus.set(Arc::downgrade(&venus));
         let mut tasks = vec![tokio::spawn(appender(
             Arc::downgrade(&venus),
             submit_rx,
@@ -379,11 +398,18 @@ impl Venus {
     pub async fn submit_and_wait(&self, op: Op, data: Bytes) -> Result<Option<Fid>, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(op, data, Some(tx)).await?;
-        match tokio::time::timeout(self.deadline(), rx).await {
+        match tokio::time::timeout(self.completion_wait(), rx).await {
             Ok(Ok(outcome)) => Ok(outcome?),
             Ok(Err(_)) => Err(ClientError::Storage("client is shutting down".into())),
             Err(_) => Err(self.waiting_error()),
         }
+    }
+
+    /// How long a caller waits for its record to complete: long enough for a member that
+    /// misses the per-call deadline to leave the AVSG and the record to complete without
+    /// it (rule 14), so that a single dead server costs one slow call, not a JUKEBOX.
+    fn completion_wait(&self) -> Duration {
+        self.deadline() * 2 + Duration::from_millis(500)
     }
 
     /// The error for a call that waited in vain: IO once every member has been gone past
@@ -425,7 +451,7 @@ impl Venus {
             return Ok(());
         };
         let mut acked = self.acked.clone();
-        tokio::time::timeout(self.deadline(), acked.wait_for(|a| *a >= target))
+        tokio::time::timeout(self.completion_wait(), acked.wait_for(|a| *a >= target))
             .await
             .map_err(|_| self.waiting_error())?
             .map_err(|_| ClientError::Storage("client is shutting down".into()))?;
@@ -463,7 +489,74 @@ impl Venus {
         Ok(entry.overlay.clone().unwrap_or(state.attrs))
     }
 
+    /// Validate-all (rule 4): before `fid` is read from one replica, every AVSG member's
+    /// version and tag are compared; when the states differ, a server is asked to resolve
+    /// the object first. A validation holds for [`VALIDATION_TTL`] and until a member
+    /// rejoins the AVSG.
+    async fn validate(&self, fid: &Fid) -> Result<(), ClientError> {
+        let core = &self.core;
+        if core.members.len() < 2 {
+            return Ok(());
+        }
+        let epoch = core.epoch.load(Ordering::Relaxed);
+        if let Some((e, at)) = lock(&core.validated).get(fid)
+            && *e == epoch
+            && at.elapsed() < VALIDATION_TTL
+        {
+            return Ok(());
+        }
+        let avsg = lock(&core.outbox).shipping.avsg();
+        if avsg.len() >= 2 {
+            let request = Request::GetAttr { fid: *fid };
+            let calls = avsg
+                .iter()
+                .map(|m| core.members[*m].call(&request, Bytes::new()));
+            let replies = futures::future::join_all(calls).await;
+            let mut tags = Vec::new();
+            for (m, reply) in avsg.iter().zip(replies) {
+                match reply {
+                    Ok((ReplyBody::State(s), _)) => tags.push(Some(s.tag)),
+                    // A replica that lacks the object differs from one that has it.
+                    Ok(_) | Err(ClientError::Fs(_)) => tags.push(None),
+                    Err(_) => core.member_failed(*m, None),
+                }
+            }
+            if tags.iter().any(|t| *t != tags[0]) {
+                tracing::info!(%fid, "replicas differ; resolving before the read");
+                self.resolve_now(*fid).await;
+            }
+        }
+        let mut validated = lock(&core.validated);
+        if validated.len() >= MAX_VALIDATIONS {
+            validated.clear();
+        }
+        validated.insert(*fid, (epoch, Instant::now()));
+        Ok(())
+    }
+
+    /// Asks AVSG members, in order, to resolve `fid`, and waits for the first answer.
+    async fn resolve_now(&self, fid: Fid) {
+        let request = Request::Resolve { fids: vec![fid] };
+        let avsg = lock(&self.core.outbox).shipping.avsg();
+        for m in avsg {
+            if let Ok((ReplyBody::Resolved(s), _)) = self.core.members[m]
+                .call_within(&request, Bytes::new(), RESOLVE_DEADLINE)
+                .await
+            {
+                tracing::debug!(%fid, ?s, "resolved before a read");
+                return;
+            }
+        }
+    }
+
+    /// Waits for this client's early-answered records on `fid`, then validates it.
+    async fn prepare_read(&self, fid: &Fid) -> Result<(), ClientError> {
+        self.flush(fid).await?;
+        self.validate(fid).await
+    }
+
     async fn fetch_attrs(&self, fid: &Fid) -> Result<ObjectState, ClientError> {
+        self.validate(fid).await?;
         match self.read_call(&Request::GetAttr { fid: *fid }).await?.0 {
             ReplyBody::State(state) => Ok(state),
             other => Err(unexpected(other)),
@@ -488,7 +581,7 @@ impl Venus {
 
     /// Looks `name` up in `dir`.
     pub async fn lookup(&self, dir: &Fid, name: &Name) -> Result<ObjectState, ClientError> {
-        self.flush(dir).await?;
+        self.prepare_read(dir).await?;
         let request = Request::Lookup {
             dir: *dir,
             name: name.clone(),
@@ -515,7 +608,7 @@ impl Venus {
         max_entries: u32,
         with_attrs: bool,
     ) -> Result<(Vec<DirEntry>, bool), ClientError> {
-        self.flush(dir).await?;
+        self.prepare_read(dir).await?;
         let request = Request::ReadDir {
             dir: *dir,
             cookie,
@@ -544,7 +637,7 @@ impl Venus {
         offset: u64,
         count: u32,
     ) -> Result<(Attrs, Bytes, bool), ClientError> {
-        self.flush(fid).await?;
+        self.prepare_read(fid).await?;
         let request = Request::Read {
             fid: *fid,
             offset,
@@ -558,7 +651,7 @@ impl Venus {
 
     /// A symlink's target.
     pub async fn readlink(&self, fid: &Fid) -> Result<Vec<u8>, ClientError> {
-        self.flush(fid).await?;
+        self.prepare_read(fid).await?;
         match self.read_call(&Request::ReadLink { fid: *fid }).await?.0 {
             ReplyBody::Link { target } => Ok(target),
             other => Err(unexpected(other)),
@@ -745,12 +838,28 @@ impl Core {
             };
             let rec = &q.rec.record;
             debug_assert_eq!(rec.id.seq, c.seq);
-            if c.divergent {
+            let diverged = c.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged));
+            if c.divergent || diverged {
                 self.stats.divergent.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(seq = c.seq, op = ?rec.op, "replicas answered a record differently");
+                let mut fids = crate::tracker::affected(&rec.op);
+                fids.extend(
+                    c.answers
+                        .iter()
+                        .filter_map(|(_, o)| o.clone().ok().flatten()),
+                );
+                self.request_resolution(fids);
             }
             if let Err(FsError::OutOfOrder) = &c.outcome {
                 tracing::error!(seq = c.seq, "a server reports a gap before this record");
+            }
+            if let Some(undo) = exclusive_undo(&rec.op, &c.answers) {
+                // Rule 9: an exclusive create some replica refused is undone where it was
+                // made, and its caller hears EEXIST once the undo is logged and applied.
+                let waiter = tracker.waiters.remove(&c.seq);
+                tracker.applied(c.seq, &rec.op, Err(FsError::Exists), last);
+                self.undo_then_answer(undo, waiter);
+                continue;
             }
             tracker.applied(c.seq, &rec.op, c.outcome, last);
         }
@@ -762,6 +871,53 @@ impl Core {
             }
         });
         self.wake_all();
+    }
+
+    /// Asks an AVSG member to resolve `fids` (in the background).
+    fn request_resolution(self: &Core, fids: Vec<Fid>) {
+        let order: Vec<Arc<ServerLink>> = {
+            let outbox = lock(&self.outbox);
+            outbox
+                .shipping
+                .avsg()
+                .into_iter()
+                .map(|m| self.members[m].clone())
+                .collect()
+        };
+        if self.members.len() < 2 || fids.is_empty() {
+            return;
+        }
+        let request = Request::Resolve { fids };
+        tokio::spawn(async move {
+            for link in order {
+                match link
+                    .call_within(&request, Bytes::new(), RESOLVE_DEADLINE)
+                    .await
+                {
+                    Ok((ReplyBody::Resolved(s), _)) => {
+                        tracing::info!(server = link.server_name(), ?s, "resolved");
+                        return;
+                    }
+                    Ok(_) => return,
+                    Err(e) => tracing::debug!(server = link.server_name(), "resolve: {e}"),
+                }
+            }
+        });
+    }
+
+    /// Logs `undo` and, once it is complete, answers `waiter` with EEXIST.
+    fn undo_then_answer(&self, undo: Op, waiter: Option<oneshot::Sender<RecordOutcome>>) {
+        let Some(venus) = self.venus.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = venus.submit_and_wait(undo, Bytes::new()).await {
+                tracing::warn!("undoing a partial exclusive create: {e}");
+            }
+            if let Some(w) = waiter {
+                let _ = w.send(Err(FsError::Exists));
+            }
+        });
     }
 
     /// The next batch for member `m`, cut to the byte limit, with its records and data.
@@ -841,6 +997,34 @@ async fn member_shipper(core: Arc<Core>, m: usize) {
     }
 }
 
+/// The record undoing an exclusive create (rule 9) that some replicas made and another
+/// refused with EEXIST: a remove conditional on the name still leading to the new object.
+fn exclusive_undo(op: &Op, answers: &[(codetta_wire::ReplicaId, RecordOutcome)]) -> Option<Op> {
+    use codetta_wire::update::CreateHow;
+    let (dir, name, fid, is_dir) = match op {
+        Op::Create {
+            dir,
+            name,
+            fid,
+            how: CreateHow::Guarded | CreateHow::Exclusive(_),
+            ..
+        }
+        | Op::Symlink { dir, name, fid, .. } => (*dir, name.clone(), *fid, false),
+        Op::Mkdir { dir, name, fid, .. } => (*dir, name.clone(), *fid, true),
+        _ => return None,
+    };
+    let refused = answers.iter().any(|(_, o)| *o == Err(FsError::Exists));
+    let made = answers.iter().any(|(_, o)| *o == Ok(Some(fid)));
+    if !(refused && made) {
+        return None;
+    }
+    Some(if is_dir {
+        Op::Rmdir { dir, name, fid }
+    } else {
+        Op::Remove { dir, name, fid }
+    })
+}
+
 /// Probes member `m` (out of the AVSG) until it answers, then puts it back.
 async fn probe(core: &Core, m: usize) {
     let link = &core.members[m];
@@ -849,6 +1033,8 @@ async fn probe(core: &Core, m: usize) {
         tokio::time::sleep(pause).await;
         if link.call(&Request::Hello, Bytes::new()).await.is_ok() {
             lock(&core.outbox).shipping.rejoined(m);
+            // It may have missed updates: objects are validated again before reads.
+            core.epoch.fetch_add(1, Ordering::Relaxed);
             tracing::info!(server = link.server_name(), "server back in the AVSG");
             return;
         }

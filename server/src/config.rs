@@ -30,6 +30,14 @@ pub struct ServerConfig {
     /// Per-call deadline towards peers in milliseconds (default 2 s).
     #[serde(default = "default_peer_deadline_ms")]
     pub peer_deadline_ms: u64,
+    /// How often peers are asked for their changes, in milliseconds (rule 12; default
+    /// 1000; 0 turns healing without a client off, for tests of client-driven resolution).
+    #[serde(default = "default_heal_interval_ms")]
+    pub heal_interval_ms: u64,
+}
+
+fn default_heal_interval_ms() -> u64 {
+    1000
 }
 
 fn default_peer_deadline_ms() -> u64 {

@@ -56,11 +56,23 @@ impl ServerDaemon {
         .context("setting up links to peers")?;
         let service = ServerService::new(Arc::new(store), &config.name, Arc::new(peers));
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(codetta_transport::serve(
+        let healer = match config.heal_interval_ms {
+            0 => tokio::spawn(async {}),
+            ms => tokio::spawn(crate::heal::run(
+                service.clone(),
+                std::time::Duration::from_millis(ms),
+                stop_rx.clone(),
+            )),
+        };
+        let serve = tokio::spawn(codetta_transport::serve(
             endpoint,
             Arc::new(service),
             stop_rx,
         ));
+        let task = tokio::spawn(async move {
+            let _ = serve.await;
+            let _ = healer.await;
+        });
         tracing::info!(%addr, name = %config.name, "server ready");
         Ok(ServerDaemon { addr, stop, task })
     }

@@ -8,6 +8,7 @@ pub mod store;
 
 pub mod config;
 pub mod daemon;
+pub mod heal;
 pub mod peers;
 pub mod resolver;
 pub mod service;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use codetta_certs::Role;
 use codetta_transport::{Peer, Service};
 use codetta_wire::frame::MAX_DATA;
-use codetta_wire::message::{ReplyBody, ResolveSummary};
+use codetta_wire::message::{ReplyBody, ResolveSummary, ServerStatus, VolumeStatus};
 use codetta_wire::{Fid, Frame, FsError, Reply, Request};
 use std::sync::Arc;
 
@@ -36,6 +36,7 @@ pub fn add_summary(a: &mut ResolveSummary, b: &ResolveSummary) {
 pub fn role_allows(role: Role, request: &Request) -> bool {
     match request {
         Request::Hello => true,
+        Request::Status => role == Role::Admin || role == Role::Client,
         Request::CreateVolume { .. } | Request::ListVolumes => role == Role::Admin,
         Request::CreateReplica { .. }
         | Request::View { .. }
@@ -71,6 +72,8 @@ pub struct ServerService {
     store: Arc<Store>,
     name: Arc<str>,
     peers: Arc<Peers>,
+    /// What resolution coordinated here has done since start.
+    resolved: Arc<std::sync::Mutex<ResolveSummary>>,
 }
 
 impl ServerService {
@@ -79,7 +82,63 @@ impl ServerService {
             store,
             name: name.into(),
             peers,
+            resolved: Arc::default(),
         }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds to the resolution totals.
+    pub fn note_resolution(&self, s: &ResolveSummary) {
+        if let Ok(mut total) = self.resolved.lock() {
+            add_summary(&mut total, s);
+        }
+    }
+
+    /// This server's status: volumes, conflicts, cursors, resolution totals, space.
+    pub fn status(&self) -> Result<ServerStatus, FsError> {
+        let mut volumes = Vec::new();
+        for info in self.store.list_volumes()? {
+            let (_, replica) = self.store.volume_info(info.id)?;
+            let (conflicts, changes) = self
+                .store
+                .conflicts_and_changes(info.id, crate::resolver::CONFLICT_VNODE_BIT)?;
+            let mut cursors = Vec::new();
+            for m in info.vsg.iter().filter(|m| m.replica != replica) {
+                cursors.push((
+                    m.server.clone(),
+                    self.store.peer_cursor(info.id, m.replica)?,
+                ));
+            }
+            volumes.push(VolumeStatus {
+                info,
+                replica,
+                conflicts,
+                changes,
+                cursors,
+            });
+        }
+        Ok(ServerStatus {
+            server: self.name.to_string(),
+            volumes,
+            resolution: self.resolution_totals(),
+            space: self.store.space()?,
+        })
+    }
+
+    /// Resolution totals since start.
+    pub fn resolution_totals(&self) -> ResolveSummary {
+        self.resolved.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
     /// Requests that wait on other servers run here, on the async side.
@@ -110,6 +169,7 @@ impl ServerService {
             }
             add_summary(&mut summary, &resolver.summary);
         }
+        self.note_resolution(&summary);
         Ok(summary)
     }
 
@@ -146,6 +206,7 @@ impl ServerService {
                 Err(FsError::Storage("not on this path".into()))
             }
             Request::View { fid } => store.view(fid).map(ReplyBody::View),
+            Request::Status => self.status().map(ReplyBody::Status),
             Request::BlockDigests { fid } => store.block_digests(fid).map(ReplyBody::Digests),
             Request::BlockMap { fid, first, count } => store
                 .block_map(fid, first, count.min(MAX_BLOCK_MAP))
@@ -201,8 +262,18 @@ impl ServerService {
             } => store
                 .install_delete(fid, &expect, &version, &history, &placement)
                 .map(|()| ReplyBody::Done),
-            Request::Changes { volume, since, max } => store
-                .changes(volume, since, max.min(MAX_CHANGES))
+            Request::Changes {
+                volume,
+                since,
+                max,
+                older_than_ms,
+            } => store
+                .changes(
+                    volume,
+                    since,
+                    max.min(MAX_CHANGES),
+                    u64::from(older_than_ms),
+                )
                 .map(|(entries, next, oldest)| ReplyBody::Changes {
                     entries,
                     next,

@@ -23,8 +23,19 @@ impl Procs {
 
     /// `n` servers holding replicas of the root volume, and the client.
     pub async fn start_replicated(n: usize) -> Procs {
+        Self::start_replicated_with(n, None).await
+    }
+
+    /// Like [`Procs::start_replicated`], with `setting` added to every server's
+    /// configuration.
+    pub async fn start_replicated_with(n: usize, setting: Option<&str>) -> Procs {
         let tmp = tempfile::tempdir().expect("tempdir");
         let layout = Layout::prepare_on_free_ports(tmp.path(), n).expect("layout");
+        if let Some(line) = setting {
+            for i in 0..n {
+                layout.add_server_setting(i, line).expect("setting");
+            }
+        }
         let servers = ServerProcs::new(codetta_binary(), &layout);
         let mut p = Procs {
             layout,

@@ -11,4 +11,5 @@ mod heavy;
 mod large;
 mod nfs_ops;
 mod nospc;
+mod replication;
 mod restart;

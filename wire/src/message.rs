@@ -140,11 +140,16 @@ pub enum Request {
         history: History,
         placement: Placement,
     },
-    /// This server's changed objects in `volume` after its change number `since`.
+    /// What this server holds and has done: volumes, conflicts, resolution totals (admin
+    /// or client role).
+    Status,
+    /// This server's changed objects in `volume` after its change number `since`, only
+    /// those changed at least `older_than_ms` ago.
     Changes {
         volume: VolumeId,
         since: u64,
         max: u32,
+        older_than_ms: u32,
     },
 }
 
@@ -161,6 +166,38 @@ impl Request {
             _ => Some(0),
         }
     }
+}
+
+/// One server's account of itself, for `codetta status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub server: String,
+    pub volumes: Vec<VolumeStatus>,
+    /// What resolution coordinated by this server has done since it started.
+    pub resolution: ResolveSummary,
+    pub space: SpaceInfo,
+}
+
+/// One volume replica on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeStatus {
+    pub info: VolumeInfo,
+    /// This server's replica.
+    pub replica: crate::ids::ReplicaId,
+    /// Conflict copies in the volume (objects made by resolution).
+    pub conflicts: Vec<ConflictEntry>,
+    /// The last number of this replica's change sequence.
+    pub changes: u64,
+    /// How far this server has settled each peer's change sequence: (server, cursor).
+    pub cursors: Vec<(String, u64)>,
+}
+
+/// A conflict copy: where it is and which object it is a version of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictEntry {
+    pub fid: Fid,
+    pub parent: Fid,
+    pub name: Vec<u8>,
 }
 
 /// What a resolution did, for the caller and `status`.
@@ -254,6 +291,7 @@ pub enum ReplyBody {
     },
     Space(SpaceInfo),
     Resolved(ResolveSummary),
+    Status(ServerStatus),
     View(ReplicaView),
     Digests(Vec<[u8; 32]>),
     Blocks(Vec<BlockEntry>),

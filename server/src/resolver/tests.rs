@@ -138,7 +138,7 @@ fn payload(seed: u8, len: usize) -> Vec<u8> {
 impl Trio {
     /// Every object store `i` lists in its change sequence: what anti-entropy visits.
     fn changed(&self, i: usize) -> Vec<Fid> {
-        let (entries, _, _) = self.stores[i].changes(self.vol.id, 0, 100_000).unwrap();
+        let (entries, _, _) = self.stores[i].changes(self.vol.id, 0, 100_000, 0).unwrap();
         let mut fids: Vec<Fid> = entries.into_iter().map(|(_, f)| f).collect();
         fids.sort();
         fids.dedup();

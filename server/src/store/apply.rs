@@ -20,6 +20,18 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
+/// Entries of a volume's change sequence kept (older ones are trimmed).
+pub const MAX_CHANGES_KEPT: u64 = 1 << 20;
+/// How often (in entries) the change sequence is trimmed.
+const TRIM_EVERY: u64 = 4096;
+
+/// Milliseconds since the Unix epoch on this server's clock.
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// How many recent outcomes are kept per (incarnation, volume), so that a resent record is
 /// answered exactly as it was the first time (a guarded create that failed must not look
 /// like a success on resend). Older resends get the best answer the current state gives.
@@ -138,15 +150,24 @@ impl<'txn> WriteTables<'txn> {
         put_meta_u64(&mut self.meta, tables::meta::VNODES, self.counters.vnodes)
     }
 
-    /// Appends `fid` to its volume's change sequence (rule 12).
+    /// Appends `fid` to its volume's change sequence (rule 12), with this server's clock
+    /// (local bookkeeping, never replicated). The sequence keeps its last
+    /// [`MAX_CHANGES_KEPT`] entries; a peer further behind compares whole volumes.
     pub(crate) fn note_change(&mut self, fid: Fid) -> R<()> {
         let vol = fid.volume.0;
         let next = match self.changes.range((vol, 0)..=(vol, u64::MAX))?.next_back() {
             Some(item) => item?.0.value().1 + 1,
             None => 1,
         };
-        self.changes
-            .insert((vol, next), fid.to_bytes().as_slice())?;
+        let mut value = [0u8; Fid::ENCODED_LEN + 8];
+        value[..Fid::ENCODED_LEN].copy_from_slice(&fid.to_bytes());
+        value[Fid::ENCODED_LEN..].copy_from_slice(&now_millis().to_le_bytes());
+        self.changes.insert((vol, next), value.as_slice())?;
+        if next % TRIM_EVERY == 0 && next > MAX_CHANGES_KEPT {
+            let cut = next - MAX_CHANGES_KEPT;
+            self.changes
+                .retain_in((vol, 0)..=(vol, cut), |_, _| false)?;
+        }
         Ok(())
     }
 

@@ -295,6 +295,7 @@ impl Store {
             txn.open_table(tables::COP2_PENDING)?;
             txn.open_table(tables::TOMBSTONES)?;
             txn.open_table(tables::CHANGES)?;
+            txn.open_table(tables::PEER_CURSORS)?;
         }
         txn.commit()?;
         Ok(Store {

@@ -250,7 +250,16 @@ impl Store {
 
     /// Changed objects of `volume` after change number `since`: at most `max` (change
     /// number, fid) pairs, the number to ask after next, and the oldest number kept.
-    pub fn changes(&self, volume: VolumeId, since: u64, max: u32) -> Result<ChangePage, FsError> {
+    /// Only entries at least `older_than_ms` old are returned (recent ones wait, so that
+    /// the client's second phase lands before anyone compares).
+    pub fn changes(
+        &self,
+        volume: VolumeId,
+        since: u64,
+        max: u32,
+        older_than_ms: u64,
+    ) -> Result<ChangePage, FsError> {
+        let cutoff = super::apply::now_millis().saturating_sub(older_than_ms);
         let txn = self.read_txn()?;
         let t = txn.open_table(tables::CHANGES).map_err(StoreError::from)?;
         let range = (volume.0, 0)..=(volume.0, u64::MAX);
@@ -269,12 +278,94 @@ impl Store {
                 break;
             }
             let (k, v) = item.map_err(StoreError::from)?;
-            let fid = Fid::from_bytes(v.value())
-                .ok_or_else(|| FsError::Storage("bad change entry".into()))?;
+            let value = v.value();
+            let bad = || FsError::Storage("bad change entry".into());
+            let (fid, when) = value.split_at_checked(Fid::ENCODED_LEN).ok_or_else(bad)?;
+            let fid = Fid::from_bytes(fid).ok_or_else(bad)?;
+            let when = u64::from_le_bytes(when.try_into().map_err(|_| bad())?);
+            if when > cutoff {
+                break;
+            }
             next = k.value().1;
             entries.push((next, fid));
         }
         Ok((entries, next, oldest))
+    }
+
+    /// Conflict copies in `volume` (objects whose vnode is at or above `first_vnode`, the
+    /// range resolution allocates from) and the last number of its change sequence.
+    pub fn conflicts_and_changes(
+        &self,
+        volume: VolumeId,
+        first_vnode: u64,
+    ) -> Result<(Vec<codetta_wire::message::ConflictEntry>, u64), FsError> {
+        let txn = self.read_txn()?;
+        let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
+        let tombstones = txn
+            .open_table(tables::TOMBSTONES)
+            .map_err(StoreError::from)?;
+        let mut conflicts = Vec::new();
+        for item in vnodes
+            .range((volume.0, first_vnode)..=(volume.0, u64::MAX))
+            .map_err(StoreError::from)?
+        {
+            let (k, v) = item.map_err(StoreError::from)?;
+            let v: Vnode = codec::decode("vnodes", v.value())?;
+            conflicts.push(codetta_wire::message::ConflictEntry {
+                fid: Fid {
+                    volume,
+                    vnode: k.value().1,
+                    unique: v.unique,
+                },
+                parent: dir_fid(&vnodes, &tombstones, volume, v.parent)?,
+                name: v.name,
+            });
+        }
+        let changes = txn.open_table(tables::CHANGES).map_err(StoreError::from)?;
+        let last = match changes
+            .range((volume.0, 0)..=(volume.0, u64::MAX))
+            .map_err(StoreError::from)?
+            .next_back()
+        {
+            Some(item) => item.map_err(StoreError::from)?.0.value().1,
+            None => 0,
+        };
+        Ok((conflicts, last))
+    }
+
+    /// Where this server got to in `peer`'s change sequence of `volume`.
+    pub fn peer_cursor(
+        &self,
+        volume: VolumeId,
+        peer: codetta_wire::ReplicaId,
+    ) -> Result<u64, FsError> {
+        let txn = self.read_txn()?;
+        let t = txn
+            .open_table(tables::PEER_CURSORS)
+            .map_err(StoreError::from)?;
+        match t.get((volume.0, peer.0)).map_err(StoreError::from)? {
+            Some(g) => Ok(codec::decode("peer_cursors", g.value())?),
+            None => Ok(0),
+        }
+    }
+
+    /// Records where this server got to in `peer`'s change sequence of `volume`.
+    pub fn set_peer_cursor(
+        &self,
+        volume: VolumeId,
+        peer: codetta_wire::ReplicaId,
+        cursor: u64,
+    ) -> Result<(), FsError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        {
+            let mut t = txn
+                .open_table(tables::PEER_CURSORS)
+                .map_err(StoreError::from)?;
+            t.insert((volume.0, peer.0), codec::encode(&cursor)?.as_slice())
+                .map_err(StoreError::from)?;
+        }
+        txn.commit().map_err(StoreError::from)?;
+        Ok(())
     }
 
     /// Runs `f` in a write transaction committed durably if it succeeds.

@@ -64,5 +64,10 @@ pub(crate) mod meta {
 /// was (rule 8), so that a stale replica's copy is deleted rather than brought back.
 pub(crate) const TOMBSTONES: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("tombstones");
 /// (volume, change number) -> the fid (16 bytes, [`codetta_wire::Fid::to_bytes`]) an update
-/// or an install changed: the per-volume sequence peers ask "what since N" of (rule 12).
+/// or an install changed and when (u64 LE milliseconds, this server's clock): the
+/// per-volume sequence peers ask "what since N" of (rule 12).
 pub(crate) const CHANGES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("changes");
+/// (volume, peer replica) -> the change number (u64) this server has settled up to in that
+/// peer's sequence.
+pub(crate) const PEER_CURSORS: TableDefinition<(u32, u64), &[u8]> =
+    TableDefinition::new("peer_cursors");

@@ -1,0 +1,272 @@
+//! A 3-server cluster (servers as separate processes, the client as a process) through the
+//! NFS endpoint: a server SIGKILLed mid-write, deletes while a replica is down, a 1 MiB
+//! change resynced by shipping about 1 MiB, and every server killed at once.
+
+use crate::durability::Procs;
+use crate::support::nfs::{Fh, Nfs};
+use codetta_bench::workloads::payload;
+use codetta_cluster::{Answer, Inspector};
+use codetta_wire::Fid;
+use nfs3_client::nfs3_types::nfs3::*;
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+
+/// The fid inside an NFS handle (after nfs3_server's 8-byte generation).
+pub fn fid_of(fh: &Fh) -> Fid {
+    Fid::from_bytes(&fh.data.as_ref()[8..]).expect("a Codetta handle")
+}
+
+/// Retries an NFS call that may answer JUKEBOX while the client notices a failure.
+macro_rules! patiently {
+    ($e:expr) => {{
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match $e {
+                Err(nfsstat3::NFS3ERR_JUKEBOX) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+/// Waits until every server holds `fids` in the same state; panics after `limit`.
+pub async fn wait_until_agreed(inspector: &Inspector, fids: &[Fid], limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for fid in fids {
+            if !inspector.agree(*fid).await {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            return started.elapsed();
+        }
+        if started.elapsed() > limit {
+            for fid in fids {
+                eprintln!("{fid}: {:#?}", inspector.states(*fid).await);
+            }
+            panic!("replicas did not converge within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Writes `mib` MiB of pseudo-random data (seeded by `seed`) into `f` at `offset` in 1 MiB
+/// UNSTABLE writes, calling `during(i)` before write `i`, then COMMITs; returns the data's
+/// blake3.
+async fn write_stream(
+    nfs: &mut Nfs,
+    f: &Fh,
+    offset: u64,
+    mib: u64,
+    seed: u64,
+    mut during: impl FnMut(u64),
+) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    for i in 0..mib {
+        during(i);
+        let data = payload(seed + i, MIB as usize);
+        h.update(&data);
+        patiently!(
+            nfs.write(f, offset + i * MIB, &data, stable_how::UNSTABLE)
+                .await
+        )
+        .expect("write");
+    }
+    patiently!(nfs.commit(f).await).expect("commit");
+    h.finalize()
+}
+
+async fn digest(nfs: &mut Nfs, f: &Fh) -> (u64, blake3::Hash) {
+    let mut h = blake3::Hasher::new();
+    let n = patiently!(
+        nfs.read_each(f, |d| {
+            h.update(d);
+        })
+        .await
+    )
+    .expect("read");
+    (n, h.finalize())
+}
+
+async fn killed_during_a_256_mib_write(heal: bool) {
+    let mut p = Procs::start_replicated_with(
+        3,
+        if heal {
+            None
+        } else {
+            Some("heal_interval_ms = 0")
+        },
+    )
+    .await;
+    let inspector = Inspector::new(&p.layout).expect("inspector");
+    let mut nfs = p.nfs().await;
+    let root = nfs.root.clone();
+    let f = nfs.create(&root, "big").await.expect("create");
+    let mut killed = false;
+    let servers = &mut p.servers;
+    let written = write_stream(&mut nfs, &f, 0, 256, 0, |i| {
+        if i == 64 {
+            servers.kill(2);
+            killed = true;
+        }
+    })
+    .await;
+    assert!(killed);
+    assert_eq!(
+        digest(&mut nfs, &f).await,
+        (256 * MIB, written),
+        "reads are right"
+    );
+    p.start_server(2).await;
+    let fid = fid_of(&f);
+    if heal {
+        // No client access at all: the servers find the difference themselves.
+        drop(nfs);
+        let took =
+            wait_until_agreed(&inspector, &[fid, fid_of(&root)], Duration::from_secs(120)).await;
+        eprintln!("converged without a client in {took:?}");
+    } else {
+        // Healing is off: a client access validates the file, finds the replicas differ and
+        // has them resolved.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !inspector.agree(fid).await {
+            assert!(
+                Instant::now() < deadline,
+                "{:#?}",
+                inspector.states(fid).await
+            );
+            assert_eq!(digest(&mut nfs, &f).await, (256 * MIB, written));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let states = inspector.states(fid).await;
+    let Answer::State(s) = &states[2] else {
+        panic!("{states:?}")
+    };
+    assert_eq!(s.attrs.size, 256 * MIB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_write_converges_without_a_client() {
+    killed_during_a_256_mib_write(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_write_converges_after_a_client_access() {
+    killed_during_a_256_mib_write(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_while_a_replica_is_down_stays_deleted() {
+    let mut p = Procs::start_replicated(3).await;
+    let inspector = Inspector::new(&p.layout).expect("inspector");
+    let mut nfs = p.nfs().await;
+    let root = nfs.root.clone();
+    let d = nfs.mkdir(&root, "d").await.expect("mkdir");
+    let f = nfs.create(&d, "f").await.expect("create");
+    nfs.write(&f, 0, b"doomed", stable_how::FILE_SYNC)
+        .await
+        .expect("write");
+    let keep = nfs.create(&d, "keep").await.expect("create");
+    p.kill_server(1);
+    patiently!(nfs.remove(&d, "f").await).expect("remove while s2 is down");
+    patiently!(nfs.write(&keep, 0, b"kept", stable_how::FILE_SYNC).await).expect("write");
+    p.start_server(1).await;
+    wait_until_agreed(
+        &inspector,
+        &[fid_of(&d), fid_of(&f), fid_of(&keep)],
+        Duration::from_secs(60),
+    )
+    .await;
+    for i in 0..3 {
+        let names: Vec<String> = inspector
+            .list(i, fid_of(&d))
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, vec!["keep".to_string()], "server {i}");
+    }
+    assert_eq!(
+        patiently!(nfs.lookup(&d, "f").await),
+        Err(nfsstat3::NFS3ERR_NOENT)
+    );
+    assert_eq!(
+        patiently!(nfs.read_all(&keep).await).expect("read"),
+        b"kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_1_mib_change_to_a_256_mib_file_ships_about_1_mib() {
+    let mut p = Procs::start_replicated(3).await;
+    let inspector = Inspector::new(&p.layout).expect("inspector");
+    let mut nfs = p.nfs().await;
+    let root = nfs.root.clone();
+    let f = nfs.create(&root, "big").await.expect("create");
+    write_stream(&mut nfs, &f, 0, 256, 0, |_| {}).await;
+    let fid = fid_of(&f);
+    wait_until_agreed(&inspector, &[fid], Duration::from_secs(60)).await;
+    let shipped_before = shipped(&inspector).await;
+    p.kill_server(2);
+    write_stream(&mut nfs, &f, 100 * MIB, 1, 999, |_| {}).await;
+    p.start_server(2).await;
+    wait_until_agreed(&inspector, &[fid], Duration::from_secs(60)).await;
+    let shipped = shipped(&inspector).await - shipped_before;
+    eprintln!("resync of a 1 MiB change shipped {shipped} bytes");
+    assert!(shipped >= MIB, "the change was shipped: {shipped}");
+    assert!(
+        shipped <= MIB + MIB / 10,
+        "at most 1.1x the change: {shipped}"
+    );
+}
+
+/// Chunk bytes shipped by resolution on every server since they started.
+async fn shipped(inspector: &Inspector) -> u64 {
+    let mut total = 0;
+    for i in 0..3 {
+        if let Ok(s) = inspector.status(i).await {
+            total += s.resolution.bytes_shipped;
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_servers_killed_at_once_lose_no_acknowledged_write() {
+    let mut p = Procs::start_replicated(3).await;
+    let inspector = Inspector::new(&p.layout).expect("inspector");
+    let mut nfs = p.nfs().await;
+    let root = nfs.root.clone();
+    let d = nfs.mkdir(&root, "d").await.expect("mkdir");
+    let f = nfs.create(&d, "f").await.expect("create");
+    let written = write_stream(&mut nfs, &f, 0, 8, 7, |_| {}).await;
+    nfs.rename(&d, "f", &root, "moved").await.expect("rename");
+    let s = nfs.symlink(&root, "link", "moved").await.expect("symlink");
+    for i in 0..3 {
+        p.kill_server(i);
+    }
+    for i in 0..3 {
+        p.start_server(i).await;
+    }
+    let moved = patiently!(nfs.lookup(&root, "moved").await).expect("lookup");
+    assert_eq!(moved, f);
+    assert_eq!(digest(&mut nfs, &moved).await, (8 * MIB, written));
+    assert_eq!(
+        patiently!(nfs.readlink(&s).await).expect("readlink"),
+        b"moved"
+    );
+    wait_until_agreed(
+        &inspector,
+        &[fid_of(&root), fid_of(&d), fid_of(&f)],
+        Duration::from_secs(60),
+    )
+    .await;
+}
