@@ -1,17 +1,46 @@
 #!/usr/bin/env bash
-# Runs `codetta up` in a temporary directory on free ports and the kernel-client script
-# against it in the nfs-vm guest (mounted hard). Exits with the script's status.
+# Runs `codetta up` (3 servers as processes, the root volume replicated on all three) in a
+# temporary directory on free ports and the kernel-client script against it in the nfs-vm
+# guest (mounted hard). When the guest prints "@@ kill-point" (just before its tar), the
+# second server is SIGKILLed; at "@@ restart-point" it is started again. Exits with the
+# script's status.
 set -euo pipefail
 top=$(git rev-parse --show-toplevel)
 cd "$top"
 cargo build --locked --bin codetta
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A base port with it and the next two free for UDP and TCP (one per server).
+free_ports3() {
+  python3 - <<'PY'
+import random, socket
+def free(p):
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+while True:
+    base = random.randint(20000, 60000)
+    if all(free(base + i) for i in range(3)):
+        print(base)
+        break
+PY
+}
 dir=$(mktemp -d)
 port=${CODETTA_VM_PORT:-$(free_port)}
-server_port=$(free_port)
+server_port=$(free_ports3)
 ./target/debug/codetta up --dir "$dir" --nfs-port "$port" --server-port "$server_port" >"$dir/up.log" 2>&1 &
 up=$!
-cleanup() { kill "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; rm -rf "$dir"; }
+restarted=
+cleanup() {
+  [ -n "$restarted" ] && kill "$restarted" 2>/dev/null || true
+  kill "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true
+  if [ -n "${CODETTA_VM_KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
+}
 trap cleanup EXIT
 ready=0
 for _ in $(seq 1 150); do
@@ -22,8 +51,24 @@ done
 if [ "$ready" != 1 ]; then
   echo "codetta up did not start:"; tail -n 30 "$dir/up.log"; exit 1
 fi
-status=0
-bash tests/vm/run.sh "$port" || status=$?
+# "processes P1, P2, P3" in the banner: the servers' pids.
+victim=$(sed -n 's/.*(processes \([0-9]*\), \([0-9]*\), .*/\2/p' "$dir/up.log" | head -n 1)
+echo "servers up; s2 (pid ${victim:-?}) is killed during the guest's tar"
+status=125
+while IFS= read -r line; do
+  case $line in
+    "@@ exit "*) status=${line#@@ exit }; continue ;;
+  esac
+  printf '%s\n' "$line"
+  case $line in
+    *"@@ kill-point"*)
+      if [ -n "$victim" ]; then kill -9 "$victim" && echo "host: SIGKILLed s2 (pid $victim)"; fi ;;
+    *"@@ restart-point"*)
+      ./target/debug/codetta server --config "$dir/s2.toml" 2>>"$dir/s2-restarted.log" &
+      restarted=$!
+      echo "host: s2 started again (pid $restarted)" ;;
+  esac
+done < <(bash tests/vm/run.sh "$port"; echo "@@ exit $?")
 kill "$up" 2>/dev/null || true
 wait "$up" 2>/dev/null || true
 grep -o "client update stats: .*" "$dir/up.log" || true

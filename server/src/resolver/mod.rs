@@ -60,6 +60,38 @@ fn transient(e: &FsError) -> bool {
     matches!(e, FsError::VersionChanged | FsError::Storage(_))
 }
 
+/// The state a decision installs under the object's fid, with where it comes from
+/// ((member, view)), and the views (by index) that receive it; `None` when nothing is
+/// installed (settled, merged). A resurrected object moves to a conflict name and every
+/// view receives it.
+fn target_state(
+    decision: &Decision,
+    views: &[(usize, ReplicaView)],
+) -> Option<((usize, ReplicaView), Vec<usize>)> {
+    match decision {
+        Decision::Install { winner, stale, .. } => Some((views[*winner].clone(), stale.clone())),
+        Decision::Conflict {
+            keep,
+            stale,
+            resurrect,
+            ..
+        } => {
+            let (src, kept) = &views[*keep];
+            let mut kept = kept.clone();
+            if *resurrect && let ViewBody::Live(meta) = &mut kept.body {
+                meta.placement.name = conflict_name(&meta.placement.name, &kept.tag.0);
+            }
+            let targets = if *resurrect {
+                (0..views.len()).collect()
+            } else {
+                stale.clone()
+            };
+            Some(((*src, kept), targets))
+        }
+        Decision::Settled | Decision::Merge { .. } => None,
+    }
+}
+
 /// The name of a conflict copy: the original name, `.conflict-`, and 8 hex digits of the
 /// copy's content tag, the original cut so the whole fits 255 bytes.
 pub fn conflict_name(original: &[u8], tag: &[u8; 32]) -> Vec<u8> {
@@ -228,10 +260,31 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             .any(|(_, v)| v.meta().is_some_and(|m| m.ftype == FileType::Directory));
         let tags_differ = views.iter().any(|(_, v)| v.tag != views[0].1.tag);
         if is_dir && tags_differ {
-            // Entries first: every child whose entry differs is settled, then the
-            // directory's own state is compared again.
+            // The directory is placed first (created or moved where the winner has it, no
+            // version yet), so that its children have somewhere to go; then every child
+            // whose entry differs is settled; then the directory is compared again.
+            let only: Vec<ReplicaView> = views.iter().map(|(_, v)| v.clone()).collect();
+            let decision = decide(&only, self.coordinator);
+            if let Some((winner, stale)) = target_state(&decision, &views)
+                && winner.1.is_live()
+            {
+                for s in stale {
+                    let (dst, view) = &views[s];
+                    match self
+                        .install_state(fid, winner.0, &winner.1, *dst, view)
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(FsError::Blocked(other)) => return Ok(Step::Blocked(other)),
+                        Err(e) if transient(&e) => return Ok(Step::Again),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
             for child in self.differing_children(fid, &views).await? {
-                if child != fid {
+                // A child being resolved already is what led here (its parent was
+                // missing somewhere): it continues once this directory is placed.
+                if child != fid && !self.in_progress.contains(&child) {
                     self.resolve_at(child, depth + 1).await;
                 }
             }
@@ -344,24 +397,26 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 version,
                 history,
             } => {
-                self.summary.conflicts += 1;
-                tracing::warn!(%fid, copies = copies.len(), resurrect, "conflict: keeping every version");
+                if !copies.is_empty() || resurrect {
+                    self.summary.conflicts += 1;
+                    tracing::warn!(%fid, copies = copies.len(), resurrect, "conflict: keeping every version");
+                }
                 for c in &copies {
                     self.make_copy(fid, views, *c).await?;
                 }
-                let (src, kept) = &views[keep];
-                let mut kept = kept.clone();
-                if resurrect && let ViewBody::Live(meta) = &mut kept.body {
-                    meta.placement.name = conflict_name(&meta.placement.name, &kept.tag.0);
-                }
-                let targets: Vec<usize> = if resurrect {
-                    (0..views.len()).collect()
-                } else {
-                    stale
+                let decision = Decision::Conflict {
+                    keep,
+                    stale,
+                    copies,
+                    resurrect,
+                    version: version.clone(),
+                    history: history.clone(),
                 };
-                for s in targets {
-                    let (dst, view) = &views[s];
-                    self.install_state(fid, *src, &kept, *dst, view).await?;
+                if let Some(((src, kept), targets)) = target_state(&decision, views) {
+                    for s in targets {
+                        let (dst, view) = &views[s];
+                        self.install_state(fid, src, &kept, *dst, view).await?;
+                    }
                 }
                 for (i, v) in views {
                     if v.version != version {

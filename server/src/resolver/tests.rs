@@ -352,3 +352,31 @@ fn directories_moved_into_each_other_settle_without_a_cycle() {
         }
     }
 }
+
+#[test]
+fn a_missed_subtree_resolved_from_its_deepest_file_needs_no_conflict() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (m, top) = t.g.mkdir_op(root, "top");
+    t.apply(&[0, 1, 2], vec![m], &[]);
+    // Replica 2 misses a subtree made inside `top`.
+    let (m1, a) = t.g.mkdir_op(top, "a");
+    let (m2, b) = t.g.mkdir_op(a, "b");
+    let (c, f) = t.g.create_op(b, "f", CreateHow::Guarded);
+    let (c2, g) = t.g.create_op(a, "g", CreateHow::Guarded);
+    t.apply(
+        &[0, 1],
+        vec![m1, m2, c, Gen::write_op(f, 0, b"deep"), c2],
+        b"deep",
+    );
+    // A client reading f first asks for f alone; its parents come with it.
+    let s = t.resolve(&[0, 1, 2], &[f]);
+    assert_eq!((s.unsettled, s.conflicts), (0, 0), "{s:?}");
+    assert_eq!(t.read(2, f), b"deep");
+    let s = t.resolve(&[0, 1, 2], &[root, top, a, b, g]);
+    assert_eq!((s.unsettled, s.conflicts), (0, 0), "{s:?}");
+    for fid in [root, top, a, b, f, g] {
+        t.assert_equal(&[0, 1, 2], fid);
+    }
+    assert_eq!(t.fid_of(2, a, "g"), Some(g));
+}
