@@ -10,7 +10,7 @@
 //! missed. The caller drives this machine: the client's shipper tasks with real links, the
 //! simulation with in-memory stores.
 
-use codetta_wire::update::Cop2;
+use codetta_wire::update::{Cop2, Op};
 use codetta_wire::{FsError, Incarnation, RecordOutcome, ReplicaId, VolumeId};
 use std::collections::VecDeque;
 
@@ -332,6 +332,34 @@ fn preferred(answers: &[(usize, RecordOutcome)]) -> RecordOutcome {
         .or(answers.first())
         .map(|(_, o)| o.clone())
         .unwrap_or(Err(FsError::Diverged))
+}
+
+/// The record undoing an exclusive create (rule 9) that some replicas made and another
+/// refused with EEXIST: a remove conditional on the name still leading to the new object.
+pub fn exclusive_undo(op: &Op, answers: &[(codetta_wire::ReplicaId, RecordOutcome)]) -> Option<Op> {
+    use codetta_wire::update::CreateHow;
+    let (dir, name, fid, is_dir) = match op {
+        Op::Create {
+            dir,
+            name,
+            fid,
+            how: CreateHow::Guarded | CreateHow::Exclusive(_),
+            ..
+        }
+        | Op::Symlink { dir, name, fid, .. } => (*dir, name.clone(), *fid, false),
+        Op::Mkdir { dir, name, fid, .. } => (*dir, name.clone(), *fid, true),
+        _ => return None,
+    };
+    let refused = answers.iter().any(|(_, o)| *o == Err(FsError::Exists));
+    let made = answers.iter().any(|(_, o)| *o == Ok(Some(fid)));
+    if !(refused && made) {
+        return None;
+    }
+    Some(if is_dir {
+        Op::Rmdir { dir, name, fid }
+    } else {
+        Op::Remove { dir, name, fid }
+    })
 }
 
 #[cfg(test)]

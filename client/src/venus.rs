@@ -853,7 +853,7 @@ impl Core {
             if let Err(FsError::OutOfOrder) = &c.outcome {
                 tracing::error!(seq = c.seq, "a server reports a gap before this record");
             }
-            if let Some(undo) = exclusive_undo(&rec.op, &c.answers) {
+            if let Some(undo) = crate::replicate::exclusive_undo(&rec.op, &c.answers) {
                 // Rule 9: an exclusive create some replica refused is undone where it was
                 // made, and its caller hears EEXIST once the undo is logged and applied.
                 let waiter = tracker.waiters.remove(&c.seq);
@@ -995,34 +995,6 @@ async fn member_shipper(core: Arc<Core>, m: usize) {
             }
         }
     }
-}
-
-/// The record undoing an exclusive create (rule 9) that some replicas made and another
-/// refused with EEXIST: a remove conditional on the name still leading to the new object.
-fn exclusive_undo(op: &Op, answers: &[(codetta_wire::ReplicaId, RecordOutcome)]) -> Option<Op> {
-    use codetta_wire::update::CreateHow;
-    let (dir, name, fid, is_dir) = match op {
-        Op::Create {
-            dir,
-            name,
-            fid,
-            how: CreateHow::Guarded | CreateHow::Exclusive(_),
-            ..
-        }
-        | Op::Symlink { dir, name, fid, .. } => (*dir, name.clone(), *fid, false),
-        Op::Mkdir { dir, name, fid, .. } => (*dir, name.clone(), *fid, true),
-        _ => return None,
-    };
-    let refused = answers.iter().any(|(_, o)| *o == Err(FsError::Exists));
-    let made = answers.iter().any(|(_, o)| *o == Ok(Some(fid)));
-    if !(refused && made) {
-        return None;
-    }
-    Some(if is_dir {
-        Op::Rmdir { dir, name, fid }
-    } else {
-        Op::Remove { dir, name, fid }
-    })
 }
 
 /// Probes member `m` (out of the AVSG) until it answers, then puts it back.

@@ -8,12 +8,24 @@
 use crate::resolver::group::members_of;
 use crate::resolver::{ReplicaAccess, Resolver};
 use crate::service::{ServerService, add_summary};
-use bytes::Bytes;
-use codetta_wire::message::{ReplyBody, ResolveSummary};
-use codetta_wire::{Fid, FsError, Request};
+use crate::store::Store;
+use codetta_wire::message::{ReplicaMember, ResolveSummary};
+use codetta_wire::{Fid, FsError, ReplicaId, VolumeId};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::sync::watch;
+
+/// Whether resolvers record their decisions (set by the simulation for its traces).
+pub fn record_decisions() -> bool {
+    RECORD_DECISIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Turns recording of decisions on or off for every resolver healing starts.
+pub fn set_record_decisions(on: bool) {
+    RECORD_DECISIONS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+static RECORD_DECISIONS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Changes younger than this are left for the next round.
 pub const SETTLE_MS: u32 = 2000;
@@ -66,47 +78,50 @@ pub async fn heal_round(service: &ServerService) -> Result<ResolveSummary, FsErr
 async fn pull<R: ReplicaAccess>(
     service: &ServerService,
     members: &[R],
-    me: codetta_wire::ReplicaId,
-    volume: codetta_wire::VolumeId,
-    peer: &codetta_wire::message::ReplicaMember,
+    me: ReplicaId,
+    volume: VolumeId,
+    peer: &ReplicaMember,
+) -> ResolveSummary {
+    follow(service.store(), members, me, volume, peer.replica, SETTLE_MS, &|r| {
+        service.note_resolution(&r.summary)
+    })
+    .await
+}
+
+/// Reads the change sequence of replica `peer` (one of `members`) of `volume` from where
+/// `store` (the replica `me`) got to, resolves every object whose replicas differ, and
+/// moves the stored cursor past what is settled. Changes younger than `older_than_ms` are
+/// left for later. `note` sees each resolver as it finishes.
+pub async fn follow<R: ReplicaAccess>(
+    store: &Store,
+    members: &[R],
+    me: ReplicaId,
+    volume: VolumeId,
+    peer: ReplicaId,
+    older_than_ms: u32,
+    note: &(dyn Fn(&Resolver<'_, R>) + Sync),
 ) -> ResolveSummary {
     let mut total = ResolveSummary::default();
-    let store = service.store();
-    let Ok(mut cursor) = store.peer_cursor(volume, peer.replica) else {
+    let Ok(mut cursor) = store.peer_cursor(volume, peer) else {
         return total;
     };
-    let Some(peer_member) = members.iter().find(|m| m.replica() == peer.replica) else {
+    let Some(peer_member) = members.iter().find(|m| m.replica() == peer) else {
         return total;
     };
     let own = members.iter().find(|m| m.replica() == me);
     loop {
-        let request = Request::Changes {
-            volume,
-            since: cursor,
-            max: PAGE,
-            older_than_ms: SETTLE_MS,
-        };
-        let (entries, next, oldest) = match service
-            .peers()
-            .call(&peer.server, &request, Bytes::new())
+        let Ok((entries, next, oldest)) = peer_member
+            .changes(volume, cursor, PAGE, older_than_ms)
             .await
-        {
-            Ok((
-                ReplyBody::Changes {
-                    entries,
-                    next,
-                    oldest,
-                },
-                _,
-            )) => (entries, next, oldest),
-            Ok(_) | Err(_) => return total,
+        else {
+            return total;
         };
         if entries.is_empty() {
             return total;
         }
         if cursor > 0 && oldest > cursor + 1 {
             tracing::warn!(
-                server = %peer.server,
+                server = %peer_member.name(),
                 missed = oldest - cursor - 1,
                 "a peer's change sequence was trimmed past this server's cursor; comparing what remains"
             );
@@ -122,16 +137,17 @@ async fn pull<R: ReplicaAccess>(
                 continue;
             }
             let mut resolver = Resolver::new(members, me);
+            resolver.decisions = record_decisions().then(Vec::new);
             resolver.resolve(fid).await;
             add_summary(&mut total, &resolver.summary);
-            service.note_resolution(&resolver.summary);
+            note(&resolver);
             unsettled |= resolver.summary.unsettled > 0;
         }
         if unsettled {
             return total;
         }
         cursor = next;
-        if store.set_peer_cursor(volume, peer.replica, cursor).is_err() {
+        if store.set_peer_cursor(volume, peer, cursor).is_err() {
             return total;
         }
     }

@@ -1,8 +1,8 @@
 //! How a coordinator reaches one replica of a volume during resolution.
 
-use crate::store::Store;
+use crate::store::{ChangePage, Store};
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
-use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector};
+use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -17,6 +17,14 @@ pub trait ReplicaAccess: Send + Sync {
     /// The server holding it, for logs.
     fn name(&self) -> &str;
     fn view(&self, fid: Fid) -> impl Future<Output = Result<ReplicaView, FsError>> + Send;
+    /// This replica's changed objects after change number `since` (rule 12).
+    fn changes(
+        &self,
+        volume: VolumeId,
+        since: u64,
+        max: u32,
+        older_than_ms: u32,
+    ) -> impl Future<Output = Result<ChangePage, FsError>> + Send;
     /// One page of directory entries after `cookie`: (cookie, name, fid), and eof.
     fn list(
         &self,
@@ -126,6 +134,17 @@ impl ReplicaAccess for LocalReplica {
 
     async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
         self.run(move |s| s.view(fid)).await
+    }
+
+    async fn changes(
+        &self,
+        volume: VolumeId,
+        since: u64,
+        max: u32,
+        older_than_ms: u32,
+    ) -> Result<ChangePage, FsError> {
+        self.run(move |s| s.changes(volume, since, max, u64::from(older_than_ms)))
+            .await
     }
 
     async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {

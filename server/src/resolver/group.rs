@@ -4,7 +4,7 @@
 use super::access::{DirPage, LocalReplica, ReplicaAccess};
 use super::remote::RemoteReplica;
 use crate::peers::Peers;
-use crate::store::Store;
+use crate::store::{ChangePage, Store};
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
 use std::sync::Arc;
@@ -59,6 +59,16 @@ impl ReplicaAccess for GroupReplica {
 
     async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
         each!(self, r => r.view(fid).await)
+    }
+
+    async fn changes(
+        &self,
+        volume: VolumeId,
+        since: u64,
+        max: u32,
+        older_than_ms: u32,
+    ) -> Result<ChangePage, FsError> {
+        each!(self, r => r.changes(volume, since, max, older_than_ms).await)
     }
 
     async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {

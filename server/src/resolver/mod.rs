@@ -45,6 +45,8 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     /// Objects being resolved, outermost first: one blocked on another of these is a
     /// cycle (two objects claiming one name, or directories placed inside each other).
     in_progress: Vec<Fid>,
+    /// When set, every decision is written here (for the simulation's traces).
+    pub decisions: Option<Vec<String>>,
 }
 
 /// Why one attempt stopped.
@@ -134,6 +136,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             summary: ResolveSummary::default(),
             settled: BTreeSet::new(),
             in_progress: Vec::new(),
+            decisions: None,
         }
     }
 
@@ -297,6 +300,25 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         self.summary.objects += 1;
         let only: Vec<ReplicaView> = views.iter().map(|(_, v)| v.clone()).collect();
         let decision = decide(&only, self.coordinator);
+        if let Some(log) = self.decisions.as_mut() {
+            let who: Vec<String> = views
+                .iter()
+                .map(|(i, v)| {
+                    format!(
+                        "{}:{}/{:?}/{:?}",
+                        self.members[*i].name(),
+                        match &v.body {
+                            ViewBody::Live(m) => String::from_utf8_lossy(&m.placement.name).into_owned(),
+                            ViewBody::Deleted(_) => "deleted".into(),
+                            ViewBody::Absent => "absent".into(),
+                        },
+                        v.version,
+                        v.history.entries().iter().map(|e| e.id.seq).collect::<Vec<_>>()
+                    )
+                })
+                .collect();
+            log.push(format!("{fid}: {} => {decision:?}", who.join(" ")));
+        }
         let result = self.execute(fid, &views, decision).await;
         match result {
             Ok(step) => Ok(step),
@@ -450,6 +472,13 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         copy_meta.verifier = None;
         for (dst, _) in views {
             let existing = self.members[*dst].view(copy).await?;
+            // A copy made before is an object of its own by now (clients may have changed
+            // or removed it): only a missing or half-made one (no version yet) is made.
+            match existing.body {
+                ViewBody::Deleted(_) => continue,
+                ViewBody::Live(_) if !existing.version.is_empty() => continue,
+                _ => {}
+            }
             self.members[*dst]
                 .install_meta(copy, &existing.version, &copy_meta)
                 .await?;

@@ -5,7 +5,8 @@ use crate::peers::Peers;
 use bytes::{Bytes, BytesMut};
 use codetta_wire::message::ReplyBody;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
-use codetta_wire::{Fid, FsError, History, ReplicaId, Request, VersionVector};
+use crate::store::ChangePage;
+use codetta_wire::{Fid, FsError, History, ReplicaId, Request, VersionVector, VolumeId};
 use std::sync::Arc;
 
 /// A replica held by the peer `server`.
@@ -53,6 +54,32 @@ impl ReplicaAccess for RemoteReplica {
     async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
         match self.call(&Request::View { fid }, Bytes::new()).await? {
             (ReplyBody::View(v), _) => Ok(v),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+
+    async fn changes(
+        &self,
+        volume: VolumeId,
+        since: u64,
+        max: u32,
+        older_than_ms: u32,
+    ) -> Result<ChangePage, FsError> {
+        let request = Request::Changes {
+            volume,
+            since,
+            max,
+            older_than_ms,
+        };
+        match self.call(&request, Bytes::new()).await? {
+            (
+                ReplyBody::Changes {
+                    entries,
+                    next,
+                    oldest,
+                },
+                _,
+            ) => Ok((entries, next, oldest)),
             (other, _) => Err(unexpected(&self.server, other)),
         }
     }

@@ -92,6 +92,11 @@ pub(crate) struct Plan<'d> {
 }
 
 impl Plan<'_> {
+    /// A plan that changes nothing and answers `fid`.
+    pub(crate) fn answer_only(fid: Option<Fid>) -> Self {
+        Self::answer(fid)
+    }
+
     fn answer(fid: Option<Fid>) -> Self {
         Plan {
             answer: fid,

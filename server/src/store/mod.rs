@@ -26,7 +26,7 @@ mod codec;
 mod content;
 mod namespace;
 mod resolve;
-pub use resolve::MAX_CHUNKS_PER_CALL;
+pub use resolve::{ChangePage, MAX_CHUNKS_PER_CALL};
 mod tables;
 mod tags;
 

@@ -33,6 +33,35 @@ impl Planner<'_, '_> {
         Ok(())
     }
 
+    /// A create of `fid` that this replica has seen the effect of already: the object is
+    /// here (resolution brought it before the record came) — answered with the fid and
+    /// nothing changed — or it was made and removed again (a tombstone) — `Stale`, and it
+    /// must not come back.
+    fn already_made(&self, fid: Fid) -> Result<Option<Plan<'static>>, Fail> {
+        use redb::ReadableTable;
+        let key = (fid.volume.0, fid.vnode);
+        let live: Option<Vnode> = match self.t.vnodes.get(key).map_err(super::StoreError::from)? {
+            Some(g) => Some(super::codec::decode("vnodes", g.value())?),
+            None => None,
+        };
+        if let Some(v) = live {
+            if v.unique != fid.unique {
+                return Err(FsError::Invalid.into());
+            }
+            return Ok(Some(Plan::answer_only(Some(fid))));
+        }
+        if self
+            .t
+            .tombstones
+            .get(key)
+            .map_err(super::StoreError::from)?
+            .is_some()
+        {
+            return Err(FsError::Stale.into());
+        }
+        Ok(None)
+    }
+
     fn t_vnode_exists(&self, fid: Fid) -> Result<bool, Fail> {
         use redb::ReadableTable;
         Ok(self
@@ -81,6 +110,9 @@ impl Planner<'_, '_> {
         how: CreateHow,
     ) -> Result<Plan<'static>, Fail> {
         let d = self.load_dir(dir)?;
+        if let Some(done) = self.already_made(fid)? {
+            return Ok(done);
+        }
         if let Some(existing) = self.entry(dir, name)? {
             return self.create_existing(existing, how);
         }
@@ -150,6 +182,9 @@ impl Planner<'_, '_> {
         new: &NewObject,
     ) -> Result<Plan<'static>, Fail> {
         let d = self.load_dir(dir)?;
+        if let Some(done) = self.already_made(fid)? {
+            return Ok(done);
+        }
         if self.entry(dir, name)?.is_some() {
             return Err(FsError::Exists.into());
         }
@@ -177,6 +212,9 @@ impl Planner<'_, '_> {
         let d = self.load_dir(dir)?;
         if target.is_empty() || target.len() > MAX_SYMLINK_TARGET {
             return Err(FsError::Invalid.into());
+        }
+        if let Some(done) = self.already_made(fid)? {
+            return Ok(done);
         }
         if self.entry(dir, name)?.is_some() {
             return Err(FsError::Exists.into());

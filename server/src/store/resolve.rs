@@ -333,6 +333,32 @@ impl Store {
         Ok((conflicts, last))
     }
 
+    /// Every object of `volume` this replica knows, live or deleted (for checks and the
+    /// simulation; a full scan).
+    pub fn object_fids(&self, volume: VolumeId) -> Result<Vec<Fid>, FsError> {
+        let txn = self.read_txn()?;
+        let mut out = Vec::new();
+        let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
+        for item in vnodes
+            .range((volume.0, 0)..=(volume.0, u64::MAX))
+            .map_err(StoreError::from)?
+        {
+            let (k, v) = item.map_err(StoreError::from)?;
+            let v: Vnode = codec::decode("vnodes", v.value())?;
+            out.push(Fid { volume, vnode: k.value().1, unique: v.unique });
+        }
+        let tombstones = txn.open_table(tables::TOMBSTONES).map_err(StoreError::from)?;
+        for item in tombstones
+            .range((volume.0, 0)..=(volume.0, u64::MAX))
+            .map_err(StoreError::from)?
+        {
+            let (k, v) = item.map_err(StoreError::from)?;
+            let t: Tombstone = codec::decode("tombstones", v.value())?;
+            out.push(Fid { volume, vnode: k.value().1, unique: t.unique });
+        }
+        Ok(out)
+    }
+
     /// Where this server got to in `peer`'s change sequence of `volume`.
     pub fn peer_cursor(
         &self,
