@@ -64,10 +64,10 @@ pub struct Completed {
     pub answers: Vec<(ReplicaId, RecordOutcome)>,
 }
 
-/// Per-record answers so far: (member index, outcome).
+/// Per-record answers so far: (member index, outcome, prior digest).
 #[derive(Debug, Clone, Default)]
 struct Progress {
-    answers: Vec<(usize, RecordOutcome)>,
+    answers: Vec<(usize, RecordOutcome, u64)>,
 }
 
 /// The write-all state of one client incarnation and one volume.
@@ -185,13 +185,14 @@ impl Shipping {
         })
     }
 
-    /// Member `m` applied `plan`, answering `outcomes` (one per record). Returns the records
-    /// now complete, oldest first.
+    /// Member `m` applied `plan`, answering `outcomes` and `priors` (one each per record;
+    /// see `ReplyBody::Shipped`). Returns the records now complete, oldest first.
     pub fn applied(
         &mut self,
         m: usize,
         plan: &BatchPlan,
         outcomes: &[RecordOutcome],
+        priors: &[u64],
     ) -> Vec<Completed> {
         let front = self.front;
         let Some(member) = self.members.get_mut(m) else {
@@ -208,9 +209,10 @@ impl Shipping {
                 continue;
             }
             if let Some(p) = self.pending.get_mut((seq - front) as usize)
-                && !p.answers.iter().any(|(who, _)| *who == m)
+                && !p.answers.iter().any(|(who, _, _)| *who == m)
             {
-                p.answers.push((m, outcome.clone()));
+                let prior = priors.get(i).copied().unwrap_or(0);
+                p.answers.push((m, outcome.clone(), prior));
             }
         }
         self.complete()
@@ -265,22 +267,47 @@ impl Shipping {
     }
 
     /// The answer of a complete record and the COP2 items it leaves for its appliers.
+    ///
+    /// Only replicas that applied the record to identical objects (equal prior digests)
+    /// count each other: they went from one state to the same next state. A replica that
+    /// applied it to a different state is not counted by the others, so no vector ever
+    /// claims an update it does not reflect; resolution merges them later.
     fn finish(&mut self, seq: u64, mut p: Progress) -> Completed {
-        p.answers.sort_by_key(|(m, _)| *m);
-        let outcome = preferred(&p.answers);
-        let divergent = p.answers.iter().any(|(_, o)| *o != p.answers[0].1);
-        let applied_by: Vec<ReplicaId> = p
+        p.answers.sort_by_key(|(m, _, _)| *m);
+        let plain: Vec<(usize, RecordOutcome)> =
+            p.answers.iter().map(|(m, o, _)| (*m, o.clone())).collect();
+        let outcome = preferred(&plain);
+        let divergent = plain.iter().any(|(_, o)| *o != plain[0].1);
+        let appliers: Vec<(usize, u64)> = p
             .answers
+            .iter()
+            .filter(|(_, o, prior)| counts_as_applied(o) && *prior != 0)
+            .map(|(m, _, prior)| (*m, *prior))
+            .collect();
+        // The largest group with one prior (ties: the one holding the first member).
+        let mut best: Vec<usize> = Vec::new();
+        for (_, prior) in &appliers {
+            let group: Vec<usize> = appliers
+                .iter()
+                .filter(|(_, p)| p == prior)
+                .map(|(m, _)| *m)
+                .collect();
+            if group.len() > best.len() {
+                best = group;
+            }
+        }
+        let counted: Vec<ReplicaId> = best.iter().map(|m| self.members[*m].replica).collect();
+        let applied_by: Vec<ReplicaId> = plain
             .iter()
             .filter(|(_, o)| counts_as_applied(o))
             .map(|(m, _)| self.members[*m].replica)
             .collect();
-        if applied_by.len() > 1 {
-            for (m, _) in &p.answers {
+        if counted.len() > 1 {
+            for m in &best {
                 let (incarnation, volume) = (self.incarnation, self.volume);
                 let outbox = &mut self.members[*m].cop2;
                 match outbox.back_mut() {
-                    Some(last) if last.applied_by == applied_by && last.last + 1 == seq => {
+                    Some(last) if last.applied_by == counted && last.last + 1 == seq => {
                         last.last = seq;
                     }
                     _ => {
@@ -289,7 +316,7 @@ impl Shipping {
                             volume,
                             first: seq,
                             last: seq,
-                            applied_by: applied_by.clone(),
+                            applied_by: counted.clone(),
                         });
                         if outbox.len() > MAX_COP2_OUTBOX {
                             outbox.pop_front();
@@ -298,8 +325,7 @@ impl Shipping {
                 }
             }
         }
-        let answers = p
-            .answers
+        let answers = plain
             .iter()
             .map(|(m, o)| (self.members[*m].replica, o.clone()))
             .collect();
@@ -377,6 +403,11 @@ mod tests {
         vec![Ok(None); n]
     }
 
+    /// Equal prior digests: every replica applied the records to the same state.
+    fn same(n: usize) -> Vec<u64> {
+        vec![7; n]
+    }
+
     #[test]
     fn a_record_completes_when_every_avsg_member_applied_it() {
         let mut s = group(3, 1);
@@ -390,14 +421,14 @@ mod tests {
             "one batch in flight per member"
         );
         assert!(
-            s.applied(0, &p0, &ok(3)).is_empty(),
+            s.applied(0, &p0, &ok(3), &same(3)).is_empty(),
             "1 and 2 have not answered"
         );
         let p1 = s.plan(1, 2, true).unwrap();
         assert_eq!((p1.first, p1.last), (1, 2));
-        assert!(s.applied(1, &p1, &ok(2)).is_empty());
+        assert!(s.applied(1, &p1, &ok(2), &same(2)).is_empty());
         let p2 = s.plan(2, 10, true).unwrap();
-        let done = s.applied(2, &p2, &ok(3));
+        let done = s.applied(2, &p2, &ok(3), &same(3));
         assert_eq!(done.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(
             done[0].applied_by,
@@ -409,7 +440,7 @@ mod tests {
         assert_eq!((p1.first, p1.last), (3, 3));
         assert_eq!(p1.cop2.len(), 1, "COP2 of 1..=2 rides along");
         assert_eq!((p1.cop2[0].first, p1.cop2[0].last), (1, 2));
-        let done = s.applied(1, &p1, &ok(1));
+        let done = s.applied(1, &p1, &ok(1), &same(1));
         assert_eq!(done.len(), 1);
         assert_eq!(s.backlog(), 0);
     }
@@ -419,8 +450,8 @@ mod tests {
         let mut s = group(3, 1);
         s.logged(1);
         let plans: Vec<BatchPlan> = (0..3).map(|m| s.plan(m, 10, true).unwrap()).collect();
-        assert!(s.applied(0, &plans[0], &ok(1)).is_empty());
-        assert!(s.applied(1, &plans[1], &ok(1)).is_empty());
+        assert!(s.applied(0, &plans[0], &ok(1), &same(1)).is_empty());
+        assert!(s.applied(1, &plans[1], &ok(1), &same(1)).is_empty());
         let done = s.failed(2, Some(plans[2].clone()));
         assert_eq!(done.len(), 1, "no longer waits for the failed member");
         assert_eq!(done[0].applied_by, vec![ReplicaId(1), ReplicaId(2)]);
@@ -445,10 +476,13 @@ mod tests {
         let p0 = s.plan(0, 10, true).unwrap();
         let p1 = s.plan(1, 10, true).unwrap();
         assert!(s.failed(1, Some(p1)).is_empty());
-        assert!(s.applied(0, &p0, &ok(1)).is_empty(), "min_copies = 2");
+        assert!(
+            s.applied(0, &p0, &ok(1), &same(1)).is_empty(),
+            "min_copies = 2"
+        );
         s.rejoined(1);
         let p1 = s.plan(1, 10, true).unwrap();
-        assert_eq!(s.applied(1, &p1, &ok(1)).len(), 1);
+        assert_eq!(s.applied(1, &p1, &ok(1), &same(1)).len(), 1);
 
         let mut s = group(1, 1);
         s.logged(1);
@@ -459,7 +493,7 @@ mod tests {
         );
         s.rejoined(0);
         let p = s.plan(0, 10, true).unwrap();
-        assert_eq!(s.applied(0, &p, &ok(1)).len(), 1);
+        assert_eq!(s.applied(0, &p, &ok(1), &same(1)).len(), 1);
     }
 
     #[test]
@@ -469,11 +503,30 @@ mod tests {
         let fid = Fid::root(VolumeId(3));
         let p0 = s.plan(0, 10, true).unwrap();
         let p1 = s.plan(1, 10, true).unwrap();
-        s.applied(0, &p0, &[Err(FsError::Diverged)]);
-        let done = s.applied(1, &p1, &[Ok(Some(fid))]);
+        s.applied(0, &p0, &[Err(FsError::Diverged)], &[0]);
+        let done = s.applied(1, &p1, &[Ok(Some(fid))], &[7]);
         assert_eq!(done[0].outcome, Ok(Some(fid)));
         assert!(done[0].divergent);
         assert_eq!(done[0].applied_by, vec![ReplicaId(2)]);
+    }
+
+    #[test]
+    fn only_replicas_that_changed_the_same_state_count_each_other() {
+        let mut s = group(3, 1);
+        s.logged(1);
+        let plans: Vec<BatchPlan> = (0..3).map(|m| s.plan(m, 10, true).unwrap()).collect();
+        s.applied(0, &plans[0], &ok(1), &[5]);
+        s.applied(1, &plans[1], &ok(1), &[5]);
+        let done = s.applied(2, &plans[2], &ok(1), &[6]);
+        assert_eq!(done[0].applied_by.len(), 3);
+        s.logged(2);
+        let p0 = s.plan(0, 10, true).unwrap();
+        assert_eq!(p0.cop2[0].applied_by, vec![ReplicaId(1), ReplicaId(2)]);
+        let p2 = s.plan(2, 10, true).unwrap();
+        assert!(
+            p2.cop2.is_empty(),
+            "replica 3 changed another state: nobody counts it"
+        );
     }
 
     #[test]
@@ -483,10 +536,10 @@ mod tests {
             s.logged(seq);
         }
         let p = s.plan(0, 10, true).unwrap();
-        s.applied(0, &p, &ok(3));
+        s.applied(0, &p, &ok(3), &same(3));
         for _ in 1..=3 {
             let p = s.plan(1, 1, true).unwrap();
-            assert_eq!(s.applied(1, &p, &ok(1)).len(), 1);
+            assert_eq!(s.applied(1, &p, &ok(1), &same(1)).len(), 1);
         }
         // Member 0 has one coalesced item for 1..=3.
         let p = s.plan(0, 10, true).unwrap();

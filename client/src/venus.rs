@@ -975,11 +975,11 @@ async fn member_shipper(core: Arc<Core>, m: usize) {
         cop2_alone = false;
         let count = plan.len();
         match link.call(&request, data).await {
-            Ok((ReplyBody::Shipped { outcomes }, _)) if outcomes.len() == count => {
+            Ok((ReplyBody::Shipped { outcomes, priors }, _)) if outcomes.len() == count => {
                 core.stats.batches.fetch_add(1, Ordering::Relaxed);
                 let mut tracker = lock(&core.tracker);
                 let mut outbox = lock(&core.outbox);
-                let done = outbox.shipping.applied(m, &plan, &outcomes);
+                let done = outbox.shipping.applied(m, &plan, &outcomes, &priors);
                 core.finish(&mut tracker, &mut outbox, done);
             }
             Ok((other, _)) => {

@@ -82,9 +82,15 @@ async fn pull<R: ReplicaAccess>(
     volume: VolumeId,
     peer: &ReplicaMember,
 ) -> ResolveSummary {
-    follow(service.store(), members, me, volume, peer.replica, SETTLE_MS, &|r| {
-        service.note_resolution(&r.summary)
-    })
+    follow(
+        service.store(),
+        members,
+        me,
+        volume,
+        peer.replica,
+        SETTLE_MS,
+        &|r| service.note_resolution(&r.summary),
+    )
     .await
 }
 
@@ -141,7 +147,16 @@ pub async fn follow<R: ReplicaAccess>(
             resolver.resolve(fid).await;
             add_summary(&mut total, &resolver.summary);
             note(&resolver);
-            unsettled |= resolver.summary.unsettled > 0;
+            // The cursor moves on only once this replica and the peer agree (a view lost on
+            // the way must not let a difference slip past).
+            let agreed = match own {
+                Some(own) => matches!(
+                    (own.view(fid).await, peer_member.view(fid).await),
+                    (Ok(a), Ok(b)) if a.tag == b.tag && a.version == b.version
+                ),
+                None => resolver.summary.unsettled == 0,
+            };
+            unsettled |= resolver.summary.unsettled > 0 || !agreed;
         }
         if unsettled {
             return total;

@@ -308,7 +308,10 @@ impl ServerService {
                 cop2,
             } => store
                 .ship(&records, &data, log_start, &cop2)
-                .map(|outcomes| ReplyBody::Shipped { outcomes }),
+                .map(|s| ReplyBody::Shipped {
+                    outcomes: s.outcomes,
+                    priors: s.priors,
+                }),
             Request::FsStat { .. } => store.space().map(ReplyBody::Space),
         };
         (reply, Bytes::new())

@@ -113,8 +113,14 @@ pub struct Oracle {
     acked_writes: Vec<(Fid, [u8; TOKEN_LEN], u64)>,
     /// Deletes some replica applied.
     applied_deletes: BTreeSet<Fid>,
-    /// Per fid, the steps at which some replica applied a write or truncation.
-    applied_writes: BTreeMap<Fid, Vec<u64>>,
+    /// Per (replica, fid), the order numbers at which it applied a write or truncation.
+    applied_writes: BTreeMap<(usize, Fid), Vec<u64>>,
+    /// Per write token, where and when (order number) it was applied.
+    token_applied: BTreeMap<[u8; TOKEN_LEN], Vec<(usize, u64)>>,
+    /// Counts applications (orders them).
+    applications: u64,
+    /// Objects a client renamed away from a conflict name (a user settling a conflict).
+    renamed_from_conflict: BTreeSet<Fid>,
     acked: u64,
 }
 
@@ -203,7 +209,12 @@ impl ReplicaAccess for SimReplica {
         self.call(|s| s.block_digests(fid))
     }
 
-    async fn block_map(&self, fid: Fid, first: u64, count: u32) -> Result<Vec<BlockEntry>, FsError> {
+    async fn block_map(
+        &self,
+        fid: Fid,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<BlockEntry>, FsError> {
         self.call(|s| s.block_map(fid, first, count))
     }
 
@@ -488,7 +499,9 @@ impl World {
         let entries = match store.readdir(dir, 0, 100, true) {
             Ok((_, entries, _)) => entries,
             Err(_) => {
-                self.clients[c].dirs.retain(|d| *d != dir || *d == Fid::root(self.vol.id));
+                self.clients[c]
+                    .dirs
+                    .retain(|d| *d != dir || *d == Fid::root(self.vol.id));
                 return false;
             }
         };
@@ -535,7 +548,11 @@ impl World {
             35..=59 => {
                 let files: Vec<Fid> = entries
                     .iter()
-                    .filter(|e| e.state.as_ref().is_some_and(|s| s.attrs.ftype == FileType::Regular))
+                    .filter(|e| {
+                        e.state
+                            .as_ref()
+                            .is_some_and(|s| s.attrs.ftype == FileType::Regular)
+                    })
                     .map(|e| e.fid)
                     .chain(self.clients[c].files.iter().copied())
                     .collect();
@@ -563,7 +580,10 @@ impl World {
                 let Some(e) = pick(&mut self.rng, &entries) else {
                     return false;
                 };
-                let is_dir = e.state.as_ref().is_some_and(|s| s.attrs.ftype == FileType::Directory);
+                let is_dir = e
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| s.attrs.ftype == FileType::Directory);
                 let op = if is_dir {
                     Op::Rmdir {
                         dir,
@@ -621,6 +641,8 @@ impl World {
     }
 
     fn ship(&mut self, c: usize, m: usize, loss: f64) {
+        // Every delivery is its own moment (the oracle orders applies after acks).
+        self.step += 1;
         let Some(sh) = self.clients[c].shipping.as_mut() else {
             return;
         };
@@ -653,10 +675,15 @@ impl World {
             (Some(store), true) => store.ship(&records, &data, plan.log_start, &plan.cop2).ok(),
             _ => None,
         };
-        if let Some(outcomes) = &outcome {
-            for (r, o) in records.iter().zip(outcomes) {
-                self.note(format!("c{c} s{m} applied {}:{} {} -> {o:?}", r.id.incarnation.0, r.id.seq, show(&r.op)));
-                self.note_applied(r, o);
+        if let Some(shipped) = &outcome {
+            for (r, o) in records.iter().zip(&shipped.outcomes) {
+                self.note(format!(
+                    "c{c} s{m} applied {}:{} {} -> {o:?}",
+                    r.id.incarnation.0,
+                    r.id.seq,
+                    show(&r.op)
+                ));
+                self.note_applied(m, r, o);
             }
         }
         let done = {
@@ -664,7 +691,7 @@ impl World {
                 return;
             };
             match outcome {
-                Some(outcomes) if !lost_reply => sh.applied(m, &plan, &outcomes),
+                Some(s) if !lost_reply => sh.applied(m, &plan, &s.outcomes, &s.priors),
                 _ => {
                     self.report.faults += 1;
                     sh.failed(m, Some(plan))
@@ -675,25 +702,58 @@ impl World {
     }
 
     /// A replica applied `record` with `outcome`.
-    fn note_applied(&mut self, record: &UpdateRecord, outcome: &RecordOutcome) {
+    fn note_applied(&mut self, replica: usize, record: &UpdateRecord, outcome: &RecordOutcome) {
         if outcome.is_err() {
             return;
         }
-        let step = self.step;
+        self.oracle.applications += 1;
+        let step = self.oracle.applications;
         match &record.op {
             Op::Remove { fid, .. } | Op::Rmdir { fid, .. } => {
                 self.oracle.applied_deletes.insert(*fid);
             }
-            Op::Rename { replaces, fid, .. } => {
+            Op::Rename {
+                replaces,
+                fid,
+                from_name,
+                ..
+            } => {
                 if let Some(r) = replaces
                     && r != fid
                 {
                     self.oracle.applied_deletes.insert(*r);
                 }
+                if from_name.to_string().contains(".conflict-") {
+                    self.oracle.renamed_from_conflict.insert(*fid);
+                }
             }
-            Op::Write { fid, .. } => self.oracle.applied_writes.entry(*fid).or_default().push(step),
+            Op::Write { fid, .. } => {
+                self.oracle
+                    .applied_writes
+                    .entry((replica, *fid))
+                    .or_default()
+                    .push(step);
+                if let Some((_, data)) = self
+                    .clients
+                    .iter()
+                    .flat_map(|c| c.log.iter())
+                    .find(|(r, _)| r.id == record.id)
+                {
+                    let mut t = [0u8; TOKEN_LEN];
+                    t.copy_from_slice(&data[..TOKEN_LEN]);
+                    self.oracle
+                        .token_applied
+                        .entry(t)
+                        .or_default()
+                        .push((replica, step));
+                }
+            }
             Op::SetAttr { fid, set } if set.size.is_some() => {
-                self.oracle.applied_writes.entry(*fid).or_default().push(step);
+                self.oracle
+                    .applied_writes
+                    .entry((replica, *fid))
+                    .or_default()
+                    .push(step);
             }
             Op::Create {
                 how: CreateHow::Unchecked { truncate: true },
@@ -712,11 +772,16 @@ impl World {
             };
             self.note(format!(
                 "c{c} complete {}:{} {} -> {:?} answers {:?}",
-                record.id.incarnation.0, record.id.seq, show(&record.op), d.outcome, d.answers
+                record.id.incarnation.0,
+                record.id.seq,
+                show(&record.op),
+                d.outcome,
+                d.answers
             ));
             debug_assert_eq!(record.id.seq, d.seq);
             if d.divergent || d.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged)) {
-                self.to_resolve.extend(codetta_client::tracker::affected(&record.op));
+                self.to_resolve
+                    .extend(codetta_client::tracker::affected(&record.op));
                 if let Op::Remove { fid, .. } | Op::Rmdir { fid, .. } | Op::Rename { fid, .. } =
                     &record.op
                 {
@@ -731,7 +796,6 @@ impl World {
                 continue;
             };
             self.oracle.acked += 1;
-            let step = self.step;
             match &record.op {
                 Op::Create { fid, .. } | Op::Mkdir { fid, .. } | Op::Symlink { fid, .. } => {
                     if answer == Some(*fid) {
@@ -751,7 +815,9 @@ impl World {
                 Op::Write { fid, .. } => {
                     let mut t = [0u8; TOKEN_LEN];
                     t.copy_from_slice(&data[..TOKEN_LEN]);
-                    self.oracle.acked_writes.push((*fid, t, step));
+                    self.oracle
+                        .acked_writes
+                        .push((*fid, t, self.oracle.applications));
                 }
                 Op::SetAttr { .. } => {}
             }
@@ -783,7 +849,11 @@ impl World {
         if p == s {
             return Ok(());
         }
-        let loss = if loss_override > 0.0 { loss_override } else { self.loss };
+        let loss = if loss_override > 0.0 {
+            loss_override
+        } else {
+            self.loss
+        };
         let (summary, decisions) = self.follow(s, p, loss);
         self.report.conflicts += summary.conflicts;
         for d in decisions {
@@ -902,7 +972,11 @@ impl World {
     /// Heals every link, restarts everything, ships every log empty and heals to a
     /// fixpoint.
     fn settle(&mut self) -> anyhow::Result<()> {
-        for row in self.client_links.iter_mut().chain(self.peer_links.iter_mut()) {
+        for row in self
+            .client_links
+            .iter_mut()
+            .chain(self.peer_links.iter_mut())
+        {
             row.iter_mut().for_each(|l| *l = true);
         }
         for s in 0..self.servers.len() {
@@ -994,7 +1068,13 @@ impl World {
             for v in &views[1..] {
                 anyhow::ensure!(
                     v.tag == views[0].tag && v.version == views[0].version,
-                    "replicas differ on {fid}: {views:#?}"
+                    "replicas differ on {fid}: {}\n{}",
+                    views
+                        .iter()
+                        .map(|v| format!("{:?}/{:?}", v.body, v.version))
+                        .collect::<Vec<_>>()
+                        .join("\n  "),
+                    self.history_of(&fid.to_string())
                 );
             }
         }
@@ -1028,7 +1108,7 @@ impl World {
             {
                 let n = String::from_utf8_lossy(&m.placement.name).to_string();
                 anyhow::ensure!(
-                    n.contains(".conflict-"),
+                    n.contains(".conflict-") || self.oracle.renamed_from_conflict.contains(fid),
                     "deleted {fid} came back as {n:?}\n{}",
                     self.history_of(&fid.to_string())
                 );
@@ -1049,11 +1129,22 @@ impl World {
             }
         }
         for (fid, t, acked_at) in &self.oracle.acked_writes {
-            let replaced = self
+            // Replaced: a later write to the file was applied where this one had been, or
+            // anywhere after this one was acknowledged (by then it was on the whole AVSG).
+            let on_top = self.oracle.token_applied.get(t).is_some_and(|places| {
+                places.iter().any(|(r, o)| {
+                    self.oracle
+                        .applied_writes
+                        .get(&(*r, *fid))
+                        .is_some_and(|orders| orders.iter().any(|x| x > o))
+                })
+            });
+            let after_ack = self
                 .oracle
                 .applied_writes
-                .get(fid)
-                .is_some_and(|steps| steps.iter().any(|s| s > acked_at));
+                .iter()
+                .any(|((_, f), orders)| f == fid && orders.iter().any(|x| x > acked_at));
+            let replaced = on_top || after_ack;
             let deleted = self.oracle.applied_deletes.contains(fid);
             anyhow::ensure!(
                 tokens.contains(t) || replaced || deleted,
@@ -1068,7 +1159,13 @@ impl World {
 /// An op in a line of the trace, fids as `volume.vnode.unique`.
 fn show(op: &Op) -> String {
     match op {
-        Op::Create { dir, name, fid, how, .. } => format!("create {dir}/{name} = {fid} {how:?}"),
+        Op::Create {
+            dir,
+            name,
+            fid,
+            how,
+            ..
+        } => format!("create {dir}/{name} = {fid} {how:?}"),
         Op::Mkdir { dir, name, fid, .. } => format!("mkdir {dir}/{name} = {fid}"),
         Op::Symlink { dir, name, fid, .. } => format!("symlink {dir}/{name} = {fid}"),
         Op::Remove { dir, name, fid } => format!("remove {dir}/{name} = {fid}"),
@@ -1080,7 +1177,9 @@ fn show(op: &Op) -> String {
             to_name,
             fid,
             replaces,
-        } => format!("rename {from_dir}/{from_name} = {fid} -> {to_dir}/{to_name} over {replaces:?}"),
+        } => {
+            format!("rename {from_dir}/{from_name} = {fid} -> {to_dir}/{to_name} over {replaces:?}")
+        }
         Op::SetAttr { fid, .. } => format!("setattr {fid}"),
         Op::Write { fid, len, .. } => format!("write {fid} {len}"),
     }

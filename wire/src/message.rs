@@ -286,8 +286,13 @@ pub enum ReplyBody {
     Link {
         target: Vec<u8>,
     },
+    /// One outcome per record, and per record a digest of the versions and states of the
+    /// objects it changed *before* it was applied here (0 if nothing was applied): replicas
+    /// with equal digests went through the same change, so each may count the others'
+    /// application of it (the second phase, rule 2).
     Shipped {
         outcomes: Vec<RecordOutcome>,
+        priors: Vec<u64>,
     },
     Space(SpaceInfo),
     Resolved(ResolveSummary),

@@ -308,12 +308,17 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                         "{}:{}/{:?}/{:?}",
                         self.members[*i].name(),
                         match &v.body {
-                            ViewBody::Live(m) => String::from_utf8_lossy(&m.placement.name).into_owned(),
+                            ViewBody::Live(m) =>
+                                String::from_utf8_lossy(&m.placement.name).into_owned(),
                             ViewBody::Deleted(_) => "deleted".into(),
                             ViewBody::Absent => "absent".into(),
                         },
                         v.version,
-                        v.history.entries().iter().map(|e| e.id.seq).collect::<Vec<_>>()
+                        v.history
+                            .entries()
+                            .iter()
+                            .map(|e| e.id.seq)
+                            .collect::<Vec<_>>()
                     )
                 })
                 .collect();

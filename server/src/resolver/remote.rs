@@ -2,10 +2,10 @@
 
 use super::access::{DirPage, ReplicaAccess};
 use crate::peers::Peers;
+use crate::store::ChangePage;
 use bytes::{Bytes, BytesMut};
 use codetta_wire::message::ReplyBody;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
-use crate::store::ChangePage;
 use codetta_wire::{Fid, FsError, History, ReplicaId, Request, VersionVector, VolumeId};
 use std::sync::Arc;
 

@@ -53,7 +53,10 @@ impl Trio {
     fn apply(&mut self, to: &[usize], ops: Vec<Op>, data: &[u8]) {
         let records: Vec<UpdateRecord> = ops.into_iter().map(|op| self.g.rec(op)).collect();
         for &i in to {
-            let out = self.stores[i].ship(&records, data, 1, &[]).unwrap();
+            let out = self.stores[i]
+                .ship(&records, data, 1, &[])
+                .unwrap()
+                .outcomes;
             assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
         }
     }
@@ -62,7 +65,10 @@ impl Trio {
     fn apply_as(&self, g: &mut Gen, to: &[usize], ops: Vec<Op>, data: &[u8]) {
         let records: Vec<UpdateRecord> = ops.into_iter().map(|op| g.rec(op)).collect();
         for &i in to {
-            let out = self.stores[i].ship(&records, data, 1, &[]).unwrap();
+            let out = self.stores[i]
+                .ship(&records, data, 1, &[])
+                .unwrap()
+                .outcomes;
             assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
         }
     }

@@ -49,6 +49,14 @@ pub(crate) struct AppliedRec {
     pub missed: u64,
 }
 
+/// What a shipped batch did: per record, its outcome and the digest of what it changed
+/// as it was before (see `ReplyBody::Shipped`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shipped {
+    pub outcomes: Vec<RecordOutcome>,
+    pub priors: Vec<u64>,
+}
+
 /// Why planning a record stopped.
 pub(crate) enum Fail {
     /// The record's answer: nothing was changed.
@@ -517,16 +525,44 @@ impl Batch<'_> {
     }
 
     /// Applies one record (or answers it without applying). `Err` aborts the batch.
-    fn apply(&mut self, record: &UpdateRecord, data: &[u8], log_start: u64) -> R<RecordOutcome> {
+    /// The digest of what `fids` are here now (versions and tags; absent ones count as
+    /// absent), sorted by fid: two replicas with equal digests hold them identically.
+    fn prior_digest(&self, fids: &mut [Fid]) -> R<u64> {
+        fids.sort();
+        let mut h = blake3::Hasher::new();
+        for fid in fids.iter() {
+            h.update(&fid.to_bytes());
+            match self.t.vnodes.get((fid.volume.0, fid.vnode))? {
+                Some(g) => {
+                    let v: Vnode = codec::decode("vnodes", g.value())?;
+                    h.update(&postcard::to_allocvec(&v.version).unwrap_or_default());
+                    h.update(&super::tags::tag(&v).0);
+                }
+                None => {
+                    h.update(b"absent");
+                }
+            }
+        }
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        Ok(u64::from_le_bytes(out).max(1))
+    }
+
+    fn apply(
+        &mut self,
+        record: &UpdateRecord,
+        data: &[u8],
+        log_start: u64,
+    ) -> R<(RecordOutcome, u64)> {
         let volume = record.op.target().volume;
         let Some(vol) = self.volume(volume.0)? else {
-            return Ok(Err(FsError::UnknownVolume));
+            return Ok((Err(FsError::UnknownVolume), 0));
         };
         let key = (record.id.incarnation.0, volume.0);
         let seq = record.id.seq;
         let mut last = self.applied(key)?.seq;
         if seq <= last {
-            return self.resend_answer(key, record);
+            return Ok((self.resend_answer(key, record)?, 0));
         }
         if seq > last + 1 && log_start > last + 1 && seq >= log_start {
             // The client no longer holds the records in between: the other replicas applied
@@ -545,7 +581,7 @@ impl Batch<'_> {
             last = rec.seq;
         }
         if seq != last + 1 {
-            return Ok(Err(FsError::OutOfOrder));
+            return Ok((Err(FsError::OutOfOrder), 0));
         }
         let planner = Planner {
             t: &self.t,
@@ -554,16 +590,18 @@ impl Batch<'_> {
             time: record.time,
             capacity: self.capacity,
         };
+        let mut prior = 0;
         let outcome = match planner.plan(&record.op, data) {
             Ok(plan) => {
                 let answer = plan.answer;
-                let stamped: Vec<Fid> = plan
+                let mut stamped: Vec<Fid> = plan
                     .put
                     .iter()
                     .map(|(f, _)| *f)
                     .chain(plan.delete.iter().map(|(f, _)| *f))
                     .collect();
                 if vol.vsg.len() > 1 && !stamped.is_empty() {
+                    prior = self.prior_digest(&mut stamped)?;
                     self.t
                         .cop2
                         .insert((volume.0, key.0, seq), codec::encode(&stamped)?.as_slice())?;
@@ -586,7 +624,7 @@ impl Batch<'_> {
         while rec.recent.len() > RECENT_OUTCOMES {
             rec.recent.pop_front();
         }
-        Ok(outcome)
+        Ok((outcome, prior))
     }
 
     /// Applies a second phase: each listed replica applied the records `first..=last`, so
@@ -677,7 +715,7 @@ impl Store {
     /// every record gets that error and nothing is applied.
     pub fn apply_batch(&self, records: &[UpdateRecord], data: &[u8]) -> Vec<RecordOutcome> {
         match self.ship(records, data, 0, &[]) {
-            Ok(outcomes) => outcomes,
+            Ok(shipped) => shipped.outcomes,
             Err(e) => vec![Err(e); records.len()],
         }
     }
@@ -692,7 +730,7 @@ impl Store {
         data: &[u8],
         log_start: u64,
         cop2: &[Cop2],
-    ) -> Result<Vec<RecordOutcome>, FsError> {
+    ) -> Result<Shipped, FsError> {
         self.try_apply_batch(records, data, log_start, cop2)
             .map_err(|e| {
                 let e = FsError::from(e);
@@ -708,7 +746,7 @@ impl Store {
         records: &[UpdateRecord],
         data: &[u8],
     ) -> Result<Vec<RecordOutcome>, FsError> {
-        self.ship(records, data, 0, &[])
+        self.ship(records, data, 0, &[]).map(|s| s.outcomes)
     }
 
     fn try_apply_batch(
@@ -717,7 +755,7 @@ impl Store {
         data: &[u8],
         log_start: u64,
         cop2: &[Cop2],
-    ) -> R<Vec<RecordOutcome>> {
+    ) -> R<Shipped> {
         let mut slices = Vec::with_capacity(records.len());
         let mut pos = 0usize;
         for r in records {
@@ -732,10 +770,10 @@ impl Store {
             return Err(FsError::Malformed("data section longer than the writes".into()).into());
         }
         if records.is_empty() && cop2.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Shipped::default());
         }
         let txn = self.db.begin_write()?;
-        let result = (|| -> R<Vec<RecordOutcome>> {
+        let result = (|| -> R<Shipped> {
             let t = WriteTables::open(&txn)?;
             let before = t.counters.chunk_bytes;
             let mut batch = Batch {
@@ -747,9 +785,11 @@ impl Store {
             for item in cop2 {
                 batch.cop2(item)?;
             }
-            let mut outcomes = Vec::with_capacity(records.len());
+            let mut shipped = Shipped::default();
             for (record, bytes) in records.iter().zip(slices) {
-                outcomes.push(batch.apply(record, bytes, log_start)?);
+                let (outcome, prior) = batch.apply(record, bytes, log_start)?;
+                shipped.outcomes.push(outcome);
+                shipped.priors.push(prior);
             }
             let after = batch.t.counters.chunk_bytes;
             if let Some(cap) = self.options.capacity_bytes
@@ -764,12 +804,12 @@ impl Store {
                 return Err(FsError::NoSpace.into());
             }
             batch.save()?;
-            Ok(outcomes)
+            Ok(shipped)
         })();
         match result {
-            Ok(outcomes) => {
+            Ok(shipped) => {
                 txn.commit()?;
-                Ok(outcomes)
+                Ok(shipped)
             }
             Err(e) => {
                 if let Err(abort) = txn.abort() {

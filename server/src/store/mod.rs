@@ -26,6 +26,7 @@ mod codec;
 mod content;
 mod namespace;
 mod resolve;
+pub use apply::Shipped;
 pub use resolve::{ChangePage, MAX_CHUNKS_PER_CALL};
 mod tables;
 mod tags;

@@ -64,7 +64,10 @@ impl Group {
         cop2: &[Cop2],
     ) {
         for &i in to {
-            let out = self.stores[i].ship(records, data, log_start, cop2).unwrap();
+            let out = self.stores[i]
+                .ship(records, data, log_start, cop2)
+                .unwrap()
+                .outcomes;
             assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
         }
     }
@@ -168,7 +171,7 @@ fn a_returning_replica_continues_from_the_log_start_and_stays_dominated() {
     grp.ship(&[0], &b2, b"abcd", 1, &[grp.cop2(1, 1, &[0, 1])]);
     // Record 4 goes to both; the log now starts at 4. Replica 1 skips 2..3.
     let b3 = vec![grp.g.rec(Gen::write_op(f, 4, b"ef"))];
-    let without_start = grp.stores[1].ship(&b3, b"ef", 1, &[]).unwrap();
+    let without_start = grp.stores[1].ship(&b3, b"ef", 1, &[]).unwrap().outcomes;
     assert_eq!(
         without_start,
         vec![Err(FsError::OutOfOrder)],
@@ -183,7 +186,7 @@ fn a_returning_replica_continues_from_the_log_start_and_stays_dominated() {
     );
     assert_eq!(grp.relation(0, 1, f), Relation::Newer);
     // A resend of record 4 is answered, not applied again.
-    let again = grp.stores[1].ship(&b3, b"ef", 4, &[]).unwrap();
+    let again = grp.stores[1].ship(&b3, b"ef", 4, &[]).unwrap().outcomes;
     assert_eq!(again, vec![Ok(None)]);
 }
 
@@ -201,7 +204,7 @@ fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
         fid: other,
     });
     assert_eq!(
-        grp.stores[0].ship(&[wrong], &[], 1, &[]).unwrap(),
+        grp.stores[0].ship(&[wrong], &[], 1, &[]).unwrap().outcomes,
         vec![Err(FsError::Diverged)]
     );
     // A rename over a target the client did not see is refused the same way.
@@ -214,7 +217,10 @@ fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
         replaces: None,
     });
     assert_eq!(
-        grp.stores[0].ship(&[over_unseen], &[], 1, &[]).unwrap(),
+        grp.stores[0]
+            .ship(&[over_unseen], &[], 1, &[])
+            .unwrap()
+            .outcomes,
         vec![Err(FsError::Diverged)]
     );
     let over_seen = grp.g.rec(Op::Rename {
@@ -226,7 +232,10 @@ fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
         replaces: Some(other),
     });
     assert_eq!(
-        grp.stores[0].ship(&[over_seen], &[], 1, &[]).unwrap(),
+        grp.stores[0]
+            .ship(&[over_seen], &[], 1, &[])
+            .unwrap()
+            .outcomes,
         vec![Ok(None)]
     );
     let moved = grp.stores[0].lookup(root, &name("g")).unwrap();

@@ -345,16 +345,26 @@ impl Store {
         {
             let (k, v) = item.map_err(StoreError::from)?;
             let v: Vnode = codec::decode("vnodes", v.value())?;
-            out.push(Fid { volume, vnode: k.value().1, unique: v.unique });
+            out.push(Fid {
+                volume,
+                vnode: k.value().1,
+                unique: v.unique,
+            });
         }
-        let tombstones = txn.open_table(tables::TOMBSTONES).map_err(StoreError::from)?;
+        let tombstones = txn
+            .open_table(tables::TOMBSTONES)
+            .map_err(StoreError::from)?;
         for item in tombstones
             .range((volume.0, 0)..=(volume.0, u64::MAX))
             .map_err(StoreError::from)?
         {
             let (k, v) = item.map_err(StoreError::from)?;
             let t: Tombstone = codec::decode("tombstones", v.value())?;
-            out.push(Fid { volume, vnode: k.value().1, unique: t.unique });
+            out.push(Fid {
+                volume,
+                vnode: k.value().1,
+                unique: t.unique,
+            });
         }
         Ok(out)
     }
