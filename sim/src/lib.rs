@@ -1026,7 +1026,13 @@ impl World {
             if changed == 0 {
                 return Ok(());
             }
-            anyhow::ensure!(round < 29, "healing did not reach a fixpoint");
+            if round == 29 {
+                let tail: Vec<String> = self.trace.iter().rev().take(12).rev().cloned().collect();
+                anyhow::bail!(
+                    "healing did not reach a fixpoint; last decisions:\n{}",
+                    tail.join("\n")
+                );
+            }
         }
         Ok(())
     }

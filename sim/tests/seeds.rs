@@ -27,5 +27,9 @@ fn many_seeds() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(500);
-    run(1000..1000 + n, 400);
+    let first = std::env::var("CODETTA_SIM_FIRST")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    run(first..first + n, 400);
 }

@@ -470,9 +470,14 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         };
         let copy = conflict_fid(fid, &loser.tag.0);
         let mut copy_meta = meta.clone();
+        // Named after the copy's own fid (a moved-aside object is named after its state),
+        // so the two kinds of conflict name never collide.
         copy_meta.placement = Placement {
             parent: meta.placement.parent,
-            name: conflict_name(&meta.placement.name, &loser.tag.0),
+            name: conflict_name(
+                &meta.placement.name,
+                blake3::hash(&copy.to_bytes()).as_bytes(),
+            ),
         };
         copy_meta.verifier = None;
         for (dst, _) in views {
