@@ -439,14 +439,28 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                     version: version.clone(),
                     history: history.clone(),
                 };
+                let mut done_first = None;
                 if let Some(((src, kept), targets)) = target_state(&decision, views) {
+                    if resurrect {
+                        // The replica that kept the update takes the resurrected state and
+                        // its final version first: a resurrection cut short then never
+                        // looks older than the delete it overrides.
+                        let (_, own) = &views[keep];
+                        self.install_state(fid, src, &kept, src, own).await?;
+                        self.members[src]
+                            .install_version(fid, &own.version, &version, &history)
+                            .await?;
+                        done_first = Some(src);
+                    }
                     for s in targets {
                         let (dst, view) = &views[s];
-                        self.install_state(fid, src, &kept, *dst, view).await?;
+                        if Some(*dst) != done_first {
+                            self.install_state(fid, src, &kept, *dst, view).await?;
+                        }
                     }
                 }
                 for (i, v) in views {
-                    if v.version != version {
+                    if v.version != version && Some(*i) != done_first {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
