@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+mod status;
 mod up;
 mod volume;
 
@@ -37,6 +38,31 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Servers, volumes (in sync or not), conflicts, the client's log backlog.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Admin configuration (CA, admin certificate, servers).
+        #[arg(long)]
+        admin: Option<PathBuf>,
+    },
+    /// Objects under conflict names (versions that were updated concurrently).
+    Conflicts {
+        #[arg(long)]
+        admin: Option<PathBuf>,
+    },
+    /// Settles a conflict: keep one version under the name, remove the others.
+    Repair {
+        /// The object's path from the export root, without a conflict suffix.
+        path: String,
+        /// `current`, or the suffix of the version to keep (`conflict-1a2b3c4d`).
+        #[arg(long)]
+        keep: String,
+        /// The client daemon's NFS port on 127.0.0.1.
+        #[arg(long, default_value_t = 12049)]
+        nfs_port: u16,
     },
     /// Volumes.
     Volume {
@@ -135,5 +161,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Volume { command, admin } => volume::run(command, admin).await,
+        Command::Status { json, admin } => status::status(admin, json).await,
+        Command::Conflicts { admin } => status::conflicts(admin).await,
+        Command::Repair {
+            path,
+            keep,
+            nfs_port,
+        } => status::repair(path, keep, nfs_port).await,
     }
 }

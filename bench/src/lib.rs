@@ -3,6 +3,7 @@
 //! alone, nfs3_server's in-memory file system), so ratios survive a noisy machine.
 
 pub mod nfs;
+pub mod repair;
 pub mod report;
 pub mod targets;
 pub mod workloads;

@@ -83,8 +83,26 @@ impl ClientDaemon {
         .with_context(|| format!("binding the NFS endpoint on {}", config.nfs_listen))?;
         let nfs_addr = SocketAddr::new(listener.get_listen_ip(), listener.get_listen_port());
         tracing::info!(%nfs_addr, "NFSv3 endpoint ready");
+        let status_path = config.data_dir.join("status.json");
+        let status_venus = Arc::downgrade(&venus);
         let task = tokio::spawn(async move {
+            let status = async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(v) = status_venus.upgrade() else {
+                        return;
+                    };
+                    if let Ok(json) = serde_json::to_vec_pretty(&v.status()) {
+                        let tmp = status_path.with_extension("json.tmp");
+                        if std::fs::write(&tmp, json).is_ok() {
+                            let _ = std::fs::rename(&tmp, &status_path);
+                        }
+                    }
+                }
+            };
             tokio::select! {
+                _ = status => {}
                 result = listener.handle_forever() => {
                     if let Err(e) = result {
                         tracing::error!("NFS listener stopped: {e}");

@@ -85,6 +85,21 @@ impl std::fmt::Display for UpdateStats {
     }
 }
 
+/// A client daemon's state as `codetta status` shows it (written to `status.json` in its
+/// data directory every second).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClientStatus {
+    pub volume: String,
+    /// Each server of the volume's group and whether it is in the AVSG.
+    pub servers: Vec<(String, bool)>,
+    /// Records logged and not yet complete, and their data bytes.
+    pub backlog_records: u64,
+    pub backlog_bytes: u64,
+    /// Records logged since start, and how many got different answers from replicas.
+    pub records: u64,
+    pub divergent: u64,
+}
+
 /// Options of the update path.
 #[derive(Debug, Clone, Copy)]
 pub struct VenusOptions {
@@ -342,6 +357,26 @@ impl Venus {
     /// Records logged but not yet complete.
     pub fn backlog(&self) -> usize {
         lock(&self.core.outbox).shipping.backlog()
+    }
+
+    /// What `codetta status` shows of this client.
+    pub fn status(&self) -> ClientStatus {
+        let outbox = lock(&self.core.outbox);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ClientStatus {
+            volume: self.volume.name.clone(),
+            servers: self
+                .core
+                .members
+                .iter()
+                .enumerate()
+                .map(|(m, l)| (l.server_name().to_string(), outbox.shipping.in_avsg(m)))
+                .collect(),
+            backlog_records: outbox.shipping.backlog() as u64,
+            backlog_bytes: outbox.queue.iter().map(|q| q.rec.data.len() as u64).sum(),
+            records: get(&self.stats.records),
+            divergent: get(&self.stats.divergent),
+        }
     }
 
     /// Allocates a fid for a new object in `volume` (vnode = incarnation << 32 | counter).

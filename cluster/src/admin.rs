@@ -17,8 +17,16 @@ pub struct AdminConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The server admin calls go to.
     pub server_name: String,
     pub server_addr: SocketAddr,
+    /// Every server of the cluster, for `codetta status` (optional).
+    #[serde(default)]
+    pub servers: Vec<codetta_transport::ServerEntry>,
+    /// The client daemon's data directory, whose `status.json` `codetta status` reads
+    /// (optional).
+    #[serde(default)]
+    pub client_dir: Option<PathBuf>,
 }
 
 /// The default admin configuration written by `codetta up`.

@@ -149,6 +149,14 @@ impl Layout {
             key: certs.join("admin.key"),
             server_name: servers[0].name.clone(),
             server_addr: servers[0].addr(),
+            servers: servers
+                .iter()
+                .map(|s| codetta_transport::ServerEntry {
+                    name: s.name.clone(),
+                    addr: s.addr(),
+                })
+                .collect(),
+            client_dir: Some(dir.join("client")),
         };
         write_file(&dir.join("admin.toml"), &toml::to_string(&admin)?)?;
         Ok(Layout {

@@ -110,9 +110,7 @@ impl ServerService {
         let mut volumes = Vec::new();
         for info in self.store.list_volumes()? {
             let (_, replica) = self.store.volume_info(info.id)?;
-            let (conflicts, changes) = self
-                .store
-                .conflicts_and_changes(info.id, crate::resolver::CONFLICT_VNODE_BIT)?;
+            let (conflicts, changes) = self.store.conflicts_and_changes(info.id)?;
             let mut cursors = Vec::new();
             for m in info.vsg.iter().filter(|m| m.replica != replica) {
                 cursors.push((

@@ -11,5 +11,6 @@ mod heavy;
 mod large;
 mod nfs_ops;
 mod nospc;
+mod partition;
 mod replication;
 mod restart;

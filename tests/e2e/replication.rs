@@ -18,13 +18,16 @@ pub fn fid_of(fh: &Fh) -> Fid {
 }
 
 /// Retries an NFS call that may answer JUKEBOX while the client notices a failure.
+#[macro_export]
 macro_rules! patiently {
     ($e:expr) => {{
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             match $e {
-                Err(nfsstat3::NFS3ERR_JUKEBOX) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(nfs3_client::nfs3_types::nfs3::nfsstat3::NFS3ERR_JUKEBOX)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 other => break other,
             }

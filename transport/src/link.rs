@@ -6,7 +6,7 @@ use crate::framing::call;
 use codetta_certs::Identity;
 use codetta_wire::Frame;
 use quinn::Endpoint;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 
 /// A server's node name (its certificate name) and address, as configuration files list
 /// them.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServerEntry {
     pub name: String,
     pub addr: SocketAddr,

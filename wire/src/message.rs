@@ -184,7 +184,7 @@ pub struct VolumeStatus {
     pub info: VolumeInfo,
     /// This server's replica.
     pub replica: crate::ids::ReplicaId,
-    /// Conflict copies in the volume (objects made by resolution).
+    /// Objects under conflict names, waiting for `codetta repair`.
     pub conflicts: Vec<ConflictEntry>,
     /// The last number of this replica's change sequence.
     pub changes: u64,
@@ -192,12 +192,14 @@ pub struct VolumeStatus {
     pub cursors: Vec<(String, u64)>,
 }
 
-/// A conflict copy: where it is and which object it is a version of.
+/// An object resolution placed under a conflict name (a copy of a concurrent version, or
+/// an object brought back over a delete).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictEntry {
     pub fid: Fid,
     pub parent: Fid,
-    pub name: Vec<u8>,
+    /// Its path from the volume root.
+    pub path: String,
 }
 
 /// What a resolution did, for the caller and `status`.

@@ -127,6 +127,7 @@ pub(crate) struct WriteTables<'txn> {
     pub cop2: Table<'txn, (u32, u32, u64), &'static [u8]>,
     pub tombstones: Table<'txn, VnodeKey, &'static [u8]>,
     pub changes: Table<'txn, (u32, u64), &'static [u8]>,
+    pub conflicts: Table<'txn, VnodeKey, &'static [u8]>,
     pub counters: Counters,
 }
 
@@ -150,6 +151,7 @@ impl<'txn> WriteTables<'txn> {
             cop2: txn.open_table(tables::COP2_PENDING)?,
             tombstones: txn.open_table(tables::TOMBSTONES)?,
             changes: txn.open_table(tables::CHANGES)?,
+            conflicts: txn.open_table(tables::CONFLICTS)?,
             counters,
         })
     }

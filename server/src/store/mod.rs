@@ -297,6 +297,7 @@ impl Store {
             txn.open_table(tables::TOMBSTONES)?;
             txn.open_table(tables::CHANGES)?;
             txn.open_table(tables::PEER_CURSORS)?;
+            txn.open_table(tables::CONFLICTS)?;
         }
         txn.commit()?;
         Ok(Store {

@@ -104,6 +104,38 @@ fn block_entries(
     Ok(out)
 }
 
+/// Whether `name` is one resolution gives a conflicting version.
+pub(crate) fn is_conflict_name(name: &[u8]) -> bool {
+    name.windows(CONFLICT_MARK.len())
+        .any(|w| w == CONFLICT_MARK)
+}
+
+/// What every conflict name contains.
+pub const CONFLICT_MARK: &[u8] = b".conflict-";
+
+/// The path of object `v` from the volume root ("/a/b"), following parents.
+fn path_of(
+    vnodes: &impl ReadableTable<VnodeKey, &'static [u8]>,
+    volume: VolumeId,
+    v: &Vnode,
+) -> R<String> {
+    let mut parts = vec![String::from_utf8_lossy(&v.name).into_owned()];
+    let mut cur = v.parent;
+    for _ in 0..4096 {
+        if cur == Fid::ROOT_VNODE {
+            break;
+        }
+        let Some(g) = vnodes.get((volume.0, cur))? else {
+            break;
+        };
+        let p: Vnode = codec::decode("vnodes", g.value())?;
+        parts.push(String::from_utf8_lossy(&p.name).into_owned());
+        cur = p.parent;
+    }
+    parts.reverse();
+    Ok(format!("/{}", parts.join("/")))
+}
+
 fn name_of(bytes: &[u8]) -> R<Name> {
     Name::new(bytes).map_err(|e| FsError::Storage(format!("stored name: {e}")).into())
 }
@@ -292,33 +324,42 @@ impl Store {
         Ok((entries, next, oldest))
     }
 
-    /// Conflict copies in `volume` (objects whose vnode is at or above `first_vnode`, the
-    /// range resolution allocates from) and the last number of its change sequence.
+    /// Objects of `volume` under a conflict name that resolution put there (still live and
+    /// still so named), with their paths, and the last number of the change sequence.
     pub fn conflicts_and_changes(
         &self,
         volume: VolumeId,
-        first_vnode: u64,
     ) -> Result<(Vec<codetta_wire::message::ConflictEntry>, u64), FsError> {
         let txn = self.read_txn()?;
         let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
         let tombstones = txn
             .open_table(tables::TOMBSTONES)
             .map_err(StoreError::from)?;
+        let marks = txn
+            .open_table(tables::CONFLICTS)
+            .map_err(StoreError::from)?;
         let mut conflicts = Vec::new();
-        for item in vnodes
-            .range((volume.0, first_vnode)..=(volume.0, u64::MAX))
+        for item in marks
+            .range((volume.0, 0)..=(volume.0, u64::MAX))
             .map_err(StoreError::from)?
         {
-            let (k, v) = item.map_err(StoreError::from)?;
-            let v: Vnode = codec::decode("vnodes", v.value())?;
+            let (k, _) = item.map_err(StoreError::from)?;
+            let vnode = k.value().1;
+            let Some(g) = vnodes.get((volume.0, vnode)).map_err(StoreError::from)? else {
+                continue;
+            };
+            let v: Vnode = codec::decode("vnodes", g.value())?;
+            if !is_conflict_name(&v.name) {
+                continue;
+            }
             conflicts.push(codetta_wire::message::ConflictEntry {
                 fid: Fid {
                     volume,
-                    vnode: k.value().1,
+                    vnode,
                     unique: v.unique,
                 },
                 parent: dir_fid(&vnodes, &tombstones, volume, v.parent)?,
-                name: v.name,
+                path: path_of(&vnodes, volume, &v)?,
             });
         }
         let changes = txn.open_table(tables::CHANGES).map_err(StoreError::from)?;
@@ -624,6 +665,9 @@ impl Store {
                 }
                 FileType::Symlink => v.size = meta.target.len() as u64,
                 FileType::Directory => {}
+            }
+            if is_conflict_name(&v.name) {
+                t.conflicts.insert(key, [].as_slice())?;
             }
             t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
             t.note_change(fid)?;

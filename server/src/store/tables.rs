@@ -71,3 +71,7 @@ pub(crate) const CHANGES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::
 /// peer's sequence.
 pub(crate) const PEER_CURSORS: TableDefinition<(u32, u64), &[u8]> =
     TableDefinition::new("peer_cursors");
+/// (volume, vnode) -> empty: objects resolution placed under a conflict name (copies and
+/// resurrected objects), for `codetta conflicts`; entries whose object is gone or renamed
+/// are skipped when listed.
+pub(crate) const CONFLICTS: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("conflicts");

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub use codetta_bench::nfs;
+pub mod proxy;
 use codetta_cluster::LocalCluster;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;

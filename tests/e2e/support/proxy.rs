@@ -1,0 +1,73 @@
+//! A UDP proxy the test controls: forwards datagrams between its callers and one target,
+//! and drops everything while cut (a partition without netem).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::UdpSocket;
+
+/// One proxied path; dropping it stops forwarding.
+pub struct UdpProxy {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UdpProxy {
+    /// Listens on a free loopback port and forwards to `target`.
+    pub async fn start(target: SocketAddr) -> UdpProxy {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind proxy"));
+        let addr = front.local_addr().expect("proxy addr");
+        let cut = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(run(front, target, cut.clone()));
+        UdpProxy { addr, cut, task }
+    }
+
+    /// Drops every datagram both ways while `cut` is true.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+impl Drop for UdpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One upstream socket per caller, so the target sees a distinct address per flow.
+async fn run(front: Arc<UdpSocket>, target: SocketAddr, cut: Arc<AtomicBool>) {
+    let mut flows: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Ok((n, from)) = front.recv_from(&mut buf).await else {
+            return;
+        };
+        if cut.load(Ordering::SeqCst) {
+            continue;
+        }
+        let up = match flows.get(&from) {
+            Some(s) => s.clone(),
+            None => {
+                let Ok(s) = UdpSocket::bind("127.0.0.1:0").await else {
+                    continue;
+                };
+                let s = Arc::new(s);
+                flows.insert(from, s.clone());
+                // Replies from the target go back to this caller.
+                let (back, front2, cut2) = (s.clone(), front.clone(), cut.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65_536];
+                    while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                        if !cut2.load(Ordering::SeqCst) {
+                            let _ = front2.send_to(&buf[..n], from).await;
+                        }
+                    }
+                });
+                s
+            }
+        };
+        let _ = up.send_to(&buf[..n], target).await;
+    }
+}
