@@ -511,6 +511,43 @@ mod tests {
     }
 
     #[test]
+    fn an_exclusive_create_some_replica_refused_is_undone() {
+        use codetta_wire::Name;
+        use codetta_wire::update::{CreateHow, NewObject};
+        let dir = Fid::root(VolumeId(3));
+        let fid = Fid { vnode: 99, ..dir };
+        let name = Name::new("lock").unwrap_or_else(|_| unreachable!());
+        let create = |how| Op::Create {
+            dir,
+            name: name.clone(),
+            fid,
+            new: NewObject {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+            how,
+        };
+        let split = [
+            (ReplicaId(1), Ok(Some(fid))),
+            (ReplicaId(2), Err(FsError::Exists)),
+        ];
+        assert_eq!(
+            exclusive_undo(&create(CreateHow::Guarded), &split),
+            Some(Op::Remove {
+                dir,
+                name: name.clone(),
+                fid
+            })
+        );
+        // Everyone agreed, or the create was not exclusive: nothing to undo.
+        let agreed = [(ReplicaId(1), Ok(Some(fid))), (ReplicaId(2), Ok(Some(fid)))];
+        assert_eq!(exclusive_undo(&create(CreateHow::Guarded), &agreed), None);
+        let unchecked = create(CreateHow::Unchecked { truncate: false });
+        assert_eq!(exclusive_undo(&unchecked, &split), None);
+    }
+
+    #[test]
     fn only_replicas_that_changed_the_same_state_count_each_other() {
         let mut s = group(3, 1);
         s.logged(1);

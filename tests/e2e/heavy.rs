@@ -32,3 +32,91 @@ async fn heavy_2_gib_file_keeps_memory_bounded() {
     assert!(client < 256 * 1024, "client peak RSS {client} KiB");
     assert!(server < 256 * 1024, "server peak RSS {server} KiB");
 }
+
+/// CPU seconds (user + system) a process has used, from /proc/PID/stat.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields
+        .get(11)
+        .zip(fields.get(12))
+        .map(|(u, s)| u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0))
+        .unwrap_or(0.0);
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+/// Closing-note figures for replication: 1 GiB written to a 3-replica volume (write and
+/// read throughput, CPU seconds per GiB of each process), then a replica that missed
+/// 1 GiB of writes is restarted and the time until it agrees is measured (healing without a
+/// client), with the bytes resolution shipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "heavy: 1 GiB on 3 replicas, and a 1 GiB resync"]
+async fn heavy_three_replicas_cpu_and_a_1_gib_resync() {
+    use crate::replication::{fid_of, wait_until_agreed};
+    let mut p = Procs::start_replicated(3).await;
+    let inspector = codetta_cluster::Inspector::new(&p.layout).expect("inspector");
+    let mut nfs = p.nfs().await;
+    let pids: Vec<(String, u32)> = (0..3)
+        .map(|i| (format!("s{}", i + 1), p.servers.pid(i).unwrap_or(0)))
+        .chain(std::iter::once(("client".to_string(), p.client_pid())))
+        .collect();
+    let before: Vec<f64> = pids.iter().map(|(_, pid)| cpu_secs(*pid)).collect();
+    let (write_secs, read_secs) = stream_round_trip(&mut nfs, "big", 1024).await;
+    let after: Vec<f64> = pids.iter().map(|(_, pid)| cpu_secs(*pid)).collect();
+    println!(
+        "3 replicas, 1 GiB: write {:.0} MiB/s, read {:.0} MiB/s",
+        1024.0 / write_secs,
+        1024.0 / read_secs
+    );
+    for ((name, _), (b, a)) in pids.iter().zip(before.iter().zip(&after)) {
+        println!(
+            "  CPU s per GiB written and read back, {name}: {:.2}",
+            a - b
+        );
+    }
+    // A replica misses 1 GiB of writes, then comes back.
+    let root = nfs.root.clone();
+    p.kill_server(2);
+    let f = crate::patiently!(nfs.create(&root, "missed").await).expect("create");
+    let mut h = blake3::Hasher::new();
+    for i in 0..1024u64 {
+        let data = codetta_bench::workloads::payload(10_000 + i, 1 << 20);
+        h.update(&data);
+        crate::patiently!(
+            nfs.write(
+                &f,
+                i << 20,
+                &data,
+                nfs3_client::nfs3_types::nfs3::stable_how::UNSTABLE
+            )
+            .await
+        )
+        .expect("write");
+    }
+    crate::patiently!(nfs.commit(&f).await).expect("commit");
+    drop(nfs);
+    let started = std::time::Instant::now();
+    p.start_server(2).await;
+    let took = wait_until_agreed(
+        &inspector,
+        &[fid_of(&f), fid_of(&root)],
+        std::time::Duration::from_secs(600),
+    )
+    .await;
+    let restarted = started.elapsed();
+    let mut shipped = 0;
+    for i in 0..3 {
+        if let Ok(s) = inspector.status(i).await {
+            shipped += s.resolution.bytes_shipped;
+        }
+    }
+    println!(
+        "resync of a replica that missed 1 GiB: agreed {:.1} s after restart ({:.1} s from its start), {:.0} MiB shipped by resolution",
+        took.as_secs_f64(),
+        restarted.as_secs_f64(),
+        shipped as f64 / 1048576.0
+    );
+}

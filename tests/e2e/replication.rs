@@ -217,7 +217,17 @@ async fn a_missed_1_mib_change_to_a_256_mib_file_ships_about_1_mib() {
     write_stream(&mut nfs, &f, 0, 256, 0, |_| {}).await;
     let fid = fid_of(&f);
     wait_until_agreed(&inspector, &[fid], Duration::from_secs(60)).await;
-    let shipped_before = shipped(&inspector).await;
+    // A replica that fell behind for a moment during the big write (a slow machine) may
+    // still be finishing its resync: start counting once the totals are still.
+    let mut shipped_before = shipped(&inspector).await;
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let now = shipped(&inspector).await;
+        if now == shipped_before {
+            break;
+        }
+        shipped_before = now;
+    }
     p.kill_server(2);
     write_stream(&mut nfs, &f, 100 * MIB, 1, 999, |_| {}).await;
     p.start_server(2).await;
