@@ -41,7 +41,12 @@ pub async fn run(service: ServerService, interval: Duration, mut stop: watch::Re
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        match heal_round(&service).await {
+        // A round that meets a dying peer may take a while: stopping must not wait for it.
+        let round = tokio::select! {
+            r = heal_round(&service) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match round {
             Ok(s) if s.objects > 0 => tracing::info!(
                 objects = s.objects,
                 installs = s.installs,
@@ -149,9 +154,14 @@ pub async fn follow<R: ReplicaAccess>(
             note(&resolver);
             // The cursor moves on only once this replica and the peer agree (a view lost on
             // the way must not let a difference slip past).
+            let peer_view = peer_member.view(fid).await;
+            if peer_view.is_err() {
+                // The peer went away: the rest of the page waits for the next round.
+                return total;
+            }
             let agreed = match own {
                 Some(own) => matches!(
-                    (own.view(fid).await, peer_member.view(fid).await),
+                    (own.view(fid).await, peer_view),
                     (Ok(a), Ok(b)) if a.tag == b.tag && a.version == b.version
                 ),
                 None => resolver.summary.unsettled == 0,

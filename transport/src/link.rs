@@ -29,7 +29,13 @@ pub struct Link {
     endpoint: Endpoint,
     conn: Mutex<Option<quinn::Connection>>,
     deadline: Duration,
+    /// When the last connection attempt failed: for [`RECONNECT_BACKOFF`] after it, calls
+    /// fail at once instead of each waiting out a connect deadline on a dead server.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long after a failed connection attempt calls fail without trying again.
+pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 impl Link {
     /// A link to the server `name` at `addr` over `endpoint`; nothing is sent until the
@@ -47,6 +53,7 @@ impl Link {
             endpoint,
             conn: Mutex::new(None),
             deadline,
+            failed_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -72,10 +79,28 @@ impl Link {
         {
             return Ok(conn.clone());
         }
+        let recent_failure = self
+            .failed_at
+            .lock()
+            .ok()
+            .and_then(|f| *f)
+            .is_some_and(|at| at.elapsed() < RECONNECT_BACKOFF);
+        if recent_failure {
+            return Err(TransportError::Timeout(Duration::ZERO));
+        }
         let connect = crate::connect(&self.endpoint, self.addr, &self.name, &self.identity);
-        let conn = tokio::time::timeout(self.deadline, connect)
-            .await
-            .map_err(|_| TransportError::Timeout(self.deadline))??;
+        let result = match tokio::time::timeout(self.deadline, connect).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout(self.deadline)),
+        };
+        if let Ok(mut f) = self.failed_at.lock() {
+            *f = if result.is_err() {
+                Some(std::time::Instant::now())
+            } else {
+                None
+            };
+        }
+        let conn = result?;
         *guard = Some(conn.clone());
         Ok(conn)
     }
