@@ -89,7 +89,18 @@ impl History {
     /// (counted sets united), ordered by update id when neither contains the other, and cut
     /// to the last [`HISTORY_LEN`]. The result does not depend on the argument order.
     pub fn merge(&mut self, other: &History) {
-        let mut merged = if other.is_subset_of(self) {
+        let same_ids = other.is_subset_of(self) && self.is_subset_of(other);
+        let same_order = self
+            .entries
+            .iter()
+            .map(|e| e.id)
+            .eq(other.entries.iter().map(|e| e.id));
+        let mut merged = if same_ids && !same_order {
+            // The same updates applied in different orders: a canonical order.
+            let mut all = self.entries.clone();
+            all.sort_by_key(|e| e.id);
+            all
+        } else if other.is_subset_of(self) {
             self.entries.clone()
         } else if self.is_subset_of(other) {
             other.entries.clone()
@@ -246,6 +257,50 @@ mod tests {
         ca.merge(&a);
         assert_eq!(ac, ca, "concurrent histories merge the same either way");
         assert_eq!(ac.latest(), Some(u(5)));
+    }
+
+    fn hist_strategy() -> impl proptest::strategy::Strategy<Value = History> {
+        use proptest::prelude::*;
+        proptest::collection::vec((0u64..12, 0u64..3), 0..12).prop_map(|items| {
+            let mut h = History::new();
+            for (seq, r) in items {
+                h.record(u(seq), ReplicaId(r));
+            }
+            h
+        })
+    }
+
+    proptest::proptest! {
+        /// Merging histories is order-independent and idempotent, keeps at most
+        /// HISTORY_LEN entries, and a history merged with one it contains is unchanged in
+        /// its ids.
+        #[test]
+        fn merge_laws(a in hist_strategy(), b in hist_strategy()) {
+            let mut ab = a.clone();
+            ab.merge(&b);
+            let mut ba = b.clone();
+            ba.merge(&a);
+            proptest::prop_assert_eq!(&ab, &ba);
+            let mut aa = a.clone();
+            aa.merge(&a);
+            proptest::prop_assert_eq!(&aa, &a);
+            proptest::prop_assert!(ab.entries().len() <= HISTORY_LEN);
+        }
+
+        /// `relate` is antisymmetric: what `a` is to `b`, `b` is the mirror of to `a`.
+        #[test]
+        fn relate_is_antisymmetric(a in hist_strategy(), b in hist_strategy(), ta in 0u8..3, tb in 0u8..3, ca in 0u64..3, cb in 0u64..3) {
+            let va = vv(&[(1, ca)]);
+            let vb = vv(&[(2, cb)]);
+            let ab = rel((&va, &a, ta), (&vb, &b, tb));
+            let ba = rel((&vb, &b, tb), (&va, &a, ta));
+            let mirror = match ab {
+                Relation::Newer => Relation::Older,
+                Relation::Older => Relation::Newer,
+                other => other,
+            };
+            proptest::prop_assert_eq!(ba, mirror);
+        }
     }
 
     #[test]
