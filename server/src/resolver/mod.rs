@@ -271,8 +271,37 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             if let Some((winner, stale)) = target_state(&decision, &views)
                 && winner.1.is_live()
             {
+                // A resurrected directory takes its new name and final version on the
+                // replica that kept it first (as in `execute`), so a placement cut short
+                // never looks older than the delete it overrides.
+                let mut first = None;
+                if let Decision::Conflict {
+                    keep,
+                    resurrect: true,
+                    version,
+                    history,
+                    ..
+                } = &decision
+                {
+                    let (src, own) = &views[*keep];
+                    let placed = async {
+                        self.install_state(fid, *src, &winner.1, *src, own).await?;
+                        self.members[*src]
+                            .install_version(fid, &own.version, version, history)
+                            .await
+                    };
+                    match placed.await {
+                        Ok(()) => first = Some(*src),
+                        Err(FsError::Blocked(other)) => return Ok(Step::Blocked(other)),
+                        Err(e) if transient(&e) => return Ok(Step::Again),
+                        Err(e) => return Err(e),
+                    }
+                }
                 for s in stale {
                     let (dst, view) = &views[s];
+                    if Some(*dst) == first {
+                        continue;
+                    }
                     match self
                         .install_state(fid, winner.0, &winner.1, *dst, view)
                         .await
