@@ -9,6 +9,7 @@
 //! delete that raced an update loses: the object comes back under a conflict name (rule 8).
 //! Every replica ends with the merged version, so it dominates what each had.
 
+use crate::store::is_conflict_name;
 use codetta_wire::history::{Relation, VersionView, relate};
 use codetta_wire::replica::{ReplicaView, ViewBody};
 use codetta_wire::{ContentTag, FileType, History, ReplicaId, VersionVector};
@@ -156,9 +157,19 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
         })
         .map(|c| classes[c].members[0])
         .collect();
+    // A delete that raced an update loses, and the object comes back under a conflict
+    // name. So does one already brought back on some replica (under a conflict name there)
+    // whose kept state elsewhere still has its plain name: once resurrected it stays under
+    // a conflict name until someone repairs it.
+    let conflict_named = |c: &usize| {
+        views[classes[*c].members[0]]
+            .meta()
+            .is_some_and(|m| is_conflict_name(&m.placement.name))
+    };
     let resurrect = maximal
         .iter()
-        .any(|c| matches!(views[classes[*c].members[0]].body, ViewBody::Deleted(_)));
+        .any(|c| matches!(views[classes[*c].members[0]].body, ViewBody::Deleted(_)))
+        || (maximal.iter().any(conflict_named) && !conflict_named(&keep));
     if resurrect {
         version.bump(coordinator);
     }

@@ -27,7 +27,8 @@ mod content;
 mod namespace;
 mod resolve;
 pub use apply::Shipped;
-pub use resolve::{ChangePage, MAX_CHUNKS_PER_CALL};
+pub(crate) use resolve::is_conflict_name;
+pub use resolve::{CONFLICT_MARK, ChangePage, MAX_CHUNKS_PER_CALL};
 mod tables;
 mod tags;
 
