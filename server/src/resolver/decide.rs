@@ -355,4 +355,23 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn an_object_resurrected_somewhere_stays_under_a_conflict_name() {
+        // Replica 1 brought the object back as "f.conflict-..." (its version has no trace of
+        // replica 2's later changes); replica 2 still has it as "f", changed concurrently.
+        let mut back = live(1, &[(1, 3)], &[1, 2, 9]);
+        if let ViewBody::Live(m) = &mut back.body {
+            m.placement.name = b"f.conflict-0a0b0c0d".to_vec();
+        }
+        let plain = live(2, &[(2, 5)], &[1, 3, 4]);
+        for views in [vec![back.clone(), plain.clone()], vec![plain, back]] {
+            match decide(&views, ME) {
+                Decision::Conflict { resurrect, .. } => {
+                    assert!(resurrect, "the kept state moves to a conflict name");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }
