@@ -98,8 +98,12 @@ fn target_state(
 /// copy's content tag, the original cut so the whole fits 255 bytes.
 pub fn conflict_name(original: &[u8], tag: &[u8; 32]) -> Vec<u8> {
     let suffix = format!(
-        ".conflict-{:02x}{:02x}{:02x}{:02x}",
-        tag[0], tag[1], tag[2], tag[3]
+        "{}{:02x}{:02x}{:02x}{:02x}",
+        String::from_utf8_lossy(crate::store::CONFLICT_MARK),
+        tag[0],
+        tag[1],
+        tag[2],
+        tag[3]
     );
     let keep = original
         .len()

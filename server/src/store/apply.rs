@@ -129,6 +129,10 @@ pub(crate) struct WriteTables<'txn> {
     pub changes: Table<'txn, (u32, u64), &'static [u8]>,
     pub conflicts: Table<'txn, VnodeKey, &'static [u8]>,
     pub counters: Counters,
+    /// Per volume, the next change number (read once per transaction), and the fids
+    /// already noted in this transaction (one entry each is enough: they share its time).
+    next_change: BTreeMap<u32, u64>,
+    noted: std::collections::BTreeSet<Fid>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -153,6 +157,8 @@ impl<'txn> WriteTables<'txn> {
             changes: txn.open_table(tables::CHANGES)?,
             conflicts: txn.open_table(tables::CONFLICTS)?,
             counters,
+            next_change: BTreeMap::new(),
+            noted: std::collections::BTreeSet::new(),
         })
     }
 
@@ -169,11 +175,18 @@ impl<'txn> WriteTables<'txn> {
     /// (local bookkeeping, never replicated). The sequence keeps its last
     /// [`MAX_CHANGES_KEPT`] entries; a peer further behind compares whole volumes.
     pub(crate) fn note_change(&mut self, fid: Fid) -> R<()> {
+        if !self.noted.insert(fid) {
+            return Ok(());
+        }
         let vol = fid.volume.0;
-        let next = match self.changes.range((vol, 0)..=(vol, u64::MAX))?.next_back() {
-            Some(item) => item?.0.value().1 + 1,
-            None => 1,
+        let next = match self.next_change.get(&vol) {
+            Some(n) => *n,
+            None => match self.changes.range((vol, 0)..=(vol, u64::MAX))?.next_back() {
+                Some(item) => item?.0.value().1 + 1,
+                None => 1,
+            },
         };
+        self.next_change.insert(vol, next + 1);
         let mut value = [0u8; Fid::ENCODED_LEN + 8];
         value[..Fid::ENCODED_LEN].copy_from_slice(&fid.to_bytes());
         value[Fid::ENCODED_LEN..].copy_from_slice(&now_millis().to_le_bytes());
