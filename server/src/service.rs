@@ -40,6 +40,8 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         Request::CreateVolume { .. } | Request::ListVolumes => role == Role::Admin,
         Request::CreateReplica { .. }
         | Request::View { .. }
+        | Request::Lease { .. }
+        | Request::Release { .. }
         | Request::BlockDigests { .. }
         | Request::BlockMap { .. }
         | Request::MissingChunks { .. }
@@ -204,6 +206,14 @@ impl ServerService {
                 Err(FsError::Storage("not on this path".into()))
             }
             Request::View { fid } => store.view(fid).map(ReplyBody::View),
+            Request::Lease {
+                fids,
+                holder,
+                ttl_ms,
+            } => store.lease(&fids, holder, ttl_ms).map(|()| ReplyBody::Done),
+            Request::Release { fids, holder } => {
+                store.release(&fids, holder).map(|()| ReplyBody::Done)
+            }
             Request::Status => self.status().map(ReplyBody::Status),
             Request::BlockDigests { fid } => store.block_digests(fid).map(ReplyBody::Digests),
             Request::BlockMap { fid, first, count } => store

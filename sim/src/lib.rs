@@ -180,6 +180,19 @@ impl ReplicaAccess for SimReplica {
         self.call(|s| s.view(fid))
     }
 
+    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
+        self.call(|s| s.lease(fids, holder, ttl_ms))
+    }
+
+    /// Releases are never lost here: the simulation runs one resolution at a time and has
+    /// no clock to let a stranded lease expire.
+    async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
+        match &self.store {
+            Some(s) if self.reachable => s.release(fids, holder),
+            _ => Err(FsError::Storage(format!("{}: unreachable", self.name))),
+        }
+    }
+
     async fn changes(
         &self,
         volume: VolumeId,

@@ -52,4 +52,7 @@ pub enum FsError {
     /// held by another object, a directory that still has entries here).
     #[error("resolution must first settle {0}")]
     Blocked(crate::ids::Fid),
+    /// Another coordinator holds the resolution lease on the object (rule 6).
+    #[error("another server is resolving {0}")]
+    Leased(crate::ids::Fid),
 }

@@ -140,6 +140,18 @@ pub enum Request {
         history: History,
         placement: Placement,
     },
+    /// Leases the objects to the coordinator `holder` for `ttl_ms` (all or none; `Leased`
+    /// when another holder has one). Asking again extends the lease.
+    Lease {
+        fids: Vec<Fid>,
+        holder: u64,
+        ttl_ms: u32,
+    },
+    /// Ends `holder`'s leases on the objects.
+    Release {
+        fids: Vec<Fid>,
+        holder: u64,
+    },
     /// What this server holds and has done: volumes, conflicts, resolution totals (admin
     /// or client role).
     Status,

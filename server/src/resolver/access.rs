@@ -17,6 +17,19 @@ pub trait ReplicaAccess: Send + Sync {
     /// The server holding it, for logs.
     fn name(&self) -> &str;
     fn view(&self, fid: Fid) -> impl Future<Output = Result<ReplicaView, FsError>> + Send;
+    /// Leases `fids` to the coordinator `holder` for `ttl_ms` (rule 6).
+    fn lease(
+        &self,
+        fids: &[Fid],
+        holder: u64,
+        ttl_ms: u32,
+    ) -> impl Future<Output = Result<(), FsError>> + Send;
+    /// Ends `holder`'s leases on `fids`.
+    fn release(
+        &self,
+        fids: &[Fid],
+        holder: u64,
+    ) -> impl Future<Output = Result<(), FsError>> + Send;
     /// This replica's changed objects after change number `since` (rule 12).
     fn changes(
         &self,
@@ -134,6 +147,14 @@ impl ReplicaAccess for LocalReplica {
 
     async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
         self.run(move |s| s.view(fid)).await
+    }
+
+    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
+        self.store.lease(fids, holder, ttl_ms)
+    }
+
+    async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
+        self.store.release(fids, holder)
     }
 
     async fn changes(

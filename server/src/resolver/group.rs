@@ -61,6 +61,14 @@ impl ReplicaAccess for GroupReplica {
         each!(self, r => r.view(fid).await)
     }
 
+    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
+        each!(self, r => r.lease(fids, holder, ttl_ms).await)
+    }
+
+    async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
+        each!(self, r => r.release(fids, holder).await)
+    }
+
     async fn changes(
         &self,
         volume: VolumeId,

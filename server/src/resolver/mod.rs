@@ -47,7 +47,15 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     in_progress: Vec<Fid>,
     /// When set, every decision is written here (for the simulation's traces).
     pub decisions: Option<Vec<String>>,
+    /// This coordinator's lease token, and how long each lease it takes lasts.
+    holder: u64,
+    pub lease_ms: u32,
 }
+
+/// How long a resolution lease lasts unless set otherwise: longer than resolving one
+/// object normally takes; a coordinator that outlives it is still kept honest by the
+/// conditional installs.
+pub const LEASE_MS: u32 = 30_000;
 
 /// Why one attempt stopped.
 enum Step {
@@ -141,6 +149,34 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             settled: BTreeSet::new(),
             in_progress: Vec::new(),
             decisions: None,
+            holder: rand::random(),
+            lease_ms: LEASE_MS,
+        }
+    }
+
+    /// Leases `fid` at every member that answers; false when another coordinator holds it
+    /// somewhere (then nothing stays leased).
+    async fn lease(&self, fid: Fid) -> bool {
+        for m in self.members {
+            match m.lease(&[fid], self.holder, self.lease_ms).await {
+                Ok(()) => {}
+                Err(FsError::Leased(_)) => {
+                    tracing::debug!(%fid, replica = %m.name(), "another coordinator holds it");
+                    self.release(fid).await;
+                    return false;
+                }
+                // An unreachable member receives no install either.
+                Err(e) => tracing::debug!(%fid, replica = %m.name(), "no lease: {e}"),
+            }
+        }
+        true
+    }
+
+    async fn release(&self, fid: Fid) {
+        for m in self.members {
+            if let Err(e) = m.release(&[fid], self.holder).await {
+                tracing::debug!(%fid, replica = %m.name(), "lease not released: {e}");
+            }
         }
     }
 
@@ -177,9 +213,13 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 tracing::warn!(%fid, "resolution too deep; left for later");
                 return false;
             }
+            if !self.lease(fid).await {
+                return false;
+            }
             self.in_progress.push(fid);
             let done = self.attempts(fid, depth).await;
             self.in_progress.pop();
+            self.release(fid).await;
             if done {
                 self.settled.insert(fid);
             }

@@ -84,6 +84,23 @@ impl ReplicaAccess for RemoteReplica {
         }
     }
 
+    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
+        let request = Request::Lease {
+            fids: fids.to_vec(),
+            holder,
+            ttl_ms,
+        };
+        self.done(&request, Bytes::new()).await
+    }
+
+    async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
+        let request = Request::Release {
+            fids: fids.to_vec(),
+            holder,
+        };
+        self.done(&request, Bytes::new()).await
+    }
+
     async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {
         let request = Request::ReadDir {
             dir,

@@ -177,6 +177,30 @@ fn a_replica_that_missed_writes_gets_only_the_changed_chunks() {
 }
 
 #[test]
+fn a_leased_object_is_left_to_its_coordinator() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
+    t.apply(&[0, 1], vec![c], &[]);
+    // Another coordinator holds the lease on replica 2: this one installs nothing.
+    t.stores[2].lease(&[f], 99, 60_000).unwrap();
+    let s = t.resolve(&[0, 1, 2], &[f]);
+    assert_eq!((s.unsettled, s.installs), (1, 0), "{s:?}");
+    assert!(t.stores[2].view(f).unwrap().meta().is_none());
+    // Nothing of the refused attempt stays leased on the others.
+    t.stores[0].lease(&[f], 98, 60_000).unwrap();
+    t.stores[0].release(&[f], 98).unwrap();
+    // Once the holder lets go, resolution goes through, and releases its own leases.
+    t.stores[2].release(&[f], 99).unwrap();
+    let s = t.resolve(&[0, 1, 2], &[f]);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    t.assert_equal(&[0, 1, 2], f);
+    for store in &t.stores {
+        store.lease(&[f], 97, 1).unwrap();
+    }
+}
+
+#[test]
 fn missed_creates_renames_and_deletes_follow_the_directory() {
     let mut t = trio();
     let root = t.vol.root;

@@ -24,9 +24,11 @@
 mod apply;
 mod codec;
 mod content;
+pub mod leases;
 mod namespace;
 mod resolve;
 pub use apply::Shipped;
+use leases::LeaseTable;
 pub(crate) use resolve::is_conflict_name;
 pub use resolve::{CONFLICT_MARK, ChangePage, MAX_CHUNKS_PER_CALL};
 mod tables;
@@ -149,7 +151,16 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     options: StoreOptions,
+    /// Resolution leases (in memory: they expire, and a restart ends them).
+    leases: std::sync::Mutex<LeaseTable>,
+    /// The lease clock's origin.
+    opened: std::time::Instant,
 }
+
+/// Most objects one lease request names.
+pub const MAX_LEASE_FIDS: usize = 1024;
+/// Longest lease a coordinator may ask for.
+pub const MAX_LEASE_MS: u32 = 120_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -305,7 +316,33 @@ impl Store {
             db,
             path: path.to_path_buf(),
             options,
+            leases: std::sync::Mutex::new(LeaseTable::default()),
+            opened: std::time::Instant::now(),
         })
+    }
+
+    /// Leases `fids` to the resolution coordinator `holder` for `ttl_ms` (all or none).
+    pub fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
+        if fids.is_empty() || fids.len() > MAX_LEASE_FIDS {
+            return Err(FsError::Invalid);
+        }
+        let now = self.opened.elapsed().as_millis() as u64;
+        self.leases
+            .lock()
+            .map_err(|_| FsError::Storage("lease table poisoned".into()))?
+            .acquire(fids, holder, now, ttl_ms.min(MAX_LEASE_MS))
+    }
+
+    /// Ends `holder`'s leases on `fids`.
+    pub fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
+        if fids.len() > MAX_LEASE_FIDS {
+            return Err(FsError::Invalid);
+        }
+        self.leases
+            .lock()
+            .map_err(|_| FsError::Storage("lease table poisoned".into()))?
+            .release(fids, holder);
+        Ok(())
     }
 
     /// The database file.
