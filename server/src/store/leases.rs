@@ -71,6 +71,7 @@ impl LeaseTable {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use codetta_wire::VolumeId;
