@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// 1000; 0 turns healing without a client off, for tests of client-driven resolution).
     #[serde(default = "default_heal_interval_ms")]
     pub heal_interval_ms: u64,
+    /// Entries each volume's change sequence keeps (default 2^20); a peer that fell
+    /// further behind compares the whole volume.
+    #[serde(default)]
+    pub changes_kept: Option<u64>,
 }
 
 fn default_heal_interval_ms() -> u64 {

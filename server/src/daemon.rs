@@ -41,6 +41,7 @@ impl ServerDaemon {
         let options = StoreOptions {
             capacity_bytes: config.capacity_bytes,
             cache_bytes: config.cache_bytes,
+            changes_kept: config.changes_kept,
         };
         let store = tokio::task::spawn_blocking(move || Store::open(&path, options))
             .await?

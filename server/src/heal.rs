@@ -10,8 +10,9 @@ use crate::resolver::{ReplicaAccess, Resolver};
 use crate::service::{ServerService, add_summary};
 use crate::store::Store;
 use codetta_wire::message::{ReplicaMember, ResolveSummary};
+use codetta_wire::replica::DIGEST_BUCKETS;
 use codetta_wire::{Fid, FsError, ReplicaId, VolumeId};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -120,60 +121,169 @@ pub async fn follow<R: ReplicaAccess>(
         return total;
     };
     let own = members.iter().find(|m| m.replica() == me);
+    let pair = Pair {
+        members,
+        me,
+        own,
+        peer: peer_member,
+        note,
+    };
     loop {
-        let Ok((entries, next, oldest)) = peer_member
+        let Ok(page) = peer_member
             .changes(volume, cursor, PAGE, older_than_ms)
             .await
         else {
             return total;
         };
-        if entries.is_empty() {
-            return total;
-        }
-        if cursor > 0 && oldest > cursor + 1 {
+        if page.oldest > cursor.saturating_add(1) && page.last > cursor {
+            // The peer no longer keeps the changes right after the cursor (a long absence,
+            // or a replica new to the group): compare whole volumes instead, then go on
+            // from the peer's newest change.
             tracing::warn!(
                 server = %peer_member.name(),
-                missed = oldest - cursor - 1,
-                "a peer's change sequence was trimmed past this server's cursor; comparing what remains"
+                missed = page.oldest - cursor - 1,
+                "a peer's change sequence was trimmed past this server's cursor; comparing volumes"
             );
-        }
-        let fids: BTreeSet<Fid> = entries.iter().map(|(_, f)| *f).collect();
-        let mut unsettled = false;
-        for fid in fids {
-            if let Some(own) = own
-                && let (Ok(a), Ok(b)) = (own.view(fid).await, peer_member.view(fid).await)
-                && a.tag == b.tag
-                && a.version == b.version
-            {
-                continue;
-            }
-            let mut resolver = Resolver::new(members, me);
-            resolver.decisions = record_decisions().then(Vec::new);
-            resolver.resolve(fid).await;
-            add_summary(&mut total, &resolver.summary);
-            note(&resolver);
-            // The cursor moves on only once this replica and the peer agree (a view lost on
-            // the way must not let a difference slip past).
-            let peer_view = peer_member.view(fid).await;
-            if peer_view.is_err() {
-                // The peer went away: the rest of the page waits for the next round.
+            let Some(own) = own else {
+                return total;
+            };
+            total.volume_compares += 1;
+            if !compare_volume(&pair, own, volume, &mut total).await {
                 return total;
             }
-            let agreed = match own {
-                Some(own) => matches!(
-                    (own.view(fid).await, peer_view),
-                    (Ok(a), Ok(b)) if a.tag == b.tag && a.version == b.version
-                ),
-                None => resolver.summary.unsettled == 0,
-            };
-            unsettled |= resolver.summary.unsettled > 0 || !agreed;
+            cursor = page.last;
+            if store.set_peer_cursor(volume, peer, cursor).is_err() {
+                return total;
+            }
+            continue;
+        }
+        if page.entries.is_empty() {
+            return total;
+        }
+        let fids: BTreeSet<Fid> = page.entries.iter().map(|(_, f)| *f).collect();
+        let mut unsettled = false;
+        for fid in fids {
+            match pair.settle(fid, &mut total).await {
+                Some(settled) => unsettled |= !settled,
+                // The peer went away: the rest of the page waits for the next round.
+                None => return total,
+            }
         }
         if unsettled {
             return total;
         }
-        cursor = next;
+        cursor = page.next;
         if store.set_peer_cursor(volume, peer, cursor).is_err() {
             return total;
+        }
+    }
+}
+
+/// This replica and one peer, with the group they belong to.
+struct Pair<'a, 'n, R: ReplicaAccess> {
+    members: &'a [R],
+    me: ReplicaId,
+    own: Option<&'a R>,
+    peer: &'a R,
+    note: &'n (dyn Fn(&Resolver<'_, R>) + Sync),
+}
+
+impl<R: ReplicaAccess> Pair<'_, '_, R> {
+    /// Resolves `fid` unless this replica and the peer already agree on it. `Some(true)`
+    /// once they agree, `Some(false)` if it is left for later, `None` if the peer went
+    /// away.
+    async fn settle(&self, fid: Fid, total: &mut ResolveSummary) -> Option<bool> {
+        if let Some(own) = self.own
+            && let (Ok(a), Ok(b)) = (own.view(fid).await, self.peer.view(fid).await)
+            && a.tag == b.tag
+            && a.version == b.version
+        {
+            return Some(true);
+        }
+        let mut resolver = Resolver::new(self.members, self.me);
+        resolver.decisions = record_decisions().then(Vec::new);
+        resolver.resolve(fid).await;
+        add_summary(total, &resolver.summary);
+        (self.note)(&resolver);
+        // Settled only once this replica and the peer agree (a view lost on the way must
+        // not let a difference slip past).
+        let peer_view = self.peer.view(fid).await.ok()?;
+        let agreed = match self.own {
+            Some(own) => matches!(
+                own.view(fid).await,
+                Ok(a) if a.tag == peer_view.tag && a.version == peer_view.version
+            ),
+            None => resolver.summary.unsettled == 0,
+        };
+        Some(resolver.summary.unsettled == 0 && agreed)
+    }
+}
+
+/// Compares the whole of `volume` on this replica (`own`) and the peer through the digest
+/// tree and settles every object whose digests differ (or that one side lacks). True
+/// when all of it settled.
+async fn compare_volume<R: ReplicaAccess>(
+    pair: &Pair<'_, '_, R>,
+    own: &R,
+    volume: VolumeId,
+    total: &mut ResolveSummary,
+) -> bool {
+    let (Ok(mine), Ok(theirs)) = (
+        own.volume_digests(volume).await,
+        pair.peer.volume_digests(volume).await,
+    ) else {
+        return false;
+    };
+    if mine.len() != DIGEST_BUCKETS || theirs.len() != DIGEST_BUCKETS {
+        tracing::warn!(server = %pair.peer.name(), "volume digests of the wrong shape");
+        return false;
+    }
+    let differing: Vec<u16> = (0..DIGEST_BUCKETS)
+        .filter(|&b| mine[b] != theirs[b])
+        .map(|b| b as u16)
+        .collect();
+    let mut settled = true;
+    // A slice of the buckets at a time, so memory stays bounded on large volumes.
+    for group in differing.chunks(BUCKETS_PER_PASS) {
+        let (Some(a), Some(b)) = (
+            objects_in(own, volume, group).await,
+            objects_in(pair.peer, volume, group).await,
+        ) else {
+            return false;
+        };
+        let fids: BTreeSet<Fid> = a
+            .iter()
+            .filter(|(f, d)| b.get(*f) != Some(*d))
+            .chain(b.iter().filter(|(f, d)| a.get(*f) != Some(*d)))
+            .map(|(f, _)| *f)
+            .collect();
+        for fid in fids {
+            match pair.settle(fid, total).await {
+                Some(ok) => settled &= ok,
+                None => return false,
+            }
+        }
+    }
+    settled
+}
+
+/// Buckets listed per pass of a volume comparison.
+const BUCKETS_PER_PASS: usize = 256;
+
+/// Every object (live or deleted) of `replica` in `buckets`, with its digest.
+async fn objects_in<R: ReplicaAccess>(
+    replica: &R,
+    volume: VolumeId,
+    buckets: &[u16],
+) -> Option<BTreeMap<Fid, [u8; 32]>> {
+    let mut out = BTreeMap::new();
+    let mut after = 0;
+    loop {
+        let (entries, next) = replica.bucket_objects(volume, buckets, after).await.ok()?;
+        out.extend(entries);
+        match next {
+            Some(n) if n > after => after = n,
+            _ => return Some(out),
         }
     }
 }

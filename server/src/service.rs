@@ -30,6 +30,7 @@ pub fn add_summary(a: &mut ResolveSummary, b: &ResolveSummary) {
     a.conflicts += b.conflicts;
     a.bytes_shipped += b.bytes_shipped;
     a.unsettled += b.unsettled;
+    a.volume_compares += b.volume_compares;
 }
 
 /// Whether a peer with `role` may make `request`.
@@ -41,6 +42,8 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         Request::CreateReplica { .. }
         | Request::View { .. }
         | Request::Lease { .. }
+        | Request::VolumeDigests { .. }
+        | Request::BucketObjects { .. }
         | Request::Release { .. }
         | Request::BlockDigests { .. }
         | Request::BlockMap { .. }
@@ -282,11 +285,23 @@ impl ServerService {
                     max.min(MAX_CHANGES),
                     u64::from(older_than_ms),
                 )
-                .map(|(entries, next, oldest)| ReplyBody::Changes {
-                    entries,
-                    next,
-                    oldest,
+                .map(|p| ReplyBody::Changes {
+                    entries: p.entries,
+                    next: p.next,
+                    oldest: p.oldest,
+                    last: p.last,
                 }),
+            Request::VolumeDigests { volume } => {
+                store.volume_digests(volume).map(ReplyBody::Digests)
+            }
+            Request::BucketObjects {
+                volume,
+                buckets,
+                after,
+                max,
+            } => store
+                .bucket_objects(volume, &buckets, after, max)
+                .map(|(entries, next)| ReplyBody::Objects { entries, next }),
             Request::ListVolumes => store.list_volumes().map(ReplyBody::Volumes),
             Request::GetAttr { fid } => store.getattr(fid).map(ReplyBody::State),
             Request::Lookup { dir, name } => store.lookup(dir, &name).map(ReplyBody::State),

@@ -38,6 +38,9 @@ pub struct SimConfig {
     pub clients: usize,
     /// Client operations before the final heal.
     pub ops: usize,
+    /// Entries each server's change sequence keeps: short in half the runs, so that
+    /// servers fall behind the trimmed sequence and compare whole volumes (rule 12).
+    pub changes_kept: Option<u64>,
 }
 
 impl SimConfig {
@@ -49,6 +52,7 @@ impl SimConfig {
             replicas: rng.random_range(3..=5),
             clients: rng.random_range(2..=3),
             ops,
+            changes_kept: rng.random_bool(0.5).then(|| rng.random_range(4..=32)),
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct SimReport {
     pub acked: u64,
     pub faults: u64,
     pub conflicts: u64,
+    /// Whole-volume comparisons servers ran after falling behind a trimmed sequence.
+    pub volume_compares: u64,
     pub objects: usize,
 }
 
@@ -81,11 +87,16 @@ struct Server {
     dir: tempfile::TempDir,
     store: Option<Arc<Store>>,
     replica: ReplicaId,
+    changes_kept: Option<u64>,
 }
 
 impl Server {
     fn open(&mut self) -> anyhow::Result<()> {
-        let store = Store::open(&self.dir.path().join("s.redb"), StoreOptions::default())?;
+        let options = StoreOptions {
+            changes_kept: self.changes_kept,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&self.dir.path().join("s.redb"), options)?;
         self.store = Some(Arc::new(store));
         Ok(())
     }
@@ -201,6 +212,20 @@ impl ReplicaAccess for SimReplica {
         older_than_ms: u32,
     ) -> Result<ChangePage, FsError> {
         self.call(|s| s.changes(volume, since, max, u64::from(older_than_ms)))
+    }
+
+    async fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
+        self.call(|s| s.volume_digests(volume))
+    }
+
+    async fn bucket_objects(
+        &self,
+        volume: VolumeId,
+        buckets: &[u16],
+        after: u64,
+    ) -> Result<codetta_server::resolver::access::ObjectPage, FsError> {
+        // Small pages, so that paging is exercised.
+        self.call(|s| s.bucket_objects(volume, buckets, after, 7))
     }
 
     async fn list(
@@ -337,6 +362,7 @@ impl World {
                 dir: tempfile::tempdir_in(&base)?,
                 store: None,
                 replica: m.replica,
+                changes_kept: config.changes_kept,
             };
             s.open()?;
             if let Some(store) = &s.store {
@@ -875,6 +901,7 @@ impl World {
         };
         let (summary, decisions) = self.follow(s, p, loss);
         self.report.conflicts += summary.conflicts;
+        self.report.volume_compares += summary.volume_compares;
         for d in decisions {
             self.note(format!("s{s} decided {d}"));
         }

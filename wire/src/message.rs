@@ -140,6 +140,20 @@ pub enum Request {
         history: History,
         placement: Placement,
     },
+    /// The digest of each of the volume's [`crate::replica::DIGEST_BUCKETS`] buckets of
+    /// objects (live and deleted): the upper level of the tree two replicas compare after a long absence
+    /// (rule 12).
+    VolumeDigests {
+        volume: VolumeId,
+    },
+    /// The objects of the volume in the listed buckets, in vnode order after vnode
+    /// `after`, at most `max` of them, each with its state digest.
+    BucketObjects {
+        volume: VolumeId,
+        buckets: Vec<u16>,
+        after: u64,
+        max: u32,
+    },
     /// Leases the objects to the coordinator `holder` for `ttl_ms` (all or none; `Leased`
     /// when another holder has one). Asking again extends the lease.
     Lease {
@@ -229,6 +243,9 @@ pub struct ResolveSummary {
     pub bytes_shipped: u64,
     /// Objects that could not be settled now (a replica unreachable, a race): retried later.
     pub unsettled: u64,
+    /// Whole-volume comparisons with a peer whose change sequence no longer reached back
+    /// far enough (rule 12).
+    pub volume_compares: u64,
 }
 
 /// An object's replicated state as one replica holds it.
@@ -324,6 +341,14 @@ pub enum ReplyBody {
         next: u64,
         /// The oldest change number still kept (older ones were compacted away).
         oldest: u64,
+        /// The newest change number.
+        last: u64,
+    },
+    /// Objects of the volume (live or deleted) with a digest of each one's state: (fid, digest), in
+    /// vnode order, and the vnode to continue after (`None`: the last page).
+    Objects {
+        entries: Vec<(Fid, [u8; 32])>,
+        next: Option<u64>,
     },
 }
 

@@ -86,6 +86,30 @@ pub fn deleted_tag(fid: Fid) -> ContentTag {
     ContentTag(*h.finalize().as_bytes())
 }
 
+/// Buckets of a volume's digest tree (rule 12): objects fall into one by their fid.
+pub const DIGEST_BUCKETS: usize = 4096;
+
+/// The bucket of the volume digest tree holding `fid`.
+pub fn digest_bucket(fid: Fid) -> u16 {
+    let h = blake3::hash(&fid.to_bytes());
+    let b = h.as_bytes();
+    (u16::from_le_bytes([b[0], b[1]]) as usize % DIGEST_BUCKETS) as u16
+}
+
+/// The digest of one live object's replicated state in the volume digest tree: its fid,
+/// tag and version (so that unmerged vectors show too).
+pub fn object_digest(fid: Fid, tag: &ContentTag, version: &VersionVector) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"codetta-object-v1");
+    h.update(&fid.to_bytes());
+    h.update(&tag.0);
+    for (replica, count) in version.iter() {
+        h.update(&replica.0.to_le_bytes());
+        h.update(&count.to_le_bytes());
+    }
+    *h.finalize().as_bytes()
+}
+
 /// The tag of an object a replica has never seen.
 pub const ABSENT_TAG: ContentTag = ContentTag([0; 32]);
 

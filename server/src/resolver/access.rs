@@ -1,10 +1,13 @@
 //! How a coordinator reaches one replica of a volume during resolution.
 
-use crate::store::{ChangePage, Store};
+use crate::store::{ChangePage, MAX_BUCKET_OBJECTS, Store};
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
 use std::future::Future;
 use std::sync::Arc;
+
+/// Live objects with their state digests, and the vnode to continue after (`None`: done).
+pub type ObjectPage = (Vec<(Fid, [u8; 32])>, Option<u64>);
 
 /// One page of directory entries: (cookie, name, fid) each, and whether it is the last.
 pub type DirPage = (Vec<(u64, Vec<u8>, Fid)>, bool);
@@ -38,6 +41,18 @@ pub trait ReplicaAccess: Send + Sync {
         max: u32,
         older_than_ms: u32,
     ) -> impl Future<Output = Result<ChangePage, FsError>> + Send;
+    /// The bucket digests of the volume's objects, live and deleted (rule 12).
+    fn volume_digests(
+        &self,
+        volume: VolumeId,
+    ) -> impl Future<Output = Result<Vec<[u8; 32]>, FsError>> + Send;
+    /// Live objects in `buckets` after vnode `after`: (fid, digest), and where to go on.
+    fn bucket_objects(
+        &self,
+        volume: VolumeId,
+        buckets: &[u16],
+        after: u64,
+    ) -> impl Future<Output = Result<ObjectPage, FsError>> + Send;
     /// One page of directory entries after `cookie`: (cookie, name, fid), and eof.
     fn list(
         &self,
@@ -165,6 +180,21 @@ impl ReplicaAccess for LocalReplica {
         older_than_ms: u32,
     ) -> Result<ChangePage, FsError> {
         self.run(move |s| s.changes(volume, since, max, u64::from(older_than_ms)))
+            .await
+    }
+
+    async fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
+        self.run(move |s| s.volume_digests(volume)).await
+    }
+
+    async fn bucket_objects(
+        &self,
+        volume: VolumeId,
+        buckets: &[u16],
+        after: u64,
+    ) -> Result<ObjectPage, FsError> {
+        let buckets = buckets.to_vec();
+        self.run(move |s| s.bucket_objects(volume, &buckets, after, MAX_BUCKET_OBJECTS))
             .await
     }
 

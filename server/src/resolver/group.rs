@@ -1,7 +1,7 @@
 //! The replicas of one volume as this server reaches them: its own store directly, the
 //! others through their servers.
 
-use super::access::{DirPage, LocalReplica, ReplicaAccess};
+use super::access::{DirPage, LocalReplica, ObjectPage, ReplicaAccess};
 use super::remote::RemoteReplica;
 use crate::peers::Peers;
 use crate::store::{ChangePage, Store};
@@ -77,6 +77,19 @@ impl ReplicaAccess for GroupReplica {
         older_than_ms: u32,
     ) -> Result<ChangePage, FsError> {
         each!(self, r => r.changes(volume, since, max, older_than_ms).await)
+    }
+
+    async fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
+        each!(self, r => r.volume_digests(volume).await)
+    }
+
+    async fn bucket_objects(
+        &self,
+        volume: VolumeId,
+        buckets: &[u16],
+        after: u64,
+    ) -> Result<ObjectPage, FsError> {
+        each!(self, r => r.bucket_objects(volume, buckets, after).await)
     }
 
     async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {

@@ -1,8 +1,8 @@
 //! A replica on another server, reached with server-to-server requests over QUIC.
 
-use super::access::{DirPage, ReplicaAccess};
+use super::access::{DirPage, ObjectPage, ReplicaAccess};
 use crate::peers::Peers;
-use crate::store::ChangePage;
+use crate::store::{ChangePage, MAX_BUCKET_OBJECTS};
 use bytes::{Bytes, BytesMut};
 use codetta_wire::message::ReplyBody;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
@@ -77,9 +77,15 @@ impl ReplicaAccess for RemoteReplica {
                     entries,
                     next,
                     oldest,
+                    last,
                 },
                 _,
-            ) => Ok((entries, next, oldest)),
+            ) => Ok(ChangePage {
+                entries,
+                next,
+                oldest,
+                last,
+            }),
             (other, _) => Err(unexpected(&self.server, other)),
         }
     }
@@ -99,6 +105,34 @@ impl ReplicaAccess for RemoteReplica {
             holder,
         };
         self.done(&request, Bytes::new()).await
+    }
+
+    async fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
+        match self
+            .call(&Request::VolumeDigests { volume }, Bytes::new())
+            .await?
+        {
+            (ReplyBody::Digests(d), _) => Ok(d),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
+    }
+
+    async fn bucket_objects(
+        &self,
+        volume: VolumeId,
+        buckets: &[u16],
+        after: u64,
+    ) -> Result<ObjectPage, FsError> {
+        let request = Request::BucketObjects {
+            volume,
+            buckets: buckets.to_vec(),
+            after,
+            max: MAX_BUCKET_OBJECTS,
+        };
+        match self.call(&request, Bytes::new()).await? {
+            (ReplyBody::Objects { entries, next }, _) => Ok((entries, next)),
+            (other, _) => Err(unexpected(&self.server, other)),
+        }
     }
 
     async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {

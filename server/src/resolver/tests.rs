@@ -20,10 +20,14 @@ struct Trio {
 }
 
 fn trio() -> Trio {
+    trio_with(StoreOptions::default())
+}
+
+fn trio_with(options: StoreOptions) -> Trio {
     let dirs: Vec<TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let stores: Vec<Arc<Store>> = dirs
         .iter()
-        .map(|d| Arc::new(Store::open(&d.path().join("s.redb"), StoreOptions::default()).unwrap()))
+        .map(|d| Arc::new(Store::open(&d.path().join("s.redb"), options.clone()).unwrap()))
         .collect();
     let id = VolumeId(42);
     let vol = VolumeInfo {
@@ -144,8 +148,8 @@ fn payload(seed: u8, len: usize) -> Vec<u8> {
 impl Trio {
     /// Every object store `i` lists in its change sequence: what anti-entropy visits.
     fn changed(&self, i: usize) -> Vec<Fid> {
-        let (entries, _, _) = self.stores[i].changes(self.vol.id, 0, 100_000, 0).unwrap();
-        let mut fids: Vec<Fid> = entries.into_iter().map(|(_, f)| f).collect();
+        let page = self.stores[i].changes(self.vol.id, 0, 100_000, 0).unwrap();
+        let mut fids: Vec<Fid> = page.entries.into_iter().map(|(_, f)| f).collect();
         fids.sort();
         fids.dedup();
         fids
@@ -198,6 +202,63 @@ fn a_leased_object_is_left_to_its_coordinator() {
     for store in &t.stores {
         store.lease(&[f], 97, 1).unwrap();
     }
+}
+
+#[test]
+fn a_replica_behind_a_trimmed_sequence_compares_the_whole_volume() {
+    let mut t = trio_with(StoreOptions {
+        changes_kept: Some(8),
+        ..StoreOptions::default()
+    });
+    let root = t.vol.root;
+    let (c, gone) = t.g.create_op(root, "gone", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c], &[]);
+    // Replica 2 misses 40 creates, a write and a delete: far more than the 8 changes the
+    // others keep.
+    let mut ops = Vec::new();
+    let mut fids = vec![gone];
+    for i in 0..40 {
+        let (c, f) = t.g.create_op(root, &format!("f{i}"), CreateHow::Guarded);
+        ops.push(c);
+        fids.push(f);
+    }
+    ops.push(Gen::write_op(fids[1], 0, b"data"));
+    ops.push(Op::Remove {
+        dir: root,
+        name: name("gone"),
+        fid: gone,
+    });
+    t.apply(&[0, 1], ops, b"data");
+    let before = t.stores[2].volume_digests(t.vol.id).unwrap();
+    assert_ne!(before, t.stores[0].volume_digests(t.vol.id).unwrap());
+
+    let members = t.members(&[2, 0, 1]);
+    let me = t.vol.vsg[2].replica;
+    let peer = t.vol.vsg[0].replica;
+    let follow = || {
+        futures::executor::block_on(crate::heal::follow(
+            &t.stores[2],
+            &members,
+            me,
+            t.vol.id,
+            peer,
+            0,
+            &|_| {},
+        ))
+    };
+    let s = follow();
+    assert_eq!((s.volume_compares, s.unsettled), (1, 0), "{s:?}");
+    for f in fids.iter().copied().chain([root]) {
+        t.assert_equal(&[0, 1, 2], f);
+    }
+    assert!(t.stores[2].view(gone).unwrap().meta().is_none());
+    assert_eq!(
+        t.stores[2].volume_digests(t.vol.id).unwrap(),
+        t.stores[0].volume_digests(t.vol.id).unwrap()
+    );
+    // The cursor went to the peer's newest change: the next round has nothing to do.
+    let again = follow();
+    assert_eq!((again.volume_compares, again.objects), (0, 0), "{again:?}");
 }
 
 #[test]

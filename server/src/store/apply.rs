@@ -133,10 +133,12 @@ pub(crate) struct WriteTables<'txn> {
     /// already noted in this transaction (one entry each is enough: they share its time).
     next_change: BTreeMap<u32, u64>,
     noted: std::collections::BTreeSet<Fid>,
+    changes_kept: u64,
 }
 
 impl<'txn> WriteTables<'txn> {
-    pub(crate) fn open(txn: &'txn WriteTransaction) -> R<Self> {
+    /// Opens every table; the change sequence keeps `changes_kept` entries per volume.
+    pub(crate) fn open(txn: &'txn WriteTransaction, changes_kept: u64) -> R<Self> {
         let meta = txn.open_table(tables::META)?;
         let counters = Counters {
             chunk_bytes: meta_u64(&meta, tables::meta::CHUNK_BYTES)?.unwrap_or(0),
@@ -159,6 +161,7 @@ impl<'txn> WriteTables<'txn> {
             counters,
             next_change: BTreeMap::new(),
             noted: std::collections::BTreeSet::new(),
+            changes_kept: changes_kept.max(1),
         })
     }
 
@@ -173,7 +176,8 @@ impl<'txn> WriteTables<'txn> {
 
     /// Appends `fid` to its volume's change sequence (rule 12), with this server's clock
     /// (local bookkeeping, never replicated). The sequence keeps its last
-    /// [`MAX_CHANGES_KEPT`] entries; a peer further behind compares whole volumes.
+    /// `changes_kept` entries ([`MAX_CHANGES_KEPT`] unless configured); a peer further
+    /// behind compares whole volumes.
     pub(crate) fn note_change(&mut self, fid: Fid) -> R<()> {
         if !self.noted.insert(fid) {
             return Ok(());
@@ -191,8 +195,9 @@ impl<'txn> WriteTables<'txn> {
         value[..Fid::ENCODED_LEN].copy_from_slice(&fid.to_bytes());
         value[Fid::ENCODED_LEN..].copy_from_slice(&now_millis().to_le_bytes());
         self.changes.insert((vol, next), value.as_slice())?;
-        if next % TRIM_EVERY == 0 && next > MAX_CHANGES_KEPT {
-            let cut = next - MAX_CHANGES_KEPT;
+        let trim_every = (self.changes_kept / 256).clamp(1, TRIM_EVERY);
+        if next % trim_every == 0 && next > self.changes_kept {
+            let cut = next - self.changes_kept;
             self.changes
                 .retain_in((vol, 0)..=(vol, cut), |_, _| false)?;
         }
@@ -789,7 +794,7 @@ impl Store {
         }
         let txn = self.db.begin_write()?;
         let result = (|| -> R<Shipped> {
-            let t = WriteTables::open(&txn)?;
+            let t = WriteTables::open(&txn, self.changes_kept())?;
             let before = t.counters.chunk_bytes;
             let mut batch = Batch {
                 t,

@@ -24,10 +24,12 @@
 mod apply;
 mod codec;
 mod content;
+mod digests;
 pub mod leases;
 mod namespace;
 mod resolve;
 pub use apply::Shipped;
+pub use digests::MAX_BUCKET_OBJECTS;
 use leases::LeaseTable;
 pub(crate) use resolve::is_conflict_name;
 pub use resolve::{CONFLICT_MARK, ChangePage, MAX_CHUNKS_PER_CALL};
@@ -72,6 +74,9 @@ pub struct StoreOptions {
     /// redb's page cache in bytes; `None`: [`DEFAULT_CACHE_BYTES`]. (redb's own default,
     /// 1 GiB, is what a server's resident memory would grow to under a large write.)
     pub cache_bytes: Option<usize>,
+    /// Entries each volume's change sequence keeps; `None`: [`apply::MAX_CHANGES_KEPT`]. A
+    /// peer further behind compares the whole volume instead (rule 12).
+    pub changes_kept: Option<u64>,
 }
 
 /// The page cache a store gets unless configured otherwise.
@@ -343,6 +348,10 @@ impl Store {
             .map_err(|_| FsError::Storage("lease table poisoned".into()))?
             .release(fids, holder);
         Ok(())
+    }
+
+    fn changes_kept(&self) -> u64 {
+        self.options.changes_kept.unwrap_or(apply::MAX_CHANGES_KEPT)
     }
 
     /// The database file.

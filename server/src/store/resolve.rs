@@ -22,9 +22,18 @@ use codetta_wire::replica::{
 use codetta_wire::{BLOCK_SIZE, Fid, FileType, FsError, History, Name, VersionVector, VolumeId};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
-/// A page of a volume's change sequence: (change number, fid) pairs, the number to ask
-/// after next, and the oldest number kept.
-pub type ChangePage = (Vec<(u64, Fid)>, u64, u64);
+/// A page of a volume's change sequence.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangePage {
+    /// (change number, fid), oldest first.
+    pub entries: Vec<(u64, Fid)>,
+    /// The number to ask after next time.
+    pub next: u64,
+    /// The oldest number still kept (older ones were trimmed); 0 when none is kept.
+    pub oldest: u64,
+    /// The newest number.
+    pub last: u64,
+}
 
 /// Most chunks one `chunks` call returns.
 pub const MAX_CHUNKS_PER_CALL: usize = 256;
@@ -299,6 +308,14 @@ impl Store {
             Some(item) => item.map_err(StoreError::from)?.0.value().1,
             None => 0,
         };
+        let last = match t
+            .range(range.clone())
+            .map_err(StoreError::from)?
+            .next_back()
+        {
+            Some(item) => item.map_err(StoreError::from)?.0.value().1,
+            None => 0,
+        };
         let mut entries = Vec::new();
         let mut next = since;
         let from = (volume.0, since.saturating_add(1));
@@ -321,7 +338,12 @@ impl Store {
             next = k.value().1;
             entries.push((next, fid));
         }
-        Ok((entries, next, oldest))
+        Ok(ChangePage {
+            entries,
+            next,
+            oldest,
+            last,
+        })
     }
 
     /// Objects of `volume` under a conflict name that resolution put there (still live and
@@ -449,7 +471,7 @@ impl Store {
     fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> R<T>) -> Result<T, FsError> {
         let txn: WriteTransaction = self.db.begin_write().map_err(StoreError::from)?;
         let result = (|| -> R<T> {
-            let mut t = WriteTables::open(&txn)?;
+            let mut t = WriteTables::open(&txn, self.changes_kept())?;
             let out = f(&mut t)?;
             t.save_counters()?;
             Ok(out)
