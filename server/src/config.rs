@@ -38,6 +38,29 @@ pub struct ServerConfig {
     /// further behind compares the whole volume.
     #[serde(default)]
     pub changes_kept: Option<u64>,
+    /// How often old tombstones are collected, in milliseconds (rule 8; default 60 s; 0
+    /// turns collection off).
+    #[serde(default = "default_collect_interval_ms")]
+    pub collect_interval_ms: u64,
+    /// A tombstone younger than this stays, in milliseconds (default 10 minutes).
+    #[serde(default = "default_tombstone_min_age_ms")]
+    pub tombstone_min_age_ms: u64,
+    /// The GC horizon in milliseconds (default 7 days): an older tombstone goes even while
+    /// a replica is unreachable; that replica's live copy comes back as a conflict.
+    #[serde(default = "default_tombstone_horizon_ms")]
+    pub tombstone_horizon_ms: u64,
+}
+
+fn default_collect_interval_ms() -> u64 {
+    60_000
+}
+
+fn default_tombstone_min_age_ms() -> u64 {
+    10 * 60 * 1000
+}
+
+fn default_tombstone_horizon_ms() -> u64 {
+    7 * 24 * 3600 * 1000
 }
 
 fn default_heal_interval_ms() -> u64 {

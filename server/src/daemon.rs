@@ -65,6 +65,18 @@ impl ServerDaemon {
                 stop_rx.clone(),
             )),
         };
+        let collector = match config.collect_interval_ms {
+            0 => tokio::spawn(async {}),
+            ms => tokio::spawn(crate::collect::run(
+                service.clone(),
+                std::time::Duration::from_millis(ms),
+                crate::collect::CollectPolicy {
+                    min_age_ms: config.tombstone_min_age_ms,
+                    horizon_ms: config.tombstone_horizon_ms,
+                },
+                stop_rx.clone(),
+            )),
+        };
         let serve = tokio::spawn(codetta_transport::serve(
             endpoint,
             Arc::new(service),
@@ -73,6 +85,7 @@ impl ServerDaemon {
         let task = tokio::spawn(async move {
             let _ = serve.await;
             let _ = healer.await;
+            let _ = collector.await;
         });
         tracing::info!(%addr, name = %config.name, "server ready");
         Ok(ServerDaemon { addr, stop, task })

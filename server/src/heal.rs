@@ -195,8 +195,7 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
     async fn settle(&self, fid: Fid, total: &mut ResolveSummary) -> Option<bool> {
         if let Some(own) = self.own
             && let (Ok(a), Ok(b)) = (own.view(fid).await, self.peer.view(fid).await)
-            && a.tag == b.tag
-            && a.version == b.version
+            && a.agrees_with(&b)
         {
             return Some(true);
         }
@@ -211,7 +210,7 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
         let agreed = match self.own {
             Some(own) => matches!(
                 own.view(fid).await,
-                Ok(a) if a.tag == peer_view.tag && a.version == peer_view.version
+                Ok(a) if a.agrees_with(&peer_view)
             ),
             None => resolver.summary.unsettled == 0,
         };

@@ -6,6 +6,7 @@
 
 pub mod store;
 
+pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod heal;

@@ -42,6 +42,7 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         Request::CreateReplica { .. }
         | Request::View { .. }
         | Request::Lease { .. }
+        | Request::Forget { .. }
         | Request::VolumeDigests { .. }
         | Request::BucketObjects { .. }
         | Request::Release { .. }
@@ -214,6 +215,7 @@ impl ServerService {
                 holder,
                 ttl_ms,
             } => store.lease(&fids, holder, ttl_ms).map(|()| ReplyBody::Done),
+            Request::Forget { fid, drop } => store.forget(fid, drop).map(|()| ReplyBody::Done),
             Request::Release { fids, holder } => {
                 store.release(&fids, holder).map(|()| ReplyBody::Done)
             }

@@ -66,6 +66,8 @@ pub struct SimReport {
     pub conflicts: u64,
     /// Whole-volume comparisons servers ran after falling behind a trimmed sequence.
     pub volume_compares: u64,
+    /// Tombstones collected.
+    pub collected: u64,
     pub objects: usize,
 }
 
@@ -193,6 +195,10 @@ impl ReplicaAccess for SimReplica {
 
     async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
         self.call(|s| s.lease(fids, holder, ttl_ms))
+    }
+
+    async fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
+        self.call(|s| s.forget(fid, drop))
     }
 
     /// Releases are never lost here: the simulation runs one resolution at a time and has
@@ -435,7 +441,8 @@ impl World {
                 }
                 35..=69 => self.ship_some(),
                 70..=74 => self.probe_some(),
-                75..=84 => self.heal_some(0.0)?,
+                75..=82 => self.heal_some(0.0)?,
+                83..=84 => self.collect_some(),
                 85..=87 => self.resolve_queued(),
                 88..=94 => self.toggle_link(),
                 95..=97 => self.crash_or_restart_server()?,
@@ -937,6 +944,52 @@ impl World {
         (summary, lines.into_inner().unwrap_or_default())
     }
 
+    /// A running server collects its old tombstones (rule 8); sometimes past the GC
+    /// horizon, so that replicas it cannot reach are left behind.
+    fn collect_some(&mut self) {
+        let up = self.up_servers();
+        if up.is_empty() {
+            return;
+        }
+        let s = up[self.rng.random_range(0..up.len())];
+        let horizon = if self.rng.random_bool(0.3) {
+            0
+        } else {
+            u64::MAX
+        };
+        let loss = self.loss;
+        self.collect_at(s, horizon, loss);
+    }
+
+    fn collect_at(&mut self, s: usize, horizon_ms: u64, loss: f64) {
+        let Some(store) = self.servers[s].store.clone() else {
+            return;
+        };
+        let members = self.members_from(s, loss);
+        let policy = codetta_server::collect::CollectPolicy {
+            min_age_ms: 0,
+            horizon_ms,
+        };
+        let now = u64::MAX / 2;
+        match futures::executor::block_on(codetta_server::collect::collect(
+            &store,
+            &members,
+            self.vol.id,
+            policy,
+            now,
+        )) {
+            Ok(sum) if sum.collected > 0 => {
+                self.report.collected += sum.collected;
+                self.note(format!(
+                    "s{s} collected {} tombstones (horizon {horizon_ms})",
+                    sum.collected
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => self.note(format!("s{s} collection failed: {e}")),
+        }
+    }
+
     /// A running server resolves the objects clients found divergent.
     fn resolve_queued(&mut self) {
         let up = self.up_servers();
@@ -1070,6 +1123,10 @@ impl World {
                 }
             }
             if changed == 0 {
+                // Every tombstone goes once all replicas are reached.
+                for s in 0..self.servers.len() {
+                    self.collect_at(s, u64::MAX, 0.0);
+                }
                 return Ok(());
             }
             if round == 29 {

@@ -6,8 +6,8 @@ fn run(seeds: std::ops::Range<u64>, ops: usize) {
     for seed in seeds {
         match codetta_sim::run_seed(seed, ops) {
             Ok(r) => eprintln!(
-                "seed {seed}: {} events, {} acknowledged, {} faults, {} conflicts, {} objects, {} volume comparisons",
-                r.events, r.acked, r.faults, r.conflicts, r.objects, r.volume_compares
+                "seed {seed}: {} events, {} acknowledged, {} faults, {} conflicts, {} objects, {} volume comparisons, {} tombstones collected",
+                r.events, r.acked, r.faults, r.conflicts, r.objects, r.volume_compares, r.collected
             ),
             Err(e) => failures.push(format!("seed {seed}: {e:#}")),
         }

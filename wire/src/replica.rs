@@ -44,6 +44,9 @@ pub enum ViewBody {
     /// Removed here; the tombstone keeps where it was.
     Deleted(Placement),
     Live(ObjectMeta),
+    /// Removed and its tombstone collected (rule 8): not here, and a create of it would be
+    /// refused. A live version elsewhere can only come back as a conflict.
+    Forgotten,
 }
 
 /// One replica's account of an object.
@@ -73,8 +76,17 @@ impl ReplicaView {
         match &self.body {
             ViewBody::Live(m) => Some(&m.placement),
             ViewBody::Deleted(p) => Some(p),
-            ViewBody::Absent => None,
+            ViewBody::Absent | ViewBody::Forgotten => None,
         }
+    }
+
+    /// True when two replicas need nothing from each other for this object: equal tags
+    /// and vectors, or neither live and one of them collected (a tombstone not yet
+    /// collected everywhere).
+    pub fn agrees_with(&self, other: &ReplicaView) -> bool {
+        let collected = |v: &ReplicaView| matches!(v.body, ViewBody::Forgotten);
+        (self.tag == other.tag && self.version == other.version)
+            || (!self.is_live() && !other.is_live() && (collected(self) || collected(other)))
     }
 }
 

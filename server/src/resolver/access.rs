@@ -27,6 +27,8 @@ pub trait ReplicaAccess: Send + Sync {
         holder: u64,
         ttl_ms: u32,
     ) -> impl Future<Output = Result<(), FsError>> + Send;
+    /// One round of collecting `fid`'s tombstone (rule 8; see [`Store::forget`]).
+    fn forget(&self, fid: Fid, drop: bool) -> impl Future<Output = Result<(), FsError>> + Send;
     /// Ends `holder`'s leases on `fids`.
     fn release(
         &self,
@@ -170,6 +172,10 @@ impl ReplicaAccess for LocalReplica {
 
     async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
         self.store.release(fids, holder)
+    }
+
+    async fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
+        self.run(move |s| s.forget(fid, drop)).await
     }
 
     async fn changes(

@@ -66,7 +66,56 @@ impl Class {
 /// Decides what resolution does with `views` (one per reachable replica). `coordinator`
 /// is the replica deciding: a resurrection (a new state no replica had) is counted as its
 /// update.
+///
+/// A replica that collected the object's tombstone (`Forgotten`) no longer knows what the
+/// delete had seen, so a live version held elsewhere (a replica away past the GC horizon)
+/// comes back under a conflict name, never by plain merge (rule 8); with nothing live
+/// anywhere there is nothing to do (the remaining tombstones are collected in turn).
 pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
+    let held: Vec<usize> = (0..views.len())
+        .filter(|&i| !matches!(views[i].body, ViewBody::Forgotten))
+        .collect();
+    if held.len() == views.len() {
+        return decide_held(views, coordinator);
+    }
+    if held.iter().all(|&i| !views[i].is_live()) {
+        return Decision::Settled;
+    }
+    let rest: Vec<ReplicaView> = held.iter().map(|&i| views[i].clone()).collect();
+    let mut version = VersionVector::new();
+    let mut history = History::new();
+    for v in views {
+        version.merge(&v.version);
+        history.merge(&v.history);
+    }
+    let (keep, copies) = match decide_held(&rest, coordinator) {
+        Decision::Settled | Decision::Merge { .. } => (0, Vec::new()),
+        Decision::Install { winner, .. } => (winner, Vec::new()),
+        Decision::Conflict { keep, copies, .. } => (keep, copies),
+    };
+    if !rest[keep].is_live() {
+        // A delete supersedes every live version still held: the replicas holding
+        // something get it; the collected ones need nothing.
+        return Decision::Install {
+            winner: held[keep],
+            stale: held.iter().copied().filter(|&i| i != held[keep]).collect(),
+            version,
+            history,
+        };
+    }
+    version.bump(coordinator);
+    Decision::Conflict {
+        keep: held[keep],
+        stale: (0..views.len()).filter(|&i| i != held[keep]).collect(),
+        copies: copies.into_iter().map(|c| held[c]).collect(),
+        resurrect: true,
+        version,
+        history,
+    }
+}
+
+/// [`decide`] when every view still holds the object's state (none collected).
+fn decide_held(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
     let mut classes: Vec<Class> = Vec::new();
     let mut version = VersionVector::new();
     let mut history = History::new();
@@ -185,7 +234,7 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::indexing_slicing)]
+    #![allow(clippy::indexing_slicing, clippy::unwrap_used)]
     use super::*;
     use codetta_wire::replica::{ABSENT_TAG, ObjectMeta, Placement, deleted_tag};
     use codetta_wire::{Fid, Incarnation, Time, UpdateId, VolumeId};
@@ -258,7 +307,52 @@ mod tests {
         }
     }
 
+    fn forgotten() -> ReplicaView {
+        ReplicaView {
+            tag: deleted_tag(FID),
+            body: ViewBody::Forgotten,
+            ..absent()
+        }
+    }
+
     const ME: ReplicaId = ReplicaId(9);
+
+    #[test]
+    fn a_live_version_against_a_collected_tombstone_comes_back_as_a_conflict() {
+        // Even a version the collected delete may well have seen: nobody can tell now.
+        let old = live(1, &[(1, 1)], &[1]);
+        for views in [
+            vec![forgotten(), old.clone(), absent()],
+            vec![old.clone(), forgotten(), forgotten()],
+        ] {
+            let at = views.iter().position(|v| v.is_live()).unwrap();
+            match decide(&views, ME) {
+                Decision::Conflict {
+                    keep,
+                    stale,
+                    resurrect: true,
+                    version,
+                    ..
+                } => {
+                    assert_eq!(keep, at);
+                    assert_eq!(stale.len(), 2);
+                    assert_eq!(version.get(ME), 1);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Nothing live: nothing to do while the other tombstones wait for collection.
+        let d = deleted(&[(1, 2)], &[1, 2]);
+        assert_eq!(decide(&[forgotten(), d.clone()], ME), Decision::Settled);
+        assert_eq!(decide(&[absent(), forgotten()], ME), Decision::Settled);
+        // A delete that supersedes the live version still wins among those holding one.
+        match decide(&[forgotten(), d, old], ME) {
+            Decision::Install {
+                winner: 1, stale, ..
+            } => assert_eq!(stale, vec![2]),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn equal_states_settle_or_merge() {

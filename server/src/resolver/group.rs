@@ -69,6 +69,10 @@ impl ReplicaAccess for GroupReplica {
         each!(self, r => r.release(fids, holder).await)
     }
 
+    async fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
+        each!(self, r => r.forget(fid, drop).await)
+    }
+
     async fn changes(
         &self,
         volume: VolumeId,

@@ -385,6 +385,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                                 String::from_utf8_lossy(&m.placement.name).into_owned(),
                             ViewBody::Deleted(_) => "deleted".into(),
                             ViewBody::Absent => "absent".into(),
+                            ViewBody::Forgotten => "forgotten".into(),
                         },
                         v.version,
                         v.history
@@ -625,7 +626,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                     )
                     .await
             }
-            ViewBody::Absent => Ok(()),
+            ViewBody::Absent | ViewBody::Forgotten => Ok(()),
         }
     }
 

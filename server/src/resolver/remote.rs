@@ -99,6 +99,11 @@ impl ReplicaAccess for RemoteReplica {
         self.done(&request, Bytes::new()).await
     }
 
+    async fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
+        self.done(&Request::Forget { fid, drop }, Bytes::new())
+            .await
+    }
+
     async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
         let request = Request::Release {
             fids: fids.to_vec(),

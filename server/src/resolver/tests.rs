@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::{LocalReplica, Resolver};
+use crate::collect::{CollectPolicy, CollectSummary, collect, now_ms};
 use crate::store::testutil::{Gen, T0, check_consistency, name};
 use crate::store::{Store, StoreOptions};
 use codetta_wire::message::{ReplicaMember, ResolveSummary, VolumeInfo};
+use codetta_wire::replica::ViewBody;
 use codetta_wire::update::{CreateHow, Op, UpdateRecord};
 use codetta_wire::{Fid, FsError, Incarnation, ReplicaId, VolumeId};
 use std::sync::Arc;
@@ -259,6 +261,119 @@ fn a_replica_behind_a_trimmed_sequence_compares_the_whole_volume() {
     // The cursor went to the peer's newest change: the next round has nothing to do.
     let again = follow();
     assert_eq!((again.volume_compares, again.objects), (0, 0), "{again:?}");
+}
+
+impl Trio {
+    fn collect(&self, coordinator: usize, reachable: &[usize], horizon_ms: u64) -> CollectSummary {
+        let members = self.members(reachable);
+        let policy = CollectPolicy {
+            min_age_ms: 0,
+            horizon_ms,
+        };
+        futures::executor::block_on(collect(
+            &self.stores[coordinator],
+            &members,
+            self.vol.id,
+            policy,
+            now_ms(),
+        ))
+        .unwrap()
+    }
+}
+
+#[test]
+fn a_collected_tombstone_refuses_a_late_create() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c0, keep) = t.g.create_op(root, "keep", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c0], &[]);
+    // Replica 2 misses the create and the remove of f, and gets the tombstone by
+    // resolution; the create record is still on its way to it from the client's log.
+    let (op, _) = t.g.create_op(root, "f", CreateHow::Guarded);
+    let create = t.g.rec(op);
+    let Op::Create { fid: f, .. } = create.op else {
+        unreachable!()
+    };
+    for i in [0, 1] {
+        t.stores[i]
+            .ship(std::slice::from_ref(&create), &[], 1, &[])
+            .unwrap();
+    }
+    t.apply(
+        &[0, 1],
+        vec![Op::Remove {
+            dir: root,
+            name: name("f"),
+            fid: f,
+        }],
+        &[],
+    );
+    t.resolve(&[0, 1, 2], &[f]);
+    assert!(matches!(
+        t.stores[2].view(f).unwrap().body,
+        ViewBody::Deleted(_)
+    ));
+    // Collected on all three: no tombstone left, and every replica knows it is gone.
+    let s = t.collect(0, &[0, 1, 2], u64::MAX);
+    assert_eq!((s.collected, s.waiting), (1, 0), "{s:?}");
+    for store in &t.stores {
+        assert_eq!(store.view(f).unwrap().body, ViewBody::Forgotten);
+        assert!(!store.object_fids(t.vol.id).unwrap().contains(&f));
+    }
+    // The late create is refused: the file does not come back.
+    let out = t.stores[2].ship(&[create], &[], 1, &[]).unwrap().outcomes;
+    assert_eq!(out, vec![Err(FsError::Stale)]);
+    assert_eq!(t.stores[2].view(f).unwrap().body, ViewBody::Forgotten);
+    // The other replicas' queued entries go quietly; the untouched file stays.
+    assert_eq!(
+        t.collect(1, &[1, 0, 2], u64::MAX),
+        CollectSummary::default()
+    );
+    for store in &t.stores {
+        assert!(store.view(keep).unwrap().is_live());
+    }
+}
+
+#[test]
+fn past_the_horizon_an_absent_replicas_live_copy_returns_as_a_conflict() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c], &[]);
+    // Replica 2 is away while g is removed.
+    t.apply(
+        &[0, 1],
+        vec![Op::Remove {
+            dir: root,
+            name: name("g"),
+            fid: g,
+        }],
+        &[],
+    );
+    // Within the horizon the tombstone waits for replica 2.
+    let s = t.collect(0, &[0, 1], u64::MAX);
+    assert_eq!((s.collected, s.waiting), (0, 1), "{s:?}");
+    assert!(matches!(
+        t.stores[0].view(g).unwrap().body,
+        ViewBody::Deleted(_)
+    ));
+    // Past it, the reachable replicas collect it.
+    let s = t.collect(0, &[0, 1], 0);
+    assert_eq!(s.collected, 1, "{s:?}");
+    assert_eq!(t.stores[1].view(g).unwrap().body, ViewBody::Forgotten);
+    // Replica 2 returns with g live: nobody can tell what the delete had seen, so g
+    // comes back under a conflict name rather than as plain g.
+    let s = t.resolve(&[2, 0, 1], &[g]);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    t.assert_equal(&[0, 1, 2], g);
+    let meta = t.stores[0].view(g).unwrap();
+    let name = &meta.meta().unwrap().placement.name;
+    assert!(
+        String::from_utf8_lossy(name).starts_with("g.conflict-"),
+        "{:?}",
+        String::from_utf8_lossy(name)
+    );
+    assert!(t.fid_of(1, root, "g").is_none());
 }
 
 #[test]

@@ -128,6 +128,8 @@ pub(crate) struct WriteTables<'txn> {
     pub tombstones: Table<'txn, VnodeKey, &'static [u8]>,
     pub changes: Table<'txn, (u32, u64), &'static [u8]>,
     pub conflicts: Table<'txn, VnodeKey, &'static [u8]>,
+    pub gc_queue: Table<'txn, (u32, u64, u64), &'static [u8]>,
+    pub gc_floors: Table<'txn, (u32, u32), &'static [u8]>,
     pub counters: Counters,
     /// Per volume, the next change number (read once per transaction), and the fids
     /// already noted in this transaction (one entry each is enough: they share its time).
@@ -158,6 +160,8 @@ impl<'txn> WriteTables<'txn> {
             tombstones: txn.open_table(tables::TOMBSTONES)?,
             changes: txn.open_table(tables::CHANGES)?,
             conflicts: txn.open_table(tables::CONFLICTS)?,
+            gc_queue: txn.open_table(tables::GC_QUEUE)?,
+            gc_floors: txn.open_table(tables::GC_FLOORS)?,
             counters,
             next_change: BTreeMap::new(),
             noted: std::collections::BTreeSet::new(),
@@ -245,8 +249,7 @@ impl<'txn> WriteTables<'txn> {
                 parent: v.parent,
                 name: v.name.clone(),
             };
-            self.tombstones
-                .insert(key, codec::encode(&tomb)?.as_slice())?;
+            super::collect::bury(&mut self.tombstones, &mut self.gc_queue, key, &tomb, true)?;
         }
         if let Some((fid, block_plan)) = &blocks {
             let (_, file) = put

@@ -23,6 +23,7 @@
 
 mod apply;
 mod codec;
+pub mod collect;
 mod content;
 mod digests;
 pub mod leases;
@@ -315,6 +316,8 @@ impl Store {
             txn.open_table(tables::CHANGES)?;
             txn.open_table(tables::PEER_CURSORS)?;
             txn.open_table(tables::CONFLICTS)?;
+            txn.open_table(tables::GC_QUEUE)?;
+            txn.open_table(tables::GC_FLOORS)?;
         }
         txn.commit()?;
         Ok(Store {

@@ -35,8 +35,8 @@ impl Planner<'_, '_> {
 
     /// A create of `fid` that this replica has seen the effect of already: the object is
     /// here (resolution brought it before the record came) — answered with the fid and
-    /// nothing changed — or it was made and removed again (a tombstone) — `Stale`, and it
-    /// must not come back.
+    /// nothing changed — or it was made and removed again (a tombstone, or one collected
+    /// since) — `Stale`, and it must not come back.
     fn already_made(&self, fid: Fid) -> Result<Option<Plan<'static>>, Fail> {
         use redb::ReadableTable;
         let key = (fid.volume.0, fid.vnode);
@@ -56,6 +56,7 @@ impl Planner<'_, '_> {
             .get(key)
             .map_err(super::StoreError::from)?
             .is_some()
+            || super::collect::is_forgotten(&self.t.gc_floors, fid)?
         {
             return Err(FsError::Stale.into());
         }

@@ -12,6 +12,7 @@
 
 use super::apply::WriteTables;
 use super::codec::{self, BlockRef, Dirent, Tombstone, Vnode};
+use super::collect::is_forgotten;
 use super::content::{self, ChunkStore};
 use super::tables::{self, VnodeKey};
 use super::tags::entry_member;
@@ -190,10 +191,26 @@ impl Store {
                 history: t.history,
                 tag: deleted_tag(fid),
                 body: ViewBody::Deleted(Placement {
-                    parent: dir_fid(&vnodes, &tombstones, fid.volume, t.parent)?,
+                    // The directory may be collected by now: then the root stands for it.
+                    parent: if vnodes.get((fid.volume.0, t.parent))?.is_some()
+                        || tombstones.get((fid.volume.0, t.parent))?.is_some()
+                    {
+                        dir_fid(&vnodes, &tombstones, fid.volume, t.parent)?
+                    } else {
+                        Fid::root(fid.volume)
+                    },
                     name: t.name,
                 }),
             },
+            Found::Nothing if is_forgotten(&txn.open_table(tables::GC_FLOORS)?, fid)? => {
+                ReplicaView {
+                    fid,
+                    version: VersionVector::new(),
+                    history: History::new(),
+                    tag: deleted_tag(fid),
+                    body: ViewBody::Forgotten,
+                }
+            }
             Found::Nothing => ReplicaView {
                 fid,
                 version: VersionVector::new(),
@@ -468,7 +485,10 @@ impl Store {
     }
 
     /// Runs `f` in a write transaction committed durably if it succeeds.
-    fn write<T>(&self, f: impl FnOnce(&mut WriteTables<'_>) -> R<T>) -> Result<T, FsError> {
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTables<'_>) -> R<T>,
+    ) -> Result<T, FsError> {
         let txn: WriteTransaction = self.db.begin_write().map_err(StoreError::from)?;
         let result = (|| -> R<T> {
             let mut t = WriteTables::open(&txn, self.changes_kept())?;
@@ -746,7 +766,7 @@ impl Store {
         }
         self.write(|t| {
             let key = (fid.volume.0, fid.vnode);
-            let (ftype, current) = match find(&t.vnodes, &t.tombstones, fid)? {
+            let (ftype, current, fresh) = match find(&t.vnodes, &t.tombstones, fid)? {
                 Found::Live(v) => {
                     if &v.version != expect {
                         return Err(FsError::VersionChanged.into());
@@ -771,19 +791,19 @@ impl Store {
                     content::drop_blocks(&mut t.blocks, &mut store, key, 0, None)?;
                     t.vnodes.remove(key)?;
                     t.counters.vnodes = t.counters.vnodes.saturating_sub(1);
-                    (v.ftype, true)
+                    (v.ftype, true, true)
                 }
                 Found::Dead(tomb) => {
                     if &tomb.version != expect {
                         return Err(FsError::VersionChanged.into());
                     }
-                    (tomb.ftype, false)
+                    (tomb.ftype, false, false)
                 }
                 Found::Nothing => {
                     if !expect.is_empty() {
                         return Err(FsError::VersionChanged.into());
                     }
-                    (FileType::Regular, false)
+                    (FileType::Regular, false, true)
                 }
             };
             let tomb = Tombstone {
@@ -794,7 +814,7 @@ impl Store {
                 parent: placement.parent.vnode,
                 name: placement.name.clone(),
             };
-            t.tombstones.insert(key, codec::encode(&tomb)?.as_slice())?;
+            super::collect::bury(&mut t.tombstones, &mut t.gc_queue, key, &tomb, fresh)?;
             if current {
                 t.note_change(fid)?;
             }

@@ -75,3 +75,12 @@ pub(crate) const PEER_CURSORS: TableDefinition<(u32, u64), &[u8]> =
 /// resurrected objects), for `codetta conflicts`; entries whose object is gone or renamed
 /// are skipped when listed.
 pub(crate) const CONFLICTS: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("conflicts");
+
+/// (volume, milliseconds, vnode) -> the uniquifier (postcard u32) of a tombstone made
+/// then, waiting to be collected (rule 8). Entries whose tombstone went (the object came
+/// back, or it was collected) are dropped when the collector reaches them.
+pub(crate) const GC_QUEUE: TableDefinition<(u32, u64, u64), &[u8]> =
+    TableDefinition::new("gc_queue");
+/// (volume, client incarnation) -> the highest vnode counter (postcard u64) of that
+/// incarnation whose tombstone was collected here: creates at or below it are refused.
+pub(crate) const GC_FLOORS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("gc_floors");

@@ -1,0 +1,165 @@
+//! The tombstone collector (rule 8). Each server takes the tombstones it made at least
+//! `min_age` ago, oldest first, and collects each in two rounds over the volume's group:
+//! first every replica raises its floor (refusing creates of the fid from then on) or
+//! answers that the object is live there; then, when no replica holds it live, every
+//! replica drops its tombstone. A tombstone waits while a replica is unreachable, until
+//! the GC horizon: then the reachable replicas collect it, and the absent replica's live
+//! version, if it has one, comes back as a conflict when it returns.
+
+use crate::resolver::ReplicaAccess;
+use crate::resolver::group::members_of;
+use crate::service::ServerService;
+use crate::store::Store;
+use crate::store::collect::GcCandidate;
+use codetta_wire::{FsError, VolumeId};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Tombstones looked at per volume and pass.
+const PAGE: usize = 1024;
+
+/// When tombstones go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CollectPolicy {
+    /// A tombstone younger than this stays (the delete may still be settling).
+    pub min_age_ms: u64,
+    /// Past this age a tombstone goes even if some replica is unreachable.
+    pub horizon_ms: u64,
+}
+
+/// What a pass did with one volume.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CollectSummary {
+    /// Tombstones collected on every replica reached.
+    pub collected: u64,
+    /// Tombstones left for a later pass (a replica unreachable, the object live somewhere).
+    pub waiting: u64,
+}
+
+/// One pass over `volume`'s old tombstones held by `store`, across `members` (the
+/// replicas of the volume this server can call, itself included; a replica of the group
+/// missing from them counts as unreachable).
+pub async fn collect<R: ReplicaAccess>(
+    store: &Store,
+    members: &[R],
+    volume: VolumeId,
+    policy: CollectPolicy,
+    now_ms: u64,
+) -> Result<CollectSummary, FsError> {
+    let candidates = store.gc_candidates(volume, policy.min_age_ms, PAGE)?;
+    // A replica of the group that is not among `members` is as good as unreachable.
+    let (info, _) = store.volume_info(volume)?;
+    let all_listed = info
+        .vsg
+        .iter()
+        .all(|v| members.iter().any(|m| m.replica() == v.replica));
+    let mut summary = CollectSummary::default();
+    let mut done: Vec<GcCandidate> = Vec::new();
+    for (n, c) in candidates.iter().enumerate() {
+        if !c.present {
+            // Brought back, or collected already (another replica coordinated).
+            done.push(*c);
+            continue;
+        }
+        let past_horizon = now_ms.saturating_sub(c.made_ms) >= policy.horizon_ms;
+        let mut reached = Vec::new();
+        let mut live = false;
+        let mut missing = !all_listed;
+        for m in members {
+            match m.forget(c.fid, false).await {
+                Ok(()) => reached.push(m),
+                Err(FsError::Exists) => {
+                    live = true;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(fid = %c.fid, replica = %m.name(), "not collected: {e}");
+                    missing = true;
+                }
+            }
+        }
+        if live {
+            // Resolution settles it first; it stays queued.
+            summary.waiting += 1;
+            continue;
+        }
+        if missing && !past_horizon {
+            // Younger tombstones would wait for the same replica.
+            summary.waiting += (candidates.len() - n) as u64;
+            break;
+        }
+        let mut all = true;
+        for m in reached {
+            if let Err(e) = m.forget(c.fid, true).await {
+                tracing::debug!(fid = %c.fid, replica = %m.name(), "tombstone kept: {e}");
+                all = false;
+            }
+        }
+        if all {
+            summary.collected += 1;
+            done.push(*c);
+        } else {
+            summary.waiting += 1;
+        }
+    }
+    store.gc_dequeue(&done)?;
+    Ok(summary)
+}
+
+/// Runs a collection pass over every volume every `interval` until `stop` is set.
+pub async fn run(
+    service: ServerService,
+    interval: Duration,
+    policy: CollectPolicy,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let pass = tokio::select! {
+            r = collect_pass(&service, policy) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match pass {
+            Ok(s) if s.collected > 0 => {
+                tracing::info!(
+                    collected = s.collected,
+                    waiting = s.waiting,
+                    "tombstones collected"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("tombstone collection: {e}"),
+        }
+    }
+}
+
+/// One pass over every volume this server holds.
+pub async fn collect_pass(
+    service: &ServerService,
+    policy: CollectPolicy,
+) -> Result<CollectSummary, FsError> {
+    let store = service.store().clone();
+    let volumes = tokio::task::spawn_blocking(move || store.list_volumes())
+        .await
+        .map_err(|e| FsError::Storage(e.to_string()))??;
+    let mut total = CollectSummary::default();
+    for vol in &volumes {
+        let (members, _) = members_of(service.store(), service.peers(), service.name(), vol.id)?;
+        let s = collect(service.store(), &members, vol.id, policy, now_ms()).await?;
+        total.collected += s.collected;
+        total.waiting += s.waiting;
+    }
+    Ok(total)
+}
+
+/// Wall-clock milliseconds: tombstone ages are this server's own bookkeeping.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
