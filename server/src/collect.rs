@@ -66,7 +66,7 @@ pub async fn collect<R: ReplicaAccess>(
         let mut live = false;
         let mut missing = !all_listed;
         for m in members {
-            match m.forget(c.fid, false).await {
+            match m.forget(c.fid, false, false).await {
                 Ok(()) => reached.push(m),
                 Err(FsError::Exists) => {
                     live = true;
@@ -90,7 +90,7 @@ pub async fn collect<R: ReplicaAccess>(
         }
         let mut all = true;
         for m in reached {
-            if let Err(e) = m.forget(c.fid, true).await {
+            if let Err(e) = m.forget(c.fid, true, missing).await {
                 tracing::debug!(fid = %c.fid, replica = %m.name(), "tombstone kept: {e}");
                 all = false;
             }

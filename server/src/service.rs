@@ -215,7 +215,9 @@ impl ServerService {
                 holder,
                 ttl_ms,
             } => store.lease(&fids, holder, ttl_ms).map(|()| ReplyBody::Done),
-            Request::Forget { fid, drop } => store.forget(fid, drop).map(|()| ReplyBody::Done),
+            Request::Forget { fid, drop, mark } => {
+                store.forget(fid, drop, mark).map(|()| ReplyBody::Done)
+            }
             Request::Release { fids, holder } => {
                 store.release(&fids, holder).map(|()| ReplyBody::Done)
             }

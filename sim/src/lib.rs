@@ -197,8 +197,8 @@ impl ReplicaAccess for SimReplica {
         self.call(|s| s.lease(fids, holder, ttl_ms))
     }
 
-    async fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
-        self.call(|s| s.forget(fid, drop))
+    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
+        self.call(|s| s.forget(fid, drop, mark))
     }
 
     /// Releases are never lost here: the simulation runs one resolution at a time and has

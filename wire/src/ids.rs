@@ -81,6 +81,27 @@ pub struct UpdateId {
     pub seq: u64,
 }
 
+/// The incarnation under which resolution's own updates (an object brought back or moved
+/// aside under a conflict name) are remembered in histories: clients' are below 2^31.
+pub const RESOLUTION_INCARNATION: Incarnation = Incarnation(u32::MAX);
+
+impl UpdateId {
+    /// The id of resolution's update giving `fid` the state derived from the one tagged
+    /// `from`: the same on every coordinator that decides it.
+    pub fn resolution(fid: Fid, from: &[u8; 32]) -> UpdateId {
+        let mut h = blake3::Hasher::new();
+        h.update(b"codetta-resolution-update-v1");
+        h.update(&fid.to_bytes());
+        h.update(from);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        UpdateId {
+            incarnation: RESOLUTION_INCARNATION,
+            seq: u64::from_le_bytes(seq),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

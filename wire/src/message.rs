@@ -156,10 +156,12 @@ pub enum Request {
     },
     /// Collects the tombstone of `fid` (rule 8), in two rounds over every replica: first
     /// (`drop` false) the replica refuses creates of it from then on, then (`drop` true) it
-    /// drops the tombstone. `Exists` when the object is live here.
+    /// drops the tombstone, keeping a marker when `mark` (collected past the GC horizon
+    /// without some replica). `Exists` when the object is live here.
     Forget {
         fid: Fid,
         drop: bool,
+        mark: bool,
     },
     /// Leases the objects to the coordinator `holder` for `ttl_ms` (all or none; `Leased`
     /// when another holder has one). Asking again extends the lease.

@@ -28,7 +28,12 @@ pub trait ReplicaAccess: Send + Sync {
         ttl_ms: u32,
     ) -> impl Future<Output = Result<(), FsError>> + Send;
     /// One round of collecting `fid`'s tombstone (rule 8; see [`Store::forget`]).
-    fn forget(&self, fid: Fid, drop: bool) -> impl Future<Output = Result<(), FsError>> + Send;
+    fn forget(
+        &self,
+        fid: Fid,
+        drop: bool,
+        mark: bool,
+    ) -> impl Future<Output = Result<(), FsError>> + Send;
     /// Ends `holder`'s leases on `fids`.
     fn release(
         &self,
@@ -174,8 +179,8 @@ impl ReplicaAccess for LocalReplica {
         self.store.release(fids, holder)
     }
 
-    async fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
-        self.run(move |s| s.forget(fid, drop)).await
+    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
+        self.run(move |s| s.forget(fid, drop, mark)).await
     }
 
     async fn changes(

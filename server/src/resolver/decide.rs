@@ -12,7 +12,7 @@
 use crate::store::is_conflict_name;
 use codetta_wire::history::{Relation, VersionView, relate};
 use codetta_wire::replica::{ReplicaView, ViewBody};
-use codetta_wire::{ContentTag, FileType, History, ReplicaId, VersionVector};
+use codetta_wire::{ContentTag, FileType, History, ReplicaId, UpdateId, VersionVector};
 
 /// What to do with one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +104,10 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
         };
     }
     version.bump(coordinator);
+    history.record(
+        UpdateId::resolution(rest[keep].fid, &rest[keep].tag.0),
+        coordinator,
+    );
     Decision::Conflict {
         keep: held[keep],
         stale: (0..views.len()).filter(|&i| i != held[keep]).collect(),
@@ -220,7 +224,11 @@ fn decide_held(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
         .any(|c| matches!(views[classes[*c].members[0]].body, ViewBody::Deleted(_)))
         || (maximal.iter().any(conflict_named) && !conflict_named(&keep));
     if resurrect {
+        // A new update of the coordinator's, remembered in the history too: a concurrent
+        // client update that extended the old history must not make it look merely stale.
         version.bump(coordinator);
+        let kept = &views[classes[keep].members[0]];
+        history.record(UpdateId::resolution(kept.fid, &kept.tag.0), coordinator);
     }
     Decision::Conflict {
         keep: classes[keep].members[0],
@@ -340,6 +348,27 @@ mod tests {
                 }
                 other => panic!("{other:?}"),
             }
+        }
+        // The resurrection is an update of its own: a client update made concurrently to
+        // the old state (on a replica that never saw the delete) does not supersede it.
+        let Decision::Conflict {
+            version, history, ..
+        } = decide(&[forgotten(), old.clone()], ME)
+        else {
+            panic!("resurrection expected")
+        };
+        let mut back = live(7, &[], &[]);
+        back.version = version;
+        back.history = history;
+        if let ViewBody::Live(m) = &mut back.body {
+            m.placement.name = b"f.conflict-01010101".to_vec();
+        }
+        let touched = live(8, &[(1, 1), (3, 1)], &[1, 5]);
+        match decide(&[touched, back], ME) {
+            Decision::Conflict {
+                resurrect: true, ..
+            } => {}
+            other => panic!("{other:?}"),
         }
         // Nothing live: nothing to do while the other tombstones wait for collection.
         let d = deleted(&[(1, 2)], &[1, 2]);

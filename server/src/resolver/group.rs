@@ -69,8 +69,8 @@ impl ReplicaAccess for GroupReplica {
         each!(self, r => r.release(fids, holder).await)
     }
 
-    async fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
-        each!(self, r => r.forget(fid, drop).await)
+    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
+        each!(self, r => r.forget(fid, drop, mark).await)
     }
 
     async fn changes(

@@ -286,6 +286,10 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             history.merge(&v.history);
         }
         version.bump(self.coordinator);
+        history.record(
+            codetta_wire::UpdateId::resolution(fid, &chosen.tag.0),
+            self.coordinator,
+        );
         for (dst, view) in &views {
             self.install_state(fid, src, &moved, *dst, view).await?;
         }

@@ -99,8 +99,8 @@ impl ReplicaAccess for RemoteReplica {
         self.done(&request, Bytes::new()).await
     }
 
-    async fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
-        self.done(&Request::Forget { fid, drop }, Bytes::new())
+    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
+        self.done(&Request::Forget { fid, drop, mark }, Bytes::new())
             .await
     }
 

@@ -313,17 +313,17 @@ fn a_collected_tombstone_refuses_a_late_create() {
         t.stores[2].view(f).unwrap().body,
         ViewBody::Deleted(_)
     ));
-    // Collected on all three: no tombstone left, and every replica knows it is gone.
+    // Collected on all three: nothing left of it (no marker either: nobody was missing).
     let s = t.collect(0, &[0, 1, 2], u64::MAX);
     assert_eq!((s.collected, s.waiting), (1, 0), "{s:?}");
     for store in &t.stores {
-        assert_eq!(store.view(f).unwrap().body, ViewBody::Forgotten);
+        assert_eq!(store.view(f).unwrap().body, ViewBody::Absent);
         assert!(!store.object_fids(t.vol.id).unwrap().contains(&f));
     }
     // The late create is refused: the file does not come back.
     let out = t.stores[2].ship(&[create], &[], 1, &[]).unwrap().outcomes;
     assert_eq!(out, vec![Err(FsError::Stale)]);
-    assert_eq!(t.stores[2].view(f).unwrap().body, ViewBody::Forgotten);
+    assert_eq!(t.stores[2].view(f).unwrap().body, ViewBody::Absent);
     // The other replicas' queued entries go quietly; the untouched file stays.
     assert_eq!(
         t.collect(1, &[1, 0, 2], u64::MAX),
@@ -365,6 +365,8 @@ fn past_the_horizon_an_absent_replicas_live_copy_returns_as_a_conflict() {
     // comes back under a conflict name rather than as plain g.
     let s = t.resolve(&[2, 0, 1], &[g]);
     assert_eq!(s.unsettled, 0, "{s:?}");
+    // Live again everywhere, so the markers went.
+    assert!(t.stores[1].view(g).unwrap().is_live());
     t.assert_equal(&[0, 1, 2], g);
     let meta = t.stores[0].view(g).unwrap();
     let name = &meta.meta().unwrap().placement.name;

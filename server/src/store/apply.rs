@@ -130,6 +130,7 @@ pub(crate) struct WriteTables<'txn> {
     pub conflicts: Table<'txn, VnodeKey, &'static [u8]>,
     pub gc_queue: Table<'txn, (u32, u64, u64), &'static [u8]>,
     pub gc_floors: Table<'txn, (u32, u32), &'static [u8]>,
+    pub collected: Table<'txn, VnodeKey, &'static [u8]>,
     pub counters: Counters,
     /// Per volume, the next change number (read once per transaction), and the fids
     /// already noted in this transaction (one entry each is enough: they share its time).
@@ -162,6 +163,7 @@ impl<'txn> WriteTables<'txn> {
             conflicts: txn.open_table(tables::CONFLICTS)?,
             gc_queue: txn.open_table(tables::GC_QUEUE)?,
             gc_floors: txn.open_table(tables::GC_FLOORS)?,
+            collected: txn.open_table(tables::COLLECTED)?,
             counters,
             next_change: BTreeMap::new(),
             noted: std::collections::BTreeSet::new(),

@@ -2,9 +2,13 @@
 //! live, but a create record still travelling in some client's log could then bring the
 //! object back. So each replica keeps, per client incarnation, the highest vnode counter
 //! it has collected (its *floor*): a create of a fid at or below the floor that is not here
-//! is refused like a create of a tombstoned one, and the replica reports such a fid as
-//! `Forgotten`, so that a live version still held elsewhere (a replica away past the GC
-//! horizon) comes back as a conflict, never by plain merge.
+//! is refused like a create of a tombstoned one.
+//!
+//! When a tombstone is collected past the GC horizon without some replica, the others keep
+//! a small marker (`collected`: the fid's key and uniquifier) and report the fid as
+//! `Forgotten`, so that a live version still held by the absent replica comes back as a
+//! conflict, never by plain merge. The marker goes once that replica collects the fid too
+//! or brings it back.
 //!
 //! A lower counter of the same incarnation can be refused safely: records of one
 //! incarnation reach each replica in order, so a create older than a collected one was
@@ -30,7 +34,7 @@ pub(crate) fn client_counter(fid: Fid) -> Option<(u32, u64)> {
 }
 
 /// True when `fid` is at or below its incarnation's floor: collected here, or older than
-/// something collected.
+/// something collected. Creates of such a fid are refused.
 pub(crate) fn is_forgotten(
     floors: &impl ReadableTable<(u32, u32), &'static [u8]>,
     fid: Fid,
@@ -60,6 +64,17 @@ pub(crate) fn bury(
         )?;
     }
     Ok(())
+}
+
+/// True when `fid` was collected here without some replica (past the horizon).
+pub(crate) fn is_collected(
+    collected: &impl ReadableTable<(u32, u64), &'static [u8]>,
+    fid: Fid,
+) -> R<bool> {
+    Ok(match collected.get((fid.volume.0, fid.vnode))? {
+        Some(g) => codec::decode::<u32>("collected", g.value())? == fid.unique,
+        None => false,
+    })
 }
 
 /// One queued tombstone: when it was made here, its fid, and whether it is still here.
@@ -128,9 +143,10 @@ impl Store {
     }
 
     /// One round of collecting `fid`'s tombstone: raises the floor so that a create of
-    /// it is refused from now on, and with `drop` removes the tombstone. `Exists` when the
-    /// object is live here (resolution's business first).
-    pub fn forget(&self, fid: Fid, drop: bool) -> Result<(), FsError> {
+    /// it is refused from now on, and with `drop` removes the tombstone, leaving a marker
+    /// when `mark` (collected without some replica) and removing any marker otherwise.
+    /// `Exists` when the object is live here (resolution's business first).
+    pub fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
         if fid.vnode == Fid::ROOT_VNODE {
             return Err(FsError::Invalid);
         }
@@ -162,6 +178,12 @@ impl Store {
                 };
                 if same {
                     t.tombstones.remove(key)?;
+                }
+                if mark {
+                    t.collected
+                        .insert(key, codec::encode(&fid.unique)?.as_slice())?;
+                } else {
+                    t.collected.remove(key)?;
                 }
             }
             Ok(())

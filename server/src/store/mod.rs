@@ -318,6 +318,7 @@ impl Store {
             txn.open_table(tables::CONFLICTS)?;
             txn.open_table(tables::GC_QUEUE)?;
             txn.open_table(tables::GC_FLOORS)?;
+            txn.open_table(tables::COLLECTED)?;
         }
         txn.commit()?;
         Ok(Store {

@@ -12,7 +12,7 @@
 
 use super::apply::WriteTables;
 use super::codec::{self, BlockRef, Dirent, Tombstone, Vnode};
-use super::collect::is_forgotten;
+use super::collect::is_collected;
 use super::content::{self, ChunkStore};
 use super::tables::{self, VnodeKey};
 use super::tags::entry_member;
@@ -202,7 +202,7 @@ impl Store {
                     name: t.name,
                 }),
             },
-            Found::Nothing if is_forgotten(&txn.open_table(tables::GC_FLOORS)?, fid)? => {
+            Found::Nothing if is_collected(&txn.open_table(tables::COLLECTED)?, fid)? => {
                 ReplicaView {
                     fid,
                     version: VersionVector::new(),
@@ -630,6 +630,8 @@ impl Store {
                         .into());
                     }
                     t.counters.vnodes += 1;
+                    // A collected object brought back (by a replica that was away).
+                    t.collected.remove(key)?;
                     (
                         new_vnode(
                             fid.unique, meta.ftype, meta.mode, meta.uid, meta.gid, meta.ctime,
@@ -815,6 +817,7 @@ impl Store {
                 name: placement.name.clone(),
             };
             super::collect::bury(&mut t.tombstones, &mut t.gc_queue, key, &tomb, fresh)?;
+            t.collected.remove(key)?;
             if current {
                 t.note_change(fid)?;
             }

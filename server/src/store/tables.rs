@@ -84,3 +84,7 @@ pub(crate) const GC_QUEUE: TableDefinition<(u32, u64, u64), &[u8]> =
 /// (volume, client incarnation) -> the highest vnode counter (postcard u64) of that
 /// incarnation whose tombstone was collected here: creates at or below it are refused.
 pub(crate) const GC_FLOORS: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("gc_floors");
+/// (volume, vnode) -> the uniquifier (postcard u32) of an object whose tombstone was
+/// collected here past the GC horizon, while some replica was unreachable: it reads as
+/// `Forgotten` until that replica collects it too (or brings it back as a conflict).
+pub(crate) const COLLECTED: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("collected");
