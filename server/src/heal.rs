@@ -158,6 +158,12 @@ pub async fn follow<R: ReplicaAccess>(
             continue;
         }
         if page.entries.is_empty() {
+            // Nothing old enough, or only objects still being changed (their newer entries
+            // come later): move past the latter.
+            if page.next > cursor && store.set_peer_cursor(volume, peer, page.next).is_ok() {
+                cursor = page.next;
+                continue;
+            }
             return total;
         }
         let fids: BTreeSet<Fid> = page.entries.iter().map(|(_, f)| *f).collect();

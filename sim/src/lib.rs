@@ -418,10 +418,15 @@ impl World {
     }
 
     /// The trace lines that mention `what`.
-    fn history_of(&self, what: &str) -> String {
+    /// The trace lines that mention `fid`, by name or inside a debug-printed `Fid`.
+    fn history_of_fid(&self, fid: Fid) -> String {
+        let (name, raw) = (
+            fid.to_string(),
+            format!("vnode: {}, unique: {} }}", fid.vnode, fid.unique),
+        );
         self.trace
             .iter()
-            .filter(|l| l.contains(what))
+            .filter(|l| l.contains(&name) || l.contains(&raw))
             .cloned()
             .collect::<Vec<_>>()
             .join("\n")
@@ -1183,7 +1188,7 @@ impl World {
                         .map(|v| format!("{:?}/{:?}", v.body, v.version))
                         .collect::<Vec<_>>()
                         .join("\n  "),
-                    self.history_of(&fid.to_string())
+                    self.history_of_fid(*fid)
                 );
             }
         }
@@ -1219,7 +1224,7 @@ impl World {
                 anyhow::ensure!(
                     n.contains(".conflict-") || self.oracle.renamed_from_conflict.contains(fid),
                     "deleted {fid} came back as {n:?}\n{}",
-                    self.history_of(&fid.to_string())
+                    self.history_of_fid(*fid)
                 );
             }
         }
@@ -1258,7 +1263,7 @@ impl World {
             anyhow::ensure!(
                 tokens.contains(t) || replaced || deleted || self.oracle.copy_removed,
                 "acknowledged write to {fid} lost (token {t:?})\n{}",
-                self.history_of(&fid.to_string())
+                self.history_of_fid(*fid)
             );
         }
         Ok(())

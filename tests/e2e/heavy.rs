@@ -77,6 +77,18 @@ async fn heavy_three_replicas_cpu_and_a_1_gib_resync() {
             a - b
         );
     }
+    // Resolution while the client wrote (heal racing the client's second phase) is not
+    // part of the resync.
+    let mut before_resync = 0;
+    for i in 0..2 {
+        if let Ok(s) = inspector.status(i).await {
+            before_resync += s.resolution.bytes_shipped;
+        }
+    }
+    println!(
+        "  shipped by resolution while all three were up: {:.0} MiB",
+        before_resync as f64 / 1048576.0
+    );
     // A replica misses 1 GiB of writes, then comes back.
     let root = nfs.root.clone();
     p.kill_server(2);
@@ -98,6 +110,17 @@ async fn heavy_three_replicas_cpu_and_a_1_gib_resync() {
     }
     crate::patiently!(nfs.commit(&f).await).expect("commit");
     drop(nfs);
+    let mut while_away = 0;
+    for i in 0..2 {
+        if let Ok(s) = inspector.status(i).await {
+            while_away += s.resolution.bytes_shipped;
+        }
+    }
+    println!(
+        "  shipped by resolution between s1 and s2 while s3 was away: {:.0} MiB",
+        while_away.saturating_sub(before_resync) as f64 / 1048576.0
+    );
+    let before_resync = while_away;
     let started = std::time::Instant::now();
     p.start_server(2).await;
     let took = wait_until_agreed(
@@ -111,6 +134,16 @@ async fn heavy_three_replicas_cpu_and_a_1_gib_resync() {
     for i in 0..3 {
         if let Ok(s) = inspector.status(i).await {
             shipped += s.resolution.bytes_shipped;
+        }
+    }
+    let shipped = shipped.saturating_sub(before_resync);
+    for i in 0..3 {
+        let log = std::fs::read_to_string(p.servers.log_path(i)).unwrap_or_default();
+        for line in log
+            .lines()
+            .filter(|l| l.contains("healed") || l.contains("resol"))
+        {
+            println!("s{}: {line}", i + 1);
         }
     }
     println!(

@@ -6,6 +6,7 @@
 //! a late COP2 and a resolution merge meet without counting one update twice.
 
 use crate::ids::{ReplicaId, UpdateId};
+use crate::replica::AppliedRun;
 use crate::tag::ContentTag;
 use crate::version::{VersionVector, VvOrdering};
 use serde::{Deserialize, Serialize};
@@ -137,6 +138,25 @@ pub struct VersionView<'a> {
     pub vector: &'a VersionVector,
     pub history: &'a History,
     pub tag: &'a ContentTag,
+    /// Which client records this replica applied (see [`crate::replica::ReplicaView`]).
+    pub applied: &'a [AppliedRun],
+}
+
+impl VersionView<'_> {
+    /// True when this replica's state includes update `id`: it remembers it, or it
+    /// applied that record.
+    fn has(&self, id: UpdateId) -> bool {
+        self.history.contains(id)
+            || self
+                .applied
+                .iter()
+                .any(|r| r.incarnation == id.incarnation && r.has(id.seq))
+    }
+
+    /// True when this replica has every update `other` remembers.
+    fn has_all_of(&self, other: &VersionView<'_>) -> bool {
+        other.history.entries().iter().all(|e| self.has(e.id))
+    }
 }
 
 /// How replica `a` of an object relates to replica `b`.
@@ -152,9 +172,12 @@ pub enum Relation {
     Conflict,
 }
 
-/// Rule 5. Equal tags mean equal state. Otherwise vectors decide; when they look
-/// concurrent (a second phase that has not arrived yet) the histories decide: a replica
-/// whose remembered updates are all remembered by the other is merely stale.
+/// Rule 5. Equal tags mean equal state. Otherwise vectors decide; when they are equal or
+/// look concurrent (a second phase that has not arrived, or never will: a replica that
+/// died right after applying a record is credited with it by nobody else) the updates
+/// decide: a replica whose remembered updates the other has (remembers them, or applied
+/// those records: histories keep only the last few, applied runs say the rest) is merely
+/// stale.
 pub fn relate(a: VersionView<'_>, b: VersionView<'_>) -> Relation {
     if a.tag == b.tag {
         return Relation::Same;
@@ -162,16 +185,11 @@ pub fn relate(a: VersionView<'_>, b: VersionView<'_>) -> Relation {
     match a.vector.compare(b.vector) {
         VvOrdering::Dominates => Relation::Newer,
         VvOrdering::DominatedBy => Relation::Older,
-        VvOrdering::Equal => Relation::Conflict,
-        VvOrdering::Concurrent => {
-            let a_has_b = b.history.is_subset_of(a.history);
-            let b_has_a = a.history.is_subset_of(b.history);
-            match (a_has_b, b_has_a) {
-                (true, false) => Relation::Newer,
-                (false, true) => Relation::Older,
-                _ => Relation::Conflict,
-            }
-        }
+        VvOrdering::Equal | VvOrdering::Concurrent => match (a.has_all_of(&b), b.has_all_of(&a)) {
+            (true, false) => Relation::Newer,
+            (false, true) => Relation::Older,
+            _ => Relation::Conflict,
+        },
     }
 }
 
@@ -209,13 +227,67 @@ mod tests {
                 vector: a.0,
                 history: a.1,
                 tag: &ContentTag([a.2; 32]),
+                applied: &[],
             },
             VersionView {
                 vector: b.0,
                 history: b.1,
                 tag: &ContentTag([b.2; 32]),
+                applied: &[],
             },
         )
+    }
+
+    /// A replica that applied record 64 and died before its answer reached the client: it
+    /// counted itself, nobody else did, so the vectors look concurrent; the others, who went
+    /// on to record 256, applied 64 too though their histories forgot it.
+    #[test]
+    fn an_update_the_other_applied_and_forgot_is_merely_stale() {
+        let mut dead = History::new();
+        dead.record(u(63), ReplicaId(1));
+        dead.record(u(64), ReplicaId(1));
+        let mut alive = History::new();
+        for s in 249..=256 {
+            alive.record(u(s), ReplicaId(2));
+        }
+        let (old, new) = (vv(&[(1, 64), (2, 63)]), vv(&[(1, 63), (2, 256)]));
+        let view = |v, h, t, g| VersionView {
+            vector: v,
+            history: h,
+            tag: t,
+            applied: g,
+        };
+        let (ta, tb) = (ContentTag([1; 32]), ContentTag([2; 32]));
+        let run = |gaps: Vec<(u64, u64)>| AppliedRun {
+            incarnation: Incarnation(1),
+            floor: 1,
+            high: 256,
+            gaps,
+        };
+        let ran = &[run(vec![])];
+        assert_eq!(
+            relate(view(&new, &alive, &tb, ran), view(&old, &dead, &ta, &[])),
+            Relation::Newer
+        );
+        // Had the other replica missed or refused record 64, the dead one's update would
+        // be its own: conflict. Nothing known is the same.
+        let refused = [run(vec![(60, 70)])];
+        for applied in [&refused[..], &[]] {
+            assert_eq!(
+                relate(
+                    view(&new, &alive, &tb, applied),
+                    view(&old, &dead, &ta, &[])
+                ),
+                Relation::Conflict
+            );
+        }
+        // Equal vectors, different states: the updates decide too.
+        let before = hist(&[1], 1);
+        let after = hist(&[1, 2], 2);
+        assert_eq!(
+            relate(view(&old, &after, &tb, &[]), view(&old, &before, &ta, &[])),
+            Relation::Newer
+        );
     }
 
     #[test]

@@ -57,6 +57,29 @@ pub struct ReplicaView {
     pub history: History,
     pub tag: ContentTag,
     pub body: ViewBody,
+    /// For the client incarnations in the history: which of their records this replica
+    /// applied (rule 5: its state includes those updates, remembered or not).
+    pub applied: Vec<AppliedRun>,
+}
+
+/// The records of one client incarnation a replica applied: every sequence number from
+/// `floor` to `high` except those in `gaps` (records it missed while away, or refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedRun {
+    pub incarnation: crate::ids::Incarnation,
+    pub floor: u64,
+    pub high: u64,
+    /// Inclusive ranges, ascending.
+    pub gaps: Vec<(u64, u64)>,
+}
+
+impl AppliedRun {
+    /// True when record `seq` was applied.
+    pub fn has(&self, seq: u64) -> bool {
+        self.floor <= seq
+            && seq <= self.high
+            && !self.gaps.iter().any(|(a, b)| *a <= seq && seq <= *b)
+    }
 }
 
 impl ReplicaView {

@@ -11,6 +11,7 @@
 
 use crate::store::is_conflict_name;
 use codetta_wire::history::{Relation, VersionView, relate};
+use codetta_wire::replica::AppliedRun;
 use codetta_wire::replica::{ReplicaView, ViewBody};
 use codetta_wire::{ContentTag, FileType, History, ReplicaId, UpdateId, VersionVector};
 
@@ -51,6 +52,8 @@ struct Class {
     members: Vec<usize>,
     version: VersionVector,
     history: History,
+    /// Client records the members applied (equal states: what one member has, all have).
+    applied: Vec<AppliedRun>,
 }
 
 impl Class {
@@ -59,6 +62,7 @@ impl Class {
             vector: &self.version,
             history: &self.history,
             tag: &self.tag,
+            applied: &self.applied,
         }
     }
 }
@@ -131,12 +135,14 @@ fn decide_held(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
                 c.members.push(i);
                 c.version.merge(&v.version);
                 c.history.merge(&v.history);
+                c.applied.extend(v.applied.iter().cloned());
             }
             None => classes.push(Class {
                 tag: v.tag,
                 members: vec![i],
                 version: v.version.clone(),
                 history: v.history.clone(),
+                applied: v.applied.clone(),
             }),
         }
     }
@@ -295,6 +301,7 @@ mod tests {
             history,
             tag: ContentTag([t; 32]),
             body: ViewBody::Live(meta()),
+            applied: Vec::new(),
         }
     }
 
@@ -312,6 +319,7 @@ mod tests {
             history: History::new(),
             tag: ABSENT_TAG,
             body: ViewBody::Absent,
+            applied: Vec::new(),
         }
     }
 

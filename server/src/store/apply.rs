@@ -131,6 +131,7 @@ pub(crate) struct WriteTables<'txn> {
     pub gc_queue: Table<'txn, (u32, u64, u64), &'static [u8]>,
     pub gc_floors: Table<'txn, (u32, u32), &'static [u8]>,
     pub collected: Table<'txn, VnodeKey, &'static [u8]>,
+    pub gaps: Table<'txn, (u32, u32), &'static [u8]>,
     pub counters: Counters,
     /// Per volume, the next change number (read once per transaction), and the fids
     /// already noted in this transaction (one entry each is enough: they share its time).
@@ -164,6 +165,7 @@ impl<'txn> WriteTables<'txn> {
             gc_queue: txn.open_table(tables::GC_QUEUE)?,
             gc_floors: txn.open_table(tables::GC_FLOORS)?,
             collected: txn.open_table(tables::COLLECTED)?,
+            gaps: txn.open_table(tables::APPLIED_GAPS)?,
             counters,
             next_change: BTreeMap::new(),
             noted: std::collections::BTreeSet::new(),
@@ -515,6 +517,17 @@ impl Batch<'_> {
         Ok(rec)
     }
 
+    /// Records that the records `from..=to` of a client were not applied here.
+    fn note_gap(&mut self, key: (u32, u32), from: u64, to: u64) -> R<()> {
+        let mut gaps: codec::Gaps = match self.t.gaps.get(key)? {
+            Some(g) => codec::decode("applied_gaps", g.value())?,
+            None => codec::Gaps::default(),
+        };
+        gaps.add(from, to);
+        self.t.gaps.insert(key, codec::encode(&gaps)?.as_slice())?;
+        Ok(())
+    }
+
     fn applied(&mut self, key: (u32, u32)) -> R<&mut AppliedRec> {
         if !self.applied.contains_key(&key) {
             let rec = match self.t.applied.get(key)? {
@@ -604,6 +617,7 @@ impl Batch<'_> {
             rec.missed += missed;
             rec.seq = log_start - 1;
             last = rec.seq;
+            self.note_gap(key, last + 1 - missed, last)?;
         }
         if seq != last + 1 {
             return Ok((Err(FsError::OutOfOrder), 0));
@@ -639,6 +653,7 @@ impl Batch<'_> {
             }
             Err(Fail::Answer(e)) => {
                 tracing::debug!(?record.id, error = %e, "record refused");
+                self.note_gap(key, seq, seq)?;
                 Err(e)
             }
             Err(Fail::Abort(e)) => return Err(e),

@@ -42,6 +42,31 @@ pub(crate) fn decode<T: DeserializeOwned>(
     Ok(value)
 }
 
+/// Records of one client a replica did not apply (missed while away, or refused), as
+/// inclusive ranges, ascending; what lies below `floor` is no longer known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Gaps {
+    pub floor: u64,
+    pub gaps: Vec<(u64, u64)>,
+}
+
+/// Most ranges [`Gaps`] keeps: older ones raise the floor.
+pub(crate) const MAX_GAPS: usize = 32;
+
+impl Gaps {
+    /// Adds the records `from..=to`.
+    pub(crate) fn add(&mut self, from: u64, to: u64) {
+        match self.gaps.last_mut() {
+            Some((_, end)) if end.saturating_add(1) >= from => *end = (*end).max(to),
+            _ => self.gaps.push((from, to)),
+        }
+        while self.gaps.len() > MAX_GAPS {
+            let (_, end) = self.gaps.remove(0);
+            self.floor = self.floor.max(end + 1);
+        }
+    }
+}
+
 /// A volume this server holds a replica of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct VolumeRec {
@@ -170,6 +195,21 @@ mod tests {
             ftype: FileType::Directory,
         };
         assert_eq!(encode(&d).unwrap(), vec![1, 1, 2, 3, 1]);
+
+        let mut g = Gaps::default();
+        g.add(5, 5);
+        g.add(6, 9);
+        g.add(300, 300);
+        assert_eq!(g.gaps, vec![(5, 9), (300, 300)], "adjacent gaps merge");
+        assert_eq!(
+            encode(&g).unwrap(),
+            vec![1, 0, 2, 5, 9, 0xAC, 0x02, 0xAC, 0x02]
+        );
+        for i in 0..MAX_GAPS as u64 {
+            g.add(1000 + 2 * i, 1000 + 2 * i);
+        }
+        assert_eq!(g.gaps.len(), MAX_GAPS);
+        assert_eq!(g.floor, 301, "the oldest gaps fall below the floor");
 
         let mut version = VersionVector::new();
         version.bump(ReplicaId(5));

@@ -319,6 +319,7 @@ impl Store {
             txn.open_table(tables::GC_QUEUE)?;
             txn.open_table(tables::GC_FLOORS)?;
             txn.open_table(tables::COLLECTED)?;
+            txn.open_table(tables::APPLIED_GAPS)?;
         }
         txn.commit()?;
         Ok(Store {

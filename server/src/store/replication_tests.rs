@@ -92,11 +92,13 @@ impl Group {
                 vector: &va.version,
                 history: &ha,
                 tag: &va.tag,
+                applied: &self.stores[a].view(fid).unwrap().applied,
             },
             VersionView {
                 vector: &vb.version,
                 history: &hb,
                 tag: &vb.tag,
+                applied: &self.stores[b].view(fid).unwrap().applied,
             },
         )
     }

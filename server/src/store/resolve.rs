@@ -36,6 +36,9 @@ pub struct ChangePage {
     pub last: u64,
 }
 
+/// Most entries of the young tail of a change sequence one `changes` call looks at.
+const MAX_YOUNG_CHANGES: usize = 1 << 16;
+
 /// Most chunks one `chunks` call returns.
 pub const MAX_CHUNKS_PER_CALL: usize = 256;
 
@@ -69,6 +72,39 @@ fn find(
         });
     }
     Ok(Found::Nothing)
+}
+
+/// Which records of the client incarnations in `history` this replica applied in
+/// `volume` (rule 5: its state includes those updates, remembered or not).
+fn applied_runs(
+    txn: &ReadTransaction,
+    volume: VolumeId,
+    history: &History,
+) -> R<Vec<codetta_wire::replica::AppliedRun>> {
+    let applied = txn.open_table(tables::APPLIED)?;
+    let gaps_table = txn.open_table(tables::APPLIED_GAPS)?;
+    let mut out: Vec<codetta_wire::replica::AppliedRun> = Vec::new();
+    for e in history.entries() {
+        let incarnation = e.id.incarnation;
+        if out.iter().any(|r| r.incarnation == incarnation) {
+            continue;
+        }
+        let key = (incarnation.0, volume.0);
+        if let Some(g) = applied.get(key)? {
+            let rec: super::apply::AppliedRec = codec::decode("applied", g.value())?;
+            let gaps: codec::Gaps = match gaps_table.get(key)? {
+                Some(g) => codec::decode("applied_gaps", g.value())?,
+                None => codec::Gaps::default(),
+            };
+            out.push(codetta_wire::replica::AppliedRun {
+                incarnation,
+                floor: gaps.floor.max(1),
+                high: rec.seq,
+                gaps: gaps.gaps,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The fid of directory vnode `vnode` in `volume` (live or deleted), for placements.
@@ -158,7 +194,7 @@ impl Store {
         if volumes.get(fid.volume.0)?.is_none() {
             return Err(FsError::UnknownVolume.into());
         }
-        Ok(match find(&vnodes, &tombstones, fid)? {
+        let mut view = match find(&vnodes, &tombstones, fid)? {
             Found::Live(v) => {
                 let parent = dir_fid(&vnodes, &tombstones, fid.volume, v.parent)?;
                 let state = object_state(fid, &v);
@@ -167,6 +203,7 @@ impl Store {
                     version: v.version.clone(),
                     history: v.history.clone(),
                     tag: state.tag,
+                    applied: Vec::new(),
                     body: ViewBody::Live(ObjectMeta {
                         ftype: v.ftype,
                         mode: v.mode,
@@ -190,6 +227,7 @@ impl Store {
                 version: t.version,
                 history: t.history,
                 tag: deleted_tag(fid),
+                applied: Vec::new(),
                 body: ViewBody::Deleted(Placement {
                     // The directory may be collected by now: then the root stands for it.
                     parent: if vnodes.get((fid.volume.0, t.parent))?.is_some()
@@ -208,6 +246,7 @@ impl Store {
                     version: VersionVector::new(),
                     history: History::new(),
                     tag: deleted_tag(fid),
+                    applied: Vec::new(),
                     body: ViewBody::Forgotten,
                 }
             }
@@ -216,9 +255,12 @@ impl Store {
                 version: VersionVector::new(),
                 history: History::new(),
                 tag: ABSENT_TAG,
+                applied: Vec::new(),
                 body: ViewBody::Absent,
             },
-        })
+        };
+        view.applied = applied_runs(txn, fid.volume, &view.history)?;
+        Ok(view)
     }
 
     /// This replica's view of `fid`: live, deleted (a tombstone) or absent.
@@ -309,7 +351,8 @@ impl Store {
     /// Changed objects of `volume` after change number `since`: at most `max` (change
     /// number, fid) pairs, the number to ask after next, and the oldest number kept.
     /// Only entries at least `older_than_ms` old are returned (recent ones wait, so that
-    /// the client's second phase lands before anyone compares).
+    /// the client's second phase lands before anyone compares), and none of an object that
+    /// also has a younger entry (it is still changing; `next` still moves past them).
     pub fn changes(
         &self,
         volume: VolumeId,
@@ -333,6 +376,31 @@ impl Store {
             Some(item) => item.map_err(StoreError::from)?.0.value().1,
             None => 0,
         };
+        let decode = |v: &[u8]| -> Result<(Fid, u64), FsError> {
+            let bad = || FsError::Storage("bad change entry".into());
+            let (fid, when) = v.split_at_checked(Fid::ENCODED_LEN).ok_or_else(bad)?;
+            let fid = Fid::from_bytes(fid).ok_or_else(bad)?;
+            Ok((fid, u64::from_le_bytes(when.try_into().map_err(|_| bad())?)))
+        };
+        // The young tail (changes within `older_than_ms`), read from the end: objects still
+        // changing. Their older entries are left out of the page (the young one comes in a
+        // later page), so an object being written is compared only once it has been quiet.
+        // (Past MAX_YOUNG_CHANGES the rest of the tail is not looked at: such objects are
+        // merely compared early.)
+        let mut young = std::collections::BTreeSet::new();
+        for item in t
+            .range(range.clone())
+            .map_err(StoreError::from)?
+            .rev()
+            .take(MAX_YOUNG_CHANGES)
+        {
+            let (_, v) = item.map_err(StoreError::from)?;
+            let (fid, when) = decode(v.value())?;
+            if when <= cutoff {
+                break;
+            }
+            young.insert(fid);
+        }
         let mut entries = Vec::new();
         let mut next = since;
         let from = (volume.0, since.saturating_add(1));
@@ -344,16 +412,14 @@ impl Store {
                 break;
             }
             let (k, v) = item.map_err(StoreError::from)?;
-            let value = v.value();
-            let bad = || FsError::Storage("bad change entry".into());
-            let (fid, when) = value.split_at_checked(Fid::ENCODED_LEN).ok_or_else(bad)?;
-            let fid = Fid::from_bytes(fid).ok_or_else(bad)?;
-            let when = u64::from_le_bytes(when.try_into().map_err(|_| bad())?);
+            let (fid, when) = decode(v.value())?;
             if when > cutoff {
                 break;
             }
             next = k.value().1;
-            entries.push((next, fid));
+            if !young.contains(&fid) {
+                entries.push((next, fid));
+            }
         }
         Ok(ChangePage {
             entries,

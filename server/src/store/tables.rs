@@ -88,3 +88,8 @@ pub(crate) const GC_FLOORS: TableDefinition<(u32, u32), &[u8]> = TableDefinition
 /// collected here past the GC horizon, while some replica was unreachable: it reads as
 /// `Forgotten` until that replica collects it too (or brings it back as a conflict).
 pub(crate) const COLLECTED: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("collected");
+/// (client incarnation, volume) -> [`super::codec::Gaps`]: the records of that client this
+/// replica missed while away or refused, so that resolution can tell which updates its state
+/// includes beyond what histories remember (rule 5).
+pub(crate) const APPLIED_GAPS: TableDefinition<(u32, u32), &[u8]> =
+    TableDefinition::new("applied_gaps");
