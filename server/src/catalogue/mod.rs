@@ -1,0 +1,19 @@
+//! The catalogue (rule 13): servers, volumes with their replica groups by replica id, the
+//! root volume. Every server holds it as the state machine of a Raft group of all servers
+//! (openraft), so a change commits on a majority and every server applies the same
+//! changes in the same order.
+//!
+//! This module has the pure state machine ([`state`]), the Raft types ([`raft`]), the
+//! Raft log and state kept in redb ([`storage`]), and a node that proposes changes and
+//! forwards them to the leader ([`node`]). The network under it is a trait
+//! ([`node::CatalogueTransport`]); tests use direct calls they can cut. Not yet wired
+//! into the server daemon (issue 5 continues: QUIC transport, admin calls, epochs).
+
+pub mod node;
+pub mod raft;
+pub mod state;
+pub mod storage;
+
+pub use node::{Catalogue, CatalogueError, CatalogueTransport};
+pub use raft::{CatalogueNode, node_id};
+pub use state::{CatalogueState, Change, Outcome, Refusal, ServerEntry, VolumeEntry};

@@ -1,0 +1,244 @@
+//! One server's catalogue node: its Raft instance over [`CatalogueStorage`], the network
+//! it reaches the others through, and the calls the rest of the server makes: propose a
+//! change (forwarded to the leader when this node is not it), read the catalogue.
+
+use super::raft::{CatalogueNode, CatalogueRaft, RaftMessage, node_id};
+use super::state::{CatalogueState, Change, Outcome};
+use super::storage::CatalogueStorage;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{Config, Raft};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How catalogue nodes reach each other: QUIC between servers, channels in tests.
+pub trait CatalogueTransport: Send + Sync + 'static {
+    /// Delivers an encoded [`RaftMessage`] to `to` and returns its encoded answer.
+    fn raft(
+        &self,
+        to: &CatalogueNode,
+        message: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    /// Asks `to` (the leader) for the catalogue.
+    fn read(
+        &self,
+        to: &CatalogueNode,
+    ) -> impl Future<Output = Result<CatalogueState, CatalogueError>> + Send;
+    /// Asks `to` (the leader) to propose `change`.
+    fn propose(
+        &self,
+        to: &CatalogueNode,
+        change: Change,
+    ) -> impl Future<Output = Result<Outcome, CatalogueError>> + Send;
+}
+
+/// Why a catalogue call failed (a refused change is an [`Outcome`], not this).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+pub enum CatalogueError {
+    /// No leader is known, or none is reachable: no majority.
+    #[error("the catalogue has no reachable leader (no majority): {0}")]
+    NoLeader(String),
+    #[error("catalogue: {0}")]
+    Failed(String),
+}
+
+/// The network Raft runs over.
+struct Network<T> {
+    transport: Arc<T>,
+}
+
+struct Connection<T> {
+    transport: Arc<T>,
+    target: u64,
+    node: CatalogueNode,
+}
+
+impl<T: CatalogueTransport> RaftNetworkFactory<CatalogueRaft> for Network<T> {
+    type Network = Connection<T>;
+
+    async fn new_client(&mut self, target: u64, node: &CatalogueNode) -> Connection<T> {
+        Connection {
+            transport: self.transport.clone(),
+            target,
+            node: node.clone(),
+        }
+    }
+}
+
+impl<T: CatalogueTransport> Connection<T> {
+    async fn call<R: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &self,
+        message: RaftMessage,
+    ) -> Result<R, RPCError<u64, CatalogueNode, RaftError<u64, E>>> {
+        let bytes = postcard::to_allocvec(&message)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let answer = self
+            .transport
+            .raft(&self.node, bytes)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e))))?;
+        let decoded: Result<R, RaftError<u64, E>> =
+            postcard::from_bytes(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl<T: CatalogueTransport> RaftNetwork<CatalogueRaft> for Connection<T> {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<CatalogueRaft>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, CatalogueNode, RaftError<u64>>> {
+        self.call(RaftMessage::Append(rpc)).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<CatalogueRaft>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, CatalogueNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        self.call(RaftMessage::Snapshot(rpc)).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, CatalogueNode, RaftError<u64>>> {
+        self.call(RaftMessage::Vote(rpc)).await
+    }
+}
+
+/// This server's catalogue node.
+pub struct Catalogue<T: CatalogueTransport> {
+    raft: Raft<CatalogueRaft>,
+    storage: CatalogueStorage,
+    transport: Arc<T>,
+    me: CatalogueNode,
+}
+
+impl<T: CatalogueTransport> Catalogue<T> {
+    /// Starts the node `me` with its Raft state in `path` (created if new).
+    pub async fn start(
+        me: CatalogueNode,
+        path: &Path,
+        transport: Arc<T>,
+    ) -> anyhow::Result<Catalogue<T>> {
+        let storage = CatalogueStorage::open(path)?;
+        let config = Config {
+            cluster_name: "codetta-catalogue".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            install_snapshot_timeout: 5000,
+            ..Config::default()
+        }
+        .validate()?;
+        let raft = Raft::new(
+            node_id(&me.name),
+            Arc::new(config),
+            Network {
+                transport: transport.clone(),
+            },
+            storage.clone(),
+            storage.clone(),
+        )
+        .await?;
+        Ok(Catalogue {
+            raft,
+            storage,
+            transport,
+            me,
+        })
+    }
+
+    /// Makes `members` (this node among them) the first voters, once; later calls do
+    /// nothing.
+    pub async fn initialize(&self, members: &[CatalogueNode]) -> anyhow::Result<()> {
+        let nodes: BTreeMap<u64, CatalogueNode> = members
+            .iter()
+            .map(|m| (node_id(&m.name), m.clone()))
+            .collect();
+        match self.raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("initializing the catalogue: {e}")),
+        }
+    }
+
+    /// Commits `change` on a majority (through the leader) and returns what it did.
+    pub async fn propose(&self, change: Change) -> Result<Outcome, CatalogueError> {
+        match self.raft.client_write(change.clone()).await {
+            Ok(written) => Ok(written.data),
+            Err(e) => match e.forward_to_leader() {
+                Some(forward) => match &forward.leader_node {
+                    Some(leader) if leader.name != self.me.name => {
+                        self.transport.propose(leader, change).await
+                    }
+                    _ => Err(CatalogueError::NoLeader(e.to_string())),
+                },
+                None => Err(CatalogueError::Failed(e.to_string())),
+            },
+        }
+    }
+
+    /// Answers a Raft message from another node (the encoded reply).
+    pub async fn handle_raft(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let message: RaftMessage = postcard::from_bytes(message).map_err(|e| e.to_string())?;
+        let encoded = match message {
+            RaftMessage::Append(r) => postcard::to_allocvec(&self.raft.append_entries(r).await),
+            RaftMessage::Vote(r) => postcard::to_allocvec(&self.raft.vote(r).await),
+            RaftMessage::Snapshot(r) => postcard::to_allocvec(&self.raft.install_snapshot(r).await),
+        };
+        encoded.map_err(|e| e.to_string())
+    }
+
+    /// The catalogue as this node has applied it (possibly behind the leader).
+    pub fn local(&self) -> CatalogueState {
+        self.storage.state()
+    }
+
+    /// The catalogue with every change committed before this call: the leader's, once it
+    /// has confirmed it still leads (a follower asks the leader).
+    pub async fn read(&self) -> Result<CatalogueState, CatalogueError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(self.local()),
+            Err(e) => match e.forward_to_leader() {
+                Some(forward) => match &forward.leader_node {
+                    Some(leader) if leader.name != self.me.name => {
+                        self.transport.read(leader).await
+                    }
+                    _ => Err(CatalogueError::NoLeader(e.to_string())),
+                },
+                None => Err(CatalogueError::NoLeader(e.to_string())),
+            },
+        }
+    }
+
+    /// The leader this node knows of.
+    pub async fn leader(&self) -> Option<u64> {
+        self.raft.current_leader().await
+    }
+
+    /// Stops the node.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!("catalogue shutdown: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
