@@ -26,14 +26,24 @@ pub enum Answer {
 }
 
 impl Inspector {
+    /// Links made with the client certificate.
     pub fn new(layout: &Layout) -> anyhow::Result<Inspector> {
+        Self::with_certificate(layout, "c1")
+    }
+
+    /// Links made with the admin certificate (for admin calls such as catalogue changes).
+    pub fn as_admin(layout: &Layout) -> anyhow::Result<Inspector> {
+        Self::with_certificate(layout, "admin")
+    }
+
+    fn with_certificate(layout: &Layout, name: &str) -> anyhow::Result<Inspector> {
         let certs = layout.dir.join("certs");
         let identity = Identity::load(
             &certs.join(codetta_certs::CA_CERT_FILE),
-            &certs.join("c1.pem"),
-            &certs.join("c1.key"),
+            &certs.join(format!("{name}.pem")),
+            &certs.join(format!("{name}.key")),
         )
-        .context("loading the client certificate")?;
+        .with_context(|| format!("loading the {name} certificate"))?;
         let endpoint = codetta_transport::client_endpoint(&identity)?;
         let identity = Arc::new(identity);
         let links = layout
@@ -121,6 +131,19 @@ impl Inspector {
     pub async fn status(&self, i: usize) -> anyhow::Result<codetta_wire::message::ServerStatus> {
         match self.call(i, &Request::Status).await {
             Ok(ReplyBody::Status(s)) => Ok(s),
+            Ok(other) => anyhow::bail!("unexpected reply {other:?}"),
+            Err(a) => anyhow::bail!("{a:?}"),
+        }
+    }
+
+    /// Sends a catalogue call to server `i` (admin role) and returns the encoded answer.
+    pub async fn catalogue(
+        &self,
+        i: usize,
+        call: codetta_wire::message::CatalogueCall,
+    ) -> anyhow::Result<Vec<u8>> {
+        match self.call(i, &Request::Catalogue(call)).await {
+            Ok(ReplyBody::Catalogue(bytes)) => Ok(bytes),
             Ok(other) => anyhow::bail!("unexpected reply {other:?}"),
             Err(a) => anyhow::bail!("{a:?}"),
         }

@@ -1,5 +1,6 @@
 //! A running server: the store, the QUIC endpoint and the accept loop.
 
+use crate::catalogue::{Catalogue, CatalogueNode, QuicTransport};
 use crate::config::ServerConfig;
 use crate::service::ServerService;
 use crate::store::{Store, StoreOptions};
@@ -55,7 +56,10 @@ impl ServerDaemon {
             std::time::Duration::from_millis(config.peer_deadline_ms),
         )
         .context("setting up links to peers")?;
-        let service = ServerService::new(Arc::new(store), &config.name, Arc::new(peers));
+        let peers = Arc::new(peers);
+        let service = ServerService::new(Arc::new(store), &config.name, peers.clone());
+        let catalogue = start_catalogue(config, addr, peers).await?;
+        service.set_catalogue(catalogue.clone());
         let (stop, stop_rx) = watch::channel(false);
         let healer = match config.heal_interval_ms {
             0 => tokio::spawn(async {}),
@@ -84,6 +88,7 @@ impl ServerDaemon {
         ));
         let task = tokio::spawn(async move {
             let _ = serve.await;
+            catalogue.shutdown().await;
             let _ = healer.await;
             let _ = collector.await;
         });
@@ -96,4 +101,39 @@ impl ServerDaemon {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
+}
+
+/// Starts this server's catalogue node (its Raft state in `catalogue.redb`). The server
+/// whose name sorts first among itself and its peers makes them all the first voters (a
+/// no-op once the group exists).
+async fn start_catalogue(
+    config: &ServerConfig,
+    addr: std::net::SocketAddr,
+    peers: Arc<crate::peers::Peers>,
+) -> anyhow::Result<Arc<Catalogue<QuicTransport>>> {
+    let me = CatalogueNode {
+        name: config.name.clone(),
+        addr: addr.to_string(),
+    };
+    let mut members: Vec<CatalogueNode> = config
+        .peers
+        .iter()
+        .map(|p| CatalogueNode {
+            name: p.name.clone(),
+            addr: p.addr.to_string(),
+        })
+        .collect();
+    members.push(me.clone());
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let catalogue = Catalogue::start(
+        me,
+        &config.data_dir.join("catalogue.redb"),
+        Arc::new(QuicTransport::new(peers)),
+    )
+    .await
+    .context("starting the catalogue")?;
+    if members.first().is_some_and(|m| m.name == config.name) {
+        catalogue.initialize(&members).await?;
+    }
+    Ok(Arc::new(catalogue))
 }

@@ -1,6 +1,7 @@
 //! The server's request handler: checks the caller's role, decodes the request, runs it
 //! against the store on the blocking pool, and encodes the reply.
 
+use crate::catalogue::{Catalogue, QuicTransport};
 use crate::peers::Peers;
 use crate::resolver::Resolver;
 use crate::resolver::group::members_of;
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use codetta_certs::Role;
 use codetta_transport::{Peer, Service};
 use codetta_wire::frame::MAX_DATA;
-use codetta_wire::message::{ReplyBody, ResolveSummary, ServerStatus, VolumeStatus};
+use codetta_wire::message::{CatalogueCall, ReplyBody, ResolveSummary, ServerStatus, VolumeStatus};
 use codetta_wire::{Fid, Frame, FsError, Reply, Request};
 use std::sync::Arc;
 
@@ -38,6 +39,9 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
     match request {
         Request::Hello => true,
         Request::Status => role == Role::Admin || role == Role::Client,
+        Request::Catalogue(CatalogueCall::Raft(_)) => role == Role::Server,
+        Request::Catalogue(CatalogueCall::Read) => true,
+        Request::Catalogue(_) => role == Role::Admin || role == Role::Server,
         Request::CreateVolume { .. } | Request::ListVolumes => role == Role::Admin,
         Request::CreateReplica { .. }
         | Request::View { .. }
@@ -80,6 +84,13 @@ pub struct ServerService {
     peers: Arc<Peers>,
     /// What resolution coordinated here has done since start.
     resolved: Arc<std::sync::Mutex<ResolveSummary>>,
+    /// This server's catalogue node (set once the daemon started it).
+    catalogue: Arc<std::sync::OnceLock<Arc<Catalogue<QuicTransport>>>>,
+}
+
+/// A catalogue answer, encoded for the wire.
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, FsError> {
+    postcard::to_allocvec(value).map_err(|e| FsError::Storage(e.to_string()))
 }
 
 impl ServerService {
@@ -89,6 +100,7 @@ impl ServerService {
             name: name.into(),
             peers,
             resolved: Arc::default(),
+            catalogue: Arc::default(),
         }
     }
 
@@ -140,6 +152,36 @@ impl ServerService {
         })
     }
 
+    /// Makes `catalogue` this server's catalogue node.
+    pub fn set_catalogue(&self, catalogue: Arc<Catalogue<QuicTransport>>) {
+        let _ = self.catalogue.set(catalogue);
+    }
+
+    /// This server's catalogue node, once started.
+    pub fn catalogue(&self) -> Option<&Arc<Catalogue<QuicTransport>>> {
+        self.catalogue.get()
+    }
+
+    async fn catalogue_call(&self, call: CatalogueCall) -> Reply {
+        let catalogue = self
+            .catalogue
+            .get()
+            .ok_or_else(|| FsError::Storage("the catalogue is not running here".into()))?;
+        let bytes = match call {
+            CatalogueCall::Raft(message) => catalogue
+                .handle_raft(&message)
+                .await
+                .map_err(FsError::Malformed)?,
+            CatalogueCall::Read => encode(&catalogue.read().await)?,
+            CatalogueCall::Propose(change) => {
+                let change: crate::catalogue::Change = postcard::from_bytes(&change)
+                    .map_err(|e| FsError::Malformed(format!("catalogue change: {e}")))?;
+                encode(&catalogue.propose(change).await)?
+            }
+        };
+        Ok(ReplyBody::Catalogue(bytes))
+    }
+
     /// Resolution totals since start.
     pub fn resolution_totals(&self) -> ResolveSummary {
         self.resolved.lock().map(|t| t.clone()).unwrap_or_default()
@@ -154,6 +196,7 @@ impl ServerService {
                     .map(ReplyBody::Volume),
             ),
             Request::Resolve { fids } => Some(self.resolve(fids).await.map(ReplyBody::Resolved)),
+            Request::Catalogue(call) => Some(self.catalogue_call(call).await),
             _ => None,
         }
     }
@@ -206,7 +249,7 @@ impl ServerService {
             } => store
                 .create_replica(&volume, replica, time)
                 .map(ReplyBody::Volume),
-            Request::CreateVolume { .. } | Request::Resolve { .. } => {
+            Request::CreateVolume { .. } | Request::Resolve { .. } | Request::Catalogue(_) => {
                 Err(FsError::Storage("not on this path".into()))
             }
             Request::View { fid } => store.view(fid).map(ReplyBody::View),
@@ -371,15 +414,17 @@ impl Service for ServerService {
             return reply_frame(&Err(FsError::WrongRole), Bytes::new());
         }
         let decoded = match decoded {
-            Request::CreateVolume { .. } | Request::Resolve { .. } => match self
-                .execute_async(decoded)
-                .await
-            {
-                Some(reply) => return reply_frame(&reply, Bytes::new()),
-                None => {
-                    return reply_frame(&Err(FsError::Storage("unhandled".into())), Bytes::new());
+            Request::CreateVolume { .. } | Request::Resolve { .. } | Request::Catalogue(_) => {
+                match self.execute_async(decoded).await {
+                    Some(reply) => return reply_frame(&reply, Bytes::new()),
+                    None => {
+                        return reply_frame(
+                            &Err(FsError::Storage("unhandled".into())),
+                            Bytes::new(),
+                        );
+                    }
                 }
-            },
+            }
             other => other,
         };
         let this = self.clone();

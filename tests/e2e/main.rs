@@ -6,6 +6,7 @@
 mod support;
 
 mod big_dir;
+mod catalogue;
 mod durability;
 mod heavy;
 mod large;

@@ -163,6 +163,10 @@ pub enum Request {
         drop: bool,
         mark: bool,
     },
+    /// The catalogue (rule 13): a Raft message between servers (server role), or a read or
+    /// proposed change (admin or server role). Bodies are postcard encodings of the
+    /// server's catalogue types.
+    Catalogue(CatalogueCall),
     /// Leases the objects to the coordinator `holder` for `ttl_ms` (all or none; `Leased`
     /// when another holder has one). Asking again extends the lease.
     Lease {
@@ -201,6 +205,17 @@ impl Request {
             _ => Some(0),
         }
     }
+}
+
+/// A call to the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogueCall {
+    /// An encoded Raft message; the reply is the encoded Raft answer.
+    Raft(Vec<u8>),
+    /// The catalogue as of now (linearizable, through the leader).
+    Read,
+    /// An encoded change to commit.
+    Propose(Vec<u8>),
 }
 
 /// One server's account of itself, for `codetta status`.
@@ -353,6 +368,8 @@ pub enum ReplyBody {
         /// The newest change number.
         last: u64,
     },
+    /// An encoded catalogue answer.
+    Catalogue(Vec<u8>),
     /// Objects of the volume (live or deleted) with a digest of each one's state: (fid, digest), in
     /// vnode order, and the vnode to continue after (`None`: the last page).
     Objects {

@@ -6,14 +6,17 @@
 //! This module has the pure state machine ([`state`]), the Raft types ([`raft`]), the
 //! Raft log and state kept in redb ([`storage`]), and a node that proposes changes and
 //! forwards them to the leader ([`node`]). The network under it is a trait
-//! ([`node::CatalogueTransport`]); tests use direct calls they can cut. Not yet wired
-//! into the server daemon (issue 5 continues: QUIC transport, admin calls, epochs).
+//! ([`node::CatalogueTransport`]): [`quic`] between servers, direct calls in tests. The
+//! daemon starts a node on every server; nothing consults the catalogue yet (volumes are
+//! still created by `CreateVolume`).
 
 pub mod node;
+pub mod quic;
 pub mod raft;
 pub mod state;
 pub mod storage;
 
 pub use node::{Catalogue, CatalogueError, CatalogueTransport};
+pub use quic::QuicTransport;
 pub use raft::{CatalogueNode, node_id};
 pub use state::{CatalogueState, Change, Outcome, Refusal, ServerEntry, VolumeEntry};

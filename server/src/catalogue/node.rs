@@ -143,6 +143,8 @@ impl<T: CatalogueTransport> Catalogue<T> {
             election_timeout_min: 1000,
             election_timeout_max: 2000,
             install_snapshot_timeout: 5000,
+            // A snapshot chunk travels in one request header (at most 4 MiB).
+            snapshot_max_chunk_size: 1 << 20,
             ..Config::default()
         }
         .validate()?;
