@@ -102,9 +102,30 @@ fn target_state(
     }
 }
 
-/// The name of a conflict copy: the original name, `.conflict-`, and 8 hex digits of the
-/// copy's content tag, the original cut so the whole fits 255 bytes.
+/// `name` without the conflict suffixes resolution added (`.conflict-` and 8 hex digits,
+/// any number of times), so that a conflict over a conflict copy is named after the
+/// original, not nested.
+fn without_conflict_suffix(mut name: &[u8]) -> &[u8] {
+    let mark = crate::store::CONFLICT_MARK;
+    let tail = mark.len() + 8;
+    while name.len() > tail {
+        let (head, suffix) = name.split_at(name.len() - tail);
+        let hex = suffix
+            .get(mark.len()..)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if !(suffix.starts_with(mark) && hex) {
+            break;
+        }
+        name = head;
+    }
+    name
+}
+
+/// The name of a conflict copy: the original name (without earlier conflict suffixes),
+/// `.conflict-`, and 8 hex digits of the copy's content tag, the original cut so the whole
+/// fits 255 bytes.
 pub fn conflict_name(original: &[u8], tag: &[u8; 32]) -> Vec<u8> {
+    let original = without_conflict_suffix(original);
     let suffix = format!(
         "{}{:02x}{:02x}{:02x}{:02x}",
         String::from_utf8_lossy(crate::store::CONFLICT_MARK),
@@ -736,5 +757,29 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         self.members[dst]
             .install_blocks(dst_fid, blocks, &chunks)
             .await
+    }
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::*;
+
+    #[test]
+    fn conflict_names_do_not_nest() {
+        let t = [0xabu8; 32];
+        assert_eq!(conflict_name(b"a", &t), b"a.conflict-abababab".to_vec());
+        assert_eq!(
+            conflict_name(b"a.conflict-0e0f705d.conflict-e4fc2bcb", &t),
+            b"a.conflict-abababab".to_vec()
+        );
+        // Only a real suffix is taken off, and never the whole name.
+        assert_eq!(
+            conflict_name(b"a.conflict-xyz", &t),
+            b"a.conflict-xyz.conflict-abababab".to_vec()
+        );
+        assert_eq!(
+            conflict_name(b".conflict-01234567", &t),
+            b".conflict-01234567.conflict-abababab".to_vec()
+        );
     }
 }
