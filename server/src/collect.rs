@@ -111,20 +111,10 @@ pub async fn run(
     service: ServerService,
     interval: Duration,
     policy: CollectPolicy,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        let pass = tokio::select! {
-            r = collect_pass(&service, policy) => r,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        match pass {
+    crate::periodic::every(interval, stop, || async {
+        match collect_pass(&service, policy).await {
             Ok(s) if s.collected > 0 => {
                 tracing::info!(
                     collected = s.collected,
@@ -135,7 +125,8 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => tracing::debug!("tombstone collection: {e}"),
         }
-    }
+    })
+    .await;
 }
 
 /// One pass over every volume this server holds.

@@ -34,20 +34,9 @@ pub const SETTLE_MS: u32 = 2000;
 const PAGE: u32 = 1024;
 
 /// Runs a healing round every `interval` until `stop` is set.
-pub async fn run(service: ServerService, interval: Duration, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        // A round that meets a dying peer may take a while: stopping must not wait for it.
-        let round = tokio::select! {
-            r = heal_round(&service) => r,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        match round {
+pub async fn run(service: ServerService, interval: Duration, stop: watch::Receiver<bool>) {
+    crate::periodic::every(interval, stop, || async {
+        match heal_round(&service).await {
             Ok(s) if s.objects > 0 => tracing::info!(
                 objects = s.objects,
                 installs = s.installs,
@@ -60,7 +49,8 @@ pub async fn run(service: ServerService, interval: Duration, mut stop: watch::Re
             Ok(_) => {}
             Err(e) => tracing::debug!("healing round: {e}"),
         }
-    }
+    })
+    .await;
 }
 
 /// One pass over every replicated volume and every peer.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod heal;
 pub mod peers;
+pub mod periodic;
 pub mod resolver;
 pub mod service;
 pub mod volumes;

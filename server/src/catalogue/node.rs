@@ -180,17 +180,25 @@ impl<T: CatalogueTransport> Catalogue<T> {
         }
     }
 
+    /// The leader to forward to when `forward` (from a refused call) names another node.
+    fn leader_elsewhere<'a>(
+        &self,
+        forward: Option<&'a openraft::error::ForwardToLeader<u64, CatalogueNode>>,
+    ) -> Option<&'a CatalogueNode> {
+        forward
+            .and_then(|f| f.leader_node.as_ref())
+            .filter(|leader| leader.name != self.me.name)
+    }
+
     /// Commits `change` on a majority (through the leader) and returns what it did.
     pub async fn propose(&self, change: Change) -> Result<Outcome, CatalogueError> {
         match self.raft.client_write(change.clone()).await {
             Ok(written) => Ok(written.data),
-            Err(e) => match e.forward_to_leader() {
-                Some(forward) => match &forward.leader_node {
-                    Some(leader) if leader.name != self.me.name => {
-                        self.transport.propose(leader, change).await
-                    }
-                    _ => Err(CatalogueError::NoLeader(e.to_string())),
-                },
+            Err(e) => match self.leader_elsewhere(e.forward_to_leader()) {
+                Some(leader) => self.transport.propose(leader, change).await,
+                None if e.forward_to_leader().is_some() => {
+                    Err(CatalogueError::NoLeader(e.to_string()))
+                }
                 None => Err(CatalogueError::Failed(e.to_string())),
             },
         }
@@ -217,13 +225,8 @@ impl<T: CatalogueTransport> Catalogue<T> {
     pub async fn read(&self) -> Result<CatalogueState, CatalogueError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(self.local()),
-            Err(e) => match e.forward_to_leader() {
-                Some(forward) => match &forward.leader_node {
-                    Some(leader) if leader.name != self.me.name => {
-                        self.transport.read(leader).await
-                    }
-                    _ => Err(CatalogueError::NoLeader(e.to_string())),
-                },
+            Err(e) => match self.leader_elsewhere(e.forward_to_leader()) {
+                Some(leader) => self.transport.read(leader).await,
                 None => Err(CatalogueError::NoLeader(e.to_string())),
             },
         }

@@ -72,10 +72,13 @@ impl CatalogueStorage {
 
     /// The catalogue as this server has applied it.
     pub fn state(&self) -> CatalogueState {
+        // A panic elsewhere while holding the lock leaves the last applied state intact
+        // (every update replaces it whole): read it rather than pretend it is empty.
         self.applied
             .lock()
-            .map(|a| a.state.clone())
-            .unwrap_or_default()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .state
+            .clone()
     }
 
     async fn blocking<T: Send + 'static>(

@@ -47,12 +47,11 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     in_progress: Vec<Fid>,
     /// When set, every decision is written here (for the simulation's traces).
     pub decisions: Option<Vec<String>>,
-    /// This coordinator's lease token, and how long each lease it takes lasts.
+    /// This coordinator's lease token.
     holder: u64,
-    pub lease_ms: u32,
 }
 
-/// How long a resolution lease lasts unless set otherwise: longer than resolving one
+/// How long a resolution lease lasts: longer than resolving one
 /// object normally takes; a coordinator that outlives it is still kept honest by the
 /// conditional installs.
 pub const LEASE_MS: u32 = 30_000;
@@ -171,7 +170,6 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             in_progress: Vec::new(),
             decisions: None,
             holder: rand::random(),
-            lease_ms: LEASE_MS,
         }
     }
 
@@ -179,7 +177,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     /// somewhere (then nothing stays leased).
     async fn lease(&self, fid: Fid) -> bool {
         for m in self.members {
-            match m.lease(&[fid], self.holder, self.lease_ms).await {
+            match m.lease(&[fid], self.holder, LEASE_MS).await {
                 Ok(()) => {}
                 Err(FsError::Leased(_)) => {
                     tracing::debug!(%fid, replica = %m.name(), "another coordinator holds it");
