@@ -88,9 +88,12 @@ impl ServerDaemon {
         ));
         let task = tokio::spawn(async move {
             let _ = serve.await;
-            catalogue.shutdown().await;
             let _ = healer.await;
             let _ = collector.await;
+            // Last: the tasks above hold the service and with it the catalogue. Once this
+            // returns (and `catalogue` drops here), `catalogue.redb` is closed, so a server
+            // started again in this process can open it.
+            catalogue.shutdown().await;
         });
         tracing::info!(%addr, name = %config.name, "server ready");
         Ok(ServerDaemon { addr, stop, task })

@@ -237,10 +237,18 @@ impl<T: CatalogueTransport> Catalogue<T> {
         self.raft.current_leader().await
     }
 
-    /// Stops the node.
+    /// Stops the node; once it returns, dropping this `Catalogue` (its last reference)
+    /// closes the database.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("catalogue shutdown: {e}");
+        }
+        if !self
+            .storage
+            .last_handle(std::time::Duration::from_secs(5))
+            .await
+        {
+            tracing::warn!("the catalogue's Raft workers still hold its database");
         }
     }
 }

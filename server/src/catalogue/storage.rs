@@ -81,6 +81,19 @@ impl CatalogueStorage {
             .clone()
     }
 
+    /// Waits (up to `limit`) until this handle is the last one open on the database: Raft's
+    /// workers drop theirs shortly after it shuts down.
+    pub async fn last_handle(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while Arc::strong_count(&self.db) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> SResult<T> + Send + 'static,
