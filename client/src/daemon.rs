@@ -2,7 +2,7 @@
 //! asked to stop.
 
 use crate::config::ClientConfig;
-use crate::link::ServerLink;
+use crate::link::LinkPool;
 use crate::log::ModifyLog;
 use crate::nfs::CodettaFs;
 use crate::nfs::handle::HANDLE_GENERATION;
@@ -46,19 +46,13 @@ impl ClientDaemon {
         let endpoint = codetta_transport::client_endpoint(&identity)
             .context("opening the client's QUIC endpoint")?;
         let identity = Arc::new(identity);
-        let links: Vec<Arc<ServerLink>> = config
-            .servers
-            .iter()
-            .map(|server| {
-                Arc::new(ServerLink::new(
-                    server,
-                    identity.clone(),
-                    endpoint.clone(),
-                    config.call_deadline(),
-                    config.jukebox_window(),
-                ))
-            })
-            .collect();
+        let links = Arc::new(LinkPool::new(
+            &config.servers,
+            identity,
+            endpoint,
+            config.call_deadline(),
+            config.jukebox_window(),
+        ));
         let log = Arc::new(ModifyLog::open(&config.data_dir.join("client.redb"))?);
         let options = VenusOptions {
             log_max_bytes: config.log_max_bytes,

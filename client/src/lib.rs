@@ -5,6 +5,7 @@
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod group;
 pub mod link;
 pub mod log;
 pub mod nfs;

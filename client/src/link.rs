@@ -121,3 +121,79 @@ impl ServerLink {
         self.link.close().await;
     }
 }
+
+/// The client's links, by server name: those configured, and those the catalogue names
+/// (a volume's group may include servers the configuration does not list: a client
+/// pointed at one server learns the others' addresses from it).
+pub struct LinkPool {
+    identity: Arc<Identity>,
+    endpoint: quinn::Endpoint,
+    deadline: Duration,
+    jukebox_window: Duration,
+    links: Mutex<Vec<Arc<ServerLink>>>,
+}
+
+impl LinkPool {
+    /// A pool holding a link to each configured server.
+    pub fn new(
+        configured: &[ServerEntry],
+        identity: Arc<Identity>,
+        endpoint: quinn::Endpoint,
+        deadline: Duration,
+        jukebox_window: Duration,
+    ) -> LinkPool {
+        let pool = LinkPool {
+            identity,
+            endpoint,
+            deadline,
+            jukebox_window,
+            links: Mutex::new(Vec::new()),
+        };
+        for server in configured {
+            pool.add(server);
+        }
+        pool
+    }
+
+    fn add(&self, server: &ServerEntry) -> Arc<ServerLink> {
+        let link = Arc::new(ServerLink::new(
+            server,
+            self.identity.clone(),
+            self.endpoint.clone(),
+            self.deadline,
+            self.jukebox_window,
+        ));
+        if let Ok(mut links) = self.links.lock() {
+            links.push(link.clone());
+        }
+        link
+    }
+
+    /// Every link, configured ones first.
+    pub fn all(&self) -> Vec<Arc<ServerLink>> {
+        self.links.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The link to `name`, made from `addr` ("host:port") if there is none yet.
+    pub fn get(&self, name: &str, addr: Option<&str>) -> Result<Arc<ServerLink>, ClientError> {
+        if let Some(link) = self.all().into_iter().find(|l| l.server_name() == name) {
+            return Ok(link);
+        }
+        let addr = addr
+            .ok_or_else(|| ClientError::Storage(format!("no address known for server {name}")))?;
+        let addr = addr.parse().map_err(|e| {
+            ClientError::Protocol(format!("server {name} has a bad address {addr:?}: {e}"))
+        })?;
+        Ok(self.add(&ServerEntry {
+            name: name.to_string(),
+            addr,
+        }))
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        for link in self.all() {
+            link.close().await;
+        }
+    }
+}

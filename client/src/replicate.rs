@@ -23,10 +23,25 @@ const MAX_COP2_OUTBOX: usize = 4096;
 struct Member {
     replica: ReplicaId,
     in_avsg: bool,
+    /// Left the group (the catalogue removed it): never back in the AVSG.
+    retired: bool,
     /// Highest sequence number this member is known to have applied.
     acked: Option<u64>,
     in_flight: bool,
     cop2: VecDeque<Cop2>,
+}
+
+impl Member {
+    fn new(replica: ReplicaId) -> Member {
+        Member {
+            replica,
+            in_avsg: true,
+            retired: false,
+            acked: None,
+            in_flight: false,
+            cop2: VecDeque::new(),
+        }
+    }
 }
 
 /// What to send to one member next.
@@ -95,16 +110,7 @@ impl Shipping {
         Shipping {
             incarnation,
             volume,
-            members: members
-                .iter()
-                .map(|r| Member {
-                    replica: *r,
-                    in_avsg: true,
-                    acked: None,
-                    in_flight: false,
-                    cop2: VecDeque::new(),
-                })
-                .collect(),
+            members: members.iter().map(|r| Member::new(*r)).collect(),
             min_copies: min_copies.max(1),
             front,
             pending: VecDeque::new(),
@@ -237,11 +243,50 @@ impl Shipping {
         self.complete()
     }
 
-    /// A probe reached member `m`: it is back in the AVSG.
+    /// A probe reached member `m`: it is back in the AVSG (unless it left the group).
     pub fn rejoined(&mut self, m: usize) {
         if let Some(member) = self.members.get_mut(m) {
-            member.in_avsg = true;
+            member.in_avsg = !member.retired;
         }
+    }
+
+    /// Member `m` sent `plan` back unapplied (it refused the batch whole, e.g. for a stale
+    /// catalogue epoch): it stays in the AVSG and gets the same records again.
+    pub fn returned(&mut self, m: usize, plan: BatchPlan) {
+        if let Some(member) = self.members.get_mut(m) {
+            member.in_flight = false;
+            for item in plan.cop2.into_iter().rev() {
+                member.cop2.push_front(item);
+            }
+            while member.cop2.len() > MAX_COP2_OUTBOX {
+                member.cop2.pop_front();
+            }
+        }
+    }
+
+    /// A replica joined the group (rule 13): it gets every record from the oldest one
+    /// still in the log on (it missed the earlier ones; resolution fills it). Returns its
+    /// member index (indexes never change).
+    pub fn join(&mut self, replica: ReplicaId) -> usize {
+        self.members.push(Member::new(replica));
+        self.members.len() - 1
+    }
+
+    /// Member `m` left the group: records stop waiting for it, for good. Returns the
+    /// records that no longer wait for it.
+    pub fn retire(&mut self, m: usize) -> Vec<Completed> {
+        if let Some(member) = self.members.get_mut(m) {
+            member.retired = true;
+            member.in_avsg = false;
+            member.in_flight = false;
+            member.cop2.clear();
+        }
+        self.complete()
+    }
+
+    /// Whether member `m` left the group.
+    pub fn is_retired(&self, m: usize) -> bool {
+        self.members.get(m).is_none_or(|x| x.retired)
     }
 
     /// Pops every complete record off the front.

@@ -10,7 +10,8 @@
 //! touches an object (COMMIT).
 
 use crate::error::ClientError;
-use crate::link::ServerLink;
+use crate::group::Group;
+use crate::link::{LinkPool, ServerLink};
 use crate::log::{ClientState, LoggedRecord, ModifyLog};
 use crate::replicate::{BatchPlan, Completed, Shipping};
 use crate::tracker::Tracker;
@@ -25,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 /// Most records in one shipped batch.
 const MAX_BATCH_RECORDS: usize = 1024;
@@ -127,12 +128,10 @@ const MAX_VALIDATIONS: usize = 100_000;
 /// What the appender, the member shippers and the calls share.
 struct Core {
     log: Arc<ModifyLog>,
-    /// One link per member of the volume's group, in group order.
-    members: Vec<Arc<ServerLink>>,
+    /// The volume's group: one member per replica, in group order (joiners appended).
+    group: Group,
     tracker: Mutex<Tracker>,
     outbox: Mutex<Outbox>,
-    /// Wakes member `m`'s shipper.
-    wake: Vec<Notify>,
     /// Every record up to this one is complete.
     acked: watch::Sender<u64>,
     stats: Arc<UpdateStats>,
@@ -148,7 +147,8 @@ struct Core {
 pub struct Venus {
     core: Arc<Core>,
     identity: ClientState,
-    volume: VolumeInfo,
+    /// The volume's root (it never changes).
+    root: Fid,
     next_vnode: AtomicU64,
     submit_tx: mpsc::Sender<Submission>,
     acked: watch::Receiver<u64>,
@@ -235,10 +235,11 @@ impl Venus {
     /// first.
     pub async fn start(
         log: Arc<ModifyLog>,
-        servers: Vec<Arc<ServerLink>>,
+        pool: Arc<LinkPool>,
         volume: &str,
         options: VenusOptions,
     ) -> Result<Arc<Venus>, ClientError> {
+        let servers = pool.all();
         let identity = match log.state()? {
             Some(state) => state,
             None => {
@@ -254,19 +255,8 @@ impl Venus {
             (_, ReplyBody::Volume(info)) => info,
             (_, other) => return Err(unexpected(other)),
         };
-        let mut members = Vec::with_capacity(volume.vsg.len());
-        for m in &volume.vsg {
-            let link = servers
-                .iter()
-                .find(|l| l.server_name() == m.server)
-                .ok_or_else(|| {
-                    ClientError::Storage(format!(
-                        "volume {} has a replica on server {}, which is not among this client's [[servers]]",
-                        volume.name, m.server
-                    ))
-                })?;
-            members.push(link.clone());
-        }
+        let root = volume.root;
+        let group = Group::new(pool, volume.clone())?;
         let pending = log.pending()?;
         let front = pending
             .first()
@@ -295,8 +285,7 @@ impl Venus {
         let stats = Arc::new(UpdateStats::default());
         let core = Arc::new(Core {
             log: log.clone(),
-            wake: members.iter().map(|_| Notify::new()).collect(),
-            members,
+            group,
             tracker: Mutex::new(tracker),
             outbox: Mutex::new(Outbox { queue, shipping }),
             acked: acked_tx,
@@ -308,7 +297,7 @@ impl Venus {
         let venus = Arc::new(Venus {
             core: core.clone(),
             identity,
-            volume,
+            root,
             next_vnode: AtomicU64::new(identity.next_vnode),
             submit_tx,
             acked: acked_rx,
@@ -323,7 +312,7 @@ impl Venus {
             submit_rx,
             identity.next_seq,
         ))];
-        for m in 0..core.members.len() {
+        for m in 0..core.group.all().len() {
             tasks.push(tokio::spawn(member_shipper(core.clone(), m)));
         }
         lock(&venus.tasks).extend(tasks);
@@ -333,14 +322,14 @@ impl Venus {
     /// The per-call deadline.
     pub fn deadline(&self) -> Duration {
         self.core
-            .members
-            .first()
-            .map_or(Duration::from_secs(2), |l| l.deadline())
+            .group
+            .member(0)
+            .map_or(Duration::from_secs(2), |m| m.link.deadline())
     }
 
-    /// The volume this client serves.
-    pub fn volume(&self) -> &VolumeInfo {
-        &self.volume
+    /// The volume this client serves, as of the newest catalogue epoch it has.
+    pub fn volume(&self) -> VolumeInfo {
+        self.core.group.info()
     }
 
     /// Servers of the volume's group in the AVSG now, by name.
@@ -350,7 +339,8 @@ impl Venus {
             .shipping
             .avsg()
             .into_iter()
-            .map(|m| self.core.members[m].server_name().to_string())
+            .filter_map(|m| self.core.group.member(m))
+            .map(|m| m.link.server_name().to_string())
             .collect()
     }
 
@@ -364,13 +354,15 @@ impl Venus {
         let outbox = lock(&self.core.outbox);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ClientStatus {
-            volume: self.volume.name.clone(),
+            volume: self.core.group.info().name,
             servers: self
                 .core
-                .members
+                .group
+                .all()
                 .iter()
                 .enumerate()
-                .map(|(m, l)| (l.server_name().to_string(), outbox.shipping.in_avsg(m)))
+                .filter(|(m, _)| !outbox.shipping.is_retired(*m))
+                .map(|(m, x)| (x.link.server_name().to_string(), outbox.shipping.in_avsg(m)))
                 .collect(),
             backlog_records: outbox.shipping.backlog() as u64,
             backlog_bytes: outbox.queue.iter().map(|q| q.rec.data.len() as u64).sum(),
@@ -450,7 +442,7 @@ impl Venus {
     /// The error for a call that waited in vain: IO once every member has been gone past
     /// the JUKEBOX window, JUKEBOX before.
     fn waiting_error(&self) -> ClientError {
-        if self.core.members.iter().all(|l| l.down_too_long()) {
+        if self.core.group.all().iter().all(|m| m.link.down_too_long()) {
             ClientError::Down
         } else {
             ClientError::Unavailable
@@ -461,21 +453,28 @@ impl Venus {
     /// the preference), moving on when one is unreachable (it then leaves the AVSG). A
     /// server's refusal is the answer.
     async fn read_call(&self, request: &Request) -> Result<(ReplyBody, Bytes), ClientError> {
-        let order = {
-            let outbox = lock(&self.core.outbox);
-            let avsg = outbox.shipping.avsg();
-            if avsg.is_empty() {
-                (0..self.core.members.len()).collect()
-            } else {
-                avsg
+        // A refresh of the group (a stale epoch) starts the round again.
+        'rounds: for _ in 0..3 {
+            let order = {
+                let outbox = lock(&self.core.outbox);
+                let avsg = outbox.shipping.avsg();
+                if avsg.is_empty() {
+                    (0..outbox.shipping.members())
+                        .filter(|m| !outbox.shipping.is_retired(*m))
+                        .collect()
+                } else {
+                    avsg
+                }
+            };
+            for m in order {
+                match self.core.call(m, request, None).await {
+                    Ok(reply) => return Ok(reply),
+                    Err(ClientError::Fs(FsError::StaleEpoch { .. })) => continue 'rounds,
+                    Err(e @ (ClientError::Fs(_) | ClientError::Protocol(_))) => return Err(e),
+                    Err(_) => self.core.member_failed(m, None),
+                }
             }
-        };
-        for m in order {
-            match self.core.members[m].call(request, Bytes::new()).await {
-                Ok(reply) => return Ok(reply),
-                Err(e @ (ClientError::Fs(_) | ClientError::Protocol(_))) => return Err(e),
-                Err(_) => self.core.member_failed(m, None),
-            }
+            break;
         }
         Err(self.waiting_error())
     }
@@ -530,7 +529,7 @@ impl Venus {
     /// rejoins the AVSG.
     async fn validate(&self, fid: &Fid) -> Result<(), ClientError> {
         let core = &self.core;
-        if core.members.len() < 2 {
+        if core.group.all().len() < 2 {
             return Ok(());
         }
         let epoch = core.epoch.load(Ordering::Relaxed);
@@ -543,9 +542,7 @@ impl Venus {
         let avsg = lock(&core.outbox).shipping.avsg();
         if avsg.len() >= 2 {
             let request = Request::GetAttr { fid: *fid };
-            let calls = avsg
-                .iter()
-                .map(|m| core.members[*m].call(&request, Bytes::new()));
+            let calls = avsg.iter().map(|m| core.call(*m, &request, None));
             let replies = futures::future::join_all(calls).await;
             let mut tags = Vec::new();
             for (m, reply) in avsg.iter().zip(replies) {
@@ -574,9 +571,8 @@ impl Venus {
         let request = Request::Resolve { fids: vec![fid] };
         let avsg = lock(&self.core.outbox).shipping.avsg();
         for m in avsg {
-            if let Ok((ReplyBody::Resolved(s), _)) = self.core.members[m]
-                .call_within(&request, Bytes::new(), RESOLVE_DEADLINE)
-                .await
+            if let Ok((ReplyBody::Resolved(s), _)) =
+                self.core.call(m, &request, Some(RESOLVE_DEADLINE)).await
             {
                 tracing::debug!(%fid, ?s, "resolved before a read");
                 return;
@@ -695,7 +691,7 @@ impl Venus {
 
     /// The root fid of the volume this client serves.
     pub fn root(&self) -> Fid {
-        self.volume.root
+        self.root
     }
 
     /// Space figures of the server holding `volume`.
@@ -717,8 +713,8 @@ impl Venus {
 
     /// Closes the connections to the group's servers.
     pub async fn close_links(&self) {
-        for link in &self.core.members {
-            link.close().await;
+        for m in self.core.group.all() {
+            m.link.close().await;
         }
     }
 }
@@ -840,19 +836,116 @@ async fn appender(
 
 impl Core {
     fn wake_all(&self) {
-        for w in &self.wake {
-            w.notify_one();
+        for m in self.group.all() {
+            m.wake.notify_one();
         }
+    }
+
+    /// Calls member `m` with `request` in the epoch envelope. When the server says this
+    /// client's group is stale, the group is refreshed and the call made again (unless the
+    /// member left: then the `StaleEpoch` is the answer).
+    async fn call(
+        self: &Arc<Core>,
+        m: usize,
+        request: &Request,
+        deadline: Option<Duration>,
+    ) -> Result<(ReplyBody, Bytes), ClientError> {
+        let mut attempt = 0;
+        loop {
+            let link = self
+                .group
+                .member(m)
+                .ok_or_else(|| ClientError::Protocol(format!("no group member {m}")))?
+                .link
+                .clone();
+            let wrapped = self.group.wrap(request.clone());
+            let deadline = deadline.unwrap_or_else(|| link.deadline());
+            match link.call_within(&wrapped, Bytes::new(), deadline).await {
+                Err(ClientError::Fs(FsError::StaleEpoch { current })) if attempt < 2 => {
+                    attempt += 1;
+                    self.refresh(current, &link).await?;
+                    if lock(&self.outbox).shipping.is_retired(m) {
+                        return Err(ClientError::Fs(FsError::StaleEpoch { current }));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Brings the group up to catalogue epoch `at_least` (told by `from`): members that
+    /// joined get a shipper and every record still in the log; members that left are
+    /// retired, and records stop waiting for them (rule 13).
+    async fn refresh(
+        self: &Arc<Core>,
+        at_least: u64,
+        from: &Arc<ServerLink>,
+    ) -> Result<(), ClientError> {
+        let _one = self.group.refresh_lock().await;
+        let Some(info) = self.group.fetch(at_least, Some(from)).await? else {
+            return Ok(());
+        };
+        let mut joined = Vec::new();
+        {
+            let mut tracker = lock(&self.tracker);
+            let mut outbox = lock(&self.outbox);
+            let n = outbox.shipping.members();
+            for m in 0..n {
+                let stays = outbox
+                    .shipping
+                    .replica(m)
+                    .is_some_and(|r| info.vsg.iter().any(|x| x.replica == r));
+                if !stays && !outbox.shipping.is_retired(m) {
+                    tracing::info!(
+                        server = self
+                            .group
+                            .member(m)
+                            .map(|x| x.link.server_name().to_string()),
+                        "server left the volume's group"
+                    );
+                    let done = outbox.shipping.retire(m);
+                    self.finish(&mut tracker, &mut outbox, done);
+                }
+            }
+            for x in &info.vsg {
+                let known = (0..n).any(|m| {
+                    outbox.shipping.replica(m) == Some(x.replica) && !outbox.shipping.is_retired(m)
+                });
+                if known {
+                    continue;
+                }
+                let link = self.group.link_to(&info, &x.server)?;
+                let m = outbox.shipping.join(x.replica);
+                let index = self.group.push(link);
+                debug_assert_eq!(m, index, "group and shipping index members alike");
+                tracing::info!(server = %x.server, "server joined the volume's group");
+                joined.push(m);
+            }
+            self.group.set_info(info);
+        }
+        // Joiners may be stale: validate objects again before reads.
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        if let Some(venus) = self.venus.get().and_then(std::sync::Weak::upgrade) {
+            let mut tasks = lock(&venus.tasks);
+            for m in joined {
+                tasks.push(tokio::spawn(member_shipper(self.clone(), m)));
+            }
+        }
+        self.wake_all();
+        Ok(())
     }
 
     /// Member `m` failed a call: it leaves the AVSG; records that no longer wait for it
     /// complete.
-    fn member_failed(&self, m: usize, plan: Option<BatchPlan>) {
+    fn member_failed(self: &Arc<Core>, m: usize, plan: Option<BatchPlan>) {
         let mut tracker = lock(&self.tracker);
         let mut outbox = lock(&self.outbox);
         if outbox.shipping.in_avsg(m) {
             tracing::warn!(
-                server = self.members[m].server_name(),
+                server = self
+                    .group
+                    .member(m)
+                    .map(|x| x.link.server_name().to_string()),
                 "server left the AVSG"
             );
         }
@@ -862,7 +955,7 @@ impl Core {
 
     /// Answers complete records, drops them from the queue and the log, and wakes the
     /// shippers (new COP2 items may be queued). Called with both locks held.
-    fn finish(&self, tracker: &mut Tracker, outbox: &mut Outbox, done: Vec<Completed>) {
+    fn finish(self: &Arc<Core>, tracker: &mut Tracker, outbox: &mut Outbox, done: Vec<Completed>) {
         let Some(last) = done.last().map(|c| c.seq) else {
             return;
         };
@@ -909,32 +1002,22 @@ impl Core {
     }
 
     /// Asks an AVSG member to resolve `fids` (in the background).
-    fn request_resolution(self: &Core, fids: Vec<Fid>) {
-        let order: Vec<Arc<ServerLink>> = {
-            let outbox = lock(&self.outbox);
-            outbox
-                .shipping
-                .avsg()
-                .into_iter()
-                .map(|m| self.members[m].clone())
-                .collect()
-        };
-        if self.members.len() < 2 || fids.is_empty() {
+    fn request_resolution(self: &Arc<Core>, fids: Vec<Fid>) {
+        let order = lock(&self.outbox).shipping.avsg();
+        if self.group.all().len() < 2 || fids.is_empty() {
             return;
         }
         let request = Request::Resolve { fids };
+        let core = self.clone();
         tokio::spawn(async move {
-            for link in order {
-                match link
-                    .call_within(&request, Bytes::new(), RESOLVE_DEADLINE)
-                    .await
-                {
+            for m in order {
+                match core.call(m, &request, Some(RESOLVE_DEADLINE)).await {
                     Ok((ReplyBody::Resolved(s), _)) => {
-                        tracing::info!(server = link.server_name(), ?s, "resolved");
+                        tracing::info!(member = m, ?s, "resolved");
                         return;
                     }
                     Ok(_) => return,
-                    Err(e) => tracing::debug!(server = link.server_name(), "resolve: {e}"),
+                    Err(e) => tracing::debug!(member = m, "resolve: {e}"),
                 }
             }
         });
@@ -976,69 +1059,97 @@ impl Core {
         if !plan.is_empty() {
             plan.last = plan.first + records.len() as u64 - 1;
         }
-        let request = Request::Ship {
+        let request = self.group.wrap(Request::Ship {
             records,
             log_start: plan.log_start,
             cop2: plan.cop2.clone(),
-        };
+        });
         Some((plan, request, data.freeze()))
     }
 }
 
 /// Ships the log to member `m` in order, one batch in flight; when a call fails the member
 /// leaves the AVSG and is probed until it answers again.
-async fn member_shipper(core: Arc<Core>, m: usize) {
-    let link = core.members[m].clone();
-    let mut cop2_alone = false;
-    loop {
-        let Some((plan, request, data)) = core.next_batch(m, cop2_alone) else {
-            if !lock(&core.outbox).shipping.in_avsg(m) {
-                probe(&core, m).await;
-                continue;
-            }
-            let has_cop2 = lock(&core.outbox).shipping.has_cop2(m);
-            if has_cop2 {
-                cop2_alone = tokio::time::timeout(COP2_ALONE_AFTER, core.wake[m].notified())
-                    .await
-                    .is_err();
-            } else {
-                cop2_alone = false;
-                core.wake[m].notified().await;
-            }
-            continue;
+fn member_shipper(
+    core: Arc<Core>,
+    m: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    // Boxed: a shipper refreshing the group may start shippers for members that joined.
+    Box::pin(async move {
+        let Some(member) = core.group.member(m) else {
+            return;
         };
-        cop2_alone = false;
-        let count = plan.len();
-        match link.call(&request, data).await {
-            Ok((ReplyBody::Shipped { outcomes, priors }, _)) if outcomes.len() == count => {
-                core.stats.batches.fetch_add(1, Ordering::Relaxed);
-                let mut tracker = lock(&core.tracker);
-                let mut outbox = lock(&core.outbox);
-                let done = outbox.shipping.applied(m, &plan, &outcomes, &priors);
-                core.finish(&mut tracker, &mut outbox, done);
+        let link = member.link.clone();
+        let mut cop2_alone = false;
+        loop {
+            if lock(&core.outbox).shipping.is_retired(m) {
+                return;
             }
-            Ok((other, _)) => {
-                tracing::error!(
-                    server = link.server_name(),
-                    "answered a batch with {other:?}"
-                );
-                core.member_failed(m, Some(plan));
-            }
-            Err(e) => {
-                tracing::warn!(server = link.server_name(), "batch not applied: {e}");
-                core.member_failed(m, Some(plan));
+            let Some((plan, request, data)) = core.next_batch(m, cop2_alone) else {
+                if !lock(&core.outbox).shipping.in_avsg(m) {
+                    probe(&core, m).await;
+                    continue;
+                }
+                let has_cop2 = lock(&core.outbox).shipping.has_cop2(m);
+                if has_cop2 {
+                    cop2_alone = tokio::time::timeout(COP2_ALONE_AFTER, member.wake.notified())
+                        .await
+                        .is_err();
+                } else {
+                    cop2_alone = false;
+                    member.wake.notified().await;
+                }
+                continue;
+            };
+            cop2_alone = false;
+            let count = plan.len();
+            match link.call(&request, data).await {
+                Ok((ReplyBody::Shipped { outcomes, priors }, _)) if outcomes.len() == count => {
+                    core.stats.batches.fetch_add(1, Ordering::Relaxed);
+                    let mut tracker = lock(&core.tracker);
+                    let mut outbox = lock(&core.outbox);
+                    let done = outbox.shipping.applied(m, &plan, &outcomes, &priors);
+                    core.finish(&mut tracker, &mut outbox, done);
+                }
+                Ok((other, _)) => {
+                    tracing::error!(
+                        server = link.server_name(),
+                        "answered a batch with {other:?}"
+                    );
+                    core.member_failed(m, Some(plan));
+                }
+                Err(ClientError::Fs(FsError::StaleEpoch { current })) => {
+                    // Nothing was applied: the same records go again once the group is current
+                    // (to this member if it is still one).
+                    lock(&core.outbox).shipping.returned(m, plan);
+                    if let Err(e) = core.refresh(current, &link).await {
+                        tracing::warn!("refreshing the volume's group: {e}");
+                        tokio::time::sleep(PROBE_FIRST).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(server = link.server_name(), "batch not applied: {e}");
+                    core.member_failed(m, Some(plan));
+                }
             }
         }
-    }
+    })
 }
 
 /// Probes member `m` (out of the AVSG) until it answers, then puts it back.
-async fn probe(core: &Core, m: usize) {
-    let link = &core.members[m];
+async fn probe(core: &Arc<Core>, m: usize) {
+    let Some(member) = core.group.member(m) else {
+        return;
+    };
+    let link = &member.link;
     let mut pause = PROBE_FIRST;
     loop {
         tokio::time::sleep(pause).await;
-        if link.call(&Request::Hello, Bytes::new()).await.is_ok() {
+        let answered = core.call(m, &Request::Hello, None).await;
+        if lock(&core.outbox).shipping.is_retired(m) {
+            return;
+        }
+        if answered.is_ok() {
             lock(&core.outbox).shipping.rejoined(m);
             // It may have missed updates: objects are validated again before reads.
             core.epoch.fetch_add(1, Ordering::Relaxed);

@@ -3,8 +3,8 @@
 use anyhow::Context;
 use bytes::Bytes;
 use codetta_certs::Identity;
-use codetta_wire::message::{ReplyBody, VolumeInfo};
-use codetta_wire::{Frame, Request};
+use codetta_wire::message::{ReplyBody, VolumeCall, VolumeInfo};
+use codetta_wire::{Frame, FsError, Request};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,8 +45,17 @@ pub fn load(path: &Path) -> anyhow::Result<AdminConfig> {
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// One admin call to the configured server.
+/// One admin call to the configured server (answered within a minute).
 pub async fn call(config: &AdminConfig, request: &Request) -> anyhow::Result<ReplyBody> {
+    call_within(config, request, Duration::from_secs(60)).await
+}
+
+/// One admin call that may take up to `deadline` (a drain before a replica leaves).
+pub async fn call_within(
+    config: &AdminConfig,
+    request: &Request,
+    deadline: Duration,
+) -> anyhow::Result<ReplyBody> {
     let identity = Identity::load(&config.ca, &config.cert, &config.key)
         .context("loading the admin certificate")?;
     let endpoint = codetta_transport::client_endpoint(&identity)?;
@@ -62,7 +71,7 @@ pub async fn call(config: &AdminConfig, request: &Request) -> anyhow::Result<Rep
     .await
     .with_context(|| format!("no answer from {} within 5 s", config.server_addr))??;
     let frame = Frame::request(request, Bytes::new())?;
-    let reply = codetta_transport::call(&conn, &frame, Duration::from_secs(10)).await?;
+    let reply = codetta_transport::call(&conn, &frame, deadline).await?;
     conn.close(0u32.into(), b"done");
     endpoint.wait_idle().await;
     Ok(reply.decode_reply()??)
@@ -75,17 +84,45 @@ pub async fn ensure_volume(
     name: &str,
     replicas: &[String],
 ) -> anyhow::Result<VolumeInfo> {
-    if let ReplyBody::Volumes(list) = call(config, &Request::ListVolumes).await?
+    // Right after the servers start, the catalogue may have no leader yet, or not list
+    // every server: retry those for a while.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match try_ensure_volume(config, name, replicas).await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() < deadline && settling(&e) => {
+                tracing::debug!("volume {name}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether `e` is one a cluster that just started gives (no leader, servers not yet listed).
+fn settling(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<FsError>(),
+        Some(FsError::Refused(_) | FsError::Storage(_))
+    ) || e.downcast_ref::<FsError>().is_none()
+}
+
+async fn try_ensure_volume(
+    config: &AdminConfig,
+    name: &str,
+    replicas: &[String],
+) -> anyhow::Result<VolumeInfo> {
+    if let ReplyBody::Volumes(list) = call(config, &Request::Volume(VolumeCall::List)).await?
         && let Some(v) = list.into_iter().find(|v| v.name == name)
     {
         return Ok(v);
     }
     match call(
         config,
-        &Request::CreateVolume {
+        &Request::Volume(VolumeCall::Create {
             name: name.to_string(),
             replicas: replicas.to_vec(),
-        },
+        }),
     )
     .await?
     {

@@ -81,6 +81,15 @@ impl ServerDaemon {
                 stop_rx.clone(),
             )),
         };
+        let follower = tokio::spawn(crate::volumes::run(service.clone(), stop_rx.clone()));
+        let enrol = tokio::spawn(enrol(
+            catalogue.clone(),
+            crate::catalogue::ServerEntry {
+                name: config.name.clone(),
+                addr: addr.to_string(),
+            },
+            stop_rx.clone(),
+        ));
         let serve = tokio::spawn(codetta_transport::serve(
             endpoint,
             Arc::new(service),
@@ -90,6 +99,8 @@ impl ServerDaemon {
             let _ = serve.await;
             let _ = healer.await;
             let _ = collector.await;
+            let _ = follower.await;
+            let _ = enrol.await;
             // Last: the tasks above hold the service and with it the catalogue. Once this
             // returns (and `catalogue` drops here), `catalogue.redb` is closed, so a server
             // started again in this process can open it.
@@ -103,6 +114,37 @@ impl ServerDaemon {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// Makes sure the catalogue lists this server at its address (volumes can only be placed
+/// on listed servers), retrying until a majority commits it or the server stops.
+async fn enrol(
+    catalogue: Arc<Catalogue<QuicTransport>>,
+    me: crate::catalogue::ServerEntry,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        if catalogue.current().servers.get(&me.name) == Some(&me) {
+            return;
+        }
+        match catalogue
+            .propose(crate::catalogue::Change::AddServer(me.clone()))
+            .await
+        {
+            Ok(Ok(_)) => return,
+            Ok(Err(refusal)) => {
+                tracing::error!("the catalogue refuses this server: {refusal}");
+                return;
+            }
+            Err(e) => tracing::debug!("enrolling in the catalogue: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
     }
 }
 

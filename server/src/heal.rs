@@ -138,7 +138,10 @@ pub async fn follow<R: ReplicaAccess>(
                 return total;
             };
             total.volume_compares += 1;
-            if !compare_volume(&pair, own, volume, &mut total).await {
+            if !compare_volume(&pair, own, volume, &mut total)
+                .await
+                .is_some_and(|left| left.is_empty())
+            {
                 return total;
             }
             cursor = page.last;
@@ -214,37 +217,68 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
     }
 }
 
+/// Settles every object of `volume` on which this server's replica (`me`, one of
+/// `members`) and the replica `peer` differ, through the digest tree: before `peer` leaves
+/// the group, what only it holds reaches this one (rule 13). Returns the objects still
+/// differing afterwards; an error when either replica could not be compared.
+pub async fn drain<R: ReplicaAccess>(
+    members: &[R],
+    me: ReplicaId,
+    volume: VolumeId,
+    peer: ReplicaId,
+) -> Result<(ResolveSummary, Vec<Fid>), FsError> {
+    let find = |id: ReplicaId| members.iter().find(|m| m.replica() == id);
+    let (Some(own), Some(peer_member)) = (find(me), find(peer)) else {
+        return Err(FsError::Invalid);
+    };
+    let pair = Pair {
+        members,
+        me,
+        own: Some(own),
+        peer: peer_member,
+        note: &|_| {},
+    };
+    let mut total = ResolveSummary::default();
+    match compare_volume(&pair, own, volume, &mut total).await {
+        Some(left) => Ok((total, left)),
+        None => Err(FsError::Storage(format!(
+            "could not compare the volume with {}",
+            peer_member.name()
+        ))),
+    }
+}
+
 /// Compares the whole of `volume` on this replica (`own`) and the peer through the digest
-/// tree and settles every object whose digests differ (or that one side lacks). True
-/// when all of it settled.
+/// tree and settles every object whose digests differ (or that one side lacks). Returns
+/// the objects left unsettled (`None` when a replica stopped answering).
 async fn compare_volume<R: ReplicaAccess>(
     pair: &Pair<'_, '_, R>,
     own: &R,
     volume: VolumeId,
     total: &mut ResolveSummary,
-) -> bool {
+) -> Option<Vec<Fid>> {
     let (Ok(mine), Ok(theirs)) = (
         own.volume_digests(volume).await,
         pair.peer.volume_digests(volume).await,
     ) else {
-        return false;
+        return None;
     };
     if mine.len() != DIGEST_BUCKETS || theirs.len() != DIGEST_BUCKETS {
         tracing::warn!(server = %pair.peer.name(), "volume digests of the wrong shape");
-        return false;
+        return None;
     }
     let differing: Vec<u16> = (0..DIGEST_BUCKETS)
         .filter(|&b| mine[b] != theirs[b])
         .map(|b| b as u16)
         .collect();
-    let mut settled = true;
+    let mut left = Vec::new();
     // A slice of the buckets at a time, so memory stays bounded on large volumes.
     for group in differing.chunks(BUCKETS_PER_PASS) {
         let (Some(a), Some(b)) = (
             objects_in(own, volume, group).await,
             objects_in(pair.peer, volume, group).await,
         ) else {
-            return false;
+            return None;
         };
         let fids: BTreeSet<Fid> = a
             .iter()
@@ -254,12 +288,13 @@ async fn compare_volume<R: ReplicaAccess>(
             .collect();
         for fid in fids {
             match pair.settle(fid, total).await {
-                Some(ok) => settled &= ok,
-                None => return false,
+                Some(true) => {}
+                Some(false) => left.push(fid),
+                None => return None,
             }
         }
     }
-    settled
+    Some(left)
 }
 
 /// Buckets listed per pass of a volume comparison.

@@ -6,6 +6,7 @@
 
 pub mod store;
 
+pub mod admin;
 pub mod catalogue;
 pub mod collect;
 pub mod config;

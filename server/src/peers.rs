@@ -53,15 +53,38 @@ impl Peers {
         request: &Request,
         data: Bytes,
     ) -> Result<(ReplyBody, Bytes), FsError> {
+        self.call_with(name, request, data, None).await
+    }
+
+    /// Calls peer `name` with a longer deadline than the usual one (a call that waits on
+    /// work, such as a drain).
+    pub async fn call_within(
+        &self,
+        name: &str,
+        request: &Request,
+        deadline: std::time::Duration,
+    ) -> Result<(ReplyBody, Bytes), FsError> {
+        self.call_with(name, request, Bytes::new(), Some(deadline))
+            .await
+    }
+
+    async fn call_with(
+        &self,
+        name: &str,
+        request: &Request,
+        data: Bytes,
+        deadline: Option<std::time::Duration>,
+    ) -> Result<(ReplyBody, Bytes), FsError> {
         let link = self
             .links
             .get(name)
             .ok_or_else(|| FsError::Malformed(format!("unknown server {name:?}")))?;
         let frame = Frame::request(request, data).map_err(|e| FsError::Malformed(e.to_string()))?;
-        let reply = link
-            .call(&frame)
-            .await
-            .map_err(|e| FsError::Storage(format!("server {name}: {e}")))?;
+        let reply = match deadline {
+            Some(d) => link.call_within(&frame, d).await,
+            None => link.call(&frame).await,
+        }
+        .map_err(|e| FsError::Storage(format!("server {name}: {e}")))?;
         let body = reply
             .decode_reply()
             .map_err(|e| FsError::Storage(format!("server {name}: {e}")))??;

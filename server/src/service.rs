@@ -11,7 +11,7 @@ use codetta_certs::Role;
 use codetta_transport::{Peer, Service};
 use codetta_wire::frame::MAX_DATA;
 use codetta_wire::message::{CatalogueCall, ReplyBody, ResolveSummary, ServerStatus, VolumeStatus};
-use codetta_wire::{Fid, Frame, FsError, Reply, Request};
+use codetta_wire::{Fid, Frame, FsError, Reply, Request, VolumeId};
 use std::sync::Arc;
 
 /// Most bytes one READ returns.
@@ -42,9 +42,13 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         Request::Catalogue(CatalogueCall::Raft(_)) => role == Role::Server,
         Request::Catalogue(CatalogueCall::Read) => true,
         Request::Catalogue(_) => role == Role::Admin || role == Role::Server,
-        Request::CreateVolume { .. } | Request::ListVolumes => role == Role::Admin,
-        Request::CreateReplica { .. }
-        | Request::View { .. }
+        // Servers forward an admin call to a member (a drain runs on a remaining replica).
+        Request::Volume(_) => role == Role::Admin || role == Role::Server,
+        // The envelope is checked by what it carries (and carries no envelope).
+        Request::InVolume { call, .. } => {
+            !matches!(**call, Request::InVolume { .. }) && role_allows(role, call)
+        }
+        Request::View { .. }
         | Request::Lease { .. }
         | Request::Forget { .. }
         | Request::VolumeDigests { .. }
@@ -86,7 +90,12 @@ pub struct ServerService {
     resolved: Arc<std::sync::Mutex<ResolveSummary>>,
     /// This server's catalogue node (set once the daemon started it).
     catalogue: Arc<std::sync::OnceLock<Arc<Catalogue<QuicTransport>>>>,
+    /// The catalogue epoch this server's replicas have caught up with.
+    reconciled: Arc<tokio::sync::watch::Sender<u64>>,
 }
+
+/// How long a call carrying a newer epoch than this server has applied waits for it.
+const EPOCH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A catalogue answer, encoded for the wire.
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, FsError> {
@@ -101,7 +110,50 @@ impl ServerService {
             peers,
             resolved: Arc::default(),
             catalogue: Arc::default(),
+            reconciled: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
+    }
+
+    /// Records that this server's replicas follow the catalogue up to `epoch`.
+    pub fn note_reconciled(&self, epoch: u64) {
+        self.reconciled.send_if_modified(|e| {
+            let newer = epoch > *e;
+            *e = (*e).max(epoch);
+            newer
+        });
+    }
+
+    /// Waits (a little) until this server's replicas follow the catalogue at `epoch`.
+    pub async fn reconciled_to(&self, epoch: u64) -> bool {
+        let mut rx = self.reconciled.subscribe();
+        tokio::time::timeout(EPOCH_WAIT, rx.wait_for(|e| *e >= epoch))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether a client call made at catalogue `epoch` may go to this server's replica of
+    /// `volume`: `StaleEpoch` when the volume's group changed since (the client refreshes),
+    /// `UnknownVolume` when the catalogue has no such volume here.
+    pub async fn check_epoch(&self, volume: VolumeId, epoch: u64) -> Result<(), FsError> {
+        let Some(catalogue) = self.catalogue.get() else {
+            return Ok(());
+        };
+        if *self.reconciled.borrow() < epoch {
+            self.reconciled_to(epoch).await;
+        }
+        let state = catalogue.current();
+        let Some(entry) = state.volumes.get(&volume.0) else {
+            return Err(FsError::UnknownVolume);
+        };
+        if epoch < entry.epoch {
+            return Err(FsError::StaleEpoch {
+                current: entry.epoch,
+            });
+        }
+        if !entry.vsg.iter().any(|m| *m.server == *self.name) {
+            return Err(FsError::UnknownVolume);
+        }
+        Ok(())
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -182,6 +234,18 @@ impl ServerService {
         Ok(ReplyBody::Catalogue(bytes))
     }
 
+    /// The volume `name` from the catalogue this server applied, with its servers'
+    /// addresses.
+    fn volume_by_name(&self, name: &str) -> Result<codetta_wire::message::VolumeInfo, FsError> {
+        let catalogue = self
+            .catalogue
+            .get()
+            .ok_or_else(|| FsError::Storage("the catalogue is not running here".into()))?;
+        let state = catalogue.current();
+        let entry = state.volume(name).ok_or(FsError::UnknownVolume)?;
+        Ok(crate::volumes::volume_info(&state, entry))
+    }
+
     /// Resolution totals since start.
     pub fn resolution_totals(&self) -> ResolveSummary {
         self.resolved.lock().map(|t| t.clone()).unwrap_or_default()
@@ -190,11 +254,7 @@ impl ServerService {
     /// Requests that wait on other servers run here, on the async side.
     async fn execute_async(&self, request: Request) -> Option<Reply> {
         match request {
-            Request::CreateVolume { name, replicas } => Some(
-                crate::volumes::create_volume(&self.store, &self.peers, &self.name, name, replicas)
-                    .await
-                    .map(ReplyBody::Volume),
-            ),
+            Request::Volume(call) => Some(crate::admin::volume_call(self, call).await),
             Request::Resolve { fids } => Some(self.resolve(fids).await.map(ReplyBody::Resolved)),
             Request::Catalogue(call) => Some(self.catalogue_call(call).await),
             _ => None,
@@ -222,168 +282,160 @@ impl ServerService {
 
     fn execute(&self, request: Request, data: Bytes) -> (Reply, Bytes) {
         let store = &self.store;
-        let reply = match request {
-            Request::Hello => Ok(ReplyBody::Hello {
-                server: self.name.to_string(),
-            }),
-            Request::NewIncarnation => {
-                store
-                    .new_incarnation()
-                    .map(|(incarnation, unique)| ReplyBody::Incarnation {
-                        incarnation,
-                        unique,
-                    })
-            }
-            Request::ClaimIncarnation { incarnation } => {
-                store
+        let reply =
+            match request {
+                Request::Hello => Ok(ReplyBody::Hello {
+                    server: self.name.to_string(),
+                }),
+                Request::NewIncarnation => {
+                    store
+                        .new_incarnation()
+                        .map(|(incarnation, unique)| ReplyBody::Incarnation {
+                            incarnation,
+                            unique,
+                        })
+                }
+                Request::ClaimIncarnation { incarnation } => store
                     .claim_incarnation(incarnation)
                     .map(|()| ReplyBody::Hello {
                         server: self.name.to_string(),
-                    })
-            }
-            Request::VolumeByName { name } => store.volume_by_name(&name).map(ReplyBody::Volume),
-            Request::CreateReplica {
-                volume,
-                replica,
-                time,
-            } => store
-                .create_replica(&volume, replica, time)
-                .map(ReplyBody::Volume),
-            Request::CreateVolume { .. } | Request::Resolve { .. } | Request::Catalogue(_) => {
-                Err(FsError::Storage("not on this path".into()))
-            }
-            Request::View { fid } => store.view(fid).map(ReplyBody::View),
-            Request::Lease {
-                fids,
-                holder,
-                ttl_ms,
-            } => store.lease(&fids, holder, ttl_ms).map(|()| ReplyBody::Done),
-            Request::Forget { fid, drop, mark } => {
-                store.forget(fid, drop, mark).map(|()| ReplyBody::Done)
-            }
-            Request::Release { fids, holder } => {
-                store.release(&fids, holder).map(|()| ReplyBody::Done)
-            }
-            Request::Status => self.status().map(ReplyBody::Status),
-            Request::BlockDigests { fid } => store.block_digests(fid).map(ReplyBody::Digests),
-            Request::BlockMap { fid, first, count } => store
-                .block_map(fid, first, count.min(MAX_BLOCK_MAP))
-                .map(ReplyBody::Blocks),
-            Request::MissingChunks { hashes } => {
-                store.missing_chunks(&hashes).map(ReplyBody::Hashes)
-            }
-            Request::GetChunks { hashes } => match store.chunks(&hashes) {
-                Ok(chunks) => {
-                    let lens = chunks.iter().map(|c| c.len() as u32).collect();
-                    let total = chunks.iter().map(Vec::len).sum();
-                    let mut out = bytes::BytesMut::with_capacity(total);
-                    for c in &chunks {
-                        out.extend_from_slice(c);
-                    }
-                    return (Ok(ReplyBody::Chunks(lens)), out.freeze());
+                    }),
+                Request::VolumeByName { name } => self.volume_by_name(&name).map(ReplyBody::Volume),
+                Request::Volume(_)
+                | Request::Resolve { .. }
+                | Request::Catalogue(_)
+                | Request::InVolume { .. } => Err(FsError::Storage("not on this path".into())),
+                Request::View { fid } => store.view(fid).map(ReplyBody::View),
+                Request::Lease {
+                    fids,
+                    holder,
+                    ttl_ms,
+                } => store.lease(&fids, holder, ttl_ms).map(|()| ReplyBody::Done),
+                Request::Forget { fid, drop, mark } => {
+                    store.forget(fid, drop, mark).map(|()| ReplyBody::Done)
                 }
-                Err(e) => Err(e),
-            },
-            Request::InstallBlocks {
-                fid,
-                blocks,
-                chunks,
-            } => {
-                let mut pieces = Vec::with_capacity(chunks.len());
-                let mut pos = 0usize;
-                for (hash, len) in &chunks {
-                    let end = pos + *len as usize;
-                    pieces.push((*hash, &data[pos..end]));
-                    pos = end;
+                Request::Release { fids, holder } => {
+                    store.release(&fids, holder).map(|()| ReplyBody::Done)
                 }
-                store
-                    .install_blocks(fid, &blocks, &pieces)
-                    .map(|()| ReplyBody::Done)
-            }
-            Request::InstallMeta { fid, expect, meta } => store
-                .install_meta(fid, &expect, &meta)
-                .map(|()| ReplyBody::Done),
-            Request::InstallVersion {
-                fid,
-                expect,
-                version,
-                history,
-            } => store
-                .install_version(fid, &expect, &version, &history)
-                .map(|()| ReplyBody::Done),
-            Request::InstallDelete {
-                fid,
-                expect,
-                version,
-                history,
-                placement,
-            } => store
-                .install_delete(fid, &expect, &version, &history, &placement)
-                .map(|()| ReplyBody::Done),
-            Request::Changes {
-                volume,
-                since,
-                max,
-                older_than_ms,
-            } => store
-                .changes(
-                    volume,
-                    since,
-                    max.min(MAX_CHANGES),
-                    u64::from(older_than_ms),
-                )
-                .map(|p| ReplyBody::Changes {
-                    entries: p.entries,
-                    next: p.next,
-                    oldest: p.oldest,
-                    last: p.last,
-                }),
-            Request::VolumeDigests { volume } => {
-                store.volume_digests(volume).map(ReplyBody::Digests)
-            }
-            Request::BucketObjects {
-                volume,
-                buckets,
-                after,
-                max,
-            } => store
-                .bucket_objects(volume, &buckets, after, max)
-                .map(|(entries, next)| ReplyBody::Objects { entries, next }),
-            Request::ListVolumes => store.list_volumes().map(ReplyBody::Volumes),
-            Request::GetAttr { fid } => store.getattr(fid).map(ReplyBody::State),
-            Request::Lookup { dir, name } => store.lookup(dir, &name).map(ReplyBody::State),
-            Request::Parent { dir } => store.parent(dir).map(ReplyBody::State),
-            Request::ReadDir {
-                dir,
-                cookie,
-                max_entries,
-                with_attrs,
-            } => store
-                .readdir(dir, cookie, max_entries.min(MAX_DIR_PAGE), with_attrs)
-                .map(|(dir, entries, eof)| ReplyBody::Dir { dir, entries, eof }),
-            Request::Read { fid, offset, count } => {
-                match store.read(fid, offset, count.min(MAX_READ).min(MAX_DATA)) {
-                    Ok((state, bytes, eof)) => {
-                        return (Ok(ReplyBody::Data { state, eof }), Bytes::from(bytes));
+                Request::Status => self.status().map(ReplyBody::Status),
+                Request::BlockDigests { fid } => store.block_digests(fid).map(ReplyBody::Digests),
+                Request::BlockMap { fid, first, count } => store
+                    .block_map(fid, first, count.min(MAX_BLOCK_MAP))
+                    .map(ReplyBody::Blocks),
+                Request::MissingChunks { hashes } => {
+                    store.missing_chunks(&hashes).map(ReplyBody::Hashes)
+                }
+                Request::GetChunks { hashes } => match store.chunks(&hashes) {
+                    Ok(chunks) => {
+                        let lens = chunks.iter().map(|c| c.len() as u32).collect();
+                        let total = chunks.iter().map(Vec::len).sum();
+                        let mut out = bytes::BytesMut::with_capacity(total);
+                        for c in &chunks {
+                            out.extend_from_slice(c);
+                        }
+                        return (Ok(ReplyBody::Chunks(lens)), out.freeze());
                     }
                     Err(e) => Err(e),
+                },
+                Request::InstallBlocks {
+                    fid,
+                    blocks,
+                    chunks,
+                } => {
+                    let mut pieces = Vec::with_capacity(chunks.len());
+                    let mut pos = 0usize;
+                    for (hash, len) in &chunks {
+                        let end = pos + *len as usize;
+                        pieces.push((*hash, &data[pos..end]));
+                        pos = end;
+                    }
+                    store
+                        .install_blocks(fid, &blocks, &pieces)
+                        .map(|()| ReplyBody::Done)
                 }
-            }
-            Request::ReadLink { fid } => {
-                store.readlink(fid).map(|target| ReplyBody::Link { target })
-            }
-            Request::Ship {
-                records,
-                log_start,
-                cop2,
-            } => store
-                .ship(&records, &data, log_start, &cop2)
-                .map(|s| ReplyBody::Shipped {
-                    outcomes: s.outcomes,
-                    priors: s.priors,
-                }),
-            Request::FsStat { .. } => store.space().map(ReplyBody::Space),
-        };
+                Request::InstallMeta { fid, expect, meta } => store
+                    .install_meta(fid, &expect, &meta)
+                    .map(|()| ReplyBody::Done),
+                Request::InstallVersion {
+                    fid,
+                    expect,
+                    version,
+                    history,
+                } => store
+                    .install_version(fid, &expect, &version, &history)
+                    .map(|()| ReplyBody::Done),
+                Request::InstallDelete {
+                    fid,
+                    expect,
+                    version,
+                    history,
+                    placement,
+                } => store
+                    .install_delete(fid, &expect, &version, &history, &placement)
+                    .map(|()| ReplyBody::Done),
+                Request::Changes {
+                    volume,
+                    since,
+                    max,
+                    older_than_ms,
+                } => store
+                    .changes(
+                        volume,
+                        since,
+                        max.min(MAX_CHANGES),
+                        u64::from(older_than_ms),
+                    )
+                    .map(|p| ReplyBody::Changes {
+                        entries: p.entries,
+                        next: p.next,
+                        oldest: p.oldest,
+                        last: p.last,
+                    }),
+                Request::VolumeDigests { volume } => {
+                    store.volume_digests(volume).map(ReplyBody::Digests)
+                }
+                Request::BucketObjects {
+                    volume,
+                    buckets,
+                    after,
+                    max,
+                } => store
+                    .bucket_objects(volume, &buckets, after, max)
+                    .map(|(entries, next)| ReplyBody::Objects { entries, next }),
+                Request::GetAttr { fid } => store.getattr(fid).map(ReplyBody::State),
+                Request::Lookup { dir, name } => store.lookup(dir, &name).map(ReplyBody::State),
+                Request::Parent { dir } => store.parent(dir).map(ReplyBody::State),
+                Request::ReadDir {
+                    dir,
+                    cookie,
+                    max_entries,
+                    with_attrs,
+                } => store
+                    .readdir(dir, cookie, max_entries.min(MAX_DIR_PAGE), with_attrs)
+                    .map(|(dir, entries, eof)| ReplyBody::Dir { dir, entries, eof }),
+                Request::Read { fid, offset, count } => {
+                    match store.read(fid, offset, count.min(MAX_READ).min(MAX_DATA)) {
+                        Ok((state, bytes, eof)) => {
+                            return (Ok(ReplyBody::Data { state, eof }), Bytes::from(bytes));
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Request::ReadLink { fid } => {
+                    store.readlink(fid).map(|target| ReplyBody::Link { target })
+                }
+                Request::Ship {
+                    records,
+                    log_start,
+                    cop2,
+                } => store
+                    .ship(&records, &data, log_start, &cop2)
+                    .map(|s| ReplyBody::Shipped {
+                        outcomes: s.outcomes,
+                        priors: s.priors,
+                    }),
+                Request::FsStat { .. } => store.space().map(ReplyBody::Space),
+            };
         (reply, Bytes::new())
     }
 }
@@ -414,7 +466,28 @@ impl Service for ServerService {
             return reply_frame(&Err(FsError::WrongRole), Bytes::new());
         }
         let decoded = match decoded {
-            Request::CreateVolume { .. } | Request::Resolve { .. } | Request::Catalogue(_) => {
+            Request::InVolume {
+                volume,
+                epoch,
+                call,
+            } => {
+                if let Err(e) = self.check_epoch(volume, epoch).await {
+                    return reply_frame(&Err(e), Bytes::new());
+                }
+                *call
+            }
+            Request::Ship { .. } => {
+                return reply_frame(
+                    &Err(FsError::Malformed(
+                        "a batch must carry the catalogue epoch (InVolume)".into(),
+                    )),
+                    Bytes::new(),
+                );
+            }
+            other => other,
+        };
+        let decoded = match decoded {
+            Request::Volume(_) | Request::Resolve { .. } | Request::Catalogue(_) => {
                 match self.execute_async(decoded).await {
                     Some(reply) => return reply_frame(&reply, Bytes::new()),
                     None => {
@@ -450,16 +523,27 @@ mod tests {
         let read = Request::GetAttr {
             fid: Fid::root(VolumeId(1)),
         };
-        let admin = Request::CreateVolume {
-            name: "v".into(),
-            replicas: Vec::new(),
-        };
+        let admin = Request::Volume(codetta_wire::message::VolumeCall::List);
         assert!(role_allows(Role::Client, &read));
         assert!(!role_allows(Role::Server, &read));
         assert!(!role_allows(Role::Admin, &read));
         assert!(role_allows(Role::Admin, &admin));
         assert!(!role_allows(Role::Client, &admin));
-        assert!(!role_allows(Role::Server, &admin));
+        // A server forwards an admin call to a member (a drain runs on one that stays).
+        assert!(role_allows(Role::Server, &admin));
+        let wrapped = Request::InVolume {
+            volume: VolumeId(1),
+            epoch: 1,
+            call: Box::new(read.clone()),
+        };
+        assert!(role_allows(Role::Client, &wrapped));
+        assert!(!role_allows(Role::Server, &wrapped));
+        let nested = Request::InVolume {
+            volume: VolumeId(1),
+            epoch: 1,
+            call: Box::new(wrapped),
+        };
+        assert!(!role_allows(Role::Client, &nested), "envelopes do not nest");
         assert!(role_allows(Role::Server, &Request::Hello));
     }
 }

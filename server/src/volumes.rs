@@ -1,104 +1,126 @@
-//! Creating a replicated volume: this server coordinates, every member creates its replica.
+//! This server's replicas follow the catalogue (rule 13): for every volume whose group
+//! names this server it holds a replica with the catalogue's replica id and group; a
+//! replica the catalogue no longer gives it is retired and deleted in short transactions.
+//! Nothing else creates or removes replicas.
 
-use crate::peers::Peers;
-use crate::store::Store;
-use codetta_wire::message::{ReplicaMember, ReplyBody, VolumeInfo};
-use codetta_wire::{Fid, FsError, ReplicaId, Request, Time};
+use crate::catalogue::{CatalogueState, VolumeEntry};
+use crate::service::ServerService;
+use codetta_wire::FsError;
+use codetta_wire::message::VolumeInfo;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
-/// Creates volume `name` with a replica on each server in `replicas` (this server alone if
-/// empty): a fresh volume id, a fresh replica id per member (random 64-bit: never reused),
-/// and one root time so every replica starts equal. Fails, naming the servers, unless every
-/// member created its replica.
-pub async fn create_volume(
-    store: &Arc<Store>,
-    peers: &Peers,
-    self_name: &str,
-    name: String,
-    replicas: Vec<String>,
-) -> Result<VolumeInfo, FsError> {
-    let replicas = if replicas.is_empty() {
-        vec![self_name.to_string()]
-    } else {
-        replicas
+/// Objects deleted per transaction when a retired replica is purged.
+const PURGE_STEP: usize = 512;
+/// Purge transactions per reconciliation pass (the next pass goes on).
+const PURGE_STEPS_PER_PASS: usize = 64;
+
+/// The volume as clients and replicas see it, with the servers' addresses.
+pub fn volume_info(state: &CatalogueState, entry: &VolumeEntry) -> VolumeInfo {
+    VolumeInfo {
+        id: entry.id,
+        name: entry.name.clone(),
+        root: entry.root,
+        vsg: entry.vsg.clone(),
+        epoch: entry.epoch,
+        addrs: entry
+            .vsg
+            .iter()
+            .filter_map(|m| {
+                state
+                    .servers
+                    .get(&m.server)
+                    .map(|s| (s.name.clone(), s.addr.clone()))
+            })
+            .collect(),
+    }
+}
+
+/// Reconciles this server's replicas with each catalogue it applies, until `stop`.
+pub async fn run(service: ServerService, mut stop: watch::Receiver<bool>) {
+    let Some(catalogue) = service.catalogue().cloned() else {
+        return;
     };
-    for (i, server) in replicas.iter().enumerate() {
-        if replicas[..i].contains(server) {
-            return Err(FsError::Malformed(format!("{server} is listed twice")));
-        }
-        if server != self_name && !peers.knows(server) {
-            return Err(FsError::Malformed(format!(
-                "{server} is not a server this one knows (not this server, not in its [[peers]])"
-            )));
+    let mut changes = catalogue.subscribe();
+    loop {
+        let state = changes.borrow_and_update().clone();
+        let again = match reconcile(&service, state.clone()).await {
+            Ok(more) => {
+                service.note_reconciled(state.epoch);
+                more
+            }
+            Err(e) => {
+                tracing::warn!("following the catalogue: {e}");
+                true
+            }
+        };
+        let pause = if again {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(3600)
+        };
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
-    let id = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.fresh_volume_id())
-            .await
-            .map_err(|e| FsError::Storage(e.to_string()))??
-    };
-    let vsg: Vec<ReplicaMember> = replicas
-        .iter()
-        .map(|server| ReplicaMember {
-            replica: ReplicaId(rand::random::<u64>().max(1)),
-            server: server.clone(),
-        })
-        .collect();
-    let info = VolumeInfo {
-        id,
-        name,
-        root: Fid::root(id),
-        vsg,
-    };
-    let time = Time::now();
-    let creations = info.vsg.iter().map(|member| {
-        let info = info.clone();
-        let store = store.clone();
-        async move {
-            let result = if member.server == self_name {
-                let replica = member.replica;
-                tokio::task::spawn_blocking(move || store.create_replica(&info, replica, time))
-                    .await
-                    .map_err(|e| FsError::Storage(e.to_string()))
-                    .and_then(|r| r)
-                    .map(|_| ())
-            } else {
-                let request = Request::CreateReplica {
-                    volume: info,
-                    replica: member.replica,
-                    time,
-                };
-                match peers
-                    .call(&member.server, &request, bytes::Bytes::new())
-                    .await
-                {
-                    Ok((ReplyBody::Volume(_), _)) => Ok(()),
-                    Ok((other, _)) => Err(FsError::Storage(format!("unexpected reply {other:?}"))),
-                    Err(e) => Err(e),
+}
+
+/// One pass: `Ok(true)` when work is left (a purge under way).
+async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Result<bool, FsError> {
+    let store = service.store().clone();
+    let me = service.name().to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut more = false;
+        for local in store.list_volumes()? {
+            let (_, replica) = store.volume_info(local.id)?;
+            let entry = state.volumes.get(&local.id.0);
+            let keep = entry
+                .is_some_and(|e| e.vsg.iter().any(|m| m.server == me && m.replica == replica));
+            match entry {
+                Some(e) if keep => {
+                    if e.epoch > local.epoch {
+                        store.set_group(local.id, &e.vsg, e.epoch)?;
+                        tracing::info!(volume = %e.name, epoch = e.epoch, members = e.vsg.len(), "group changed");
+                    }
                 }
-            };
-            (member.server.clone(), result)
+                None if local.epoch == 0 => {
+                    // Made outside the catalogue (tests driving a store directly): not ours
+                    // to remove.
+                }
+                _ => store.retire_replica(local.id)?,
+            }
         }
-    });
-    let results = futures::future::join_all(creations).await;
-    let failed: Vec<String> = results
-        .iter()
-        .filter_map(|(server, r)| r.as_ref().err().map(|e| format!("{server}: {e}")))
-        .collect();
-    if failed.is_empty() {
-        tracing::info!(volume = info.id.0, name = %info.name, replicas = info.vsg.len(), "volume created");
-        return Ok(info);
-    }
-    if results
-        .iter()
-        .all(|(_, r)| matches!(r, Err(FsError::Exists)))
-    {
-        return Err(FsError::Exists);
-    }
-    Err(FsError::Storage(format!(
-        "volume {} not created on every server ({})",
-        info.name,
-        failed.join("; ")
-    )))
+        let purging = store.purging()?;
+        for volume in &purging {
+            let mut steps = 0;
+            while store.purge_step(*volume, PURGE_STEP)? {
+                steps += 1;
+                if steps == PURGE_STEPS_PER_PASS {
+                    more = true;
+                    break;
+                }
+            }
+        }
+        let still_purging = store.purging()?;
+        for entry in state.volumes.values() {
+            let Some(member) = entry.vsg.iter().find(|m| m.server == me) else {
+                continue;
+            };
+            if still_purging.contains(&entry.id) {
+                more = true;
+                continue;
+            }
+            if store.volume_info(entry.id).is_ok() {
+                continue;
+            }
+            let info = volume_info(&state, entry);
+            store.create_replica(&info, member.replica, entry.created)?;
+        }
+        Ok(more)
+    })
+    .await
+    .map_err(|e| FsError::Storage(e.to_string()))?
 }

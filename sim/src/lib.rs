@@ -361,6 +361,8 @@ impl World {
             name: "sim".into(),
             root: Fid::root(id),
             vsg: vsg.clone(),
+            epoch: 0,
+            addrs: Vec::new(),
         };
         let mut servers = Vec::new();
         for m in &vsg {

@@ -55,4 +55,11 @@ pub enum FsError {
     /// Another coordinator holds the resolution lease on the object (rule 6).
     #[error("another server is resolving {0}")]
     Leased(crate::ids::Fid),
+    /// The caller's catalogue is out of date for the volume (its replica group changed at
+    /// epoch `current`): refresh and call again (rule 13).
+    #[error("the volume's catalogue entry changed (now at epoch {current}); refresh it")]
+    StaleEpoch { current: u64 },
+    /// An administrative call was refused; the text says why.
+    #[error("{0}")]
+    Refused(String),
 }

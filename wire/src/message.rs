@@ -27,21 +27,17 @@ pub enum Request {
     VolumeByName {
         name: String,
     },
-    /// Creates a volume with a replica on each of the named servers (this server alone when
-    /// `replicas` is empty); this server coordinates (admin role).
-    CreateVolume {
-        name: String,
-        replicas: Vec<String>,
+    /// A volume administration call (admin role): answered from the catalogue, changes
+    /// committed through it (rule 13).
+    Volume(VolumeCall),
+    /// A client's call about `volume`, made with the catalogue epoch of the volume the
+    /// client holds: a server whose catalogue has moved the volume past `epoch` (its group
+    /// changed) refuses it with `StaleEpoch`, and the client refreshes (rule 13).
+    InVolume {
+        volume: VolumeId,
+        epoch: u64,
+        call: Box<Request>,
     },
-    /// Creates this server's replica `replica` of the volume `volume` (server role: sent by
-    /// the server coordinating a `CreateVolume`). Every replica gets the same root.
-    CreateReplica {
-        volume: VolumeInfo,
-        replica: ReplicaId,
-        time: crate::attrs::Time,
-    },
-    /// Lists the volumes this server holds (admin role).
-    ListVolumes,
     GetAttr {
         fid: Fid,
     },
@@ -192,10 +188,55 @@ pub enum Request {
     },
 }
 
+/// Volume administration (`codetta volume ...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeCall {
+    /// A new volume with a replica on each named server (the called server alone when
+    /// `replicas` is empty).
+    Create {
+        name: String,
+        replicas: Vec<String>,
+    },
+    /// Every volume in the catalogue.
+    List,
+    Info {
+        name: String,
+    },
+    /// Removes the volume from the catalogue; its replicas are deleted.
+    Remove {
+        name: String,
+    },
+    /// Adds a replica on `server`: it joins the group, then is filled.
+    AddReplica {
+        name: String,
+        server: String,
+    },
+    /// Removes `server`'s replica once nothing would be lost with it (drained first);
+    /// `force` removes it even then.
+    RemoveReplica {
+        name: String,
+        server: String,
+        force: bool,
+    },
+    /// Makes the volume the one the export's root shows.
+    SetRoot {
+        name: String,
+    },
+}
+
 impl Request {
+    /// The call inside an [`Request::InVolume`] envelope, or this one.
+    pub fn inner(&self) -> &Request {
+        match self {
+            Request::InVolume { call, .. } => call,
+            other => other,
+        }
+    }
+
     /// Bytes the data section of this request must hold.
     pub fn data_len(&self) -> Option<usize> {
         match self {
+            Request::InVolume { call, .. } => call.data_len(),
             Request::Ship { records, .. } => records
                 .iter()
                 .try_fold(0usize, |sum, r| sum.checked_add(r.op.data_len())),
@@ -297,6 +338,11 @@ pub struct VolumeInfo {
     pub name: String,
     pub root: Fid,
     pub vsg: Vec<ReplicaMember>,
+    /// The catalogue epoch at which the volume last changed (0: not from the catalogue).
+    pub epoch: u64,
+    /// The address ("host:port") of each server in `vsg`, by server name, so a client
+    /// configured with one server reaches the others.
+    pub addrs: Vec<(String, String)>,
 }
 
 /// One member of a volume's replica group: the replica id and the server holding it.

@@ -103,6 +103,16 @@ impl ReplicaView {
         }
     }
 
+    /// The parts of this view rule 5 compares (see [`crate::history::relate`]).
+    pub fn version_view(&self) -> crate::history::VersionView<'_> {
+        crate::history::VersionView {
+            vector: &self.version,
+            history: &self.history,
+            tag: &self.tag,
+            applied: &self.applied,
+        }
+    }
+
     /// True when two replicas need nothing from each other for this object: equal tags
     /// and vectors, or neither live and one of them collected (a tombstone not yet
     /// collected everywhere).

@@ -28,6 +28,8 @@ pub fn nfs_status(error: &ClientError) -> nfsstat3 {
             | FsError::Corrupt => NFS3ERR_IO,
             // Replicas disagree about the name: resolution is under way, retry shortly.
             FsError::Diverged => NFS3ERR_JUKEBOX,
+            // The volume's group changed under this client: it refreshes, the caller retries.
+            FsError::StaleEpoch { .. } => NFS3ERR_JUKEBOX,
             _ => NFS3ERR_IO,
         },
         ClientError::Unavailable | ClientError::LogFull => NFS3ERR_JUKEBOX,

@@ -220,6 +220,16 @@ impl<T: CatalogueTransport> Catalogue<T> {
         self.storage.state()
     }
 
+    /// The applied catalogue, shared (for per-request checks).
+    pub fn current(&self) -> Arc<CatalogueState> {
+        self.storage.current()
+    }
+
+    /// Sees every change this node applies.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<CatalogueState>> {
+        self.storage.subscribe()
+    }
+
     /// The catalogue with every change committed before this call: the leader's, once it
     /// has confirmed it still leads (a follower asks the leader).
     pub async fn read(&self) -> Result<CatalogueState, CatalogueError> {

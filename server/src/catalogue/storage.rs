@@ -49,6 +49,8 @@ struct Applied {
 pub struct CatalogueStorage {
     db: Arc<Database>,
     applied: Arc<Mutex<Applied>>,
+    /// The applied state, published after every change for readers on hot paths.
+    published: Arc<tokio::sync::watch::Sender<Arc<CatalogueState>>>,
 }
 
 impl CatalogueStorage {
@@ -64,10 +66,26 @@ impl CatalogueStorage {
         let applied: Applied = get_meta(&db, "applied")
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .unwrap_or_default();
+        let published = tokio::sync::watch::Sender::new(Arc::new(applied.state.clone()));
         Ok(CatalogueStorage {
             db: Arc::new(db),
             applied: Arc::new(Mutex::new(applied)),
+            published: Arc::new(published),
         })
+    }
+
+    /// The applied state, cheaply (shared, not copied).
+    pub fn current(&self) -> Arc<CatalogueState> {
+        self.published.borrow().clone()
+    }
+
+    /// Tells of every applied change: the receiver sees the latest state.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<CatalogueState>> {
+        self.published.subscribe()
+    }
+
+    fn publish(&self, state: &CatalogueState) {
+        self.published.send_replace(Arc::new(state.clone()));
     }
 
     /// The catalogue as this server has applied it.
@@ -328,7 +346,9 @@ impl RaftStateMachine<CatalogueRaft> for CatalogueStorage {
             }
             (out, a.clone())
         };
+        let state = snapshot.state.clone();
         self.persist(snapshot).await?;
+        self.publish(&state);
         Ok(out)
     }
 
@@ -352,7 +372,10 @@ impl RaftStateMachine<CatalogueRaft> for CatalogueStorage {
             ))
         })?;
         *self.lock()? = applied.clone();
-        self.persist(applied).await
+        let state = applied.state.clone();
+        self.persist(applied).await?;
+        self.publish(&state);
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<CatalogueRaft>>> {

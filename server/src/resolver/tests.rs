@@ -42,6 +42,8 @@ fn trio_with(options: StoreOptions) -> Trio {
                 server: format!("s{i}"),
             })
             .collect(),
+        epoch: 0,
+        addrs: Vec::new(),
     };
     for (i, s) in stores.iter().enumerate() {
         s.create_replica(&vol, vol.vsg[i].replica, T0).unwrap();

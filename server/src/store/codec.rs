@@ -76,6 +76,8 @@ pub(crate) struct VolumeRec {
     pub root: Fid,
     /// Every replica of the volume (this one included) and the server holding it.
     pub vsg: Vec<ReplicaMember>,
+    /// The catalogue epoch `vsg` is from.
+    pub epoch: u64,
 }
 
 impl VolumeRec {
@@ -86,6 +88,8 @@ impl VolumeRec {
             name: self.name,
             root: self.root,
             vsg: self.vsg,
+            epoch: self.epoch,
+            addrs: Vec::new(),
         }
     }
 }
@@ -251,10 +255,11 @@ mod tests {
                 replica: ReplicaId(1),
                 server: "s".into(),
             }],
+            epoch: 7,
         };
         assert_eq!(
             encode(&vol).unwrap(),
-            vec![1, 1, b'v', 1, 1, 1, 1, 1, 1, 1, b's']
+            vec![1, 1, b'v', 1, 1, 1, 1, 1, 1, 1, b's', 7]
         );
     }
 }

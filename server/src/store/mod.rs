@@ -26,6 +26,7 @@ mod codec;
 pub mod collect;
 mod content;
 mod digests;
+mod group;
 pub mod leases;
 mod namespace;
 mod resolve;
@@ -179,6 +180,10 @@ impl std::fmt::Debug for Store {
 
 type R<T> = Result<T, StoreError>;
 
+/// The layout of the whole store (tables and value shapes); a store of another format is
+/// refused at open. 2: volumes keep the catalogue epoch of their group.
+const STORE_FORMAT: u64 = 2;
+
 fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> R<Option<u64>> {
     match meta.get(key)? {
         Some(g) => Ok(Some(codec::decode("meta", g.value())?)),
@@ -295,7 +300,7 @@ impl Store {
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(tables::META)?;
-            let supported = u64::from(codec::FORMAT_VERSION);
+            let supported = STORE_FORMAT;
             match meta_u64(&meta, tables::meta::FORMAT)? {
                 None => put_meta_u64(&mut meta, tables::meta::FORMAT, supported)?,
                 Some(found) if found == supported => {}
@@ -320,6 +325,7 @@ impl Store {
             txn.open_table(tables::GC_FLOORS)?;
             txn.open_table(tables::COLLECTED)?;
             txn.open_table(tables::APPLIED_GAPS)?;
+            txn.open_table(tables::PURGING)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -407,7 +413,7 @@ impl Store {
             let mut volumes = txn.open_table(tables::VOLUMES)?;
             if let Some(g) = volumes.get(volume.id.0)? {
                 let rec: VolumeRec = codec::decode("volumes", g.value())?;
-                if rec.name == name && rec.replica == replica && rec.vsg == volume.vsg {
+                if rec.name == name && rec.replica == replica {
                     return Ok(false);
                 }
                 return Err(FsError::Exists.into());
@@ -423,6 +429,7 @@ impl Store {
                 replica,
                 root: volume.root,
                 vsg: volume.vsg.clone(),
+                epoch: volume.epoch,
             };
             volumes.insert(volume.id.0, codec::encode(&rec)?.as_slice())?;
             names.insert(name, codec::encode(&volume.id.0)?.as_slice())?;
@@ -907,7 +914,7 @@ mod tests {
             Store::open(&path, StoreOptions::default()),
             Err(StoreError::Format {
                 found: 9,
-                supported: 1
+                supported: STORE_FORMAT
             })
         ));
     }

@@ -36,6 +36,8 @@ fn group(n: usize) -> Group {
                 server: format!("s{i}"),
             })
             .collect(),
+        epoch: 0,
+        addrs: Vec::new(),
     };
     for (i, s) in stores.iter().enumerate() {
         s.create_replica(&vol, vol.vsg[i].replica, T0).unwrap();

@@ -93,3 +93,6 @@ pub(crate) const COLLECTED: TableDefinition<VnodeKey, &[u8]> = TableDefinition::
 /// includes beyond what histories remember (rule 5).
 pub(crate) const APPLIED_GAPS: TableDefinition<(u32, u32), &[u8]> =
     TableDefinition::new("applied_gaps");
+/// Volume id -> empty: replicas that left their group (rule 13) whose objects are still
+/// being deleted, a few at a time.
+pub(crate) const PURGING: TableDefinition<u32, &[u8]> = TableDefinition::new("purging");

@@ -375,6 +375,8 @@ impl Store {
                 replica,
                 server: "s".into(),
             }],
+            epoch: 0,
+            addrs: Vec::new(),
         };
         self.create_replica(&info, replica, now)
     }

@@ -1,0 +1,399 @@
+//! Volume administration (`codetta volume ...`): every change is a catalogue change
+//! committed on a majority through the leader (rule 13); this server only prepares it
+//! (fresh ids, the drain before a replica leaves) and reports the outcome.
+
+use crate::catalogue::{Catalogue, CatalogueError, CatalogueState, Change, QuicTransport};
+use crate::resolver::ReplicaAccess;
+use crate::resolver::group::members_of;
+use crate::service::ServerService;
+use crate::volumes::volume_info;
+use codetta_wire::message::{ReplicaMember, ReplyBody, VolumeCall, VolumeInfo};
+use codetta_wire::replica::ViewBody;
+use codetta_wire::{Fid, FsError, ReplicaId, Reply, Request, Time, VolumeId};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a new replica may take to appear on its server before the call returns anyway.
+const READY_WAIT: Duration = Duration::from_secs(10);
+/// Objects named in a refusal (the count says how many more).
+const LISTED: usize = 20;
+
+fn refused(e: impl std::fmt::Display) -> FsError {
+    FsError::Refused(e.to_string())
+}
+
+fn no_catalogue() -> FsError {
+    FsError::Storage("the catalogue is not running here".into())
+}
+
+/// Runs one volume administration call.
+pub async fn volume_call(service: &ServerService, call: VolumeCall) -> Reply {
+    let catalogue = service.catalogue().cloned().ok_or_else(no_catalogue)?;
+    match call {
+        VolumeCall::List => {
+            let state = read(&catalogue).await?;
+            Ok(ReplyBody::Volumes(
+                state
+                    .volumes
+                    .values()
+                    .map(|v| volume_info(&state, v))
+                    .collect(),
+            ))
+        }
+        VolumeCall::Info { name } => {
+            let state = read(&catalogue).await?;
+            let entry = state
+                .volume(&name)
+                .ok_or_else(|| refused(format!("no volume named {name:?}")))?;
+            Ok(ReplyBody::Volume(volume_info(&state, entry)))
+        }
+        VolumeCall::Create { name, replicas } => create(service, &catalogue, name, replicas)
+            .await
+            .map(ReplyBody::Volume),
+        VolumeCall::Remove { name } => {
+            propose(&catalogue, Change::RemoveVolume { name }).await?;
+            Ok(ReplyBody::Done)
+        }
+        VolumeCall::AddReplica { name, server } => {
+            let member = ReplicaMember {
+                replica: fresh_replica(&*read(&catalogue).await?),
+                server,
+            };
+            let epoch = propose(
+                &catalogue,
+                Change::AddReplica {
+                    volume: name.clone(),
+                    member: member.clone(),
+                },
+            )
+            .await?;
+            let info = info_at(&catalogue, &name, epoch).await?;
+            wait_ready(service, &info, &[member.server]).await;
+            Ok(ReplyBody::Volume(info))
+        }
+        VolumeCall::RemoveReplica {
+            name,
+            server,
+            force,
+        } => remove_replica(service, &catalogue, name, server, force).await,
+        VolumeCall::SetRoot { name } => {
+            propose(&catalogue, Change::SetRoot { volume: name }).await?;
+            Ok(ReplyBody::Done)
+        }
+    }
+}
+
+async fn read(catalogue: &Catalogue<QuicTransport>) -> Result<Arc<CatalogueState>, FsError> {
+    catalogue.read().await.map(Arc::new).map_err(refused)
+}
+
+/// Commits `change`: its epoch, or a clear refusal (no majority, or the catalogue's
+/// reason).
+async fn propose(catalogue: &Catalogue<QuicTransport>, change: Change) -> Result<u64, FsError> {
+    match catalogue.propose(change).await {
+        Ok(Ok(epoch)) => Ok(epoch),
+        Ok(Err(refusal)) => Err(refused(refusal)),
+        Err(e @ CatalogueError::NoLeader(_)) => Err(refused(format!(
+            "{e}; nothing was changed (a majority of servers must be reachable)"
+        ))),
+        Err(e) => Err(refused(e)),
+    }
+}
+
+/// A replica id no volume uses (random 64-bit, never 0).
+fn fresh_replica(state: &CatalogueState) -> ReplicaId {
+    loop {
+        let id = ReplicaId(rand::random::<u64>().max(1));
+        if !state
+            .volumes
+            .values()
+            .any(|v| v.vsg.iter().any(|m| m.replica == id))
+        {
+            return id;
+        }
+    }
+}
+
+/// A volume id no volume uses (0 and 1 are never used).
+fn fresh_volume(state: &CatalogueState) -> VolumeId {
+    loop {
+        let id = rand::random::<u32>();
+        if id > 1 && !state.volumes.contains_key(&id) {
+            return VolumeId(id);
+        }
+    }
+}
+
+/// The volume `name` once this server's catalogue has applied `epoch`.
+async fn info_at(
+    catalogue: &Catalogue<QuicTransport>,
+    name: &str,
+    epoch: u64,
+) -> Result<VolumeInfo, FsError> {
+    let mut changes = catalogue.subscribe();
+    let state = tokio::time::timeout(READY_WAIT, changes.wait_for(|s| s.epoch >= epoch))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|s| s.clone());
+    let state = match state {
+        Some(s) => s,
+        None => read(catalogue).await?,
+    };
+    let entry = state
+        .volume(name)
+        .ok_or_else(|| refused(format!("no volume named {name:?}")))?;
+    Ok(volume_info(&state, entry))
+}
+
+async fn create(
+    service: &ServerService,
+    catalogue: &Catalogue<QuicTransport>,
+    name: String,
+    replicas: Vec<String>,
+) -> Result<VolumeInfo, FsError> {
+    let replicas = if replicas.is_empty() {
+        vec![service.name().to_string()]
+    } else {
+        replicas
+    };
+    for (i, server) in replicas.iter().enumerate() {
+        if replicas[..i].contains(server) {
+            return Err(refused(format!("{server} is listed twice")));
+        }
+    }
+    let state = read(catalogue).await?;
+    let mut vsg: Vec<ReplicaMember> = Vec::with_capacity(replicas.len());
+    for server in &replicas {
+        let mut replica = fresh_replica(&state);
+        while vsg.iter().any(|m| m.replica == replica) {
+            replica = fresh_replica(&state);
+        }
+        vsg.push(ReplicaMember {
+            replica,
+            server: server.clone(),
+        });
+    }
+    let epoch = propose(
+        catalogue,
+        Change::CreateVolume {
+            id: fresh_volume(&state),
+            name: name.clone(),
+            created: Time::now(),
+            vsg,
+        },
+    )
+    .await?;
+    let info = info_at(catalogue, &name, epoch).await?;
+    wait_ready(service, &info, &replicas).await;
+    tracing::info!(volume = info.id.0, name = %info.name, replicas = info.vsg.len(), "volume created");
+    Ok(info)
+}
+
+/// Waits (up to [`READY_WAIT`]) until each of `servers` serves `info` at its epoch, so a
+/// client that starts right away finds its replica.
+async fn wait_ready(service: &ServerService, info: &VolumeInfo, servers: &[String]) {
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    for server in servers {
+        loop {
+            let ready = if server == service.name() {
+                service.check_epoch(info.id, info.epoch).await.is_ok()
+                    && service.store().volume_info(info.id).is_ok()
+            } else {
+                let probe = Request::InVolume {
+                    volume: info.id,
+                    epoch: info.epoch,
+                    call: Box::new(Request::Hello),
+                };
+                service
+                    .peers()
+                    .call(server, &probe, bytes::Bytes::new())
+                    .await
+                    .is_ok()
+            };
+            if ready {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(%server, volume = %info.name, "replica not ready yet; it follows the catalogue when it can");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Removes `server`'s replica of `name`. Unless `force`, the replica is first drained
+/// into a remaining one, and the removal is refused while anything only it holds could not
+/// be copied, or while it cannot be reached to find out.
+async fn remove_replica(
+    service: &ServerService,
+    catalogue: &Catalogue<QuicTransport>,
+    name: String,
+    server: String,
+    force: bool,
+) -> Reply {
+    let state = read(catalogue).await?;
+    let entry = state
+        .volume(&name)
+        .ok_or_else(|| refused(format!("no volume named {name:?}")))?;
+    let leaving = entry
+        .vsg
+        .iter()
+        .find(|m| m.server == server)
+        .ok_or_else(|| refused(format!("server {server:?} holds no replica of {name:?}")))?
+        .clone();
+    if entry.vsg.len() == 1 {
+        return Err(refused("a volume keeps at least one replica"));
+    }
+    let remaining = entry
+        .vsg
+        .iter()
+        .any(|m| m.server == service.name() && m.server != server);
+    if !force {
+        if !remaining {
+            // Drain from a server that stays: forward the whole call to one.
+            let to = entry
+                .vsg
+                .iter()
+                .find(|m| m.server != server)
+                .map(|m| m.server.clone())
+                .unwrap_or_default();
+            let call = Request::Volume(VolumeCall::RemoveReplica {
+                name,
+                server,
+                force,
+            });
+            return service
+                .peers()
+                .call_within(&to, &call, DRAIN_DEADLINE + Duration::from_secs(10))
+                .await
+                .map(|(body, _)| body);
+        }
+        drain(service, entry.id, &leaving).await?;
+    }
+    propose(
+        catalogue,
+        Change::RemoveReplica {
+            volume: name,
+            server,
+        },
+    )
+    .await?;
+    Ok(ReplyBody::Done)
+}
+
+/// Longest a drain may take before the removal is refused.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Copies what only `leaving` holds into this server's replica; refuses, naming them, if
+/// some objects could not be settled, or if `leaving` cannot be compared.
+async fn drain(
+    service: &ServerService,
+    volume: VolumeId,
+    leaving: &ReplicaMember,
+) -> Result<(), FsError> {
+    let (members, me) = members_of(service.store(), service.peers(), service.name(), volume)?;
+    let result = tokio::time::timeout(
+        DRAIN_DEADLINE,
+        crate::heal::drain(&members, me, volume, leaving.replica),
+    )
+    .await;
+    let left = match result {
+        Ok(Ok((summary, left))) => {
+            tracing::info!(server = %leaving.server, ?summary, left = left.len(), "drained");
+            service.note_resolution(&summary);
+            left
+        }
+        Ok(Err(e)) => {
+            return Err(refused(format!(
+                "{} cannot be drained ({e}): it may hold the only copy of acknowledged \
+                 updates; bring it back, or remove it with --force",
+                leaving.server
+            )));
+        }
+        Err(_) => {
+            return Err(refused(format!(
+                "draining {} took longer than {} s; try again, or remove it with --force",
+                leaving.server,
+                DRAIN_DEADLINE.as_secs()
+            )));
+        }
+    };
+    let Some(peer) = members.iter().find(|m| m.replica() == leaving.replica) else {
+        return Err(FsError::Invalid);
+    };
+    let Some(own) = members.iter().find(|m| m.replica() == me) else {
+        return Err(FsError::Invalid);
+    };
+    let mut lost = Vec::new();
+    for fid in &left {
+        let (Ok(theirs), Ok(mine)) = (peer.view(*fid).await, own.view(*fid).await) else {
+            lost.push(*fid);
+            continue;
+        };
+        if !covered(&theirs, &mine) {
+            lost.push(*fid);
+        }
+    }
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let mut names = Vec::new();
+    for fid in lost.iter().take(LISTED) {
+        names.push(path_on(peer, *fid).await);
+    }
+    let more = lost.len().saturating_sub(LISTED);
+    Err(refused(format!(
+        "{} holds the only copy of {} object(s) that could not be copied: {}{}; \
+         removing it would lose them (--force removes it anyway)",
+        leaving.server,
+        lost.len(),
+        names.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )))
+}
+
+/// Whether everything the leaving replica's view holds is also in `mine`.
+fn covered(
+    theirs: &codetta_wire::replica::ReplicaView,
+    mine: &codetta_wire::replica::ReplicaView,
+) -> bool {
+    if matches!(theirs.body, ViewBody::Absent) {
+        return true;
+    }
+    use codetta_wire::history::{Relation, relate};
+    theirs.agrees_with(mine)
+        || matches!(
+            relate(theirs.version_view(), mine.version_view()),
+            Relation::Same | Relation::Older
+        )
+}
+
+/// The object's path on `replica` (by its placements), for messages.
+async fn path_on<R: ReplicaAccess>(replica: &R, fid: Fid) -> String {
+    let mut parts = Vec::new();
+    let mut at = fid;
+    for _ in 0..64 {
+        let Ok(view) = replica.view(at).await else {
+            break;
+        };
+        let Some(placement) = view.placement() else {
+            break;
+        };
+        if placement.parent == at {
+            break;
+        }
+        parts.push(String::from_utf8_lossy(&placement.name).into_owned());
+        at = placement.parent;
+        if at == Fid::root(fid.volume) {
+            break;
+        }
+    }
+    parts.reverse();
+    format!("/{} ({fid})", parts.join("/"))
+}

@@ -1,0 +1,164 @@
+//! A replica's place in its volume's group as the catalogue decides it: the group and
+//! epoch kept with the replica, and a replica leaving (rule 13). A replica that leaves
+//! stops answering at once (its volume row goes) and its objects are deleted afterwards in
+//! short transactions, so a large volume never holds one long write.
+
+use super::apply::WriteTables;
+use super::codec::{self, VolumeRec};
+use super::content::{self, ChunkStore};
+use super::{R, Store, StoreError, tables};
+use codetta_wire::message::ReplicaMember;
+use codetta_wire::{FsError, VolumeId};
+use redb::ReadableTable;
+
+impl Store {
+    /// Records the volume's group as of catalogue `epoch` (a newer epoch than the one
+    /// kept; an older one changes nothing). `Ok(false)` when nothing changed.
+    pub fn set_group(
+        &self,
+        volume: VolumeId,
+        vsg: &[ReplicaMember],
+        epoch: u64,
+    ) -> Result<bool, FsError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let changed = (|| -> R<bool> {
+            let mut volumes = txn.open_table(tables::VOLUMES)?;
+            let mut rec: VolumeRec = match volumes.get(volume.0)? {
+                Some(g) => codec::decode("volumes", g.value())?,
+                None => return Err(FsError::UnknownVolume.into()),
+            };
+            if epoch <= rec.epoch && rec.vsg == vsg {
+                return Ok(false);
+            }
+            if epoch < rec.epoch {
+                return Ok(false);
+            }
+            rec.vsg = vsg.to_vec();
+            rec.epoch = epoch;
+            volumes.insert(volume.0, codec::encode(&rec)?.as_slice())?;
+            Ok(true)
+        })()?;
+        txn.commit().map_err(StoreError::from)?;
+        Ok(changed)
+    }
+
+    /// Takes this server's replica of `volume` out of service: from now on it is an
+    /// unknown volume here, and [`Store::purge_step`] deletes what it held.
+    pub fn retire_replica(&self, volume: VolumeId) -> Result<(), FsError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        (|| -> R<()> {
+            let mut volumes = txn.open_table(tables::VOLUMES)?;
+            let rec: Option<VolumeRec> = match volumes.remove(volume.0)? {
+                Some(g) => Some(codec::decode("volumes", g.value())?),
+                None => None,
+            };
+            if let Some(rec) = rec {
+                txn.open_table(tables::VOLUME_NAMES)?
+                    .remove(rec.name.as_str())?;
+            }
+            txn.open_table(tables::PURGING)?
+                .insert(volume.0, [].as_slice())?;
+            Ok(())
+        })()?;
+        txn.commit().map_err(StoreError::from)?;
+        tracing::info!(volume = volume.0, "replica retired; deleting its objects");
+        Ok(())
+    }
+
+    /// Volumes retired here whose objects are still being deleted.
+    pub fn purging(&self) -> Result<Vec<VolumeId>, FsError> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(tables::PURGING).map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for item in table.range::<u32>(..).map_err(StoreError::from)? {
+            out.push(VolumeId(item.map_err(StoreError::from)?.0.value()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes up to `max_objects` objects (with their blocks) of a retired volume, in
+    /// one transaction; once none are left, the rest of its rows go too. `Ok(true)` while
+    /// there is more to delete.
+    pub fn purge_step(&self, volume: VolumeId, max_objects: usize) -> Result<bool, FsError> {
+        let vol = volume.0;
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        let more = (|| -> R<bool> {
+            if txn.open_table(tables::PURGING)?.get(vol)?.is_none() {
+                return Ok(false);
+            }
+            if txn.open_table(tables::VOLUMES)?.get(vol)?.is_some() {
+                // The volume was given back to this server before its old replica was
+                // deleted: nothing to do until it leaves again.
+                return Err(FsError::Exists.into());
+            }
+            let mut t = WriteTables::open(&txn, self.changes_kept())?;
+            let keys: Vec<u64> = t
+                .vnodes
+                .range((vol, 0)..=(vol, u64::MAX))?
+                .take(max_objects)
+                .map(|item| item.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()?;
+            {
+                let mut chunks = ChunkStore {
+                    chunks: &mut t.chunks,
+                    tails: &mut t.tails,
+                    refs: &mut t.refs,
+                    counters: &mut t.counters,
+                };
+                for vnode in &keys {
+                    content::drop_blocks(&mut t.blocks, &mut chunks, (vol, *vnode), 0, None)?;
+                }
+            }
+            for vnode in &keys {
+                t.vnodes.remove((vol, *vnode))?;
+                t.counters.vnodes = t.counters.vnodes.saturating_sub(1);
+            }
+            let more = keys.len() == max_objects;
+            if !more {
+                t.dirents.retain_in(
+                    (vol, 0, 0, [].as_slice())
+                        ..=(vol, u64::MAX, u64::MAX, [0xffu8; 256].as_slice()),
+                    |_, _| false,
+                )?;
+                t.tombstones
+                    .retain_in((vol, 0)..=(vol, u64::MAX), |_, _| false)?;
+                t.changes
+                    .retain_in((vol, 0)..=(vol, u64::MAX), |_, _| false)?;
+                t.conflicts
+                    .retain_in((vol, 0)..=(vol, u64::MAX), |_, _| false)?;
+                t.collected
+                    .retain_in((vol, 0)..=(vol, u64::MAX), |_, _| false)?;
+                t.gc_queue
+                    .retain_in((vol, 0, 0)..=(vol, u64::MAX, u64::MAX), |_, _| false)?;
+                t.gc_floors
+                    .retain_in((vol, 0)..=(vol, u32::MAX), |_, _| false)?;
+                t.cop2
+                    .retain_in((vol, 0, 0)..=(vol, u32::MAX, u64::MAX), |_, _| false)?;
+                t.applied.retain(|k, _| k.1 != vol)?;
+                t.gaps.retain(|k, _| k.1 != vol)?;
+                txn.open_table(tables::PEER_CURSORS)?
+                    .retain_in((vol, 0)..=(vol, u64::MAX), |_, _| false)?;
+                txn.open_table(tables::PURGING)?.remove(vol)?;
+            }
+            t.save_counters()?;
+            Ok(more)
+        })();
+        match more {
+            Ok(more) => {
+                txn.commit().map_err(StoreError::from)?;
+                if !more {
+                    tracing::info!(volume = vol, "retired replica deleted");
+                }
+                Ok(more)
+            }
+            Err(StoreError::Fs(FsError::Exists)) => {
+                let _ = txn.abort();
+                Ok(false)
+            }
+            Err(e) => {
+                let _ = txn.abort();
+                Err(e.into())
+            }
+        }
+    }
+}
