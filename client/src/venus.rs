@@ -69,6 +69,9 @@ pub struct UpdateStats {
     pub batches: AtomicU64,
     /// Records whose replicas answered differently.
     pub divergent: AtomicU64,
+    /// Times a server refused a call for a stale catalogue epoch and the group was
+    /// refreshed (rule 13).
+    pub group_refreshes: AtomicU64,
 }
 
 impl std::fmt::Display for UpdateStats {
@@ -76,12 +79,13 @@ impl std::fmt::Display for UpdateStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         write!(
             f,
-            "{} records ({} writes) in {} log commits and {} server batches ({} divergent)",
+            "{} records ({} writes) in {} log commits and {} server batches ({} divergent, {} group refreshes)",
             get(&self.records),
             get(&self.writes),
             get(&self.log_commits),
             get(&self.batches),
-            get(&self.divergent)
+            get(&self.divergent),
+            get(&self.group_refreshes)
         )
     }
 }
@@ -885,6 +889,7 @@ impl Core {
         let Some(info) = self.group.fetch(at_least, Some(from)).await? else {
             return Ok(());
         };
+        self.stats.group_refreshes.fetch_add(1, Ordering::Relaxed);
         let mut joined = Vec::new();
         {
             let mut tracker = lock(&self.tracker);
@@ -976,7 +981,8 @@ impl Core {
                         .iter()
                         .filter_map(|(_, o)| o.clone().ok().flatten()),
                 );
-                self.request_resolution(fids);
+                // The outbox is locked here: pass the AVSG rather than lock it again.
+                self.request_resolution(outbox.shipping.avsg(), fids);
             }
             if let Err(FsError::OutOfOrder) = &c.outcome {
                 tracing::error!(seq = c.seq, "a server reports a gap before this record");
@@ -1002,8 +1008,7 @@ impl Core {
     }
 
     /// Asks an AVSG member to resolve `fids` (in the background).
-    fn request_resolution(self: &Arc<Core>, fids: Vec<Fid>) {
-        let order = lock(&self.outbox).shipping.avsg();
+    fn request_resolution(self: &Arc<Core>, order: Vec<usize>, fids: Vec<Fid>) {
         if self.group.all().len() < 2 || fids.is_empty() {
             return;
         }

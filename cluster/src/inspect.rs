@@ -36,6 +36,12 @@ impl Inspector {
         Self::with_certificate(layout, "admin")
     }
 
+    /// Links made with server `s1`'s certificate (for calls between servers, such as a
+    /// volume's digests).
+    pub fn as_server(layout: &Layout) -> anyhow::Result<Inspector> {
+        Self::with_certificate(layout, "s1")
+    }
+
     fn with_certificate(layout: &Layout, name: &str) -> anyhow::Result<Inspector> {
         let certs = layout.dir.join("certs");
         let identity = Identity::load(
@@ -146,6 +152,19 @@ impl Inspector {
             Ok(ReplyBody::Catalogue(bytes)) => Ok(bytes),
             Ok(other) => anyhow::bail!("unexpected reply {other:?}"),
             Err(a) => anyhow::bail!("{a:?}"),
+        }
+    }
+
+    /// Server `i`'s bucket digests of `volume` (see [`Inspector::as_server`]): equal on
+    /// two servers when their replicas hold the same objects in the same states.
+    pub async fn volume_digests(
+        &self,
+        i: usize,
+        volume: codetta_wire::VolumeId,
+    ) -> Result<Vec<[u8; 32]>, Answer> {
+        match self.call(i, &Request::VolumeDigests { volume }).await? {
+            ReplyBody::Digests(d) => Ok(d),
+            other => Err(Answer::Unreachable(format!("unexpected reply {other:?}"))),
         }
     }
 

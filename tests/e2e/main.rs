@@ -8,6 +8,7 @@ mod support;
 mod big_dir;
 mod catalogue;
 mod durability;
+mod groups;
 mod heavy;
 mod large;
 mod nfs_ops;

@@ -121,6 +121,9 @@ impl<T: CatalogueTransport> RaftNetwork<CatalogueRaft> for Connection<T> {
     }
 }
 
+/// Longest a proposal or a linearizable read waits for a majority.
+pub const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// This server's catalogue node.
 pub struct Catalogue<T: CatalogueTransport> {
     raft: Raft<CatalogueRaft>,
@@ -190,8 +193,21 @@ impl<T: CatalogueTransport> Catalogue<T> {
             .filter(|leader| leader.name != self.me.name)
     }
 
-    /// Commits `change` on a majority (through the leader) and returns what it did.
+    /// Commits `change` on a majority (through the leader) and returns what it did. A
+    /// change not committed within [`COMMIT_WAIT`] is reported as such (a leader cut off
+    /// from the majority never commits it; the majority's next leader discards it).
     pub async fn propose(&self, change: Change) -> Result<Outcome, CatalogueError> {
+        match tokio::time::timeout(COMMIT_WAIT, self.propose_here(change)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(CatalogueError::NoLeader(format!(
+                "the change did not commit within {} s (no majority of servers reachable); \
+                 it has not taken effect",
+                COMMIT_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    async fn propose_here(&self, change: Change) -> Result<Outcome, CatalogueError> {
         match self.raft.client_write(change.clone()).await {
             Ok(written) => Ok(written.data),
             Err(e) => match self.leader_elsewhere(e.forward_to_leader()) {
@@ -233,6 +249,16 @@ impl<T: CatalogueTransport> Catalogue<T> {
     /// The catalogue with every change committed before this call: the leader's, once it
     /// has confirmed it still leads (a follower asks the leader).
     pub async fn read(&self) -> Result<CatalogueState, CatalogueError> {
+        match tokio::time::timeout(COMMIT_WAIT, self.read_here()).await {
+            Ok(answer) => answer,
+            Err(_) => Err(CatalogueError::NoLeader(format!(
+                "no leader confirmed the catalogue within {} s (no majority of servers reachable)",
+                COMMIT_WAIT.as_secs()
+            ))),
+        }
+    }
+
+    async fn read_here(&self) -> Result<CatalogueState, CatalogueError> {
         match self.raft.ensure_linearizable().await {
             Ok(_) => Ok(self.local()),
             Err(e) => match self.leader_elsewhere(e.forward_to_leader()) {

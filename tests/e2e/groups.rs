@@ -1,0 +1,464 @@
+//! Replica groups changing under a live cluster (rule 13), on three server processes and an
+//! in-process client: a replica added while a client writes is filled and ends equal to
+//! the others, shipping about the data's size; a replica removed while the client still
+//! holds the old catalogue is refused by epoch, the client refreshes and loses nothing; a
+//! replica holding the only copy of an acknowledged write is not removed without `--force`;
+//! conflicting catalogue changes across a partition take effect only on the majority side.
+
+use crate::patiently;
+use crate::support::codetta_binary;
+use crate::support::nfs::Nfs;
+use crate::support::proxy::UdpProxy;
+use codetta_client::ClientDaemon;
+use codetta_cluster::{Inspector, Layout, ServerProcs, admin};
+use codetta_wire::message::{ReplyBody, VolumeCall, VolumeInfo};
+use codetta_wire::{FsError, Request, VolumeId};
+use nfs3_client::nfs3_types::nfs3::stable_how;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Servers as processes, the root volume on `members`, and a client daemon in this process.
+struct Setup {
+    _tmp: tempfile::TempDir,
+    layout: Layout,
+    servers: ServerProcs,
+    client: ClientDaemon,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Setup {
+    async fn start(members: &[&str]) -> Setup {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::prepare_on_free_ports(tmp.path(), 3).expect("layout");
+        Self::start_on(tmp, layout, members).await
+    }
+
+    async fn start_on(tmp: tempfile::TempDir, layout: Layout, members: &[&str]) -> Setup {
+        let mut servers = ServerProcs::new(codetta_binary(), &layout);
+        servers.start_all().await.expect("servers");
+        let members: Vec<String> = members.iter().map(|s| s.to_string()).collect();
+        admin::ensure_volume(&layout.admin, "root", &members)
+            .await
+            .expect("root volume");
+        let config = layout.client_config().expect("client config");
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let client = ClientDaemon::start(&config, rx).await.expect("client");
+        Setup {
+            _tmp: tmp,
+            layout,
+            servers,
+            client,
+            _stop: stop,
+        }
+    }
+
+    async fn nfs(&self) -> Nfs {
+        Nfs::connect(self.client.nfs_addr.port())
+            .await
+            .expect("mount")
+    }
+
+    async fn volume(&self, call: VolumeCall) -> anyhow::Result<ReplyBody> {
+        admin::call_within(
+            &self.layout.admin,
+            &Request::Volume(call),
+            Duration::from_secs(120),
+        )
+        .await
+    }
+
+    async fn info(&self) -> VolumeInfo {
+        match self
+            .volume(VolumeCall::Info {
+                name: "root".into(),
+            })
+            .await
+            .expect("info")
+        {
+            ReplyBody::Volume(v) => v,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+fn payload(i: usize, len: usize) -> Vec<u8> {
+    codetta_bench::workloads::payload(i as u64, len)
+}
+
+/// Writes file `name` in `dir` with `data` (UNSTABLE, then COMMIT).
+async fn write_file(
+    nfs: &mut Nfs,
+    dir: &nfs3_client::nfs3_types::nfs3::nfs_fh3,
+    name: &str,
+    data: &[u8],
+) {
+    let f = patiently!(nfs.create(dir, name).await).expect("create");
+    patiently!(nfs.write(&f, 0, data, stable_how::UNSTABLE).await).expect("write");
+    patiently!(nfs.commit(&f).await).expect("commit");
+}
+
+/// Waits until servers `servers` hold `volume` with equal digests; the time it took.
+async fn wait_equal(
+    inspector: &Inspector,
+    volume: VolumeId,
+    servers: &[usize],
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut digests = Vec::new();
+        for &i in servers {
+            digests.push(inspector.volume_digests(i, volume).await.ok());
+        }
+        if digests[0].is_some() && digests.iter().all(|d| *d == digests[0]) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "replicas still differ after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Chunk bytes resolution shipped, summed over every server's status (`inspector` with
+/// the client certificate: status is not a server call).
+async fn bytes_shipped(inspector: &Inspector) -> u64 {
+    let mut total = 0;
+    for i in 0..3 {
+        total += inspector
+            .status(i)
+            .await
+            .expect("status")
+            .resolution
+            .bytes_shipped;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_added_while_a_client_writes_ends_equal_shipping_the_data_once() {
+    const FILES: usize = 1000;
+    const SIZE: usize = 16 << 10;
+    let setup = Setup::start(&["s1", "s2"]).await;
+    let mut nfs = setup.nfs().await;
+    let root = nfs.root.clone();
+    let mut dirs = Vec::new();
+    for d in 0..10 {
+        dirs.push(nfs.mkdir(&root, &format!("d{d}")).await.expect("mkdir"));
+    }
+    for i in 0..FILES {
+        write_file(&mut nfs, &dirs[i % 10], &format!("f{i}"), &payload(i, SIZE)).await;
+    }
+    let before = setup.info().await;
+    assert_eq!(before.vsg.len(), 2);
+
+    // A writer keeps writing new files while s3 joins.
+    let port = setup.client.nfs_addr.port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut nfs = Nfs::connect(port).await.expect("mount");
+            let root = nfs.root.clone();
+            let w = patiently!(nfs.mkdir(&root, "w").await).expect("mkdir w");
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                write_file(&mut nfs, &w, &format!("w{n}"), &payload(100_000 + n, SIZE)).await;
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let grown = match setup
+        .volume(VolumeCall::AddReplica {
+            name: "root".into(),
+            server: "s3".into(),
+        })
+        .await
+        .expect("add-replica")
+    {
+        ReplyBody::Volume(v) => v,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(grown.vsg.len(), 3);
+    assert!(grown.epoch > before.epoch);
+    assert!(
+        grown
+            .vsg
+            .iter()
+            .all(|m| before.vsg.iter().all(|b| b.replica != m.replica) || m.server != "s3")
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.expect("writer");
+    assert!(written > 0);
+
+    // The client learned of s3 from a stale-epoch refusal and ships to it.
+    let venus = &setup.client.venus;
+    assert_eq!(venus.volume().vsg.len(), 3);
+    assert!(
+        venus
+            .stats
+            .group_refreshes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+
+    let inspector = Inspector::as_server(&setup.layout).expect("inspector");
+    let took = wait_equal(&inspector, grown.id, &[0, 1, 2], Duration::from_secs(180)).await;
+    let data = ((FILES + written) * SIZE) as u64;
+    let as_client = Inspector::new(&setup.layout).expect("inspector");
+    let shipped = bytes_shipped(&as_client).await;
+    as_client.close().await;
+    eprintln!(
+        "filled s3 with {FILES} + {written} files ({} MiB) in {:.1} s after the writer stopped; \
+         resolution shipped {} MiB ({:.2}x)",
+        data >> 20,
+        took.as_secs_f64(),
+        shipped >> 20,
+        shipped as f64 / data as f64
+    );
+    // The files written before s3 joined reached it only through resolution.
+    assert!(shipped >= (FILES * SIZE) as u64, "shipped {shipped}");
+    assert!(
+        shipped as f64 <= 1.1 * data as f64,
+        "shipped {shipped} for {data}"
+    );
+    // Everything reads back, from whichever replica the client picks.
+    for i in (0..FILES).step_by(37) {
+        let f = nfs
+            .lookup(&dirs[i % 10], &format!("f{i}"))
+            .await
+            .expect("lookup");
+        assert_eq!(nfs.read_all(&f).await.expect("read"), payload(i, SIZE));
+    }
+    inspector.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_replica_refuses_the_stale_client_which_refreshes_and_loses_nothing() {
+    let setup = Setup::start(&["s1", "s2", "s3"]).await;
+    let mut nfs = setup.nfs().await;
+    let root = nfs.root.clone();
+    for i in 0..20 {
+        write_file(&mut nfs, &root, &format!("a{i}"), &payload(i, 4096)).await;
+    }
+    // The client still holds the 3-member group when s3 leaves.
+    assert_eq!(setup.client.venus.volume().vsg.len(), 3);
+    match setup
+        .volume(VolumeCall::RemoveReplica {
+            name: "root".into(),
+            server: "s3".into(),
+            force: false,
+        })
+        .await
+    {
+        Ok(ReplyBody::Done) => {}
+        other => panic!("remove-replica: {other:?}"),
+    }
+    assert_eq!(setup.info().await.vsg.len(), 2);
+    for i in 20..40 {
+        write_file(&mut nfs, &root, &format!("a{i}"), &payload(i, 4096)).await;
+    }
+    let venus = &setup.client.venus;
+    assert!(
+        venus
+            .stats
+            .group_refreshes
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    assert_eq!(venus.volume().vsg.len(), 2);
+    assert_eq!(venus.avsg().len(), 2);
+    for i in 0..40 {
+        let f = nfs.lookup(&root, &format!("a{i}")).await.expect("lookup");
+        assert_eq!(nfs.read_all(&f).await.expect("read"), payload(i, 4096));
+    }
+    // s3 deletes its replica.
+    let inspector = Inspector::new(&setup.layout).expect("inspector");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !inspector
+        .status(2)
+        .await
+        .expect("status")
+        .volumes
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "s3 still holds the replica");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    inspector.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_holder_of_an_acknowledged_write_is_not_removed_without_force() {
+    let mut setup = Setup::start(&["s1", "s2", "s3"]).await;
+    let mut nfs = setup.nfs().await;
+    let root = nfs.root.clone();
+    write_file(&mut nfs, &root, "before", b"seen by all").await;
+    // s1 and s2 die; a write is acknowledged by s3 alone.
+    setup.servers.kill(0);
+    setup.servers.kill(1);
+    let f = patiently!(nfs.create(&root, "only-on-s3").await).expect("create");
+    patiently!(nfs.write(&f, 0, b"precious", stable_how::FILE_SYNC).await).expect("write");
+    // s3 dies; s1 and s2 come back (a majority for the catalogue).
+    setup.servers.kill(2);
+    setup.servers.start(0).await.expect("s1");
+    setup.servers.start(1).await.expect("s2");
+    let remove = |force| VolumeCall::RemoveReplica {
+        name: "root".into(),
+        server: "s3".into(),
+        force,
+    };
+    let refused = loop {
+        match setup.volume(remove(false)).await {
+            Err(e) if e.downcast_ref::<FsError>().is_some_and(|e| matches!(e, FsError::Refused(t) if t.contains("no majority") || t.contains("no reachable leader"))) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => break other,
+        }
+    };
+    let text = format!("{refused:?}");
+    assert!(
+        text.contains("s3 cannot be drained") && text.contains("--force"),
+        "{text}"
+    );
+    assert_eq!(
+        setup.info().await.vsg.len(),
+        3,
+        "a refused removal changes nothing"
+    );
+    // s3 comes back: the removal drains it first and nothing is lost.
+    setup.servers.start(2).await.expect("s3");
+    match setup.volume(remove(false)).await {
+        Ok(ReplyBody::Done) => {}
+        other => panic!("remove-replica after s3 came back: {other:?}"),
+    }
+    let f = patiently!(nfs.lookup(&root, "only-on-s3").await).expect("lookup");
+    assert_eq!(
+        patiently!(nfs.read_all(&f).await).expect("read"),
+        b"precious"
+    );
+    let inspector = Inspector::new(&setup.layout).expect("inspector");
+    let fid = crate::replication::fid_of(&f);
+    let states = inspector.states(fid).await;
+    assert!(
+        states[..2]
+            .iter()
+            .all(|s| matches!(s, codetta_cluster::inspect::Answer::State(_))),
+        "s1 and s2 hold the write: {states:?}"
+    );
+    inspector.close().await;
+}
+
+/// Rewrites every `addr = "<real>"` line of `text` whose address is in `routes`.
+fn route(text: &str, routes: &BTreeMap<String, String>) -> String {
+    text.lines()
+        .map(|line| {
+            for (real, via) in routes {
+                if line.trim() == format!("addr = \"{real}\"") {
+                    return format!("addr = \"{via}\"");
+                }
+            }
+            line.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_catalogue_changes_across_a_partition_take_effect_on_the_majority_side_only() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::prepare_on_free_ports(tmp.path(), 3).expect("layout");
+    let addrs: Vec<String> = layout
+        .servers
+        .iter()
+        .map(|s| s.addr().to_string())
+        .collect();
+    // Server-to-server paths through proxies the test cuts: proxy (i, j) carries i's calls
+    // to j.
+    let mut proxies: BTreeMap<(usize, usize), UdpProxy> = BTreeMap::new();
+    for i in 0..3 {
+        let mut routes = BTreeMap::new();
+        for j in (0..3).filter(|j| *j != i) {
+            let p = UdpProxy::start(layout.servers[j].addr()).await;
+            routes.insert(addrs[j].clone(), p.addr.to_string());
+            proxies.insert((i, j), p);
+        }
+        let text = std::fs::read_to_string(&layout.servers[i].toml).expect("toml");
+        std::fs::write(&layout.servers[i].toml, route(&text, &routes)).expect("write");
+    }
+    let setup = Setup::start_on(tmp, layout, &["s1", "s2", "s3"]).await;
+    // s3 is cut off from s1 and s2; the admin reaches every server.
+    for (&(i, j), p) in &proxies {
+        if i == 2 || j == 2 {
+            p.set_cut(true);
+        }
+    }
+    let mut via_s3 = setup.layout.admin.clone();
+    via_s3.server_name = "s3".into();
+    via_s3.server_addr = setup.layout.servers[2].addr();
+    let create = |name: &str, replicas: &[&str]| {
+        Request::Volume(VolumeCall::Create {
+            name: name.into(),
+            replicas: replicas.iter().map(|s| s.to_string()).collect(),
+        })
+    };
+    let minority =
+        admin::call_within(&via_s3, &create("x", &["s3"]), Duration::from_secs(60)).await;
+    let text = format!("{minority:?}");
+    assert!(
+        matches!(
+            minority
+                .as_ref()
+                .err()
+                .and_then(|e| e.downcast_ref::<FsError>()),
+            Some(FsError::Refused(_))
+        ) && text.contains("majority"),
+        "the minority side gets a clear refusal: {text}"
+    );
+    let majority = admin::call_within(
+        &setup.layout.admin,
+        &create("x", &["s1", "s2"]),
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("the majority side commits");
+    let ReplyBody::Volume(x) = majority else {
+        panic!("unexpected {majority:?}");
+    };
+    // Healed: every server, s3 included, has the majority's volume x and nothing else.
+    for p in proxies.values() {
+        p.set_cut(false);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match admin::call_within(
+            &via_s3,
+            &Request::Volume(VolumeCall::List),
+            Duration::from_secs(20),
+        )
+        .await
+        {
+            Ok(ReplyBody::Volumes(list)) => {
+                let names: Vec<&str> = list.iter().map(|v| v.name.as_str()).collect();
+                assert!(names.len() <= 2, "{names:?}");
+                if let Some(v) = list.iter().find(|v| v.name == "x") {
+                    assert_eq!(v.id, x.id, "s3 sees the majority's x");
+                    let servers: Vec<&str> = v.vsg.iter().map(|m| m.server.as_str()).collect();
+                    assert_eq!(servers, ["s1", "s2"]);
+                    break;
+                }
+            }
+            other => eprintln!("s3 not caught up yet: {other:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "s3 never saw the majority's change"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
