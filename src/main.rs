@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+mod mkmount;
 mod status;
 mod up;
 mod volume;
@@ -63,6 +64,20 @@ enum Command {
         /// The client daemon's NFS port on 127.0.0.1.
         #[arg(long, default_value_t = 12049)]
         nfs_port: u16,
+    },
+    /// Make a mount point: PATH shows the root of VOLUME (Coda's `cfs mkm`).
+    Mkmount {
+        /// Where: a path on this machine's mounted Codetta file system, or with
+        /// --nfs-port a path from the export's root.
+        path: String,
+        volume: String,
+        /// Make it through the client daemon's NFS endpoint on 127.0.0.1:PORT (no mount
+        /// needed).
+        #[arg(long)]
+        nfs_port: Option<u16>,
+        /// Admin configuration (to check that the volume exists).
+        #[arg(long)]
+        admin: Option<PathBuf>,
     },
     /// Volumes.
     Volume {
@@ -161,6 +176,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Volume { command, admin } => volume::run(command, admin).await,
+        Command::Mkmount {
+            path,
+            volume,
+            nfs_port,
+            admin,
+        } => mkmount::run(&path, &volume, nfs_port, admin).await,
         Command::Status { json, admin } => status::status(admin, json).await,
         Command::Conflicts { admin } => status::conflicts(admin).await,
         Command::Repair {

@@ -311,6 +311,32 @@ impl Nfs {
         Ok((entries, ok.reply.eof))
     }
 
+    /// Every entry's name and fileid (READDIRPLUS), following cookies.
+    pub async fn list_ids(&mut self, dir: &Fh) -> Res<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let args = READDIRPLUS3args {
+                dir: dir.clone(),
+                cookie,
+                cookieverf: cookieverf3::default(),
+                dircount: 64 * 1024,
+                maxcount: 64 * 1024,
+            };
+            let ok = ok!(self.conn.readdirplus(&args).await)?;
+            for e in ok.reply.entries.0 {
+                cookie = e.cookie;
+                out.push((
+                    String::from_utf8_lossy(e.name.as_ref()).into_owned(),
+                    e.fileid,
+                ));
+            }
+            if ok.reply.eof {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Every entry name, following cookies.
     pub async fn list(&mut self, dir: &Fh) -> Res<Vec<String>> {
         let mut names = Vec::new();

@@ -13,7 +13,7 @@ pub use codetta_transport::ServerEntry;
 pub struct ClientConfig {
     /// This client's node name (its certificate name).
     pub name: String,
-    /// Holds the modify log and client state (`client.redb`).
+    /// Holds the modify logs, one per volume (`volume-ID.redb`), and `status.json`.
     pub data_dir: PathBuf,
     /// Where the NFSv3 endpoint listens (NFS and MOUNT on one port).
     #[serde(default = "default_nfs_listen")]

@@ -3,10 +3,10 @@
 
 use crate::config::ClientConfig;
 use crate::link::LinkPool;
-use crate::log::ModifyLog;
 use crate::nfs::CodettaFs;
 use crate::nfs::handle::HANDLE_GENERATION;
 use crate::venus::{Venus, VenusOptions};
+use crate::volumes::Volumes;
 use anyhow::Context;
 use codetta_certs::Identity;
 use nfs3_server::tcp::{NFSTcp, NFSTcpListener};
@@ -18,7 +18,10 @@ use tokio::sync::watch;
 /// A running client daemon.
 pub struct ClientDaemon {
     pub nfs_addr: SocketAddr,
+    /// The root volume's Venus as the daemon started (for tests and status).
     pub venus: Arc<Venus>,
+    /// Every volume served.
+    pub volumes: Arc<Volumes>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -53,21 +56,22 @@ impl ClientDaemon {
             config.call_deadline(),
             config.jukebox_window(),
         ));
-        let log = Arc::new(ModifyLog::open(&config.data_dir.join("client.redb"))?);
         let options = VenusOptions {
             log_max_bytes: config.log_max_bytes,
             min_copies: config.min_copies,
         };
-        let venus = retry_until_up(&mut shutdown, || {
-            Venus::start(log.clone(), links.clone(), &config.root_volume, options)
+        let volumes = retry_until_up(&mut shutdown, || {
+            Volumes::start(
+                config.data_dir.clone(),
+                links.clone(),
+                options,
+                &config.root_volume,
+            )
         })
         .await?;
-        tracing::info!(
-            volume = %venus.volume().name,
-            replicas = venus.volume().vsg.len(),
-            "serving volume"
-        );
-        let fs = CodettaFs::new(venus.clone(), venus.root());
+        let root = volumes.root().await?;
+        let venus = volumes.get(root.volume).await?;
+        let fs = CodettaFs::new(volumes.clone());
         let listener = NFSTcpListener::bind_with_generation(
             &config.nfs_listen.to_string(),
             fs,
@@ -108,6 +112,7 @@ impl ClientDaemon {
         Ok(ClientDaemon {
             nfs_addr,
             venus,
+            volumes,
             task,
         })
     }
@@ -117,8 +122,10 @@ impl ClientDaemon {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
-        tracing::info!("client update stats: {}", self.venus.stats);
-        self.venus.close();
+        for venus in self.volumes.all().await {
+            tracing::info!(volume = %venus.volume().name, "client update stats: {}", venus.stats);
+            venus.close();
+        }
         self.venus.close_links().await;
     }
 }

@@ -12,6 +12,7 @@ pub mod nfs;
 pub mod replicate;
 pub mod tracker;
 pub mod venus;
+pub mod volumes;
 
 pub use config::ClientConfig;
 pub use daemon::ClientDaemon;

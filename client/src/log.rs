@@ -2,7 +2,7 @@
 //! or answered. It is both the shipping queue and the crash-recovery record. It also keeps
 //! the client's identity (incarnation, uniquifier) and its counters.
 //!
-//! Format (redb file `client.redb`):
+//! Format (one redb file per volume, `volume-ID.redb`):
 //! - table `records`: seq (u64) -> `[1][u32 LE header length][postcard UpdateRecord][data]`
 //! - table `state`: name (str) -> u64: `incarnation`, `unique`, `next_vnode`, `next_seq`
 

@@ -172,7 +172,7 @@ fn unexpected(body: ReplyBody) -> ClientError {
 }
 
 /// Calls `links` in order until one answers; a refusal (`Fs`) is an answer.
-async fn first_answer(
+pub(crate) async fn first_answer(
     links: &[Arc<ServerLink>],
     request: &Request,
 ) -> Result<(usize, ReplyBody), ClientError> {
@@ -233,14 +233,13 @@ async fn new_identity(links: &[Arc<ServerLink>]) -> Result<ClientState, ClientEr
 }
 
 impl Venus {
-    /// Opens the log, obtains an incarnation if this client has none, finds the volume
-    /// `volume` and its replica group among `servers`, and starts the appender and one
-    /// shipper per group member. Records left in the log by a previous run are shipped
-    /// first.
+    /// Opens the log of `volume` (one log per volume: each numbers its records densely),
+    /// obtains an incarnation if it has none, and starts the appender and one shipper per
+    /// group member. Records left in the log by a previous run are shipped first.
     pub async fn start(
         log: Arc<ModifyLog>,
         pool: Arc<LinkPool>,
-        volume: &str,
+        volume: VolumeInfo,
         options: VenusOptions,
     ) -> Result<Arc<Venus>, ClientError> {
         let servers = pool.all();
@@ -251,13 +250,6 @@ impl Venus {
                 log.set_state(state)?;
                 state
             }
-        };
-        let request = Request::VolumeByName {
-            name: volume.to_string(),
-        };
-        let volume = match first_answer(&servers, &request).await? {
-            (_, ReplyBody::Volume(info)) => info,
-            (_, other) => return Err(unexpected(other)),
         };
         let root = volume.root;
         let group = Group::new(pool, volume.clone())?;

@@ -283,6 +283,9 @@ async fn remove_replica(
     Ok(ReplyBody::Done)
 }
 
+/// Comparisons a drain makes before it names what is still different.
+const DRAIN_PASSES: usize = 10;
+
 /// Longest a drain may take before the removal is refused.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -294,11 +297,24 @@ async fn drain(
     leaving: &ReplicaMember,
 ) -> Result<(), FsError> {
     let (members, me) = members_of(service.store(), service.peers(), service.name(), volume)?;
-    let result = tokio::time::timeout(
-        DRAIN_DEADLINE,
-        crate::heal::drain(&members, me, volume, leaving.replica),
-    )
-    .await;
+    // Objects another coordinator is resolving right now (a replica that just came back
+    // heals too) are left for later by this pass: compare again until nothing differs or
+    // a few passes changed nothing.
+    let passes = async {
+        let mut total = codetta_wire::message::ResolveSummary::default();
+        let mut last = None;
+        for pass in 0..DRAIN_PASSES {
+            let (summary, left) = crate::heal::drain(&members, me, volume, leaving.replica).await?;
+            crate::service::add_summary(&mut total, &summary);
+            if left.is_empty() || pass + 1 == DRAIN_PASSES {
+                return Ok((total, left));
+            }
+            last = Some(left);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok::<_, FsError>((total, last.unwrap_or_default()))
+    };
+    let result = tokio::time::timeout(DRAIN_DEADLINE, passes).await;
     let left = match result {
         Ok(Ok((summary, left))) => {
             tracing::info!(server = %leaving.server, ?summary, left = left.len(), "drained");

@@ -68,6 +68,8 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         Request::NewIncarnation
         | Request::ClaimIncarnation { .. }
         | Request::VolumeByName { .. }
+        | Request::VolumeById { .. }
+        | Request::RootVolume
         | Request::GetAttr { .. }
         | Request::Lookup { .. }
         | Request::Parent { .. }
@@ -234,15 +236,18 @@ impl ServerService {
         Ok(ReplyBody::Catalogue(bytes))
     }
 
-    /// The volume `name` from the catalogue this server applied, with its servers'
+    /// The volume `pick` finds in the catalogue this server applied, with its servers'
     /// addresses.
-    fn volume_by_name(&self, name: &str) -> Result<codetta_wire::message::VolumeInfo, FsError> {
+    fn find_volume(
+        &self,
+        pick: impl FnOnce(&crate::catalogue::CatalogueState) -> Option<&crate::catalogue::VolumeEntry>,
+    ) -> Result<codetta_wire::message::VolumeInfo, FsError> {
         let catalogue = self
             .catalogue
             .get()
             .ok_or_else(|| FsError::Storage("the catalogue is not running here".into()))?;
         let state = catalogue.current();
-        let entry = state.volume(name).ok_or(FsError::UnknownVolume)?;
+        let entry = pick(&state).ok_or(FsError::UnknownVolume)?;
         Ok(crate::volumes::volume_info(&state, entry))
     }
 
@@ -300,7 +305,15 @@ impl ServerService {
                     .map(|()| ReplyBody::Hello {
                         server: self.name.to_string(),
                     }),
-                Request::VolumeByName { name } => self.volume_by_name(&name).map(ReplyBody::Volume),
+                Request::VolumeByName { name } => {
+                    self.find_volume(|s| s.volume(&name)).map(ReplyBody::Volume)
+                }
+                Request::VolumeById { id } => self
+                    .find_volume(|s| s.volumes.get(&id.0))
+                    .map(ReplyBody::Volume),
+                Request::RootVolume => self
+                    .find_volume(|s| s.root_volume.and_then(|id| s.volumes.get(&id.0)))
+                    .map(ReplyBody::Volume),
                 Request::Volume(_)
                 | Request::Resolve { .. }
                 | Request::Catalogue(_)

@@ -462,3 +462,100 @@ async fn conflicting_catalogue_changes_across_a_partition_take_effect_on_the_maj
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Streams `mib` MiB into a new file `name` in `dir` (1 MiB UNSTABLE writes, one COMMIT).
+async fn stream_file(
+    nfs: &mut Nfs,
+    dir: &nfs3_client::nfs3_types::nfs3::nfs_fh3,
+    name: &str,
+    seed: u64,
+    mib: u64,
+) -> nfs3_client::nfs3_types::nfs3::nfs_fh3 {
+    let f = patiently!(nfs.create(dir, name).await).expect("create");
+    for i in 0..mib {
+        let data = codetta_bench::workloads::payload(seed * 1_000_000 + i, 1 << 20);
+        patiently!(nfs.write(&f, i << 20, &data, stable_how::UNSTABLE).await).expect("write");
+    }
+    patiently!(nfs.commit(&f).await).expect("commit");
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "heavy: fills a new replica with 1 GiB while a client writes"]
+async fn heavy_filling_a_1_gib_replica_while_a_client_writes() {
+    const FILES: u64 = 64;
+    const MIB_EACH: u64 = 16;
+    let setup = Setup::start(&["s1", "s2"]).await;
+    let mut nfs = setup.nfs().await;
+    let root = nfs.root.clone();
+    let mut fids = Vec::new();
+    for i in 0..FILES {
+        let f = stream_file(&mut nfs, &root, &format!("big{i}"), i, MIB_EACH).await;
+        fids.push(crate::replication::fid_of(&f));
+    }
+    // The client's write throughput with nothing else going on.
+    let started = Instant::now();
+    stream_file(&mut nfs, &root, "quiet", 9000, 256).await;
+    let quiet = 256.0 / started.elapsed().as_secs_f64();
+
+    let port = setup.client.nfs_addr.port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let (stop, written) = (stop.clone(), written.clone());
+        tokio::spawn(async move {
+            let mut nfs = Nfs::connect(port).await.expect("mount");
+            let root = nfs.root.clone();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                stream_file(&mut nfs, &root, &format!("during{n}"), 10_000 + n, 16).await;
+                written.fetch_add(16, std::sync::atomic::Ordering::Relaxed);
+                n += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = written.load(std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    let grown = match setup
+        .volume(VolumeCall::AddReplica {
+            name: "root".into(),
+            server: "s3".into(),
+        })
+        .await
+        .expect("add-replica")
+    {
+        ReplyBody::Volume(v) => v,
+        other => panic!("unexpected {other:?}"),
+    };
+    // Filled once s3 holds every big file in the state the others hold.
+    let inspector = Inspector::new(&setup.layout).expect("inspector");
+    for fid in &fids {
+        while !inspector.agree(*fid).await {
+            assert!(
+                started.elapsed() < Duration::from_secs(900),
+                "fill too slow"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let fill = started.elapsed().as_secs_f64();
+    let during = (written.load(std::sync::atomic::Ordering::Relaxed) - before) as f64 / fill;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.expect("writer");
+    let as_server = Inspector::as_server(&setup.layout).expect("inspector");
+    let settled = wait_equal(&as_server, grown.id, &[0, 1, 2], Duration::from_secs(300)).await;
+    let shipped = bytes_shipped(&inspector).await;
+    println!(
+        "filled a new replica with {} MiB in {fill:.1} s ({:.0} MiB/s); client writes: {quiet:.0} MiB/s \
+         alone, {during:.0} MiB/s ({:.0}%) during the fill; all equal {:.1} s after the writer \
+         stopped; resolution shipped {} MiB",
+        FILES * MIB_EACH,
+        (FILES * MIB_EACH) as f64 / fill,
+        100.0 * during / quiet,
+        settled.as_secs_f64(),
+        shipped >> 20
+    );
+    inspector.close().await;
+    as_server.close().await;
+}

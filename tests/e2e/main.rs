@@ -11,6 +11,7 @@ mod durability;
 mod groups;
 mod heavy;
 mod large;
+mod mounts;
 mod nfs_ops;
 mod nospc;
 mod partition;

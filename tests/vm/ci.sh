@@ -51,6 +51,14 @@ done
 if [ "$ready" != 1 ]; then
   echo "codetta up did not start:"; tail -n 30 "$dir/up.log"; exit 1
 fi
+# Two more volumes on all three servers, with mount points made through the client
+# daemon's endpoint; the guest switches the root volume with "@@ set-root NAME".
+admin="$dir/admin.toml"
+for v in proj alt; do
+  ./target/debug/codetta volume create "$v" --replicas s1,s2,s3 --admin "$admin"
+done
+./target/debug/codetta mkmount /proj proj --nfs-port "$port" --admin "$admin"
+./target/debug/codetta mkmount /altm alt --nfs-port "$port" --admin "$admin"
 # "processes P1, P2, P3" in the banner: the servers' pids.
 victim=$(sed -n 's/.*(processes \([0-9]*\), \([0-9]*\), .*/\2/p' "$dir/up.log" | head -n 1)
 echo "servers up; s2 (pid ${victim:-?}) is killed during the guest's tar"
@@ -63,6 +71,8 @@ while IFS= read -r line; do
   case $line in
     *"@@ kill-point"*)
       if [ -n "$victim" ]; then kill -9 "$victim" && echo "host: SIGKILLed s2 (pid $victim)"; fi ;;
+    "@@ set-root "*)
+      ./target/debug/codetta volume set-root "${line#@@ set-root }" --admin "$admin" ;;
     *"@@ restart-point"*)
       ./target/debug/codetta server --config "$dir/s2.toml" 2>>"$dir/s2-restarted.log" &
       restarted=$!

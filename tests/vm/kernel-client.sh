@@ -294,6 +294,44 @@ else
   note "permission checks skipped (need root inside the nfs-vm guest)"
 fi
 
+# ------------------------------------- volumes: mount points, set-root ---
+# tests/vm/ci.sh makes two more volumes and their mount points with `codetta mkmount`:
+# /proj (volume proj) and /altm (volume alt); it switches the root volume when told.
+if [ -d ../proj ] && [ -d ../altm ]; then
+  check "a mount point shows as a directory" test -d ../proj -a ! -L ../proj
+  mkdir -p "../proj/$w/sub" && echo "in proj" >"../proj/$w/sub/f.txt"
+  dd if=/dev/urandom of="../proj/$w/sub/r.bin" bs=64k count=16 2>/dev/null
+  echo moved >mv-me.txt
+  check "mv across volumes (rename refused, copied)" mv mv-me.txt "../proj/$w/"
+  drop
+  check "ls -R through the mount point" sh -c 'ls -R .. >/dev/null'
+  check_eq "find through the mount point" 3 "$(find "../proj/$w" -type f | wc -l | tr -d ' ')"
+  mkdir "$tmp/vt"
+  check "tar through the mount point" sh -c "tar -cf - -C .. 'proj/$w' | tar -xf - -C '$tmp/vt'"
+  check_eq "tar copied the volume's files" "in proj" "$(cat "$tmp/vt/proj/$w/sub/f.txt")"
+  check_eq "tar copied the volume's data" "$(md5 "../proj/$w/sub/r.bin")" "$(md5 "$tmp/vt/proj/$w/sub/r.bin")"
+  dups=$(ls -iR .. 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $1}' | sort | uniq -d | head -n 3 | tr '\n' ' ')
+  check_eq "inode numbers unique across volumes" "" "$dups"
+  echo "in the first root" >old.txt
+  echo "in alt" >"../altm/marker.$w"
+  here=$(pwd)
+  echo "@@ set-root alt"
+  sleep 5
+  i=0
+  while [ ! -e "/mnt/marker.$w" ] && [ $i -lt 180 ]; do sleep 0.5; i=$((i + 1)); done
+  check "set-root: the new root shows without a remount" test -e "/mnt/marker.$w"
+  check "set-root: the old root's entries are gone from /" test ! -e "/mnt/proj"
+  check_eq "handles into the old root volume keep working" "in the first root" "$(cat "$here/old.txt")"
+  echo "@@ set-root root"
+  sleep 5
+  i=0
+  while [ ! -e "/mnt/proj" ] && [ $i -lt 180 ]; do sleep 0.5; i=$((i + 1)); done
+  check "set-root back: the first root shows again" test -d "/mnt/$w/sub" -o -d "/mnt/proj"
+  rm -rf "../proj/$w" "$tmp/vt" "../altm/marker.$w"
+else
+  note "volume checks skipped (no /proj and /altm mount points)"
+fi
+
 # ---------------------------------------------------------- clean up ---
 cd ..
 check "rm -rf the work directory" rm -rf "$w"

@@ -23,10 +23,16 @@ pub enum Request {
     ClaimIncarnation {
         incarnation: Incarnation,
     },
-    /// Finds a volume by name.
+    /// Finds a volume by name (in the catalogue).
     VolumeByName {
         name: String,
     },
+    /// Finds a volume by id (a handle into a volume the client has not opened yet).
+    VolumeById {
+        id: VolumeId,
+    },
+    /// The volume the export's root shows (`UnknownVolume` while none is set).
+    RootVolume,
     /// A volume administration call (admin role): answered from the catalogue, changes
     /// committed through it (rule 13).
     Volume(VolumeCall),

@@ -19,7 +19,24 @@ fn our_time(t: nfstime3) -> Time {
     }
 }
 
-/// NFS attributes of `fid`: one fsid per volume, fileid = vnode (unique within a volume).
+/// The one fsid of the export: every volume (mounted through mount points, or the root)
+/// shows as one file system, so `find` and `tar` cross mount points.
+pub const EXPORT_FSID: u64 = 0x436f_6474;
+
+/// The NFS fileid of `fid`, unique across every volume of the export: the vnode (unique in
+/// its volume) XOR a 64-bit hash of the volume (a bijection within each volume; volumes
+/// differ by their hashes).
+pub fn fileid(fid: &Fid) -> u64 {
+    if *fid == super::handle::EXPORT_ROOT {
+        return 1;
+    }
+    let h = blake3::hash(&fid.volume.0.to_le_bytes());
+    let mut mix = [0u8; 8];
+    mix.copy_from_slice(&h.as_bytes()[..8]);
+    fid.vnode ^ u64::from_le_bytes(mix)
+}
+
+/// NFS attributes of `fid`: the export's fsid, a fileid unique across volumes.
 pub fn fattr(fid: &Fid, a: &Attrs) -> fattr3 {
     let type_ = match a.ftype {
         FileType::Regular => ftype3::NF3REG,
@@ -35,8 +52,8 @@ pub fn fattr(fid: &Fid, a: &Attrs) -> fattr3 {
         size: a.size,
         used: a.size.div_ceil(4096) * 4096,
         rdev: specdata3::default(),
-        fsid: u64::from(fid.volume.0),
-        fileid: fid.vnode,
+        fsid: EXPORT_FSID,
+        fileid: fileid(fid),
         atime: nfs_time(a.atime),
         mtime: nfs_time(a.mtime),
         ctime: nfs_time(a.ctime),

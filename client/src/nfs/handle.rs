@@ -10,6 +10,15 @@ use nfs3_server::vfs::FileHandle;
 /// held only in memory: a restarted daemon cannot ask the kernel to resend.)
 pub const HANDLE_GENERATION: u64 = 0x436f_6474_6574_7461; // "Codetta"
 
+/// The handle of the export's root: no volume's fid (volume 0 is never used); every call
+/// on it goes to the root of the catalogue's current root volume, so `set-root` shows a
+/// new root to mounted clients without a remount.
+pub const EXPORT_ROOT: Fid = Fid {
+    volume: codetta_wire::VolumeId(0),
+    vnode: Fid::ROOT_VNODE,
+    unique: 0,
+};
+
 /// Our part of an NFS handle: the 16-byte fid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FidHandle {

@@ -14,6 +14,7 @@ pub mod status;
 
 use crate::error::ClientError;
 use crate::venus::Venus;
+use crate::volumes::Volumes;
 use attrs::{fattr, set_attrs};
 use bytes::Bytes;
 use codetta_wire::message::ObjectState;
@@ -21,7 +22,7 @@ use codetta_wire::update::{CreateHow, NewObject, Op};
 use codetta_wire::{Attrs, Fid, FileType, FsError, Name, SetAttrs};
 use creds::{Caller, CallerTable};
 use dir::DirPager;
-use handle::FidHandle;
+use handle::{EXPORT_ROOT, FidHandle};
 use nfs3_server::nfs3_types::nfs3::{
     FSF3_CANSETTIME, FSF3_HOMOGENEOUS, FSF3_SYMLINK, FSINFO3resok, Nfs3Option, createverf3, fattr3,
     filename3, nfspath3, nfsstat3, nfstime3, post_op_attr, sattr3, stable_how,
@@ -47,18 +48,17 @@ fn name(filename: &filename3<'_>) -> Result<Name, nfsstat3> {
     Name::new(filename.as_ref().to_vec()).map_err(name_status)
 }
 
-/// The file system served at the export's `/`.
+/// The file system served at the export's `/`: every volume of the cluster, entered
+/// from the root volume through mount points.
 pub struct CodettaFs {
-    venus: Arc<Venus>,
-    root: Fid,
+    volumes: Arc<Volumes>,
     callers: CallerTable,
 }
 
 impl CodettaFs {
-    pub fn new(venus: Arc<Venus>, root: Fid) -> CodettaFs {
+    pub fn new(volumes: Arc<Volumes>) -> CodettaFs {
         CodettaFs {
-            venus,
-            root,
+            volumes,
             callers: CallerTable::default(),
         }
     }
@@ -67,8 +67,44 @@ impl CodettaFs {
         self.callers.current()
     }
 
+    /// The object a handle's fid stands for (the export's root is the current root
+    /// volume's root) and the Venus of its volume.
+    async fn open(&self, fid: &Fid) -> Result<(Fid, Arc<Venus>), nfsstat3> {
+        let fid = if *fid == EXPORT_ROOT {
+            self.volumes.root().await.map_err(err)?
+        } else {
+            *fid
+        };
+        let venus = self.volumes.get(fid.volume).await.map_err(err)?;
+        Ok((fid, venus))
+    }
+
+    /// The Venus of `fid`'s volume (`fid` a real object, not the export's root).
+    async fn venus(&self, fid: &Fid) -> Result<Arc<Venus>, nfsstat3> {
+        Ok(self.open(fid).await?.1)
+    }
+
+    /// The handle a real object is shown under: the current root volume's root is the
+    /// export's root.
+    async fn outward(&self, fid: Fid) -> FidHandle {
+        match self.volumes.root().await {
+            Ok(root) if root == fid => FidHandle::new(EXPORT_ROOT),
+            _ => FidHandle::new(fid),
+        }
+    }
+
     async fn attrs(&self, fid: &Fid) -> Result<Attrs, nfsstat3> {
-        self.venus.getattr(fid).await.map_err(err)
+        let (real, venus) = self.open(fid).await?;
+        let mut attrs = venus.getattr(&real).await.map_err(err)?;
+        if *fid == EXPORT_ROOT {
+            // A switch of root volumes shows as a change of the root directory.
+            let switched = self.volumes.root_switched();
+            if (switched.secs, switched.nanos) > (attrs.mtime.secs, attrs.mtime.nanos) {
+                attrs.mtime = switched;
+                attrs.ctime = switched;
+            }
+        }
+        Ok(attrs)
     }
 
     async fn fattr(&self, fid: &Fid) -> Result<fattr3, nfsstat3> {
@@ -101,11 +137,8 @@ impl CodettaFs {
 
     /// Logs a namespace or attribute change and waits until the server applied it; the
     /// fid a create resolved to, if any.
-    async fn apply(&self, op: Op) -> Result<Option<Fid>, nfsstat3> {
-        self.venus
-            .submit_and_wait(op, Bytes::new())
-            .await
-            .map_err(err)
+    async fn apply(&self, venus: &Venus, op: Op) -> Result<Option<Fid>, nfsstat3> {
+        venus.submit_and_wait(op, Bytes::new()).await.map_err(err)
     }
 
     /// The entry `name` of `dir`, checked removable by `caller` (write and search on the
@@ -117,23 +150,37 @@ impl CodettaFs {
         name: &Name,
     ) -> Result<ObjectState, nfsstat3> {
         let dir_attrs = self.writable_dir(caller, dir).await?;
-        let child = self.venus.lookup(dir, name).await.map_err(err)?;
+        let child = self
+            .venus(dir)
+            .await?
+            .lookup(dir, name)
+            .await
+            .map_err(err)?;
         check_unlink(caller, &dir_attrs, &child.attrs)?;
         Ok(child)
     }
 
-    /// Common start of CREATE, MKDIR and SYMLINK: the caller, a valid name, a directory the
-    /// caller may modify, and a fresh fid in its volume.
+    /// Common start of CREATE, MKDIR and SYMLINK: the caller, a valid name, the directory
+    /// (a real fid) and its attributes, checked modifiable by the caller, its volume's
+    /// Venus, and a fresh fid in that volume.
     async fn prepare_new(
         &self,
         dirid: &FidHandle,
         filename: &filename3<'_>,
-    ) -> Result<(Caller, Name, Attrs, Fid), nfsstat3> {
+    ) -> Result<NewIn, nfsstat3> {
         let caller = self.caller();
         let name = name(filename)?;
-        let dir = self.writable_dir(&caller, &dirid.fid).await?;
-        let fid = self.venus.alloc_fid(dirid.fid.volume).map_err(err)?;
-        Ok((caller, name, dir, fid))
+        let (dir, venus) = self.open(&dirid.fid).await?;
+        let dir_attrs = self.writable_dir(&caller, &dir).await?;
+        let fid = venus.alloc_fid(dir.volume).map_err(err)?;
+        Ok(NewIn {
+            caller,
+            name,
+            dir,
+            dir_attrs,
+            venus,
+            fid,
+        })
     }
 
     async fn setattr_checked(
@@ -145,6 +192,8 @@ impl CodettaFs {
         if set.is_empty() {
             return Ok(());
         }
+        let (fid, venus) = self.open(fid).await?;
+        let fid = &fid;
         let attrs = self.attrs(fid).await?;
         if set.mode.is_some() || set.uid.is_some_and(|u| u != attrs.uid) {
             check_owner(caller, &attrs)?;
@@ -170,19 +219,29 @@ impl CodettaFs {
                 FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
                 FileType::Regular => check(caller, &attrs, WRITE)?,
             }
-            self.venus.track_attrs(fid).await.map_err(err)?;
+            venus.track_attrs(fid).await.map_err(err)?;
         }
         let op = Op::SetAttr { fid: *fid, set };
-        self.apply(op).await?;
+        self.apply(&venus, op).await?;
         Ok(())
     }
+}
+
+/// Where a new object goes: see [`CodettaFs::prepare_new`].
+struct NewIn {
+    caller: Caller,
+    name: Name,
+    dir: Fid,
+    dir_attrs: Attrs,
+    venus: Arc<Venus>,
+    fid: Fid,
 }
 
 impl NfsReadFileSystem for CodettaFs {
     type Handle = FidHandle;
 
     fn root_dir(&self) -> FidHandle {
-        FidHandle::new(self.root)
+        FidHandle::new(EXPORT_ROOT)
     }
 
     fn authorize(&self, auth: Option<&auth_unix>) -> bool {
@@ -209,17 +268,35 @@ impl NfsReadFileSystem for CodettaFs {
             return Err(nfsstat3::NFS3ERR_NOTDIR);
         }
         check(&caller, &dir, EXEC)?;
+        let (real, venus) = self.open(&dirid.fid).await?;
         match filename.as_ref() {
             b"." => return Ok(*dirid),
             b".." => {
-                let parent = self.venus.parent(&dirid.fid).await.map_err(err)?;
-                return Ok(FidHandle::new(parent));
+                if dirid.fid == EXPORT_ROOT {
+                    return Ok(*dirid);
+                }
+                if real.vnode == Fid::ROOT_VNODE {
+                    // A volume's root: `..` is where it was entered from.
+                    let above = self.volumes.mounted_at(real.volume).unwrap_or(EXPORT_ROOT);
+                    return Ok(self.outward(above).await);
+                }
+                let parent = venus.parent(&real).await.map_err(err)?;
+                return Ok(self.outward(parent).await);
             }
             _ => {}
         }
         let name = name(filename)?;
-        let state = self.venus.lookup(&dirid.fid, &name).await.map_err(err)?;
-        Ok(FidHandle::new(state.fid))
+        let state = venus.lookup(&real, &name).await.map_err(err)?;
+        if state.attrs.ftype == FileType::Symlink
+            && let Some(root) = self
+                .volumes
+                .follow(&venus, real, &state.fid)
+                .await
+                .map_err(err)?
+        {
+            return Ok(self.outward(root).await);
+        }
+        Ok(self.outward(state.fid).await)
     }
 
     async fn getattr(&self, id: &FidHandle) -> Result<fattr3, nfsstat3> {
@@ -242,9 +319,9 @@ impl NfsReadFileSystem for CodettaFs {
         if !perm::allowed(&caller, &attrs, READ) {
             check(&caller, &attrs, EXEC)?;
         }
-        let (_, data, eof) = self
-            .venus
-            .read(&id.fid, offset, count.min(MAX_IO))
+        let (fid, venus) = self.open(&id.fid).await?;
+        let (_, data, eof) = venus
+            .read(&fid, offset, count.min(MAX_IO))
             .await
             .map_err(err)?;
         Ok((data.to_vec(), eof))
@@ -271,7 +348,8 @@ impl NfsReadFileSystem for CodettaFs {
         if attrs.ftype != FileType::Symlink {
             return Err(nfsstat3::NFS3ERR_INVAL);
         }
-        let target = self.venus.readlink(&id.fid).await.map_err(err)?;
+        let (fid, venus) = self.open(&id.fid).await?;
+        let target = self.volumes.target(&venus, &fid).await.map_err(err)?;
         Ok(nfspath3::from(target))
     }
 
@@ -309,7 +387,16 @@ impl CodettaFs {
             return Err(nfsstat3::NFS3ERR_NOTDIR);
         }
         check(&caller, &attrs, READ)?;
-        Ok(DirPager::new(self.venus.clone(), dirid.fid, cookie, plus))
+        let (dir, venus) = self.open(&dirid.fid).await?;
+        let root = self.volumes.root().await.map_err(err)?;
+        Ok(DirPager::new(
+            venus,
+            self.volumes.clone(),
+            dir,
+            root,
+            cookie,
+            plus,
+        ))
     }
 }
 
@@ -336,7 +423,8 @@ impl NfsFileSystem for CodettaFs {
         {
             return Err(nfsstat3::NFS3ERR_FBIG);
         }
-        let attrs = self.venus.track_attrs(&id.fid).await.map_err(err)?;
+        let (fid, venus) = self.open(&id.fid).await?;
+        let attrs = venus.track_attrs(&fid).await.map_err(err)?;
         match attrs.ftype {
             FileType::Regular => {}
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
@@ -344,17 +432,17 @@ impl NfsFileSystem for CodettaFs {
         }
         check(&caller, &attrs, WRITE)?;
         let op = Op::Write {
-            fid: id.fid,
+            fid,
             offset,
             len,
             hash: *blake3::hash(data).as_bytes(),
         };
         let data = Bytes::copy_from_slice(data);
         let achieved = if stable == stable_how::UNSTABLE {
-            self.venus.submit(op, data).await.map_err(err)?;
+            venus.submit(op, data).await.map_err(err)?;
             stable_how::UNSTABLE
         } else {
-            self.venus.submit_and_wait(op, data).await.map_err(err)?;
+            venus.submit_and_wait(op, data).await.map_err(err)?;
             stable_how::FILE_SYNC
         };
         Ok((self.fattr(&id.fid).await?, achieved))
@@ -366,20 +454,27 @@ impl NfsFileSystem for CodettaFs {
         filename: &filename3<'_>,
         attr: sattr3,
     ) -> Result<(FidHandle, fattr3), nfsstat3> {
-        let (caller, name, dir, fid) = self.prepare_new(dirid, filename).await?;
+        let NewIn {
+            caller,
+            name,
+            dir,
+            dir_attrs,
+            venus,
+            fid,
+        } = self.prepare_new(dirid, filename).await?;
         let mode = match attr.mode {
             Nfs3Option::Some(m) => m,
             Nfs3Option::None => 0o644,
         };
         let truncate = matches!(attr.size, Nfs3Option::Some(0));
         let op = Op::Create {
-            dir: dirid.fid,
+            dir,
             name,
             fid,
-            new: Self::new_object(&caller, &dir, mode),
+            new: Self::new_object(&caller, &dir_attrs, mode),
             how: CreateHow::Unchecked { truncate },
         };
-        let created = self.apply(op).await?.unwrap_or(fid);
+        let created = self.apply(&venus, op).await?.unwrap_or(fid);
         let mut rest = set_attrs(&attr);
         rest.mode = None;
         if truncate {
@@ -398,15 +493,22 @@ impl NfsFileSystem for CodettaFs {
         filename: &filename3<'_>,
         createverf: createverf3,
     ) -> Result<FidHandle, nfsstat3> {
-        let (caller, name, dir, fid) = self.prepare_new(dirid, filename).await?;
+        let NewIn {
+            caller,
+            name,
+            dir,
+            dir_attrs,
+            venus,
+            fid,
+        } = self.prepare_new(dirid, filename).await?;
         let op = Op::Create {
-            dir: dirid.fid,
+            dir,
             name,
             fid,
-            new: Self::new_object(&caller, &dir, 0o600),
+            new: Self::new_object(&caller, &dir_attrs, 0o600),
             how: CreateHow::Exclusive(createverf.0),
         };
-        let created = self.apply(op).await?.unwrap_or(fid);
+        let created = self.apply(&venus, op).await?.unwrap_or(fid);
         Ok(FidHandle::new(created))
     }
 
@@ -415,39 +517,47 @@ impl NfsFileSystem for CodettaFs {
         dirid: &FidHandle,
         dirname: &filename3<'_>,
     ) -> Result<(FidHandle, fattr3), nfsstat3> {
-        let (caller, name, dir, fid) = self.prepare_new(dirid, dirname).await?;
+        let NewIn {
+            caller,
+            name,
+            dir,
+            dir_attrs,
+            venus,
+            fid,
+        } = self.prepare_new(dirid, dirname).await?;
         // nfs3_server 0.11 does not pass MKDIR's mode: new directories get 0755.
-        let mut new = Self::new_object(&caller, &dir, 0o755);
-        new.mode |= dir.mode & 0o2000;
+        let mut new = Self::new_object(&caller, &dir_attrs, 0o755);
+        new.mode |= dir_attrs.mode & 0o2000;
         let op = Op::Mkdir {
-            dir: dirid.fid,
+            dir,
             name,
             fid,
             new,
         };
-        self.apply(op).await?;
+        self.apply(&venus, op).await?;
         Ok((FidHandle::new(fid), self.fattr(&fid).await?))
     }
 
     async fn remove(&self, dirid: &FidHandle, filename: &filename3<'_>) -> Result<(), nfsstat3> {
         let caller = self.caller();
         let name = name(filename)?;
-        let child = self.unlinkable(&caller, &dirid.fid, &name).await?;
+        let (dir, venus) = self.open(&dirid.fid).await?;
+        let child = self.unlinkable(&caller, &dir, &name).await?;
         // nfs3_server routes REMOVE and RMDIR to this one method.
         let op = if child.attrs.ftype == FileType::Directory {
             Op::Rmdir {
-                dir: dirid.fid,
+                dir,
                 name,
                 fid: child.fid,
             }
         } else {
             Op::Remove {
-                dir: dirid.fid,
+                dir,
                 name,
                 fid: child.fid,
             }
         };
-        self.apply(op).await?;
+        self.apply(&venus, op).await?;
         Ok(())
     }
 
@@ -461,16 +571,16 @@ impl NfsFileSystem for CodettaFs {
         let caller = self.caller();
         let from_name = name(from_filename)?;
         let to_name = name(to_filename)?;
-        if from_dirid.fid.volume != to_dirid.fid.volume {
+        let (from_dir, venus) = self.open(&from_dirid.fid).await?;
+        let (to_dir_fid, _) = self.open(&to_dirid.fid).await?;
+        if from_dir.volume != to_dir_fid.volume {
             return Err(nfsstat3::NFS3ERR_XDEV);
         }
-        let moved = self
-            .unlinkable(&caller, &from_dirid.fid, &from_name)
-            .await?;
-        let to_dir = self.writable_dir(&caller, &to_dirid.fid).await?;
+        let moved = self.unlinkable(&caller, &from_dir, &from_name).await?;
+        let to_dir = self.writable_dir(&caller, &to_dir_fid).await?;
         // An existing target is replaced, so it must be removable too; only "absent" is
         // fine to ignore here.
-        let replaces = match self.venus.lookup(&to_dirid.fid, &to_name).await {
+        let replaces = match venus.lookup(&to_dir_fid, &to_name).await {
             Ok(target) => {
                 check_unlink(&caller, &to_dir, &target.attrs)?;
                 Some(target.fid)
@@ -479,14 +589,14 @@ impl NfsFileSystem for CodettaFs {
             Err(e) => return Err(err(e)),
         };
         let op = Op::Rename {
-            from_dir: from_dirid.fid,
+            from_dir,
             from_name,
-            to_dir: to_dirid.fid,
+            to_dir: to_dir_fid,
             to_name,
             fid: moved.fid,
             replaces,
         };
-        self.apply(op).await?;
+        self.apply(&venus, op).await?;
         Ok(())
     }
 
@@ -501,23 +611,31 @@ impl NfsFileSystem for CodettaFs {
         if target.is_empty() || target.len() > 4096 {
             return Err(nfsstat3::NFS3ERR_INVAL);
         }
-        let (caller, name, dir, fid) = self.prepare_new(dirid, linkname).await?;
+        let NewIn {
+            caller,
+            name,
+            dir,
+            dir_attrs,
+            venus,
+            fid,
+        } = self.prepare_new(dirid, linkname).await?;
         let mode = match attr.mode {
             Nfs3Option::Some(m) => m,
             Nfs3Option::None => 0o777,
         };
         let op = Op::Symlink {
-            dir: dirid.fid,
+            dir,
             name,
             fid,
-            new: Self::new_object(&caller, &dir, mode),
+            new: Self::new_object(&caller, &dir_attrs, mode),
             target,
         };
-        self.apply(op).await?;
+        self.apply(&venus, op).await?;
         Ok((FidHandle::new(fid), self.fattr(&fid).await?))
     }
 
     async fn commit(&self, id: &FidHandle, _offset: u64, _count: u32) -> Result<(), nfsstat3> {
-        self.venus.commit(&id.fid).await.map_err(err)
+        let (fid, venus) = self.open(&id.fid).await?;
+        venus.commit(&fid).await.map_err(err)
     }
 }
