@@ -314,14 +314,18 @@ if [ -d ../proj ] && [ -d ../altm ]; then
   check_eq "inode numbers unique across volumes" "" "$dups"
   echo "in the first root" >old.txt
   echo "in alt" >"../altm/marker.$w"
-  here=$(pwd)
+  exec 3<old.txt
   echo "@@ set-root alt"
   sleep 5
   i=0
   while [ ! -e "/mnt/marker.$w" ] && [ $i -lt 180 ]; do sleep 0.5; i=$((i + 1)); done
   check "set-root: the new root shows without a remount" test -e "/mnt/marker.$w"
   check "set-root: the old root's entries are gone from /" test ! -e "/mnt/proj"
-  check_eq "handles into the old root volume keep working" "in the first root" "$(cat "$here/old.txt")"
+  # The cwd and an open file are handles into the old root volume: they keep working
+  # (a path from / now leads into the new root).
+  check_eq "set-root: an open file in the old root volume reads on" "in the first root" "$(cat <&3)"
+  exec 3<&-
+  check_eq "set-root: the cwd in the old root volume works on" "in the first root" "$(cat old.txt)"
   echo "@@ set-root root"
   sleep 5
   i=0
