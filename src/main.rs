@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+mod cluster;
 mod mkmount;
 mod status;
 mod up;
@@ -79,6 +80,14 @@ enum Command {
         #[arg(long)]
         admin: Option<PathBuf>,
     },
+    /// Servers joining and leaving, certificate revocation.
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
+        /// Admin configuration (CA, admin certificate, server address).
+        #[arg(long, global = true)]
+        admin: Option<PathBuf>,
+    },
     /// Volumes.
     Volume {
         #[command(subcommand)]
@@ -108,6 +117,8 @@ enum CertsCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print a certificate's fingerprint (what `cluster revoke` names).
+    Fingerprint { cert: PathBuf },
 }
 
 fn init_tracing() {
@@ -174,8 +185,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 Ok(())
             }
+            CertsCommand::Fingerprint { cert } => {
+                println!("{}", codetta_certs::certificate_fingerprint(&cert)?);
+                Ok(())
+            }
         },
         Command::Volume { command, admin } => volume::run(command, admin).await,
+        Command::Cluster { command, admin } => cluster::run(command, admin).await,
         Command::Mkmount {
             path,
             volume,

@@ -78,6 +78,14 @@ impl Identity {
         &self.chain
     }
 
+    /// The fingerprint of our own certificate (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> String {
+        self.chain
+            .first()
+            .map(|c| fingerprint(c))
+            .unwrap_or_default()
+    }
+
     /// Our private key.
     pub fn key(&self) -> &PrivateKeyDer<'static> {
         &self.key
@@ -282,4 +290,20 @@ mod tests {
         ));
         assert!(peer_identity(b"not a certificate").is_err());
     }
+}
+
+/// A certificate's fingerprint: blake3 of its DER bytes, in hex. Revocation names
+/// certificates by it (a rotated certificate of the same name has another).
+pub fn fingerprint(der: &[u8]) -> String {
+    blake3::hash(der).to_hex().to_string()
+}
+
+/// The fingerprint of the (first) certificate in the PEM file `path`.
+pub fn certificate_fingerprint(path: &Path) -> Result<String, CertError> {
+    let certs = read_certs(path)?;
+    let leaf = certs.first().ok_or_else(|| CertError::PemMissing {
+        path: path.to_path_buf(),
+        what: "certificate",
+    })?;
+    Ok(fingerprint(leaf))
 }

@@ -26,7 +26,7 @@ pub use ca::{
     issue_with_validity, validate_name,
 };
 pub use error::CertError;
-pub use identity::{Identity, peer_identity};
+pub use identity::{Identity, certificate_fingerprint, fingerprint, peer_identity};
 pub use role::{ROLE_URI_PREFIX, Role};
 pub use tls::{client_config, crypto_provider, server_config};
 

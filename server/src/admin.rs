@@ -2,12 +2,17 @@
 //! committed on a majority through the leader (rule 13); this server only prepares it
 //! (fresh ids, the drain before a replica leaves) and reports the outcome.
 
-use crate::catalogue::{Catalogue, CatalogueError, CatalogueState, Change, QuicTransport};
+use crate::catalogue::{
+    Catalogue, CatalogueError, CatalogueNode, CatalogueState, Change, Membership, QuicTransport,
+    ServerEntry,
+};
 use crate::resolver::ReplicaAccess;
 use crate::resolver::group::members_of;
 use crate::service::ServerService;
 use crate::volumes::volume_info;
-use codetta_wire::message::{ReplicaMember, ReplyBody, VolumeCall, VolumeInfo};
+use codetta_wire::message::{
+    ClusterCall, ClusterInfo, ReplicaMember, ReplyBody, VolumeCall, VolumeInfo,
+};
 use codetta_wire::replica::ViewBody;
 use codetta_wire::{Fid, FsError, ReplicaId, Reply, Request, Time, VolumeId};
 use std::sync::Arc;
@@ -78,6 +83,62 @@ pub async fn volume_call(service: &ServerService, call: VolumeCall) -> Reply {
         } => remove_replica(service, &catalogue, name, server, force).await,
         VolumeCall::SetRoot { name } => {
             propose(&catalogue, Change::SetRoot { volume: name }).await?;
+            Ok(ReplyBody::Done)
+        }
+    }
+}
+
+/// Runs one cluster administration call.
+pub async fn cluster_call(service: &ServerService, call: ClusterCall) -> Reply {
+    let catalogue = service.catalogue().cloned().ok_or_else(no_catalogue)?;
+    match call {
+        ClusterCall::List => {
+            let state = read(&catalogue).await?;
+            let voters: Vec<String> = catalogue.voters().into_iter().map(|n| n.name).collect();
+            Ok(ReplyBody::Cluster(ClusterInfo {
+                epoch: state.epoch,
+                servers: state
+                    .servers
+                    .values()
+                    .map(|s| (s.name.clone(), s.addr.clone(), voters.contains(&s.name)))
+                    .collect(),
+                root_volume: state
+                    .root_volume
+                    .and_then(|id| state.volumes.get(&id.0))
+                    .map(|v| v.name.clone()),
+                revoked: state
+                    .revoked
+                    .iter()
+                    .map(|(f, n)| (f.clone(), n.clone()))
+                    .collect(),
+            }))
+        }
+        ClusterCall::AddServer { name, addr } => {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(refused(format!("{addr:?} is not an address (IP:PORT)")));
+            }
+            // It votes first (and receives the catalogue), then it may hold replicas.
+            catalogue
+                .change_members(Membership::Join(CatalogueNode {
+                    name: name.clone(),
+                    addr: addr.clone(),
+                }))
+                .await
+                .map_err(refused)?;
+            propose(&catalogue, Change::AddServer(ServerEntry { name, addr })).await?;
+            Ok(ReplyBody::Done)
+        }
+        ClusterCall::RemoveServer { name } => {
+            // Refused while it holds replicas; then it stops voting.
+            propose(&catalogue, Change::RemoveServer { name: name.clone() }).await?;
+            catalogue
+                .change_members(Membership::Leave(name))
+                .await
+                .map_err(refused)?;
+            Ok(ReplyBody::Done)
+        }
+        ClusterCall::Revoke { fingerprint, note } => {
+            propose(&catalogue, Change::Revoke { fingerprint, note }).await?;
             Ok(ReplyBody::Done)
         }
     }

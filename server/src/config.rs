@@ -45,6 +45,10 @@ pub struct ServerConfig {
     /// A tombstone younger than this stays, in milliseconds (default 10 minutes).
     #[serde(default = "default_tombstone_min_age_ms")]
     pub tombstone_min_age_ms: u64,
+    /// True on a server added to a running cluster (`codetta cluster add-server`): it never
+    /// starts a catalogue group of its own, it waits to be sent the existing one.
+    #[serde(default)]
+    pub join: bool,
     /// The GC horizon in milliseconds (default 7 days): an older tombstone goes even while
     /// a replica is unreachable; that replica's live copy comes back as a conflict.
     #[serde(default = "default_tombstone_horizon_ms")]

@@ -1,6 +1,6 @@
 //! A running server: the store, the QUIC endpoint and the accept loop.
 
-use crate::catalogue::{Catalogue, CatalogueNode, QuicTransport};
+use crate::catalogue::{Catalogue, CatalogueNode, CatalogueTransport, QuicTransport};
 use crate::config::ServerConfig;
 use crate::service::ServerService;
 use crate::store::{Store, StoreOptions};
@@ -148,6 +148,10 @@ async fn enrol(
     }
 }
 
+fn catalogue_node(catalogue: &Catalogue<QuicTransport>) -> CatalogueNode {
+    catalogue.me().clone()
+}
+
 /// Starts this server's catalogue node (its Raft state in `catalogue.redb`). The server
 /// whose name sorts first among itself and its peers makes them all the first voters (a
 /// no-op once the group exists).
@@ -170,15 +174,36 @@ async fn start_catalogue(
         .collect();
     members.push(me.clone());
     members.sort_by(|a, b| a.name.cmp(&b.name));
+    let transport = Arc::new(QuicTransport::new(peers));
     let catalogue = Catalogue::start(
         me,
         &config.data_dir.join("catalogue.redb"),
-        Arc::new(QuicTransport::new(peers)),
+        transport.clone(),
     )
     .await
     .context("starting the catalogue")?;
-    if members.first().is_some_and(|m| m.name == config.name) {
-        catalogue.initialize(&members).await?;
+    let catalogue = Arc::new(catalogue);
+    if !config.join && members.first().is_some_and(|m| m.name == config.name) {
+        // Not if a peer already belongs to a group (this server was wiped, or added with
+        // a name that sorts first but without `join`): that would start a second one.
+        let others: Vec<CatalogueNode> = members
+            .into_iter()
+            .filter(|m| m.name != config.name)
+            .collect();
+        let catalogue = catalogue.clone();
+        tokio::spawn(async move {
+            for peer in &others {
+                if transport.read(peer).await.is_ok() {
+                    tracing::info!(peer = %peer.name, "a catalogue group exists; not starting one");
+                    return;
+                }
+            }
+            let mut members = others;
+            members.push(catalogue_node(&catalogue));
+            if let Err(e) = catalogue.initialize(&members).await {
+                tracing::error!("starting the catalogue group: {e}");
+            }
+        });
     }
-    Ok(Arc::new(catalogue))
+    Ok(catalogue)
 }

@@ -7,12 +7,15 @@ use codetta_transport::{Link, ServerEntry};
 use codetta_wire::message::ReplyBody;
 use codetta_wire::{Frame, FsError, Request};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Links to every configured peer, by node name.
+/// Links to the other servers, by node name: the configured peers, and the servers the
+/// catalogue names (a server added to the cluster later).
 pub struct Peers {
-    links: BTreeMap<String, Arc<Link>>,
+    /// How to make a link (none: a store without peers, in tests).
+    maker: Option<(quinn::Endpoint, Arc<Identity>, Duration)>,
+    links: RwLock<BTreeMap<String, Arc<Link>>>,
 }
 
 impl Peers {
@@ -31,19 +34,55 @@ impl Peers {
                 (p.name.clone(), Arc::new(link))
             })
             .collect();
-        Ok(Peers { links })
+        Ok(Peers {
+            maker: Some((endpoint, identity, deadline)),
+            links: RwLock::new(links),
+        })
     }
 
     /// No peers (a single server).
     pub fn none() -> Peers {
         Peers {
-            links: BTreeMap::new(),
+            maker: None,
+            links: RwLock::new(BTreeMap::new()),
         }
     }
 
-    /// Whether `name` is a configured peer.
+    /// Whether `name` is a peer this server has a link to.
     pub fn knows(&self, name: &str) -> bool {
-        self.links.contains_key(name)
+        self.read().contains_key(name)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Link>>> {
+        self.links.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes a link to `name` at `addr` ("host:port") unless there is one (a configured
+    /// peer keeps its configured address).
+    pub fn ensure(&self, name: &str, addr: &str) {
+        if self.knows(name) {
+            return;
+        }
+        let Some((endpoint, identity, deadline)) = &self.maker else {
+            return;
+        };
+        let Ok(addr) = addr.parse() else {
+            tracing::warn!(server = name, addr, "not a socket address; no link made");
+            return;
+        };
+        let entry = ServerEntry {
+            name: name.to_string(),
+            addr,
+        };
+        let link = Arc::new(Link::new(
+            &entry,
+            identity.clone(),
+            endpoint.clone(),
+            *deadline,
+        ));
+        let mut links = self.links.write().unwrap_or_else(|p| p.into_inner());
+        links.entry(name.to_string()).or_insert(link);
+        tracing::info!(server = name, %addr, "link to a server the catalogue names");
     }
 
     /// Calls peer `name`. Transport failures are `Storage` errors naming the peer.
@@ -76,8 +115,9 @@ impl Peers {
         deadline: Option<std::time::Duration>,
     ) -> Result<(ReplyBody, Bytes), FsError> {
         let link = self
-            .links
+            .read()
             .get(name)
+            .cloned()
             .ok_or_else(|| FsError::Malformed(format!("unknown server {name:?}")))?;
         let frame = Frame::request(request, data).map_err(|e| FsError::Malformed(e.to_string()))?;
         let reply = match deadline {

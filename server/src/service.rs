@@ -44,6 +44,7 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         Request::Catalogue(_) => role == Role::Admin || role == Role::Server,
         // Servers forward an admin call to a member (a drain runs on a remaining replica).
         Request::Volume(_) => role == Role::Admin || role == Role::Server,
+        Request::Cluster(_) => role == Role::Admin,
         // The envelope is checked by what it carries (and carries no envelope).
         Request::InVolume { call, .. } => {
             !matches!(**call, Request::InVolume { .. }) && role_allows(role, call)
@@ -232,6 +233,11 @@ impl ServerService {
                     .map_err(|e| FsError::Malformed(format!("catalogue change: {e}")))?;
                 encode(&catalogue.propose(change).await)?
             }
+            CatalogueCall::Members(change) => {
+                let change: crate::catalogue::Membership = postcard::from_bytes(&change)
+                    .map_err(|e| FsError::Malformed(format!("membership change: {e}")))?;
+                encode(&catalogue.change_members(change).await)?
+            }
         };
         Ok(ReplyBody::Catalogue(bytes))
     }
@@ -260,6 +266,7 @@ impl ServerService {
     async fn execute_async(&self, request: Request) -> Option<Reply> {
         match request {
             Request::Volume(call) => Some(crate::admin::volume_call(self, call).await),
+            Request::Cluster(call) => Some(crate::admin::cluster_call(self, call).await),
             Request::Resolve { fids } => Some(self.resolve(fids).await.map(ReplyBody::Resolved)),
             Request::Catalogue(call) => Some(self.catalogue_call(call).await),
             _ => None,
@@ -315,6 +322,7 @@ impl ServerService {
                     .find_volume(|s| s.root_volume.and_then(|id| s.volumes.get(&id.0)))
                     .map(ReplyBody::Volume),
                 Request::Volume(_)
+                | Request::Cluster(_)
                 | Request::Resolve { .. }
                 | Request::Catalogue(_)
                 | Request::InVolume { .. } => Err(FsError::Storage("not on this path".into())),
@@ -474,6 +482,18 @@ impl Service for ServerService {
             Ok(r) => r,
             Err(e) => return reply_frame(&Err(FsError::Malformed(e.to_string())), Bytes::new()),
         };
+        if let Some(catalogue) = self.catalogue.get()
+            && let Some(note) = catalogue.current().revoked.get(&peer.fingerprint)
+        {
+            tracing::warn!(peer = %peer.name, %note, "refused a revoked certificate");
+            return reply_frame(
+                &Err(FsError::Refused(format!(
+                    "the certificate of {} was revoked ({note})",
+                    peer.name
+                ))),
+                Bytes::new(),
+            );
+        }
         if !role_allows(peer.role, &decoded) {
             tracing::warn!(peer = %peer.name, role = %peer.role, "refused {:?}", std::mem::discriminant(&decoded));
             return reply_frame(&Err(FsError::WrongRole), Bytes::new());
@@ -500,17 +520,15 @@ impl Service for ServerService {
             other => other,
         };
         let decoded = match decoded {
-            Request::Volume(_) | Request::Resolve { .. } | Request::Catalogue(_) => {
-                match self.execute_async(decoded).await {
-                    Some(reply) => return reply_frame(&reply, Bytes::new()),
-                    None => {
-                        return reply_frame(
-                            &Err(FsError::Storage("unhandled".into())),
-                            Bytes::new(),
-                        );
-                    }
+            Request::Volume(_)
+            | Request::Cluster(_)
+            | Request::Resolve { .. }
+            | Request::Catalogue(_) => match self.execute_async(decoded).await {
+                Some(reply) => return reply_frame(&reply, Bytes::new()),
+                None => {
+                    return reply_frame(&Err(FsError::Storage("unhandled".into())), Bytes::new());
                 }
-            }
+            },
             other => other,
         };
         let this = self.clone();

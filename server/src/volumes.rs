@@ -72,6 +72,9 @@ pub async fn run(service: ServerService, mut stop: watch::Receiver<bool>) {
 async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Result<bool, FsError> {
     let store = service.store().clone();
     let me = service.name().to_string();
+    for server in state.servers.values().filter(|s| s.name != me) {
+        service.peers().ensure(&server.name, &server.addr);
+    }
     tokio::task::spawn_blocking(move || {
         let mut more = false;
         for local in store.list_volumes()? {

@@ -7,6 +7,7 @@ mod support;
 
 mod big_dir;
 mod catalogue;
+mod deployment;
 mod durability;
 mod groups;
 mod heavy;

@@ -15,6 +15,8 @@ use std::sync::Arc;
 pub struct Peer {
     pub role: Role,
     pub name: String,
+    /// The fingerprint of the certificate it presented (revocation checks it).
+    pub fingerprint: String,
 }
 
 /// Reads the peer's role and name from the certificate it presented in the handshake. Only
@@ -26,7 +28,11 @@ pub fn peer_of(conn: &quinn::Connection) -> Result<Peer, TransportError> {
         .ok_or(TransportError::NoPeerCertificate)?;
     let leaf = certs.first().ok_or(TransportError::NoPeerCertificate)?;
     let (role, name) = peer_identity(leaf)?;
-    Ok(Peer { role, name })
+    Ok(Peer {
+        role,
+        name,
+        fingerprint: codetta_certs::fingerprint(leaf),
+    })
 }
 
 /// A UDP socket with large kernel buffers (quinn's bursts of 64 KB packets overflow the

@@ -150,13 +150,13 @@ async fn peers_learn_each_others_role_and_name() -> Result<()> {
     let admin = pki.identity(Role::Admin, "ops");
     let endpoint = client_endpoint(&admin)?;
     let conn = connect(&endpoint, server.addr, "srv", &admin).await?;
+    let peer = peer_of(&conn)?;
     assert_eq!(
-        peer_of(&conn)?,
-        Peer {
-            role: Role::Server,
-            name: "srv".into()
-        }
+        (peer.role, peer.name.as_str()),
+        (Role::Server, "srv"),
+        "{peer:?}"
     );
+    assert_eq!(peer.fingerprint.len(), 64);
     let reply = call(&conn, &request(b"whoami", Bytes::new()), DEADLINE).await?;
     assert_eq!(&reply.data[..], b"admin ops");
     server.stop().await;

@@ -36,6 +36,8 @@ pub enum Request {
     /// A volume administration call (admin role): answered from the catalogue, changes
     /// committed through it (rule 13).
     Volume(VolumeCall),
+    /// A cluster administration call (admin role).
+    Cluster(ClusterCall),
     /// A client's call about `volume`, made with the catalogue epoch of the volume the
     /// client holds: a server whose catalogue has moved the volume past `epoch` (its group
     /// changed) refuses it with `StaleEpoch`, and the client refreshes (rule 13).
@@ -194,6 +196,37 @@ pub enum Request {
     },
 }
 
+/// Cluster administration (`codetta cluster ...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterCall {
+    /// A server joins: it votes in the catalogue and may hold replicas.
+    AddServer {
+        name: String,
+        addr: String,
+    },
+    /// A server leaves (refused while it holds replicas).
+    RemoveServer {
+        name: String,
+    },
+    List,
+    /// Servers refuse the certificate with this fingerprint from now on.
+    Revoke {
+        fingerprint: String,
+        note: String,
+    },
+}
+
+/// The cluster as `codetta cluster list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub epoch: u64,
+    /// (name, address, votes in the catalogue).
+    pub servers: Vec<(String, String, bool)>,
+    pub root_volume: Option<String>,
+    /// (fingerprint, note).
+    pub revoked: Vec<(String, String)>,
+}
+
 /// Volume administration (`codetta volume ...`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VolumeCall {
@@ -263,6 +296,8 @@ pub enum CatalogueCall {
     Read,
     /// An encoded change to commit.
     Propose(Vec<u8>),
+    /// An encoded change of the Raft group's members (a server joining or leaving).
+    Members(Vec<u8>),
 }
 
 /// One server's account of itself, for `codetta status`.
@@ -422,6 +457,7 @@ pub enum ReplyBody {
     },
     /// An encoded catalogue answer.
     Catalogue(Vec<u8>),
+    Cluster(ClusterInfo),
     /// Objects of the volume (live or deleted) with a digest of each one's state: (fid, digest), in
     /// vnode order, and the vnode to continue after (`None`: the last page).
     Objects {

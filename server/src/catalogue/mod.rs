@@ -18,5 +18,5 @@ pub mod storage;
 
 pub use node::{Catalogue, CatalogueError, CatalogueTransport};
 pub use quic::QuicTransport;
-pub use raft::{CatalogueNode, node_id};
+pub use raft::{CatalogueNode, Membership, node_id};
 pub use state::{CatalogueState, Change, Outcome, Refusal, ServerEntry, VolumeEntry};

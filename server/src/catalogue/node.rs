@@ -2,7 +2,7 @@
 //! it reaches the others through, and the calls the rest of the server makes: propose a
 //! change (forwarded to the leader when this node is not it), read the catalogue.
 
-use super::raft::{CatalogueNode, CatalogueRaft, RaftMessage, node_id};
+use super::raft::{CatalogueNode, CatalogueRaft, Membership, RaftMessage, node_id};
 use super::state::{CatalogueState, Change, Outcome};
 use super::storage::CatalogueStorage;
 use openraft::error::{
@@ -39,6 +39,12 @@ pub trait CatalogueTransport: Send + Sync + 'static {
         to: &CatalogueNode,
         change: Change,
     ) -> impl Future<Output = Result<Outcome, CatalogueError>> + Send;
+    /// Asks `to` (the leader) to change the group's members.
+    fn members(
+        &self,
+        to: &CatalogueNode,
+        change: Membership,
+    ) -> impl Future<Output = Result<(), CatalogueError>> + Send;
 }
 
 /// Why a catalogue call failed (a refused change is an [`Outcome`], not this).
@@ -220,6 +226,75 @@ impl<T: CatalogueTransport> Catalogue<T> {
         }
     }
 
+    /// Changes who votes (through the leader): a joining server becomes a learner, is sent
+    /// the log, then becomes a voter; a leaving one stops voting. Doing it again is a no-op.
+    pub async fn change_members(&self, change: Membership) -> Result<(), CatalogueError> {
+        // A learner catching up on a long log may take a while.
+        match tokio::time::timeout(COMMIT_WAIT * 4, self.members_here(change)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(CatalogueError::NoLeader(
+                "the membership change did not commit in time (no majority reachable, or the \
+                 new server does not answer)"
+                    .into(),
+            )),
+        }
+    }
+
+    async fn members_here(&self, change: Membership) -> Result<(), CatalogueError> {
+        use openraft::ChangeMembers;
+        let voters: std::collections::BTreeSet<u64> = self
+            .voters()
+            .into_iter()
+            .map(|n| node_id(&n.name))
+            .collect();
+        let result = match &change {
+            Membership::Join(node) => {
+                let id = node_id(&node.name);
+                if voters.contains(&id) {
+                    return Ok(());
+                }
+                match self.raft.add_learner(id, node.clone(), true).await {
+                    Ok(_) => self
+                        .raft
+                        .change_membership(ChangeMembers::AddVoterIds([id].into()), false)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => Err(e),
+                }
+            }
+            Membership::Leave(name) => {
+                let id = node_id(name);
+                if !voters.contains(&id) {
+                    return Ok(());
+                }
+                self.raft
+                    .change_membership(ChangeMembers::RemoveVoters([id].into()), false)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => match self.leader_elsewhere(e.forward_to_leader()) {
+                Some(leader) => self.transport.members(leader, change).await,
+                None if e.forward_to_leader().is_some() => {
+                    Err(CatalogueError::NoLeader(e.to_string()))
+                }
+                None => Err(CatalogueError::Failed(e.to_string())),
+            },
+        }
+    }
+
+    /// The voters of the group as this node knows them.
+    pub fn voters(&self) -> Vec<CatalogueNode> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).cloned())
+            .collect()
+    }
+
     /// Answers a Raft message from another node (the encoded reply).
     pub async fn handle_raft(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         let message: RaftMessage = postcard::from_bytes(message).map_err(|e| e.to_string())?;
@@ -266,6 +341,11 @@ impl<T: CatalogueTransport> Catalogue<T> {
                 None => Err(CatalogueError::NoLeader(e.to_string())),
             },
         }
+    }
+
+    /// This node.
+    pub fn me(&self) -> &CatalogueNode {
+        &self.me
     }
 
     /// The leader this node knows of.

@@ -2,7 +2,7 @@
 //! ([`Request::Catalogue`]) over the links to the configured peers.
 
 use super::node::{CatalogueError, CatalogueTransport};
-use super::raft::CatalogueNode;
+use super::raft::{CatalogueNode, Membership};
 use super::state::{CatalogueState, Change, Outcome};
 use crate::peers::Peers;
 use bytes::Bytes;
@@ -22,6 +22,8 @@ impl QuicTransport {
     }
 
     async fn call(&self, to: &CatalogueNode, call: CatalogueCall) -> Result<Vec<u8>, String> {
+        // A server added to the cluster is reached at the address its node carries.
+        self.peers.ensure(&to.name, &to.addr);
         match self
             .peers
             .call(&to.name, &Request::Catalogue(call), Bytes::new())
@@ -61,5 +63,11 @@ impl CatalogueTransport for QuicTransport {
         let change =
             postcard::to_allocvec(&change).map_err(|e| CatalogueError::Failed(e.to_string()))?;
         self.answer(to, CatalogueCall::Propose(change)).await
+    }
+
+    async fn members(&self, to: &CatalogueNode, change: Membership) -> Result<(), CatalogueError> {
+        let change =
+            postcard::to_allocvec(&change).map_err(|e| CatalogueError::Failed(e.to_string()))?;
+        self.answer(to, CatalogueCall::Members(change)).await
     }
 }

@@ -33,6 +33,15 @@ openraft::declare_raft_types!(
         Responder = openraft::impls::OneshotResponder<CatalogueRaft>,
 );
 
+/// A change of who votes in the catalogue's Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Membership {
+    /// The server joins: a learner first (it receives the log), then a voter.
+    Join(CatalogueNode),
+    /// The server named leaves the voters.
+    Leave(String),
+}
+
 /// One Raft message from one node to another.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RaftMessage {

@@ -37,6 +37,8 @@ pub struct CatalogueState {
     pub volumes: BTreeMap<u32, VolumeEntry>,
     /// The volume the export's root shows.
     pub root_volume: Option<VolumeId>,
+    /// Revoked certificates, by fingerprint, with a note (who, why): servers refuse them.
+    pub revoked: BTreeMap<String, String>,
 }
 
 /// A change to the catalogue, as proposed and committed.
@@ -68,6 +70,11 @@ pub enum Change {
     SetRoot {
         volume: String,
     },
+    /// Revokes the certificate with this fingerprint (a lost machine's).
+    Revoke {
+        fingerprint: String,
+        note: String,
+    },
 }
 
 /// Why a change did not take effect (it still occupies its log entry; the epoch stays).
@@ -97,6 +104,10 @@ pub enum Refusal {
     IsRoot(String),
     #[error("a volume needs at least one replica")]
     NoReplicas,
+    #[error(
+        "{0:?} is not a certificate fingerprint (64 hex digits; `codetta certs fingerprint FILE`)"
+    )]
+    BadFingerprint(String),
 }
 
 /// What a change did: the epoch it made, or why it was refused.
@@ -229,6 +240,13 @@ impl CatalogueState {
             Change::SetRoot { volume } => {
                 let id = self.volume_id(volume)?;
                 self.root_volume = Some(VolumeId(id));
+            }
+            Change::Revoke { fingerprint, note } => {
+                if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Refusal::BadFingerprint(fingerprint.clone()));
+                }
+                self.revoked
+                    .insert(fingerprint.to_ascii_lowercase(), note.clone());
             }
         }
         self.epoch = epoch;

@@ -71,6 +71,20 @@ impl CatalogueTransport for Direct {
         });
         call
     }
+
+    fn members(
+        &self,
+        to: &CatalogueNode,
+        change: Membership,
+    ) -> impl Future<Output = Result<(), CatalogueError>> + Send {
+        let node = self.get(&to.name);
+        let call: std::pin::Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+            node.map_err(CatalogueError::NoLeader)?
+                .change_members(change)
+                .await
+        });
+        call
+    }
 }
 
 fn node(name: &str) -> CatalogueNode {
