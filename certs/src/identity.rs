@@ -177,6 +177,22 @@ pub fn peer_identity(cert_der: &[u8]) -> Result<(Role, String), CertError> {
     Ok((role, name))
 }
 
+/// A certificate's fingerprint: blake3 of its DER bytes, in hex. Revocation names
+/// certificates by it (a rotated certificate of the same name has another).
+pub fn fingerprint(der: &[u8]) -> String {
+    blake3::hash(der).to_hex().to_string()
+}
+
+/// The fingerprint of the (first) certificate in the PEM file `path`.
+pub fn certificate_fingerprint(path: &Path) -> Result<String, CertError> {
+    let certs = read_certs(path)?;
+    let leaf = certs.first().ok_or_else(|| CertError::PemMissing {
+        path: path.to_path_buf(),
+        what: "certificate",
+    })?;
+    Ok(fingerprint(leaf))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -290,20 +306,4 @@ mod tests {
         ));
         assert!(peer_identity(b"not a certificate").is_err());
     }
-}
-
-/// A certificate's fingerprint: blake3 of its DER bytes, in hex. Revocation names
-/// certificates by it (a rotated certificate of the same name has another).
-pub fn fingerprint(der: &[u8]) -> String {
-    blake3::hash(der).to_hex().to_string()
-}
-
-/// The fingerprint of the (first) certificate in the PEM file `path`.
-pub fn certificate_fingerprint(path: &Path) -> Result<String, CertError> {
-    let certs = read_certs(path)?;
-    let leaf = certs.first().ok_or_else(|| CertError::PemMissing {
-        path: path.to_path_buf(),
-        what: "certificate",
-    })?;
-    Ok(fingerprint(leaf))
 }
