@@ -344,6 +344,9 @@ async fn remove_replica(
     Ok(ReplyBody::Done)
 }
 
+/// How long a drain keeps trying to reach the leaving replica before it refuses.
+const UNREACHABLE_GRACE: Duration = Duration::from_secs(10);
+
 /// Comparisons a drain makes before it names what is still different.
 const DRAIN_PASSES: usize = 10;
 
@@ -364,8 +367,20 @@ async fn drain(
     let passes = async {
         let mut total = codetta_wire::message::ResolveSummary::default();
         let mut last = None;
+        let started = tokio::time::Instant::now();
         for pass in 0..DRAIN_PASSES {
-            let (summary, left) = crate::heal::drain(&members, me, volume, leaving.replica).await?;
+            let (summary, left) = loop {
+                match crate::heal::drain(&members, me, volume, leaving.replica).await {
+                    Ok(done) => break done,
+                    // A server that just came back may miss the first calls (a dead
+                    // connection is noticed and made again): try for a little while.
+                    Err(e) if started.elapsed() < UNREACHABLE_GRACE => {
+                        tracing::debug!(server = %leaving.server, "drain: {e}; trying again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             crate::service::add_summary(&mut total, &summary);
             if left.is_empty() || pass + 1 == DRAIN_PASSES {
                 return Ok((total, left));

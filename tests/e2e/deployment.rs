@@ -288,4 +288,49 @@ async fn the_readme_walkthrough_on_127_0_0_2_to_5() {
         let _ = nfs.remove(&root, "refused.txt").await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // Rotation: a new certificate for the same name works while the old one is refused.
+    let rotated = etc.join("rotated");
+    std::fs::create_dir_all(&rotated).expect("dir");
+    codetta(&[
+        "certs",
+        "issue",
+        "--dir",
+        &s(&ca),
+        "--role",
+        "client",
+        "--name",
+        "c1",
+        "--out",
+        &s(&rotated),
+    ]);
+    let port2 = codetta_cluster::free_port().expect("port");
+    let text = std::fs::read_to_string(&client_toml)
+        .expect("client.toml")
+        .replace(
+            &format!("127.0.0.1:{nfs_port}"),
+            &format!("127.0.0.1:{port2}"),
+        )
+        .replace(&s(&etc.join("c1.pem")), &s(&rotated.join("c1.pem")))
+        .replace(&s(&etc.join("c1.key")), &s(&rotated.join("c1.key")))
+        .replace(
+            &s(&dir.join("var").join("client")),
+            &s(&dir.join("var").join("client2")),
+        );
+    let client2_toml = etc.join("client2.toml");
+    std::fs::write(&client2_toml, text).expect("client2.toml");
+    let _client2 = Proc::spawn(
+        codetta_binary(),
+        &["client", "--config", &s(&client2_toml)],
+        &dir.join("client2.log"),
+    )
+    .expect("client");
+    crate::support::wait_for_tcp(port2).await;
+    let mut nfs2 = Nfs::connect(port2).await.expect("mount");
+    let root2 = nfs2.root.clone();
+    let h = crate::patiently!(nfs2.lookup(&root2, "after.txt").await).expect("lookup");
+    assert_eq!(
+        crate::patiently!(nfs2.read_all(&h).await).expect("read"),
+        b"written with four"
+    );
 }

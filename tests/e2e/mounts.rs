@@ -132,5 +132,43 @@ async fn mount_points_lead_into_other_volumes_and_set_root_switches_the_root() {
     );
     assert_eq!(nfs.read_all(&f).await.expect("read"), b"fn main() {}");
     assert_eq!(alt.root.volume, fid_of(&marker).volume);
+
+    // A volume removed from the catalogue is deleted from its server; the root volume
+    // cannot be removed.
+    let scratch = create(&cluster, "scratch").await;
+    let remove = |name: &str| {
+        Request::Volume(VolumeCall::Remove {
+            name: name.to_string(),
+        })
+    };
+    let refused = admin::call(&cluster.layout.admin, &remove("alt")).await;
+    assert!(
+        format!("{refused:?}").contains("is the root volume"),
+        "{refused:?}"
+    );
+    admin::call(&cluster.layout.admin, &remove("scratch"))
+        .await
+        .expect("remove scratch");
+    let inspector = codetta_cluster::Inspector::new(&cluster.layout).expect("inspector");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while inspector
+        .status(0)
+        .await
+        .expect("status")
+        .volumes
+        .iter()
+        .any(|v| v.info.id == scratch.id)
+    {
+        assert!(Instant::now() < deadline, "scratch still held");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    match admin::call(&cluster.layout.admin, &Request::Volume(VolumeCall::List))
+        .await
+        .expect("list")
+    {
+        ReplyBody::Volumes(list) => assert!(list.iter().all(|v| v.name != "scratch")),
+        other => panic!("unexpected {other:?}"),
+    }
+    inspector.close().await;
     cluster.shutdown().await;
 }

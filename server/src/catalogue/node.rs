@@ -127,6 +127,24 @@ impl<T: CatalogueTransport> RaftNetwork<CatalogueRaft> for Connection<T> {
     }
 }
 
+/// Runs `attempt` again while it finds no leader (an election under way: a restarted
+/// server often starts one); the caller bounds the wait.
+async fn until_led<T, F, Fut>(mut attempt: F) -> Result<T, CatalogueError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, CatalogueError>>,
+{
+    loop {
+        match attempt().await {
+            Err(CatalogueError::NoLeader(e)) => {
+                tracing::debug!("catalogue: waiting for a leader ({e})");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Longest a proposal or a linearizable read waits for a majority.
 pub const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 
@@ -203,7 +221,8 @@ impl<T: CatalogueTransport> Catalogue<T> {
     /// change not committed within [`COMMIT_WAIT`] is reported as such (a leader cut off
     /// from the majority never commits it; the majority's next leader discards it).
     pub async fn propose(&self, change: Change) -> Result<Outcome, CatalogueError> {
-        match tokio::time::timeout(COMMIT_WAIT, self.propose_here(change)).await {
+        let attempts = until_led(|| self.propose_here(change.clone()));
+        match tokio::time::timeout(COMMIT_WAIT, attempts).await {
             Ok(answer) => answer,
             Err(_) => Err(CatalogueError::NoLeader(format!(
                 "the change did not commit within {} s (no majority of servers reachable); \
@@ -230,7 +249,8 @@ impl<T: CatalogueTransport> Catalogue<T> {
     /// the log, then becomes a voter; a leaving one stops voting. Doing it again is a no-op.
     pub async fn change_members(&self, change: Membership) -> Result<(), CatalogueError> {
         // A learner catching up on a long log may take a while.
-        match tokio::time::timeout(COMMIT_WAIT * 4, self.members_here(change)).await {
+        let attempts = until_led(|| self.members_here(change.clone()));
+        match tokio::time::timeout(COMMIT_WAIT * 4, attempts).await {
             Ok(answer) => answer,
             Err(_) => Err(CatalogueError::NoLeader(
                 "the membership change did not commit in time (no majority reachable, or the \
@@ -324,7 +344,7 @@ impl<T: CatalogueTransport> Catalogue<T> {
     /// The catalogue with every change committed before this call: the leader's, once it
     /// has confirmed it still leads (a follower asks the leader).
     pub async fn read(&self) -> Result<CatalogueState, CatalogueError> {
-        match tokio::time::timeout(COMMIT_WAIT, self.read_here()).await {
+        match tokio::time::timeout(COMMIT_WAIT, until_led(|| self.read_here())).await {
             Ok(answer) => answer,
             Err(_) => Err(CatalogueError::NoLeader(format!(
                 "no leader confirmed the catalogue within {} s (no majority of servers reachable)",
