@@ -13,7 +13,6 @@ use crate::volumes::volume_info;
 use codetta_wire::message::{
     ClusterCall, ClusterInfo, ReplicaMember, ReplyBody, VolumeCall, VolumeInfo,
 };
-use codetta_wire::replica::ViewBody;
 use codetta_wire::{Fid, FsError, ReplicaId, Reply, Request, Time, VolumeId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -424,7 +423,7 @@ async fn drain(
             lost.push(*fid);
             continue;
         };
-        if !covered(&theirs, &mine) {
+        if !crate::heal::covered(&theirs, &mine) {
             lost.push(*fid);
         }
     }
@@ -448,22 +447,6 @@ async fn drain(
             String::new()
         }
     )))
-}
-
-/// Whether everything the leaving replica's view holds is also in `mine`.
-fn covered(
-    theirs: &codetta_wire::replica::ReplicaView,
-    mine: &codetta_wire::replica::ReplicaView,
-) -> bool {
-    if matches!(theirs.body, ViewBody::Absent) {
-        return true;
-    }
-    use codetta_wire::history::{Relation, relate};
-    theirs.agrees_with(mine)
-        || matches!(
-            relate(theirs.version_view(), mine.version_view()),
-            Relation::Same | Relation::Older
-        )
 }
 
 /// The object's path on `replica` (by its placements), for messages.

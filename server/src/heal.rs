@@ -10,7 +10,7 @@ use crate::resolver::{ReplicaAccess, Resolver};
 use crate::service::{ServerService, add_summary};
 use crate::store::Store;
 use codetta_wire::message::{ReplicaMember, ResolveSummary};
-use codetta_wire::replica::DIGEST_BUCKETS;
+use codetta_wire::replica::{DIGEST_BUCKETS, ReplicaView, ViewBody};
 use codetta_wire::{Fid, FsError, ReplicaId, VolumeId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -246,6 +246,18 @@ pub async fn drain<R: ReplicaAccess>(
             peer_member.name()
         ))),
     }
+}
+
+/// Whether everything a leaving replica's view `theirs` of an object holds is also in
+/// `mine`: the same state, or one `mine` supersedes (rule 5), or nothing at all.
+pub fn covered(theirs: &ReplicaView, mine: &ReplicaView) -> bool {
+    use codetta_wire::history::{Relation, relate};
+    matches!(theirs.body, ViewBody::Absent)
+        || theirs.agrees_with(mine)
+        || matches!(
+            relate(theirs.version_view(), mine.version_view()),
+            Relation::Same | Relation::Older
+        )
 }
 
 /// Compares the whole of `volume` on this replica (`own`) and the peer through the digest

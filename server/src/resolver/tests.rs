@@ -590,3 +590,38 @@ fn a_missed_subtree_resolved_from_its_deepest_file_needs_no_conflict() {
     }
     assert_eq!(t.fid_of(2, a, "g"), Some(g));
 }
+
+#[test]
+fn a_drain_copies_what_only_the_leaving_replica_holds_and_names_what_it_could_not() {
+    let mut t = trio();
+    let root = t.vol.root;
+    // Replica 2 (leaving) alone holds two new files.
+    let (c1, kept) = t.g.create_op(root, "kept", CreateHow::Guarded);
+    let (c2, stuck) = t.g.create_op(root, "stuck", CreateHow::Guarded);
+    t.apply(&[2], vec![c1, c2], &[]);
+    // Another coordinator holds `stuck` on replica 0 (the one draining): it is left.
+    t.stores[0].lease(&[stuck], 99, 60_000).unwrap();
+    let members = t.members(&[0, 1, 2]);
+    let (me, leaving) = (t.vol.vsg[0].replica, t.vol.vsg[2].replica);
+    let (_, left) =
+        futures::executor::block_on(crate::heal::drain(&members, me, t.vol.id, leaving)).unwrap();
+    assert!(left.contains(&stuck), "{left:?}");
+    assert!(!left.contains(&kept), "{left:?}");
+    t.assert_equal(&[0, 2], kept);
+    let theirs = t.stores[2].view(stuck).unwrap();
+    let mine = t.stores[0].view(stuck).unwrap();
+    assert!(
+        !crate::heal::covered(&theirs, &mine),
+        "only replica 2 has it"
+    );
+    // Once the other coordinator lets go, a drain copies it too and nothing is left.
+    t.stores[0].release(&[stuck], 99).unwrap();
+    let (_, left) =
+        futures::executor::block_on(crate::heal::drain(&members, me, t.vol.id, leaving)).unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    let mine = t.stores[0].view(stuck).unwrap();
+    assert!(crate::heal::covered(
+        &t.stores[2].view(stuck).unwrap(),
+        &mine
+    ));
+}
