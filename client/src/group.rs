@@ -94,11 +94,7 @@ impl Group {
     /// `request` in the envelope that tells servers which catalogue epoch it was made at.
     pub fn wrap(&self, request: Request) -> Request {
         let info = self.info.lock().unwrap_or_else(|p| p.into_inner());
-        Request::InVolume {
-            volume: info.id,
-            epoch: info.epoch,
-            call: Box::new(request),
-        }
+        Request::in_volume(info.id, info.epoch, &request)
     }
 
     /// Holds the refresh lock: the caller adopts what [`Group::fetch`] returns before
@@ -115,14 +111,15 @@ impl Group {
         at_least: u64,
         first: Option<&Arc<ServerLink>>,
     ) -> Result<Option<VolumeInfo>, ClientError> {
-        let name = {
+        let id = {
             let info = self.info.lock().unwrap_or_else(|p| p.into_inner());
             if info.epoch >= at_least {
                 return Ok(None);
             }
-            info.name.clone()
+            info.id
         };
-        let request = Request::VolumeByName { name };
+        // By id: a volume removed and made again under the same name is another volume.
+        let request = Request::VolumeById { id };
         let mut last = ClientError::Unavailable;
         for link in first.into_iter().cloned().chain(self.pool.all()) {
             match link.call(&request, bytes::Bytes::new()).await {

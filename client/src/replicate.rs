@@ -205,7 +205,8 @@ impl Shipping {
             return Vec::new();
         };
         member.in_flight = false;
-        member.in_avsg = true;
+        // A member that left the group while this batch was in flight stays out.
+        member.in_avsg = !member.retired;
         if !plan.is_empty() {
             member.acked = Some(member.acked.map_or(plan.last, |a| a.max(plan.last)));
         }
@@ -299,7 +300,15 @@ impl Shipping {
                 && avsg
                     .iter()
                     .all(|m| self.members[*m].acked.is_some_and(|a| a >= seq));
-            if !all_answered || p.answers.len() < self.min_copies {
+            // Copies on members that left the group do not count, and a group that shrank
+            // below `min_copies` asks for what it has.
+            let live = self.members.iter().filter(|m| !m.retired).count();
+            let copies = p
+                .answers
+                .iter()
+                .filter(|(m, _, _)| !self.members[*m].retired)
+                .count();
+            if !all_answered || copies < self.min_copies.min(live.max(1)) {
                 break;
             }
             let Some(p) = self.pending.pop_front() else {
@@ -634,5 +643,52 @@ mod tests {
         s.rejoined(0);
         let p = s.plan(0, 10, true).unwrap();
         assert_eq!(p.cop2.len(), 1, "requeued after the failure");
+    }
+
+    #[test]
+    fn members_join_and_leave_the_group() {
+        let mut s = group(3, 2);
+        s.logged(1);
+        let plans: Vec<BatchPlan> = (0..3).map(|m| s.plan(m, 10, true).unwrap()).collect();
+        // Member 2 leaves while its batch is in flight; its late answer neither brings it
+        // back nor counts as a copy.
+        assert!(s.retire(2).is_empty());
+        assert!(s.applied(2, &plans[2], &ok(1), &same(1)).is_empty());
+        assert!(!s.in_avsg(2) && s.is_retired(2));
+        assert!(
+            s.applied(0, &plans[0], &ok(1), &same(1)).is_empty(),
+            "one copy of two"
+        );
+        let done = s.applied(1, &plans[1], &ok(1), &same(1));
+        assert_eq!(done.len(), 1);
+        s.rejoined(2);
+        assert!(!s.in_avsg(2), "a retired member never rejoins");
+        // A joiner gets every record still in the log; records wait for it.
+        s.logged(2);
+        let m = s.join(ReplicaId(9));
+        assert_eq!(m, 3);
+        let p = s.plan(m, 10, true).unwrap();
+        assert_eq!((p.first, p.log_start), (2, 2));
+        let p0 = s.plan(0, 10, true).unwrap();
+        let p1 = s.plan(1, 10, true).unwrap();
+        assert!(s.applied(0, &p0, &ok(1), &same(1)).is_empty());
+        assert!(
+            s.applied(1, &p1, &ok(1), &same(1)).is_empty(),
+            "waits for the joiner"
+        );
+        // A batch it sent back unapplied goes again.
+        s.returned(m, p);
+        let again = s.plan(m, 10, true).unwrap();
+        assert_eq!(again.first, 2);
+        assert_eq!(s.applied(m, &again, &ok(1), &same(1)).len(), 1);
+    }
+
+    #[test]
+    fn a_group_shrunk_below_min_copies_still_completes() {
+        let mut s = group(2, 2);
+        s.retire(1);
+        s.logged(1);
+        let p0 = s.plan(0, 10, true).unwrap();
+        assert_eq!(s.applied(0, &p0, &ok(1), &same(1)).len(), 1);
     }
 }

@@ -540,18 +540,29 @@ impl Venus {
             let request = Request::GetAttr { fid: *fid };
             let calls = avsg.iter().map(|m| core.call(*m, &request, None));
             let replies = futures::future::join_all(calls).await;
-            let mut tags = Vec::new();
+            // (member, its state; None: it lacks the object), for the members that answered.
+            let mut states = Vec::new();
             for (m, reply) in avsg.iter().zip(replies) {
                 match reply {
-                    Ok((ReplyBody::State(s), _)) => tags.push(Some(s.tag)),
+                    Ok((ReplyBody::State(s), _)) => states.push((*m, Some(s))),
                     // A replica that lacks the object differs from one that has it.
-                    Ok(_) | Err(ClientError::Fs(_)) => tags.push(None),
+                    Ok(_) | Err(ClientError::Fs(_)) => states.push((*m, None)),
                     Err(_) => core.member_failed(*m, None),
                 }
             }
-            if tags.iter().any(|t| *t != tags[0]) {
-                tracing::info!(%fid, "replicas differ; resolving before the read");
-                self.resolve_now(*fid).await;
+            let tag = |s: &Option<ObjectState>| s.as_ref().map(|s| s.tag);
+            if let Some((_, first)) = states.first()
+                && states.iter().any(|(_, s)| tag(s) != tag(first))
+            {
+                if reads_are_current(&states) {
+                    // The member reads go to has everything the others have (they are
+                    // merely behind, e.g. a replica being filled): read on, and let a
+                    // server bring the others up in the background.
+                    core.request_resolution(states.iter().map(|(m, _)| *m).collect(), vec![*fid]);
+                } else {
+                    tracing::info!(%fid, "replicas differ; resolving before the read");
+                    self.resolve_now(*fid).await;
+                }
             }
         }
         let mut validated = lock(&core.validated);
@@ -713,6 +724,21 @@ impl Venus {
             m.link.close().await;
         }
     }
+}
+
+/// Whether the first of `states` (the member reads go to) holds a state that includes every
+/// other's: its version dominates or equals theirs (equal versions with different states
+/// are a conflict), and none lacks the object (it may have been deleted there).
+fn reads_are_current(states: &[(usize, Option<ObjectState>)]) -> bool {
+    use codetta_wire::version::VvOrdering;
+    let Some((_, Some(first))) = states.first() else {
+        return false;
+    };
+    states[1..].iter().all(|(_, s)| match s {
+        Some(s) if s.tag == first.tag => true,
+        Some(s) => first.version.compare(&s.version) == VvOrdering::Dominates,
+        None => false,
+    })
 }
 
 /// A clock that never repeats or goes back, so every update changes mtime.
@@ -882,6 +908,12 @@ impl Core {
             return Ok(());
         };
         self.stats.group_refreshes.fetch_add(1, Ordering::Relaxed);
+        // Every link first: nothing changes unless the whole new group can be adopted.
+        let links = info
+            .vsg
+            .iter()
+            .map(|x| self.group.link_to(&info, &x.server))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut joined = Vec::new();
         {
             let mut tracker = lock(&self.tracker);
@@ -904,14 +936,13 @@ impl Core {
                     self.finish(&mut tracker, &mut outbox, done);
                 }
             }
-            for x in &info.vsg {
+            for (x, link) in info.vsg.iter().zip(links) {
                 let known = (0..n).any(|m| {
                     outbox.shipping.replica(m) == Some(x.replica) && !outbox.shipping.is_retired(m)
                 });
                 if known {
                     continue;
                 }
-                let link = self.group.link_to(&info, &x.server)?;
                 let m = outbox.shipping.join(x.replica);
                 let index = self.group.push(link);
                 debug_assert_eq!(m, index, "group and shipping index members alike");
@@ -1154,5 +1185,62 @@ async fn probe(core: &Arc<Core>, m: usize) {
             return;
         }
         pause = (pause * 2).min(PROBE_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codetta_wire::{ContentTag, ReplicaId, VersionVector};
+
+    fn state(tag: u8, counts: &[(u64, u64)]) -> Option<ObjectState> {
+        let mut version = VersionVector::new();
+        for (r, n) in counts {
+            version.set(ReplicaId(*r), *n);
+        }
+        Some(ObjectState {
+            fid: Fid::root(VolumeId(2)),
+            attrs: Attrs {
+                ftype: codetta_wire::FileType::Directory,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                nlink: 2,
+                atime: Time::default(),
+                mtime: Time::default(),
+                ctime: Time::default(),
+            },
+            version,
+            tag: ContentTag([tag; 32]),
+        })
+    }
+
+    #[test]
+    fn reads_go_on_only_from_a_member_that_has_everything() {
+        let newest = state(1, &[(1, 5), (2, 5)]);
+        let behind = state(2, &[(1, 2), (2, 2)]);
+        let other = state(3, &[(1, 6), (2, 4)]);
+        // The reading member is ahead of a member being filled: read on.
+        assert!(reads_are_current(&[
+            (0, newest.clone()),
+            (1, behind.clone())
+        ]));
+        assert!(reads_are_current(&[
+            (0, newest.clone()),
+            (1, newest.clone()),
+            (2, behind.clone())
+        ]));
+        // It is behind, concurrent, or another member lacks the object: resolve first.
+        assert!(!reads_are_current(&[
+            (0, behind.clone()),
+            (1, newest.clone())
+        ]));
+        assert!(!reads_are_current(&[(0, newest.clone()), (1, other)]));
+        assert!(!reads_are_current(&[(0, newest.clone()), (1, None)]));
+        assert!(!reads_are_current(&[(0, None), (1, newest.clone())]));
+        // Equal versions with different states are a conflict.
+        let twin = state(9, &[(1, 5), (2, 5)]);
+        assert!(!reads_are_current(&[(0, newest), (1, twin)]));
     }
 }

@@ -49,7 +49,8 @@ pub struct Volumes {
     options: VenusOptions,
     /// The root volume when the catalogue names none (the configuration's).
     default_root: String,
-    open: tokio::sync::Mutex<HashMap<VolumeId, Arc<Venus>>>,
+    /// Each volume's Venus, started once (a slow start of one does not hold up the others).
+    open: Mutex<HashMap<VolumeId, Arc<tokio::sync::OnceCell<Arc<Venus>>>>>,
     root: Mutex<Option<RootChoice>>,
     /// Symlink targets by fid (mount points are symlinks).
     targets: Mutex<HashMap<Fid, Vec<u8>>>,
@@ -75,7 +76,7 @@ impl Volumes {
             pool,
             options,
             default_root: default_root.to_string(),
-            open: tokio::sync::Mutex::new(HashMap::new()),
+            open: Mutex::new(HashMap::new()),
             root: Mutex::new(None),
             targets: Mutex::new(HashMap::new()),
             mounted_at: Mutex::new(HashMap::new()),
@@ -119,20 +120,32 @@ impl Volumes {
         }
     }
 
+    fn cell(&self, volume: VolumeId) -> Arc<tokio::sync::OnceCell<Arc<Venus>>> {
+        lock(&self.open).entry(volume).or_default().clone()
+    }
+
     /// The Venus of `volume`, opened (its log created) on first use.
     pub async fn get(&self, volume: VolumeId) -> Result<Arc<Venus>, ClientError> {
-        if let Some(v) = self.open.lock().await.get(&volume) {
+        let cell = self.cell(volume);
+        if let Some(v) = cell.get() {
             return Ok(v.clone());
         }
-        let info = self.ask(&Request::VolumeById { id: volume }).await?;
-        self.open_info(info).await
+        cell.get_or_try_init(|| async {
+            let info = self.ask(&Request::VolumeById { id: volume }).await?;
+            self.start_venus(info).await
+        })
+        .await
+        .cloned()
     }
 
     async fn open_info(&self, info: VolumeInfo) -> Result<Arc<Venus>, ClientError> {
-        let mut open = self.open.lock().await;
-        if let Some(v) = open.get(&info.id) {
-            return Ok(v.clone());
-        }
+        self.cell(info.id)
+            .get_or_try_init(|| self.start_venus(info))
+            .await
+            .cloned()
+    }
+
+    async fn start_venus(&self, info: VolumeInfo) -> Result<Arc<Venus>, ClientError> {
         let path = self.dir.join(format!("volume-{}.redb", info.id.0));
         let log = {
             let path = path.clone();
@@ -145,7 +158,6 @@ impl Volumes {
         let (id, name, members) = (info.id, info.name.clone(), info.vsg.len());
         let venus = Venus::start(log, self.pool.clone(), info, self.options).await?;
         tracing::info!(volume = %name, id = id.0, replicas = members, "serving volume");
-        open.insert(id, venus.clone());
         Ok(venus)
     }
 
@@ -156,9 +168,6 @@ impl Volumes {
                 name: name.to_string(),
             })
             .await?;
-        if let Some(v) = self.open.lock().await.get(&info.id) {
-            return Ok(v.clone());
-        }
         self.open_info(info).await
     }
 
@@ -187,9 +196,7 @@ impl Volumes {
         };
         let volume = info.id;
         let root = info.root;
-        if !self.open.lock().await.contains_key(&volume) {
-            self.open_info(info).await?;
-        }
+        self.open_info(info).await?;
         let mut guard = lock(&self.root);
         let switched = match *guard {
             Some(c) if c.volume == volume => c.switched,
@@ -240,7 +247,15 @@ impl Volumes {
         let Some(name) = mounted_volume(&target) else {
             return Ok(None);
         };
-        let mounted = self.by_name(name).await?;
+        let mounted = match self.by_name(name).await {
+            Ok(v) => v,
+            // A mount point of a volume that does not exist is shown as the symlink it is.
+            Err(ClientError::Fs(FsError::UnknownVolume)) => {
+                tracing::debug!(volume = name, "mount point of an unknown volume");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let root = mounted.root();
         if root.volume != dir.volume {
             lock(&self.mounted_at).insert(root.volume, dir);
@@ -255,7 +270,10 @@ impl Volumes {
 
     /// Every open volume.
     pub async fn all(&self) -> Vec<Arc<Venus>> {
-        self.open.lock().await.values().cloned().collect()
+        lock(&self.open)
+            .values()
+            .filter_map(|cell| cell.get().cloned())
+            .collect()
     }
 }
 

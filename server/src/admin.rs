@@ -153,9 +153,7 @@ async fn propose(catalogue: &Catalogue<QuicTransport>, change: Change) -> Result
     match catalogue.propose(change).await {
         Ok(Ok(epoch)) => Ok(epoch),
         Ok(Err(refusal)) => Err(refused(refusal)),
-        Err(e @ CatalogueError::NoLeader(_)) => Err(refused(format!(
-            "{e}; nothing was changed (a majority of servers must be reachable)"
-        ))),
+        Err(e @ CatalogueError::NoLeader(_)) => Err(refused(e)),
         Err(e) => Err(refused(e)),
     }
 }
@@ -260,11 +258,7 @@ async fn wait_ready(service: &ServerService, info: &VolumeInfo, servers: &[Strin
                 service.check_epoch(info.id, info.epoch).await.is_ok()
                     && service.store().volume_info(info.id).is_ok()
             } else {
-                let probe = Request::InVolume {
-                    volume: info.id,
-                    epoch: info.epoch,
-                    call: Box::new(Request::Hello),
-                };
+                let probe = Request::in_volume(info.id, info.epoch, &Request::Hello);
                 service
                     .peers()
                     .call(server, &probe, bytes::Bytes::new())
@@ -312,23 +306,25 @@ async fn remove_replica(
         .any(|m| m.server == service.name() && m.server != server);
     if !force {
         if !remaining {
-            // Drain from a server that stays: forward the whole call to one.
-            let to = entry
-                .vsg
-                .iter()
-                .find(|m| m.server != server)
-                .map(|m| m.server.clone())
-                .unwrap_or_default();
+            // Drain from a server that stays: forward the whole call to one that answers.
             let call = Request::Volume(VolumeCall::RemoveReplica {
                 name,
-                server,
+                server: server.clone(),
                 force,
             });
-            return service
-                .peers()
-                .call_within(&to, &call, DRAIN_DEADLINE + Duration::from_secs(10))
-                .await
-                .map(|(body, _)| body);
+            let mut last = refused("no remaining replica's server answered");
+            for to in entry.vsg.iter().filter(|m| m.server != server) {
+                match service
+                    .peers()
+                    .call_within(&to.server, &call, DRAIN_DEADLINE + Duration::from_secs(10))
+                    .await
+                {
+                    Ok((body, _)) => return Ok(body),
+                    Err(e @ FsError::Storage(_)) => last = e,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(last);
         }
         drain(service, entry.id, &leaving).await?;
     }
@@ -337,6 +333,7 @@ async fn remove_replica(
         Change::RemoveReplica {
             volume: name,
             server,
+            expect_epoch: Some(entry.epoch),
         },
     )
     .await?;

@@ -12,6 +12,10 @@ pub struct ServerConfig {
     pub name: String,
     /// QUIC listen address.
     pub listen: SocketAddr,
+    /// The address other servers and clients reach this one at, as the catalogue lists it
+    /// (default: `listen`, which must then not be 0.0.0.0 or [::]).
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
     /// Holds `server.redb`.
     pub data_dir: PathBuf,
     pub ca: PathBuf,

@@ -50,6 +50,14 @@ impl ServerDaemon {
         let endpoint = codetta_transport::server_endpoint(config.listen, &identity)
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = endpoint.local_addr()?;
+        let advertised = match config.advertise {
+            Some(a) => a,
+            None if addr.ip().is_unspecified() => anyhow::bail!(
+                "listen = {addr} is not an address others can reach: set advertise = \"IP:PORT\" \
+                 (the address the catalogue gives clients and servers)"
+            ),
+            None => addr,
+        };
         let peers = crate::peers::Peers::new(
             &identity,
             &config.peers,
@@ -58,7 +66,7 @@ impl ServerDaemon {
         .context("setting up links to peers")?;
         let peers = Arc::new(peers);
         let service = ServerService::new(Arc::new(store), &config.name, peers.clone());
-        let catalogue = start_catalogue(config, addr, peers).await?;
+        let catalogue = start_catalogue(config, advertised, peers).await?;
         service.set_catalogue(catalogue.clone());
         let (stop, stop_rx) = watch::channel(false);
         let healer = match config.heal_interval_ms {
@@ -86,7 +94,7 @@ impl ServerDaemon {
             catalogue.clone(),
             crate::catalogue::ServerEntry {
                 name: config.name.clone(),
-                addr: addr.to_string(),
+                addr: advertised.to_string(),
             },
             stop_rx.clone(),
         ));

@@ -45,10 +45,8 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         // Servers forward an admin call to a member (a drain runs on a remaining replica).
         Request::Volume(_) => role == Role::Admin || role == Role::Server,
         Request::Cluster(_) => role == Role::Admin,
-        // The envelope is checked by what it carries (and carries no envelope).
-        Request::InVolume { call, .. } => {
-            !matches!(**call, Request::InVolume { .. }) && role_allows(role, call)
-        }
+        // The envelope is opened before roles are checked: what it carries is.
+        Request::InVolume { .. } => false,
         Request::View { .. }
         | Request::Lease { .. }
         | Request::Forget { .. }
@@ -148,6 +146,13 @@ impl ServerService {
         let Some(entry) = state.volumes.get(&volume.0) else {
             return Err(FsError::UnknownVolume);
         };
+        // Still behind the caller (or the caller names an epoch the volume never had):
+        // not served on a group this server cannot confirm; the caller retries.
+        if epoch != entry.epoch && *self.reconciled.borrow() < epoch {
+            return Err(FsError::StaleEpoch {
+                current: entry.epoch,
+            });
+        }
         if epoch < entry.epoch {
             return Err(FsError::StaleEpoch {
                 current: entry.epoch,
@@ -494,22 +499,21 @@ impl Service for ServerService {
                 Bytes::new(),
             );
         }
+        let (envelope, decoded) = match decoded.open_envelope() {
+            Ok(opened) => opened,
+            Err(e) => return reply_frame(&Err(FsError::Malformed(e)), Bytes::new()),
+        };
         if !role_allows(peer.role, &decoded) {
             tracing::warn!(peer = %peer.name, role = %peer.role, "refused {:?}", std::mem::discriminant(&decoded));
             return reply_frame(&Err(FsError::WrongRole), Bytes::new());
         }
+        if let Some((volume, epoch)) = envelope
+            && let Err(e) = self.check_epoch(volume, epoch).await
+        {
+            return reply_frame(&Err(e), Bytes::new());
+        }
         let decoded = match decoded {
-            Request::InVolume {
-                volume,
-                epoch,
-                call,
-            } => {
-                if let Err(e) = self.check_epoch(volume, epoch).await {
-                    return reply_frame(&Err(e), Bytes::new());
-                }
-                *call
-            }
-            Request::Ship { .. } => {
+            Request::Ship { .. } if envelope.is_none() => {
                 return reply_frame(
                     &Err(FsError::Malformed(
                         "a batch must carry the catalogue epoch (InVolume)".into(),
@@ -545,6 +549,7 @@ impl Service for ServerService {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use codetta_wire::{Fid, VolumeId};
@@ -562,19 +567,16 @@ mod tests {
         assert!(!role_allows(Role::Client, &admin));
         // A server forwards an admin call to a member (a drain runs on one that stays).
         assert!(role_allows(Role::Server, &admin));
-        let wrapped = Request::InVolume {
-            volume: VolumeId(1),
-            epoch: 1,
-            call: Box::new(read.clone()),
-        };
-        assert!(role_allows(Role::Client, &wrapped));
-        assert!(!role_allows(Role::Server, &wrapped));
-        let nested = Request::InVolume {
-            volume: VolumeId(1),
-            epoch: 1,
-            call: Box::new(wrapped),
-        };
-        assert!(!role_allows(Role::Client, &nested), "envelopes do not nest");
+        // An envelope is opened first (one level) and what it carries is checked.
+        let wrapped = Request::in_volume(VolumeId(1), 1, &read);
+        let (envelope, inner) = wrapped.clone().open_envelope().unwrap();
+        assert_eq!((envelope, &inner), (Some((VolumeId(1), 1)), &read));
+        assert!(
+            !role_allows(Role::Client, &wrapped),
+            "never checked unopened"
+        );
+        let nested = Request::in_volume(VolumeId(1), 1, &wrapped);
+        assert!(nested.open_envelope().is_err(), "envelopes do not nest");
         assert!(role_allows(Role::Server, &Request::Hello));
     }
 }

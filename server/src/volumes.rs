@@ -77,6 +77,15 @@ async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Resul
     }
     tokio::task::spawn_blocking(move || {
         let mut more = false;
+        let newest_local = store
+            .list_volumes()?
+            .iter()
+            .map(|v| v.epoch)
+            .max()
+            .unwrap_or(0);
+        // A catalogue older than what this store already followed (catalogue.redb lost or
+        // replaced while server.redb stayed): retire nothing until it has caught up.
+        let may_retire = state.epoch >= newest_local && state.epoch > 0;
         for local in store.list_volumes()? {
             let (_, replica) = store.volume_info(local.id)?;
             let entry = state.volumes.get(&local.id.0);
@@ -93,7 +102,15 @@ async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Resul
                     // Made outside the catalogue (tests driving a store directly): not ours
                     // to remove.
                 }
-                _ => store.retire_replica(local.id)?,
+                _ if may_retire => store.retire_replica(local.id)?,
+                _ => {
+                    tracing::warn!(
+                        volume = %local.name,
+                        catalogue = state.epoch,
+                        replica = local.epoch,
+                        "the catalogue here is older than this replica; waiting for it to catch up"
+                    );
+                }
             }
         }
         let purging = store.purging()?;

@@ -457,4 +457,26 @@ mod tests {
             Err(FrameError::WrongKind { .. })
         ));
     }
+
+    #[test]
+    fn deeply_nested_envelopes_are_refused_without_recursing() {
+        // The inner call is bytes, decoded one level at a time: depth costs nothing, and
+        // an envelope inside an envelope is refused.
+        let mut request = Request::Hello;
+        for _ in 0..3 {
+            request = Request::in_volume(crate::VolumeId(2), 1, &request);
+        }
+        let frame = Frame::request(&request, Bytes::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            frame.decode_request().is_err(),
+            "a nested envelope is malformed"
+        );
+        let one = Request::in_volume(crate::VolumeId(2), 1, &Request::Hello);
+        let frame = Frame::request(&one, Bytes::new()).unwrap_or_else(|e| panic!("{e}"));
+        let decoded = frame.decode_request().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            decoded.open_envelope(),
+            Ok((Some((crate::VolumeId(2), 1)), Request::Hello))
+        );
+    }
 }

@@ -40,11 +40,13 @@ pub enum Request {
     Cluster(ClusterCall),
     /// A client's call about `volume`, made with the catalogue epoch of the volume the
     /// client holds: a server whose catalogue has moved the volume past `epoch` (its group
-    /// changed) refuses it with `StaleEpoch`, and the client refreshes (rule 13).
+    /// changed) refuses it with `StaleEpoch`, and the client refreshes (rule 13). `call` is
+    /// the postcard encoding of the request inside (never another envelope): kept as bytes
+    /// so that decoding never recurses on what a peer sends.
     InVolume {
         volume: VolumeId,
         epoch: u64,
-        call: Box<Request>,
+        call: Vec<u8>,
     },
     GetAttr {
         fid: Fid,
@@ -264,18 +266,40 @@ pub enum VolumeCall {
 }
 
 impl Request {
-    /// The call inside an [`Request::InVolume`] envelope, or this one.
-    pub fn inner(&self) -> &Request {
-        match self {
-            Request::InVolume { call, .. } => call,
-            other => other,
+    /// `call` in the envelope of `volume` at catalogue `epoch`.
+    pub fn in_volume(volume: VolumeId, epoch: u64, call: &Request) -> Request {
+        Request::InVolume {
+            volume,
+            epoch,
+            // Encoding a request into a Vec cannot fail (no maps with non-string keys).
+            call: postcard::to_allocvec(call).unwrap_or_default(),
         }
     }
 
-    /// Bytes the data section of this request must hold.
+    /// The request inside an envelope, decoded (one level: an envelope inside is refused),
+    /// with the envelope's volume and epoch; any other request as it is.
+    pub fn open_envelope(self) -> Result<(Option<(VolumeId, u64)>, Request), String> {
+        match self {
+            Request::InVolume {
+                volume,
+                epoch,
+                call,
+            } => match postcard::from_bytes::<Request>(&call) {
+                Ok(Request::InVolume { .. }) => Err("an envelope inside an envelope".into()),
+                Ok(inner) => Ok((Some((volume, epoch)), inner)),
+                Err(e) => Err(format!("the request in the envelope: {e}")),
+            },
+            other => Ok((None, other)),
+        }
+    }
+
+    /// Bytes the data section of this request must hold (`None`: malformed).
     pub fn data_len(&self) -> Option<usize> {
         match self {
-            Request::InVolume { call, .. } => call.data_len(),
+            Request::InVolume { call, .. } => match postcard::from_bytes::<Request>(call) {
+                Ok(Request::InVolume { .. }) | Err(_) => None,
+                Ok(inner) => inner.data_len(),
+            },
             Request::Ship { records, .. } => records
                 .iter()
                 .try_fold(0usize, |sum, r| sum.checked_add(r.op.data_len())),

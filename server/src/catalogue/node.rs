@@ -225,8 +225,9 @@ impl<T: CatalogueTransport> Catalogue<T> {
         match tokio::time::timeout(COMMIT_WAIT, attempts).await {
             Ok(answer) => answer,
             Err(_) => Err(CatalogueError::NoLeader(format!(
-                "the change did not commit within {} s (no majority of servers reachable); \
-                 it has not taken effect",
+                "the change was not confirmed within {} s: no majority of servers is \
+                 reachable from here. Unless it reached a leader just before, it has not taken \
+                 effect (check with `codetta volume list` or `codetta cluster list`)",
                 COMMIT_WAIT.as_secs()
             ))),
         }

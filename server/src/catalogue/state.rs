@@ -66,6 +66,9 @@ pub enum Change {
     RemoveReplica {
         volume: String,
         server: String,
+        /// The volume's epoch the removal was decided at (after its drain): refused if the
+        /// group changed since (two removals drained into each other's leaving replicas).
+        expect_epoch: Option<u64>,
     },
     SetRoot {
         volume: String,
@@ -104,6 +107,8 @@ pub enum Refusal {
     IsRoot(String),
     #[error("a volume needs at least one replica")]
     NoReplicas,
+    #[error("the group of {0:?} changed during the drain; run the removal again")]
+    GroupChanged(String),
     #[error(
         "{0:?} is not a certificate fingerprint (64 hex digits; `codetta certs fingerprint FILE`)"
     )]
@@ -219,12 +224,19 @@ impl CatalogueState {
                 v.vsg.push(member.clone());
                 v.epoch = epoch;
             }
-            Change::RemoveReplica { volume, server } => {
+            Change::RemoveReplica {
+                volume,
+                server,
+                expect_epoch,
+            } => {
                 let id = self.volume_id(volume)?;
                 let v = self
                     .volumes
                     .get_mut(&id)
                     .ok_or_else(|| Refusal::UnknownVolume(volume.clone()))?;
+                if expect_epoch.is_some_and(|e| e != v.epoch) {
+                    return Err(Refusal::GroupChanged(volume.clone()));
+                }
                 if !v.vsg.iter().any(|m| &m.server == server) {
                     return Err(Refusal::NotMember {
                         volume: volume.clone(),
@@ -340,20 +352,32 @@ mod tests {
             .unwrap();
         assert_eq!(s.volume("home").unwrap().vsg.len(), 3);
         assert_eq!(s.volume("home").unwrap().epoch, grown);
+        assert_eq!(
+            s.apply(&Change::RemoveReplica {
+                volume: "home".into(),
+                server: "s1".into(),
+                expect_epoch: Some(grown - 1),
+            }),
+            Err(Refusal::GroupChanged("home".into())),
+            "a removal decided before the group changed is refused"
+        );
         s.apply(&Change::RemoveReplica {
             volume: "home".into(),
             server: "s1".into(),
+            expect_epoch: Some(grown),
         })
         .unwrap();
         s.apply(&Change::RemoveReplica {
             volume: "home".into(),
             server: "s2".into(),
+            expect_epoch: None,
         })
         .unwrap();
         assert_eq!(
             s.apply(&Change::RemoveReplica {
                 volume: "home".into(),
                 server: "s3".into(),
+                expect_epoch: None,
             }),
             Err(Refusal::LastReplica)
         );
