@@ -68,6 +68,88 @@ pub async fn run(service: ServerService, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// How long a replica leaving this server may take to hand over what it holds.
+const FINAL_DRAIN: Duration = Duration::from_secs(120);
+
+/// The replicas the catalogue no longer gives this server, each drained into a replica
+/// that stays: the catalogue already refuses client calls to them, so this settles every
+/// update they acknowledged before they left (rule 13: nothing acknowledged is lost with a
+/// removed replica). Returns the ones ready to retire, and whether some must wait (a
+/// remaining replica unreachable: the data stays here, unserved, until it can be handed
+/// over). A volume removed from the catalogue is not drained.
+async fn leave(
+    service: &ServerService,
+    state: &CatalogueState,
+) -> Result<(Vec<codetta_wire::VolumeId>, bool), FsError> {
+    let store = service.store().clone();
+    let me = service.name().to_string();
+    let locals = tokio::task::spawn_blocking(move || -> Result<Vec<_>, FsError> {
+        let mut out = Vec::new();
+        for local in store.list_volumes()? {
+            let (_, replica) = store.volume_info(local.id)?;
+            out.push((local, replica));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| FsError::Storage(e.to_string()))??;
+    let newest_local = locals.iter().map(|(v, _)| v.epoch).max().unwrap_or(0);
+    if state.epoch < newest_local || state.epoch == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let mut ready = Vec::new();
+    let mut waiting = false;
+    for (local, replica) in locals {
+        let entry = state.volumes.get(&local.id.0);
+        let stays =
+            entry.is_some_and(|e| e.vsg.iter().any(|m| m.server == me && m.replica == replica));
+        if stays || (entry.is_none() && local.epoch == 0) {
+            continue;
+        }
+        let Some(entry) = entry else {
+            ready.push(local.id);
+            continue;
+        };
+        let (members, mine) =
+            crate::resolver::group::members_of(service.store(), service.peers(), &me, local.id)?;
+        let remaining: Vec<_> = entry
+            .vsg
+            .iter()
+            .map(|m| m.replica)
+            .filter(|r| *r != mine)
+            .collect();
+        let mut handed = remaining.is_empty();
+        for peer in remaining {
+            if !members
+                .iter()
+                .any(|m| crate::resolver::ReplicaAccess::replica(m) == peer)
+            {
+                continue;
+            }
+            let drained = tokio::time::timeout(
+                FINAL_DRAIN,
+                crate::heal::drain(&members, mine, local.id, peer),
+            )
+            .await;
+            if let Ok(Ok((summary, left))) = drained {
+                service.note_resolution(&summary);
+                if left.is_empty() {
+                    handed = true;
+                    break;
+                }
+            }
+        }
+        if handed {
+            tracing::info!(volume = %local.name, "replica left the group; handed over what it held");
+            ready.push(local.id);
+        } else {
+            tracing::warn!(volume = %local.name, "replica left the group but could not hand over what it holds yet; keeping it");
+            waiting = true;
+        }
+    }
+    Ok((ready, waiting))
+}
+
 /// One pass: `Ok(true)` when work is left (a purge under way).
 async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Result<bool, FsError> {
     let store = service.store().clone();
@@ -75,8 +157,16 @@ async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Resul
     for server in state.servers.values().filter(|s| s.name != me) {
         service.peers().ensure(&server.name, &server.addr);
     }
+    // Replicas leaving this server first hand what they hold to one that stays.
+    let (leaving, drained_more) = leave(service, &state).await?;
+    for volume in leaving {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.retire_replica(volume))
+            .await
+            .map_err(|e| FsError::Storage(e.to_string()))??;
+    }
     tokio::task::spawn_blocking(move || {
-        let mut more = false;
+        let mut more = drained_more;
         let newest_local = store
             .list_volumes()?
             .iter()
@@ -102,7 +192,8 @@ async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Resul
                     // Made outside the catalogue (tests driving a store directly): not ours
                     // to remove.
                 }
-                _ if may_retire => store.retire_replica(local.id)?,
+                // Left for `leave` (a final drain first).
+                _ if may_retire => {}
                 _ => {
                     tracing::warn!(
                         volume = %local.name,

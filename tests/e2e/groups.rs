@@ -294,7 +294,15 @@ async fn a_removed_replica_refuses_the_stale_client_which_refreshes_and_loses_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_only_holder_of_an_acknowledged_write_is_not_removed_without_force() {
-    let mut setup = Setup::start(&["s1", "s2", "s3"]).await;
+    // No healing between servers: only the removal's own hand-over can save the write.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::prepare_on_free_ports(tmp.path(), 3).expect("layout");
+    for i in 0..3 {
+        layout
+            .add_server_setting(i, "heal_interval_ms = 0")
+            .expect("setting");
+    }
+    let mut setup = Setup::start_on(tmp, layout, &["s1", "s2", "s3"]).await;
     let mut nfs = setup.nfs().await;
     let root = nfs.root.clone();
     write_file(&mut nfs, &root, "before", b"seen by all").await;
@@ -330,18 +338,32 @@ async fn the_only_holder_of_an_acknowledged_write_is_not_removed_without_force()
         3,
         "a refused removal changes nothing"
     );
-    // s3 comes back: the removal drains it first and nothing is lost.
-    setup.servers.start(2).await.expect("s3");
-    match setup.volume(remove(false)).await {
+    // With --force it goes while s3 is down. When s3 comes back it learns it left the
+    // group, hands what only it held to a replica that stays, and only then deletes its
+    // replica: the write is not lost.
+    match setup.volume(remove(true)).await {
         Ok(ReplyBody::Done) => {}
-        other => panic!("remove-replica after s3 came back: {other:?}"),
+        other => panic!("remove-replica --force: {other:?}"),
+    }
+    assert_eq!(setup.info().await.vsg.len(), 2);
+    setup.servers.start(2).await.expect("s3");
+    let inspector = Inspector::new(&setup.layout).expect("inspector");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !inspector
+        .status(2)
+        .await
+        .expect("status")
+        .volumes
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "s3 still holds the replica");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let f = patiently!(nfs.lookup(&root, "only-on-s3").await).expect("lookup");
     assert_eq!(
         patiently!(nfs.read_all(&f).await).expect("read"),
         b"precious"
     );
-    let inspector = Inspector::new(&setup.layout).expect("inspector");
     let fid = crate::replication::fid_of(&f);
     let states = inspector.states(fid).await;
     assert!(
