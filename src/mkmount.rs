@@ -33,18 +33,8 @@ pub async fn run(
     match nfs_port {
         Some(port) => {
             let mut nfs = Nfs::connect(port).await?;
-            let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-            let Some((last, dirs)) = parts.split_last() else {
-                anyhow::bail!("{path:?}: give the mount point's path from the export's root");
-            };
-            let mut dir = nfs.root.clone();
-            for part in dirs {
-                dir = nfs
-                    .lookup(&dir, part)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{part}: {e:?}"))?;
-            }
-            nfs.symlink(&dir, last, &target)
+            let (dir, last) = nfs.parent_of(path).await?;
+            nfs.symlink(&dir, &last, &target)
                 .await
                 .map_err(|e| anyhow::anyhow!("making {path}: {e:?}"))?;
         }

@@ -311,6 +311,22 @@ impl Nfs {
         Ok((entries, ok.reply.eof))
     }
 
+    /// The directory holding `path` ("/a/b/name", from the export's root) and the name.
+    pub async fn parent_of(&mut self, path: &str) -> anyhow::Result<(Fh, String)> {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let Some((name, dirs)) = parts.split_last() else {
+            anyhow::bail!("{path:?} names no file");
+        };
+        let mut dir = self.root.clone();
+        for d in dirs {
+            dir = self
+                .lookup(&dir, d)
+                .await
+                .map_err(|e| anyhow::anyhow!("looking up {d:?} in {path}: {e:?}"))?;
+        }
+        Ok((dir, (*name).to_string()))
+    }
+
     /// Every entry's name and fileid (READDIRPLUS), following cookies.
     pub async fn list_ids(&mut self, dir: &Fh) -> Res<Vec<(String, u64)>> {
         let mut out = Vec::new();

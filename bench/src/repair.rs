@@ -14,22 +14,6 @@ pub struct Repaired {
     pub removed: Vec<String>,
 }
 
-/// The directory holding `path` ("/a/b/name") and the name.
-async fn parent_of(nfs: &mut Nfs, path: &str) -> anyhow::Result<(Fh, String)> {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    let Some((name, dirs)) = parts.split_last() else {
-        anyhow::bail!("{path:?} names no file");
-    };
-    let mut dir = nfs.root.clone();
-    for d in dirs {
-        dir = nfs
-            .lookup(&dir, d)
-            .await
-            .map_err(|e| anyhow::anyhow!("looking up {d:?} in {path}: {e:?}"))?;
-    }
-    Ok((dir, (*name).to_string()))
-}
-
 /// The versions of `name` in `dir`: the names `name.conflict-*` beside it.
 async fn conflict_names(nfs: &mut Nfs, dir: &Fh, name: &str) -> anyhow::Result<Vec<String>> {
     let prefix = format!("{name}.conflict-");
@@ -48,7 +32,7 @@ async fn conflict_names(nfs: &mut Nfs, dir: &Fh, name: &str) -> anyhow::Result<V
 /// suffix of one version (`conflict-1a2b3c4d`, or its whole name), which replaces what is
 /// under the name while the other versions go. Versions are listed by `codetta conflicts`.
 pub async fn repair(nfs: &mut Nfs, path: &str, keep: &str) -> anyhow::Result<Repaired> {
-    let (dir, name) = parent_of(nfs, path).await?;
+    let (dir, name) = nfs.parent_of(path).await?;
     let versions = conflict_names(nfs, &dir, &name).await?;
     anyhow::ensure!(
         !versions.is_empty(),

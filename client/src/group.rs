@@ -72,6 +72,11 @@ impl Group {
             .cloned()
     }
 
+    /// The server name of member `m`, for logs.
+    pub fn server_name(&self, m: usize) -> Option<String> {
+        self.member(m).map(|x| x.link.server_name().to_string())
+    }
+
     /// Every member ever in the group, by index.
     pub fn all(&self) -> Vec<Arc<Member>> {
         read(&self.members)

@@ -926,10 +926,7 @@ impl Core {
                     .is_some_and(|r| info.vsg.iter().any(|x| x.replica == r));
                 if !stays && !outbox.shipping.is_retired(m) {
                     tracing::info!(
-                        server = self
-                            .group
-                            .member(m)
-                            .map(|x| x.link.server_name().to_string()),
+                        server = self.group.server_name(m),
                         "server left the volume's group"
                     );
                     let done = outbox.shipping.retire(m);
@@ -969,13 +966,7 @@ impl Core {
         let mut tracker = lock(&self.tracker);
         let mut outbox = lock(&self.outbox);
         if outbox.shipping.in_avsg(m) {
-            tracing::warn!(
-                server = self
-                    .group
-                    .member(m)
-                    .map(|x| x.link.server_name().to_string()),
-                "server left the AVSG"
-            );
+            tracing::warn!(server = self.group.server_name(m), "server left the AVSG");
         }
         let done = outbox.shipping.failed(m, plan);
         self.finish(&mut tracker, &mut outbox, done);

@@ -188,9 +188,15 @@ impl Volumes {
                 })
                 .await?
             }
-            // Servers unreachable: keep showing the root we had.
+            // Servers unreachable: keep showing the root we had, and do not ask again
+            // before the TTL is up (every NFS call comes here: none may wait on an outage).
             Err(e) => match cached {
-                Some(c) => return Ok(c.root),
+                Some(c) => {
+                    if let Some(kept) = lock(&self.root).as_mut() {
+                        kept.checked = Instant::now();
+                    }
+                    return Ok(c.root);
+                }
                 None => return Err(e),
             },
         };

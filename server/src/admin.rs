@@ -362,10 +362,11 @@ async fn drain(
     // a few passes changed nothing.
     let passes = async {
         let mut total = codetta_wire::message::ResolveSummary::default();
-        let mut last = None;
+        let mut left = Vec::new();
         let started = tokio::time::Instant::now();
         for pass in 0..DRAIN_PASSES {
-            let (summary, left) = loop {
+            let summary;
+            (summary, left) = loop {
                 match crate::heal::drain(&members, me, volume, leaving.replica).await {
                     Ok(done) => break done,
                     // A server that just came back may miss the first calls (a dead
@@ -378,13 +379,14 @@ async fn drain(
                 }
             };
             crate::service::add_summary(&mut total, &summary);
-            if left.is_empty() || pass + 1 == DRAIN_PASSES {
-                return Ok((total, left));
+            if left.is_empty() {
+                break;
             }
-            last = Some(left);
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            if pass + 1 < DRAIN_PASSES {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
-        Ok::<_, FsError>((total, last.unwrap_or_default()))
+        Ok::<_, FsError>((total, left))
     };
     let result = tokio::time::timeout(DRAIN_DEADLINE, passes).await;
     let left = match result {

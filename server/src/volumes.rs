@@ -93,8 +93,17 @@ async fn leave(
     })
     .await
     .map_err(|e| FsError::Storage(e.to_string()))??;
+    // A catalogue older than what this store already followed (catalogue.redb lost or
+    // replaced while server.redb stayed) must not read as "every replica removed".
     let newest_local = locals.iter().map(|(v, _)| v.epoch).max().unwrap_or(0);
     if state.epoch < newest_local || state.epoch == 0 {
+        if newest_local > 0 {
+            tracing::warn!(
+                catalogue = state.epoch,
+                replicas = newest_local,
+                "the catalogue here is older than the replicas; retiring nothing until it catches up"
+            );
+        }
         return Ok((Vec::new(), false));
     }
     let mut ready = Vec::new();
@@ -167,41 +176,15 @@ async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Resul
     }
     tokio::task::spawn_blocking(move || {
         let mut more = drained_more;
-        let newest_local = store
-            .list_volumes()?
-            .iter()
-            .map(|v| v.epoch)
-            .max()
-            .unwrap_or(0);
-        // A catalogue older than what this store already followed (catalogue.redb lost or
-        // replaced while server.redb stayed): retire nothing until it has caught up.
-        let may_retire = state.epoch >= newest_local && state.epoch > 0;
+        // Group changes of the replicas that stay (those that leave are `leave`'s).
         for local in store.list_volumes()? {
             let (_, replica) = store.volume_info(local.id)?;
-            let entry = state.volumes.get(&local.id.0);
-            let keep = entry
-                .is_some_and(|e| e.vsg.iter().any(|m| m.server == me && m.replica == replica));
-            match entry {
-                Some(e) if keep => {
-                    if e.epoch > local.epoch {
-                        store.set_group(local.id, &e.vsg, e.epoch)?;
-                        tracing::info!(volume = %e.name, epoch = e.epoch, members = e.vsg.len(), "group changed");
-                    }
-                }
-                None if local.epoch == 0 => {
-                    // Made outside the catalogue (tests driving a store directly): not ours
-                    // to remove.
-                }
-                // Left for `leave` (a final drain first).
-                _ if may_retire => {}
-                _ => {
-                    tracing::warn!(
-                        volume = %local.name,
-                        catalogue = state.epoch,
-                        replica = local.epoch,
-                        "the catalogue here is older than this replica; waiting for it to catch up"
-                    );
-                }
+            if let Some(e) = state.volumes.get(&local.id.0)
+                && e.vsg.iter().any(|m| m.server == me && m.replica == replica)
+                && e.epoch > local.epoch
+            {
+                store.set_group(local.id, &e.vsg, e.epoch)?;
+                tracing::info!(volume = %e.name, epoch = e.epoch, members = e.vsg.len(), "group changed");
             }
         }
         let purging = store.purging()?;

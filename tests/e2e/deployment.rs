@@ -13,19 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Runs `codetta ARGS...`; its stdout, or a panic with its stderr.
-fn codetta(args: &[&str]) -> String {
-    let out = Command::new(codetta_binary())
-        .args(args)
-        .output()
-        .expect("run codetta");
-    assert!(
-        out.status.success(),
-        "codetta {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::support::run_codetta as codetta;
 
 /// Like [`codetta`], retried while it fails (a cluster settling), for up to `limit`.
 async fn codetta_until(args: &[&str], limit: Duration, done: impl Fn(&str) -> bool) -> String {

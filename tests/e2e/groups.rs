@@ -8,13 +8,12 @@
 use crate::patiently;
 use crate::support::codetta_binary;
 use crate::support::nfs::Nfs;
-use crate::support::proxy::UdpProxy;
+use crate::support::proxy::proxy_peer_links;
 use codetta_client::ClientDaemon;
 use codetta_cluster::{Inspector, Layout, ServerProcs, admin};
 use codetta_wire::message::{ReplyBody, VolumeCall, VolumeInfo};
 use codetta_wire::{FsError, Request, VolumeId};
 use nfs3_client::nfs3_types::nfs3::stable_how;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Servers as processes, the root volume on `members`, and a client daemon in this process.
@@ -118,6 +117,24 @@ async fn wait_equal(
             "replicas still differ after {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until server `i` holds no replica; panics after `limit`.
+async fn wait_holds_nothing(inspector: &Inspector, i: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !inspector
+        .status(i)
+        .await
+        .expect("status")
+        .volumes
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "server {i} still holds a replica"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -278,17 +295,7 @@ async fn a_removed_replica_refuses_the_stale_client_which_refreshes_and_loses_no
     }
     // s3 deletes its replica.
     let inspector = Inspector::new(&setup.layout).expect("inspector");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !inspector
-        .status(2)
-        .await
-        .expect("status")
-        .volumes
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "s3 still holds the replica");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_holds_nothing(&inspector, 2, Duration::from_secs(30)).await;
     inspector.close().await;
 }
 
@@ -348,17 +355,7 @@ async fn the_only_holder_of_an_acknowledged_write_is_not_removed_without_force()
     assert_eq!(setup.info().await.vsg.len(), 2);
     setup.servers.start(2).await.expect("s3");
     let inspector = Inspector::new(&setup.layout).expect("inspector");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !inspector
-        .status(2)
-        .await
-        .expect("status")
-        .volumes
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "s3 still holds the replica");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_holds_nothing(&inspector, 2, Duration::from_secs(60)).await;
     let f = patiently!(nfs.lookup(&root, "only-on-s3").await).expect("lookup");
     assert_eq!(
         patiently!(nfs.read_all(&f).await).expect("read"),
@@ -375,44 +372,12 @@ async fn the_only_holder_of_an_acknowledged_write_is_not_removed_without_force()
     inspector.close().await;
 }
 
-/// Rewrites every `addr = "<real>"` line of `text` whose address is in `routes`.
-fn route(text: &str, routes: &BTreeMap<String, String>) -> String {
-    text.lines()
-        .map(|line| {
-            for (real, via) in routes {
-                if line.trim() == format!("addr = \"{real}\"") {
-                    return format!("addr = \"{via}\"");
-                }
-            }
-            line.to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_catalogue_changes_across_a_partition_take_effect_on_the_majority_side_only() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let layout = Layout::prepare_on_free_ports(tmp.path(), 3).expect("layout");
-    let addrs: Vec<String> = layout
-        .servers
-        .iter()
-        .map(|s| s.addr().to_string())
-        .collect();
-    // Server-to-server paths through proxies the test cuts: proxy (i, j) carries i's calls
-    // to j.
-    let mut proxies: BTreeMap<(usize, usize), UdpProxy> = BTreeMap::new();
-    for i in 0..3 {
-        let mut routes = BTreeMap::new();
-        for j in (0..3).filter(|j| *j != i) {
-            let p = UdpProxy::start(layout.servers[j].addr()).await;
-            routes.insert(addrs[j].clone(), p.addr.to_string());
-            proxies.insert((i, j), p);
-        }
-        let text = std::fs::read_to_string(&layout.servers[i].toml).expect("toml");
-        std::fs::write(&layout.servers[i].toml, route(&text, &routes)).expect("write");
-    }
+    // Server-to-server paths through proxies the test cuts.
+    let proxies = proxy_peer_links(&layout).await;
     let setup = Setup::start_on(tmp, layout, &["s1", "s2", "s3"]).await;
     // s3 is cut off from s1 and s2; the admin reaches every server.
     for (&(i, j), p) in &proxies {

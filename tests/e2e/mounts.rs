@@ -5,7 +5,7 @@
 //! into the old root volume keep working.
 
 use crate::replication::fid_of;
-use crate::support::{Cluster, codetta_binary};
+use crate::support::{Cluster, run_codetta};
 use codetta_cluster::admin;
 use codetta_wire::Request;
 use codetta_wire::message::{ReplyBody, VolumeCall, VolumeInfo};
@@ -32,18 +32,17 @@ async fn create(cluster: &Cluster, name: &str) -> VolumeInfo {
 /// `codetta mkmount PATH VOLUME --nfs-port P` as a user runs it.
 fn mkmount(cluster: &Cluster, path: &str, volume: &str) {
     let admin = cluster.layout.dir.join("admin.toml");
-    let out = std::process::Command::new(codetta_binary())
-        .args(["mkmount", path, volume, "--nfs-port"])
-        .arg(cluster.nfs_port().to_string())
-        .arg("--admin")
-        .arg(&admin)
-        .output()
-        .expect("run codetta mkmount");
-    assert!(
-        out.status.success(),
-        "mkmount failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let port = cluster.nfs_port().to_string();
+    let admin = admin.display().to_string();
+    run_codetta(&[
+        "mkmount",
+        path,
+        volume,
+        "--nfs-port",
+        &port,
+        "--admin",
+        &admin,
+    ]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

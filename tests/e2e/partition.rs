@@ -8,28 +8,12 @@ use crate::patiently;
 use crate::replication::fid_of;
 use crate::support::codetta_binary;
 use crate::support::nfs::Nfs;
-use crate::support::proxy::UdpProxy;
+use crate::support::proxy::{UdpProxy, proxy_peer_links, route};
 use codetta_client::{ClientConfig, ClientDaemon};
 use codetta_cluster::{Inspector, Layout, ServerProcs, admin, free_port};
 use nfs3_client::nfs3_types::nfs3::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-/// Rewrites every `addr = "<real>"` line of `text` whose address is in `routes`.
-fn route(text: &str, routes: &BTreeMap<String, String>) -> String {
-    text.lines()
-        .map(|line| {
-            for (real, via) in routes {
-                if line.trim() == format!("addr = \"{real}\"") {
-                    return format!("addr = \"{via}\"");
-                }
-            }
-            line.to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
 
 struct Side {
     daemon: ClientDaemon,
@@ -72,18 +56,8 @@ async fn writes_on_both_sides_of_a_partition_merge_and_conflicts_are_kept() {
         .iter()
         .map(|s| s.addr().to_string())
         .collect();
-    // Server-to-server paths: proxy[i][j] carries i's calls to j.
-    let mut peer_proxies: BTreeMap<(usize, usize), UdpProxy> = BTreeMap::new();
-    for i in 0..3 {
-        let mut routes = BTreeMap::new();
-        for j in (0..3).filter(|j| *j != i) {
-            let p = UdpProxy::start(layout.servers[j].addr()).await;
-            routes.insert(addrs[j].clone(), p.addr.to_string());
-            peer_proxies.insert((i, j), p);
-        }
-        let text = std::fs::read_to_string(&layout.servers[i].toml).expect("server toml");
-        std::fs::write(&layout.servers[i].toml, route(&text, &routes)).expect("write");
-    }
+    // Server-to-server paths: proxy (i, j) carries i's calls to j.
+    let peer_proxies = proxy_peer_links(&layout).await;
     // Client-to-server paths for clients A (index 0) and B (index 1).
     let mut client_proxies: BTreeMap<(usize, usize), UdpProxy> = BTreeMap::new();
     let mut client_routes = [BTreeMap::new(), BTreeMap::new()];

@@ -135,3 +135,17 @@ pub async fn stream_round_trip(nfs: &mut nfs::Nfs, name: &str, mib: u64) -> (f64
     );
     (write_secs, read_secs)
 }
+
+/// Runs `codetta ARGS...` as a user would; its stdout, or a panic with its stderr.
+pub fn run_codetta(args: &[&str]) -> String {
+    let out = std::process::Command::new(codetta_binary())
+        .args(args)
+        .output()
+        .expect("run codetta");
+    assert!(
+        out.status.success(),
+        "codetta {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

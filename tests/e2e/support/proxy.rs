@@ -71,3 +71,40 @@ async fn run(front: Arc<UdpSocket>, target: SocketAddr, cut: Arc<AtomicBool>) {
         let _ = up.send_to(&buf[..n], target).await;
     }
 }
+
+/// Rewrites every `addr = "<real>"` line of a configuration `text` whose address is in
+/// `routes` (real address -> proxy address).
+pub fn route(text: &str, routes: &std::collections::BTreeMap<String, String>) -> String {
+    text.lines()
+        .map(|line| {
+            for (real, via) in routes {
+                if line.trim() == format!("addr = \"{real}\"") {
+                    return format!("addr = \"{via}\"");
+                }
+            }
+            line.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Puts a proxy on every server-to-server path of `layout` (rewriting the servers'
+/// `[[peers]]`): the proxy at `(i, j)` carries server i's calls to server j.
+pub async fn proxy_peer_links(
+    layout: &codetta_cluster::Layout,
+) -> std::collections::BTreeMap<(usize, usize), UdpProxy> {
+    let n = layout.servers.len();
+    let mut proxies = std::collections::BTreeMap::new();
+    for i in 0..n {
+        let mut routes = std::collections::BTreeMap::new();
+        for j in (0..n).filter(|j| *j != i) {
+            let p = UdpProxy::start(layout.servers[j].addr()).await;
+            routes.insert(layout.servers[j].addr().to_string(), p.addr.to_string());
+            proxies.insert((i, j), p);
+        }
+        let text = std::fs::read_to_string(&layout.servers[i].toml).expect("server toml");
+        std::fs::write(&layout.servers[i].toml, route(&text, &routes)).expect("write");
+    }
+    proxies
+}
