@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+mod bench;
 mod cluster;
 mod mkmount;
 mod status;
@@ -79,6 +80,15 @@ enum Command {
         /// Admin configuration (to check that the volume exists).
         #[arg(long)]
         admin: Option<PathBuf>,
+    },
+    /// Measure Codetta beside baselines (local disk, the NFS layer alone, other NFS
+    /// endpoints) and print tables, a JSON file and an SVG chart.
+    Bench(bench::BenchArgs),
+    /// The NFS layer alone (nfs3_server's in-memory file system), for the bench.
+    #[command(hide = true)]
+    BenchMemfs {
+        #[arg(long)]
+        port: u16,
     },
     /// Servers joining and leaving, certificate revocation.
     Cluster {
@@ -191,6 +201,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Volume { command, admin } => volume::run(command, admin).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::BenchMemfs { port } => codetta_bench::systems::serve_memfs(port).await,
         Command::Cluster { command, admin } => cluster::run(command, admin).await,
         Command::Mkmount {
             path,

@@ -3,11 +3,16 @@
 //! Every call returns the NFS status on failure; an RPC-level failure (connection lost,
 //! garbage reply) is logged and reported as `NFS3ERR_IO`.
 
+use nfs3_client::io::{AsyncRead, AsyncWrite};
+use nfs3_client::net::Connector;
 use nfs3_client::nfs3_types::nfs3::*;
 use nfs3_client::nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_client::nfs3_types::xdr_codec::Opaque;
-use nfs3_client::tokio::{TokioConnector, TokioIo};
 use nfs3_client::{Nfs3Connection, Nfs3ConnectionBuilder};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub type Fh = nfs_fh3;
@@ -15,8 +20,53 @@ pub type Res<T> = Result<T, nfsstat3>;
 
 /// One mounted connection with a fixed AUTH_SYS credential.
 pub struct Nfs {
-    conn: Nfs3Connection<TokioIo<TcpStream>>,
+    conn: Nfs3Connection<CountedTcp>,
     pub root: Fh,
+    traffic: Arc<AtomicU64>,
+}
+
+/// A TCP connection (no Nagle delay, as kernel clients run) that counts the bytes it
+/// carries both ways, so the bench can tell the NFS traffic from the rest of the loopback
+/// traffic.
+pub struct CountedTcp {
+    stream: TcpStream,
+    traffic: Arc<AtomicU64>,
+}
+
+impl AsyncRead for CountedTcp {
+    async fn async_read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stream.read(buf).await?;
+        self.traffic.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl AsyncWrite for CountedTcp {
+    async fn async_write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.stream.write(buf).await?;
+        self.traffic.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Makes [`CountedTcp`] connections adding to one counter.
+struct CountingConnector(Arc<AtomicU64>);
+
+impl Connector for CountingConnector {
+    type Connection = CountedTcp;
+
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<CountedTcp> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(CountedTcp {
+            stream,
+            traffic: self.0.clone(),
+        })
+    }
+
+    async fn connect_with_port(&self, addr: SocketAddr, _port: u16) -> std::io::Result<CountedTcp> {
+        self.connect(addr).await
+    }
 }
 
 fn dirop<'a>(dir: &Fh, name: &'a str) -> diropargs3<'a> {
@@ -66,6 +116,12 @@ impl Nfs {
 
     /// Mounts `/` with an AUTH_SYS credential of `uid`/`gid`.
     pub async fn connect_as(port: u16, uid: u32, gid: u32) -> anyhow::Result<Nfs> {
+        Self::connect_to(SocketAddr::from(([127, 0, 0, 1], port)), uid, gid).await
+    }
+
+    /// Mounts `/` of the endpoint at `addr` (NFS and MOUNT on one port) with an AUTH_SYS
+    /// credential of `uid`/`gid`.
+    pub async fn connect_to(addr: SocketAddr, uid: u32, gid: u32) -> anyhow::Result<Nfs> {
         let cred = opaque_auth::auth_unix(&auth_unix {
             stamp: 1,
             machinename: Opaque::owned(b"test".to_vec()),
@@ -73,16 +129,28 @@ impl Nfs {
             gid,
             gids: vec![],
         });
-        let conn = Nfs3ConnectionBuilder::new(TokioConnector, "127.0.0.1", "/")
+        let traffic = Arc::new(AtomicU64::new(0));
+        let host = addr.ip().to_string();
+        let conn = Nfs3ConnectionBuilder::new(CountingConnector(traffic.clone()), host, "/")
             .connect_from_privileged_port(false)
-            .mount_port(port)
-            .nfs3_port(port)
+            .mount_port(addr.port())
+            .nfs3_port(addr.port())
             .credential(cred)
             .mount()
             .await
-            .map_err(|e| anyhow::anyhow!("mounting 127.0.0.1:{port}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("mounting {addr}: {e}"))?;
         let root = conn.root_nfs_fh3();
-        Ok(Nfs { conn, root })
+        Ok(Nfs {
+            conn,
+            root,
+            traffic,
+        })
+    }
+
+    /// Bytes this connection has carried both ways (RPC records; TCP/IP headers not
+    /// counted).
+    pub fn traffic(&self) -> u64 {
+        self.traffic.load(Ordering::Relaxed)
     }
 
     pub async fn getattr(&mut self, fh: &Fh) -> Res<fattr3> {

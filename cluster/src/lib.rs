@@ -12,4 +12,4 @@ pub use admin::AdminConfig;
 pub use inspect::{Answer, Inspector};
 pub use layout::{Layout, ServerLayout, default_dir, free_port};
 pub use local::LocalCluster;
-pub use procs::{Proc, ServerProcs};
+pub use procs::{Proc, ProcCluster, ServerProcs};

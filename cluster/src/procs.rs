@@ -165,3 +165,97 @@ impl ServerProcs {
         self.procs.get(i)?.as_ref().map(Proc::pid)
     }
 }
+
+/// A whole cluster as processes: `n` servers holding replicas of the root volume and a
+/// client daemon serving NFS, as the fault tests and the bench harness run it.
+pub struct ProcCluster {
+    pub layout: Layout,
+    pub servers: ServerProcs,
+    binary: PathBuf,
+    client: Option<Proc>,
+}
+
+impl ProcCluster {
+    /// Prepares `dir` for `n` servers on free ports (with `settings` lines added to every
+    /// server's configuration), starts them, creates the root volume on all of them and
+    /// starts the client daemon.
+    pub async fn start(
+        binary: &Path,
+        dir: &Path,
+        n: usize,
+        settings: &[&str],
+    ) -> anyhow::Result<ProcCluster> {
+        let layout = Layout::prepare_on_free_ports(dir, n)?;
+        for line in settings {
+            for i in 0..n {
+                layout.add_server_setting(i, line)?;
+            }
+        }
+        let servers = ServerProcs::new(binary, &layout);
+        let mut cluster = ProcCluster {
+            layout,
+            servers,
+            binary: binary.to_path_buf(),
+            client: None,
+        };
+        cluster.servers.start_all().await?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let names = cluster.layout.server_names();
+            match crate::admin::ensure_volume(&cluster.layout.admin, "root", &names).await {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() > deadline => {
+                    return Err(e.context("creating the root volume"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        cluster.start_client().await?;
+        Ok(cluster)
+    }
+
+    /// Starts the client daemon and waits until its NFS port accepts connections.
+    pub async fn start_client(&mut self) -> anyhow::Result<()> {
+        let config = self.layout.client_toml.display().to_string();
+        let log = self.layout.dir.join("client.log");
+        self.client = Some(Proc::spawn(
+            &self.binary,
+            &["client", "--config", &config],
+            &log,
+        )?);
+        let port = self.layout.nfs_port;
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if self.client.as_mut().is_some_and(Proc::exited) {
+                anyhow::bail!("the client daemon exited at start; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("the client daemon did not listen on port {port}")
+    }
+
+    /// SIGKILLs the client daemon.
+    pub fn kill_client(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            c.kill();
+        }
+    }
+
+    /// The client daemon's process id, if running.
+    pub fn client_pid(&self) -> Option<u32> {
+        self.client.as_ref().map(Proc::pid)
+    }
+
+    /// Stops the client daemon, then every server (SIGTERM).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.client.take() {
+            c.terminate(Duration::from_secs(5));
+        }
+        self.servers.stop_all();
+    }
+}

@@ -1,18 +1,29 @@
 //! SIGKILL of the client daemon or the server right after replies: every acknowledged
 //! change is found after restart, and nothing is applied twice.
 
+use crate::support::codetta_binary;
 use crate::support::nfs::Nfs;
-use crate::support::{Proc, codetta_binary, wait_for_tcp};
-use codetta_cluster::{Layout, ServerProcs, admin};
+use codetta_cluster::ProcCluster;
 use nfs3_client::nfs3_types::nfs3::*;
 use std::time::{Duration, Instant};
 
-/// Servers and a client daemon as separate processes.
+/// Servers and a client daemon as separate processes, in a temporary directory.
 pub struct Procs {
-    pub layout: Layout,
-    pub servers: ServerProcs,
-    client: Option<Proc>,
+    inner: ProcCluster,
     _tmp: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Procs {
+    type Target = ProcCluster;
+    fn deref(&self) -> &ProcCluster {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Procs {
+    fn deref_mut(&mut self) -> &mut ProcCluster {
+        &mut self.inner
+    }
 }
 
 impl Procs {
@@ -30,33 +41,11 @@ impl Procs {
     /// configuration.
     pub async fn start_replicated_with(n: usize, setting: Option<&str>) -> Procs {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let layout = Layout::prepare_on_free_ports(tmp.path(), n).expect("layout");
-        if let Some(line) = setting {
-            for i in 0..n {
-                layout.add_server_setting(i, line).expect("setting");
-            }
-        }
-        let servers = ServerProcs::new(codetta_binary(), &layout);
-        let mut p = Procs {
-            layout,
-            servers,
-            client: None,
-            _tmp: tmp,
-        };
-        p.servers.start_all().await.expect("servers start");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match admin::ensure_volume(&p.layout.admin, "root", &p.layout.server_names()).await {
-                Ok(_) => break,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("root volume: {e}"),
-            }
-        }
-        p.start_client().await;
-        p
+        let settings: Vec<&str> = setting.into_iter().collect();
+        let inner = ProcCluster::start(codetta_binary(), tmp.path(), n, &settings)
+            .await
+            .expect("cluster starts");
+        Procs { inner, _tmp: tmp }
     }
 
     pub async fn start_server(&mut self, i: usize) {
@@ -64,20 +53,11 @@ impl Procs {
     }
 
     pub async fn start_client(&mut self) {
-        let config = self.layout.client_toml.to_string_lossy().into_owned();
-        let log = self.layout.dir.join("client.log");
-        self.client = Some(Proc::spawn(&["client", "--config", &config], &log));
-        wait_for_tcp(self.layout.nfs_port).await;
+        self.inner.start_client().await.expect("client starts");
     }
 
     pub fn client_pid(&self) -> u32 {
-        self.client.as_ref().map_or(0, |c| c.pid())
-    }
-
-    pub fn kill_client(&mut self) {
-        if let Some(mut c) = self.client.take() {
-            c.kill();
-        }
+        self.inner.client_pid().unwrap_or(0)
     }
 
     pub fn kill_server(&mut self, i: usize) {

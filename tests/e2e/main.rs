@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bench;
 mod big_dir;
 mod catalogue;
 mod deployment;

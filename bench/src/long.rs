@@ -1,0 +1,330 @@
+//! The two figures that take a replicated cluster through time: a steady write of several
+//! minutes (does throughput hold?), and a resync (a replica misses writes, comes back, and
+//! is brought up to date while a client keeps writing).
+
+use crate::data::Pattern;
+use crate::files::Access;
+use crate::harness::Options;
+use crate::nfs::{Fh, Nfs};
+use crate::procstat::{self, Snapshot};
+use crate::report::{Record, Report, Spread};
+use crate::systems::System;
+use crate::workloads::MIB;
+use codetta_cluster::Inspector;
+use codetta_wire::Fid;
+use nfs3_client::nfs3_types::nfs3::{nfsstat3, stable_how};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Retries a call answering JUKEBOX (the client daemon noticing a server come or go) for
+/// up to 60 s.
+macro_rules! patiently {
+    ($what:expr, $e:expr) => {{
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match $e {
+                Err(nfsstat3::NFS3ERR_JUKEBOX) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => anyhow::bail!("{}: {e:?}", $what),
+                Ok(v) => break v,
+            }
+        }
+    }};
+}
+
+fn nfs_addr(system: &System) -> anyhow::Result<std::net::SocketAddr> {
+    match system.access {
+        Access::Nfs(addr) => Ok(addr),
+        Access::Path(_) => anyhow::bail!("{} is not an NFS endpoint", system.name()),
+    }
+}
+
+/// Writes `mib` MiB of file `seed` into `file` from `offset_mib` in 1 MiB UNSTABLE writes,
+/// then COMMITs; calls `each` with every MiB acknowledged.
+async fn write_mib(
+    nfs: &mut Nfs,
+    file: &Fh,
+    seed: u64,
+    offset_mib: u64,
+    mib: u64,
+    mut each: impl FnMut(),
+) -> anyhow::Result<()> {
+    let pattern = Pattern::default();
+    let mut buf = vec![0u8; MIB as usize];
+    for i in offset_mib..offset_mib + mib {
+        pattern.fill(&mut buf, seed, i * MIB);
+        patiently!(
+            "WRITE",
+            nfs.write(file, i * MIB, &buf, stable_how::UNSTABLE).await
+        );
+        each();
+    }
+    patiently!("COMMIT", nfs.commit(file).await);
+    Ok(())
+}
+
+async fn create(nfs: &mut Nfs, name: &str) -> anyhow::Result<Fh> {
+    let root = nfs.root.clone();
+    Ok(patiently!(
+        format!("CREATE {name}"),
+        nfs.create(&root, name).await
+    ))
+}
+
+/// A record of one long figure.
+fn record(system: &System, workload: &str, value: f64, unit: &'static str) -> Record {
+    Record {
+        system: system.name(),
+        workload: workload.to_string(),
+        repeat: 0,
+        streams: 1,
+        queue_depth: 1,
+        value,
+        unit,
+        phase: None,
+        procs: vec![],
+        net_bytes_per_byte: None,
+        disk_bytes_per_byte: None,
+        cpu_secs_per_gib: None,
+        extra: vec![],
+    }
+}
+
+/// Writes 256 MiB files one after another (each committed; the fourth-last removed) for
+/// `steady_secs`, and compares the median MiB/s of the first and the last minute (or
+/// fifth, for runs under two minutes).
+pub async fn steady(
+    system: &mut System,
+    opts: &Options,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    const FILE_MIB: u64 = 256;
+    let secs = opts.profile.steady_secs;
+    let mut nfs = Nfs::connect_to(nfs_addr(system)?, 0, 0).await?;
+    let root = nfs.root.clone();
+    let before = Snapshot::take(&system.watched);
+    let started = Instant::now();
+    let mut per_second: Vec<u64> = Vec::new();
+    let mut written = 0u64;
+    let mut k = 0u64;
+    while started.elapsed().as_secs() < secs {
+        let name = format!("steady-{k}");
+        let f = create(&mut nfs, &name).await?;
+        write_mib(&mut nfs, &f, 1_000 + k, 0, FILE_MIB, || {
+            let s = started.elapsed().as_secs() as usize;
+            if per_second.len() <= s {
+                per_second.resize(s + 1, 0);
+            }
+            per_second[s] += 1;
+            written += 1;
+        })
+        .await?;
+        if k >= 4 {
+            let old = format!("steady-{}", k - 4);
+            patiently!("REMOVE", nfs.remove(&root, &old).await);
+        }
+        k += 1;
+        eprint!(
+            "\r\x1b[2Ksteady write on {}: {:.0} s of {secs}, {written} MiB",
+            system.name(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!();
+    let after = Snapshot::take(&system.watched);
+    for i in k.saturating_sub(4)..k {
+        let _ = nfs.remove(&root, &format!("steady-{i}")).await;
+    }
+    // The last second is partial.
+    per_second.pop();
+    let window = if per_second.len() >= 120 {
+        60
+    } else {
+        (per_second.len() / 5).max(1)
+    };
+    let rates: Vec<f64> = per_second.iter().map(|m| *m as f64).collect();
+    let first = Spread::of(&rates[..window.min(rates.len())]).map_or(0.0, |s| s.median);
+    let last = Spread::of(&rates[rates.len().saturating_sub(window)..]).map_or(0.0, |s| s.median);
+    let mut r = record(system, "steady write, last minute median", last, "MiB/s");
+    r.procs = procstat::delta(&before, &after);
+    let gib = written as f64 / 1024.0;
+    r.cpu_secs_per_gib = Some(
+        r.procs
+            .iter()
+            .filter(|p| p.name != "bench")
+            .map(|p| p.cpu_secs)
+            .sum::<f64>()
+            / gib.max(1e-9),
+    );
+    r.extra = vec![
+        ("seconds".into(), started.elapsed().as_secs_f64()),
+        ("window_seconds".into(), window as f64),
+        ("first_window_median_mib_s".into(), first),
+        ("last_window_median_mib_s".into(), last),
+        ("last_over_first".into(), last / first.max(1e-9)),
+    ];
+    r.extra.extend(
+        rates
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("second_{i}"), *v)),
+    );
+    eprintln!(
+        "steady write on {}: first {window} s median {first:.0} MiB/s, last {window} s median {last:.0} MiB/s ({:.0}%)",
+        system.name(),
+        100.0 * last / first.max(1e-9)
+    );
+    report.records.push(r);
+    Ok(())
+}
+
+fn fid_of(fh: &Fh) -> anyhow::Result<Fid> {
+    let bytes = fh.data.as_ref();
+    anyhow::ensure!(bytes.len() > 8, "not a Codetta handle");
+    Fid::from_bytes(&bytes[8..]).ok_or_else(|| anyhow::anyhow!("not a Codetta handle"))
+}
+
+/// Bytes resolution has shipped, summed over the servers that answer.
+async fn shipped(inspector: &Inspector, servers: usize) -> u64 {
+    let mut total = 0;
+    for i in 0..servers {
+        if let Ok(s) = inspector.status(i).await {
+            total += s.resolution.bytes_shipped;
+        }
+    }
+    total
+}
+
+/// The resync figure on a 3-replica cluster: the last server is SIGKILLed; `resync_mib`
+/// MiB change (1 MiB overwritten inside a big file, the rest a new file); the server comes
+/// back, and the time until every replica holds both files alike is measured, with the
+/// bytes resolution shipped, while a client writes 64 MiB files throughout (its throughput
+/// is compared with the same writes before the failure).
+pub async fn resync(
+    system: &mut System,
+    opts: &Options,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mib = opts.profile.resync_mib.max(2);
+    let addr = nfs_addr(system)?;
+    let name = system.name();
+    let cluster = system
+        .cluster()
+        .ok_or_else(|| anyhow::anyhow!("{name}: not a cluster the harness started"))?;
+    let servers = cluster.layout.servers.len();
+    let last = servers - 1;
+    let inspector = Inspector::new(&cluster.layout)?;
+    let mut nfs = Nfs::connect_to(addr, 0, 0).await?;
+
+    // Before the failure: the big file, and the writer's throughput with every replica up.
+    eprintln!("resync on {name}: writing {mib} MiB with every replica up");
+    let big = create(&mut nfs, "resync-big").await?;
+    write_mib(&mut nfs, &big, 7, 0, mib, || {}).await?;
+    let t = Instant::now();
+    let alone_file = create(&mut nfs, "resync-alone").await?;
+    write_mib(&mut nfs, &alone_file, 8, 0, 64, || {}).await?;
+    let alone = 64.0 / t.elapsed().as_secs_f64();
+
+    // The failure, and the changes the replica misses.
+    cluster.servers.kill(last);
+    eprintln!("resync on {name}: s{} killed; changing {mib} MiB", last + 1);
+    let t = Instant::now();
+    write_mib(&mut nfs, &big, 9, mib / 2, 1, || {}).await?;
+    let new = create(&mut nfs, "resync-new").await?;
+    write_mib(&mut nfs, &new, 10, 0, mib - 1, || {}).await?;
+    let write_secs = t.elapsed().as_secs_f64();
+    let fids = [fid_of(&big)?, fid_of(&new)?];
+
+    let shipped_before = shipped(&inspector, servers).await;
+    cluster.servers.start(last).await?;
+    let restarted = Instant::now();
+    system.rewatch();
+    let before = Snapshot::take(&system.watched);
+
+    // A client keeps writing while the replica is brought up to date.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut nfs = Nfs::connect_to(addr, 0, 0).await?;
+            let mut bytes = 0u64;
+            let t = Instant::now();
+            let mut k = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let f = create(&mut nfs, &format!("resync-during-{k}")).await?;
+                let mut i = 0;
+                while i < 64 && !stop.load(Ordering::Relaxed) {
+                    write_mib(&mut nfs, &f, 100 + k, i, 1, || bytes += MIB).await?;
+                    i += 1;
+                }
+                k += 1;
+            }
+            anyhow::Ok((bytes, t.elapsed().as_secs_f64(), k))
+        })
+    };
+    let deadline = restarted + Duration::from_secs(1800);
+    loop {
+        let mut agreed = true;
+        for fid in fids {
+            agreed &= inspector.agree(fid).await;
+        }
+        if agreed {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the replica did not catch up in 30 min"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resync_secs = restarted.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (during_bytes, during_secs, files) = writer.await??;
+    let after = Snapshot::take(&system.watched);
+    let shipped = shipped(&inspector, servers)
+        .await
+        .saturating_sub(shipped_before);
+    let during = during_bytes as f64 / MIB as f64 / during_secs.max(1e-9);
+
+    // Clean up.
+    let root = nfs.root.clone();
+    for n in ["resync-big", "resync-alone", "resync-new"] {
+        let _ = nfs.remove(&root, n).await;
+    }
+    for k in 0..files {
+        let _ = nfs.remove(&root, &format!("resync-during-{k}")).await;
+    }
+    inspector.close().await;
+
+    let changed = (mib * MIB) as f64;
+    let mut r = record(
+        system,
+        &format!("resync after {mib} MiB missed"),
+        resync_secs,
+        "s",
+    );
+    r.procs = procstat::delta(&before, &after);
+    r.extra = vec![
+        ("write_seconds".into(), write_secs),
+        (
+            "resync_over_write_time".into(),
+            resync_secs / write_secs.max(1e-9),
+        ),
+        ("shipped_mib".into(), shipped as f64 / MIB as f64),
+        ("shipped_per_changed_byte".into(), shipped as f64 / changed),
+        ("client_mib_s_during".into(), during),
+        ("client_mib_s_alone".into(), alone),
+        ("client_during_over_alone".into(), during / alone.max(1e-9)),
+    ];
+    eprintln!(
+        "resync on {name}: {resync_secs:.1} s ({:.2}x the {write_secs:.1} s the writes took); shipped {:.0} MiB for {mib} MiB changed ({:.2}x); a client wrote {during:.0} MiB/s during it, {alone:.0} MiB/s before ({:.0}%)",
+        resync_secs / write_secs.max(1e-9),
+        shipped as f64 / MIB as f64,
+        shipped as f64 / changed,
+        100.0 * during / alone.max(1e-9)
+    );
+    report.records.push(r);
+    Ok(())
+}
