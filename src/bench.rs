@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// the writes before them.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
+    /// MiB each stream writes and reads sequentially (default: the profile's).
+    #[arg(long)]
+    seq_mib: Option<u64>,
     /// Skip the steady write and the resync figure.
     #[arg(long)]
     no_long: bool,
@@ -89,6 +92,10 @@ pub fn options(args: BenchArgs, binary: PathBuf) -> anyhow::Result<Options> {
     if let Some(r) = args.repeats {
         anyhow::ensure!(r >= 1, "--repeats must be at least 1");
         profile.repeats = r;
+    }
+    if let Some(mib) = args.seq_mib {
+        anyhow::ensure!(mib >= 1, "--seq-mib must be at least 1");
+        profile.sizes.seq_mib = mib;
     }
     if args.no_long {
         profile.steady_secs = 0;

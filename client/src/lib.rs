@@ -10,6 +10,7 @@ pub mod link;
 pub mod log;
 pub mod nfs;
 pub mod replicate;
+mod segments;
 pub mod tracker;
 pub mod venus;
 pub mod volumes;

@@ -1,20 +1,30 @@
-//! The modify log (rule 11): every mutation is appended here, durably, before it is shipped
-//! or answered. It is both the shipping queue and the crash-recovery record. It also keeps
+//! The modify log (rule 11): every mutation is appended here before it is shipped or
+//! answered. It is both the shipping queue and the crash-recovery record. It also keeps
 //! the client's identity (incarnation, uniquifier) and its counters.
 //!
-//! Format (one redb file per volume, `volume-ID.redb`):
-//! - table `records`: seq (u64) -> `[1][u32 LE header length][postcard UpdateRecord][data]`
-//! - table `state`: name (str) -> u64: `incarnation`, `unique`, `next_vnode`, `next_seq`
+//! Format, per volume:
+//! - `volume-ID.redb`, table `state`: name (str) -> u64: `incarnation`, `unique`, and the
+//!   reserved high-water marks `next_vnode` and `next_seq` (durable; raised 4,096 at a time
+//!   before any record uses a number past them, so no number is handed out twice even
+//!   after a crash), `boot` (a hash of the machine's boot id when the log was opened).
+//! - `volume-ID.log/`: the records, in append-only segments written through the page cache
+//!   (see [`crate::segments`] for why that is enough).
+//! - Logs written before the segments kept records in the redb table `records`; they are
+//!   moved into a segment (and synced) when such a log is opened.
 
 use crate::error::ClientError;
+use crate::segments::Segments;
 use bytes::Bytes;
 use codetta_wire::{Incarnation, UpdateRecord};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
+use std::sync::Mutex;
 
 const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 const STATE: TableDefinition<&str, u64> = TableDefinition::new("state");
 const RECORD_FORMAT: u8 = 1;
+/// Numbers reserved at a time in the durable high-water marks.
+const RESERVE: u64 = 4096;
 
 /// The client's durable identity and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +51,50 @@ impl LoggedRecord {
     }
 }
 
-/// The durable modify log.
+/// The modify log.
 pub struct ModifyLog {
     /// `None` once closed: the file lock is released even while tasks still hold the log.
     db: std::sync::RwLock<Option<Database>>,
+    segments: Segments,
+    counters: Mutex<Counters>,
+    /// The records the log held when opened, less those trimmed since.
+    recovered: Mutex<Vec<LoggedRecord>>,
+}
+
+/// The durable high-water marks and the numbers actually used.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    reserved_vnode: u64,
+    reserved_seq: u64,
+    next_vnode: u64,
+    next_seq: u64,
+}
+
+/// An identifier of the machine's current boot: the log's records in the page cache are
+/// trusted only within one boot. `None` where the system does not tell.
+fn boot_id() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .or_else(|| {
+            let out = std::process::Command::new("sysctl")
+                .args(["-n", "kern.boottime"])
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })?;
+    let h = blake3::hash(text.trim().as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    Some(u64::from_le_bytes(b) >> 1)
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> ClientError {
     ClientError::Storage(e.to_string())
 }
 
+#[cfg(test)]
 fn encode(rec: &LoggedRecord) -> Result<Vec<u8>, ClientError> {
     let header = postcard::to_allocvec(&rec.record).map_err(storage)?;
     let header_len = u32::try_from(header.len()).map_err(storage)?;
@@ -83,7 +127,7 @@ fn decode(bytes: &[u8]) -> Result<LoggedRecord, ClientError> {
 }
 
 impl ModifyLog {
-    /// Opens (or creates) the log at `path`.
+    /// Opens (or creates) the log at `path` (its records in `path` with extension `log`).
     pub fn open(path: &Path) -> Result<ModifyLog, ClientError> {
         let db = Database::builder()
             .set_cache_size(16 << 20)
@@ -93,15 +137,111 @@ impl ModifyLog {
         txn.open_table(RECORDS).map_err(storage)?;
         txn.open_table(STATE).map_err(storage)?;
         txn.commit().map_err(storage)?;
+        let boot = boot_id();
+        let (segments, mut recovered) =
+            Segments::open(&path.with_extension("log"), boot.is_none())?;
+        // Records of a log written before the segments move into one, durably.
+        let old = Self::read_old_records(&db)?;
+        if !old.is_empty() {
+            ensure_storage(recovered.is_empty(), "a log with records in both formats")?;
+            segments.append(&old)?;
+            segments.sync()?;
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(RECORDS)
+                .map_err(storage)?
+                .retain(|_, _| false)
+                .map_err(storage)?;
+            txn.commit().map_err(storage)?;
+            recovered = old;
+        }
+        let stored_boot = Self::read_u64(&db, "boot")?;
+        if let (Some(stored), Some(now)) = (stored_boot, boot)
+            && stored != now
+            && !recovered.is_empty()
+        {
+            // The machine restarted: the page cache may have lost any part of the
+            // segments, including records the servers hold. Nothing in the log was
+            // promised (see `segments`), and numbers continue past the reserved marks.
+            tracing::warn!(
+                records = recovered.len(),
+                "the machine restarted since the modify log was written: its unshipped records are dropped"
+            );
+            if let Some(last) = recovered.last() {
+                segments.trim(last.record.id.seq)?;
+            }
+            recovered.clear();
+        }
+        if let Some(now) = boot
+            && stored_boot != Some(now)
+        {
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(STATE)
+                .map_err(storage)?
+                .insert("boot", now)
+                .map_err(storage)?;
+            txn.commit().map_err(storage)?;
+        }
+        let reserved_vnode = Self::read_u64(&db, "next_vnode")?.unwrap_or(1);
+        let reserved_seq = Self::read_u64(&db, "next_seq")?.unwrap_or(1);
+        let next_seq = recovered
+            .last()
+            .map_or(reserved_seq, |r| r.record.id.seq + 1);
         Ok(ModifyLog {
             db: std::sync::RwLock::new(Some(db)),
+            segments,
+            counters: Mutex::new(Counters {
+                reserved_vnode,
+                reserved_seq,
+                next_vnode: reserved_vnode,
+                next_seq,
+            }),
+            recovered: Mutex::new(recovered),
         })
     }
 
-    /// Closes the database; later calls fail with a storage error.
+    fn read_u64(db: &Database, key: &str) -> Result<Option<u64>, ClientError> {
+        let txn = db.begin_read().map_err(storage)?;
+        let table = txn.open_table(STATE).map_err(storage)?;
+        Ok(table.get(key).map_err(storage)?.map(|v| v.value()))
+    }
+
+    fn read_old_records(db: &Database) -> Result<Vec<LoggedRecord>, ClientError> {
+        let txn = db.begin_read().map_err(storage)?;
+        let table = txn.open_table(RECORDS).map_err(storage)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(storage)? {
+            let (_, value) = item.map_err(storage)?;
+            out.push(decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the log; later calls fail with a storage error. The marks are lowered to
+    /// the numbers actually used, so a clean restart leaves no gap in the sequence.
     pub fn close(&self) {
         let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(db) = guard.as_ref() {
+            let c = *self.counters();
+            if let Err(e) = Self::write_marks(db, c.next_vnode, c.next_seq) {
+                tracing::warn!("saving the modify log's counters: {e}");
+            }
+        }
+        self.segments.close();
         guard.take();
+    }
+
+    fn write_marks(db: &Database, vnode: u64, seq: u64) -> Result<(), ClientError> {
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(STATE).map_err(storage)?;
+            table.insert("next_vnode", vnode).map_err(storage)?;
+            table.insert("next_seq", seq).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
     }
 
     fn with_db<T>(
@@ -115,115 +255,114 @@ impl ModifyLog {
         }
     }
 
-    /// The stored identity, if the client has one yet.
+    /// The stored identity, if the client has one yet, with the numbers to continue from.
     pub fn state(&self) -> Result<Option<ClientState>, ClientError> {
-        self.with_db(Self::read_state)
+        let stored = self.with_db(Self::read_identity)?;
+        let c = *self.counters();
+        Ok(stored.map(|(incarnation, unique)| ClientState {
+            incarnation,
+            unique,
+            next_vnode: c.next_vnode,
+            next_seq: c.next_seq,
+        }))
     }
 
-    fn read_state(db: &Database) -> Result<Option<ClientState>, ClientError> {
-        let txn = db.begin_read().map_err(storage)?;
-        let table = txn.open_table(STATE).map_err(storage)?;
-        let get = |k: &str| -> Result<Option<u64>, ClientError> {
-            Ok(table.get(k).map_err(storage)?.map(|v| v.value()))
-        };
-        let (Some(incarnation), Some(unique)) = (get("incarnation")?, get("unique")?) else {
+    fn read_identity(db: &Database) -> Result<Option<(Incarnation, u32)>, ClientError> {
+        let (Some(incarnation), Some(unique)) = (
+            Self::read_u64(db, "incarnation")?,
+            Self::read_u64(db, "unique")?,
+        ) else {
             return Ok(None);
         };
-        Ok(Some(ClientState {
-            incarnation: Incarnation(u32::try_from(incarnation).map_err(storage)?),
-            unique: u32::try_from(unique).map_err(storage)?,
-            next_vnode: get("next_vnode")?.unwrap_or(1),
-            next_seq: get("next_seq")?.unwrap_or(1),
-        }))
+        Ok(Some((
+            Incarnation(u32::try_from(incarnation).map_err(storage)?),
+            u32::try_from(unique).map_err(storage)?,
+        )))
     }
 
     /// Stores a fresh identity (a new incarnation restarts both counters).
     pub fn set_state(&self, state: ClientState) -> Result<(), ClientError> {
-        self.with_db(|db| Self::write_state(db, state))
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut table = txn.open_table(STATE).map_err(storage)?;
+                table
+                    .insert("incarnation", u64::from(state.incarnation.0))
+                    .map_err(storage)?;
+                table
+                    .insert("unique", u64::from(state.unique))
+                    .map_err(storage)?;
+                table
+                    .insert("next_vnode", state.next_vnode)
+                    .map_err(storage)?;
+                table.insert("next_seq", state.next_seq).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)
+        })?;
+        *self.counters() = Counters {
+            reserved_vnode: state.next_vnode,
+            reserved_seq: state.next_seq,
+            next_vnode: state.next_vnode,
+            next_seq: state.next_seq,
+        };
+        Ok(())
     }
 
-    fn write_state(db: &Database, state: ClientState) -> Result<(), ClientError> {
-        let txn = db.begin_write().map_err(storage)?;
-        {
-            let mut table = txn.open_table(STATE).map_err(storage)?;
-            table
-                .insert("incarnation", u64::from(state.incarnation.0))
-                .map_err(storage)?;
-            table
-                .insert("unique", u64::from(state.unique))
-                .map_err(storage)?;
-            table
-                .insert("next_vnode", state.next_vnode)
-                .map_err(storage)?;
-            table.insert("next_seq", state.next_seq).map_err(storage)?;
-        }
-        txn.commit().map_err(storage)
-    }
-
-    /// Appends records durably in one transaction (group commit), with the counters that
-    /// must survive alongside them.
+    /// Appends records (one write into the page cache; see [`crate::segments`]). The
+    /// numbers they use, and vnodes below `next_vnode`, are first covered by the durable
+    /// marks.
     pub fn append(
         &self,
         records: &[LoggedRecord],
         next_vnode: u64,
         next_seq: u64,
     ) -> Result<(), ClientError> {
-        self.with_db(|db| Self::append_in(db, records, next_vnode, next_seq))
-    }
-
-    fn append_in(
-        db: &Database,
-        records: &[LoggedRecord],
-        next_vnode: u64,
-        next_seq: u64,
-    ) -> Result<(), ClientError> {
-        let txn = db.begin_write().map_err(storage)?;
-        {
-            let mut table = txn.open_table(RECORDS).map_err(storage)?;
-            for rec in records {
-                table
-                    .insert(rec.record.id.seq, encode(rec)?.as_slice())
-                    .map_err(storage)?;
-            }
-            let mut state = txn.open_table(STATE).map_err(storage)?;
-            state.insert("next_vnode", next_vnode).map_err(storage)?;
-            state.insert("next_seq", next_seq).map_err(storage)?;
+        let c = *self.counters();
+        if next_vnode > c.reserved_vnode || next_seq > c.reserved_seq {
+            let vnode = next_vnode.max(c.reserved_vnode) + RESERVE;
+            let seq = next_seq.max(c.reserved_seq) + RESERVE;
+            self.with_db(|db| Self::write_marks(db, vnode, seq))?;
+            let mut c = self.counters();
+            c.reserved_vnode = vnode;
+            c.reserved_seq = seq;
         }
-        txn.commit().map_err(storage)
+        self.with_db(|_| self.segments.append(records))?;
+        let mut c = self.counters();
+        c.next_vnode = c.next_vnode.max(next_vnode);
+        c.next_seq = c.next_seq.max(next_seq);
+        Ok(())
     }
 
-    /// Every record not yet trimmed, in sequence order.
+    /// The records the log held when it was opened, less those trimmed since, in
+    /// sequence order.
     pub fn pending(&self) -> Result<Vec<LoggedRecord>, ClientError> {
-        self.with_db(Self::read_pending)
+        self.with_db(|_| Ok(()))?;
+        Ok(self
+            .recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
     }
 
-    fn read_pending(db: &Database) -> Result<Vec<LoggedRecord>, ClientError> {
-        let txn = db.begin_read().map_err(storage)?;
-        let table = txn.open_table(RECORDS).map_err(storage)?;
-        let mut out = Vec::new();
-        for item in table.iter().map_err(storage)? {
-            let (_, value) = item.map_err(storage)?;
-            out.push(decode(value.value())?);
-        }
-        Ok(out)
-    }
-
-    /// Drops records up to and including `seq`: the server has applied them.
-    ///
-    /// Not made durable on its own: if the daemon dies first, the records are shipped again
-    /// and the server acknowledges them without applying them twice (rule 3).
+    /// Drops records up to and including `seq`: every server that needed them applied
+    /// them. If the daemon dies before the segment is gone, they are shipped again and the
+    /// servers acknowledge them without applying them twice (rule 3).
     pub fn trim(&self, seq: u64) -> Result<(), ClientError> {
-        self.with_db(|db| Self::trim_in(db, seq))
+        self.with_db(|_| self.segments.trim(seq))?;
+        self.recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|r| r.record.id.seq > seq);
+        Ok(())
     }
+}
 
-    fn trim_in(db: &Database, seq: u64) -> Result<(), ClientError> {
-        let mut txn = db.begin_write().map_err(storage)?;
-        txn.set_durability(Durability::None).map_err(storage)?;
-        {
-            let mut table = txn.open_table(RECORDS).map_err(storage)?;
-            table.retain_in(..=seq, |_, _| false).map_err(storage)?;
-        }
-        txn.commit().map_err(storage)
+/// A storage error unless `ok`.
+fn ensure_storage(ok: bool, what: &str) -> Result<(), ClientError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::Storage(what.to_string()))
     }
 }
 
@@ -285,10 +424,138 @@ mod tests {
         }
         let log = ModifyLog::open(&path).unwrap();
         let state = log.state().unwrap().unwrap();
-        assert_eq!((state.next_vnode, state.next_seq), (7, 4));
+        // Numbers continue after the records held; vnodes after the reserved mark.
+        assert_eq!(state.next_seq, 4);
+        assert!(state.next_vnode >= 7);
         let pending = log.pending().unwrap();
         assert_eq!(pending, vec![rec(1, b"hello"), rec(2, b""), rec(3, b"x")]);
         log.trim(2).unwrap();
         assert_eq!(log.pending().unwrap(), vec![rec(3, b"x")]);
+    }
+
+    fn fresh(path: &Path) -> ModifyLog {
+        let log = ModifyLog::open(path).unwrap();
+        log.set_state(ClientState {
+            incarnation: Incarnation(3),
+            unique: 9,
+            next_vnode: 1,
+            next_seq: 1,
+        })
+        .unwrap();
+        log
+    }
+
+    fn segment_files(path: &Path) -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(path.with_extension("log"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_crash_keeps_appended_records_and_never_reuses_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        {
+            let log = fresh(&path);
+            log.append(&[rec(1, b"a"), rec(2, b"b")], 50, 3).unwrap();
+            // Dropped without close: the daemon died.
+        }
+        let log = ModifyLog::open(&path).unwrap();
+        assert_eq!(log.pending().unwrap(), vec![rec(1, b"a"), rec(2, b"b")]);
+        let state = log.state().unwrap().unwrap();
+        assert_eq!(state.next_seq, 3, "numbers follow the records held");
+        assert!(state.next_vnode >= 50, "vnodes past every one handed out");
+        // Every record trimmed: the segments are deleted, and after a crash numbers
+        // continue past the reserved mark (a gap the servers accept).
+        log.trim(2).unwrap();
+        assert!(segment_files(&path).is_empty());
+        drop(log);
+        let log = ModifyLog::open(&path).unwrap();
+        assert!(log.pending().unwrap().is_empty());
+        assert!(log.state().unwrap().unwrap().next_seq >= 3);
+    }
+
+    #[test]
+    fn a_clean_close_leaves_no_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        let log = fresh(&path);
+        log.append(&[rec(1, b"a")], 5, 2).unwrap();
+        log.trim(1).unwrap();
+        log.close();
+        drop(log);
+        let state = ModifyLog::open(&path).unwrap().state().unwrap().unwrap();
+        assert_eq!((state.next_vnode, state.next_seq), (5, 2));
+    }
+
+    #[test]
+    fn a_torn_tail_keeps_the_records_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        {
+            let log = fresh(&path);
+            log.append(&[rec(1, b"one"), rec(2, b"two")], 1, 3).unwrap();
+            log.append(&[rec(3, b"three")], 1, 4).unwrap();
+        }
+        let seg = segment_files(&path).pop().unwrap();
+        let len = std::fs::metadata(&seg).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(len - 2).unwrap();
+        let log = ModifyLog::open(&path).unwrap();
+        assert_eq!(log.pending().unwrap(), vec![rec(1, b"one"), rec(2, b"two")]);
+        assert_eq!(log.state().unwrap().unwrap().next_seq, 3);
+    }
+
+    #[test]
+    fn records_from_before_a_reboot_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        {
+            let log = fresh(&path);
+            log.append(&[rec(1, b"a")], 1, 2).unwrap();
+            // As if the log had been written during another boot.
+            log.with_db(|db| {
+                let txn = db.begin_write().map_err(storage)?;
+                txn.open_table(STATE)
+                    .map_err(storage)?
+                    .insert("boot", 12345)
+                    .map_err(storage)?;
+                txn.commit().map_err(storage)
+            })
+            .unwrap();
+        }
+        if boot_id().is_none() {
+            return;
+        }
+        let log = ModifyLog::open(&path).unwrap();
+        assert!(log.pending().unwrap().is_empty());
+        assert!(log.state().unwrap().unwrap().next_seq >= 2);
+    }
+
+    #[test]
+    fn records_of_the_former_format_move_into_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(RECORDS).unwrap();
+                for r in [rec(1, b"old"), rec(2, b"")] {
+                    t.insert(r.record.id.seq, encode(&r).unwrap().as_slice())
+                        .unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let log = ModifyLog::open(&path).unwrap();
+        assert_eq!(log.pending().unwrap(), vec![rec(1, b"old"), rec(2, b"")]);
+        drop(log);
+        let log = ModifyLog::open(&path).unwrap();
+        assert_eq!(log.pending().unwrap(), vec![rec(1, b"old"), rec(2, b"")]);
+        assert_eq!(segment_files(&path).len(), 1);
     }
 }
