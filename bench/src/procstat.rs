@@ -19,6 +19,9 @@ pub struct ProcCounters {
     /// Bytes the process caused to be written to storage (`write_bytes` minus
     /// `cancelled_write_bytes` of /proc/PID/io).
     pub disk_write_bytes: u64,
+    /// Bytes passed to write system calls (`wchar`: files and pipes; sockets written with
+    /// sendmsg are not counted).
+    pub written_bytes: u64,
     /// Peak resident set (VmHWM), bytes.
     pub peak_rss_bytes: u64,
 }
@@ -47,6 +50,7 @@ pub fn read(pid: u32) -> ProcCounters {
                 .unwrap_or(0)
         };
         c.disk_write_bytes = n("write_bytes").saturating_sub(n("cancelled_write_bytes"));
+        c.written_bytes = n("wchar");
     }
     if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
         c.peak_rss_bytes = field(&status, "VmHWM")
@@ -93,6 +97,7 @@ pub struct ProcDelta {
     pub name: String,
     pub cpu_secs: f64,
     pub disk_write_bytes: u64,
+    pub written_bytes: u64,
     pub peak_rss_bytes: u64,
 }
 
@@ -112,6 +117,7 @@ pub fn delta(before: &Snapshot, after: &Snapshot) -> Vec<ProcDelta> {
                 name: name.clone(),
                 cpu_secs: (a.cpu_secs - b.cpu_secs).max(0.0),
                 disk_write_bytes: a.disk_write_bytes.saturating_sub(b.disk_write_bytes),
+                written_bytes: a.written_bytes.saturating_sub(b.written_bytes),
                 peak_rss_bytes: a.peak_rss_bytes,
             }
         })
