@@ -317,7 +317,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Prints the tables and writes the raw figures (JSON) and the chart (SVG).
+/// Prints the tables and writes the raw figures (JSON), the headline table (Markdown,
+/// beside the JSON) and the chart (SVG).
 pub fn write_outputs(
     report: &Report,
     json: &std::path::Path,
@@ -341,10 +342,13 @@ pub fn write_outputs(
         );
     }
     std::fs::write(json, serde_json::to_vec_pretty(report)?)?;
+    let markdown = json.with_extension("md");
+    std::fs::write(&markdown, report.markdown())?;
     std::fs::write(svg, report.svg())?;
     println!(
-        "\nraw figures: {}; chart: {}",
+        "\nraw figures: {}; table: {}; chart: {}",
         json.display(),
+        markdown.display(),
         svg.display()
     );
     Ok(())
