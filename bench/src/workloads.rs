@@ -212,6 +212,23 @@ fn mix(a: u64, b: u64) -> u64 {
     x ^ (x >> 29)
 }
 
+/// A number for the data of piece `n` of stream `stream` in phase `kind` of the run
+/// directory `base`, different in every process (so no run writes what an earlier one left
+/// on a server, and random writes never rewrite the bytes already there).
+fn data_id(base: &str, kind: Kind, stream: u64, n: u64) -> u64 {
+    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let nonce = *NONCE.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        mix(t, u64::from(std::process::id()))
+    });
+    let h = base
+        .bytes()
+        .fold(nonce ^ kind as u64, |h, b| mix(h, u64::from(b)));
+    mix(mix(h, stream), n)
+}
+
 /// The size of file `i` of a tree: 1-16 KiB.
 fn tree_file_size(dir: u64, i: u64) -> usize {
     1024 * (1 + (mix(dir, i) % 16) as usize)
@@ -290,6 +307,9 @@ impl Lane {
         let root = fs.root();
         let base = fs.lookup_dir(&root, &self.base).await?;
         let (q, s) = (self.shape.queue_depth, self.stream as u64);
+        // Data no earlier phase, repeat or run wrote: a server that deduplicates or skips
+        // unchanged blocks must still store every byte.
+        let data_for = |n: u64| data_id(&self.base, self.kind, s, n);
         let mut out = LaneOut {
             ops: 0,
             bytes: 0,
@@ -316,7 +336,7 @@ impl Lane {
                     let t = Instant::now();
                     if matches!(self.kind, Kind::SeqWrite | Kind::RandWrite) {
                         buf.resize(size, 0);
-                        pattern.fill(&mut buf, s, offset);
+                        pattern.fill(&mut buf, data_for(i), offset);
                         fs.write(&file, offset, &buf).await?;
                     } else {
                         fs.read(&file, offset, &mut buf, size).await?;
@@ -334,7 +354,7 @@ impl Lane {
                 let dir = fs
                     .lookup_dir(&base, &small_dir(self.shape.streams, self.stream))
                     .await?;
-                let data = pattern.bytes(s, 0, SMALL);
+                let data = pattern.bytes(data_for(0), 0, SMALL);
                 out.began = self.begin();
                 if self.kind == Kind::Readdir {
                     // Enough passes for about 10,000 entries.
@@ -378,7 +398,7 @@ impl Lane {
                                 let t = Instant::now();
                                 let size = tree_file_size(d, i);
                                 buf.resize(size, 0);
-                                pattern.fill(&mut buf, s << 32 | d << 16 | i, 0);
+                                pattern.fill(&mut buf, data_for(d << 32 | i), 0);
                                 let f = fs.create(&dir, &format!("f{i}")).await?;
                                 fs.write(&f, 0, &buf).await?;
                                 fs.commit(&f).await?;
