@@ -89,10 +89,16 @@ impl Files for Nfs {
     }
 
     async fn write(&mut self, file: &Fh, offset: u64, data: &[u8]) -> anyhow::Result<()> {
-        Nfs::write(self, file, offset, data, stable_how::UNSTABLE)
+        let ok = Nfs::write(self, file, offset, data, stable_how::UNSTABLE)
             .await
-            .map(|_| ())
-            .map_err(nfs_err("WRITE", ""))
+            .map_err(nfs_err("WRITE", ""))?;
+        anyhow::ensure!(
+            ok.count as usize == data.len(),
+            "short WRITE: {} of {} bytes (the endpoint's wtmax is smaller)",
+            ok.count,
+            data.len()
+        );
+        Ok(())
     }
 
     async fn set_len(&mut self, file: &Fh, len: u64) -> anyhow::Result<()> {

@@ -135,7 +135,9 @@ fn phase_record(
     let procs = procstat::delta(before, after);
     let bytes = phase.bytes as f64;
     let local = matches!(system.access, Access::Path(_));
-    let writes = kind.writes() && bytes > 0.0;
+    // Endpoints the harness did not start have no processes here to count.
+    let counted = local || procs.iter().any(|p| p.name != "bench");
+    let writes = kind.writes() && bytes > 0.0 && counted;
     let net = (writes && !local).then(|| {
         let lo = after.loopback_tx.saturating_sub(before.loopback_tx);
         lo.saturating_sub(phase.nfs_traffic) as f64 / bytes
@@ -149,7 +151,7 @@ fn phase_record(
             .sum();
         written as f64 / bytes
     });
-    let cpu = (kind.measures_bytes() && !local).then(|| {
+    let cpu = (kind.measures_bytes() && !local && counted).then(|| {
         let secs: f64 = system_procs(&procs).map(|p| p.cpu_secs).sum();
         secs / (bytes / (1u64 << 30) as f64)
     });

@@ -249,16 +249,26 @@ pub async fn resync(
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut nfs = Nfs::connect_to(addr, 0, 0).await?;
+            let pattern = Pattern::default();
+            let mut buf = vec![0u8; MIB as usize];
             let mut bytes = 0u64;
             let t = Instant::now();
             let mut k = 0;
+            // The same writes as the figure before the failure: 64 MiB files, one COMMIT
+            // each (the last one cut short when the replica has caught up).
             while !stop.load(Ordering::Relaxed) {
                 let f = create(&mut nfs, &format!("resync-during-{k}")).await?;
                 let mut i = 0;
                 while i < 64 && !stop.load(Ordering::Relaxed) {
-                    write_mib(&mut nfs, &f, 100 + k, i, 1, || bytes += MIB).await?;
+                    pattern.fill(&mut buf, 100 + k, i * MIB);
+                    patiently!(
+                        "WRITE",
+                        nfs.write(&f, i * MIB, &buf, stable_how::UNSTABLE).await
+                    );
+                    bytes += MIB;
                     i += 1;
                 }
+                patiently!("COMMIT", nfs.commit(&f).await);
                 k += 1;
             }
             anyhow::Ok((bytes, t.elapsed().as_secs_f64(), k))
@@ -273,10 +283,10 @@ pub async fn resync(
         if agreed {
             break;
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the replica did not catch up in 30 min"
-        );
+        if Instant::now() > deadline {
+            stop.store(true, Ordering::Relaxed);
+            anyhow::bail!("the replica did not catch up in 30 min");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let resync_secs = restarted.elapsed().as_secs_f64();

@@ -421,7 +421,7 @@ impl Nfs {
         }
     }
 
-    /// Every entry name, following cookies.
+    /// Every entry name but `.` and `..`, following cookies.
     pub async fn list(&mut self, dir: &Fh) -> Res<Vec<String>> {
         let mut names = Vec::new();
         let mut cookie = 0;
@@ -430,7 +430,11 @@ impl Nfs {
             if let Some((_, last)) = page.last() {
                 cookie = *last;
             }
-            names.extend(page.into_iter().map(|(n, _)| n));
+            names.extend(
+                page.into_iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| n != "." && n != ".."),
+            );
             if eof {
                 return Ok(names);
             }

@@ -200,9 +200,9 @@ impl System {
 
     /// Stops the system's processes.
     pub fn stop(&mut self) {
-        match &mut self.holder {
-            Holder::Cluster(c) => c.stop(),
-            Holder::Memfs(p) => p.terminate(std::time::Duration::from_secs(2)),
+        match std::mem::replace(&mut self.holder, Holder::None) {
+            Holder::Cluster(mut c) => c.stop(),
+            Holder::Memfs(mut p) => p.terminate(std::time::Duration::from_secs(2)),
             Holder::None => {}
         }
     }

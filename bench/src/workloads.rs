@@ -292,14 +292,7 @@ impl Lane {
     }
 
     async fn run<F: Files>(self, fs: F) -> anyhow::Result<LaneOut> {
-        let result = self.body(fs).await;
-        if !self.passed_start.get() {
-            self.start.wait();
-        }
-        if self.writes_data() && !self.passed_done.get() {
-            self.stream_done.wait();
-        }
-        result
+        self.body(fs).await
     }
 
     async fn body<F: Files>(&self, mut fs: F) -> anyhow::Result<LaneOut> {
@@ -334,14 +327,15 @@ impl Lane {
                         _ => (mix(s, i) % blocks.max(1)) * SMALL as u64,
                     };
                     let t = Instant::now();
-                    if matches!(self.kind, Kind::SeqWrite | Kind::RandWrite) {
+                    let moved = if matches!(self.kind, Kind::SeqWrite | Kind::RandWrite) {
                         buf.resize(size, 0);
                         pattern.fill(&mut buf, data_for(i), offset);
                         fs.write(&file, offset, &buf).await?;
+                        size
                     } else {
-                        fs.read(&file, offset, &mut buf, size).await?;
-                    }
-                    self.record(&mut out, t, size as u64);
+                        fs.read(&file, offset, &mut buf, size).await?
+                    };
+                    self.record(&mut out, t, moved as u64);
                 }
                 if self.writes_data() {
                     self.stream_written();
@@ -430,6 +424,19 @@ impl Lane {
         out.ended = Instant::now();
         out.traffic = fs.traffic();
         Ok(out)
+    }
+}
+
+impl Drop for Lane {
+    /// A lane that failed (or could not connect, or panicked) still passes the barriers it
+    /// had not reached, so the other lanes do not wait for it forever.
+    fn drop(&mut self) {
+        if !self.passed_start.get() {
+            self.start.wait();
+        }
+        if self.writes_data() && !self.passed_done.get() {
+            self.stream_done.wait();
+        }
     }
 }
 

@@ -143,9 +143,16 @@ impl ModifyLog {
         // Records of a log written before the segments move into one, durably.
         let old = Self::read_old_records(&db)?;
         if !old.is_empty() {
-            ensure_storage(recovered.is_empty(), "a log with records in both formats")?;
-            segments.append(&old)?;
-            segments.sync()?;
+            // A segment holding exactly the old records is a migration that died before the
+            // old table was cleared: it was synced, so only the clearing is left.
+            if recovered != old {
+                ensure_storage(
+                    recovered.is_empty(),
+                    "a modify log with different records in both formats",
+                )?;
+                segments.append(&old)?;
+                segments.sync()?;
+            }
             let txn = db.begin_write().map_err(storage)?;
             txn.open_table(RECORDS)
                 .map_err(storage)?
@@ -326,11 +333,15 @@ impl ModifyLog {
             c.reserved_vnode = vnode;
             c.reserved_seq = seq;
         }
-        self.with_db(|_| self.segments.append(records))?;
-        let mut c = self.counters();
-        c.next_vnode = c.next_vnode.max(next_vnode);
-        c.next_seq = c.next_seq.max(next_seq);
-        Ok(())
+        // The counters move while the log is held open, so `close` cannot lower the marks
+        // below a group written just before it.
+        self.with_db(|_| {
+            self.segments.append(records)?;
+            let mut c = self.counters();
+            c.next_vnode = c.next_vnode.max(next_vnode);
+            c.next_seq = c.next_seq.max(next_seq);
+            Ok(())
+        })
     }
 
     /// The records the log held when it was opened, less those trimmed since, in
@@ -553,6 +564,23 @@ mod tests {
         }
         let log = ModifyLog::open(&path).unwrap();
         assert_eq!(log.pending().unwrap(), vec![rec(1, b"old"), rec(2, b"")]);
+        drop(log);
+        let log = ModifyLog::open(&path).unwrap();
+        assert_eq!(log.pending().unwrap(), vec![rec(1, b"old"), rec(2, b"")]);
+        assert_eq!(segment_files(&path).len(), 1);
+        // A migration that died after syncing the segment but before clearing the table.
+        log.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut t = txn.open_table(RECORDS).map_err(storage)?;
+                for r in [rec(1, b"old"), rec(2, b"")] {
+                    t.insert(r.record.id.seq, encode(&r)?.as_slice())
+                        .map_err(storage)?;
+                }
+            }
+            txn.commit().map_err(storage)
+        })
+        .unwrap();
         drop(log);
         let log = ModifyLog::open(&path).unwrap();
         assert_eq!(log.pending().unwrap(), vec![rec(1, b"old"), rec(2, b"")]);

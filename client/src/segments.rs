@@ -55,6 +55,9 @@ struct Active {
 }
 
 struct Inner {
+    /// Set when a failed append could not be cut back: every later append fails rather
+    /// than write after torn bytes.
+    broken: bool,
     /// Oldest first; the last one is the active one when `active` is set.
     segments: VecDeque<Segment>,
     active: Option<Active>,
@@ -82,6 +85,22 @@ fn checksum(lens: &[u8; 8], header: &[u8]) -> [u8; 8] {
 
 fn segment_name(first: u64) -> String {
     format!("{first:020}.seg")
+}
+
+/// Writes every slice, however many calls it takes.
+fn write_all_vectored(file: &mut File, slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    let mut slices = slices;
+    while !slices.is_empty() {
+        let n = file.write_vectored(slices)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                "the modify log segment took no bytes",
+            ));
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// Reads the entries of one segment until its end or the first bad entry.
@@ -203,6 +222,7 @@ impl Segments {
         let segments = Segments {
             dir: dir.to_path_buf(),
             inner: Mutex::new(Inner {
+                broken: false,
                 segments,
                 active: None,
                 trimmed: 0,
@@ -248,6 +268,11 @@ impl Segments {
             }
         }
         let mut inner = self.lock();
+        if inner.broken {
+            return Err(storage(
+                "the modify log could not cut back a failed append; restart the daemon",
+            ));
+        }
         if inner.active.as_ref().is_none_or(|a| a.len >= SEGMENT_BYTES) {
             let path = self.dir.join(segment_name(first));
             let file = std::fs::OpenOptions::new()
@@ -264,18 +289,22 @@ impl Segments {
         let Some(active) = inner.active.as_mut() else {
             return Err(storage("no active segment"));
         };
-        let mut slices = &mut slices[..];
-        while !slices.is_empty() {
-            let n = active.file.write_vectored(slices).map_err(storage)?;
-            if n == 0 {
-                return Err(storage("the modify log segment took no bytes"));
+        let written = write_all_vectored(&mut active.file, &mut slices).and_then(|()| {
+            if self.sync_each {
+                active.file.sync_data()
+            } else {
+                Ok(())
             }
-            IoSlice::advance_slices(&mut slices, n);
+        });
+        if let Err(e) = written {
+            // Cut off whatever part of the group reached the file: the same numbers are
+            // written again by the next append, and a torn entry must not sit before them.
+            if active.file.set_len(active.len).is_err() {
+                inner.broken = true;
+            }
+            return Err(storage(e));
         }
         active.len += total;
-        if self.sync_each {
-            active.file.sync_data().map_err(storage)?;
-        }
         if let Some(seg) = inner.segments.back_mut() {
             seg.last = last;
         }
@@ -291,13 +320,14 @@ impl Segments {
             if seg.last > inner.trimmed {
                 break;
             }
+            // Forgotten only once gone: a segment left behind would end the log there at
+            // the next start.
+            std::fs::remove_file(&seg.path)
+                .map_err(|e| storage(format!("removing {}: {e}", seg.path.display())))?;
             if inner.segments.len() == 1 {
                 inner.active = None;
             }
-            if let Some(seg) = inner.segments.pop_front() {
-                std::fs::remove_file(&seg.path)
-                    .map_err(|e| storage(format!("removing {}: {e}", seg.path.display())))?;
-            }
+            inner.segments.pop_front();
         }
         Ok(())
     }
