@@ -42,14 +42,15 @@ fn nfs_addr(system: &System) -> anyhow::Result<std::net::SocketAddr> {
 }
 
 /// Writes `mib` MiB of file `seed` into `file` from `offset_mib` in 1 MiB UNSTABLE writes,
-/// then COMMITs; calls `each` with every MiB acknowledged.
+/// then COMMITs; calls `each` with every MiB acknowledged, and stops writing early (still
+/// committing) once it answers false.
 async fn write_mib(
     nfs: &mut Nfs,
     file: &Fh,
     seed: u64,
     offset_mib: u64,
     mib: u64,
-    mut each: impl FnMut(),
+    mut each: impl FnMut() -> bool,
 ) -> anyhow::Result<()> {
     let pattern = Pattern::default();
     let mut buf = vec![0u8; MIB as usize];
@@ -59,7 +60,9 @@ async fn write_mib(
             "WRITE",
             nfs.write(file, i * MIB, &buf, stable_how::UNSTABLE).await
         );
-        each();
+        if !each() {
+            break;
+        }
     }
     patiently!("COMMIT", nfs.commit(file).await);
     Ok(())
@@ -71,25 +74,6 @@ async fn create(nfs: &mut Nfs, name: &str) -> anyhow::Result<Fh> {
         format!("CREATE {name}"),
         nfs.create(&root, name).await
     ))
-}
-
-/// A record of one long figure.
-fn record(system: &System, workload: &str, value: f64, unit: &'static str) -> Record {
-    Record {
-        system: system.name(),
-        workload: workload.to_string(),
-        repeat: 0,
-        streams: 1,
-        queue_depth: 1,
-        value,
-        unit,
-        phase: None,
-        procs: vec![],
-        net_bytes_per_byte: None,
-        disk_bytes_per_byte: None,
-        cpu_secs_per_gib: None,
-        extra: vec![],
-    }
 }
 
 /// Writes 256 MiB files one after another (each committed; the fourth-last removed) for
@@ -119,6 +103,7 @@ pub async fn steady(
             }
             per_second[s] += 1;
             written += 1;
+            true
         })
         .await?;
         if k >= 4 {
@@ -147,7 +132,12 @@ pub async fn steady(
     let rates: Vec<f64> = per_second.iter().map(|m| *m as f64).collect();
     let first = Spread::of(&rates[..window.min(rates.len())]).map_or(0.0, |s| s.median);
     let last = Spread::of(&rates[rates.len().saturating_sub(window)..]).map_or(0.0, |s| s.median);
-    let mut r = record(system, "steady write, last minute median", last, "MiB/s");
+    let mut r = Record::new(
+        &system.name(),
+        "steady write, last minute median",
+        last,
+        "MiB/s",
+    );
     r.procs = procstat::delta(&before, &after);
     let gib = written as f64 / 1024.0;
     r.cpu_secs_per_gib = Some(
@@ -221,19 +211,19 @@ pub async fn resync(
     // Before the failure: the big file, and the writer's throughput with every replica up.
     eprintln!("resync on {name}: writing {mib} MiB with every replica up");
     let big = create(&mut nfs, "resync-big").await?;
-    write_mib(&mut nfs, &big, 7, 0, mib, || {}).await?;
+    write_mib(&mut nfs, &big, 7, 0, mib, || true).await?;
     let t = Instant::now();
     let alone_file = create(&mut nfs, "resync-alone").await?;
-    write_mib(&mut nfs, &alone_file, 8, 0, 64, || {}).await?;
+    write_mib(&mut nfs, &alone_file, 8, 0, 64, || true).await?;
     let alone = 64.0 / t.elapsed().as_secs_f64();
 
     // The failure, and the changes the replica misses.
     cluster.servers.kill(last);
     eprintln!("resync on {name}: s{} killed; changing {mib} MiB", last + 1);
     let t = Instant::now();
-    write_mib(&mut nfs, &big, 9, mib / 2, 1, || {}).await?;
+    write_mib(&mut nfs, &big, 9, mib / 2, 1, || true).await?;
     let new = create(&mut nfs, "resync-new").await?;
-    write_mib(&mut nfs, &new, 10, 0, mib - 1, || {}).await?;
+    write_mib(&mut nfs, &new, 10, 0, mib - 1, || true).await?;
     let write_secs = t.elapsed().as_secs_f64();
     let fids = [fid_of(&big)?, fid_of(&new)?];
 
@@ -249,8 +239,6 @@ pub async fn resync(
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut nfs = Nfs::connect_to(addr, 0, 0).await?;
-            let pattern = Pattern::default();
-            let mut buf = vec![0u8; MIB as usize];
             let mut bytes = 0u64;
             let t = Instant::now();
             let mut k = 0;
@@ -258,17 +246,11 @@ pub async fn resync(
             // each (the last one cut short when the replica has caught up).
             while !stop.load(Ordering::Relaxed) {
                 let f = create(&mut nfs, &format!("resync-during-{k}")).await?;
-                let mut i = 0;
-                while i < 64 && !stop.load(Ordering::Relaxed) {
-                    pattern.fill(&mut buf, 100 + k, i * MIB);
-                    patiently!(
-                        "WRITE",
-                        nfs.write(&f, i * MIB, &buf, stable_how::UNSTABLE).await
-                    );
+                write_mib(&mut nfs, &f, 100 + k, 0, 64, || {
                     bytes += MIB;
-                    i += 1;
-                }
-                patiently!("COMMIT", nfs.commit(&f).await);
+                    !stop.load(Ordering::Relaxed)
+                })
+                .await?;
                 k += 1;
             }
             anyhow::Ok((bytes, t.elapsed().as_secs_f64(), k))
@@ -309,8 +291,8 @@ pub async fn resync(
     inspector.close().await;
 
     let changed = (mib * MIB) as f64;
-    let mut r = record(
-        system,
+    let mut r = Record::new(
+        &name,
         &format!("resync after {mib} MiB missed"),
         resync_secs,
         "s",

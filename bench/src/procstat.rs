@@ -9,6 +9,9 @@ pub struct Watched {
     /// "client", "s1", "memfs", "bench" ...
     pub name: String,
     pub pid: u32,
+    /// The server's index in its cluster, for a server process.
+    #[serde(skip)]
+    pub server: Option<usize>,
 }
 
 /// Counters of one process at one moment.

@@ -30,6 +30,28 @@ pub struct Record {
     pub extra: Vec<(String, f64)>,
 }
 
+impl Record {
+    /// A record of one figure with nothing else measured (one stream, one request in
+    /// flight, first repeat).
+    pub fn new(system: &str, workload: &str, value: f64, unit: &'static str) -> Record {
+        Record {
+            system: system.to_string(),
+            workload: workload.to_string(),
+            repeat: 0,
+            streams: 1,
+            queue_depth: 1,
+            value,
+            unit,
+            phase: None,
+            procs: vec![],
+            net_bytes_per_byte: None,
+            disk_bytes_per_byte: None,
+            cpu_secs_per_gib: None,
+            extra: vec![],
+        }
+    }
+}
+
 /// Every record of a run, in order.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -180,30 +202,32 @@ impl Report {
         let lat = |f: fn(&Latency) -> u32| {
             move |r: &Record| r.phase.as_ref().map(|p| f64::from(f(&p.latency)) / 1000.0)
         };
-        let mut out = String::new();
-        out += &self.table("workload", |r| Some(r.value), true);
-        out += "\n";
-        out += &self.table("latency p50 (ms)", lat(|l| l.p50_us), false);
-        out += "\n";
-        out += &self.table("latency p99 (ms)", lat(|l| l.p99_us), false);
-        out += "\n";
-        out += &self.table(
-            "CPU s per GiB (servers+client)",
-            |r| r.cpu_secs_per_gib,
-            false,
-        );
-        out += "\n";
-        out += &self.table(
-            "network bytes per byte written",
-            |r| r.net_bytes_per_byte,
-            false,
-        );
-        out += "\n";
-        out += &self.table(
-            "disk bytes per byte written",
-            |r| r.disk_bytes_per_byte,
-            false,
-        );
+        type Column = Box<dyn Fn(&Record) -> Option<f64>>;
+        let columns: [(&str, Column); 6] = [
+            ("latency p50 (ms)", Box::new(lat(|l| l.p50_us))),
+            ("latency p99 (ms)", Box::new(lat(|l| l.p99_us))),
+            (
+                "CPU s per GiB (servers+client)",
+                Box::new(|r| r.cpu_secs_per_gib),
+            ),
+            (
+                "network bytes per byte written",
+                Box::new(|r| r.net_bytes_per_byte),
+            ),
+            (
+                "disk bytes per byte written",
+                Box::new(|r| r.disk_bytes_per_byte),
+            ),
+            (
+                "bytes passed to write calls per byte written",
+                Box::new(written_per_byte),
+            ),
+        ];
+        let mut out = self.table("workload", |r| Some(r.value), true);
+        for (title, f) in columns {
+            out += "\n";
+            out += &self.table(title, f, false);
+        }
         out += "\n";
         out += &self.process_table();
         out
@@ -373,6 +397,19 @@ impl Report {
     }
 }
 
+/// Bytes the system's processes passed to write calls (files), per file byte written.
+fn written_per_byte(r: &Record) -> Option<f64> {
+    r.disk_bytes_per_byte?;
+    let bytes = r.phase.as_ref()?.bytes as f64;
+    let written: u64 = r
+        .procs
+        .iter()
+        .filter(|p| p.name != "bench")
+        .map(|p| p.written_bytes)
+        .sum();
+    (written > 0).then(|| written as f64 / bytes)
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -385,21 +422,7 @@ mod tests {
     use super::*;
 
     fn record(system: &str, workload: &str, value: f64) -> Record {
-        Record {
-            system: system.into(),
-            workload: workload.into(),
-            repeat: 0,
-            streams: 1,
-            queue_depth: 1,
-            value,
-            unit: "MiB/s",
-            phase: None,
-            procs: vec![],
-            net_bytes_per_byte: None,
-            disk_bytes_per_byte: None,
-            cpu_secs_per_gib: None,
-            extra: vec![],
-        }
+        Record::new(system, workload, value, "MiB/s")
     }
 
     #[test]

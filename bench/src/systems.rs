@@ -92,6 +92,7 @@ fn bench_process() -> Watched {
     Watched {
         name: "bench".into(),
         pid: std::process::id(),
+        server: None,
     }
 }
 
@@ -134,6 +135,7 @@ impl System {
                 watched.push(Watched {
                     name: "memfs".into(),
                     pid: proc.pid(),
+                    server: None,
                 });
                 let addr = SocketAddr::from(([127, 0, 0, 1], port));
                 (Access::Nfs(addr), Holder::Memfs(proc), Some(dir))
@@ -144,11 +146,13 @@ impl System {
                 watched.push(Watched {
                     name: "client".into(),
                     pid: cluster.client_pid().unwrap_or(0),
+                    server: None,
                 });
                 for i in 0..*replicas {
                     watched.push(Watched {
                         name: format!("s{}", i + 1),
                         pid: cluster.servers.pid(i).unwrap_or(0),
+                        server: Some(i),
                     });
                 }
                 let addr = SocketAddr::from(([127, 0, 0, 1], cluster.layout.nfs_port));
@@ -188,12 +192,8 @@ impl System {
             return;
         };
         for w in &mut self.watched {
-            if let Some(i) = w
-                .name
-                .strip_prefix('s')
-                .and_then(|n| n.parse::<usize>().ok())
-            {
-                w.pid = c.servers.pid(i - 1).unwrap_or(0);
+            if let Some(i) = w.server {
+                w.pid = c.servers.pid(i).unwrap_or(0);
             }
         }
     }

@@ -107,15 +107,6 @@ impl Kind {
             Kind::SeqWrite | Kind::RandWrite | Kind::Create | Kind::TreeCopy
         )
     }
-
-    /// Whether this phase uses the small-file directories (run once per small-file stream
-    /// count).
-    pub fn small_files(self) -> bool {
-        matches!(
-            self,
-            Kind::Create | Kind::Stat | Kind::Readdir | Kind::Unlink
-        )
-    }
 }
 
 /// How much each phase does, per stream.

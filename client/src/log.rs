@@ -444,6 +444,13 @@ mod tests {
         assert_eq!(log.pending().unwrap(), vec![rec(3, b"x")]);
     }
 
+    /// A path for a log in a directory removed when the guard drops.
+    fn temp_log() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.redb");
+        (dir, path)
+    }
+
     fn fresh(path: &Path) -> ModifyLog {
         let log = ModifyLog::open(path).unwrap();
         log.set_state(ClientState {
@@ -467,8 +474,7 @@ mod tests {
 
     #[test]
     fn a_crash_keeps_appended_records_and_never_reuses_a_number() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.redb");
+        let (_dir, path) = temp_log();
         {
             let log = fresh(&path);
             log.append(&[rec(1, b"a"), rec(2, b"b")], 50, 3).unwrap();
@@ -491,8 +497,7 @@ mod tests {
 
     #[test]
     fn a_clean_close_leaves_no_gap() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.redb");
+        let (_dir, path) = temp_log();
         let log = fresh(&path);
         log.append(&[rec(1, b"a")], 5, 2).unwrap();
         log.trim(1).unwrap();
@@ -504,8 +509,7 @@ mod tests {
 
     #[test]
     fn a_torn_tail_keeps_the_records_before_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.redb");
+        let (_dir, path) = temp_log();
         {
             let log = fresh(&path);
             log.append(&[rec(1, b"one"), rec(2, b"two")], 1, 3).unwrap();
@@ -522,8 +526,7 @@ mod tests {
 
     #[test]
     fn records_from_before_a_reboot_are_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.redb");
+        let (_dir, path) = temp_log();
         {
             let log = fresh(&path);
             log.append(&[rec(1, b"a")], 1, 2).unwrap();
@@ -548,8 +551,7 @@ mod tests {
 
     #[test]
     fn records_of_the_former_format_move_into_a_segment() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.redb");
+        let (_dir, path) = temp_log();
         {
             let db = Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
