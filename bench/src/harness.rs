@@ -196,6 +196,7 @@ fn plan(opts: &Options) -> Vec<(Kind, Shape)> {
     let data = [
         Kind::SeqWrite,
         Kind::SeqRead,
+        Kind::SeqReread,
         Kind::RandWrite,
         Kind::RandRead,
     ];

@@ -11,6 +11,10 @@ use nfs3_server::tcp::{NFSTcp, NFSTcpListener};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// The client cache the bench's clusters run with (the default is 256 MiB; the full
+/// profile's sequential files are 1 GiB).
+pub const BENCH_CLIENT_CACHE: &str = "cache_mib = 2048";
+
 /// A system named on the command line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SystemSpec {
@@ -142,7 +146,15 @@ impl System {
             }
             SystemSpec::Codetta { replicas } => {
                 let dir = tempfile::tempdir_in(scratch)?;
-                let cluster = ProcCluster::start(binary, dir.path(), *replicas, &[]).await?;
+                // A client cache that holds the files the reads go through again.
+                let cluster = ProcCluster::start_with_client(
+                    binary,
+                    dir.path(),
+                    *replicas,
+                    &[],
+                    &[BENCH_CLIENT_CACHE],
+                )
+                .await?;
                 watched.push(Watched {
                     name: "client".into(),
                     pid: cluster.client_pid().unwrap_or(0),

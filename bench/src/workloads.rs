@@ -26,6 +26,8 @@ pub enum Kind {
     SeqWrite,
     /// 1 MiB reads of those files.
     SeqRead,
+    /// The same reads again (a client cache answers them).
+    SeqReread,
     /// 4 KiB writes at random aligned offsets of those files, one COMMIT at the end.
     RandWrite,
     /// 4 KiB reads at random aligned offsets.
@@ -48,9 +50,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::SeqWrite,
         Kind::SeqRead,
+        Kind::SeqReread,
         Kind::RandWrite,
         Kind::RandRead,
         Kind::Create,
@@ -66,6 +69,7 @@ impl Kind {
         match self {
             Kind::SeqWrite => "seq write 1 MiB",
             Kind::SeqRead => "seq read 1 MiB",
+            Kind::SeqReread => "seq read again",
             Kind::RandWrite => "random write 4 KiB",
             Kind::RandRead => "random read 4 KiB",
             Kind::Create => "create+4 KiB+commit",
@@ -83,6 +87,7 @@ impl Kind {
         match self {
             Kind::SeqWrite => "seq-write",
             Kind::SeqRead => "seq-read",
+            Kind::SeqReread => "seq-reread",
             Kind::RandWrite => "random-write",
             Kind::RandRead => "random-read",
             Kind::Create => "create",
@@ -97,7 +102,7 @@ impl Kind {
 
     /// Whether the figure is bytes per second (else operations per second).
     pub fn measures_bytes(self) -> bool {
-        matches!(self, Kind::SeqWrite | Kind::SeqRead)
+        matches!(self, Kind::SeqWrite | Kind::SeqRead | Kind::SeqReread)
     }
 
     /// Whether the phase writes file data (network and disk bytes per byte written).
@@ -303,18 +308,20 @@ impl Lane {
             traffic: 0,
         };
         match self.kind {
-            Kind::SeqWrite | Kind::SeqRead | Kind::RandWrite | Kind::RandRead => {
+            Kind::SeqWrite | Kind::SeqRead | Kind::SeqReread | Kind::RandWrite | Kind::RandRead => {
                 let file = fs.open(&base, &seq_name(self.stream)).await?;
                 let mut buf = Vec::new();
                 let (ops, size) = match self.kind {
-                    Kind::SeqWrite | Kind::SeqRead => (self.sizes.seq_mib, MIB as usize),
+                    Kind::SeqWrite | Kind::SeqRead | Kind::SeqReread => {
+                        (self.sizes.seq_mib, MIB as usize)
+                    }
                     _ => (self.sizes.rand_ops, SMALL),
                 };
                 let blocks = self.sizes.seq_mib * (MIB / SMALL as u64);
                 out.began = self.begin();
                 for i in share(ops, self.lane, q) {
                     let offset = match self.kind {
-                        Kind::SeqWrite | Kind::SeqRead => i * MIB,
+                        Kind::SeqWrite | Kind::SeqRead | Kind::SeqReread => i * MIB,
                         _ => (mix(s, i) % blocks.max(1)) * SMALL as u64,
                     };
                     let t = Instant::now();

@@ -41,6 +41,14 @@ pub struct ClientConfig {
     /// 1: availability first, every reachable replica still gets it).
     #[serde(default = "default_min_copies")]
     pub min_copies: usize,
+    /// File data the client cache may hold, in MiB (0: no data is cached; states and
+    /// names still are).
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+}
+
+fn default_cache_mib() -> u64 {
+    256
 }
 
 fn default_min_copies() -> usize {

@@ -59,6 +59,10 @@ impl ClientDaemon {
         let options = VenusOptions {
             log_max_bytes: config.log_max_bytes,
             min_copies: config.min_copies,
+            cache: crate::cache::CacheLimits {
+                data_bytes: usize::try_from(config.cache_mib << 20).unwrap_or(usize::MAX),
+                ..crate::cache::CacheLimits::default()
+            },
         };
         let volumes = retry_until_up(&mut shutdown, || {
             Volumes::start(

@@ -2,6 +2,7 @@
 //! sends the log to the servers over QUIC, and an NFSv3 endpoint (nfs3_server) on loopback
 //! through which the OS's own NFS client mounts the file system.
 
+pub mod cache;
 pub mod config;
 pub mod daemon;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod group;
 pub mod link;
 pub mod log;
 pub mod nfs;
+pub mod promises;
 pub mod replicate;
 mod segments;
 pub mod tracker;

@@ -84,6 +84,11 @@ impl ServerLink {
 
     /// Sends one request and waits for its reply, within the deadline. A transport
     /// failure is `Unavailable` (or `Down` past the window); a server's refusal is `Fs`.
+    /// Which connection calls go on now (see [`Link::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.link.generation()
+    }
+
     pub async fn call(
         &self,
         request: &Request,

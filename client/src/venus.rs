@@ -9,10 +9,12 @@
 //! namespace and attribute change, FILE_SYNC WRITE); `flush` waits for every record that
 //! touches an object (COMMIT).
 
+use crate::cache::{CACHE_BLOCK, Cache, CacheLimits, CacheStats};
 use crate::error::ClientError;
 use crate::group::Group;
 use crate::link::{LinkPool, ServerLink};
 use crate::log::{ClientState, LoggedRecord, ModifyLog};
+use crate::promises::{Channels, Trust};
 use crate::replicate::{BatchPlan, Completed, Shipping};
 use crate::tracker::Tracker;
 use bytes::{Bytes, BytesMut};
@@ -30,6 +32,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 /// Most records in one shipped batch.
 const MAX_BATCH_RECORDS: usize = 1024;
+/// Most bytes one READ asks a server for (the server's own limit).
+const MAX_READ: u32 = 1 << 20;
+/// How far past a reader going through a file in order its bytes are fetched ahead.
+const READ_AHEAD: u64 = 8 << 20;
+/// Most fetches ahead under way at once (each at most [`MAX_READ`] bytes).
+const READ_AHEAD_TASKS: usize = 8;
+/// Most files whose reading order is tracked.
+const MAX_STREAMS: usize = 1024;
 /// Most write bytes in one shipped batch (below the frame's data limit).
 const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Most submissions group-committed to the log at once.
@@ -103,6 +113,11 @@ pub struct ClientStatus {
     /// Records logged since start, and how many got different answers from replicas.
     pub records: u64,
     pub divergent: u64,
+    /// Calls answered from the cache under promises, and those that were not (rule 15).
+    #[serde(default)]
+    pub cache_hits: u64,
+    #[serde(default)]
+    pub cache_misses: u64,
 }
 
 /// Options of the update path.
@@ -112,6 +127,8 @@ pub struct VenusOptions {
     pub log_max_bytes: u64,
     /// Copies a record needs before its caller is answered (rule 1; default 1).
     pub min_copies: usize,
+    /// How big the cache may grow.
+    pub cache: CacheLimits,
 }
 
 /// The log's records from the oldest incomplete one on, with the write-all state.
@@ -145,6 +162,32 @@ struct Core {
     validated: Mutex<HashMap<Fid, (u64, Instant)>>,
     /// The Venus owning this core, for work that logs records (undoing exclusive creates).
     venus: std::sync::OnceLock<std::sync::Weak<Venus>>,
+    /// What was fetched under callback promises (rule 15). Lock order: after the tracker
+    /// and the outbox.
+    cache: Mutex<Cache>,
+    /// The callback channel of each member.
+    channels: Channels,
+    /// Files read in order: where the next read is expected, how far ahead is fetched.
+    streams: Mutex<HashMap<Fid, ReadStream>>,
+    /// Fetches ahead under way.
+    arriving: Mutex<Vec<Arriving>>,
+    /// Bounds the fetches ahead under way.
+    read_ahead_slots: Arc<Semaphore>,
+}
+
+/// A fetch ahead under way: `fid`'s bytes `from..to`, and when it is over.
+struct Arriving {
+    fid: Fid,
+    from: u64,
+    to: u64,
+    done: watch::Receiver<bool>,
+}
+
+/// A file being read in order.
+#[derive(Debug, Default)]
+struct ReadStream {
+    next: u64,
+    ahead: u64,
 }
 
 /// The client core shared by the NFS adapter and the background tasks.
@@ -289,6 +332,11 @@ impl Venus {
             epoch: AtomicU64::new(0),
             validated: Mutex::new(HashMap::new()),
             venus: std::sync::OnceLock::new(),
+            cache: Mutex::new(Cache::new(options.cache)),
+            channels: Channels::default(),
+            streams: Mutex::new(HashMap::new()),
+            arriving: Mutex::new(Vec::new()),
+            read_ahead_slots: Arc::new(Semaphore::new(READ_AHEAD_TASKS)),
         });
         let venus = Arc::new(Venus {
             core: core.clone(),
@@ -310,6 +358,7 @@ impl Venus {
         ))];
         for m in 0..core.group.all().len() {
             tasks.push(tokio::spawn(member_shipper(core.clone(), m)));
+            tasks.push(tokio::spawn(member_channel(core.clone(), m)));
         }
         lock(&venus.tasks).extend(tasks);
         Ok(venus)
@@ -347,6 +396,7 @@ impl Venus {
 
     /// What `codetta status` shows of this client.
     pub fn status(&self) -> ClientStatus {
+        let cache = self.cache_stats();
         let outbox = lock(&self.core.outbox);
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ClientStatus {
@@ -364,6 +414,8 @@ impl Venus {
             backlog_bytes: outbox.queue.iter().map(|q| q.rec.data.len() as u64).sum(),
             records: get(&self.stats.records),
             divergent: get(&self.stats.divergent),
+            cache_hits: cache.hits,
+            cache_misses: cache.misses,
         }
     }
 
@@ -521,56 +573,87 @@ impl Venus {
 
     /// Validate-all (rule 4): before `fid` is read from one replica, every AVSG member's
     /// version and tag are compared; when the states differ, a server is asked to resolve
-    /// the object first. A validation holds for [`VALIDATION_TTL`] and until a member
-    /// rejoins the AVSG.
-    async fn validate(&self, fid: &Fid) -> Result<(), ClientError> {
+    /// the object first. Each comparison leaves a promise on every member (rule 15): while
+    /// they hold, the state is cached and nothing is asked again. Without trusted promises
+    /// a validation holds for [`VALIDATION_TTL`] and until a member rejoins the AVSG.
+    /// Returns the state of the member reads go to, when it is at hand.
+    async fn validate(&self, fid: &Fid) -> Result<Option<ObjectState>, ClientError> {
         let core = &self.core;
-        if core.group.all().len() < 2 {
-            return Ok(());
+        if let Some(state) = core.cached_state(fid) {
+            return Ok(Some(state));
         }
+        let fill = core.fill_start();
         let epoch = core.epoch.load(Ordering::Relaxed);
-        if let Some((e, at)) = lock(&core.validated).get(fid)
-            && *e == epoch
-            && at.elapsed() < VALIDATION_TTL
-        {
-            return Ok(());
+        // Validated a moment ago (the object changes often, e.g. a directory this client
+        // creates in): reads go to one member without a promise on every member.
+        let recent = || {
+            lock(&core.validated)
+                .get(fid)
+                .is_some_and(|(e, at)| *e == epoch && at.elapsed() < VALIDATION_TTL)
+        };
+        if (fill.is_none() && core.group.all().len() < 2) || recent() {
+            return Ok(None);
         }
         let avsg = lock(&core.outbox).shipping.avsg();
-        if avsg.len() >= 2 {
-            let request = Request::GetAttr { fid: *fid };
-            let calls = avsg.iter().map(|m| core.call(*m, &request, None));
-            let replies = futures::future::join_all(calls).await;
-            // (member, its state; None: it lacks the object), for the members that answered.
-            let mut states = Vec::new();
-            for (m, reply) in avsg.iter().zip(replies) {
-                match reply {
-                    Ok((ReplyBody::State(s), _)) => states.push((*m, Some(s))),
-                    // A replica that lacks the object differs from one that has it.
-                    Ok(_) | Err(ClientError::Fs(_)) => states.push((*m, None)),
-                    Err(_) => core.member_failed(*m, None),
+        let request = Request::GetAttr { fid: *fid };
+        let calls = avsg.iter().map(|m| core.call(*m, &request, None));
+        let replies = futures::future::join_all(calls).await;
+        // (member, its state; None: it lacks the object), for the members that answered.
+        let mut states = Vec::new();
+        let mut failed = None;
+        for (m, reply) in avsg.iter().zip(replies) {
+            match reply {
+                Ok((ReplyBody::State(s), _)) => states.push((*m, Some(s))),
+                // A replica that lacks the object differs from one that has it.
+                Ok(_) => states.push((*m, None)),
+                Err(e @ ClientError::Fs(_)) => {
+                    states.push((*m, None));
+                    failed.get_or_insert(e);
                 }
-            }
-            let tag = |s: &Option<ObjectState>| s.as_ref().map(|s| s.tag);
-            if let Some((_, first)) = states.first()
-                && states.iter().any(|(_, s)| tag(s) != tag(first))
-            {
-                if reads_are_current(&states) {
-                    // The member reads go to has everything the others have (they are
-                    // merely behind, e.g. a replica being filled): read on, and let a
-                    // server bring the others up in the background.
-                    core.request_resolution(states.iter().map(|(m, _)| *m).collect(), vec![*fid]);
-                } else {
-                    tracing::info!(%fid, "replicas differ; resolving before the read");
-                    self.resolve_now(*fid).await;
-                }
+                Err(_) => core.member_failed(*m, None),
             }
         }
-        let mut validated = lock(&core.validated);
-        if validated.len() >= MAX_VALIDATIONS {
-            validated.clear();
+        let tag = |s: &Option<ObjectState>| s.as_ref().map(|s| s.tag);
+        let agree = !states.is_empty()
+            && states.len() == avsg.len()
+            && states
+                .iter()
+                .all(|(_, s)| s.is_some() && tag(s) == tag(&states[0].1));
+        if let Some((_, first)) = states.first()
+            && states.iter().any(|(_, s)| tag(s) != tag(first))
+        {
+            if reads_are_current(&states) {
+                // The member reads go to has everything the others have (they are
+                // merely behind, e.g. a replica being filled): read on, and let a
+                // server bring the others up in the background.
+                core.request_resolution(states.iter().map(|(m, _)| *m).collect(), vec![*fid]);
+            } else {
+                tracing::info!(%fid, "replicas differ; resolving before the read");
+                self.resolve_now(*fid).await;
+            }
         }
-        validated.insert(*fid, (epoch, Instant::now()));
-        Ok(())
+        {
+            let mut validated = lock(&core.validated);
+            if validated.len() >= MAX_VALIDATIONS {
+                validated.clear();
+            }
+            validated.insert(*fid, (epoch, Instant::now()));
+        }
+        if !agree {
+            // Every member failed with the same refusal (e.g. the object is gone): that is
+            // the answer; otherwise the read asks the member itself.
+            return match failed {
+                Some(e) if states.iter().all(|(_, s)| s.is_none()) => Err(e),
+                _ => Ok(None),
+            };
+        }
+        let state = states.swap_remove(0).1;
+        if let (Some(state), Some((since, trust))) = (&state, fill)
+            && core.trusted_still(&trust)
+        {
+            lock(&core.cache).put_state(since, state.clone());
+        }
+        Ok(state)
     }
 
     /// Asks AVSG members, in order, to resolve `fid`, and waits for the first answer.
@@ -588,20 +671,23 @@ impl Venus {
     }
 
     /// Waits for this client's early-answered records on `fid`, then validates it.
-    async fn prepare_read(&self, fid: &Fid) -> Result<(), ClientError> {
+    async fn prepare_read(&self, fid: &Fid) -> Result<Option<ObjectState>, ClientError> {
         self.flush(fid).await?;
         self.validate(fid).await
     }
 
     async fn fetch_attrs(&self, fid: &Fid) -> Result<ObjectState, ClientError> {
-        self.validate(fid).await?;
+        if let Some(state) = self.validate(fid).await? {
+            return Ok(state);
+        }
         match self.read_call(&Request::GetAttr { fid: *fid }).await?.0 {
             ReplyBody::State(state) => Ok(state),
             other => Err(unexpected(other)),
         }
     }
 
-    /// Attributes of `fid`: predicted from unshipped records, or the server's.
+    /// Attributes of `fid`: predicted from unshipped records, cached under promises, or
+    /// the server's.
     pub async fn getattr(&self, fid: &Fid) -> Result<Attrs, ClientError> {
         if let Some(attrs) = lock(&self.core.tracker).overlay(fid) {
             return Ok(attrs);
@@ -617,16 +703,72 @@ impl Venus {
         state
     }
 
-    /// Looks `name` up in `dir`.
+    /// Looks `name` up in `dir`: from the cache when `dir` is promised and the name (and
+    /// its object) are cached, else from the server, caching what the name leads to.
     pub async fn lookup(&self, dir: &Fid, name: &Name) -> Result<ObjectState, ClientError> {
         self.prepare_read(dir).await?;
+        let core = &self.core;
+        if core.trust().is_some() {
+            let hit = {
+                let mut cache = lock(&core.cache);
+                match cache.name(dir, name) {
+                    Some(None) => Some(Err(ClientError::Fs(FsError::NotFound))),
+                    Some(Some(child)) => cache.state(&child).map(Ok),
+                    None => None,
+                }
+            };
+            if let Some(hit) = hit {
+                return hit.map(|s| self.with_overlay(s));
+            }
+        }
         let request = Request::Lookup {
             dir: *dir,
             name: name.clone(),
         };
-        match self.read_call(&request).await?.0 {
-            ReplyBody::State(state) => Ok(self.with_overlay(state)),
-            other => Err(unexpected(other)),
+        let Some((since, trust)) = core.fill_start() else {
+            return match self.read_call(&request).await?.0 {
+                ReplyBody::State(state) => Ok(self.with_overlay(state)),
+                other => Err(unexpected(other)),
+            };
+        };
+        // Under promises, every AVSG member is asked (each leaves a promise on the name's
+        // object too): when they agree, the name and the object's state are cached, and
+        // the GETATTR that usually follows is answered locally.
+        let avsg = lock(&core.outbox).shipping.avsg();
+        let calls = avsg.iter().map(|m| core.call(*m, &request, None));
+        let replies = futures::future::join_all(calls).await;
+        let mut answers = Vec::with_capacity(avsg.len());
+        for (m, reply) in avsg.iter().zip(replies) {
+            match reply {
+                Ok((ReplyBody::State(state), _)) => answers.push(Ok(state)),
+                Ok((other, _)) => return Err(unexpected(other)),
+                Err(ClientError::Fs(e)) => answers.push(Err(e)),
+                Err(_) => core.member_failed(*m, None),
+            }
+        }
+        let Some(first) = answers.first().cloned() else {
+            return Err(self.waiting_error());
+        };
+        let agree = answers.len() == avsg.len()
+            && answers.iter().all(|a| match (a, &first) {
+                (Ok(a), Ok(f)) => a.fid == f.fid && a.tag == f.tag,
+                (Err(a), Err(f)) => a == f,
+                _ => false,
+            });
+        if agree && core.trusted_still(&trust) {
+            let mut cache = lock(&core.cache);
+            match &first {
+                Ok(state) => {
+                    cache.put_state(since, state.clone());
+                    cache.put_name(since, dir, name, Some(state.fid));
+                }
+                Err(FsError::NotFound) => cache.put_name(since, dir, name, None),
+                Err(_) => {}
+            }
+        }
+        match first {
+            Ok(state) => Ok(self.with_overlay(state)),
+            Err(e) => Err(ClientError::Fs(e)),
         }
     }
 
@@ -668,22 +810,151 @@ impl Venus {
         }
     }
 
-    /// Reads up to `count` bytes at `offset`, after this client's own writes to `fid`.
+    /// Reads up to `count` bytes at `offset`, after this client's own writes to `fid`:
+    /// from the cache when `fid` is promised and its blocks are cached (or being fetched
+    /// ahead); else from the server, whole cache blocks at a time, keeping them. A reader
+    /// going through a file in order gets the next [`READ_AHEAD`] bytes fetched ahead.
     pub async fn read(
         &self,
         fid: &Fid,
         offset: u64,
         count: u32,
     ) -> Result<(Attrs, Bytes, bool), ClientError> {
-        self.prepare_read(fid).await?;
+        let core = &self.core;
+        let cached = self.prepare_read(fid).await?;
+        if let Some(state) = &cached
+            && core.trust().is_some()
+        {
+            let hit = cached_read(&mut lock(&core.cache), state, offset, count);
+            if let Some(hit) = hit {
+                self.read_ahead(state, offset, count);
+                return Ok(hit);
+            }
+            if let Some(mut arriving) = core.arriving(fid, offset) {
+                let _ =
+                    tokio::time::timeout(self.deadline(), arriving.wait_for(|done| *done)).await;
+                let hit = cached_read(&mut lock(&core.cache), state, offset, count);
+                if let Some(hit) = hit {
+                    self.read_ahead(state, offset, count);
+                    return Ok(hit);
+                }
+            }
+        }
+        // Whole blocks around the range (a 1 MiB read at an aligned offset is 16 blocks).
+        let start = offset - offset % CACHE_BLOCK;
+        let end = offset
+            .saturating_add(u64::from(count))
+            .div_ceil(CACHE_BLOCK)
+            .saturating_mul(CACHE_BLOCK);
+        let aligned = core.trust().is_some() && end - start <= u64::from(MAX_READ);
+        if !aligned {
+            let request = Request::Read {
+                fid: *fid,
+                offset,
+                count,
+            };
+            return match self.read_call(&request).await? {
+                (ReplyBody::Data { state, eof }, data) => Ok((state.attrs, data, eof)),
+                (other, _) => Err(unexpected(other)),
+            };
+        }
+        let (state, data, eof) = self.fetch_blocks(fid, start, (end - start) as u32).await?;
+        let skip = ((offset - start) as usize).min(data.len());
+        let take = (data.len() - skip).min(count as usize);
+        let eof = eof && skip + take == data.len();
+        self.read_ahead(&state, offset, count);
+        Ok((state.attrs, data.slice(skip..skip + take), eof))
+    }
+
+    /// Reads `count` bytes at the block-aligned `start` from the server and keeps the
+    /// blocks, if promises held throughout.
+    async fn fetch_blocks(
+        &self,
+        fid: &Fid,
+        start: u64,
+        count: u32,
+    ) -> Result<(ObjectState, Bytes, bool), ClientError> {
+        let core = &self.core;
+        let fill = core.fill_start();
         let request = Request::Read {
             fid: *fid,
-            offset,
+            offset: start,
             count,
         };
-        match self.read_call(&request).await? {
-            (ReplyBody::Data { state, eof }, data) => Ok((state.attrs, data, eof)),
-            (other, _) => Err(unexpected(other)),
+        let (state, data, eof) = match self.read_call(&request).await? {
+            (ReplyBody::Data { state, eof }, data) => (state, data, eof),
+            (other, _) => return Err(unexpected(other)),
+        };
+        if let Some((since, trust)) = fill
+            && core.trusted_still(&trust)
+        {
+            let mut cache = lock(&core.cache);
+            let mut at = 0usize;
+            let mut index = start / CACHE_BLOCK;
+            while at < data.len() {
+                let len = (data.len() - at).min(CACHE_BLOCK as usize);
+                // A short block is kept only when it is the file's last.
+                if len as u64 == CACHE_BLOCK || eof {
+                    cache.put_block(since, fid, &state.tag, index, data.slice(at..at + len));
+                }
+                at += len;
+                index += 1;
+            }
+        }
+        Ok((state, data, eof))
+    }
+
+    /// After a read of `count` bytes at `offset` of the file in `state`: if the reader goes
+    /// through the file in order, fetches up to [`READ_AHEAD`] bytes past it in the
+    /// background (at most [`READ_AHEAD_TASKS`] fetches at once across the volume).
+    fn read_ahead(&self, state: &ObjectState, offset: u64, count: u32) {
+        let core = &self.core;
+        let end = offset.saturating_add(u64::from(count));
+        let fid = state.fid;
+        let (from, to) = {
+            let mut streams = lock(&core.streams);
+            if streams.len() >= MAX_STREAMS && !streams.contains_key(&fid) {
+                streams.clear();
+            }
+            let s = streams.entry(fid).or_default();
+            let in_order = offset == s.next;
+            s.next = end;
+            if !in_order {
+                s.ahead = 0;
+                return;
+            }
+            let to = end.saturating_add(READ_AHEAD).min(state.attrs.size);
+            let from = s.ahead.max(end - end % CACHE_BLOCK);
+            if from >= to || from.saturating_sub(end) > READ_AHEAD / 2 {
+                // Far enough ahead already; fetch again once half the window is read.
+                return;
+            }
+            s.ahead = to;
+            (from, to)
+        };
+        let Some(venus) = core.venus.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        let mut at = from;
+        while at < to {
+            let len = (to - at).min(u64::from(MAX_READ));
+            let len = len.div_ceil(CACHE_BLOCK) * CACHE_BLOCK;
+            let Ok(permit) = core.read_ahead_slots.clone().try_acquire_owned() else {
+                // Busy: the reader fetches the rest itself.
+                lock(&core.streams).entry(fid).or_default().ahead = at;
+                return;
+            };
+            let done = core.fetching(fid, at, at + len);
+            let venus = venus.clone();
+            tokio::spawn(async move {
+                if let Err(e) = venus.fetch_blocks(&fid, at, len as u32).await {
+                    tracing::debug!(%fid, "read ahead: {e}");
+                }
+                venus.core.fetched(&fid, at);
+                let _ = done.send(true);
+                drop(permit);
+            });
+            at += len;
         }
     }
 
@@ -694,6 +965,11 @@ impl Venus {
             ReplyBody::Link { target } => Ok(target),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// The cache's counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        lock(&self.core.cache).stats
     }
 
     /// The root fid of the volume this client serves.
@@ -724,6 +1000,38 @@ impl Venus {
             m.link.close().await;
         }
     }
+}
+
+/// `count` bytes at `offset` of the file in `state`, if every block of the range is cached.
+fn cached_read(
+    cache: &mut Cache,
+    state: &ObjectState,
+    offset: u64,
+    count: u32,
+) -> Option<(Attrs, Bytes, bool)> {
+    let size = state.attrs.size;
+    let end = offset.saturating_add(u64::from(count)).min(size);
+    if offset >= end {
+        return Some((state.attrs.clone(), Bytes::new(), offset >= size));
+    }
+    let first = offset / CACHE_BLOCK;
+    let last = (end - 1) / CACHE_BLOCK;
+    let eof = end == size;
+    if first == last {
+        let block = cache.block(&state.fid, first)?;
+        let from = (offset - first * CACHE_BLOCK) as usize;
+        let to = (end - first * CACHE_BLOCK) as usize;
+        return (to <= block.len()).then(|| (state.attrs.clone(), block.slice(from..to), eof));
+    }
+    let mut out = BytesMut::with_capacity((end - offset) as usize);
+    for index in first..=last {
+        let block = cache.block(&state.fid, index)?;
+        let base = index * CACHE_BLOCK;
+        let from = offset.max(base) - base;
+        let to = end.min(base + CACHE_BLOCK) - base;
+        out.extend_from_slice(block.get(from as usize..to as usize)?);
+    }
+    Some((state.attrs.clone(), out.freeze(), eof))
 }
 
 /// Whether the first of `states` (the member reads go to) holds a state that includes every
@@ -830,7 +1138,11 @@ async fn appender(
                     // Lock order everywhere: tracker, then outbox.
                     let mut tracker = lock(&core.tracker);
                     let mut outbox = lock(&core.outbox);
+                    let mut cache = lock(&core.cache);
                     for (s, rec) in group.into_iter().zip(records) {
+                        for fid in crate::cache::touched(&rec.record.op) {
+                            cache.invalidate(&fid);
+                        }
                         let seq = rec.record.id.seq;
                         tracker.logged(seq, &rec.record.op, rec.record.time, s.waiter.is_none());
                         if let Some(waiter) = s.waiter {
@@ -857,6 +1169,61 @@ async fn appender(
 }
 
 impl Core {
+    /// The connections every AVSG member's promises hold on, if they all hold now.
+    fn trust(&self) -> Option<Trust> {
+        let avsg = lock(&self.outbox).shipping.avsg();
+        let members: Vec<_> = avsg
+            .iter()
+            .filter_map(|m| self.group.member(*m).map(|x| (*m, x)))
+            .collect();
+        let links: Vec<(usize, &ServerLink)> =
+            members.iter().map(|(m, x)| (*m, x.link.as_ref())).collect();
+        self.channels.trusted(&links)
+    }
+
+    /// Whether promises still hold on the same connections as `before`.
+    fn trusted_still(&self, before: &Trust) -> bool {
+        self.trust().as_ref() == Some(before)
+    }
+
+    /// `fid`'s cached state, while promises hold.
+    fn cached_state(&self, fid: &Fid) -> Option<ObjectState> {
+        self.trust()?;
+        lock(&self.cache).state(fid)
+    }
+
+    /// A fetch of `fid`'s bytes `from..to` is starting: readers of that range wait for it.
+    fn fetching(&self, fid: Fid, from: u64, to: u64) -> watch::Sender<bool> {
+        let (tx, done) = watch::channel(false);
+        lock(&self.arriving).push(Arriving {
+            fid,
+            from,
+            to,
+            done,
+        });
+        tx
+    }
+
+    /// The fetch of `fid` that started at `from` is over.
+    fn fetched(&self, fid: &Fid, from: u64) {
+        lock(&self.arriving).retain(|a| !(a.fid == *fid && a.from == from));
+    }
+
+    /// The fetch bringing `fid`'s byte `offset`, if one is under way.
+    fn arriving(&self, fid: &Fid, offset: u64) -> Option<watch::Receiver<bool>> {
+        lock(&self.arriving)
+            .iter()
+            .find(|a| a.fid == *fid && (a.from..a.to).contains(&offset))
+            .map(|a| a.done.clone())
+    }
+
+    /// Where a fill starts: the cache's invalidations so far and the promises' connections
+    /// (`None`: promises do not hold, nothing fetched now may be cached).
+    fn fill_start(&self) -> Option<(u64, Trust)> {
+        let since = lock(&self.cache).snapshot();
+        Some((since, self.trust()?))
+    }
+
     fn wake_all(&self) {
         for m in self.group.all() {
             m.wake.notify_one();
@@ -950,10 +1317,12 @@ impl Core {
         }
         // Joiners may be stale: validate objects again before reads.
         self.epoch.fetch_add(1, Ordering::Relaxed);
+        lock(&self.cache).clear();
         if let Some(venus) = self.venus.get().and_then(std::sync::Weak::upgrade) {
             let mut tasks = lock(&venus.tasks);
             for m in joined {
                 tasks.push(tokio::spawn(member_shipper(self.clone(), m)));
+                tasks.push(tokio::spawn(member_channel(self.clone(), m)));
             }
         }
         self.wake_all();
@@ -985,6 +1354,19 @@ impl Core {
             };
             let rec = &q.rec.record;
             debug_assert_eq!(rec.id.seq, c.seq);
+            {
+                // This client's own change: servers keep its promises (it knows what it
+                // changed), so it forgets what the record touched before anyone is answered.
+                let mut cache = lock(&self.cache);
+                for fid in crate::cache::touched(&rec.op) {
+                    cache.invalidate(&fid);
+                }
+                for (_, outcome) in &c.answers {
+                    if let Ok(Some(fid)) = outcome {
+                        cache.invalidate(fid);
+                    }
+                }
+            }
             let diverged = c.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged));
             if c.divergent || diverged {
                 self.stats.divergent.fetch_add(1, Ordering::Relaxed);
@@ -1155,6 +1537,16 @@ fn member_shipper(
     })
 }
 
+/// Runs member `m`'s callback channel while the member is in the group.
+async fn member_channel(core: Arc<Core>, m: usize) {
+    let Some(member) = core.group.member(m) else {
+        return;
+    };
+    let volume = core.group.info().id;
+    let stop = || lock(&core.outbox).shipping.is_retired(m);
+    crate::promises::run_channel(m, volume, &member.link, &core.channels, &core.cache, stop).await;
+}
+
 /// Probes member `m` (out of the AVSG) until it answers, then puts it back.
 async fn probe(core: &Arc<Core>, m: usize) {
     let Some(member) = core.group.member(m) else {
@@ -1172,6 +1564,7 @@ async fn probe(core: &Arc<Core>, m: usize) {
             lock(&core.outbox).shipping.rejoined(m);
             // It may have missed updates: objects are validated again before reads.
             core.epoch.fetch_add(1, Ordering::Relaxed);
+            lock(&core.cache).clear();
             tracing::info!(server = link.server_name(), "server back in the AVSG");
             return;
         }

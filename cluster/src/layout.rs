@@ -201,10 +201,21 @@ impl Layout {
             .servers
             .get(i)
             .with_context(|| format!("no server {i} in this cluster"))?;
-        let text = std::fs::read_to_string(&s.toml)?;
-        let (settings, tables) = text.split_at(text.find("\n[[").unwrap_or(text.len()));
-        write_file(&s.toml, &format!("{settings}{line}\n{tables}"))
+        add_setting(&s.toml, line)
     }
+
+    /// Appends a line (e.g. `cache_mib = ...`) to the client's configuration, before its
+    /// `[[servers]]` tables.
+    pub fn add_client_setting(&self, line: &str) -> anyhow::Result<()> {
+        add_setting(&self.client_toml, line)
+    }
+}
+
+/// Adds `line` to the top-level settings of the configuration file at `path`.
+fn add_setting(path: &Path, line: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let (settings, tables) = text.split_at(text.find("\n[[").unwrap_or(text.len()));
+    write_file(path, &format!("{settings}{line}\n{tables}"))
 }
 
 #[cfg(test)]

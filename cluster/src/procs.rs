@@ -185,11 +185,26 @@ impl ProcCluster {
         n: usize,
         settings: &[&str],
     ) -> anyhow::Result<ProcCluster> {
+        Self::start_with_client(binary, dir, n, settings, &[]).await
+    }
+
+    /// [`ProcCluster::start`], with `client_settings` lines added to the client's
+    /// configuration.
+    pub async fn start_with_client(
+        binary: &Path,
+        dir: &Path,
+        n: usize,
+        settings: &[&str],
+        client_settings: &[&str],
+    ) -> anyhow::Result<ProcCluster> {
         let layout = Layout::prepare_on_free_ports(dir, n)?;
         for line in settings {
             for i in 0..n {
                 layout.add_server_setting(i, line)?;
             }
+        }
+        for line in client_settings {
+            layout.add_client_setting(line)?;
         }
         let servers = ServerProcs::new(binary, &layout);
         let mut cluster = ProcCluster {

@@ -7,6 +7,7 @@
 pub mod store;
 
 pub mod admin;
+pub mod callbacks;
 pub mod catalogue;
 pub mod collect;
 pub mod config;

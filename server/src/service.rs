@@ -1,6 +1,7 @@
 //! The server's request handler: checks the caller's role, decodes the request, runs it
 //! against the store on the blocking pool, and encodes the reply.
 
+use crate::callbacks::{BREAK_WAIT, ConnId, SessionKey};
 use crate::catalogue::{Catalogue, QuicTransport};
 use crate::peers::Peers;
 use crate::resolver::Resolver;
@@ -76,6 +77,7 @@ pub fn role_allows(role: Role, request: &Request) -> bool {
         | Request::Resolve { .. }
         | Request::ReadLink { .. }
         | Request::Ship { .. }
+        | Request::Promises { .. }
         | Request::FsStat { .. } => role == Role::Client,
     }
 }
@@ -330,6 +332,7 @@ impl ServerService {
                 | Request::Cluster(_)
                 | Request::Resolve { .. }
                 | Request::Catalogue(_)
+                | Request::Promises { .. }
                 | Request::InVolume { .. } => Err(FsError::Storage("not on this path".into())),
                 Request::View { fid } => store.view(fid).map(ReplyBody::View),
                 Request::Lease {
@@ -450,19 +453,80 @@ impl ServerService {
                 Request::ReadLink { fid } => {
                     store.readlink(fid).map(|target| ReplyBody::Link { target })
                 }
-                Request::Ship {
-                    records,
-                    log_start,
-                    cop2,
-                } => store
-                    .ship(&records, &data, log_start, &cop2)
-                    .map(|s| ReplyBody::Shipped {
-                        outcomes: s.outcomes,
-                        priors: s.priors,
-                    }),
+                Request::Ship { .. } => Err(FsError::Storage("not on this path".into())),
                 Request::FsStat { .. } => store.space().map(ReplyBody::Space),
             };
         (reply, Bytes::new())
+    }
+}
+
+/// The object a read leaves a promise on for the caller's session (rule 15), if any.
+fn promised_by(request: &Request) -> Option<Fid> {
+    match request {
+        Request::GetAttr { fid } | Request::Read { fid, .. } | Request::ReadLink { fid } => {
+            Some(*fid)
+        }
+        Request::Lookup { dir, .. } | Request::ReadDir { dir, .. } => Some(*dir),
+        _ => None,
+    }
+}
+
+impl ServerService {
+    /// A client session's callback channel on this connection.
+    async fn promises(&self, peer: &Peer, volume: VolumeId, session: u64, ack: u64) -> Reply {
+        self.store.volume_info(volume)?;
+        let callbacks = self.store.callbacks().clone();
+        let conn = peer.connection_id;
+        if callbacks.watch_connection(conn) {
+            let connection = peer.connection.clone();
+            let callbacks = callbacks.clone();
+            tokio::spawn(async move {
+                connection.closed().await;
+                // The client may not have seen the end yet: its promises stay (and changes
+                // wait for them as for a silent session) until its lease has surely lapsed.
+                tokio::time::sleep(BREAK_WAIT).await;
+                callbacks.drop_connection(conn);
+            });
+        }
+        let answer = callbacks
+            .poll(SessionKey { conn, volume }, session, ack)
+            .await;
+        Ok(ReplyBody::Breaks {
+            fresh: answer.fresh,
+            reset: answer.reset,
+            seq: answer.seq,
+            fids: answer.fids,
+        })
+    }
+
+    /// Applies a client's batch, then breaks the promises other clients hold on what it
+    /// changed and waits for them to acknowledge (close-to-open: once the writer's COMMIT
+    /// returns, no other client answers from a cache that predates it).
+    async fn ship(
+        &self,
+        conn: ConnId,
+        records: Vec<codetta_wire::UpdateRecord>,
+        data: Bytes,
+        log_start: u64,
+        cop2: Vec<codetta_wire::update::Cop2>,
+    ) -> Reply {
+        // Promises given before a restart are not known here, but a client may still
+        // trust them until its lease lapses: no change is answered before then.
+        if let Some(grace) = BREAK_WAIT.checked_sub(self.store.uptime()) {
+            tokio::time::sleep(grace).await;
+        }
+        let store = self.store.clone();
+        let shipped =
+            tokio::task::spawn_blocking(move || store.ship(&records, &data, log_start, &cop2))
+                .await
+                .map_err(|e| FsError::Storage(format!("handler failed: {e}")))??;
+        let callbacks = self.store.callbacks();
+        let tickets = callbacks.break_fids(&shipped.changed, Some(conn));
+        callbacks.wait_acked(tickets, BREAK_WAIT).await;
+        Ok(ReplyBody::Shipped {
+            outcomes: shipped.outcomes,
+            priors: shipped.priors,
+        })
     }
 }
 
@@ -535,9 +599,60 @@ impl Service for ServerService {
             },
             other => other,
         };
+        let conn = peer.connection_id;
+        let decoded = match decoded {
+            Request::Promises {
+                volume,
+                session,
+                ack,
+            } => {
+                return reply_frame(
+                    &self.promises(&peer, volume, session, ack).await,
+                    Bytes::new(),
+                );
+            }
+            Request::Ship {
+                records,
+                log_start,
+                cop2,
+            } => {
+                return reply_frame(
+                    &self
+                        .ship(conn, records, request.data, log_start, cop2)
+                        .await,
+                    Bytes::new(),
+                );
+            }
+            other => other,
+        };
+        let mut promised = false;
+        if let Some(fid) = promised_by(&decoded) {
+            let key = SessionKey {
+                conn,
+                volume: fid.volume,
+            };
+            promised = self.store.callbacks().promise(key, fid);
+        }
+        let lookup = matches!(decoded, Request::Lookup { .. });
         let this = self.clone();
         let data = request.data;
-        let result = tokio::task::spawn_blocking(move || this.execute(decoded, data)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let (reply, data) = this.execute(decoded, data);
+            match reply {
+                // The name's object gets a promise too, and its state is read again after
+                // it (the first reading may predate the promise).
+                Ok(ReplyBody::State(found)) if lookup && promised => {
+                    let key = SessionKey {
+                        conn,
+                        volume: found.fid.volume,
+                    };
+                    this.store.callbacks().promise(key, found.fid);
+                    (this.store.getattr(found.fid).map(ReplyBody::State), data)
+                }
+                other => (other, data),
+            }
+        })
+        .await;
         match result {
             Ok((reply, data)) => reply_frame(&reply, data),
             Err(e) => reply_frame(

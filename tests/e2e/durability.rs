@@ -167,7 +167,13 @@ async fn killed_server_is_noticed_fast_and_work_resumes() {
             Err(e) => panic!("write after restart: {e}"),
         }
     }
-    // The write refused while the server was down left nothing behind.
+    // The write answered JUKEBOX while the server was down either never started (the
+    // client could not learn the file's attributes) or lands in its place in the log,
+    // before the later write, as the kernel's retry of it would have.
     let data = nfs.read_all(&f).await.expect("read");
-    assert_eq!(data, b"after");
+    assert!(
+        data == b"after" || data == b"after down",
+        "{:?}",
+        String::from_utf8_lossy(&data)
+    );
 }

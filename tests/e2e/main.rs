@@ -7,6 +7,7 @@ mod support;
 
 mod bench;
 mod big_dir;
+mod callbacks;
 mod catalogue;
 mod deployment;
 mod durability;

@@ -11,13 +11,22 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 /// Who is on the other end of a connection, as its CA-signed certificate says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Peer {
     pub role: Role,
     pub name: String,
     /// The fingerprint of the certificate it presented (revocation checks it).
     pub fingerprint: String,
+    /// The connection it came on (its end ends per-connection state, such as callback
+    /// sessions).
+    pub connection: quinn::Connection,
+    /// A number for that connection, never reused in this process (quinn's `stable_id`
+    /// may be, once a connection is gone).
+    pub connection_id: u64,
 }
+
+/// Connections identified so far in this process.
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Reads the peer's role and name from the certificate it presented in the handshake. Only
 /// meaningful once the handshake (which verified the chain against the cluster CA) is done.
@@ -32,6 +41,8 @@ pub fn peer_of(conn: &quinn::Connection) -> Result<Peer, TransportError> {
         role,
         name,
         fingerprint: codetta_certs::fingerprint(leaf),
+        connection: conn.clone(),
+        connection_id: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
     })
 }
 

@@ -32,6 +32,9 @@ pub struct Link {
     /// When the last connection attempt failed: for [`RECONNECT_BACKOFF`] after it, calls
     /// fail at once instead of each waiting out a connect deadline on a dead server.
     failed_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Connections made so far: state tied to one connection (callback promises) holds
+    /// only while this stays the same.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// How long after a failed connection attempt calls fail without trying again.
@@ -54,7 +57,13 @@ impl Link {
             conn: Mutex::new(None),
             deadline,
             failed_at: std::sync::Mutex::new(None),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Which connection calls go on now (it goes up with every new connection).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The server's node name.
@@ -101,6 +110,8 @@ impl Link {
             };
         }
         let conn = result?;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         *guard = Some(conn.clone());
         Ok(conn)
     }

@@ -11,6 +11,17 @@ use crate::update::{Cop2, RecordOutcome, UpdateRecord};
 use crate::version::VersionVector;
 use serde::{Deserialize, Serialize};
 
+/// How long a server holds a `Promises` call open when it has no break to deliver.
+pub const CALLBACK_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long after *sending* a `Promises` call that was answered a client may trust its
+/// promises on that server. A server waits longer than this
+/// ([`CALLBACK_BREAK_WAIT`]) for a break to be acknowledged before it voids the session, so
+/// a client whose channel went quiet has stopped answering from its cache by then.
+pub const CALLBACK_LEASE: std::time::Duration = std::time::Duration::from_millis(1000);
+/// How long a change waits for the breaks it caused to be acknowledged (within a client's
+/// 2 s call deadline, so the writer does not give up on the server meanwhile).
+pub const CALLBACK_BREAK_WAIT: std::time::Duration = std::time::Duration::from_millis(1400);
+
 /// A call from a client daemon (or an admin tool) to a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -195,6 +206,14 @@ pub enum Request {
         since: u64,
         max: u32,
         older_than_ms: u32,
+    },
+    /// The callback channel of a client's `session` for `volume` on this connection (rule
+    /// 15): acknowledges the breaks up to `ack` and waits (at most a heartbeat) for new
+    /// ones. While a session lives, this connection's reads in `volume` leave promises.
+    Promises {
+        volume: VolumeId,
+        session: u64,
+        ack: u64,
     },
 }
 
@@ -487,6 +506,15 @@ pub enum ReplyBody {
     Objects {
         entries: Vec<(Fid, [u8; 32])>,
         next: Option<u64>,
+    },
+    /// Promises broken since the session's acknowledged breaks, up to break number `seq`.
+    /// `fresh`: the server did not know the session (it restarted, or voided it), so no
+    /// promise given before holds; `reset`: every promise of the session is broken.
+    Breaks {
+        fresh: bool,
+        reset: bool,
+        seq: u64,
+        fids: Vec<Fid>,
     },
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct AppliedRec {
 pub struct Shipped {
     pub outcomes: Vec<RecordOutcome>,
     pub priors: Vec<u64>,
+    /// The objects the batch changed (promises on them are to be broken).
+    pub changed: Vec<Fid>,
 }
 
 /// Why planning a record stopped.
@@ -136,7 +138,7 @@ pub(crate) struct WriteTables<'txn> {
     /// Per volume, the next change number (read once per transaction), and the fids
     /// already noted in this transaction (one entry each is enough: they share its time).
     next_change: BTreeMap<u32, u64>,
-    noted: std::collections::BTreeSet<Fid>,
+    pub(crate) noted: std::collections::BTreeSet<Fid>,
     changes_kept: u64,
 }
 
@@ -844,6 +846,7 @@ impl Store {
                 return Err(FsError::NoSpace.into());
             }
             batch.save()?;
+            shipped.changed = batch.t.noted.iter().copied().collect();
             Ok(shipped)
         })();
         match result {

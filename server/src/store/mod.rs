@@ -162,6 +162,8 @@ pub struct Store {
     leases: std::sync::Mutex<LeaseTable>,
     /// The lease clock's origin.
     opened: std::time::Instant,
+    /// Promises to clients (rule 15): every committed change breaks those on what it changed.
+    callbacks: std::sync::Arc<crate::callbacks::Callbacks>,
 }
 
 /// Most objects one lease request names.
@@ -333,8 +335,19 @@ impl Store {
             path: path.to_path_buf(),
             options,
             leases: std::sync::Mutex::new(LeaseTable::default()),
+            callbacks: std::sync::Arc::default(),
             opened: std::time::Instant::now(),
         })
+    }
+
+    /// How long ago this store was opened.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.opened.elapsed()
+    }
+
+    /// The promises given to clients on this store's objects (rule 15).
+    pub fn callbacks(&self) -> &std::sync::Arc<crate::callbacks::Callbacks> {
+        &self.callbacks
     }
 
     /// Leases `fids` to the resolution coordinator `holder` for `ttl_ms` (all or none).

@@ -556,15 +556,18 @@ impl Store {
         f: impl FnOnce(&mut WriteTables<'_>) -> R<T>,
     ) -> Result<T, FsError> {
         let txn: WriteTransaction = self.db.begin_write().map_err(StoreError::from)?;
-        let result = (|| -> R<T> {
+        let result = (|| -> R<(T, Vec<Fid>)> {
             let mut t = WriteTables::open(&txn, self.changes_kept())?;
             let out = f(&mut t)?;
             t.save_counters()?;
-            Ok(out)
+            Ok((out, t.noted.iter().copied().collect()))
         })();
         match result {
-            Ok(out) => {
+            Ok((out, changed)) => {
                 txn.commit().map_err(StoreError::from)?;
+                // Resolution edits: clients holding promises on what changed hear of it
+                // (nobody waits for their acknowledgement).
+                self.callbacks.break_fids(&changed, None);
                 Ok(out)
             }
             Err(e) => {
@@ -644,7 +647,9 @@ impl Store {
             }
             t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
             Ok(())
-        })
+        })?;
+        self.callbacks.break_fids(&[fid], None);
+        Ok(())
     }
 
     /// Makes `fid` live with `meta` if its version is still `expect`: created (empty

@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::net::UdpSocket;
 
 /// One proxied path; dropping it stops forwarding.
 pub struct UdpProxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    /// Milliseconds each datagram from the target waits before it is passed on.
+    delay_ms: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -20,8 +22,21 @@ impl UdpProxy {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind proxy"));
         let addr = front.local_addr().expect("proxy addr");
         let cut = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(run(front, target, cut.clone()));
-        UdpProxy { addr, cut, task }
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(run(front, target, cut.clone(), delay_ms.clone()));
+        UdpProxy {
+            addr,
+            cut,
+            delay_ms,
+            task,
+        }
+    }
+
+    /// Holds every datagram from the target for `delay` before passing it on (a slow path
+    /// back to the caller).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Drops every datagram both ways while `cut` is true.
@@ -37,7 +52,12 @@ impl Drop for UdpProxy {
 }
 
 /// One upstream socket per caller, so the target sees a distinct address per flow.
-async fn run(front: Arc<UdpSocket>, target: SocketAddr, cut: Arc<AtomicBool>) {
+async fn run(
+    front: Arc<UdpSocket>,
+    target: SocketAddr,
+    cut: Arc<AtomicBool>,
+    delay_ms: Arc<AtomicU64>,
+) {
     let mut flows: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -57,11 +77,22 @@ async fn run(front: Arc<UdpSocket>, target: SocketAddr, cut: Arc<AtomicBool>) {
                 flows.insert(from, s.clone());
                 // Replies from the target go back to this caller.
                 let (back, front2, cut2) = (s.clone(), front.clone(), cut.clone());
+                let delay = delay_ms.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 65_536];
                     while let Ok((n, _)) = back.recv_from(&mut buf).await {
-                        if !cut2.load(Ordering::SeqCst) {
+                        if cut2.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        let ms = delay.load(Ordering::SeqCst);
+                        if ms == 0 {
                             let _ = front2.send_to(&buf[..n], from).await;
+                        } else {
+                            let (front3, datagram) = (front2.clone(), buf[..n].to_vec());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                                let _ = front3.send_to(&datagram, from).await;
+                            });
                         }
                     }
                 });

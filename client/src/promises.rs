@@ -1,0 +1,145 @@
+//! The client's side of callbacks (rule 15): one channel per group member, a `Promises`
+//! call kept outstanding on the member's connection, and the lease that says whether the
+//! member's promises may be trusted right now.
+//!
+//! A member's promises are trusted while (a) the last answered call was *sent* less than
+//! [`CALLBACK_LEASE`] ago (a server voids a silent session only after a longer wait, so a
+//! client cut off stops trusting first) and (b) calls still go on the connection the
+//! session lives on (a new connection has no promises). Breaks, resets and a server that
+//! no longer knows the session ("fresh": it restarted or voided it) invalidate the cache.
+
+use crate::cache::Cache;
+use crate::link::ServerLink;
+use codetta_wire::message::{CALLBACK_LEASE, ReplyBody};
+use codetta_wire::{Request, VolumeId};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Pause after a failed channel call before the next.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy)]
+struct Channel {
+    /// The connection generation the session lives on.
+    conn: u64,
+    /// Until when its promises hold.
+    lease_until: Instant,
+}
+
+/// The channels of one volume's members, by member index.
+#[derive(Debug, Default)]
+pub struct Channels {
+    live: Mutex<HashMap<usize, Channel>>,
+}
+
+/// Which connection each member's calls go on, read before and after a fetch: a fill is
+/// kept only if both readings agree and every channel was trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trust(Vec<(usize, u64)>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Channels {
+    /// Whether the promises of every member in `avsg` hold now; `Some` carries the
+    /// connections they hold on. An empty AVSG is never trusted.
+    pub fn trusted(&self, avsg: &[(usize, &ServerLink)]) -> Option<Trust> {
+        if avsg.is_empty() {
+            return None;
+        }
+        let live = lock(&self.live);
+        let now = Instant::now();
+        let mut conns = Vec::with_capacity(avsg.len());
+        for (m, link) in avsg {
+            let c = live.get(m)?;
+            let generation = link.generation();
+            if c.lease_until <= now || c.conn != generation {
+                return None;
+            }
+            conns.push((*m, generation));
+        }
+        Some(Trust(conns))
+    }
+
+    fn lost(&self, m: usize) -> bool {
+        lock(&self.live).remove(&m).is_some()
+    }
+
+    fn renew(&self, m: usize, conn: u64, lease_until: Instant) {
+        lock(&self.live).insert(m, Channel { conn, lease_until });
+    }
+}
+
+/// Runs member `m`'s channel until `stop` says so: each answer applies its breaks to
+/// `cache` and renews the lease; a failure ends the member's promises (and the cache's
+/// contents, which may rest on them).
+pub async fn run_channel(
+    m: usize,
+    volume: VolumeId,
+    link: &ServerLink,
+    channels: &Channels,
+    cache: &Mutex<Cache>,
+    stop: impl Fn() -> bool,
+) {
+    let session = rand::random::<u64>();
+    let mut ack = 0u64;
+    while !stop() {
+        let before = link.generation();
+        let sent = Instant::now();
+        let request = Request::Promises {
+            volume,
+            session,
+            ack,
+        };
+        match link.call(&request, bytes::Bytes::new()).await {
+            Ok((
+                ReplyBody::Breaks {
+                    fresh,
+                    reset,
+                    seq,
+                    fids,
+                },
+                _,
+            )) => {
+                {
+                    let mut cache = lock(cache);
+                    if fresh || reset {
+                        cache.clear();
+                    }
+                    for fid in &fids {
+                        cache.invalidate(fid);
+                    }
+                }
+                ack = seq;
+                let after = link.generation();
+                if before == after {
+                    channels.renew(m, after, sent + CALLBACK_LEASE);
+                } else if channels.lost(m) {
+                    lock(cache).clear();
+                }
+            }
+            Ok((other, _)) => {
+                tracing::warn!(
+                    server = link.server_name(),
+                    "unexpected answer to Promises: {other:?}"
+                );
+                if channels.lost(m) {
+                    lock(cache).clear();
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(e) => {
+                tracing::debug!(server = link.server_name(), "callback channel: {e}");
+                if channels.lost(m) {
+                    lock(cache).clear();
+                }
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+    if channels.lost(m) {
+        lock(cache).clear();
+    }
+}

@@ -1,0 +1,243 @@
+//! The client cache with callbacks (rule 15): two client daemons on one cluster, one
+//! writing, one reading from its cache; close-to-open between them, with no pause anywhere
+//! (a break is delivered before the writer's COMMIT returns), across broken channels and
+//! server restarts.
+
+use crate::support::Cluster;
+use crate::support::nfs::{Nfs, mode};
+use crate::support::proxy::UdpProxy;
+use codetta_client::{ClientDaemon, venus::Venus};
+use nfs3_client::nfs3_types::nfs3::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A second client daemon on the cluster, with its own log and NFS port.
+struct SecondClient {
+    daemon: ClientDaemon,
+    _stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl SecondClient {
+    async fn start(cluster: &Cluster) -> SecondClient {
+        Self::start_via(cluster, None).await
+    }
+
+    /// Reaching server `i` at `via[i]` (a proxy) when given.
+    async fn start_via(cluster: &Cluster, via: Option<&[UdpProxy]>) -> SecondClient {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = cluster.layout.client_config().expect("client config");
+        for (server, proxy) in config.servers.iter_mut().zip(via.unwrap_or_default()) {
+            server.addr = proxy.addr;
+        }
+        config.data_dir = dir.path().join("client-b");
+        config.nfs_listen = "127.0.0.1:0".parse().expect("addr");
+        let (stop, rx) = watch::channel(false);
+        let daemon = ClientDaemon::start(&config, rx)
+            .await
+            .expect("second client");
+        SecondClient {
+            daemon,
+            _stop: stop,
+            _dir: dir,
+        }
+    }
+
+    async fn nfs(&self) -> Nfs {
+        Nfs::connect(self.daemon.nfs_addr.port())
+            .await
+            .expect("mount")
+    }
+
+    fn venus(&self) -> &Arc<Venus> {
+        &self.daemon.venus
+    }
+
+    async fn stop(self) {
+        self.daemon.stop().await;
+    }
+}
+
+/// Waits until `venus` holds promises it can answer from (its channels are up).
+async fn wait_for_promises(venus: &Venus, nfs: &mut Nfs, fh: &nfs_fh3) {
+    for _ in 0..200 {
+        nfs.getattr(fh).await.expect("getattr");
+        let before = venus.cache_stats().hits;
+        nfs.getattr(fh).await.expect("getattr");
+        if venus.cache_stats().hits > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the client never answered from its cache");
+}
+
+async fn write_file(nfs: &mut Nfs, fh: &nfs_fh3, data: &[u8]) {
+    nfs.setattr(
+        fh,
+        sattr3 {
+            size: Nfs3Option::Some(0),
+            ..sattr3::default()
+        },
+    )
+    .await
+    .expect("truncate");
+    nfs.write(fh, 0, data, stable_how::UNSTABLE)
+        .await
+        .expect("write");
+    nfs.commit(fh).await.expect("commit (close)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_to_open_between_two_client_daemons() {
+    let cluster = Cluster::start_replicated(3).await;
+    // The reader's path back from every server is slow: a break reaches it well after the
+    // writer's call would return if the server did not wait for the reader's acknowledgement.
+    let mut proxies = Vec::new();
+    for server in &cluster.layout.servers {
+        proxies.push(UdpProxy::start(server.addr()).await);
+    }
+    let b = SecondClient::start_via(&cluster, Some(&proxies)).await;
+    for proxy in &proxies {
+        proxy.set_delay(Duration::from_millis(25));
+    }
+    let mut writer = cluster.nfs().await;
+    let mut reader = b.nfs().await;
+    let root = writer.root.clone();
+    let f = writer.create(&root, "shared").await.expect("create");
+    write_file(&mut writer, &f, b"version 0").await;
+    wait_for_promises(b.venus(), &mut reader, &f).await;
+
+    for round in 1..=20u32 {
+        // The reader fetches everything, then reads it again: the second time from its cache.
+        let seen = reader.read_all(&f).await.expect("read");
+        assert_eq!(seen, format!("version {}", round - 1).as_bytes());
+        let hits = b.venus().cache_stats().hits;
+        assert_eq!(reader.read_all(&f).await.expect("read"), seen);
+        assert_eq!(
+            reader.getattr(&f).await.expect("attr").size,
+            seen.len() as u64
+        );
+        assert_eq!(reader.lookup(&root, "shared").await.expect("lookup"), f);
+        assert!(
+            b.venus().cache_stats().hits > hits,
+            "round {round}: not from the cache"
+        );
+        // The other client changes it and closes; the reader opens it again at once.
+        let data = format!("version {round}{}", "+".repeat(round as usize % 3));
+        write_file(&mut writer, &f, data.as_bytes()).await;
+        let data = data.into_bytes();
+        assert_eq!(
+            reader.getattr(&f).await.expect("attr").size,
+            data.len() as u64,
+            "round {round}: stale attributes after the writer's close"
+        );
+        assert_eq!(
+            reader.read_all(&f).await.expect("read"),
+            data,
+            "round {round}: stale data after the writer's close"
+        );
+        write_file(&mut writer, &f, format!("version {round}").as_bytes()).await;
+    }
+
+    // Names: a cached "no such name" goes when another client creates it, and a cached
+    // name when it is removed; attributes set elsewhere show at once.
+    assert_eq!(
+        reader.lookup(&root, "later").await,
+        Err(nfsstat3::NFS3ERR_NOENT)
+    );
+    assert_eq!(
+        reader.lookup(&root, "later").await,
+        Err(nfsstat3::NFS3ERR_NOENT)
+    );
+    let later = writer.create(&root, "later").await.expect("create");
+    assert_eq!(reader.lookup(&root, "later").await.expect("lookup"), later);
+    reader.getattr(&later).await.expect("attr");
+    writer.setattr(&later, mode(0o600)).await.expect("chmod");
+    assert_eq!(reader.getattr(&later).await.expect("attr").mode, 0o600);
+    writer.remove(&root, "later").await.expect("remove");
+    assert_eq!(
+        reader.lookup(&root, "later").await,
+        Err(nfsstat3::NFS3ERR_NOENT)
+    );
+    // The reader's own changes show to itself and to the writer.
+    write_file(&mut reader, &f, b"from the reader").await;
+    assert_eq!(reader.read_all(&f).await.expect("read"), b"from the reader");
+    assert_eq!(writer.read_all(&f).await.expect("read"), b"from the reader");
+    b.stop().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_holds_no_promise_its_clients_trust() {
+    let mut cluster = Cluster::start().await;
+    let b = SecondClient::start(&cluster).await;
+    let mut writer = cluster.nfs().await;
+    let mut reader = b.nfs().await;
+    let root = writer.root.clone();
+    let f = writer.create(&root, "f").await.expect("create");
+    write_file(&mut writer, &f, b"before").await;
+    wait_for_promises(b.venus(), &mut reader, &f).await;
+    assert_eq!(reader.read_all(&f).await.expect("read"), b"before");
+    // The server restarts (its promise table is gone); the writer changes the file as soon
+    // as it answers. The reader must not answer from what it cached before.
+    cluster.stop_server(0).await;
+    cluster.start_server(0).await;
+    // The writer's daemon answers JUKEBOX until it has the server back (the kernel retries).
+    for _ in 0..100 {
+        if writer.getattr(&f).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    write_file(&mut writer, &f, b"after the restart").await;
+    assert_eq!(
+        reader.read_all(&f).await.expect("read"),
+        b"after the restart"
+    );
+    // And its cache works again once its channel is back.
+    wait_for_promises(b.venus(), &mut reader, &f).await;
+    write_file(&mut writer, &f, b"and again").await;
+    assert_eq!(reader.read_all(&f).await.expect("read"), b"and again");
+    b.stop().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_cut_off_stops_trusting_its_cache_before_the_writer_is_answered() {
+    let cluster = Cluster::start().await;
+    let proxies = [UdpProxy::start(cluster.layout.servers[0].addr()).await];
+    let proxy = &proxies[0];
+    let b = SecondClient::start_via(&cluster, Some(&proxies)).await;
+    let mut writer = cluster.nfs().await;
+    let mut reader = b.nfs().await;
+    let root = writer.root.clone();
+    let f = writer.create(&root, "f").await.expect("create");
+    write_file(&mut writer, &f, b"before the cut").await;
+    wait_for_promises(b.venus(), &mut reader, &f).await;
+    assert_eq!(reader.read_all(&f).await.expect("read"), b"before the cut");
+    // The break cannot reach the reader: the writer is answered once the server gave up
+    // on it, and by then the reader no longer trusts what it cached.
+    proxy.set_cut(true);
+    write_file(&mut writer, &f, b"after the cut").await;
+    match reader.read_all(&f).await {
+        Ok(data) => assert_eq!(data, b"after the cut", "a stale read from the cache"),
+        Err(e) => assert!(
+            matches!(e, nfsstat3::NFS3ERR_JUKEBOX | nfsstat3::NFS3ERR_IO),
+            "{e:?}"
+        ),
+    }
+    proxy.set_cut(false);
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        if let Ok(data) = reader.read_all(&f).await {
+            seen = data;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, b"after the cut");
+    b.stop().await;
+    cluster.shutdown().await;
+}
