@@ -36,9 +36,9 @@ pub struct BenchArgs {
     /// Repeats (default: the profile's).
     #[arg(long)]
     repeats: Option<usize>,
-    /// Phases to run (default all): seq-write, seq-read, random-write, random-read,
-    /// create, stat, readdir, unlink, tree-copy, tree-list, tree-delete. The reads need
-    /// the writes before them.
+    /// Phases to run (default all): seq-write, seq-read, seq-reread, random-write,
+    /// random-read, create, stat, stat-again, readdir, unlink, tree-copy, tree-list,
+    /// tree-delete. The reads need the writes before them.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// MiB each stream writes and reads sequentially (default: the profile's).

@@ -213,7 +213,13 @@ fn plan(opts: &Options) -> Vec<(Kind, Shape)> {
             streams,
             ..opts.shape
         };
-        let small = [Kind::Create, Kind::Stat, Kind::Readdir, Kind::Unlink];
+        let small = [
+            Kind::Create,
+            Kind::Stat,
+            Kind::StatAgain,
+            Kind::Readdir,
+            Kind::Unlink,
+        ];
         plan.extend(small.into_iter().filter(wanted).map(|k| (k, shape)));
     }
     let tree = [Kind::TreeCopy, Kind::TreeList, Kind::TreeDelete];

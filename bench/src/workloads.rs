@@ -36,6 +36,8 @@ pub enum Kind {
     Create,
     /// LOOKUP + GETATTR of each of those files.
     Stat,
+    /// The same again (a client cache answers them).
+    StatAgain,
     /// READDIRPLUS of each stream's directory, 3-100 times (about 10,000 entries).
     Readdir,
     /// REMOVE of each of those files.
@@ -50,7 +52,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::SeqWrite,
         Kind::SeqRead,
         Kind::SeqReread,
@@ -58,6 +60,7 @@ impl Kind {
         Kind::RandRead,
         Kind::Create,
         Kind::Stat,
+        Kind::StatAgain,
         Kind::Readdir,
         Kind::Unlink,
         Kind::TreeCopy,
@@ -74,6 +77,7 @@ impl Kind {
             Kind::RandRead => "random read 4 KiB",
             Kind::Create => "create+4 KiB+commit",
             Kind::Stat => "stat",
+            Kind::StatAgain => "stat again",
             Kind::Readdir => "readdir entries",
             Kind::Unlink => "unlink",
             Kind::TreeCopy => "tree copy in",
@@ -92,6 +96,7 @@ impl Kind {
             Kind::RandRead => "random-read",
             Kind::Create => "create",
             Kind::Stat => "stat",
+            Kind::StatAgain => "stat-again",
             Kind::Readdir => "readdir",
             Kind::Unlink => "unlink",
             Kind::TreeCopy => "tree-copy",
@@ -342,7 +347,7 @@ impl Lane {
                     }
                 }
             }
-            Kind::Create | Kind::Stat | Kind::Readdir | Kind::Unlink => {
+            Kind::Create | Kind::Stat | Kind::StatAgain | Kind::Readdir | Kind::Unlink => {
                 let dir = fs
                     .lookup_dir(&base, &small_dir(self.shape.streams, self.stream))
                     .await?;
@@ -369,7 +374,7 @@ impl Lane {
                             fs.write(&f, 0, &data).await?;
                             fs.commit(&f).await?;
                         }
-                        Kind::Stat => fs.stat(&dir, &name).await?,
+                        Kind::Stat | Kind::StatAgain => fs.stat(&dir, &name).await?,
                         Kind::Unlink => fs.remove(&dir, &name).await?,
                         _ => break,
                     }

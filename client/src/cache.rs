@@ -219,14 +219,13 @@ impl Cache {
         }
     }
 
-    /// Keeps what `name` in `dir` leads to (looked up since `since`), if `dir` is cached.
+    /// Keeps what `name` in `dir` leads to (looked up since `since` under promises on
+    /// `dir` from every member).
     pub fn put_name(&mut self, since: u64, dir: &Fid, name: &Name, child: Option<Fid>) {
         if !self.unbroken(since, dir) {
             return;
         }
-        let Some(entry) = self.entries.get_mut(dir).filter(|e| e.state.is_some()) else {
-            return;
-        };
+        let entry = self.entries.entry(*dir).or_default();
         if entry.names.insert(name.clone(), child).is_none() {
             self.names += 1;
         }
@@ -281,6 +280,13 @@ impl Cache {
         self.lru.remove(&old);
         self.lru.insert(tick, (*fid, index));
         Some(bytes)
+    }
+
+    /// Whether blocks `first..=last` of `fid` are all cached (use is not counted).
+    pub fn has_blocks(&self, fid: &Fid, first: u64, last: u64) -> bool {
+        self.entries
+            .get(fid)
+            .is_some_and(|e| (first..=last).all(|i| e.blocks.contains_key(&i)))
     }
 
     /// Data bytes held.
@@ -353,14 +359,20 @@ mod tests {
         let s = c.snapshot();
         let name = Name::new(b"a").unwrap();
         c.put_name(s, &fid(1), &name, Some(fid(2)));
+        assert_eq!(c.name(&fid(1), &name), Some(Some(fid(2))));
+        c.put_state(s, state(1, 1));
+        assert_eq!(
+            c.name(&fid(1), &name),
+            Some(Some(fid(2))),
+            "kept with its state"
+        );
+        c.put_state(s, state(1, 2));
         assert_eq!(
             c.name(&fid(1), &name),
             None,
-            "no names without the directory"
+            "a new state drops the old names"
         );
-        c.put_state(s, state(1, 1));
         c.put_name(s, &fid(1), &name, Some(fid(2)));
-        assert_eq!(c.name(&fid(1), &name), Some(Some(fid(2))));
         c.put_state(s, state(3, 7));
         c.put_block(
             s,

@@ -576,8 +576,14 @@ impl Venus {
     /// the object first. Each comparison leaves a promise on every member (rule 15): while
     /// they hold, the state is cached and nothing is asked again. Without trusted promises
     /// a validation holds for [`VALIDATION_TTL`] and until a member rejoins the AVSG.
-    /// Returns the state of the member reads go to, when it is at hand.
-    async fn validate(&self, fid: &Fid) -> Result<Option<ObjectState>, ClientError> {
+    /// Returns the state of the member reads go to, when it is at hand. `for_data`: the
+    /// object's data is about to be read, so it is compared (and cached) even if it was
+    /// a moment ago, for its blocks can be kept only under a cached state.
+    async fn validate(
+        &self,
+        fid: &Fid,
+        for_data: bool,
+    ) -> Result<Option<ObjectState>, ClientError> {
         let core = &self.core;
         if let Some(state) = core.cached_state(fid) {
             return Ok(Some(state));
@@ -591,7 +597,9 @@ impl Venus {
                 .get(fid)
                 .is_some_and(|(e, at)| *e == epoch && at.elapsed() < VALIDATION_TTL)
         };
-        if (fill.is_none() && core.group.all().len() < 2) || recent() {
+        if (fill.is_none() && core.group.all().len() < 2)
+            || (recent() && !(for_data && fill.is_some()))
+        {
             return Ok(None);
         }
         let avsg = lock(&core.outbox).shipping.avsg();
@@ -671,13 +679,17 @@ impl Venus {
     }
 
     /// Waits for this client's early-answered records on `fid`, then validates it.
-    async fn prepare_read(&self, fid: &Fid) -> Result<Option<ObjectState>, ClientError> {
+    async fn prepare_read(
+        &self,
+        fid: &Fid,
+        for_data: bool,
+    ) -> Result<Option<ObjectState>, ClientError> {
         self.flush(fid).await?;
-        self.validate(fid).await
+        self.validate(fid, for_data).await
     }
 
     async fn fetch_attrs(&self, fid: &Fid) -> Result<ObjectState, ClientError> {
-        if let Some(state) = self.validate(fid).await? {
+        if let Some(state) = self.validate(fid, false).await? {
             return Ok(state);
         }
         match self.read_call(&Request::GetAttr { fid: *fid }).await?.0 {
@@ -706,7 +718,7 @@ impl Venus {
     /// Looks `name` up in `dir`: from the cache when `dir` is promised and the name (and
     /// its object) are cached, else from the server, caching what the name leads to.
     pub async fn lookup(&self, dir: &Fid, name: &Name) -> Result<ObjectState, ClientError> {
-        self.prepare_read(dir).await?;
+        self.prepare_read(dir, false).await?;
         let core = &self.core;
         if core.trust().is_some() {
             let hit = {
@@ -788,7 +800,7 @@ impl Venus {
         max_entries: u32,
         with_attrs: bool,
     ) -> Result<(Vec<DirEntry>, bool), ClientError> {
-        self.prepare_read(dir).await?;
+        self.prepare_read(dir, false).await?;
         let request = Request::ReadDir {
             dir: *dir,
             cookie,
@@ -821,7 +833,7 @@ impl Venus {
         count: u32,
     ) -> Result<(Attrs, Bytes, bool), ClientError> {
         let core = &self.core;
-        let cached = self.prepare_read(fid).await?;
+        let cached = self.prepare_read(fid, true).await?;
         if let Some(state) = &cached
             && core.trust().is_some()
         {
@@ -939,6 +951,11 @@ impl Venus {
         while at < to {
             let len = (to - at).min(u64::from(MAX_READ));
             let len = len.div_ceil(CACHE_BLOCK) * CACHE_BLOCK;
+            let (first, last) = (at / CACHE_BLOCK, (at + len - 1) / CACHE_BLOCK);
+            if lock(&core.cache).has_blocks(&fid, first, last) {
+                at += len;
+                continue;
+            }
             let Ok(permit) = core.read_ahead_slots.clone().try_acquire_owned() else {
                 // Busy: the reader fetches the rest itself.
                 lock(&core.streams).entry(fid).or_default().ahead = at;
@@ -960,7 +977,7 @@ impl Venus {
 
     /// A symlink's target.
     pub async fn readlink(&self, fid: &Fid) -> Result<Vec<u8>, ClientError> {
-        self.prepare_read(fid).await?;
+        self.prepare_read(fid, false).await?;
         match self.read_call(&Request::ReadLink { fid: *fid }).await?.0 {
             ReplyBody::Link { target } => Ok(target),
             other => Err(unexpected(other)),

@@ -39,14 +39,14 @@ async fn the_harness_measures_every_workload_on_every_system_and_writes_its_outp
         binary: codetta_binary().to_path_buf(),
     };
     let report = codetta_bench::harness::run(&opts).await.expect("bench run");
-    // 12 phases, the 4 small-file ones twice (1 and 2 streams): 16 per system and repeat.
+    // 13 phases, the 5 small-file ones twice (1 and 2 streams): 18 per system and repeat.
     for system in ["local disk", "NFS layer alone", "codetta 3 replicas"] {
         let n = report
             .records
             .iter()
             .filter(|r| r.system == system && r.phase.is_some())
             .count();
-        assert_eq!(n, 32, "{system}");
+        assert_eq!(n, 36, "{system}");
     }
     for r in report.records.iter().filter(|r| r.phase.is_some()) {
         assert!(r.value > 0.0, "{} on {}: {}", r.workload, r.system, r.value);
