@@ -53,8 +53,8 @@ impl Profile {
             sizes: Sizes {
                 seq_mib: 1024,
                 rand_ops: 10_000,
-                small_files: 2_000,
-                tree_dirs: 50,
+                small_files: 1_200,
+                tree_dirs: 40,
                 tree_files_per_dir: 100,
             },
             repeats: 3,

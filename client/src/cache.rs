@@ -39,6 +39,8 @@ impl Default for CacheLimits {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     pub hits: u64,
+    /// Hits that were file data.
+    pub data_hits: u64,
     pub misses: u64,
     pub invalidations: u64,
 }
@@ -67,6 +69,12 @@ pub struct Cache {
     seq: u64,
     recent: VecDeque<(u64, Option<Fid>)>,
     pub stats: CacheStats,
+}
+
+/// How the cache names an object: volume and vnode (vnodes are never reused; breaks come
+/// named so).
+fn key(fid: &Fid) -> Fid {
+    Fid { unique: 0, ..*fid }
 }
 
 /// Every object an op may change (wider than what the tracker predicts attributes for:
@@ -124,7 +132,7 @@ impl Cache {
         !self
             .recent
             .iter()
-            .any(|(n, f)| *n > since && f.is_none_or(|f| f == *fid))
+            .any(|(n, f)| *n > since && f.is_none_or(|f| f == key(fid)))
     }
 
     fn note(&mut self, fid: Option<Fid>) {
@@ -137,7 +145,7 @@ impl Cache {
     }
 
     fn drop_entry(&mut self, fid: &Fid) {
-        if let Some(e) = self.entries.remove(fid) {
+        if let Some(e) = self.entries.remove(&key(fid)) {
             self.names -= e.names.len();
             for (_, (bytes, tick)) in e.blocks {
                 self.data_bytes -= bytes.len();
@@ -149,7 +157,7 @@ impl Cache {
     /// Forgets `fid` (a promise on it broke, or this client changed it).
     pub fn invalidate(&mut self, fid: &Fid) {
         self.drop_entry(fid);
-        self.note(Some(*fid));
+        self.note(Some(key(fid)));
     }
 
     /// Forgets everything (promises were lost).
@@ -191,12 +199,12 @@ impl Cache {
         if !self.unbroken(since, &state.fid) {
             return false;
         }
-        let entry = self.entries.entry(state.fid).or_default();
+        let entry = self.entries.entry(key(&state.fid)).or_default();
         if entry.state.as_ref().is_some_and(|s| s.tag != state.tag) {
             // A different state than the one its names and data belong to.
             let fid = state.fid;
             self.drop_entry(&fid);
-            self.entries.entry(fid).or_default().state = Some(state);
+            self.entries.entry(key(&fid)).or_default().state = Some(state);
         } else {
             entry.state = Some(state);
         }
@@ -206,7 +214,7 @@ impl Cache {
 
     /// The state of `fid`, if cached.
     pub fn state(&mut self, fid: &Fid) -> Option<ObjectState> {
-        let found = self.entries.get(fid).and_then(|e| e.state.clone());
+        let found = self.entries.get(&key(fid)).and_then(|e| e.state.clone());
         self.count(found.is_some());
         found
     }
@@ -225,7 +233,7 @@ impl Cache {
         if !self.unbroken(since, dir) {
             return;
         }
-        let entry = self.entries.entry(*dir).or_default();
+        let entry = self.entries.entry(key(dir)).or_default();
         if entry.names.insert(name.clone(), child).is_none() {
             self.names += 1;
         }
@@ -236,7 +244,7 @@ impl Cache {
     pub fn name(&mut self, dir: &Fid, name: &Name) -> Option<Option<Fid>> {
         let found = self
             .entries
-            .get(dir)
+            .get(&key(dir))
             .and_then(|e| e.names.get(name))
             .copied();
         self.count(found.is_some());
@@ -252,7 +260,7 @@ impl Cache {
         let tick = self.next_tick();
         let Some(entry) = self
             .entries
-            .get_mut(fid)
+            .get_mut(&key(fid))
             .filter(|e| e.state.as_ref().is_some_and(|s| &s.tag == tag))
         else {
             return;
@@ -263,29 +271,31 @@ impl Cache {
             self.lru.remove(&old_tick);
         }
         self.data_bytes += len;
-        self.lru.insert(tick, (*fid, index));
+        self.lru.insert(tick, (key(fid), index));
         self.make_room();
     }
 
-    /// Block `index` of `fid`, if cached.
-    pub fn block(&mut self, fid: &Fid, index: u64) -> Option<Bytes> {
+    /// Block `index` of `fid`, if cached under the state tagged `tag`.
+    pub fn block(&mut self, fid: &Fid, tag: &ContentTag, index: u64) -> Option<Bytes> {
         let tick = self.next_tick();
         let found = self
             .entries
-            .get_mut(fid)
+            .get_mut(&key(fid))
+            .filter(|e| e.state.as_ref().is_some_and(|s| &s.tag == tag))
             .and_then(|e| e.blocks.get_mut(&index))
             .map(|(bytes, used)| (bytes.clone(), std::mem::replace(used, tick)));
         self.count(found.is_some());
         let (bytes, old) = found?;
+        self.stats.data_hits += 1;
         self.lru.remove(&old);
-        self.lru.insert(tick, (*fid, index));
+        self.lru.insert(tick, (key(fid), index));
         Some(bytes)
     }
 
     /// Whether blocks `first..=last` of `fid` are all cached (use is not counted).
     pub fn has_blocks(&self, fid: &Fid, first: u64, last: u64) -> bool {
         self.entries
-            .get(fid)
+            .get(&key(fid))
             .is_some_and(|e| (first..=last).all(|i| e.blocks.contains_key(&i)))
     }
 
@@ -381,7 +391,10 @@ mod tests {
             0,
             Bytes::from_static(b"x"),
         );
-        assert!(c.block(&fid(3), 0).is_none(), "data of another state");
+        assert!(
+            c.block(&fid(3), &ContentTag([7; 32]), 0).is_none(),
+            "data of another state"
+        );
         c.put_block(
             s,
             &fid(3),
@@ -389,11 +402,14 @@ mod tests {
             0,
             Bytes::from_static(b"x"),
         );
-        assert_eq!(c.block(&fid(3), 0).unwrap(), Bytes::from_static(b"x"));
+        assert_eq!(
+            c.block(&fid(3), &ContentTag([7; 32]), 0).unwrap(),
+            Bytes::from_static(b"x")
+        );
         c.invalidate(&fid(1));
         c.invalidate(&fid(3));
         assert_eq!(c.name(&fid(1), &name), None);
-        assert!(c.block(&fid(3), 0).is_none());
+        assert!(c.block(&fid(3), &ContentTag([7; 32]), 0).is_none());
         assert_eq!(c.data_bytes(), 0);
         assert!(c.stats.hits >= 2 && c.stats.misses >= 2);
     }
@@ -415,7 +431,7 @@ mod tests {
                 Bytes::from(vec![0u8; 10]),
             );
         }
-        c.block(&fid(1), 0); // block 1 is now the least recently used
+        c.block(&fid(1), &ContentTag([1; 32]), 0); // block 1 is now the least recently used
         c.put_block(
             s,
             &fid(1),
@@ -423,8 +439,8 @@ mod tests {
             3,
             Bytes::from(vec![0u8; 10]),
         );
-        assert!(c.block(&fid(1), 1).is_none());
-        assert!(c.block(&fid(1), 0).is_some());
+        assert!(c.block(&fid(1), &ContentTag([1; 32]), 1).is_none());
+        assert!(c.block(&fid(1), &ContentTag([1; 32]), 0).is_some());
         assert_eq!(c.data_bytes(), 30);
     }
 }

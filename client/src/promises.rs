@@ -84,7 +84,9 @@ pub async fn run_channel(
     stop: impl Fn() -> bool,
 ) {
     let session = rand::random::<u64>();
+    // The breaks acknowledged, and the server's number for the session they belong to.
     let mut ack = 0u64;
+    let mut acked_session = 0u64;
     while !stop() {
         let before = link.generation();
         let sent = Instant::now();
@@ -92,6 +94,7 @@ pub async fn run_channel(
             volume,
             session,
             ack,
+            acked_session,
         };
         match link.call(&request, bytes::Bytes::new()).await {
             Ok((
@@ -100,19 +103,28 @@ pub async fn run_channel(
                     reset,
                     seq,
                     fids,
+                    session: number,
                 },
                 _,
             )) => {
+                if fresh {
+                    // No promise given before holds: start over, and trust the session
+                    // from its next answer on (the first one may be about to be voided).
+                    channels.lost(m);
+                    lock(cache).clear();
+                    (ack, acked_session) = (0, number);
+                    continue;
+                }
                 {
                     let mut cache = lock(cache);
-                    if fresh || reset {
+                    if reset {
                         cache.clear();
                     }
                     for fid in &fids {
                         cache.invalidate(fid);
                     }
                 }
-                ack = seq;
+                (ack, acked_session) = (seq, number);
                 let after = link.generation();
                 if before == after {
                     channels.renew(m, after, sent + CALLBACK_LEASE);

@@ -158,8 +158,8 @@ struct Core {
     stats: Arc<UpdateStats>,
     /// Goes up whenever a member rejoins the AVSG (it may be stale: validate again).
     epoch: AtomicU64,
-    /// Objects whose replicas were found equal: (epoch, when).
-    validated: Mutex<HashMap<Fid, (u64, Instant)>>,
+    /// Objects compared across the AVSG: (epoch, when, whether the replicas agreed).
+    validated: Mutex<HashMap<Fid, (u64, Instant, bool)>>,
     /// The Venus owning this core, for work that logs records (undoing exclusive creates).
     venus: std::sync::OnceLock<std::sync::Weak<Venus>>,
     /// What was fetched under callback promises (rule 15). Lock order: after the tracker
@@ -592,14 +592,14 @@ impl Venus {
         let epoch = core.epoch.load(Ordering::Relaxed);
         // Validated a moment ago (the object changes often, e.g. a directory this client
         // creates in): reads go to one member without a promise on every member.
-        let recent = || {
-            lock(&core.validated)
-                .get(fid)
-                .is_some_and(|(e, at)| *e == epoch && at.elapsed() < VALIDATION_TTL)
-        };
-        if (fill.is_none() && core.group.all().len() < 2)
-            || (recent() && !(for_data && fill.is_some()))
-        {
+        let recent = lock(&core.validated)
+            .get(fid)
+            .filter(|(e, at, _)| *e == epoch && at.elapsed() < VALIDATION_TTL)
+            .map(|(_, _, agreed)| *agreed);
+        // A data read compares again (its blocks are kept only under a cached state),
+        // unless the replicas differed a moment ago (resolution is under way).
+        let compare_again = for_data && fill.is_some() && recent == Some(true);
+        if (fill.is_none() && core.group.all().len() < 2) || (recent.is_some() && !compare_again) {
             return Ok(None);
         }
         let avsg = lock(&core.outbox).shipping.avsg();
@@ -645,7 +645,7 @@ impl Venus {
             if validated.len() >= MAX_VALIDATIONS {
                 validated.clear();
             }
-            validated.insert(*fid, (epoch, Instant::now()));
+            validated.insert(*fid, (epoch, Instant::now(), agree));
         }
         if !agree {
             // Every member failed with the same refusal (e.g. the object is gone): that is
@@ -715,9 +715,29 @@ impl Venus {
         state
     }
 
+    /// Looks `name` up in `dir` before changing it (REMOVE, RMDIR, RENAME): from the cache
+    /// if it is there, else from the member reads go to only (the directory is about to
+    /// change, so nothing would stay cached).
+    pub async fn lookup_to_change(
+        &self,
+        dir: &Fid,
+        name: &Name,
+    ) -> Result<ObjectState, ClientError> {
+        self.lookup_with(dir, name, false).await
+    }
+
     /// Looks `name` up in `dir`: from the cache when `dir` is promised and the name (and
     /// its object) are cached, else from the server, caching what the name leads to.
     pub async fn lookup(&self, dir: &Fid, name: &Name) -> Result<ObjectState, ClientError> {
+        self.lookup_with(dir, name, true).await
+    }
+
+    async fn lookup_with(
+        &self,
+        dir: &Fid,
+        name: &Name,
+        to_cache: bool,
+    ) -> Result<ObjectState, ClientError> {
         self.prepare_read(dir, false).await?;
         let core = &self.core;
         if core.trust().is_some() {
@@ -737,7 +757,7 @@ impl Venus {
             dir: *dir,
             name: name.clone(),
         };
-        let Some((since, trust)) = core.fill_start() else {
+        let Some((since, trust)) = core.fill_start().filter(|_| to_cache) else {
             return match self.read_call(&request).await?.0 {
                 ReplyBody::State(state) => Ok(self.with_overlay(state)),
                 other => Err(unexpected(other)),
@@ -845,10 +865,13 @@ impl Venus {
             if let Some(mut arriving) = core.arriving(fid, offset) {
                 let _ =
                     tokio::time::timeout(self.deadline(), arriving.wait_for(|done| *done)).await;
-                let hit = cached_read(&mut lock(&core.cache), state, offset, count);
-                if let Some(hit) = hit {
-                    self.read_ahead(state, offset, count);
-                    return Ok(hit);
+                // Promises may have broken meanwhile: only the state cached now counts.
+                if let Some(state) = core.cached_state(fid) {
+                    let hit = cached_read(&mut lock(&core.cache), &state, offset, count);
+                    if let Some(hit) = hit {
+                        self.read_ahead(&state, offset, count);
+                        return Ok(hit);
+                    }
                 }
             }
         }
@@ -1035,14 +1058,14 @@ fn cached_read(
     let last = (end - 1) / CACHE_BLOCK;
     let eof = end == size;
     if first == last {
-        let block = cache.block(&state.fid, first)?;
+        let block = cache.block(&state.fid, &state.tag, first)?;
         let from = (offset - first * CACHE_BLOCK) as usize;
         let to = (end - first * CACHE_BLOCK) as usize;
         return (to <= block.len()).then(|| (state.attrs.clone(), block.slice(from..to), eof));
     }
     let mut out = BytesMut::with_capacity((end - offset) as usize);
     for index in first..=last {
-        let block = cache.block(&state.fid, index)?;
+        let block = cache.block(&state.fid, &state.tag, index)?;
         let base = index * CACHE_BLOCK;
         let from = offset.max(base) - base;
         let to = end.min(base + CACHE_BLOCK) - base;
@@ -1578,10 +1601,15 @@ async fn probe(core: &Arc<Core>, m: usize) {
             return;
         }
         if answered.is_ok() {
-            lock(&core.outbox).shipping.rejoined(m);
-            // It may have missed updates: objects are validated again before reads.
+            // It may have missed updates: what was cached without its promises goes as it
+            // rejoins (under the outbox lock, which trust checks take: a fill that began
+            // before fails its check), and objects are validated again before reads.
             core.epoch.fetch_add(1, Ordering::Relaxed);
-            lock(&core.cache).clear();
+            {
+                let mut outbox = lock(&core.outbox);
+                outbox.shipping.rejoined(m);
+                lock(&core.cache).clear();
+            }
             tracing::info!(server = link.server_name(), "server back in the AVSG");
             return;
         }

@@ -7,24 +7,32 @@
 //! state read and the promise. A change breaks every promise on the object: the break is
 //! queued for the session and the change's caller may wait ([`Callbacks::wait_acked`])
 //! until the session acknowledges it (the client then no longer answers from its cache).
-//! A session that does not acknowledge within [`BREAK_WAIT`] is voided: the client, whose
-//! lease ([`LEASE`], shorter) has lapsed by then, learns on its next poll that its session
-//! is gone ("fresh") and drops everything it cached.
+//!
+//! A client trusts its promises for [`LEASE`] after *sending* a poll that was answered. A
+//! session that owes an acknowledgement is voided only once [`VOID_AFTER`] (more than the
+//! lease) has passed since its last poll *arrived*: by then the client has stopped
+//! answering from its cache. It learns on its next poll that its session is gone
+//! ("fresh") and drops everything it cached. Objects are named by volume and vnode (vnodes
+//! are never reused), so a break matches a promise whatever uniquifier the caller had.
 
-use codetta_wire::{Fid, VolumeId};
+use codetta_wire::{Fid, FsError, VolumeId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 pub use codetta_wire::message::{
-    CALLBACK_BREAK_WAIT as BREAK_WAIT, CALLBACK_HEARTBEAT as HEARTBEAT, CALLBACK_LEASE as LEASE,
+    CALLBACK_HEARTBEAT as HEARTBEAT, CALLBACK_LEASE as LEASE, CALLBACK_VOID_AFTER as VOID_AFTER,
 };
 /// Most promises one session holds; past it every promise of the session is broken at
 /// once (a reset) and the client starts over.
 pub const MAX_PROMISES: usize = 250_000;
 /// Most breaks one poll answer lists; past it the answer is a reset.
 pub const MAX_BREAKS_PER_ANSWER: usize = 4096;
+/// Longest a change waits for a client that keeps polling without acknowledging (a
+/// misbehaving one); it is voided then.
+pub const MAX_BREAK_WAIT: Duration = Duration::from_secs(10);
 
 /// A QUIC connection, as the server numbers it.
 pub type ConnId = u64;
@@ -43,13 +51,15 @@ pub struct PollAnswer {
     pub reset: bool,
     pub seq: u64,
     pub fids: Vec<Fid>,
+    /// The session's number (its acknowledgements name it).
+    pub session: u64,
 }
 
 /// A break some session owes an acknowledgement for: the change waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
-    session: SessionKey,
-    token: u64,
+    key: SessionKey,
+    session: u64,
     seq: u64,
 }
 
@@ -60,8 +70,11 @@ enum Holding {
     Breaking(u64),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Session {
+    /// Unique among this server's sessions (a session made again under the same key
+    /// gets a new one, so old acknowledgements and tickets do not apply to it).
+    id: u64,
     token: u64,
     /// The objects it holds (promised or breaking).
     holds: HashSet<Fid>,
@@ -70,6 +83,10 @@ struct Session {
     /// The last break number given out.
     last: u64,
     acked: u64,
+    /// When its last poll arrived.
+    polled_at: Instant,
+    /// A reset is queued and not yet acknowledged.
+    resetting: bool,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +95,8 @@ struct Table {
     holders: HashMap<Fid, HashMap<SessionKey, Holding>>,
     /// Connections whose end is watched (their sessions go with them).
     watched: HashSet<ConnId>,
+    /// Sessions made so far.
+    made: u64,
 }
 
 /// The promise table of one server (in memory: a restart voids every promise, and clients
@@ -98,6 +117,11 @@ impl Default for Callbacks {
     }
 }
 
+/// `fid` as promises name it: volume and vnode.
+fn object(fid: Fid) -> Fid {
+    Fid { unique: 0, ..fid }
+}
+
 impl Table {
     fn unhold(&mut self, key: SessionKey, fid: Fid) {
         if let Some(h) = self.holders.get_mut(&fid) {
@@ -116,6 +140,26 @@ impl Table {
         }
     }
 
+    fn new_session(&mut self, key: SessionKey, token: u64, now: Instant) -> u64 {
+        self.remove_session(key);
+        self.made += 1;
+        let id = self.made;
+        self.sessions.insert(
+            key,
+            Session {
+                id,
+                token,
+                holds: HashSet::new(),
+                pending: VecDeque::new(),
+                last: 0,
+                acked: 0,
+                polled_at: now,
+                resetting: false,
+            },
+        );
+        id
+    }
+
     /// Queues a break of `fid` for `key` (or returns the one already queued).
     fn queue_break(&mut self, key: SessionKey, fid: Fid) -> Option<Ticket> {
         let holding = self.holders.get_mut(&fid)?.get_mut(&key)?;
@@ -130,17 +174,21 @@ impl Table {
             }
         };
         Some(Ticket {
-            session: key,
-            token: session.token,
+            key,
+            session: session.id,
             seq,
         })
     }
 
-    /// Breaks every promise of `key` with one reset.
+    /// Breaks every promise of `key` with one reset (none if one is already under way).
     fn reset(&mut self, key: SessionKey) {
         let Some(session) = self.sessions.get_mut(&key) else {
             return;
         };
+        if session.resetting {
+            return;
+        }
+        session.resetting = true;
         session.last += 1;
         let seq = session.last;
         session.pending.push_back((seq, None));
@@ -151,9 +199,9 @@ impl Table {
         }
     }
 
-    /// Takes the acknowledgement of breaks up to `ack` (clamped to what was given out).
-    fn acknowledge(&mut self, key: SessionKey, ack: u64) {
-        let Some(session) = self.sessions.get_mut(&key) else {
+    /// Takes the acknowledgement of breaks up to `ack` of session number `id`.
+    fn acknowledge(&mut self, key: SessionKey, id: u64, ack: u64) {
+        let Some(session) = self.sessions.get_mut(&key).filter(|s| s.id == id) else {
             return;
         };
         let ack = ack.min(session.last);
@@ -169,7 +217,10 @@ impl Table {
             session.pending.pop_front();
             match fid {
                 Some(fid) => done.push(fid),
-                None => done.extend(session.holds.iter().copied()),
+                None => {
+                    session.resetting = false;
+                    done.extend(session.holds.iter().copied());
+                }
             }
         }
         for fid in done {
@@ -187,9 +238,14 @@ impl Table {
         }
     }
 
-    fn answer(&self, key: SessionKey) -> Option<PollAnswer> {
-        let session = self.sessions.get(&key)?;
-        let mut answer = PollAnswer::default();
+    /// What a poll of session `id` answers now (`None`: the session is gone).
+    fn answer(&self, key: SessionKey, id: u64) -> Option<PollAnswer> {
+        let session = self.sessions.get(&key).filter(|s| s.id == id)?;
+        let mut answer = PollAnswer {
+            session: id,
+            seq: session.acked,
+            ..PollAnswer::default()
+        };
         if session.pending.len() > MAX_BREAKS_PER_ANSWER {
             // Too many to list: the client drops everything (an answer renews its lease,
             // so it must carry every break owed).
@@ -218,13 +274,13 @@ impl Callbacks {
     }
 
     /// Whether the end of connection `conn` must still be watched (true once per
-    /// connection; the caller then calls [`Callbacks::drop_connection`] when it ends).
+    /// connection; the caller then calls [`Callbacks::drop_connection`] once its client
+    /// surely noticed the end).
     pub fn watch_connection(&self, conn: ConnId) -> bool {
         self.lock().watched.insert(conn)
     }
 
-    /// Ends every session of connection `conn` (it closed: its client learns that it lost
-    /// its promises from the connection's end).
+    /// Ends every session of connection `conn`.
     pub fn drop_connection(&self, conn: ConnId) {
         let mut t = self.lock();
         t.watched.remove(&conn);
@@ -241,52 +297,68 @@ impl Callbacks {
         self.bump();
     }
 
-    /// The session's side of the channel: acknowledges breaks up to `ack`, then answers
-    /// with the breaks after it, waiting up to [`HEARTBEAT`] for one. A session this server
-    /// does not know under `token` starts afresh (`fresh`: no earlier promise holds).
-    pub async fn poll(&self, key: SessionKey, token: u64, ack: u64) -> PollAnswer {
+    /// The session's side of the channel: acknowledges breaks up to `ack` of session
+    /// number `acked_session`, then answers with the breaks owed, waiting up to
+    /// [`HEARTBEAT`] for one. A session this server does not know under `token` starts
+    /// afresh (`fresh`: no earlier promise holds); one still polled under another token
+    /// within [`VOID_AFTER`] (another channel on the same connection) is not taken over.
+    pub async fn poll(
+        &self,
+        key: SessionKey,
+        token: u64,
+        ack: u64,
+        acked_session: u64,
+    ) -> Result<PollAnswer, FsError> {
         let mut rx = self.changed.subscribe();
-        {
+        let now = Instant::now();
+        let id = {
             let mut t = self.lock();
-            let known = t.sessions.get(&key).is_some_and(|s| s.token == token);
-            if !known {
-                t.remove_session(key);
-                t.sessions.insert(
-                    key,
-                    Session {
-                        token,
-                        ..Session::default()
-                    },
-                );
-                return PollAnswer {
-                    fresh: true,
-                    ..PollAnswer::default()
-                };
-            }
-            t.acknowledge(key, ack);
-        }
-        self.bump();
-        let deadline = tokio::time::Instant::now() + HEARTBEAT;
-        loop {
-            {
-                let t = self.lock();
-                match t.answer(key) {
-                    None => {
-                        return PollAnswer {
-                            fresh: true,
-                            ..PollAnswer::default()
-                        };
+            match t.sessions.get_mut(&key) {
+                Some(s) if s.token == token => {
+                    s.polled_at = now;
+                    let id = s.id;
+                    let before = s.acked;
+                    t.acknowledge(key, acked_session, ack);
+                    let advanced = t.sessions.get(&key).is_some_and(|s| s.acked > before);
+                    drop(t);
+                    if advanced {
+                        self.bump();
                     }
-                    Some(a) if !a.fids.is_empty() || a.reset => return a,
-                    Some(a) => {
-                        if tokio::time::Instant::now() >= deadline {
-                            let last = t.sessions.get(&key).map_or(a.seq, |s| s.last);
-                            return PollAnswer { seq: last, ..a };
-                        }
-                    }
+                    id
+                }
+                Some(s) if now < s.polled_at + VOID_AFTER => {
+                    return Err(FsError::Refused(
+                        "another callback channel holds this session".into(),
+                    ));
+                }
+                _ => {
+                    let id = t.new_session(key, token, now);
+                    return Ok(PollAnswer {
+                        fresh: true,
+                        session: id,
+                        ..PollAnswer::default()
+                    });
                 }
             }
+        };
+        let deadline = now + HEARTBEAT;
+        loop {
             rx.borrow_and_update();
+            let answer = self.lock().answer(key, id);
+            match answer {
+                None => {
+                    // Voided meanwhile: the client starts again (its next poll makes a
+                    // new session).
+                    return Ok(PollAnswer {
+                        fresh: true,
+                        ..PollAnswer::default()
+                    });
+                }
+                Some(a) if !a.fids.is_empty() || a.reset || Instant::now() >= deadline => {
+                    return Ok(a);
+                }
+                Some(_) => {}
+            }
             let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
         }
     }
@@ -295,12 +367,13 @@ impl Callbacks {
     /// connection without a session leaves none; returns whether one was left). Call it
     /// before reading `fid`.
     pub fn promise(&self, key: SessionKey, fid: Fid) -> bool {
+        let fid = object(fid);
         let mut t = self.lock();
         let Some(session) = t.sessions.get_mut(&key) else {
             return false;
         };
         session.holds.insert(fid);
-        let over = session.holds.len() > MAX_PROMISES;
+        let over = session.holds.len() > MAX_PROMISES && !session.resetting;
         t.holders
             .entry(fid)
             .or_default()
@@ -319,7 +392,8 @@ impl Callbacks {
         let mut tickets = Vec::new();
         let mut t = self.lock();
         for fid in fids {
-            let Some(holders) = t.holders.get(fid) else {
+            let fid = object(*fid);
+            let Some(holders) = t.holders.get(&fid) else {
                 continue;
             };
             let keys: Vec<SessionKey> = holders
@@ -328,7 +402,7 @@ impl Callbacks {
                 .copied()
                 .collect();
             for key in keys {
-                if let Some(ticket) = t.queue_break(key, *fid) {
+                if let Some(ticket) = t.queue_break(key, fid) {
                     tickets.push(ticket);
                 }
             }
@@ -340,47 +414,52 @@ impl Callbacks {
         tickets
     }
 
-    fn outstanding(&self, tickets: &[Ticket]) -> Vec<Ticket> {
-        let t = self.lock();
-        tickets
-            .iter()
-            .filter(|k| {
-                t.sessions
-                    .get(&k.session)
-                    .is_some_and(|s| s.token == k.token && s.acked < k.seq)
-            })
-            .copied()
-            .collect()
-    }
-
-    /// Waits until every session in `tickets` acknowledged its break (or ended), at most
-    /// `within`; sessions still behind then are voided. Returns how many were voided.
-    pub async fn wait_acked(&self, tickets: Vec<Ticket>, within: Duration) -> usize {
+    /// Waits until every session in `tickets` acknowledged its break or ended. A session
+    /// that owes one is voided once [`VOID_AFTER`] has passed since its last poll arrived
+    /// (its client stopped trusting its promises before that), or after
+    /// [`MAX_BREAK_WAIT`] whatever it does. Returns how many were voided.
+    pub async fn wait_acked(&self, tickets: Vec<Ticket>) -> usize {
         if tickets.is_empty() {
             return 0;
         }
         let mut rx = self.changed.subscribe();
-        let deadline = tokio::time::Instant::now() + within;
+        let cap = Instant::now() + MAX_BREAK_WAIT;
+        let mut voided = 0;
         loop {
             rx.borrow_and_update();
-            let left = self.outstanding(&tickets);
-            if left.is_empty() {
-                return 0;
-            }
-            if tokio::time::Instant::now() >= deadline {
+            let now = Instant::now();
+            let mut wake = cap;
+            let mut owed = false;
+            {
                 let mut t = self.lock();
-                for k in &left {
-                    tracing::info!(
-                        conn = k.session.conn,
-                        "voiding a callback session that did not acknowledge a break"
-                    );
-                    t.remove_session(k.session);
+                for k in &tickets {
+                    let Some(s) = t.sessions.get(&k.key).filter(|s| s.id == k.session) else {
+                        continue;
+                    };
+                    if s.acked >= k.seq {
+                        continue;
+                    }
+                    let silent_until = s.polled_at + VOID_AFTER;
+                    if now >= silent_until || now >= cap {
+                        tracing::info!(
+                            conn = k.key.conn,
+                            "voiding a callback session that did not acknowledge a break"
+                        );
+                        t.remove_session(k.key);
+                        voided += 1;
+                    } else {
+                        owed = true;
+                        wake = wake.min(silent_until);
+                    }
                 }
-                drop(t);
-                self.bump();
-                return left.len();
             }
-            let _ = tokio::time::timeout_at(deadline, rx.changed()).await;
+            if !owed {
+                if voided > 0 {
+                    self.bump();
+                }
+                return voided;
+            }
+            let _ = tokio::time::timeout_at(wake, rx.changed()).await;
         }
     }
 
@@ -395,6 +474,7 @@ impl Callbacks {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn fid(n: u64) -> Fid {
         Fid {
@@ -411,66 +491,107 @@ mod tests {
         }
     }
 
+    /// Opens a session; returns its number.
+    async fn open(cb: &Callbacks, conn: ConnId, token: u64) -> u64 {
+        let a = cb.poll(key(conn), token, 0, 0).await.unwrap();
+        assert!(a.fresh);
+        a.session
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_break_reaches_the_holder_and_the_change_waits_for_its_ack() {
-        let cb = std::sync::Arc::new(Callbacks::default());
-        assert!(cb.poll(key(1), 7, 0).await.fresh);
+        let cb = Arc::new(Callbacks::default());
+        let id = open(&cb, 1, 7).await;
         cb.promise(key(1), fid(5));
-        cb.promise(key(2), fid(5)); // no session: no promise
+        assert!(!cb.promise(key(2), fid(5)), "no session: no promise");
         assert_eq!(cb.counts(), (1, 1));
         // An empty heartbeat.
-        let a = cb.poll(key(1), 7, 0).await;
+        let a = cb.poll(key(1), 7, 0, id).await.unwrap();
         assert_eq!((a.fresh, a.fids.len()), (false, 0));
-        let tickets = cb.break_fids(&[fid(5), fid(6)], None);
+        // A break names the object whatever uniquifier the writer had.
+        let other_unique = Fid {
+            unique: 9,
+            ..fid(5)
+        };
+        let tickets = cb.break_fids(&[other_unique, fid(6)], None);
         assert_eq!(tickets.len(), 1);
         let waiter = {
             let cb = cb.clone();
-            tokio::spawn(async move { cb.wait_acked(tickets, BREAK_WAIT).await })
+            tokio::spawn(async move { cb.wait_acked(tickets).await })
         };
-        let a = cb.poll(key(1), 7, 0).await;
-        assert_eq!((a.seq, a.fids.clone()), (1, vec![fid(5)]));
+        let a = cb.poll(key(1), 7, 0, id).await.unwrap();
+        assert_eq!((a.seq, a.fids.clone()), (1, vec![object(fid(5))]));
         // Acknowledged by the next poll.
         let polled = {
             let cb = cb.clone();
-            tokio::spawn(async move { cb.poll(key(1), 7, 1).await })
+            tokio::spawn(async move { cb.poll(key(1), 7, 1, id).await })
         };
         assert_eq!(waiter.await.unwrap(), 0, "acknowledged, not voided");
         assert_eq!(cb.counts(), (1, 0));
-        assert!(polled.await.unwrap().fids.is_empty());
+        assert!(polled.await.unwrap().unwrap().fids.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_writers_own_connection_is_not_broken() {
         let cb = Callbacks::default();
-        cb.poll(key(1), 7, 0).await;
+        open(&cb, 1, 7).await;
         cb.promise(key(1), fid(5));
         assert!(cb.break_fids(&[fid(5)], Some(1)).is_empty());
         assert_eq!(cb.counts(), (1, 1));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_silent_session_is_voided_and_starts_fresh() {
-        let cb = Callbacks::default();
-        cb.poll(key(1), 7, 0).await;
+    async fn a_silent_session_is_voided_only_after_its_lease_surely_lapsed() {
+        let cb = Arc::new(Callbacks::default());
+        let id = open(&cb, 1, 7).await;
         cb.promise(key(1), fid(5));
+        cb.promise(key(1), fid(6));
+        let start = Instant::now();
         let tickets = cb.break_fids(&[fid(5)], None);
-        assert_eq!(cb.wait_acked(tickets, BREAK_WAIT).await, 1);
+        // The client keeps polling (slowly) without having seen the break: each poll
+        // moves the void further out.
+        let waiter = {
+            let cb = cb.clone();
+            tokio::spawn(async move { cb.wait_acked(tickets).await })
+        };
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        cb.poll(key(1), 7, 0, 999).await.unwrap(); // a stale session number acks nothing
+        assert!(!waiter.is_finished());
+        assert_eq!(waiter.await.unwrap(), 1);
+        assert!(Instant::now() - start >= Duration::from_millis(900) + VOID_AFTER);
         assert_eq!(cb.counts(), (0, 0));
-        assert!(cb.poll(key(1), 7, 1).await.fresh);
-        // A repeated change while a break is unacknowledged waits for the same break.
+        // The client learns it and starts a new session; old acknowledgements and tickets
+        // do not apply to it.
+        let again = cb.poll(key(1), 7, 1, id).await.unwrap();
+        assert!(again.fresh && again.session != id);
         cb.promise(key(1), fid(5));
         let t1 = cb.break_fids(&[fid(5)], None);
         let t2 = cb.break_fids(&[fid(5)], None);
-        assert_eq!(t1, t2);
+        assert_eq!(t1, t2, "a repeated change waits for the same break");
+        let late = cb.poll(key(1), 7, 5, id).await.unwrap();
+        assert_eq!(
+            late.fids,
+            vec![object(fid(5))],
+            "a late ack of the old session"
+        );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_new_token_or_a_closed_connection_ends_the_promises() {
+    async fn another_channel_does_not_take_over_a_live_session() {
         let cb = Callbacks::default();
-        cb.poll(key(1), 7, 0).await;
-        cb.promise(key(1), fid(5));
-        assert!(cb.poll(key(1), 8, 0).await.fresh, "the client restarted");
-        assert_eq!(cb.counts(), (1, 0));
+        open(&cb, 1, 7).await;
+        assert!(cb.poll(key(1), 8, 0, 0).await.is_err());
+        tokio::time::sleep(VOID_AFTER).await;
+        assert!(
+            cb.poll(key(1), 8, 0, 0).await.unwrap().fresh,
+            "once it went quiet"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_connection_ends_the_promises() {
+        let cb = Callbacks::default();
+        open(&cb, 1, 7).await;
         cb.promise(key(1), fid(5));
         cb.drop_connection(1);
         assert_eq!(cb.counts(), (0, 0));
@@ -478,15 +599,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn too_many_promises_reset_the_session() {
+    async fn too_many_promises_reset_the_session_once() {
         let cb = Callbacks::default();
-        cb.poll(key(1), 7, 0).await;
-        for n in 0..=MAX_PROMISES as u64 {
+        let id = open(&cb, 1, 7).await;
+        for n in 0..=MAX_PROMISES as u64 + 10 {
             cb.promise(key(1), fid(n));
         }
-        let a = cb.poll(key(1), 7, 0).await;
+        let a = cb.poll(key(1), 7, 0, id).await.unwrap();
         assert!(a.reset);
-        cb.poll(key(1), 7, a.seq).await;
-        assert_eq!(cb.counts(), (1, 0));
+        assert_eq!(a.seq, 1, "one reset, not one per promise past the limit");
+        cb.poll(key(1), 7, a.seq, id).await.unwrap();
+        // What was promised after the reset was queued still holds.
+        assert_eq!(cb.counts(), (1, 10));
     }
 }

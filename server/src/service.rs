@@ -1,7 +1,7 @@
 //! The server's request handler: checks the caller's role, decodes the request, runs it
 //! against the store on the blocking pool, and encodes the reply.
 
-use crate::callbacks::{BREAK_WAIT, ConnId, SessionKey};
+use crate::callbacks::{ConnId, SessionKey, VOID_AFTER};
 use crate::catalogue::{Catalogue, QuicTransport};
 use crate::peers::Peers;
 use crate::resolver::Resolver;
@@ -473,7 +473,14 @@ fn promised_by(request: &Request) -> Option<Fid> {
 
 impl ServerService {
     /// A client session's callback channel on this connection.
-    async fn promises(&self, peer: &Peer, volume: VolumeId, session: u64, ack: u64) -> Reply {
+    async fn promises(
+        &self,
+        peer: &Peer,
+        volume: VolumeId,
+        session: u64,
+        ack: u64,
+        acked_session: u64,
+    ) -> Reply {
         self.store.volume_info(volume)?;
         let callbacks = self.store.callbacks().clone();
         let conn = peer.connection_id;
@@ -484,18 +491,19 @@ impl ServerService {
                 connection.closed().await;
                 // The client may not have seen the end yet: its promises stay (and changes
                 // wait for them as for a silent session) until its lease has surely lapsed.
-                tokio::time::sleep(BREAK_WAIT).await;
+                tokio::time::sleep(VOID_AFTER).await;
                 callbacks.drop_connection(conn);
             });
         }
         let answer = callbacks
-            .poll(SessionKey { conn, volume }, session, ack)
-            .await;
+            .poll(SessionKey { conn, volume }, session, ack, acked_session)
+            .await?;
         Ok(ReplyBody::Breaks {
             fresh: answer.fresh,
             reset: answer.reset,
             seq: answer.seq,
             fids: answer.fids,
+            session: answer.session,
         })
     }
 
@@ -512,9 +520,9 @@ impl ServerService {
     ) -> Reply {
         // Promises given before a restart are not known here, but a client may still
         // trust them until its lease lapses: no change is answered before then.
-        if let Some(grace) = BREAK_WAIT.checked_sub(self.store.uptime()) {
-            tokio::time::sleep(grace).await;
-        }
+        let grace = VOID_AFTER
+            .checked_sub(self.store.uptime())
+            .map(|left| tokio::time::Instant::now() + left);
         let store = self.store.clone();
         let shipped =
             tokio::task::spawn_blocking(move || store.ship(&records, &data, log_start, &cop2))
@@ -522,7 +530,10 @@ impl ServerService {
                 .map_err(|e| FsError::Storage(format!("handler failed: {e}")))??;
         let callbacks = self.store.callbacks();
         let tickets = callbacks.break_fids(&shipped.changed, Some(conn));
-        callbacks.wait_acked(tickets, BREAK_WAIT).await;
+        callbacks.wait_acked(tickets).await;
+        if let Some(until) = grace {
+            tokio::time::sleep_until(until).await;
+        }
         Ok(ReplyBody::Shipped {
             outcomes: shipped.outcomes,
             priors: shipped.priors,
@@ -605,11 +616,12 @@ impl Service for ServerService {
                 volume,
                 session,
                 ack,
+                acked_session,
             } => {
-                return reply_frame(
-                    &self.promises(&peer, volume, session, ack).await,
-                    Bytes::new(),
-                );
+                let reply = self
+                    .promises(&peer, volume, session, ack, acked_session)
+                    .await;
+                return reply_frame(&reply, Bytes::new());
             }
             Request::Ship {
                 records,

@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 /// How long a server holds a `Promises` call open when it has no break to deliver.
 pub const CALLBACK_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(300);
 /// How long after *sending* a `Promises` call that was answered a client may trust its
-/// promises on that server. A server waits longer than this
-/// ([`CALLBACK_BREAK_WAIT`]) for a break to be acknowledged before it voids the session, so
-/// a client whose channel went quiet has stopped answering from its cache by then.
+/// promises on that server.
 pub const CALLBACK_LEASE: std::time::Duration = std::time::Duration::from_millis(1000);
-/// How long a change waits for the breaks it caused to be acknowledged (within a client's
-/// 2 s call deadline, so the writer does not give up on the server meanwhile).
-pub const CALLBACK_BREAK_WAIT: std::time::Duration = std::time::Duration::from_millis(1400);
+/// How long after a client's last `Promises` call *arrived* a server may void its session
+/// (when it owes an acknowledgement): more than [`CALLBACK_LEASE`], so a client whose
+/// channel went quiet has stopped answering from its cache by then. A restarted server
+/// answers no change for this long, and a closed connection's promises stay this long.
+pub const CALLBACK_VOID_AFTER: std::time::Duration = std::time::Duration::from_millis(1200);
 
 /// A call from a client daemon (or an admin tool) to a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,10 +210,13 @@ pub enum Request {
     /// The callback channel of a client's `session` for `volume` on this connection (rule
     /// 15): acknowledges the breaks up to `ack` and waits (at most a heartbeat) for new
     /// ones. While a session lives, this connection's reads in `volume` leave promises.
+    /// `acked_session` is the session number the acknowledgement is for (from the last
+    /// answer), so a late call cannot acknowledge a newer session's breaks.
     Promises {
         volume: VolumeId,
         session: u64,
         ack: u64,
+        acked_session: u64,
     },
 }
 
@@ -515,6 +518,8 @@ pub enum ReplyBody {
         reset: bool,
         seq: u64,
         fids: Vec<Fid>,
+        /// The server's number for the session.
+        session: u64,
     },
 }
 

@@ -153,7 +153,7 @@ impl CodettaFs {
         let child = self
             .venus(dir)
             .await?
-            .lookup(dir, name)
+            .lookup_to_change(dir, name)
             .await
             .map_err(err)?;
         check_unlink(caller, &dir_attrs, &child.attrs)?;
@@ -580,7 +580,7 @@ impl NfsFileSystem for CodettaFs {
         let to_dir = self.writable_dir(&caller, &to_dir_fid).await?;
         // An existing target is replaced, so it must be removable too; only "absent" is
         // fine to ignore here.
-        let replaces = match venus.lookup(&to_dir_fid, &to_name).await {
+        let replaces = match venus.lookup_to_change(&to_dir_fid, &to_name).await {
             Ok(target) => {
                 check_unlink(&caller, &to_dir, &target.attrs)?;
                 Some(target.fid)

@@ -139,6 +139,9 @@ pub(crate) struct WriteTables<'txn> {
     /// already noted in this transaction (one entry each is enough: they share its time).
     next_change: BTreeMap<u32, u64>,
     pub(crate) noted: std::collections::BTreeSet<Fid>,
+    /// Objects changed in this transaction without an entry of their own in the change
+    /// sequence (directories whose entries resolution edits): promises on them break too.
+    pub(crate) touched: std::collections::BTreeSet<Fid>,
     changes_kept: u64,
 }
 
@@ -171,6 +174,7 @@ impl<'txn> WriteTables<'txn> {
             counters,
             next_change: BTreeMap::new(),
             noted: std::collections::BTreeSet::new(),
+            touched: std::collections::BTreeSet::new(),
             changes_kept: changes_kept.max(1),
         })
     }
@@ -846,7 +850,7 @@ impl Store {
                 return Err(FsError::NoSpace.into());
             }
             batch.save()?;
-            shipped.changed = batch.t.noted.iter().copied().collect();
+            shipped.changed = batch.t.noted.union(&batch.t.touched).copied().collect();
             Ok(shipped)
         })();
         match result {

@@ -560,7 +560,7 @@ impl Store {
             let mut t = WriteTables::open(&txn, self.changes_kept())?;
             let out = f(&mut t)?;
             t.save_counters()?;
-            Ok((out, t.noted.iter().copied().collect()))
+            Ok((out, t.noted.union(&t.touched).copied().collect()))
         })();
         match result {
             Ok((out, changed)) => {
@@ -901,6 +901,7 @@ impl WriteTables<'_> {
     /// Adds `name -> child` to directory `dir` (size, subdirectory count and digest follow;
     /// the directory's version does not change: resolution edits, it does not update).
     fn link_entry(&mut self, dir: Fid, name: &Name, child: Fid, ftype: FileType) -> R<()> {
+        self.touched.insert(dir);
         let key = (dir.volume.0, dir.vnode);
         let mut d: Vnode = match self.vnodes.get(key)? {
             Some(g) => codec::decode("vnodes", g.value())?,
@@ -921,6 +922,7 @@ impl WriteTables<'_> {
 
     /// Removes `name -> child` from directory vnode `dir.vnode` if that is what it holds.
     fn unlink_entry(&mut self, dir: Fid, name: &Name, child: Fid) -> R<()> {
+        self.touched.insert(dir);
         let dkey = (dir.volume.0, dir.vnode, name.cookie(), name.as_bytes());
         let entry: Option<Dirent> = match self.dirents.get(dkey)? {
             Some(g) => Some(codec::decode("dirents", g.value())?),
