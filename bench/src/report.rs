@@ -319,7 +319,8 @@ impl Report {
         let (systems, workloads) = self.axes();
         let (label_w, bar_w, bar_h, gap) = (170.0, 520.0, 16.0, 34.0);
         let panel_h = bar_h * systems.len() as f64 + gap;
-        let width = label_w + bar_w + 150.0;
+        // Room for the longest label: "745994 (568121-849506)" beside a full-length bar.
+        let width = label_w + bar_w + 190.0;
         let legend_h = 24.0;
         let height = legend_h + panel_h * workloads.len() as f64 + 10.0;
         let mut svg = format!(
