@@ -921,6 +921,7 @@ impl Venus {
             (other, _) => return Err(unexpected(other)),
         };
         if let Some((since, trust)) = fill
+            && start.is_multiple_of(CACHE_BLOCK)
             && core.trusted_still(&trust)
         {
             let mut cache = lock(&core.cache);
@@ -959,12 +960,14 @@ impl Venus {
                 return;
             }
             let to = end.saturating_add(READ_AHEAD).min(state.attrs.size);
-            let from = s.ahead.max(end - end % CACHE_BLOCK);
+            // Whole blocks only: a fetch is cut into blocks from where it starts.
+            let from = s.ahead.max(end);
+            let from = from - from % CACHE_BLOCK;
             if from >= to || from.saturating_sub(end) > READ_AHEAD / 2 {
                 // Far enough ahead already; fetch again once half the window is read.
                 return;
             }
-            s.ahead = to;
+            s.ahead = to.div_ceil(CACHE_BLOCK).saturating_mul(CACHE_BLOCK);
             (from, to)
         };
         let Some(venus) = core.venus.get().and_then(std::sync::Weak::upgrade) else {

@@ -247,3 +247,74 @@ async fn a_reader_cut_off_stops_trusting_its_cache_before_the_writer_is_answered
     b.stop().await;
     cluster.shutdown().await;
 }
+
+/// Reads as the kernel's read-ahead issues them: many in flight, in pieces that are not
+/// block-aligned, out of order, while the client fetches ahead. Every byte must match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_unaligned_reads_return_the_written_bytes() {
+    let cluster = Cluster::start_replicated(3).await;
+    let mut nfs = cluster.nfs().await;
+    let root = nfs.root.clone();
+    let f = nfs.create(&root, "big").await.expect("create");
+    let size = 24u64 << 20;
+    let byte = |at: u64| (at.wrapping_mul(2_654_435_761) >> 13) as u8;
+    for chunk in 0..size >> 20 {
+        let data: Vec<u8> = (0..1u64 << 20).map(|i| byte((chunk << 20) + i)).collect();
+        nfs.write(&f, chunk << 20, &data, stable_how::UNSTABLE)
+            .await
+            .expect("write");
+    }
+    nfs.commit(&f).await.expect("commit");
+    // One reader going through the file in order in pieces that end off block boundaries
+    // (the client fetches ahead of it), twice (the second time from the cache).
+    for piece in [200_000u64, 200_000, 1 << 20] {
+        let mut at = 0;
+        while at < size {
+            let (data, _) = nfs.read(&f, at, piece as u32).await.expect("read");
+            assert_eq!(
+                data.len() as u64,
+                piece.min(size - at),
+                "short read at {at}"
+            );
+            for (i, b) in data.iter().enumerate() {
+                assert_eq!(*b, byte(at + i as u64), "in order, at {}", at + i as u64);
+            }
+            at += data.len() as u64;
+        }
+    }
+    for pass in 0..3u64 {
+        let mut tasks = Vec::new();
+        for lane in 0..6u64 {
+            let port = cluster.nfs_port();
+            let f = f.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut nfs = Nfs::connect(port).await.expect("mount");
+                let piece = [131_072u64, 1 << 20, 4096, 200_000][(lane % 4) as usize];
+                let mut at = (lane * 777_777 + pass * 12_345) % size;
+                let mut read = 0u64;
+                while read < size / 2 {
+                    let (data, _) = nfs.read(&f, at, piece as u32).await.expect("read");
+                    for (i, b) in data.iter().enumerate() {
+                        assert_eq!(
+                            *b,
+                            byte(at + i as u64),
+                            "pass {pass} lane {lane} at {}",
+                            at + i as u64
+                        );
+                    }
+                    assert_eq!(
+                        data.len() as u64,
+                        piece.min(size - at),
+                        "short read at {at}"
+                    );
+                    read += data.len() as u64;
+                    at = (at + piece) % size;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("reader");
+        }
+    }
+    cluster.shutdown().await;
+}
