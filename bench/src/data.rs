@@ -56,6 +56,24 @@ impl Pattern {
         }
     }
 
+    /// Whether `buf`, read at `offset`, carries the stamps [`Pattern::fill`] gave file
+    /// `file` (the file number and offset starting each 4 KiB block): a read that returns
+    /// another file's bytes, or bytes from another offset, fails it.
+    pub fn stamped(&self, buf: &[u8], file: u64, offset: u64) -> bool {
+        let mut block = 0;
+        while block < buf.len() {
+            let mut stamp = [0u8; 16];
+            stamp[..8].copy_from_slice(&file.to_le_bytes());
+            stamp[8..].copy_from_slice(&(offset + block as u64).to_le_bytes());
+            let end = (block + 16).min(buf.len());
+            if buf[block..end] != stamp[..end - block] {
+                return false;
+            }
+            block += BLOCK;
+        }
+        true
+    }
+
     /// A new buffer of `len` bytes of file `file` at `offset`.
     pub fn bytes(&self, file: u64, offset: u64, len: usize) -> Vec<u8> {
         let mut buf = vec![0u8; len];
@@ -68,6 +86,16 @@ impl Pattern {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn stamps_name_the_file_and_the_offset() {
+        let p = Pattern::default();
+        let buf = p.bytes(7, 1 << 20, 1 << 20);
+        assert!(p.stamped(&buf, 7, 1 << 20));
+        assert!(!p.stamped(&buf, 8, 1 << 20), "another file");
+        assert!(!p.stamped(&buf, 7, (1 << 20) + 4096), "another offset");
+        assert!(p.stamped(&buf[..100], 7, 1 << 20), "a short read");
+    }
 
     #[test]
     fn no_two_blocks_alike_across_files_and_offsets() {

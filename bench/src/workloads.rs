@@ -339,6 +339,16 @@ impl Lane {
                         fs.read(&file, offset, &mut buf, size).await?
                     };
                     self.record(&mut out, t, moved as u64);
+                    // What the sequential reads return must be what the sequential write
+                    // wrote there (checked by the stamps: cheap enough not to weigh).
+                    if matches!(self.kind, Kind::SeqRead | Kind::SeqReread) {
+                        let written = data_id(&self.base, Kind::SeqWrite, s, i);
+                        anyhow::ensure!(
+                            moved > 0 && pattern.stamped(&buf[..moved], written, offset),
+                            "{}: stream {s} read wrong data at offset {offset} ({moved} bytes)",
+                            self.kind.name()
+                        );
+                    }
                 }
                 if self.writes_data() {
                     self.stream_written();
