@@ -209,14 +209,16 @@ pub async fn status(admin_path: Option<PathBuf>, json: bool) -> anyhow::Result<(
                 .map(|(n, _)| n.as_str())
                 .collect();
             println!(
-                "client: volume {}, AVSG {} of {} ({}), log backlog {} records / {:.1} MiB, {} divergent answers",
+                "client: volume {}, AVSG {} of {} ({}), log backlog {} records / {:.1} MiB, {} divergent answers, cache {} hits / {} misses",
                 c.volume,
                 avsg.len(),
                 c.servers.len(),
                 avsg.join(", "),
                 c.backlog_records,
                 c.backlog_bytes as f64 / 1048576.0,
-                c.divergent
+                c.divergent,
+                c.cache_hits,
+                c.cache_misses
             );
         }
         None => println!("client: no status file (is the client daemon running?)"),

@@ -71,33 +71,19 @@ pub struct Cache {
     pub stats: CacheStats,
 }
 
-/// How the cache names an object: volume and vnode (vnodes are never reused; breaks come
-/// named so).
-fn key(fid: &Fid) -> Fid {
-    Fid { unique: 0, ..*fid }
-}
-
-/// Every object an op may change (wider than what the tracker predicts attributes for:
-/// a removed or replaced object changes too).
+/// Every object an op may change: what the tracker predicts attributes for, and the
+/// objects a remove or rename takes away or moves.
 pub fn touched(op: &Op) -> Vec<Fid> {
+    let mut fids = crate::tracker::affected(op);
     match op {
-        Op::Create { dir, fid, .. } | Op::Mkdir { dir, fid, .. } | Op::Symlink { dir, fid, .. } => {
-            vec![*dir, *fid]
+        Op::Remove { fid, .. } | Op::Rmdir { fid, .. } => fids.push(*fid),
+        Op::Rename { fid, replaces, .. } => {
+            fids.push(*fid);
+            fids.extend(replaces);
         }
-        Op::Remove { dir, fid, .. } | Op::Rmdir { dir, fid, .. } => vec![*dir, *fid],
-        Op::Rename {
-            from_dir,
-            to_dir,
-            fid,
-            replaces,
-            ..
-        } => {
-            let mut v = vec![*from_dir, *to_dir, *fid];
-            v.extend(replaces);
-            v
-        }
-        Op::SetAttr { fid, .. } | Op::Write { fid, .. } => vec![*fid],
+        _ => {}
     }
+    fids
 }
 
 impl Cache {
@@ -132,7 +118,7 @@ impl Cache {
         !self
             .recent
             .iter()
-            .any(|(n, f)| *n > since && f.is_none_or(|f| f == key(fid)))
+            .any(|(n, f)| *n > since && f.is_none_or(|f| f == fid.object()))
     }
 
     fn note(&mut self, fid: Option<Fid>) {
@@ -145,7 +131,7 @@ impl Cache {
     }
 
     fn drop_entry(&mut self, fid: &Fid) {
-        if let Some(e) = self.entries.remove(&key(fid)) {
+        if let Some(e) = self.entries.remove(&fid.object()) {
             self.names -= e.names.len();
             for (_, (bytes, tick)) in e.blocks {
                 self.data_bytes -= bytes.len();
@@ -157,7 +143,7 @@ impl Cache {
     /// Forgets `fid` (a promise on it broke, or this client changed it).
     pub fn invalidate(&mut self, fid: &Fid) {
         self.drop_entry(fid);
-        self.note(Some(key(fid)));
+        self.note(Some(fid.object()));
     }
 
     /// Forgets everything (promises were lost).
@@ -199,12 +185,12 @@ impl Cache {
         if !self.unbroken(since, &state.fid) {
             return false;
         }
-        let entry = self.entries.entry(key(&state.fid)).or_default();
+        let entry = self.entries.entry(state.fid.object()).or_default();
         if entry.state.as_ref().is_some_and(|s| s.tag != state.tag) {
             // A different state than the one its names and data belong to.
             let fid = state.fid;
             self.drop_entry(&fid);
-            self.entries.entry(key(&fid)).or_default().state = Some(state);
+            self.entries.entry(fid.object()).or_default().state = Some(state);
         } else {
             entry.state = Some(state);
         }
@@ -214,7 +200,10 @@ impl Cache {
 
     /// The state of `fid`, if cached.
     pub fn state(&mut self, fid: &Fid) -> Option<ObjectState> {
-        let found = self.entries.get(&key(fid)).and_then(|e| e.state.clone());
+        let found = self
+            .entries
+            .get(&fid.object())
+            .and_then(|e| e.state.clone());
         self.count(found.is_some());
         found
     }
@@ -233,7 +222,7 @@ impl Cache {
         if !self.unbroken(since, dir) {
             return;
         }
-        let entry = self.entries.entry(key(dir)).or_default();
+        let entry = self.entries.entry(dir.object()).or_default();
         if entry.names.insert(name.clone(), child).is_none() {
             self.names += 1;
         }
@@ -244,7 +233,7 @@ impl Cache {
     pub fn name(&mut self, dir: &Fid, name: &Name) -> Option<Option<Fid>> {
         let found = self
             .entries
-            .get(&key(dir))
+            .get(&dir.object())
             .and_then(|e| e.names.get(name))
             .copied();
         self.count(found.is_some());
@@ -260,7 +249,7 @@ impl Cache {
         let tick = self.next_tick();
         let Some(entry) = self
             .entries
-            .get_mut(&key(fid))
+            .get_mut(&fid.object())
             .filter(|e| e.state.as_ref().is_some_and(|s| &s.tag == tag))
         else {
             return;
@@ -271,7 +260,7 @@ impl Cache {
             self.lru.remove(&old_tick);
         }
         self.data_bytes += len;
-        self.lru.insert(tick, (key(fid), index));
+        self.lru.insert(tick, (fid.object(), index));
         self.make_room();
     }
 
@@ -280,7 +269,7 @@ impl Cache {
         let tick = self.next_tick();
         let found = self
             .entries
-            .get_mut(&key(fid))
+            .get_mut(&fid.object())
             .filter(|e| e.state.as_ref().is_some_and(|s| &s.tag == tag))
             .and_then(|e| e.blocks.get_mut(&index))
             .map(|(bytes, used)| (bytes.clone(), std::mem::replace(used, tick)));
@@ -288,14 +277,14 @@ impl Cache {
         let (bytes, old) = found?;
         self.stats.data_hits += 1;
         self.lru.remove(&old);
-        self.lru.insert(tick, (key(fid), index));
+        self.lru.insert(tick, (fid.object(), index));
         Some(bytes)
     }
 
     /// Whether blocks `first..=last` of `fid` are all cached (use is not counted).
     pub fn has_blocks(&self, fid: &Fid, first: u64, last: u64) -> bool {
         self.entries
-            .get(&key(fid))
+            .get(&fid.object())
             .is_some_and(|e| (first..=last).all(|i| e.blocks.contains_key(&i)))
     }
 

@@ -43,24 +43,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Channels {
-    /// Whether the promises of every member in `avsg` hold now; `Some` carries the
-    /// connections they hold on. An empty AVSG is never trusted.
-    pub fn trusted(&self, avsg: &[(usize, &ServerLink)]) -> Option<Trust> {
-        if avsg.is_empty() {
-            return None;
-        }
+    /// Whether the promises of every AVSG member hold now, given each with the connection
+    /// its calls go on now; `Some` carries those connections. An empty AVSG is never
+    /// trusted.
+    pub fn trusted(&self, avsg: impl IntoIterator<Item = (usize, u64)>) -> Option<Trust> {
         let live = lock(&self.live);
         let now = Instant::now();
-        let mut conns = Vec::with_capacity(avsg.len());
-        for (m, link) in avsg {
-            let c = live.get(m)?;
-            let generation = link.generation();
+        let mut conns = Vec::new();
+        for (m, generation) in avsg {
+            let c = live.get(&m)?;
             if c.lease_until <= now || c.conn != generation {
                 return None;
             }
-            conns.push((*m, generation));
+            conns.push((m, generation));
         }
-        Some(Trust(conns))
+        (!conns.is_empty()).then_some(Trust(conns))
     }
 
     fn lost(&self, m: usize) -> bool {
@@ -87,6 +84,12 @@ pub async fn run_channel(
     // The breaks acknowledged, and the server's number for the session they belong to.
     let mut ack = 0u64;
     let mut acked_session = 0u64;
+    // The member's promises are gone: so is what the cache may hold on them.
+    let lose = || {
+        if channels.lost(m) {
+            lock(cache).clear();
+        }
+    };
     while !stop() {
         let before = link.generation();
         let sent = Instant::now();
@@ -96,7 +99,7 @@ pub async fn run_channel(
             ack,
             acked_session,
         };
-        match link.call(&request, bytes::Bytes::new()).await {
+        let answer = match link.call(&request, bytes::Bytes::new()).await {
             Ok((
                 ReplyBody::Breaks {
                     fresh,
@@ -106,52 +109,42 @@ pub async fn run_channel(
                     session: number,
                 },
                 _,
-            )) => {
-                if fresh {
-                    // No promise given before holds: start over, and trust the session
-                    // from its next answer on (the first one may be about to be voided).
-                    channels.lost(m);
-                    lock(cache).clear();
-                    (ack, acked_session) = (0, number);
-                    continue;
-                }
-                {
-                    let mut cache = lock(cache);
-                    if reset {
-                        cache.clear();
-                    }
-                    for fid in &fids {
-                        cache.invalidate(fid);
-                    }
-                }
-                (ack, acked_session) = (seq, number);
-                let after = link.generation();
-                if before == after {
-                    channels.renew(m, after, sent + CALLBACK_LEASE);
-                } else if channels.lost(m) {
-                    lock(cache).clear();
-                }
-            }
-            Ok((other, _)) => {
-                tracing::warn!(
-                    server = link.server_name(),
-                    "unexpected answer to Promises: {other:?}"
-                );
-                if channels.lost(m) {
-                    lock(cache).clear();
-                }
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
+            )) => Ok((fresh, reset, seq, fids, number)),
+            Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        };
+        let (fresh, reset, seq, fids, number) = match answer {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::debug!(server = link.server_name(), "callback channel: {e}");
-                if channels.lost(m) {
-                    lock(cache).clear();
-                }
+                lose();
                 tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            }
+        };
+        if fresh {
+            // No promise given before holds: start over, and trust the session from its
+            // next answer on (the first one may be about to be voided).
+            channels.lost(m);
+            lock(cache).clear();
+            (ack, acked_session) = (0, number);
+            continue;
+        }
+        {
+            let mut cache = lock(cache);
+            if reset {
+                cache.clear();
+            }
+            for fid in &fids {
+                cache.invalidate(fid);
             }
         }
+        (ack, acked_session) = (seq, number);
+        if link.generation() == before {
+            channels.renew(m, before, sent + CALLBACK_LEASE);
+        } else {
+            lose();
+        }
     }
-    if channels.lost(m) {
-        lock(cache).clear();
-    }
+    lose();
 }

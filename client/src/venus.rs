@@ -1215,13 +1215,10 @@ impl Core {
     /// The connections every AVSG member's promises hold on, if they all hold now.
     fn trust(&self) -> Option<Trust> {
         let avsg = lock(&self.outbox).shipping.avsg();
-        let members: Vec<_> = avsg
-            .iter()
-            .filter_map(|m| self.group.member(*m).map(|x| (*m, x)))
-            .collect();
-        let links: Vec<(usize, &ServerLink)> =
-            members.iter().map(|(m, x)| (*m, x.link.as_ref())).collect();
-        self.channels.trusted(&links)
+        self.channels.trusted(
+            avsg.into_iter()
+                .filter_map(|m| self.group.member(m).map(|x| (m, x.link.generation()))),
+        )
     }
 
     /// Whether promises still hold on the same connections as `before`.

@@ -117,11 +117,6 @@ impl Default for Callbacks {
     }
 }
 
-/// `fid` as promises name it: volume and vnode.
-fn object(fid: Fid) -> Fid {
-    Fid { unique: 0, ..fid }
-}
-
 impl Table {
     fn unhold(&mut self, key: SessionKey, fid: Fid) {
         if let Some(h) = self.holders.get_mut(&fid) {
@@ -367,7 +362,7 @@ impl Callbacks {
     /// connection without a session leaves none; returns whether one was left). Call it
     /// before reading `fid`.
     pub fn promise(&self, key: SessionKey, fid: Fid) -> bool {
-        let fid = object(fid);
+        let fid = fid.object();
         let mut t = self.lock();
         let Some(session) = t.sessions.get_mut(&key) else {
             return false;
@@ -392,7 +387,7 @@ impl Callbacks {
         let mut tickets = Vec::new();
         let mut t = self.lock();
         for fid in fids {
-            let fid = object(*fid);
+            let fid = fid.object();
             let Some(holders) = t.holders.get(&fid) else {
                 continue;
             };
@@ -520,7 +515,7 @@ mod tests {
             tokio::spawn(async move { cb.wait_acked(tickets).await })
         };
         let a = cb.poll(key(1), 7, 0, id).await.unwrap();
-        assert_eq!((a.seq, a.fids.clone()), (1, vec![object(fid(5))]));
+        assert_eq!((a.seq, a.fids.clone()), (1, vec![fid(5).object()]));
         // Acknowledged by the next poll.
         let polled = {
             let cb = cb.clone();
@@ -571,7 +566,7 @@ mod tests {
         let late = cb.poll(key(1), 7, 5, id).await.unwrap();
         assert_eq!(
             late.fids,
-            vec![object(fid(5))],
+            vec![fid(5).object()],
             "a late ack of the old session"
         );
     }

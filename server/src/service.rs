@@ -270,13 +270,30 @@ impl ServerService {
     }
 
     /// Requests that wait on other servers run here, on the async side.
-    async fn execute_async(&self, request: Request) -> Option<Reply> {
+    async fn execute_async(&self, peer: &Peer, request: Request, data: Bytes) -> Reply {
         match request {
-            Request::Volume(call) => Some(crate::admin::volume_call(self, call).await),
-            Request::Cluster(call) => Some(crate::admin::cluster_call(self, call).await),
-            Request::Resolve { fids } => Some(self.resolve(fids).await.map(ReplyBody::Resolved)),
-            Request::Catalogue(call) => Some(self.catalogue_call(call).await),
-            _ => None,
+            Request::Volume(call) => crate::admin::volume_call(self, call).await,
+            Request::Cluster(call) => crate::admin::cluster_call(self, call).await,
+            Request::Resolve { fids } => self.resolve(fids).await.map(ReplyBody::Resolved),
+            Request::Catalogue(call) => self.catalogue_call(call).await,
+            Request::Promises {
+                volume,
+                session,
+                ack,
+                acked_session,
+            } => {
+                self.promises(peer, volume, session, ack, acked_session)
+                    .await
+            }
+            Request::Ship {
+                records,
+                log_start,
+                cop2,
+            } => {
+                self.ship(peer.connection_id, records, data, log_start, cop2)
+                    .await
+            }
+            _ => Err(FsError::Storage("not on this path".into())),
         }
     }
 
@@ -602,41 +619,15 @@ impl Service for ServerService {
             Request::Volume(_)
             | Request::Cluster(_)
             | Request::Resolve { .. }
-            | Request::Catalogue(_) => match self.execute_async(decoded).await {
-                Some(reply) => return reply_frame(&reply, Bytes::new()),
-                None => {
-                    return reply_frame(&Err(FsError::Storage("unhandled".into())), Bytes::new());
-                }
-            },
+            | Request::Catalogue(_)
+            | Request::Promises { .. }
+            | Request::Ship { .. } => {
+                let reply = self.execute_async(&peer, decoded, request.data).await;
+                return reply_frame(&reply, Bytes::new());
+            }
             other => other,
         };
         let conn = peer.connection_id;
-        let decoded = match decoded {
-            Request::Promises {
-                volume,
-                session,
-                ack,
-                acked_session,
-            } => {
-                let reply = self
-                    .promises(&peer, volume, session, ack, acked_session)
-                    .await;
-                return reply_frame(&reply, Bytes::new());
-            }
-            Request::Ship {
-                records,
-                log_start,
-                cop2,
-            } => {
-                return reply_frame(
-                    &self
-                        .ship(conn, records, request.data, log_start, cop2)
-                        .await,
-                    Bytes::new(),
-                );
-            }
-            other => other,
-        };
         let mut promised = false;
         if let Some(fid) = promised_by(&decoded) {
             let key = SessionKey {

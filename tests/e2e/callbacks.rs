@@ -20,10 +20,6 @@ struct SecondClient {
 }
 
 impl SecondClient {
-    async fn start(cluster: &Cluster) -> SecondClient {
-        Self::start_via(cluster, None).await
-    }
-
     /// Reaching server `i` at `via[i]` (a proxy) when given.
     async fn start_via(cluster: &Cluster, via: Option<&[UdpProxy]>) -> SecondClient {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -73,6 +69,37 @@ async fn wait_for_promises(venus: &Venus, nfs: &mut Nfs, fh: &nfs_fh3) {
     panic!("the client never answered from its cache");
 }
 
+/// A writer (the cluster's client daemon) and a reader (a second daemon, reaching the
+/// servers through `via` when given) sharing file `name` in the root, which holds `first`;
+/// the reader holds promises on it.
+struct Pair {
+    b: SecondClient,
+    writer: Nfs,
+    reader: Nfs,
+    root: nfs_fh3,
+    f: nfs_fh3,
+}
+
+impl Pair {
+    async fn start(cluster: &Cluster, via: Option<&[UdpProxy]>, name: &str, first: &[u8]) -> Pair {
+        let b = SecondClient::start_via(cluster, via).await;
+        let mut writer = cluster.nfs().await;
+        let mut reader = b.nfs().await;
+        let root = writer.root.clone();
+        let f = writer.create(&root, name).await.expect("create");
+        write_file(&mut writer, &f, first).await;
+        wait_for_promises(b.venus(), &mut reader, &f).await;
+        assert_eq!(reader.read_all(&f).await.expect("read"), first);
+        Pair {
+            b,
+            writer,
+            reader,
+            root,
+            f,
+        }
+    }
+}
+
 async fn write_file(nfs: &mut Nfs, fh: &nfs_fh3, data: &[u8]) {
     nfs.setattr(
         fh,
@@ -98,16 +125,16 @@ async fn close_to_open_between_two_client_daemons() {
     for server in &cluster.layout.servers {
         proxies.push(UdpProxy::start(server.addr()).await);
     }
-    let b = SecondClient::start_via(&cluster, Some(&proxies)).await;
+    let Pair {
+        b,
+        mut writer,
+        mut reader,
+        root,
+        f,
+    } = Pair::start(&cluster, Some(&proxies), "shared", b"version 0").await;
     for proxy in &proxies {
         proxy.set_delay(Duration::from_millis(25));
     }
-    let mut writer = cluster.nfs().await;
-    let mut reader = b.nfs().await;
-    let root = writer.root.clone();
-    let f = writer.create(&root, "shared").await.expect("create");
-    write_file(&mut writer, &f, b"version 0").await;
-    wait_for_promises(b.venus(), &mut reader, &f).await;
 
     for round in 1..=20u32 {
         // The reader fetches everything, then reads it again: the second time from its cache.
@@ -178,14 +205,13 @@ async fn close_to_open_between_two_client_daemons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_holds_no_promise_its_clients_trust() {
     let mut cluster = Cluster::start().await;
-    let b = SecondClient::start(&cluster).await;
-    let mut writer = cluster.nfs().await;
-    let mut reader = b.nfs().await;
-    let root = writer.root.clone();
-    let f = writer.create(&root, "f").await.expect("create");
-    write_file(&mut writer, &f, b"before").await;
-    wait_for_promises(b.venus(), &mut reader, &f).await;
-    assert_eq!(reader.read_all(&f).await.expect("read"), b"before");
+    let Pair {
+        b,
+        mut writer,
+        mut reader,
+        f,
+        ..
+    } = Pair::start(&cluster, None, "f", b"before").await;
     // The server restarts (its promise table is gone); the writer changes the file as soon
     // as it answers. The reader must not answer from what it cached before.
     cluster.stop_server(0).await;
@@ -215,14 +241,13 @@ async fn a_reader_cut_off_stops_trusting_its_cache_before_the_writer_is_answered
     let cluster = Cluster::start().await;
     let proxies = [UdpProxy::start(cluster.layout.servers[0].addr()).await];
     let proxy = &proxies[0];
-    let b = SecondClient::start_via(&cluster, Some(&proxies)).await;
-    let mut writer = cluster.nfs().await;
-    let mut reader = b.nfs().await;
-    let root = writer.root.clone();
-    let f = writer.create(&root, "f").await.expect("create");
-    write_file(&mut writer, &f, b"before the cut").await;
-    wait_for_promises(b.venus(), &mut reader, &f).await;
-    assert_eq!(reader.read_all(&f).await.expect("read"), b"before the cut");
+    let Pair {
+        b,
+        mut writer,
+        mut reader,
+        f,
+        ..
+    } = Pair::start(&cluster, Some(&proxies), "f", b"before the cut").await;
     // The break cannot reach the reader: the writer is answered once the server gave up
     // on it, and by then the reader no longer trusts what it cached.
     proxy.set_cut(true);

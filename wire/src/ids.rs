@@ -42,6 +42,12 @@ impl Fid {
         }
     }
 
+    /// The object without its uniquifier: volume and vnode (vnodes are never reused), as
+    /// callback promises and breaks name it.
+    pub fn object(&self) -> Fid {
+        Fid { unique: 0, ..*self }
+    }
+
     /// Length of [`Fid::to_bytes`].
     pub const ENCODED_LEN: usize = 16;
 
