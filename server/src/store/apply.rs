@@ -11,8 +11,8 @@
 //! ships it again later. Never is a record counted applied that was not.
 
 use super::codec::{self, Dirent, Tombstone, Vnode, VolumeRec};
-use super::content::{self, BlockPlan, ChunkStore, Counters};
-use super::tables::{self, BlockKey, ChunkKey, DirentKey, VnodeKey};
+use super::content::{self, BlockPlan, WriteChunks};
+use super::tables::{self, BlockKey, DirentKey, VnodeKey};
 use super::{R, Store, StoreError, get_entry, load_vnode, meta_u64, put_meta_u64};
 use codetta_wire::update::{Cop2, Op, RecordOutcome, UpdateRecord};
 use codetta_wire::{Fid, FileType, FsError, Name, ReplicaId, SetAttrs, Time, UpdateId};
@@ -122,9 +122,7 @@ pub(crate) struct WriteTables<'txn> {
     pub vnodes: Table<'txn, VnodeKey, &'static [u8]>,
     pub dirents: Table<'txn, DirentKey, &'static [u8]>,
     pub blocks: Table<'txn, BlockKey, &'static [u8]>,
-    pub chunks: Table<'txn, ChunkKey, &'static [u8]>,
-    pub tails: Table<'txn, ChunkKey, &'static [u8]>,
-    pub refs: Table<'txn, ChunkKey, &'static [u8]>,
+    pub chunks: WriteChunks<'txn>,
     pub applied: Table<'txn, (u32, u32), &'static [u8]>,
     pub cop2: Table<'txn, (u32, u32, u64), &'static [u8]>,
     pub tombstones: Table<'txn, VnodeKey, &'static [u8]>,
@@ -134,7 +132,8 @@ pub(crate) struct WriteTables<'txn> {
     pub gc_floors: Table<'txn, (u32, u32), &'static [u8]>,
     pub collected: Table<'txn, VnodeKey, &'static [u8]>,
     pub gaps: Table<'txn, (u32, u32), &'static [u8]>,
-    pub counters: Counters,
+    /// Number of vnodes in all volumes (kept in `meta`).
+    pub vnode_count: u64,
     /// Per volume, the next change number (read once per transaction), and the fids
     /// already noted in this transaction (one entry each is enough: they share its time).
     next_change: BTreeMap<u32, u64>,
@@ -149,19 +148,15 @@ impl<'txn> WriteTables<'txn> {
     /// Opens every table; the change sequence keeps `changes_kept` entries per volume.
     pub(crate) fn open(txn: &'txn WriteTransaction, changes_kept: u64) -> R<Self> {
         let meta = txn.open_table(tables::META)?;
-        let counters = Counters {
-            chunk_bytes: meta_u64(&meta, tables::meta::CHUNK_BYTES)?.unwrap_or(0),
-            vnodes: meta_u64(&meta, tables::meta::VNODES)?.unwrap_or(0),
-        };
+        let chunk_bytes = meta_u64(&meta, tables::meta::CHUNK_BYTES)?.unwrap_or(0);
+        let vnode_count = meta_u64(&meta, tables::meta::VNODES)?.unwrap_or(0);
         Ok(WriteTables {
             meta,
             volumes: txn.open_table(tables::VOLUMES)?,
             vnodes: txn.open_table(tables::VNODES)?,
             dirents: txn.open_table(tables::DIRENTS)?,
             blocks: txn.open_table(tables::BLOCKS)?,
-            chunks: txn.open_table(tables::CHUNKS)?,
-            tails: txn.open_table(tables::CHUNK_TAILS)?,
-            refs: txn.open_table(tables::CHUNK_REFS)?,
+            chunks: WriteChunks::open(txn, chunk_bytes)?,
             applied: txn.open_table(tables::APPLIED)?,
             cop2: txn.open_table(tables::COP2_PENDING)?,
             tombstones: txn.open_table(tables::TOMBSTONES)?,
@@ -171,7 +166,7 @@ impl<'txn> WriteTables<'txn> {
             gc_floors: txn.open_table(tables::GC_FLOORS)?,
             collected: txn.open_table(tables::COLLECTED)?,
             gaps: txn.open_table(tables::APPLIED_GAPS)?,
-            counters,
+            vnode_count,
             next_change: BTreeMap::new(),
             noted: std::collections::BTreeSet::new(),
             touched: std::collections::BTreeSet::new(),
@@ -180,12 +175,8 @@ impl<'txn> WriteTables<'txn> {
     }
 
     pub(crate) fn save_counters(&mut self) -> R<()> {
-        put_meta_u64(
-            &mut self.meta,
-            tables::meta::CHUNK_BYTES,
-            self.counters.chunk_bytes,
-        )?;
-        put_meta_u64(&mut self.meta, tables::meta::VNODES, self.counters.vnodes)
+        put_meta_u64(&mut self.meta, tables::meta::CHUNK_BYTES, self.chunks.bytes)?;
+        put_meta_u64(&mut self.meta, tables::meta::VNODES, self.vnode_count)
     }
 
     /// Appends `fid` to its volume's change sequence (rule 12), with this server's clock
@@ -239,17 +230,11 @@ impl<'txn> WriteTables<'txn> {
                 codec::encode(entry)?.as_slice(),
             )?;
         }
-        let mut store = ChunkStore {
-            chunks: &mut self.chunks,
-            tails: &mut self.tails,
-            refs: &mut self.refs,
-            counters: &mut self.counters,
-        };
         for (fid, v) in &delete {
             let key = (fid.volume.0, fid.vnode);
-            content::drop_blocks(&mut self.blocks, &mut store, key, 0, None)?;
+            content::drop_blocks(&mut self.blocks, &mut self.chunks, key, 0, None)?;
             if self.vnodes.remove(key)?.is_some() {
-                store.counters.vnodes = store.counters.vnodes.saturating_sub(1);
+                self.vnode_count = self.vnode_count.saturating_sub(1);
             }
             let tomb = Tombstone {
                 unique: v.unique,
@@ -269,13 +254,13 @@ impl<'txn> WriteTables<'txn> {
             let key = (fid.volume.0, fid.vnode);
             content::apply_blocks(
                 &mut self.blocks,
-                &mut store,
+                &mut self.chunks,
                 key,
                 block_plan,
                 &mut file.digest,
             )?;
         }
-        store.counters.vnodes += created;
+        self.vnode_count += created;
         for (fid, v) in &put {
             self.vnodes
                 .insert((fid.volume.0, fid.vnode), codec::encode(v)?.as_slice())?;
@@ -343,7 +328,6 @@ impl Planner<'_, '_> {
             if let Some(blocks) = content::plan_resize(
                 &self.t.blocks,
                 &self.t.chunks,
-                &self.t.tails,
                 (fid.volume.0, fid.vnode),
                 v.size,
                 size,
@@ -398,7 +382,6 @@ impl Planner<'_, '_> {
         let writes = content::plan_write(
             &self.t.blocks,
             &self.t.chunks,
-            &self.t.tails,
             (fid.volume.0, fid.vnode),
             offset,
             data,
@@ -477,7 +460,7 @@ impl Planner<'_, '_> {
         let first = offset / block;
         let last = offset.saturating_add(len as u64).div_ceil(block);
         let worst = last.saturating_sub(first).saturating_mul(block);
-        if self.t.counters.chunk_bytes.saturating_add(worst) > cap {
+        if self.t.chunks.bytes.saturating_add(worst) > cap {
             return Err(Fail::Answer(FsError::NoSpace));
         }
         Ok(())
@@ -821,7 +804,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         let result = (|| -> R<Shipped> {
             let t = WriteTables::open(&txn, self.changes_kept())?;
-            let before = t.counters.chunk_bytes;
+            let before = t.chunks.bytes;
             let mut batch = Batch {
                 t,
                 capacity: self.options.capacity_bytes,
@@ -837,7 +820,7 @@ impl Store {
                 shipped.outcomes.push(outcome);
                 shipped.priors.push(prior);
             }
-            let after = batch.t.counters.chunk_bytes;
+            let after = batch.t.chunks.bytes;
             if let Some(cap) = self.options.capacity_bytes
                 && after > cap
                 && after > before

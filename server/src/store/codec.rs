@@ -154,6 +154,15 @@ pub(crate) struct BlockRef {
     pub len: u32,
 }
 
+/// A chunk's row in the index: the id its bytes are stored under, their length, and how
+/// many block rows name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChunkEntry {
+    pub id: u64,
+    pub len: u32,
+    pub refs: u64,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -199,6 +208,16 @@ mod tests {
             ftype: FileType::Directory,
         };
         assert_eq!(encode(&d).unwrap(), vec![1, 1, 2, 3, 1]);
+
+        let c = ChunkEntry {
+            id: 300,
+            len: 65_536,
+            refs: 2,
+        };
+        assert_eq!(
+            encode(&c).unwrap(),
+            vec![1, 0xAC, 0x02, 0x80, 0x80, 0x04, 2]
+        );
 
         let mut g = Gaps::default();
         g.add(5, 5);

@@ -19,12 +19,12 @@
 //! delta records; this module is where either goes.
 
 use super::StoreError;
-use super::codec::{self, BlockRef};
-use super::tables::{BlockKey, CHUNK_HEAD_MAX, ChunkKey};
+use super::codec::{self, BlockRef, ChunkEntry};
+use super::tables::{self, BlockKey, CHUNK_HEAD_MAX, ChunkKey};
 use super::tags::block_member;
 use codetta_wire::tag::SetDigest;
 use codetta_wire::{BLOCK_SIZE, FsError};
-use redb::{ReadableTable, Table};
+use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, WriteTransaction};
 use std::borrow::Cow;
 
 /// Block size as a `usize` (64 KiB fits every platform we build for).
@@ -58,43 +58,103 @@ pub(crate) fn block_ref(
     }
 }
 
-/// Reads and verifies the chunk a block row names.
-pub(crate) fn read_chunk(
-    chunks: &impl ReadableTable<ChunkKey, &'static [u8]>,
-    tails: &impl ReadableTable<ChunkKey, &'static [u8]>,
-    r: &BlockRef,
-) -> Result<Vec<u8>, StoreError> {
-    let corrupt = || StoreError::Fs(FsError::Corrupt);
-    let len = r.len as usize;
-    let mut bytes = Vec::with_capacity(len);
-    {
-        let head = chunks.get(&r.hash)?.ok_or_else(corrupt)?;
-        let head = head.value();
-        match head.split_first() {
-            Some((&codec::FORMAT_VERSION, body)) => bytes.extend_from_slice(body),
-            _ => return Err(corrupt()),
+/// The chunk tables: the index by hash and the bytes by id. `I` and `D` are redb tables
+/// of a read or a write transaction.
+pub(crate) struct Chunks<I, D> {
+    pub index: I,
+    pub heads: D,
+    pub tails: D,
+    /// Sum of the lengths of all stored chunks (each counted once); kept in `meta` and
+    /// current only in a write transaction.
+    pub bytes: u64,
+    /// The id the next new chunk gets, read from `heads` when first needed.
+    next_id: Option<u64>,
+}
+
+/// The chunk tables of a read transaction.
+pub(crate) type ReadChunks =
+    Chunks<ReadOnlyTable<ChunkKey, &'static [u8]>, ReadOnlyTable<u64, &'static [u8]>>;
+/// The chunk tables of a write transaction.
+pub(crate) type WriteChunks<'txn> =
+    Chunks<Table<'txn, ChunkKey, &'static [u8]>, Table<'txn, u64, &'static [u8]>>;
+
+impl ReadChunks {
+    pub(crate) fn open(txn: &ReadTransaction) -> Result<ReadChunks, StoreError> {
+        Ok(Chunks {
+            index: txn.open_table(tables::CHUNK_INDEX)?,
+            heads: txn.open_table(tables::CHUNK_HEADS)?,
+            tails: txn.open_table(tables::CHUNK_TAILS)?,
+            bytes: 0,
+            next_id: None,
+        })
+    }
+}
+
+impl<'txn> WriteChunks<'txn> {
+    /// Opens the chunk tables of `txn`; `bytes` is the stored total from `meta`.
+    pub(crate) fn open(txn: &'txn WriteTransaction, bytes: u64) -> Result<Self, StoreError> {
+        Ok(Chunks {
+            index: txn.open_table(tables::CHUNK_INDEX)?,
+            heads: txn.open_table(tables::CHUNK_HEADS)?,
+            tails: txn.open_table(tables::CHUNK_TAILS)?,
+            bytes,
+            next_id: None,
+        })
+    }
+}
+
+impl<I, D> Chunks<I, D>
+where
+    I: ReadableTable<ChunkKey, &'static [u8]>,
+    D: ReadableTable<u64, &'static [u8]>,
+{
+    /// The index row of the chunk `hash`, if it is stored.
+    pub(crate) fn entry(&self, hash: &[u8; 32]) -> Result<Option<ChunkEntry>, StoreError> {
+        match self.index.get(hash)? {
+            Some(g) => Ok(Some(codec::decode("chunk_index", g.value())?)),
+            None => Ok(None),
         }
     }
-    if bytes.len() < len {
-        let tail = tails.get(&r.hash)?.ok_or_else(corrupt)?;
-        match tail.value().split_first() {
-            Some((&codec::FORMAT_VERSION, body)) => bytes.extend_from_slice(body),
-            _ => return Err(corrupt()),
+
+    /// Reads and verifies the chunk a block row names.
+    pub(crate) fn read(&self, r: &BlockRef) -> Result<Vec<u8>, StoreError> {
+        let corrupt = || StoreError::Fs(FsError::Corrupt);
+        let entry = self.entry(&r.hash)?.ok_or_else(corrupt)?;
+        if entry.len != r.len {
+            return Err(corrupt());
         }
+        let len = r.len as usize;
+        let mut bytes = Vec::with_capacity(len);
+        {
+            let head = self.heads.get(entry.id)?.ok_or_else(corrupt)?;
+            match head.value().split_first() {
+                Some((&codec::FORMAT_VERSION, body)) => bytes.extend_from_slice(body),
+                _ => return Err(corrupt()),
+            }
+        }
+        if bytes.len() < len {
+            let tail = self.tails.get(entry.id)?.ok_or_else(corrupt)?;
+            match tail.value().split_first() {
+                Some((&codec::FORMAT_VERSION, body)) => bytes.extend_from_slice(body),
+                _ => return Err(corrupt()),
+            }
+        }
+        if bytes.len() != len || blake3::hash(&bytes).as_bytes() != &r.hash {
+            tracing::error!(chunk = %blake3::Hash::from_bytes(r.hash), "chunk failed its checksum");
+            return Err(corrupt());
+        }
+        Ok(bytes)
     }
-    if bytes.len() != len || blake3::hash(&bytes).as_bytes() != &r.hash {
-        tracing::error!(chunk = %blake3::Hash::from_bytes(r.hash), "chunk failed its checksum");
-        return Err(corrupt());
-    }
-    Ok(bytes)
 }
 
 /// Reads `[offset, offset + count)` of a file of `size` bytes; holes read as zeros.
 /// The caller has clamped the range to the file size.
 pub(crate) fn read_range(
     blocks: &impl ReadableTable<BlockKey, &'static [u8]>,
-    chunks: &impl ReadableTable<ChunkKey, &'static [u8]>,
-    tails: &impl ReadableTable<ChunkKey, &'static [u8]>,
+    chunks: &Chunks<
+        impl ReadableTable<ChunkKey, &'static [u8]>,
+        impl ReadableTable<u64, &'static [u8]>,
+    >,
     (volume, vnode): (u32, u64),
     offset: u64,
     count: usize,
@@ -110,7 +170,7 @@ pub(crate) fn read_range(
         let (key, value) = item?;
         let index = key.value().2;
         let r: BlockRef = codec::decode("blocks", value.value())?;
-        let data = read_chunk(chunks, tails, &r)?;
+        let data = chunks.read(&r)?;
         let block_start = index * BLOCK_SIZE;
         // Overlap of [block_start, block_start + len) with [offset, end), in file offsets.
         let from = block_start.max(offset);
@@ -128,8 +188,10 @@ pub(crate) fn read_range(
 /// overflow). Reads, and verifies, only the blocks that are partly overwritten.
 pub(crate) fn plan_write<'d>(
     blocks: &impl ReadableTable<BlockKey, &'static [u8]>,
-    chunks: &impl ReadableTable<ChunkKey, &'static [u8]>,
-    tails: &impl ReadableTable<ChunkKey, &'static [u8]>,
+    chunks: &Chunks<
+        impl ReadableTable<ChunkKey, &'static [u8]>,
+        impl ReadableTable<u64, &'static [u8]>,
+    >,
     (volume, vnode): (u32, u64),
     offset: u64,
     bytes: &'d [u8],
@@ -156,7 +218,7 @@ pub(crate) fn plan_write<'d>(
             }
         } else {
             let mut merged = match &old {
-                Some(r) => read_chunk(chunks, tails, r)?,
+                Some(r) => chunks.read(r)?,
                 None => Vec::new(),
             };
             merged.resize(old_len.max(e), 0);
@@ -178,8 +240,10 @@ pub(crate) fn plan_write<'d>(
 /// and trims the block that holds the new end.
 pub(crate) fn plan_resize(
     blocks: &impl ReadableTable<BlockKey, &'static [u8]>,
-    chunks: &impl ReadableTable<ChunkKey, &'static [u8]>,
-    tails: &impl ReadableTable<ChunkKey, &'static [u8]>,
+    chunks: &Chunks<
+        impl ReadableTable<ChunkKey, &'static [u8]>,
+        impl ReadableTable<u64, &'static [u8]>,
+    >,
     (volume, vnode): (u32, u64),
     size: u64,
     new_size: u64,
@@ -194,7 +258,7 @@ pub(crate) fn plan_resize(
         if let Some(r) = block_ref(blocks, (volume, vnode, index))?
             && r.len as usize > keep
         {
-            let mut data = read_chunk(chunks, tails, &r)?;
+            let mut data = chunks.read(&r)?;
             data.truncate(keep);
             writes.push(BlockWrite {
                 index,
@@ -209,83 +273,101 @@ pub(crate) fn plan_resize(
     }))
 }
 
-/// Store-wide totals kept in `meta`, loaded once per write transaction.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Counters {
-    /// Sum of the lengths of all stored chunks (each counted once).
-    pub chunk_bytes: u64,
-    /// Number of vnodes in all volumes.
-    pub vnodes: u64,
-}
-
-/// The chunk tables of a write transaction.
-pub(crate) struct ChunkStore<'a, 'txn> {
-    pub chunks: &'a mut Table<'txn, ChunkKey, &'static [u8]>,
-    pub tails: &'a mut Table<'txn, ChunkKey, &'static [u8]>,
-    pub refs: &'a mut Table<'txn, ChunkKey, &'static [u8]>,
-    pub counters: &'a mut Counters,
-}
-
-impl ChunkStore<'_, '_> {
-    fn refcount(&self, hash: &[u8; 32]) -> Result<u64, StoreError> {
-        match self.refs.get(hash)? {
-            Some(g) => codec::decode("chunk_refs", g.value()),
-            None => Ok(0),
-        }
+impl WriteChunks<'_> {
+    /// A fresh id: one past the highest stored.
+    fn fresh_id(&mut self) -> Result<u64, StoreError> {
+        let id = match self.next_id {
+            Some(id) => id,
+            None => match self.heads.last()? {
+                Some((k, _)) => k.value() + 1,
+                None => 1,
+            },
+        };
+        self.next_id = Some(id + 1);
+        Ok(id)
     }
 
     /// Adds a reference to the chunk `hash` of `bytes`, storing it if it is new.
     pub(crate) fn retain(&mut self, hash: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
-        let count = self.refcount(hash)?;
-        if count == 0 {
-            let split = bytes.len().min(CHUNK_HEAD_MAX - 1);
-            let mut head = Vec::with_capacity(split + 1);
-            head.push(codec::FORMAT_VERSION);
-            head.extend_from_slice(&bytes[..split]);
-            self.chunks.insert(hash, head.as_slice())?;
-            if split < bytes.len() {
-                let mut tail = Vec::with_capacity(bytes.len() - split + 1);
-                tail.push(codec::FORMAT_VERSION);
-                tail.extend_from_slice(&bytes[split..]);
-                self.tails.insert(hash, tail.as_slice())?;
+        match self.entry(hash)? {
+            Some(e) => {
+                let entry = ChunkEntry {
+                    refs: e.refs + 1,
+                    ..e
+                };
+                self.index.insert(hash, codec::encode(&entry)?.as_slice())?;
             }
-            self.counters.chunk_bytes += bytes.len() as u64;
+            None => {
+                self.insert_new(hash, bytes, 1)?;
+                self.bytes += bytes.len() as u64;
+            }
         }
-        self.refs
-            .insert(hash, codec::encode(&(count + 1))?.as_slice())?;
         Ok(())
     }
 
-    /// Drops a reference to the chunk `hash` of `len` bytes, deleting it at zero.
-    pub(crate) fn release(&mut self, hash: &[u8; 32], len: u32) -> Result<(), StoreError> {
-        let count = self.refcount(hash)?;
-        if count <= 1 {
-            self.refs.remove(hash)?;
-            self.chunks.remove(hash)?;
-            self.tails.remove(hash)?;
-            self.counters.chunk_bytes = self.counters.chunk_bytes.saturating_sub(u64::from(len));
-            if count == 0 {
-                tracing::warn!(chunk = %blake3::Hash::from_bytes(*hash), "released a chunk with no references");
-            }
+    /// Stores the chunk `hash` of `bytes`, not stored yet, under a fresh id with `refs`
+    /// references (the byte total is the caller's to keep).
+    pub(crate) fn insert_new(
+        &mut self,
+        hash: &[u8; 32],
+        bytes: &[u8],
+        refs: u64,
+    ) -> Result<(), StoreError> {
+        let len = u32::try_from(bytes.len()).map_err(|_| FsError::Invalid)?;
+        let id = self.fresh_id()?;
+        let split = bytes.len().min(CHUNK_HEAD_MAX - 1);
+        self.heads
+            .insert(id, versioned(&bytes[..split]).as_slice())?;
+        if split < bytes.len() {
+            self.tails
+                .insert(id, versioned(&bytes[split..]).as_slice())?;
+        }
+        let entry = ChunkEntry { id, len, refs };
+        self.index.insert(hash, codec::encode(&entry)?.as_slice())?;
+        Ok(())
+    }
+
+    /// Drops a reference to the chunk `hash`, deleting it at zero.
+    pub(crate) fn release(&mut self, hash: &[u8; 32]) -> Result<(), StoreError> {
+        let Some(entry) = self.entry(hash)? else {
+            tracing::warn!(chunk = %blake3::Hash::from_bytes(*hash), "released a chunk that is not stored");
+            return Ok(());
+        };
+        if entry.refs <= 1 {
+            self.index.remove(hash)?;
+            self.heads.remove(entry.id)?;
+            self.tails.remove(entry.id)?;
+            self.bytes = self.bytes.saturating_sub(u64::from(entry.len));
         } else {
-            self.refs
-                .insert(hash, codec::encode(&(count - 1))?.as_slice())?;
+            let entry = ChunkEntry {
+                refs: entry.refs - 1,
+                ..entry
+            };
+            self.index.insert(hash, codec::encode(&entry)?.as_slice())?;
         }
         Ok(())
     }
+}
+
+/// A chunk value: the format version byte, then `bytes`.
+fn versioned(bytes: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(bytes.len() + 1);
+    v.push(codec::FORMAT_VERSION);
+    v.extend_from_slice(bytes);
+    v
 }
 
 /// Applies a block plan to the file `(volume, vnode)`, keeping its member `digest` current.
 pub(crate) fn apply_blocks(
     blocks: &mut Table<'_, BlockKey, &'static [u8]>,
-    store: &mut ChunkStore<'_, '_>,
+    chunks: &mut WriteChunks<'_>,
     (volume, vnode): (u32, u64),
     plan: &BlockPlan<'_>,
     digest: &mut SetDigest,
 ) -> Result<(), StoreError> {
     if let Some(size) = plan.truncate_to {
         let first_dropped = size.div_ceil(BLOCK_SIZE);
-        drop_blocks(blocks, store, (volume, vnode), first_dropped, Some(digest))?;
+        drop_blocks(blocks, chunks, (volume, vnode), first_dropped, Some(digest))?;
     }
     for w in &plan.writes {
         let hash = match w.hash {
@@ -301,9 +383,9 @@ pub(crate) fn apply_blocks(
         if old.is_some_and(|o| o.hash == hash && o.len == len) {
             continue;
         }
-        store.retain(&hash, &w.bytes)?;
+        chunks.retain(&hash, &w.bytes)?;
         if let Some(o) = old {
-            store.release(&o.hash, o.len)?;
+            chunks.release(&o.hash)?;
             digest.remove(&block_member(w.index, &o.hash));
         }
         blocks.insert(key, codec::encode(&BlockRef { hash, len })?.as_slice())?;
@@ -315,7 +397,7 @@ pub(crate) fn apply_blocks(
 /// Removes every block of `(volume, vnode)` from index `first` on, releasing their chunks.
 pub(crate) fn drop_blocks(
     blocks: &mut Table<'_, BlockKey, &'static [u8]>,
-    store: &mut ChunkStore<'_, '_>,
+    chunks: &mut WriteChunks<'_>,
     (volume, vnode): (u32, u64),
     first: u64,
     mut digest: Option<&mut SetDigest>,
@@ -328,7 +410,7 @@ pub(crate) fn drop_blocks(
     }
     for (index, r) in dropped {
         blocks.remove((volume, vnode, index))?;
-        store.release(&r.hash, r.len)?;
+        chunks.release(&r.hash)?;
         if let Some(d) = digest.as_deref_mut() {
             d.remove(&block_member(index, &r.hash));
         }
@@ -482,11 +564,12 @@ mod tests {
         {
             let txn = fx.store.db.begin_write().unwrap();
             {
-                let mut chunks = txn.open_table(tables::CHUNKS).unwrap();
+                let mut chunks = super::WriteChunks::open(&txn, 0).unwrap();
+                let id = chunks.entry(&hash).unwrap().unwrap().id;
                 let mut bad = vec![super::super::codec::FORMAT_VERSION];
                 bad.extend_from_slice(&data[..tables::CHUNK_HEAD_MAX - 1]);
                 bad[1000] ^= 0x40;
-                chunks.insert(&hash, bad.as_slice()).unwrap();
+                chunks.heads.insert(id, bad.as_slice()).unwrap();
             }
             txn.commit().unwrap();
         }
@@ -556,39 +639,44 @@ mod tests {
     #[test]
     #[ignore]
     fn measure_amplification() {
-        fn written_bytes() -> u64 {
+        fn io_counter(key: &str) -> u64 {
             std::fs::read_to_string("/proc/self/io")
                 .ok()
                 .and_then(|s| {
                     s.lines()
-                        .find_map(|l| {
-                            l.strip_prefix("write_bytes: ")
-                                .map(|v| v.trim().parse().ok())
-                        })
+                        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().parse().ok()))
                         .flatten()
                 })
                 .unwrap_or(0)
         }
+        let written_bytes = || io_counter("write_bytes: ");
+        let wchar = || io_counter("wchar: ");
         let mut fx = Fx::with_options(StoreOptions::default());
         let f = fx.create(fx.root(), "big");
         let mib = 1usize << 20;
-        let total = 64 * mib;
+        let total = 1024 * mib;
         let io0 = written_bytes();
+        let wchar0 = wchar();
         let t0 = std::time::Instant::now();
         for i in 0..(total / mib) {
             // One batch per MiB: 16 whole blocks.
-            let data = pattern(mib, i as u8);
+            let mut data = pattern(mib, i as u8);
+            for (k, block) in data.chunks_mut(BS).enumerate() {
+                block[..8].copy_from_slice(&((i * 16 + k) as u64).to_le_bytes());
+            }
             fx.write(f, (i * mib) as u64, &data);
         }
         let secs = t0.elapsed().as_secs_f64();
         let s = fx.store.storage_stats().unwrap();
         println!(
-            "sequential 64 MiB in 1 MiB batches: {:.0} MiB/s; chunk bytes {:.3}x; redb pages {:.3}x; file {:.3}x; disk writes {:.3}x",
-            64.0 / secs,
+            "sequential {} MiB in 1 MiB batches: {:.0} MiB/s; chunk bytes {:.3}x; redb pages {:.3}x; file {:.3}x; disk writes {:.3}x; write(2) bytes {:.3}x",
+            total / mib,
+            (total / mib) as f64 / secs,
             s.chunk_bytes as f64 / total as f64,
             s.allocated_bytes as f64 / total as f64,
             s.file_bytes as f64 / total as f64,
             (written_bytes() - io0) as f64 / total as f64,
+            (wchar() - wchar0) as f64 / total as f64,
         );
 
         let n = 256u64;

@@ -5,7 +5,7 @@
 
 use super::apply::WriteTables;
 use super::codec::{self, VolumeRec};
-use super::content::{self, ChunkStore};
+use super::content;
 use super::{R, Store, StoreError, tables};
 use codetta_wire::message::ReplicaMember;
 use codetta_wire::{FsError, VolumeId};
@@ -98,20 +98,10 @@ impl Store {
                 .take(max_objects)
                 .map(|item| item.map(|(k, _)| k.value().1))
                 .collect::<Result<_, _>>()?;
-            {
-                let mut chunks = ChunkStore {
-                    chunks: &mut t.chunks,
-                    tails: &mut t.tails,
-                    refs: &mut t.refs,
-                    counters: &mut t.counters,
-                };
-                for vnode in &keys {
-                    content::drop_blocks(&mut t.blocks, &mut chunks, (vol, *vnode), 0, None)?;
-                }
-            }
             for vnode in &keys {
+                content::drop_blocks(&mut t.blocks, &mut t.chunks, (vol, *vnode), 0, None)?;
                 t.vnodes.remove((vol, *vnode))?;
-                t.counters.vnodes = t.counters.vnodes.saturating_sub(1);
+                t.vnode_count = t.vnode_count.saturating_sub(1);
             }
             let more = keys.len() == max_objects;
             if !more {

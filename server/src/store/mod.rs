@@ -28,6 +28,7 @@ mod content;
 mod digests;
 mod group;
 pub mod leases;
+mod migrate;
 mod namespace;
 mod resolve;
 pub use apply::Shipped;
@@ -183,8 +184,10 @@ impl std::fmt::Debug for Store {
 type R<T> = Result<T, StoreError>;
 
 /// The layout of the whole store (tables and value shapes); a store of another format is
-/// refused at open. 2: volumes keep the catalogue epoch of their group.
-const STORE_FORMAT: u64 = 2;
+/// refused at open, unless [`migrate`] knows how to bring it here. 2: volumes keep the
+/// catalogue epoch of their group. 3: chunks are stored under sequential ids, found by hash
+/// through an index.
+const STORE_FORMAT: u64 = 3;
 
 fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> R<Option<u64>> {
     match meta.get(key)? {
@@ -299,23 +302,30 @@ impl Store {
         let db = Database::builder()
             .set_cache_size(options.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
             .create(path)?;
+        let found = {
+            let txn = db.begin_write()?;
+            let found = meta_u64(&txn.open_table(tables::META)?, tables::meta::FORMAT)?;
+            txn.abort()?;
+            found
+        };
+        match found {
+            Some(found) if found != STORE_FORMAT => migrate::upgrade(&db, found)?,
+            _ => {}
+        }
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(tables::META)?;
-            let supported = STORE_FORMAT;
-            match meta_u64(&meta, tables::meta::FORMAT)? {
-                None => put_meta_u64(&mut meta, tables::meta::FORMAT, supported)?,
-                Some(found) if found == supported => {}
-                Some(found) => return Err(StoreError::Format { found, supported }),
+            if meta_u64(&meta, tables::meta::FORMAT)?.is_none() {
+                put_meta_u64(&mut meta, tables::meta::FORMAT, STORE_FORMAT)?;
             }
             txn.open_table(tables::VOLUMES)?;
             txn.open_table(tables::VOLUME_NAMES)?;
             txn.open_table(tables::VNODES)?;
             txn.open_table(tables::DIRENTS)?;
             txn.open_table(tables::BLOCKS)?;
-            txn.open_table(tables::CHUNKS)?;
+            txn.open_table(tables::CHUNK_INDEX)?;
+            txn.open_table(tables::CHUNK_HEADS)?;
             txn.open_table(tables::CHUNK_TAILS)?;
-            txn.open_table(tables::CHUNK_REFS)?;
             txn.open_table(tables::APPLIED)?;
             txn.open_table(tables::INCARNATIONS)?;
             txn.open_table(tables::COP2_PENDING)?;
@@ -729,14 +739,10 @@ impl Store {
             .saturating_add(u64::from(count.min(MAX_READ)))
             .min(v.size);
         let blocks = txn.open_table(tables::BLOCKS).map_err(StoreError::from)?;
-        let chunks = txn.open_table(tables::CHUNKS).map_err(StoreError::from)?;
-        let tails = txn
-            .open_table(tables::CHUNK_TAILS)
-            .map_err(StoreError::from)?;
+        let chunks = content::ReadChunks::open(&txn)?;
         let data = content::read_range(
             &blocks,
             &chunks,
-            &tails,
             (fid.volume.0, fid.vnode),
             offset,
             (end - offset) as usize,
@@ -794,13 +800,13 @@ impl Store {
         let stats = (|| -> R<StorageStats> {
             let s = txn.stats()?;
             let meta = txn.open_table(tables::META)?;
-            let refs = txn.open_table(tables::CHUNK_REFS)?;
+            let index = txn.open_table(tables::CHUNK_INDEX)?;
             Ok(StorageStats {
                 file_bytes,
                 allocated_bytes: s.allocated_pages().saturating_mul(s.page_size() as u64),
                 fragmented_bytes: s.fragmented_bytes(),
                 chunk_bytes: meta_u64(&meta, tables::meta::CHUNK_BYTES)?.unwrap_or(0),
-                chunks: refs.len()?,
+                chunks: index.len()?,
             })
         })();
         let _ = txn.abort();
@@ -1001,15 +1007,16 @@ mod tests {
         let hash = *blake3::hash(&data).as_bytes();
         let txn = fx.store.db.begin_write().unwrap();
         {
-            let chunks = txn.open_table(tables::CHUNKS).unwrap();
-            let head = chunks.get(&hash).unwrap().unwrap();
+            let mut chunks = content::WriteChunks::open(&txn, 0).unwrap();
+            let id = chunks.entry(&hash).unwrap().unwrap().id;
+            let head = chunks.heads.get(id).unwrap().unwrap();
             assert_eq!(head.value().len(), tables::CHUNK_HEAD_MAX);
-            let mut tails = txn.open_table(tables::CHUNK_TAILS).unwrap();
-            let tail = tails.get(&hash).unwrap().unwrap().value().to_vec();
+            drop(head);
+            let tail = chunks.tails.get(id).unwrap().unwrap().value().to_vec();
             assert_eq!(tail.len(), 1 + 65_536 - (tables::CHUNK_HEAD_MAX - 1));
             let mut bad = tail.clone();
             bad[5] ^= 1;
-            tails.insert(&hash, bad.as_slice()).unwrap();
+            chunks.tails.insert(id, bad.as_slice()).unwrap();
         }
         txn.commit().unwrap();
         assert_eq!(fx.store.read(f, 0, 1).map(|_| ()), Err(FsError::Corrupt));

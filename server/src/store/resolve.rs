@@ -13,7 +13,7 @@
 use super::apply::WriteTables;
 use super::codec::{self, BlockRef, Dirent, Tombstone, Vnode};
 use super::collect::is_collected;
-use super::content::{self, ChunkStore};
+use super::content::{self, ReadChunks};
 use super::tables::{self, VnodeKey};
 use super::tags::entry_member;
 use super::{R, Store, StoreError, get_entry, new_vnode, object_state};
@@ -304,12 +304,12 @@ impl Store {
     /// The hashes among `hashes` whose chunks this store does not hold.
     pub fn missing_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, FsError> {
         let txn = self.read_txn()?;
-        let refs = txn
-            .open_table(tables::CHUNK_REFS)
+        let index = txn
+            .open_table(tables::CHUNK_INDEX)
             .map_err(StoreError::from)?;
         let mut out = Vec::new();
         for h in hashes {
-            if refs.get(h).map_err(StoreError::from)?.is_none() && !out.contains(h) {
+            if index.get(h).map_err(StoreError::from)?.is_none() && !out.contains(h) {
                 out.push(*h);
             }
         }
@@ -324,26 +324,14 @@ impl Store {
             )));
         }
         let txn = self.read_txn()?;
-        let chunks = txn.open_table(tables::CHUNKS).map_err(StoreError::from)?;
-        let tails = txn
-            .open_table(tables::CHUNK_TAILS)
-            .map_err(StoreError::from)?;
+        let chunks = ReadChunks::open(&txn)?;
         let mut out = Vec::with_capacity(hashes.len());
         for h in hashes {
-            let head = chunks
-                .get(h)
-                .map_err(StoreError::from)?
-                .ok_or(FsError::NotFound)?;
-            let mut len = head.value().len().saturating_sub(1);
-            drop(head);
-            if let Some(t) = tails.get(h).map_err(StoreError::from)? {
-                len += t.value().len().saturating_sub(1);
-            }
-            let r = BlockRef {
+            let entry = chunks.entry(h)?.ok_or(FsError::NotFound)?;
+            out.push(chunks.read(&BlockRef {
                 hash: *h,
-                len: u32::try_from(len).map_err(|_| FsError::Corrupt)?,
-            };
-            out.push(content::read_chunk(&chunks, &tails, &r)?);
+                len: entry.len,
+            })?);
         }
         Ok(out)
     }
@@ -600,12 +588,6 @@ impl Store {
             if v.ftype != FileType::Regular {
                 return Err(FsError::Invalid.into());
             }
-            let mut store = ChunkStore {
-                chunks: &mut t.chunks,
-                tails: &mut t.tails,
-                refs: &mut t.refs,
-                counters: &mut t.counters,
-            };
             for (index, entry) in blocks {
                 let old = content::block_ref(&t.blocks, (key.0, key.1, *index))?;
                 if let Some(e) = entry {
@@ -619,14 +601,13 @@ impl Store {
                                 hash: e.hash,
                                 len: e.len,
                             };
-                            content::read_chunk(store.chunks, store.tails, &r)
-                                .map_err(|_| FsError::Blocked(fid))?
+                            t.chunks.read(&r).map_err(|_| FsError::Blocked(fid))?
                         }
                     };
                     if bytes.len() != e.len as usize || e.len as u64 > BLOCK_SIZE {
                         return Err(FsError::Malformed("chunk length".into()).into());
                     }
-                    store.retain(&e.hash, &bytes)?;
+                    t.chunks.retain(&e.hash, &bytes)?;
                     t.blocks.insert(
                         (key.0, key.1, *index),
                         codec::encode(&BlockRef {
@@ -638,7 +619,7 @@ impl Store {
                     v.digest.add(&super::tags::block_member(*index, &e.hash));
                 }
                 if let Some(o) = old {
-                    store.release(&o.hash, o.len)?;
+                    t.chunks.release(&o.hash)?;
                     v.digest.remove(&super::tags::block_member(*index, &o.hash));
                     if entry.is_none() {
                         t.blocks.remove((key.0, key.1, *index))?;
@@ -686,7 +667,7 @@ impl Store {
                     );
                     v.version = tomb.version;
                     v.history = tomb.history;
-                    t.counters.vnodes += 1;
+                    t.vnode_count += 1;
                     (v, None)
                 }
                 Found::Nothing => {
@@ -700,7 +681,7 @@ impl Store {
                         ))
                         .into());
                     }
-                    t.counters.vnodes += 1;
+                    t.vnode_count += 1;
                     // A collected object brought back (by a replica that was away).
                     t.collected.remove(key)?;
                     (
@@ -758,19 +739,12 @@ impl Store {
             match meta.ftype {
                 FileType::Regular => {
                     if meta.size < v.size
-                        && let Some(plan) = content::plan_resize(
-                            &t.blocks, &t.chunks, &t.tails, key, v.size, meta.size,
-                        )?
+                        && let Some(plan) =
+                            content::plan_resize(&t.blocks, &t.chunks, key, v.size, meta.size)?
                     {
-                        let mut store = ChunkStore {
-                            chunks: &mut t.chunks,
-                            tails: &mut t.tails,
-                            refs: &mut t.refs,
-                            counters: &mut t.counters,
-                        };
                         content::apply_blocks(
                             &mut t.blocks,
-                            &mut store,
+                            &mut t.chunks,
                             key,
                             &plan,
                             &mut v.digest,
@@ -855,15 +829,9 @@ impl Store {
                         unique: 0,
                     };
                     t.unlink_entry(parent, &name_of(&v.name)?, fid)?;
-                    let mut store = ChunkStore {
-                        chunks: &mut t.chunks,
-                        tails: &mut t.tails,
-                        refs: &mut t.refs,
-                        counters: &mut t.counters,
-                    };
-                    content::drop_blocks(&mut t.blocks, &mut store, key, 0, None)?;
+                    content::drop_blocks(&mut t.blocks, &mut t.chunks, key, 0, None)?;
                     t.vnodes.remove(key)?;
-                    t.counters.vnodes = t.counters.vnodes.saturating_sub(1);
+                    t.vnode_count = t.vnode_count.saturating_sub(1);
                     (v.ftype, true, true)
                 }
                 Found::Dead(tomb) => {

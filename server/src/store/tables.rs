@@ -14,7 +14,7 @@ pub(crate) type VnodeKey = (u32, u64);
 pub(crate) type DirentKey = (u32, u64, u64, &'static [u8]);
 /// Key of a file block: (volume, vnode, block index = offset / BLOCK_SIZE).
 pub(crate) type BlockKey = (u32, u64, u64);
-/// Key of a chunk: its blake3 hash.
+/// Key of a chunk in the index: its blake3 hash.
 pub(crate) type ChunkKey = &'static [u8; 32];
 
 /// Store-wide facts: `format` (u32) and totals `chunk_bytes`, `vnodes` (u64 each).
@@ -29,13 +29,17 @@ pub(crate) const VNODES: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new
 pub(crate) const DIRENTS: TableDefinition<DirentKey, &[u8]> = TableDefinition::new("dirents");
 /// (volume, vnode, block index) -> [`super::codec::BlockRef`].
 pub(crate) const BLOCKS: TableDefinition<BlockKey, &[u8]> = TableDefinition::new("blocks");
-/// Chunk hash -> version byte + the first `CHUNK_HEAD_MAX - 1` bytes of the chunk.
-pub(crate) const CHUNKS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("chunks");
-/// Chunk hash -> version byte + the rest of a chunk longer than the head holds.
-pub(crate) const CHUNK_TAILS: TableDefinition<ChunkKey, &[u8]> =
-    TableDefinition::new("chunk_tails");
-/// Chunk hash -> reference count (u64): the number of block rows naming the chunk.
-pub(crate) const CHUNK_REFS: TableDefinition<ChunkKey, &[u8]> = TableDefinition::new("chunk_refs");
+/// Chunk hash -> [`super::codec::ChunkEntry`]: where the chunk is stored, its length and the
+/// number of block rows naming it.
+pub(crate) const CHUNK_INDEX: TableDefinition<ChunkKey, &[u8]> =
+    TableDefinition::new("chunk_index");
+/// Chunk id -> version byte + the first `CHUNK_HEAD_MAX - 1` bytes of the chunk. Ids are
+/// handed out in increasing order, so new chunks append at the right edge of the B-tree
+/// instead of landing at random places (as keys by hash did: 2.0 bytes written per byte
+/// stored).
+pub(crate) const CHUNK_HEADS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunk_heads");
+/// Chunk id -> version byte + the rest of a chunk longer than the head holds.
+pub(crate) const CHUNK_TAILS: TableDefinition<u64, &[u8]> = TableDefinition::new("chunk_id_tails");
 /// (client incarnation, volume) -> [`super::apply::AppliedRec`]: the highest sequence number
 /// applied, the last outcomes, and how many records this replica missed.
 pub(crate) const APPLIED: TableDefinition<(u32, u32), &[u8]> = TableDefinition::new("applied");
@@ -49,7 +53,7 @@ pub(crate) const COP2_PENDING: TableDefinition<(u32, u32, u64), &[u8]> =
 /// Largest chunk-head value (version byte included). A redb leaf holding one entry must fit
 /// a power-of-two page: a 65,536-byte value plus its key and leaf header needs a 128 KiB
 /// page (measured: 2.0x the file size). A head of 64 KiB - 256 fits a 64 KiB page with room
-/// for the 32-byte key and header; the last 257 bytes of a full block go to `chunk_tails`,
+/// for the 8-byte key and header; the last 257 bytes of a full block go to `chunk_id_tails`,
 /// whose small values share leaf pages.
 pub(crate) const CHUNK_HEAD_MAX: usize = 64 * 1024 - 256;
 

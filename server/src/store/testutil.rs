@@ -259,7 +259,7 @@ impl Fx {
 /// Checks every cross-table invariant of the store by scanning the raw tables: reference
 /// counts, stored totals, digests, entry counts, and that no block lies past its file's end.
 pub(crate) fn check_consistency(store: &Store) {
-    use super::codec::{BlockRef, Dirent, Vnode, decode};
+    use super::codec::{BlockRef, ChunkEntry, Dirent, Vnode, decode};
     use super::tables;
     use super::tags::{block_member, entry_member};
     use codetta_wire::tag::SetDigest;
@@ -271,8 +271,9 @@ pub(crate) fn check_consistency(store: &Store) {
     let vnodes = txn.open_table(tables::VNODES).unwrap();
     let dirents = txn.open_table(tables::DIRENTS).unwrap();
     let blocks = txn.open_table(tables::BLOCKS).unwrap();
-    let chunks = txn.open_table(tables::CHUNKS).unwrap();
-    let refs = txn.open_table(tables::CHUNK_REFS).unwrap();
+    let index = txn.open_table(tables::CHUNK_INDEX).unwrap();
+    let heads = txn.open_table(tables::CHUNK_HEADS).unwrap();
+    let tails = txn.open_table(tables::CHUNK_TAILS).unwrap();
     let meta = txn.open_table(tables::META).unwrap();
 
     let mut objects: BTreeMap<(u32, u64), Vnode> = BTreeMap::new();
@@ -334,16 +335,25 @@ pub(crate) fn check_consistency(store: &Store) {
         }
     }
     let mut stored = 0u64;
-    for item in refs.range::<&[u8; 32]>(..).unwrap() {
+    let mut ids = std::collections::BTreeSet::new();
+    for item in index.range::<&[u8; 32]>(..).unwrap() {
         let (k, v) = item.unwrap();
         let hash = *k.value();
-        let count: u64 = decode("chunk_refs", v.value()).unwrap();
-        assert_eq!(Some(&count), uses.get(&hash), "refcount");
-        assert!(chunks.get(&hash).unwrap().is_some());
-        stored += u64::from(lens[&hash]);
+        let e: ChunkEntry = decode("chunk_index", v.value()).unwrap();
+        assert_eq!(Some(&e.refs), uses.get(&hash), "refcount");
+        assert_eq!(e.len, lens[&hash], "length");
+        assert!(ids.insert(e.id), "one chunk per id");
+        assert!(heads.get(e.id).unwrap().is_some());
+        stored += u64::from(e.len);
     }
-    assert_eq!(refs.len().unwrap(), chunks.len().unwrap());
-    assert_eq!(uses.len() as u64, refs.len().unwrap());
+    assert_eq!(index.len().unwrap(), heads.len().unwrap());
+    for item in tails.range::<u64>(..).unwrap() {
+        assert!(
+            ids.contains(&item.unwrap().0.value()),
+            "no tail without its chunk"
+        );
+    }
+    assert_eq!(uses.len() as u64, index.len().unwrap());
     let total = |key: &str| -> u64 {
         meta.get(key)
             .unwrap()
