@@ -118,32 +118,45 @@ where
 
     /// Reads and verifies the chunk a block row names.
     pub(crate) fn read(&self, r: &BlockRef) -> Result<Vec<u8>, StoreError> {
+        let mut bytes = vec![0u8; r.len as usize];
+        self.read_into(r, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Reads the chunk a block row names into `out` (exactly its length), and verifies it
+    /// there: a chunk that does not hash to its key is `Corrupt`, and `out` must not be used.
+    pub(crate) fn read_into(&self, r: &BlockRef, out: &mut [u8]) -> Result<(), StoreError> {
         let corrupt = || StoreError::Fs(FsError::Corrupt);
         let entry = self.entry(&r.hash)?.ok_or_else(corrupt)?;
-        if entry.len != r.len {
+        if entry.len != r.len || out.len() != r.len as usize {
             return Err(corrupt());
         }
-        let len = r.len as usize;
-        let mut bytes = Vec::with_capacity(len);
-        {
+        let mut filled = {
             let head = self.heads.get(entry.id)?.ok_or_else(corrupt)?;
-            match head.value().split_first() {
-                Some((&codec::FORMAT_VERSION, body)) => bytes.extend_from_slice(body),
-                _ => return Err(corrupt()),
-            }
-        }
-        if bytes.len() < len {
+            copy_body(head.value(), out).ok_or_else(corrupt)?
+        };
+        if filled < out.len() {
             let tail = self.tails.get(entry.id)?.ok_or_else(corrupt)?;
-            match tail.value().split_first() {
-                Some((&codec::FORMAT_VERSION, body)) => bytes.extend_from_slice(body),
-                _ => return Err(corrupt()),
-            }
+            let rest = out.get_mut(filled..).ok_or_else(corrupt)?;
+            filled += copy_body(tail.value(), rest).ok_or_else(corrupt)?;
         }
-        if bytes.len() != len || blake3::hash(&bytes).as_bytes() != &r.hash {
+        if filled != out.len() || blake3::hash(out).as_bytes() != &r.hash {
             tracing::error!(chunk = %blake3::Hash::from_bytes(r.hash), "chunk failed its checksum");
             return Err(corrupt());
         }
-        Ok(bytes)
+        Ok(())
+    }
+}
+
+/// Copies the body of a chunk value (after its version byte) to the start of `out`;
+/// `None` if the version is unknown or the body is longer than `out`.
+fn copy_body(value: &[u8], out: &mut [u8]) -> Option<usize> {
+    match value.split_first() {
+        Some((&codec::FORMAT_VERSION, body)) => {
+            out.get_mut(..body.len())?.copy_from_slice(body);
+            Some(body.len())
+        }
+        _ => None,
     }
 }
 
@@ -170,11 +183,21 @@ pub(crate) fn read_range(
         let (key, value) = item?;
         let index = key.value().2;
         let r: BlockRef = codec::decode("blocks", value.value())?;
-        let data = chunks.read(&r)?;
         let block_start = index * BLOCK_SIZE;
-        // Overlap of [block_start, block_start + len) with [offset, end), in file offsets.
+        let block_end = block_start.saturating_add(u64::from(r.len));
+        if block_start >= offset && block_end <= end {
+            // The whole chunk is wanted: read it straight into place.
+            let at = (block_start - offset) as usize;
+            let dst = out
+                .get_mut(at..at + r.len as usize)
+                .ok_or(StoreError::Fs(FsError::Corrupt))?;
+            chunks.read_into(&r, dst)?;
+            continue;
+        }
+        let data = chunks.read(&r)?;
+        // Overlap of [block_start, block_end) with [offset, end), in file offsets.
         let from = block_start.max(offset);
-        let to = block_start.saturating_add(data.len() as u64).min(end);
+        let to = block_end.min(end);
         if from >= to {
             continue;
         }
