@@ -81,7 +81,8 @@ impl Link {
         self.deadline
     }
 
-    async fn connection(&self) -> Result<quinn::Connection, TransportError> {
+    /// The cached connection, or a new one made within `deadline`.
+    async fn connection(&self, deadline: Duration) -> Result<quinn::Connection, TransportError> {
         let mut guard = self.conn.lock().await;
         if let Some(conn) = guard.as_ref()
             && conn.close_reason().is_none()
@@ -98,9 +99,9 @@ impl Link {
             return Err(TransportError::Timeout(Duration::ZERO));
         }
         let connect = crate::connect(&self.endpoint, self.addr, &self.name, &self.identity);
-        let result = match tokio::time::timeout(self.deadline, connect).await {
+        let result = match tokio::time::timeout(deadline, connect).await {
             Ok(r) => r,
-            Err(_) => Err(TransportError::Timeout(self.deadline)),
+            Err(_) => Err(TransportError::Timeout(deadline)),
         };
         if let Ok(mut f) = self.failed_at.lock() {
             *f = if result.is_err() {
@@ -123,13 +124,14 @@ impl Link {
         self.call_within(request, self.deadline).await
     }
 
-    /// [`Link::call`] with a longer deadline for the exchange (large transfers).
+    /// [`Link::call`] with its own deadline for the exchange: longer for large transfers,
+    /// shorter for probes (connecting gets the shorter of it and the link's).
     pub async fn call_within(
         &self,
         request: &Frame,
         deadline: Duration,
     ) -> Result<Frame, TransportError> {
-        let conn = self.connection().await?;
+        let conn = self.connection(deadline.min(self.deadline)).await?;
         match call(&conn, request, deadline).await {
             Ok(reply) => Ok(reply),
             Err(e) => {
