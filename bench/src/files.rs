@@ -111,19 +111,11 @@ impl Files for Nfs {
             .map_err(nfs_err("SETATTR", ""))
     }
 
-    /// A COMMIT answered JUKEBOX ("try again later": the writes are still on their way to
-    /// the servers) is sent again after a pause, as the kernel's NFS client does, for up to
-    /// a minute.
+    /// A COMMIT answered JUKEBOX (the writes still on their way to the servers) is sent
+    /// again, as the kernel's client does.
     async fn commit(&mut self, file: &Fh) -> anyhow::Result<()> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            match Nfs::commit(self, file).await {
-                Err(nfsstat3::NFS3ERR_JUKEBOX) if std::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                other => return other.map_err(nfs_err("COMMIT", "")),
-            }
-        }
+        patiently!("COMMIT", Nfs::commit(self, file).await);
+        Ok(())
     }
 
     async fn read(

@@ -4,6 +4,26 @@
 //! user names), so ratios survive a noisy machine. `codetta bench` and `cargo bench` are
 //! its entry points.
 
+/// Retries an NFS call answering JUKEBOX ("try again later": the client daemon noticing a
+/// server come or go, or writes still on their way at a COMMIT) every 50 ms for up to 60 s,
+/// as the kernel's client does; any other error fails with `$what`.
+macro_rules! patiently {
+    ($what:expr, $e:expr) => {{
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            match $e {
+                Err(nfs3_client::nfs3_types::nfs3::nfsstat3::NFS3ERR_JUKEBOX)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => anyhow::bail!("{}: {e:?}", $what),
+                Ok(v) => break v,
+            }
+        }
+    }};
+}
+
 pub mod data;
 pub mod files;
 pub mod harness;

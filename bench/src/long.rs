@@ -12,27 +12,10 @@ use crate::systems::System;
 use crate::workloads::MIB;
 use codetta_cluster::Inspector;
 use codetta_wire::Fid;
-use nfs3_client::nfs3_types::nfs3::{nfsstat3, stable_how};
+use nfs3_client::nfs3_types::nfs3::stable_how;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// Retries a call answering JUKEBOX (the client daemon noticing a server come or go) for
-/// up to 60 s.
-macro_rules! patiently {
-    ($what:expr, $e:expr) => {{
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match $e {
-                Err(nfsstat3::NFS3ERR_JUKEBOX) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => anyhow::bail!("{}: {e:?}", $what),
-                Ok(v) => break v,
-            }
-        }
-    }};
-}
 
 fn nfs_addr(system: &System) -> anyhow::Result<std::net::SocketAddr> {
     match system.access {
