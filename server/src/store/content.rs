@@ -118,6 +118,10 @@ where
 
     /// Reads and verifies the chunk a block row names.
     pub(crate) fn read(&self, r: &BlockRef) -> Result<Vec<u8>, StoreError> {
+        if r.len as usize > BS {
+            // A damaged row must not size an allocation.
+            return Err(StoreError::Fs(FsError::Corrupt));
+        }
         let mut bytes = vec![0u8; r.len as usize];
         self.read_into(r, &mut bytes)?;
         Ok(bytes)
