@@ -71,7 +71,13 @@ async fn the_harness_measures_every_workload_on_every_system_and_writes_its_outp
     );
     let resync = cluster("resync");
     let extra = |k: &str| resync.extra.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-    assert!(extra("shipped_mib").is_some_and(|m| m >= 4.0), "{resync:?}");
+    // Shipped by resolution: at most about what changed (a returning server may also get
+    // what it missed from the client's log, when the records are still there).
+    assert!(
+        extra("shipped_mib").is_some_and(|m| (0.0..=8.0).contains(&m)),
+        "{resync:?}"
+    );
+    assert!(resync.value > 0.0, "{resync:?}");
     assert!(
         cluster("steady write")
             .extra
