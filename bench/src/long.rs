@@ -15,7 +15,7 @@ use codetta_wire::Fid;
 use nfs3_client::nfs3_types::nfs3::stable_how;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 fn nfs_addr(system: &System) -> anyhow::Result<std::net::SocketAddr> {
     match system.access {
@@ -170,6 +170,26 @@ async fn shipped(inspector: &Inspector, servers: usize) -> u64 {
     total
 }
 
+/// Waits until the client daemon's `status.json` (rewritten every second), written after
+/// `since`, shows every server of its volume in the AVSG; or until `deadline`.
+async fn wait_for_full_avsg(status: &std::path::Path, since: SystemTime, deadline: Instant) {
+    let full = || -> Option<bool> {
+        let written = std::fs::metadata(status).ok()?.modified().ok()?;
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(status).ok()?).ok()?;
+        let servers = json.get("servers")?.as_array()?;
+        Some(
+            written > since
+                && !servers.is_empty()
+                && servers
+                    .iter()
+                    .all(|s| s.get(1).and_then(|up| up.as_bool()) == Some(true)),
+        )
+    };
+    while full() != Some(true) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The resync figure on a 3-replica cluster: the last server is SIGKILLed; `resync_mib`
 /// MiB change (1 MiB overwritten inside a big file, the rest a new file); the server comes
 /// back, and the time until every replica holds both files alike is measured, with the
@@ -211,9 +231,16 @@ pub async fn resync(
     let fids = [fid_of(&big)?, fid_of(&new)?];
 
     let shipped_before = shipped(&inspector, servers).await;
+    let status = cluster.layout.dir.join("client").join("status.json");
     cluster.servers.start(last).await?;
     let restarted = Instant::now();
+    let restarted_at = SystemTime::now();
     system.rewatch();
+    // The writer below starts once the client has the server back in its AVSG: what it
+    // writes then reaches every replica, so resolution ships only what the server missed
+    // (writes made while it was still out would be missed too, and counted as shipped
+    // without being counted as changed).
+    wait_for_full_avsg(&status, restarted_at, restarted + Duration::from_secs(60)).await;
     let before = Snapshot::take(&system.watched);
 
     // A client keeps writing while the replica is brought up to date.

@@ -86,6 +86,26 @@ pub fn touched(op: &Op) -> Vec<Fid> {
     fids
 }
 
+/// The names `op` changes: (directory, name, what the name leads to after it). `created`:
+/// the fid a create resolved to, when known (an existing file's, if the name was there).
+fn names_changed(op: &Op, created: Option<Fid>) -> Vec<(Fid, &Name, Option<Fid>)> {
+    match op {
+        Op::Create { dir, name, fid, .. }
+        | Op::Mkdir { dir, name, fid, .. }
+        | Op::Symlink { dir, name, fid, .. } => vec![(*dir, name, Some(created.unwrap_or(*fid)))],
+        Op::Remove { dir, name, .. } | Op::Rmdir { dir, name, .. } => vec![(*dir, name, None)],
+        Op::Rename {
+            from_dir,
+            from_name,
+            to_dir,
+            to_name,
+            fid,
+            ..
+        } => vec![(*from_dir, from_name, None), (*to_dir, to_name, Some(*fid))],
+        Op::SetAttr { .. } | Op::Write { .. } => Vec::new(),
+    }
+}
+
 impl Cache {
     pub fn new(limits: CacheLimits) -> Cache {
         Cache {
@@ -107,7 +127,7 @@ impl Cache {
     }
 
     /// Whether nothing invalidated `fid` since `since`.
-    fn unbroken(&self, since: u64, fid: &Fid) -> bool {
+    pub fn unbroken(&self, since: u64, fid: &Fid) -> bool {
         if since == self.seq {
             return true;
         }
@@ -143,6 +163,58 @@ impl Cache {
     /// Forgets `fid` (a promise on it broke, or this client changed it).
     pub fn invalidate(&mut self, fid: &Fid) {
         self.drop_entry(fid);
+        self.note(Some(fid.object()));
+    }
+
+    /// This client's own `op`, logged or complete: everything it touched is forgotten,
+    /// except that a directory it changes keeps its other names (the op changes only those
+    /// it names; another client's change would break the promise and take them all).
+    /// `applied`: the op is complete, every replica answering alike (with the fid a
+    /// create resolved to), and the promises on `named` (directories whose state every
+    /// replica just answered) held throughout: the names it changed in those are kept
+    /// as the op left them.
+    pub fn own_op(&mut self, op: &Op, applied: Option<Option<Fid>>, named: &[Fid]) {
+        let names = names_changed(op, applied.flatten());
+        for fid in touched(op) {
+            if names.iter().any(|(dir, _, _)| *dir == fid) {
+                self.forget_state(&fid);
+            } else {
+                self.invalidate(&fid);
+            }
+        }
+        for (dir, name, after) in names {
+            let set = applied.is_some() && named.contains(&dir);
+            let entry = if set {
+                Some(self.entries.entry(dir.object()).or_default())
+            } else {
+                self.entries.get_mut(&dir.object())
+            };
+            let Some(entry) = entry else {
+                continue;
+            };
+            let had = if set {
+                entry.names.insert(name.clone(), after).is_some()
+            } else {
+                entry.names.remove(name).is_some()
+            };
+            match (had, set) {
+                (false, true) => self.names += 1,
+                (true, false) => self.names -= 1,
+                _ => {}
+            }
+        }
+        self.make_room();
+    }
+
+    /// Forgets `fid`'s state and data, keeping its names.
+    fn forget_state(&mut self, fid: &Fid) {
+        if let Some(e) = self.entries.get_mut(&fid.object()) {
+            e.state = None;
+            for (_, (bytes, tick)) in std::mem::take(&mut e.blocks) {
+                self.data_bytes -= bytes.len();
+                self.lru.remove(&tick);
+            }
+        }
         self.note(Some(fid.object()));
     }
 
@@ -350,6 +422,56 @@ mod tests {
             c.invalidate(&fid(100 + n));
         }
         assert!(!c.put_state(before, state(3, 1)));
+    }
+
+    #[test]
+    fn own_changes_keep_a_directorys_other_names() {
+        let mut c = Cache::new(CacheLimits::default());
+        let s = c.snapshot();
+        let (a, b) = (Name::new(b"a").unwrap(), Name::new(b"b").unwrap());
+        c.put_state(s, state(1, 1));
+        c.put_name(s, &fid(1), &a, Some(fid(2)));
+        c.put_name(s, &fid(1), &b, None);
+        let create = Op::Create {
+            dir: fid(1),
+            name: b.clone(),
+            fid: fid(3),
+            new: codetta_wire::update::NewObject {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            },
+            how: codetta_wire::update::CreateHow::Guarded,
+        };
+        // Logged: the directory's state and the name it makes go; the other name stays.
+        c.own_op(&create, None, &[]);
+        assert_eq!(c.state(&fid(1)), None);
+        assert_eq!(c.name(&fid(1), &b), None);
+        assert_eq!(c.name(&fid(1), &a), Some(Some(fid(2))));
+        c.put_name(s, &fid(1), &b, None);
+        assert_eq!(
+            c.name(&fid(1), &b),
+            None,
+            "a lookup that raced it is not kept"
+        );
+        // Complete, the directory's new state answered by every replica: the name is kept.
+        c.own_op(&create, Some(Some(fid(3))), &[fid(1)]);
+        assert_eq!(c.name(&fid(1), &b), Some(Some(fid(3))));
+        // Complete without such an answer: the name is forgotten, not guessed.
+        c.own_op(&create, Some(Some(fid(3))), &[]);
+        assert_eq!(c.name(&fid(1), &b), None);
+        let remove = Op::Remove {
+            dir: fid(1),
+            name: a.clone(),
+            fid: fid(2),
+        };
+        c.own_op(&remove, Some(None), &[fid(1)]);
+        assert_eq!(c.name(&fid(1), &a), Some(None), "gone, as a cached absence");
+        assert_eq!(c.names, 1);
+        // Another client's change takes every name.
+        c.invalidate(&fid(1));
+        assert_eq!(c.name(&fid(1), &a), None);
+        assert_eq!(c.names, 0);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod group;
+pub mod landing;
 pub mod link;
 pub mod log;
 pub mod nfs;

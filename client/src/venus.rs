@@ -12,6 +12,7 @@
 use crate::cache::{CACHE_BLOCK, Cache, CacheLimits, CacheStats};
 use crate::error::ClientError;
 use crate::group::Group;
+use crate::landing::{Landed, Landing};
 use crate::link::{LinkPool, ServerLink};
 use crate::log::{ClientState, LoggedRecord, ModifyLog};
 use crate::promises::{Channels, Trust};
@@ -141,7 +142,13 @@ pub struct VenusOptions {
 struct Outbox {
     queue: VecDeque<Queued>,
     shipping: Shipping,
+    /// The states batch replies carried, until every member has answered alike.
+    landing: Landing<FillStamp>,
 }
+
+/// Where the cache stood when a fill began: its invalidation count and the promises then
+/// trusted (see [`Core::fill_start`]).
+type FillStamp = (u64, Trust);
 
 /// How long a validation of an object across the AVSG stays good (no callbacks yet:
 /// another client's update that missed a replica is noticed within this).
@@ -331,7 +338,11 @@ impl Venus {
             log: log.clone(),
             group,
             tracker: Mutex::new(tracker),
-            outbox: Mutex::new(Outbox { queue, shipping }),
+            outbox: Mutex::new(Outbox {
+                queue,
+                shipping,
+                landing: Landing::default(),
+            }),
             acked: acked_tx,
             stats: stats.clone(),
             epoch: AtomicU64::new(0),
@@ -1188,9 +1199,7 @@ async fn appender(
                     let mut outbox = lock(&core.outbox);
                     let mut cache = lock(&core.cache);
                     for (s, rec) in group.into_iter().zip(records) {
-                        for fid in crate::cache::touched(&rec.record.op) {
-                            cache.invalidate(&fid);
-                        }
+                        cache.own_op(&rec.record.op, None, &[]);
                         let seq = rec.record.id.seq;
                         tracker.logged(seq, &rec.record.op, rec.record.time, s.waiter.is_none());
                         if let Some(waiter) = s.waiter {
@@ -1220,6 +1229,11 @@ impl Core {
     /// The connections every AVSG member's promises hold on, if they all hold now.
     fn trust(&self) -> Option<Trust> {
         let avsg = lock(&self.outbox).shipping.avsg();
+        self.trust_of(avsg)
+    }
+
+    /// The connections the promises of `avsg` hold on, if they all hold now.
+    fn trust_of(&self, avsg: Vec<usize>) -> Option<Trust> {
         self.channels.trusted(
             avsg.into_iter()
                 .filter_map(|m| self.group.member(m).map(|x| (m, x.link.generation()))),
@@ -1264,7 +1278,7 @@ impl Core {
 
     /// Where a fill starts: the cache's invalidations so far and the promises' connections
     /// (`None`: promises do not hold, nothing fetched now may be cached).
-    fn fill_start(&self) -> Option<(u64, Trust)> {
+    fn fill_start(&self) -> Option<FillStamp> {
         let since = lock(&self.cache).snapshot();
         Some((since, self.trust()?))
     }
@@ -1389,6 +1403,57 @@ impl Core {
     /// Answers complete records, drops them from the queue and the log, and wakes the
     /// shippers (new COP2 items may be queued). Called with both locks held.
     fn finish(self: &Arc<Core>, tracker: &mut Tracker, outbox: &mut Outbox, done: Vec<Completed>) {
+        self.finish_landing(tracker, outbox, done, Vec::new());
+    }
+
+    /// [`Core::finish`], caching the states in `landed` (replies to this client's own
+    /// records) if no promise behind them broke since their batches were sent.
+    fn finish_landing(
+        self: &Arc<Core>,
+        tracker: &mut Tracker,
+        outbox: &mut Outbox,
+        done: Vec<Completed>,
+        landed: Vec<Landed<FillStamp>>,
+    ) {
+        let trust = if landed.is_empty() {
+            None
+        } else {
+            self.trust_of(outbox.shipping.avsg())
+        };
+        {
+            // This client's own change: servers keep its promises (it knows what it
+            // changed), so it forgets what the records touched before anyone is answered,
+            // keeping only the states the replicas answered them with. One lock throughout,
+            // so that no break slips between the check and the keeping.
+            let mut cache = lock(&self.cache);
+            let keep: Vec<ObjectState> = landed
+                .into_iter()
+                .filter(|l| {
+                    l.stamps.iter().all(|(since, t)| {
+                        Some(t) == trust.as_ref() && cache.unbroken(*since, &l.state.fid)
+                    })
+                })
+                .map(|l| l.state)
+                .collect();
+            let named: Vec<Fid> = keep.iter().map(|s| s.fid).collect();
+            for (c, q) in done.iter().zip(&outbox.queue) {
+                let alike = !c.divergent && c.answers.iter().all(|(_, o)| *o == c.outcome);
+                let applied = match &c.outcome {
+                    Ok(created) if alike => Some(*created),
+                    _ => None,
+                };
+                cache.own_op(&q.rec.record.op, applied, &named);
+                for (_, outcome) in &c.answers {
+                    if let Ok(Some(fid)) = outcome {
+                        cache.invalidate(fid);
+                    }
+                }
+            }
+            let now = cache.snapshot();
+            for state in keep {
+                cache.put_state(now, state);
+            }
+        }
         let Some(last) = done.last().map(|c| c.seq) else {
             return;
         };
@@ -1399,19 +1464,6 @@ impl Core {
             };
             let rec = &q.rec.record;
             debug_assert_eq!(rec.id.seq, c.seq);
-            {
-                // This client's own change: servers keep its promises (it knows what it
-                // changed), so it forgets what the record touched before anyone is answered.
-                let mut cache = lock(&self.cache);
-                for fid in crate::cache::touched(&rec.op) {
-                    cache.invalidate(&fid);
-                }
-                for (_, outcome) in &c.answers {
-                    if let Ok(Some(fid)) = outcome {
-                        cache.invalidate(fid);
-                    }
-                }
-            }
             let diverged = c.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged));
             if c.divergent || diverged {
                 self.stats.divergent.fetch_add(1, Ordering::Relaxed);
@@ -1549,13 +1601,32 @@ fn member_shipper(
             };
             cop2_alone = false;
             let count = plan.len();
+            let stamp = core.fill_start();
             match link.call(&request, data).await {
-                Ok((ReplyBody::Shipped { outcomes, priors }, _)) if outcomes.len() == count => {
+                Ok((
+                    ReplyBody::Shipped {
+                        outcomes,
+                        priors,
+                        states,
+                    },
+                    _,
+                )) if outcomes.len() == count => {
                     core.stats.batches.fetch_add(1, Ordering::Relaxed);
                     let mut tracker = lock(&core.tracker);
                     let mut outbox = lock(&core.outbox);
                     let done = outbox.shipping.applied(m, &plan, &outcomes, &priors);
-                    core.finish(&mut tracker, &mut outbox, done);
+                    let landed = match &stamp {
+                        Some(stamp) if !states.is_empty() => {
+                            let avsg = outbox.shipping.avsg();
+                            let last_record =
+                                |fid: &Fid| tracker.fids.get(fid).map_or(0, |f| f.last_seq);
+                            outbox
+                                .landing
+                                .offer(m, plan.last, stamp, states, &avsg, last_record)
+                        }
+                        _ => Vec::new(),
+                    };
+                    core.finish_landing(&mut tracker, &mut outbox, done, landed);
                 }
                 Ok((other, _)) => {
                     tracing::error!(

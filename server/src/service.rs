@@ -11,7 +11,10 @@ use bytes::Bytes;
 use codetta_certs::Role;
 use codetta_transport::{Peer, Service};
 use codetta_wire::frame::MAX_DATA;
-use codetta_wire::message::{CatalogueCall, ReplyBody, ResolveSummary, ServerStatus, VolumeStatus};
+use codetta_wire::message::{
+    CatalogueCall, MAX_SHIPPED_STATES, ObjectState, ReplyBody, ResolveSummary, ServerStatus,
+    VolumeStatus,
+};
 use codetta_wire::{Fid, Frame, FsError, Reply, Request, VolumeId};
 use std::sync::Arc;
 
@@ -541,10 +544,13 @@ impl ServerService {
             .checked_sub(self.store.uptime())
             .map(|left| tokio::time::Instant::now() + left);
         let store = self.store.clone();
-        let shipped =
-            tokio::task::spawn_blocking(move || store.ship(&records, &data, log_start, &cop2))
-                .await
-                .map_err(|e| FsError::Storage(format!("handler failed: {e}")))??;
+        let (shipped, states) = tokio::task::spawn_blocking(move || {
+            let shipped = store.ship(&records, &data, log_start, &cop2)?;
+            let states = promised_states(&store, conn, &shipped.changed);
+            Ok::<_, FsError>((shipped, states))
+        })
+        .await
+        .map_err(|e| FsError::Storage(format!("handler failed: {e}")))??;
         let callbacks = self.store.callbacks();
         let tickets = callbacks.break_fids(&shipped.changed, Some(conn));
         callbacks.wait_acked(tickets).await;
@@ -554,8 +560,33 @@ impl ServerService {
         Ok(ReplyBody::Shipped {
             outcomes: shipped.outcomes,
             priors: shipped.priors,
+            states,
         })
     }
+}
+
+/// The states of live objects a batch changed, each promised first to the writer's
+/// session on `conn` (rule 15: registered before the state is read, so no later change
+/// slips past it); without a session there are none. The writer then caches what it
+/// changed without asking. Removed objects get no promise (nothing would ever break it).
+fn promised_states(store: &Store, conn: ConnId, changed: &[Fid]) -> Vec<ObjectState> {
+    let live = store.states(changed).unwrap_or_default();
+    let promised: Vec<Fid> = live
+        .iter()
+        .map(|s| s.fid)
+        .filter(|fid| {
+            let key = SessionKey {
+                conn,
+                volume: fid.volume,
+            };
+            store.callbacks().promise(key, *fid)
+        })
+        .take(MAX_SHIPPED_STATES)
+        .collect();
+    if promised.is_empty() {
+        return Vec::new();
+    }
+    store.states(&promised).unwrap_or_default()
 }
 
 fn reply_frame(reply: &Reply, data: Bytes) -> Frame {

@@ -202,6 +202,72 @@ async fn close_to_open_between_two_client_daemons() {
     cluster.shutdown().await;
 }
 
+/// A client caches what it changed from the replicas' answers to its own batches: after
+/// CREATE, WRITE and COMMIT it asks no server for the new file's or the directory's
+/// attributes, nor for the new name. The promises behind that cache hold like any other: another client's change
+/// shows to it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_caches_what_it_changed_and_still_sees_others_changes() {
+    let cluster = Cluster::start_replicated(3).await;
+    let a = SecondClient::start_via(&cluster, None).await;
+    let b = SecondClient::start_via(&cluster, None).await;
+    let mut writer = a.nfs().await;
+    let mut other = b.nfs().await;
+    let root = writer.root.clone();
+    wait_for_promises(a.venus(), &mut writer, &root).await;
+    for round in 0..5u32 {
+        let name = format!("mine-{round}");
+        let f = writer.create(&root, &name).await.expect("create");
+        let data = format!("written by the writer, round {round}");
+        writer
+            .write(&f, 0, data.as_bytes(), stable_how::UNSTABLE)
+            .await
+            .expect("write");
+        writer.commit(&f).await.expect("commit");
+        let before = a.venus().cache_stats();
+        assert_eq!(
+            writer.getattr(&f).await.expect("attr").size,
+            data.len() as u64
+        );
+        writer.getattr(&root).await.expect("dir attr");
+        assert_eq!(writer.lookup(&root, &name).await.expect("lookup"), f);
+        let after = a.venus().cache_stats();
+        assert!(
+            after.misses == before.misses && after.hits >= before.hits + 3,
+            "round {round}: the writer asked a server for what it had just changed"
+        );
+        // Another client changes the file: the writer's promise breaks before that
+        // client's COMMIT returns, so the writer sees the change at once.
+        let g = other.lookup(&root, &name).await.expect("lookup");
+        assert_eq!(g, f);
+        write_file(&mut other, &g, b"changed by another client, longer").await;
+        assert_eq!(writer.getattr(&f).await.expect("attr").size, 33);
+        assert_eq!(
+            writer.read_all(&f).await.expect("read"),
+            b"changed by another client, longer"
+        );
+    }
+    // Names the writer cached from its own creates go when another client changes them.
+    other.remove(&root, "mine-0").await.expect("remove");
+    assert_eq!(
+        writer.lookup(&root, "mine-0").await,
+        Err(nfsstat3::NFS3ERR_NOENT)
+    );
+    let moved = writer.lookup(&root, "mine-1").await.expect("lookup");
+    other
+        .rename(&root, "mine-1", &root, "moved")
+        .await
+        .expect("rename");
+    assert_eq!(
+        writer.lookup(&root, "mine-1").await,
+        Err(nfsstat3::NFS3ERR_NOENT)
+    );
+    assert_eq!(writer.lookup(&root, "moved").await.expect("lookup"), moved);
+    a.stop().await;
+    b.stop().await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_holds_no_promise_its_clients_trust() {
     let mut cluster = Cluster::start().await;

@@ -22,6 +22,9 @@ pub const CALLBACK_LEASE: std::time::Duration = std::time::Duration::from_millis
 /// answers no change for this long, and a closed connection's promises stay this long.
 pub const CALLBACK_VOID_AFTER: std::time::Duration = std::time::Duration::from_millis(1200);
 
+/// Most post-batch object states one `Shipped` answer carries.
+pub const MAX_SHIPPED_STATES: usize = 32;
+
 /// A call from a client daemon (or an admin tool) to a server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -477,10 +480,14 @@ pub enum ReplyBody {
     /// One outcome per record, and per record a digest of the versions and states of the
     /// objects it changed *before* it was applied here (0 if nothing was applied): replicas
     /// with equal digests went through the same change, so each may count the others'
-    /// application of it (the second phase, rule 2).
+    /// application of it (the second phase, rule 2). `states`: the state, after the
+    /// batch, of objects it changed that now carry a promise to the caller's session
+    /// (rule 15), at most [`MAX_SHIPPED_STATES`]; the client may cache them once every
+    /// replica has answered with the same tag.
     Shipped {
         outcomes: Vec<RecordOutcome>,
         priors: Vec<u64>,
+        states: Vec<ObjectState>,
     },
     Space(SpaceInfo),
     Resolved(ResolveSummary),

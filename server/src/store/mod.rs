@@ -585,6 +585,15 @@ impl Store {
         Ok(object_state(fid, &v))
     }
 
+    /// The states of those of `fids` that are live, read in one transaction.
+    pub fn states(&self, fids: &[Fid]) -> Result<Vec<ObjectState>, FsError> {
+        let txn = self.read_txn()?;
+        Ok(fids
+            .iter()
+            .filter_map(|fid| self.load(&txn, *fid).ok().map(|v| object_state(*fid, &v)))
+            .collect())
+    }
+
     /// The state of the object `name` in directory `dir`.
     pub fn lookup(&self, dir: Fid, name: &Name) -> Result<ObjectState, FsError> {
         let txn = self.read_txn()?;
