@@ -35,6 +35,8 @@ pub(crate) fn now_millis() -> u64 {
 /// How many recent outcomes are kept per (incarnation, volume), so that a resent record is
 /// answered exactly as it was the first time (a guarded create that failed must not look
 /// like a success on resend). Older resends get the best answer the current state gives.
+/// Outcomes of records the client no longer holds (before its `log_start`) are dropped:
+/// the row is rewritten with every batch, so it stays a few entries long.
 const RECENT_OUTCOMES: usize = 256;
 
 /// The `applied` row of one (incarnation, volume).
@@ -650,7 +652,10 @@ impl Batch<'_> {
         let rec = self.applied(key)?;
         rec.seq = seq;
         rec.recent.push_back((seq, outcome.clone()));
-        while rec.recent.len() > RECENT_OUTCOMES {
+        // Records before `log_start` are no longer in the client's log: never resent.
+        while rec.recent.len() > RECENT_OUTCOMES
+            || rec.recent.front().is_some_and(|(s, _)| *s < log_start)
+        {
             rec.recent.pop_front();
         }
         Ok((outcome, prior))
@@ -943,6 +948,38 @@ mod tests {
         assert_eq!(first, vec![Err(FsError::Exists)]);
         assert_eq!(fx.store.apply_batch(&[rec], &[]), first);
         assert_eq!(fx.lookup(root, "index.lock").unwrap().fid, theirs);
+    }
+
+    #[test]
+    fn answers_are_kept_only_for_records_the_client_still_holds() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        fx.create(root, "taken");
+        let mut held = Vec::new();
+        for _ in 0..20 {
+            let (op, _) = fx.g.create_op(root, "taken", CreateHow::Guarded);
+            let rec = fx.g.rec(op);
+            // The client trims each record once answered: it holds only this one.
+            let shipped = fx
+                .store
+                .ship(std::slice::from_ref(&rec), &[], rec.id.seq, &[]);
+            assert_eq!(shipped.unwrap().outcomes, vec![Err(FsError::Exists)]);
+            held = vec![rec];
+        }
+        let rec = &held[0];
+        let again = fx.store.ship(&held, &[], rec.id.seq, &[]).unwrap();
+        assert_eq!(
+            again.outcomes,
+            vec![Err(FsError::Exists)],
+            "answered as before"
+        );
+        let txn = fx.store.read_txn().unwrap();
+        let t = txn.open_table(super::tables::APPLIED).unwrap();
+        let key = (rec.id.incarnation.0, root.volume.0);
+        let row: super::AppliedRec =
+            super::codec::decode("applied", t.get(key).unwrap().unwrap().value()).unwrap();
+        let kept: Vec<u64> = row.recent.iter().map(|(s, _)| *s).collect();
+        assert_eq!(kept, vec![rec.id.seq]);
     }
 
     #[test]
