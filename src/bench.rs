@@ -38,7 +38,8 @@ pub struct BenchArgs {
     repeats: Option<usize>,
     /// Phases to run (default all): seq-write, seq-read, seq-reread, random-write,
     /// random-read, create, stat, stat-again, readdir, unlink, tree-copy, tree-list,
-    /// tree-delete. The reads need the writes before them.
+    /// tree-delete, and the profile's long ones, steady and resync (run only when listed,
+    /// once a list is given). The reads need the writes before them.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// MiB each stream writes and reads sequentially (default: the profile's).
@@ -121,8 +122,16 @@ pub fn options(args: BenchArgs, binary: PathBuf) -> anyhow::Result<Options> {
     let kinds = if args.workloads.is_empty() {
         Kind::ALL.to_vec()
     } else {
+        let listed = |name: &str| args.workloads.iter().any(|w| w == name);
+        if !listed("steady") {
+            profile.steady_secs = 0;
+        }
+        if !listed("resync") {
+            profile.resync_mib = 0;
+        }
         args.workloads
             .iter()
+            .filter(|w| !matches!(w.as_str(), "steady" | "resync"))
             .map(|w| parse_kind(w))
             .collect::<anyhow::Result<Vec<_>>>()?
     };

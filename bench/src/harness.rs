@@ -305,7 +305,9 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     };
     let steps = plan(opts).len() * systems.len() * opts.profile.repeats;
     let mut step = 0;
-    for repeat in 0..opts.profile.repeats {
+    // No phase but the long ones (`--workloads resync`): nothing to repeat.
+    let repeats = if steps == 0 { 0 } else { opts.profile.repeats };
+    for repeat in 0..repeats {
         for system in &systems {
             run_system(system, opts, repeat, &mut step, steps, &mut report).await?;
         }
