@@ -1398,6 +1398,11 @@ impl Core {
         }
         let done = outbox.shipping.failed(m, plan);
         self.finish(&mut tracker, &mut outbox, done);
+        // Its shipper probes it back into the AVSG: wake it even if no record waits (a
+        // read may have found it gone while the shipper idled).
+        if let Some(member) = self.group.member(m) {
+            member.wake.notify_one();
+        }
     }
 
     /// Answers complete records, drops them from the queue and the log, and wakes the

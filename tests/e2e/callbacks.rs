@@ -7,6 +7,7 @@ use crate::support::Cluster;
 use crate::support::nfs::{Nfs, mode};
 use crate::support::proxy::UdpProxy;
 use codetta_client::{ClientDaemon, venus::Venus};
+use codetta_cluster::Layout;
 use nfs3_client::nfs3_types::nfs3::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +23,13 @@ struct SecondClient {
 impl SecondClient {
     /// Reaching server `i` at `via[i]` (a proxy) when given.
     async fn start_via(cluster: &Cluster, via: Option<&[UdpProxy]>) -> SecondClient {
+        Self::start_on(&cluster.layout, via).await
+    }
+
+    /// On the cluster laid out as `layout` (in-process or processes).
+    async fn start_on(layout: &Layout, via: Option<&[UdpProxy]>) -> SecondClient {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = cluster.layout.client_config().expect("client config");
+        let mut config = layout.client_config().expect("client config");
         for (server, proxy) in config.servers.iter_mut().zip(via.unwrap_or_default()) {
             server.addr = proxy.addr;
         }
@@ -300,6 +306,62 @@ async fn a_restarted_server_holds_no_promise_its_clients_trust() {
     assert_eq!(reader.read_all(&f).await.expect("read"), b"and again");
     b.stop().await;
     cluster.shutdown().await;
+}
+
+/// The server process is SIGKILLed (no connection is closed: the reader learns nothing)
+/// and restarted at once; the writer changes the file as soon as it answers. Once the
+/// writer's COMMIT returns the reader sees the change, and its cache works again (a
+/// reader that only reads used to stay out of touch with the server until it wrote).
+/// Here the kill takes the 2 s call deadline to notice, past the reader's 1 s lease, so
+/// this does not isolate the restarted server's own 1.2 s grace before answering batches
+/// (that matters only when a restart and a writer's reconnect fit within the lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_and_restarted_at_once_leaves_no_stale_cache() {
+    let mut p = crate::durability::Procs::start().await;
+    let a = SecondClient::start_on(&p.layout, None).await;
+    let b = SecondClient::start_on(&p.layout, None).await;
+    let (mut writer, mut reader) = (a.nfs().await, b.nfs().await);
+    let root = writer.root.clone();
+    let f = writer.create(&root, "f").await.expect("create");
+    for round in 0..3u32 {
+        let before = format!("before kill {round}");
+        write_file(&mut writer, &f, before.as_bytes()).await;
+        wait_for_promises(b.venus(), &mut reader, &f).await;
+        assert_eq!(reader.read_all(&f).await.expect("read"), before.as_bytes());
+        p.kill_server(0);
+        p.start_server(0).await;
+        let after = format!("after restart {round}, longer");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let attempt = async {
+                writer
+                    .write(&f, 0, after.as_bytes(), stable_how::FILE_SYNC)
+                    .await?;
+                writer.commit(&f).await
+            };
+            match attempt.await {
+                Ok(()) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!("writer waits for the server: {e:?}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("the writer never got through: {e:?}"),
+            }
+        }
+        match reader.read(&f, 0, 64).await {
+            Ok((data, _)) => assert_eq!(
+                data,
+                after.as_bytes(),
+                "round {round}: a stale read after the writer's COMMIT"
+            ),
+            Err(e) => assert!(
+                matches!(e, nfsstat3::NFS3ERR_JUKEBOX | nfsstat3::NFS3ERR_IO),
+                "{e:?}"
+            ),
+        }
+    }
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
