@@ -324,7 +324,8 @@ impl NfsReadFileSystem for CodettaFs {
             .read(&fid, offset, count.min(MAX_IO))
             .await
             .map_err(err)?;
-        Ok((data.to_vec(), eof))
+        // Without a copy when the bytes are the read's own (assembled from cached blocks).
+        Ok((Vec::from(data), eof))
     }
 
     async fn readdir(
