@@ -570,10 +570,9 @@ impl ServerService {
 /// slips past it); without a session there are none. The writer then caches what it
 /// changed without asking. Removed objects get no promise (nothing would ever break it).
 fn promised_states(store: &Store, conn: ConnId, changed: &[Fid]) -> Vec<ObjectState> {
-    let live = store.states(changed).unwrap_or_default();
+    let live = store.live(changed, MAX_SHIPPED_STATES).unwrap_or_default();
     let promised: Vec<Fid> = live
-        .iter()
-        .map(|s| s.fid)
+        .into_iter()
         .filter(|fid| {
             let key = SessionKey {
                 conn,
@@ -581,7 +580,6 @@ fn promised_states(store: &Store, conn: ConnId, changed: &[Fid]) -> Vec<ObjectSt
             };
             store.callbacks().promise(key, *fid)
         })
-        .take(MAX_SHIPPED_STATES)
         .collect();
     if promised.is_empty() {
         return Vec::new();

@@ -35,7 +35,7 @@ pub(crate) fn now_millis() -> u64 {
 /// How many recent outcomes are kept per (incarnation, volume), so that a resent record is
 /// answered exactly as it was the first time (a guarded create that failed must not look
 /// like a success on resend). Older resends get the best answer the current state gives.
-/// Outcomes of records the client no longer holds (before its `log_start`) are dropped:
+/// Successes before the batch's `log_start` are dropped (the best answer rebuilds them):
 /// the row is rewritten with every batch, so it stays a few entries long.
 const RECENT_OUTCOMES: usize = 256;
 
@@ -652,10 +652,12 @@ impl Batch<'_> {
         let rec = self.applied(key)?;
         rec.seq = seq;
         rec.recent.push_back((seq, outcome.clone()));
-        // Records before `log_start` are no longer in the client's log: never resent.
-        while rec.recent.len() > RECENT_OUTCOMES
-            || rec.recent.front().is_some_and(|(s, _)| *s < log_start)
-        {
+        // Kept: every answer from `log_start` on (the client's log holds those records and
+        // resends them over a new connection), and failures before it (a restarted client
+        // resends from its durable log, which may reach further back, and a failure must
+        // not look like a success then; a success is rebuilt from the current state).
+        rec.recent.retain(|(s, o)| *s >= log_start || o.is_err());
+        while rec.recent.len() > RECENT_OUTCOMES {
             rec.recent.pop_front();
         }
         Ok((outcome, prior))
@@ -951,35 +953,50 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_kept_only_for_records_the_client_still_holds() {
+    fn answers_are_kept_for_records_the_client_holds_and_for_failures() {
         let mut fx = Fx::new();
         let root = fx.root();
-        fx.create(root, "taken");
-        let mut held = Vec::new();
-        for _ in 0..20 {
-            let (op, _) = fx.g.create_op(root, "taken", CreateHow::Guarded);
-            let rec = fx.g.rec(op);
-            // The client trims each record once answered: it holds only this one.
+        let theirs = fx.create(root, "taken");
+        // A guarded create that fails, then successes; the client trims each record once
+        // answered, so every batch says it holds only that one.
+        let (op, _) = fx.g.create_op(root, "taken", CreateHow::Guarded);
+        let failed = fx.g.rec(op);
+        let ship = |fx: &mut Fx, rec: &UpdateRecord, log_start: u64| {
             let shipped = fx
                 .store
-                .ship(std::slice::from_ref(&rec), &[], rec.id.seq, &[]);
-            assert_eq!(shipped.unwrap().outcomes, vec![Err(FsError::Exists)]);
-            held = vec![rec];
-        }
-        let rec = &held[0];
-        let again = fx.store.ship(&held, &[], rec.id.seq, &[]).unwrap();
+                .ship(std::slice::from_ref(rec), &[], log_start, &[]);
+            shipped.unwrap().outcomes
+        };
         assert_eq!(
-            again.outcomes,
-            vec![Err(FsError::Exists)],
-            "answered as before"
+            ship(&mut fx, &failed, failed.id.seq),
+            vec![Err(FsError::Exists)]
         );
+        let mut shipped = Vec::new();
+        for i in 0..20 {
+            let (op, fid) = fx.g.create_op(root, &format!("f{i}"), CreateHow::Guarded);
+            let rec = fx.g.rec(op);
+            assert_eq!(ship(&mut fx, &rec, rec.id.seq), vec![Ok(Some(fid))]);
+            shipped.push((rec, fid));
+        }
+        let (rec, _) = shipped.last().unwrap().clone();
+        let (first, first_fid) = shipped[0].clone();
         let txn = fx.store.read_txn().unwrap();
         let t = txn.open_table(super::tables::APPLIED).unwrap();
         let key = (rec.id.incarnation.0, root.volume.0);
         let row: super::AppliedRec =
             super::codec::decode("applied", t.get(key).unwrap().unwrap().value()).unwrap();
         let kept: Vec<u64> = row.recent.iter().map(|(s, _)| *s).collect();
-        assert_eq!(kept, vec![rec.id.seq]);
+        assert_eq!(kept, vec![failed.id.seq, rec.id.seq]);
+        drop((t, txn));
+        // A restarted client resends from further back: the failure is still a failure,
+        // a success is answered from the current state.
+        let log_start = failed.id.seq;
+        assert_eq!(
+            ship(&mut fx, &failed, log_start),
+            vec![Err(FsError::Exists)]
+        );
+        assert_eq!(ship(&mut fx, &first, log_start), vec![Ok(Some(first_fid))]);
+        assert_eq!(fx.lookup(root, "taken").unwrap().fid, theirs);
     }
 
     #[test]
