@@ -381,6 +381,24 @@ impl Callbacks {
         true
     }
 
+    /// Takes back `key`'s promise on `fid` if it is only a promise (a break owed stays):
+    /// for an object found gone right after it was promised, which no change will break.
+    pub fn withdraw(&self, key: SessionKey, fid: Fid) {
+        let fid = fid.object();
+        let mut t = self.lock();
+        let promised = t
+            .holders
+            .get(&fid)
+            .and_then(|h| h.get(&key))
+            .is_some_and(|h| *h == Holding::Promised);
+        if promised {
+            t.unhold(key, fid);
+            if let Some(s) = t.sessions.get_mut(&key) {
+                s.holds.remove(&fid);
+            }
+        }
+    }
+
     /// Breaks every promise on `fids`, except those of connection `except` (the caller's
     /// own: it knows what it changed). Returns what to wait for.
     pub fn break_fids(&self, fids: &[Fid], except: Option<ConnId>) -> Vec<Ticket> {
@@ -533,6 +551,24 @@ mod tests {
         cb.promise(key(1), fid(5));
         assert!(cb.break_fids(&[fid(5)], Some(1)).is_empty());
         assert_eq!(cb.counts(), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_promise_is_withdrawn_but_an_owed_break_stays() {
+        let cb = Callbacks::default();
+        open(&cb, 1, 7).await;
+        cb.promise(key(1), fid(5));
+        cb.promise(key(1), fid(6));
+        cb.withdraw(key(1), fid(5));
+        assert_eq!(cb.counts(), (1, 1));
+        assert!(
+            cb.break_fids(&[fid(5)], None).is_empty(),
+            "nothing left to break"
+        );
+        let tickets = cb.break_fids(&[fid(6)], None);
+        assert_eq!(tickets.len(), 1);
+        cb.withdraw(key(1), fid(6));
+        assert_eq!(cb.counts(), (1, 1), "the break is still owed");
     }
 
     #[tokio::test(start_paused = true)]

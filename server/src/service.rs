@@ -584,7 +584,20 @@ fn promised_states(store: &Store, conn: ConnId, changed: &[Fid]) -> Vec<ObjectSt
     if promised.is_empty() {
         return Vec::new();
     }
-    store.states(&promised).unwrap_or_default()
+    let states = store.states(&promised).unwrap_or_default();
+    // Removed between the two reads (by another client or by resolution): nothing would
+    // ever break these promises.
+    for fid in promised
+        .iter()
+        .filter(|f| !states.iter().any(|s| s.fid == **f))
+    {
+        let key = SessionKey {
+            conn,
+            volume: fid.volume,
+        };
+        store.callbacks().withdraw(key, *fid);
+    }
+    states
 }
 
 fn reply_frame(reply: &Reply, data: Bytes) -> Frame {
