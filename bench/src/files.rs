@@ -52,7 +52,7 @@ pub trait Files {
     fn traffic(&self) -> u64;
 }
 
-fn nfs_err(op: &str, name: &str) -> impl FnOnce(nfsstat3) -> anyhow::Error {
+pub(crate) fn nfs_err(op: &str, name: &str) -> impl FnOnce(nfsstat3) -> anyhow::Error {
     move |e| anyhow::anyhow!("{op} {name:?}: {e:?}")
 }
 
@@ -114,8 +114,7 @@ impl Files for Nfs {
     /// A COMMIT answered JUKEBOX (the writes still on their way to the servers) is sent
     /// again, as the kernel's client does.
     async fn commit(&mut self, file: &Fh) -> anyhow::Result<()> {
-        patiently!("COMMIT", Nfs::commit(self, file).await);
-        Ok(())
+        patiently!(Nfs::commit(self, file).await).map_err(nfs_err("COMMIT", ""))
     }
 
     async fn read(

@@ -3,7 +3,7 @@
 //! is brought up to date while a client keeps writing).
 
 use crate::data::Pattern;
-use crate::files::Access;
+use crate::files::{Access, nfs_err};
 use crate::harness::Options;
 use crate::nfs::{Fh, Nfs};
 use crate::procstat::{self, Snapshot};
@@ -39,24 +39,19 @@ async fn write_mib(
     let mut buf = vec![0u8; MIB as usize];
     for i in offset_mib..offset_mib + mib {
         pattern.fill(&mut buf, seed, i * MIB);
-        patiently!(
-            "WRITE",
-            nfs.write(file, i * MIB, &buf, stable_how::UNSTABLE).await
-        );
+        patiently!(nfs.write(file, i * MIB, &buf, stable_how::UNSTABLE).await)
+            .map_err(nfs_err("WRITE", ""))?;
         if !each() {
             break;
         }
     }
-    patiently!("COMMIT", nfs.commit(file).await);
+    patiently!(nfs.commit(file).await).map_err(nfs_err("COMMIT", ""))?;
     Ok(())
 }
 
 async fn create(nfs: &mut Nfs, name: &str) -> anyhow::Result<Fh> {
     let root = nfs.root.clone();
-    Ok(patiently!(
-        format!("CREATE {name}"),
-        nfs.create(&root, name).await
-    ))
+    patiently!(nfs.create(&root, name).await).map_err(nfs_err("CREATE", name))
 }
 
 /// Writes 256 MiB files one after another (each committed; the fourth-last removed) for
@@ -91,7 +86,7 @@ pub async fn steady(
         .await?;
         if k >= 4 {
             let old = format!("steady-{}", k - 4);
-            patiently!("REMOVE", nfs.remove(&root, &old).await);
+            patiently!(nfs.remove(&root, &old).await).map_err(nfs_err("REMOVE", &old))?;
         }
         k += 1;
         eprint!(
@@ -171,8 +166,12 @@ async fn shipped(inspector: &Inspector, servers: usize) -> u64 {
 }
 
 /// Waits until the client daemon's `status.json` (rewritten every second), written after
-/// `since`, shows every server of its volume in the AVSG; or until `deadline`.
-async fn wait_for_full_avsg(status: &std::path::Path, since: SystemTime, deadline: Instant) {
+/// `since`, shows every server of its volume in the AVSG; false if `deadline` came first.
+async fn wait_for_full_avsg(
+    status: &std::path::Path,
+    since: SystemTime,
+    deadline: Instant,
+) -> bool {
     let full = || -> Option<bool> {
         let written = std::fs::metadata(status).ok()?.modified().ok()?;
         let json: serde_json::Value = serde_json::from_slice(&std::fs::read(status).ok()?).ok()?;
@@ -185,9 +184,13 @@ async fn wait_for_full_avsg(status: &std::path::Path, since: SystemTime, deadlin
                     .all(|s| s.get(1).and_then(|up| up.as_bool()) == Some(true)),
         )
     };
-    while full() != Some(true) && Instant::now() < deadline {
+    while full() != Some(true) {
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    true
 }
 
 /// The resync figure on a 3-replica cluster: the last server is SIGKILLed; `resync_mib`
@@ -240,7 +243,12 @@ pub async fn resync(
     // writes then reaches every replica, so resolution ships only what the server missed
     // (writes made while it was still out would be missed too, and counted as shipped
     // without being counted as changed).
-    wait_for_full_avsg(&status, restarted_at, restarted + Duration::from_secs(60)).await;
+    if !wait_for_full_avsg(&status, restarted_at, restarted + Duration::from_secs(60)).await {
+        eprintln!(
+            "resync on {name}: {} shows no full AVSG after 60 s; the writer starts anyway",
+            status.display()
+        );
+    }
     let before = Snapshot::take(&system.watched);
 
     // A client keeps writing while the replica is brought up to date.

@@ -316,9 +316,9 @@ async fn the_readme_walkthrough_on_127_0_0_2_to_5() {
     crate::support::wait_for_tcp(port2).await;
     let mut nfs2 = Nfs::connect(port2).await.expect("mount");
     let root2 = nfs2.root.clone();
-    let h = crate::patiently!(nfs2.lookup(&root2, "after.txt").await).expect("lookup");
+    let h = codetta_bench::patiently!(nfs2.lookup(&root2, "after.txt").await).expect("lookup");
     assert_eq!(
-        crate::patiently!(nfs2.read_all(&h).await).expect("read"),
+        codetta_bench::patiently!(nfs2.read_all(&h).await).expect("read"),
         b"written with four"
     );
 }

@@ -5,10 +5,10 @@
 //! replica holding the only copy of an acknowledged write is not removed without `--force`;
 //! conflicting catalogue changes across a partition take effect only on the majority side.
 
-use crate::patiently;
 use crate::support::codetta_binary;
 use crate::support::nfs::Nfs;
 use crate::support::proxy::proxy_peer_links;
+use codetta_bench::patiently;
 use codetta_client::ClientDaemon;
 use codetta_cluster::{Inspector, Layout, ServerProcs, admin};
 use codetta_wire::message::{ReplyBody, VolumeCall, VolumeInfo};

@@ -92,12 +92,12 @@ async fn heavy_three_replicas_cpu_and_a_1_gib_resync() {
     // A replica misses 1 GiB of writes, then comes back.
     let root = nfs.root.clone();
     p.kill_server(2);
-    let f = crate::patiently!(nfs.create(&root, "missed").await).expect("create");
+    let f = codetta_bench::patiently!(nfs.create(&root, "missed").await).expect("create");
     let mut h = blake3::Hasher::new();
     for i in 0..1024u64 {
         let data = codetta_bench::workloads::payload(10_000 + i, 1 << 20);
         h.update(&data);
-        crate::patiently!(
+        codetta_bench::patiently!(
             nfs.write(
                 &f,
                 i << 20,
@@ -108,7 +108,7 @@ async fn heavy_three_replicas_cpu_and_a_1_gib_resync() {
         )
         .expect("write");
     }
-    crate::patiently!(nfs.commit(&f).await).expect("commit");
+    codetta_bench::patiently!(nfs.commit(&f).await).expect("commit");
     drop(nfs);
     let mut while_away = 0;
     for i in 0..2 {

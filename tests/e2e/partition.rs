@@ -4,11 +4,11 @@
 //! one side and updated on the other is back under a conflict name, `codetta conflicts`
 //! lists them and `codetta repair` settles one.
 
-use crate::patiently;
 use crate::replication::fid_of;
 use crate::support::codetta_binary;
 use crate::support::nfs::Nfs;
 use crate::support::proxy::{UdpProxy, proxy_peer_links, route};
+use codetta_bench::patiently;
 use codetta_client::{ClientConfig, ClientDaemon};
 use codetta_cluster::{Inspector, Layout, ServerProcs, admin, free_port};
 use nfs3_client::nfs3_types::nfs3::*;

@@ -4,6 +4,7 @@
 
 use crate::durability::Procs;
 use crate::support::nfs::{Fh, Nfs};
+use codetta_bench::patiently;
 use codetta_bench::workloads::payload;
 use codetta_cluster::{Answer, Inspector};
 use codetta_wire::Fid;
@@ -15,24 +16,6 @@ const MIB: u64 = 1 << 20;
 /// The fid inside an NFS handle (after nfs3_server's 8-byte generation).
 pub fn fid_of(fh: &Fh) -> Fid {
     Fid::from_bytes(&fh.data.as_ref()[8..]).expect("a Codetta handle")
-}
-
-/// Retries an NFS call that may answer JUKEBOX while the client notices a failure.
-#[macro_export]
-macro_rules! patiently {
-    ($e:expr) => {{
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            match $e {
-                Err(nfs3_client::nfs3_types::nfs3::nfsstat3::NFS3ERR_JUKEBOX)
-                    if std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                other => break other,
-            }
-        }
-    }};
 }
 
 /// Waits until every server holds `fids` in the same state; panics after `limit`.
