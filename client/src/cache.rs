@@ -153,10 +153,23 @@ impl Cache {
     fn drop_entry(&mut self, fid: &Fid) {
         if let Some(e) = self.entries.remove(&fid.object()) {
             self.names -= e.names.len();
-            for (_, (bytes, tick)) in e.blocks {
-                self.data_bytes -= bytes.len();
-                self.lru.remove(&tick);
-            }
+            self.release(e.blocks);
+        }
+    }
+
+    /// Accounts for data blocks leaving the cache.
+    fn release(&mut self, blocks: BTreeMap<u64, (Bytes, u64)>) {
+        for (_, (bytes, tick)) in blocks {
+            self.data_bytes -= bytes.len();
+            self.lru.remove(&tick);
+        }
+    }
+
+    /// Sets what `name` in `dir` leads to.
+    fn set_name(&mut self, dir: &Fid, name: &Name, child: Option<Fid>) {
+        let entry = self.entries.entry(dir.object()).or_default();
+        if entry.names.insert(name.clone(), child).is_none() {
+            self.names += 1;
         }
     }
 
@@ -183,24 +196,12 @@ impl Cache {
             }
         }
         for (dir, name, after) in names {
-            let set = applied.is_some() && named.contains(&dir);
-            let entry = if set {
-                Some(self.entries.entry(dir.object()).or_default())
-            } else {
-                self.entries.get_mut(&dir.object())
-            };
-            let Some(entry) = entry else {
-                continue;
-            };
-            let had = if set {
-                entry.names.insert(name.clone(), after).is_some()
-            } else {
-                entry.names.remove(name).is_some()
-            };
-            match (had, set) {
-                (false, true) => self.names += 1,
-                (true, false) => self.names -= 1,
-                _ => {}
+            if applied.is_some() && named.contains(&dir) {
+                self.set_name(&dir, name, after);
+            } else if let Some(entry) = self.entries.get_mut(&dir.object())
+                && entry.names.remove(name).is_some()
+            {
+                self.names -= 1;
             }
         }
         self.make_room();
@@ -210,10 +211,8 @@ impl Cache {
     fn forget_state(&mut self, fid: &Fid) {
         if let Some(e) = self.entries.get_mut(&fid.object()) {
             e.state = None;
-            for (_, (bytes, tick)) in std::mem::take(&mut e.blocks) {
-                self.data_bytes -= bytes.len();
-                self.lru.remove(&tick);
-            }
+            let blocks = std::mem::take(&mut e.blocks);
+            self.release(blocks);
         }
         self.note(Some(fid.object()));
     }
@@ -294,10 +293,7 @@ impl Cache {
         if !self.unbroken(since, dir) {
             return;
         }
-        let entry = self.entries.entry(dir.object()).or_default();
-        if entry.names.insert(name.clone(), child).is_none() {
-            self.names += 1;
-        }
+        self.set_name(dir, name, child);
         self.make_room();
     }
 

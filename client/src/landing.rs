@@ -11,8 +11,9 @@ use codetta_wire::Fid;
 use codetta_wire::message::ObjectState;
 use std::collections::HashMap;
 
-/// Most objects waiting for the rest of their answers; past it the oldest are forgotten
-/// (they are then asked for when next needed, as without a landing).
+/// Most objects waiting for the rest of their answers; past it all are forgotten (rare:
+/// answers that never agree, e.g. a member gone; they are then asked for when next
+/// needed, as without a landing).
 const MAX_WAITING: usize = 4096;
 
 /// One member's answer for one object.
@@ -37,15 +38,12 @@ pub struct Landed<S> {
 #[derive(Debug)]
 pub struct Landing<S> {
     waiting: HashMap<Fid, Vec<Answer<S>>>,
-    /// Objects in the order they started waiting, for the bound.
-    order: std::collections::VecDeque<Fid>,
 }
 
 impl<S> Default for Landing<S> {
     fn default() -> Self {
         Landing {
             waiting: HashMap::new(),
-            order: std::collections::VecDeque::new(),
         }
     }
 }
@@ -67,14 +65,10 @@ impl<S: Clone> Landing<S> {
         let mut landed = Vec::new();
         for state in states {
             let fid = state.fid;
-            let answers = match self.waiting.get_mut(&fid) {
-                Some(answers) => answers,
-                None => {
-                    self.make_room();
-                    self.order.push_back(fid);
-                    self.waiting.entry(fid).or_default()
-                }
-            };
+            if self.waiting.len() >= MAX_WAITING && !self.waiting.contains_key(&fid) {
+                self.waiting.clear();
+            }
+            let answers = self.waiting.entry(fid).or_default();
             answers.retain(|a| a.member != member);
             answers.push(Answer {
                 member,
@@ -88,27 +82,6 @@ impl<S: Clone> Landing<S> {
             }
         }
         landed
-    }
-
-    fn make_room(&mut self) {
-        while self.waiting.len() >= MAX_WAITING {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            self.waiting.remove(&old);
-        }
-        // `order` may name objects that already landed: drop those from its front.
-        while self
-            .order
-            .front()
-            .is_some_and(|f| !self.waiting.contains_key(f))
-        {
-            self.order.pop_front();
-        }
-        if self.order.len() > 2 * MAX_WAITING {
-            let waiting = &self.waiting;
-            self.order.retain(|f| waiting.contains_key(f));
-        }
     }
 }
 
@@ -215,7 +188,6 @@ mod tests {
             l.offer(0, 1, &0, vec![state(v, 1)], &[0, 1], |_| 0);
         }
         assert!(l.waiting.len() <= MAX_WAITING);
-        assert!(l.order.len() <= 2 * MAX_WAITING + 1);
         assert!(l.offer(0, 1, &0, vec![], &[], |_| 0).is_empty());
     }
 }

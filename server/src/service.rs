@@ -565,37 +565,35 @@ impl ServerService {
     }
 }
 
-/// The states of live objects a batch changed, each promised first to the writer's
-/// session on `conn` (rule 15: registered before the state is read, so no later change
-/// slips past it); without a session there are none. The writer then caches what it
-/// changed without asking. Removed objects get no promise (nothing would ever break it).
+/// The states of (at most [`MAX_SHIPPED_STATES`]) objects a batch changed, each promised
+/// first to the writer's session on `conn` (rule 15: registered before the state is read,
+/// so no later change slips past it); without a session there are none. The writer then
+/// caches what it changed without asking. An object found removed has its promise
+/// withdrawn (nothing would ever break it).
 fn promised_states(store: &Store, conn: ConnId, changed: &[Fid]) -> Vec<ObjectState> {
-    let live = store.live(changed, MAX_SHIPPED_STATES).unwrap_or_default();
-    let promised: Vec<Fid> = live
-        .into_iter()
-        .filter(|fid| {
-            let key = SessionKey {
-                conn,
-                volume: fid.volume,
-            };
-            store.callbacks().promise(key, *fid)
-        })
+    let callbacks = store.callbacks();
+    let key = |fid: &Fid| SessionKey {
+        conn,
+        volume: fid.volume,
+    };
+    let promised: Vec<Fid> = changed
+        .iter()
+        .take(MAX_SHIPPED_STATES)
+        .filter(|fid| callbacks.promise(key(fid), **fid))
+        .copied()
         .collect();
     if promised.is_empty() {
         return Vec::new();
     }
-    let states = store.states(&promised).unwrap_or_default();
-    // Removed between the two reads (by another client or by resolution): nothing would
-    // ever break these promises.
+    let states = store.states(&promised).unwrap_or_else(|e| {
+        tracing::warn!("reading the states a batch changed: {e}");
+        Vec::new()
+    });
     for fid in promised
         .iter()
         .filter(|f| !states.iter().any(|s| s.fid == **f))
     {
-        let key = SessionKey {
-            conn,
-            volume: fid.volume,
-        };
-        store.callbacks().withdraw(key, *fid);
+        callbacks.withdraw(key(fid), *fid);
     }
     states
 }

@@ -585,17 +585,6 @@ impl Store {
         Ok(object_state(fid, &v))
     }
 
-    /// The first `limit` of `fids` that are live, read in one transaction.
-    pub fn live(&self, fids: &[Fid], limit: usize) -> Result<Vec<Fid>, FsError> {
-        let txn = self.read_txn()?;
-        Ok(fids
-            .iter()
-            .filter(|fid| self.load(&txn, **fid).is_ok())
-            .take(limit)
-            .copied()
-            .collect())
-    }
-
     /// The states of those of `fids` that are live, read in one transaction.
     pub fn states(&self, fids: &[Fid]) -> Result<Vec<ObjectState>, FsError> {
         let txn = self.read_txn()?;
