@@ -9,7 +9,7 @@ use crate::resolver::group::members_of;
 use crate::resolver::{ReplicaAccess, Resolver};
 use crate::service::{ServerService, add_summary};
 use crate::store::Store;
-use codetta_wire::message::{ReplicaMember, ResolveSummary};
+use codetta_wire::message::{Change, ReplicaMember, ResolveSummary};
 use codetta_wire::replica::{DIGEST_BUCKETS, ReplicaView, ViewBody};
 use codetta_wire::{Fid, FsError, ReplicaId, VolumeId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,9 +159,8 @@ pub async fn follow<R: ReplicaAccess>(
             }
             return total;
         }
-        let fids: BTreeSet<Fid> = page.entries.iter().map(|(_, f)| *f).collect();
         let mut unsettled = false;
-        for fid in fids {
+        for fid in differing(store, own.is_some(), &page.entries) {
             match pair.settle(fid, &mut total).await {
                 Some(settled) => unsettled |= !settled,
                 // The peer went away: the rest of the page waits for the next round.
@@ -176,6 +175,28 @@ pub async fn follow<R: ReplicaAccess>(
             return total;
         }
     }
+}
+
+/// The objects of a page of a peer's `changes` that may differ here: all of them, except
+/// those whose digest here equals the peer's (when this server holds a replica: `own`).
+/// The usual page, of updates every replica applied, needs no call to the peer.
+pub(crate) fn differing(store: &Store, own: bool, changes: &[Change]) -> BTreeSet<Fid> {
+    let theirs: BTreeMap<Fid, Option<[u8; 32]>> =
+        changes.iter().map(|c| (c.fid, c.digest)).collect();
+    let fids: Vec<Fid> = theirs.keys().copied().collect();
+    let mine = match own {
+        true => store.object_digests(&fids).unwrap_or_default(),
+        false => Vec::new(),
+    };
+    fids.iter()
+        .enumerate()
+        .filter(|(i, fid)| {
+            let same =
+                matches!((mine.get(*i), theirs.get(fid)), (Some(Some(a)), Some(Some(b))) if a == b);
+            !same
+        })
+        .map(|(_, fid)| *fid)
+        .collect()
 }
 
 /// This replica and one peer, with the group they belong to.

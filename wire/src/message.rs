@@ -451,6 +451,17 @@ pub struct SpaceInfo {
     pub files: u64,
 }
 
+/// One entry of a server's change sequence: the object, and its replica's state digest
+/// (`object_digest` of fid, tag and version) when the page was read, `None` when the
+/// object is absent or forgotten there. A follower whose own digest is equal needs
+/// nothing for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: u64,
+    pub fid: Fid,
+    pub digest: Option<[u8; 32]>,
+}
+
 /// A successful reply; errors travel as [`FsError`] in [`Reply`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplyBody {
@@ -500,7 +511,7 @@ pub enum ReplyBody {
     Chunks(Vec<u32>),
     Done,
     Changes {
-        entries: Vec<(u64, Fid)>,
+        entries: Vec<Change>,
         /// The change number to ask after next time.
         next: u64,
         /// The oldest change number still kept (older ones were compacted away).

@@ -153,7 +153,7 @@ impl Trio {
     /// Every object store `i` lists in its change sequence: what anti-entropy visits.
     fn changed(&self, i: usize) -> Vec<Fid> {
         let page = self.stores[i].changes(self.vol.id, 0, 100_000, 0).unwrap();
-        let mut fids: Vec<Fid> = page.entries.into_iter().map(|(_, f)| f).collect();
+        let mut fids: Vec<Fid> = page.entries.into_iter().map(|c| c.fid).collect();
         fids.sort();
         fids.dedup();
         fids
@@ -624,4 +624,31 @@ fn a_drain_copies_what_only_the_leaving_replica_holds_and_names_what_it_could_no
         &t.stores[2].view(stuck).unwrap(),
         &mine
     ));
+}
+
+#[test]
+fn anti_entropy_passes_over_changes_the_replicas_agree_on() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
+    let (c2, g) = t.g.create_op(root, "g", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c, c2], &[]);
+    let page = |t: &Trio| t.stores[1].changes(t.vol.id, 0, 1024, 0).unwrap().entries;
+    // No COP2 yet: each replica counted only itself, so every object differs.
+    let before = crate::heal::differing(&t.stores[0], true, &page(&t));
+    assert_eq!(before, [root, f, g].into_iter().collect());
+    t.resolve(&[0, 1, 2], &[root, f, g]);
+    // Merged: nothing left to look at, without asking the peer for a view.
+    assert!(crate::heal::differing(&t.stores[0], true, &page(&t)).is_empty());
+    // A write replica 0 missed differs again; so does an object it never saw.
+    t.apply(&[1], vec![Gen::write_op(f, 0, b"new")], b"new");
+    let (c3, h) = t.g.create_op(root, "h", CreateHow::Guarded);
+    t.apply(&[1], vec![c3], &[]);
+    let after = crate::heal::differing(&t.stores[0], true, &page(&t));
+    assert_eq!(after, [root, f, h].into_iter().collect());
+    // Without a replica here, every object is compared.
+    assert_eq!(
+        crate::heal::differing(&t.stores[0], false, &page(&t)).len(),
+        4
+    );
 }

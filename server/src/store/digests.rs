@@ -7,9 +7,12 @@
 //! so a replica that missed a delete, or holds a different vector for it, shows.
 
 use super::codec::{self, Tombstone, Vnode};
-use super::{Store, StoreError, tables, tags};
+use super::resolve::{Found, find};
+use super::tables::VnodeKey;
+use super::{R, Store, StoreError, tables, tags};
 use codetta_wire::replica::{DIGEST_BUCKETS, deleted_tag, digest_bucket, object_digest};
 use codetta_wire::{Fid, FsError, VolumeId};
+use redb::ReadableTable;
 
 /// Most objects one [`Store::bucket_objects`] call returns.
 pub const MAX_BUCKET_OBJECTS: u32 = 4096;
@@ -58,7 +61,36 @@ fn scan(
     Ok(())
 }
 
+/// The digest of `fid` here (live or deleted), `None` when this replica holds nothing for
+/// it.
+pub(super) fn digest_of(
+    vnodes: &impl ReadableTable<VnodeKey, &'static [u8]>,
+    tombstones: &impl ReadableTable<VnodeKey, &'static [u8]>,
+    fid: Fid,
+) -> R<Option<[u8; 32]>> {
+    Ok(match find(vnodes, tombstones, fid)? {
+        Found::Live(v) => Some(object_digest(fid, &tags::tag(&v), &v.version)),
+        Found::Dead(t) => Some(object_digest(fid, &deleted_tag(fid), &t.version)),
+        Found::Nothing => None,
+    })
+}
+
 impl Store {
+    /// The digest of each of `fids` here, in order (`None` for an object this replica
+    /// holds nothing of), read in one transaction.
+    pub fn object_digests(&self, fids: &[Fid]) -> Result<Vec<Option<[u8; 32]>>, FsError> {
+        let txn = self.read_txn()?;
+        let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
+        let tombstones = txn
+            .open_table(tables::TOMBSTONES)
+            .map_err(StoreError::from)?;
+        let mut out = Vec::with_capacity(fids.len());
+        for fid in fids {
+            out.push(digest_of(&vnodes, &tombstones, *fid)?);
+        }
+        Ok(out)
+    }
+
     /// The digest of every bucket of `volume`'s objects.
     pub fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
         let txn = self.read_txn()?;

@@ -17,6 +17,7 @@ use super::content::{self, ReadChunks};
 use super::tables::{self, VnodeKey};
 use super::tags::entry_member;
 use super::{R, Store, StoreError, get_entry, new_vnode, object_state};
+use codetta_wire::message::Change;
 use codetta_wire::replica::{
     ABSENT_TAG, BLOCK_GROUP, BlockEntry, ObjectMeta, Placement, ReplicaView, ViewBody, deleted_tag,
 };
@@ -26,8 +27,8 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 /// A page of a volume's change sequence.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangePage {
-    /// (change number, fid), oldest first.
-    pub entries: Vec<(u64, Fid)>,
+    /// Changed objects with their digests here, oldest first.
+    pub entries: Vec<Change>,
     /// The number to ask after next time.
     pub next: u64,
     /// The oldest number still kept (older ones were trimmed); 0 when none is kept.
@@ -43,13 +44,13 @@ const MAX_YOUNG_CHANGES: usize = 1 << 16;
 pub const MAX_CHUNKS_PER_CALL: usize = 256;
 
 /// What a key holds: a live object, a tombstone, or nothing.
-enum Found {
+pub(super) enum Found {
     Live(Vnode),
     Dead(Tombstone),
     Nothing,
 }
 
-fn find(
+pub(super) fn find(
     vnodes: &impl ReadableTable<VnodeKey, &'static [u8]>,
     tombstones: &impl ReadableTable<VnodeKey, &'static [u8]>,
     fid: Fid,
@@ -389,6 +390,10 @@ impl Store {
             }
             young.insert(fid);
         }
+        let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
+        let tombstones = txn
+            .open_table(tables::TOMBSTONES)
+            .map_err(StoreError::from)?;
         let mut entries = Vec::new();
         let mut next = since;
         let from = (volume.0, since.saturating_add(1));
@@ -406,7 +411,11 @@ impl Store {
             }
             next = k.value().1;
             if !young.contains(&fid) {
-                entries.push((next, fid));
+                entries.push(Change {
+                    seq: next,
+                    fid,
+                    digest: super::digests::digest_of(&vnodes, &tombstones, fid)?,
+                });
             }
         }
         Ok(ChangePage {
