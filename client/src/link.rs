@@ -8,7 +8,7 @@ use bytes::Bytes;
 use codetta_certs::Identity;
 use codetta_transport::Link;
 use codetta_wire::message::ReplyBody;
-use codetta_wire::{Frame, Request};
+use codetta_wire::{Frame, Payload, Request};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,7 +92,7 @@ impl ServerLink {
     pub async fn call(
         &self,
         request: &Request,
-        data: Bytes,
+        data: impl Into<Payload>,
     ) -> Result<(ReplyBody, Bytes), ClientError> {
         self.call_within(request, data, self.link.deadline()).await
     }
@@ -102,7 +102,7 @@ impl ServerLink {
     pub async fn call_within(
         &self,
         request: &Request,
-        data: Bytes,
+        data: impl Into<Payload>,
         deadline: Duration,
     ) -> Result<(ReplyBody, Bytes), ClientError> {
         let frame =
@@ -118,7 +118,7 @@ impl ServerLink {
         let body = reply
             .decode_reply()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok((body?, reply.data))
+        Ok((body?, reply.data.contiguous()))
     }
 
     /// Closes the connection.

@@ -22,7 +22,8 @@ use bytes::{Bytes, BytesMut};
 use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo, VolumeInfo};
 use codetta_wire::update::Op;
 use codetta_wire::{
-    Attrs, Fid, FsError, Name, RecordOutcome, Request, Time, UpdateId, UpdateRecord, VolumeId,
+    Attrs, Fid, FsError, Name, Payload, RecordOutcome, Request, Time, UpdateId, UpdateRecord,
+    VolumeId,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1542,14 +1543,14 @@ impl Core {
     }
 
     /// The next batch for member `m`, cut to the byte limit, with its records and data.
-    fn next_batch(&self, m: usize, cop2_alone: bool) -> Option<(BatchPlan, Request, Bytes)> {
+    fn next_batch(&self, m: usize, cop2_alone: bool) -> Option<(BatchPlan, Request, Payload)> {
         let mut outbox = lock(&self.outbox);
         let front = outbox.shipping.front();
         let mut plan = outbox.shipping.plan(m, MAX_BATCH_RECORDS, cop2_alone)?;
         let start = usize::try_from(plan.first - front).unwrap_or(usize::MAX);
         let mut records = Vec::with_capacity(plan.len());
         let mut bytes = 0usize;
-        let mut data = BytesMut::new();
+        let mut data = Payload::new();
         for q in outbox.queue.iter().skip(start).take(plan.len()) {
             let len = q.rec.data.len();
             if !records.is_empty() && bytes + len > MAX_BATCH_BYTES {
@@ -1557,7 +1558,7 @@ impl Core {
             }
             bytes += len;
             records.push(q.rec.record.clone());
-            data.extend_from_slice(&q.rec.data);
+            data.push(q.rec.data.clone());
         }
         if !plan.is_empty() {
             plan.last = plan.first + records.len() as u64 - 1;
@@ -1567,7 +1568,7 @@ impl Core {
             log_start: plan.log_start,
             cop2: plan.cop2.clone(),
         });
-        Some((plan, request, data.freeze()))
+        Some((plan, request, data))
     }
 }
 

@@ -608,7 +608,7 @@ fn reply_frame(reply: &Reply, data: Bytes) -> Frame {
         .unwrap_or_else(|_| Frame {
             kind: codetta_wire::FrameKind::Reply,
             header: Bytes::new(),
-            data: Bytes::new(),
+            data: codetta_wire::Payload::new(),
         })
     })
 }
@@ -662,7 +662,9 @@ impl Service for ServerService {
             | Request::Catalogue(_)
             | Request::Promises { .. }
             | Request::Ship { .. } => {
-                let reply = self.execute_async(&peer, decoded, request.data).await;
+                let reply = self
+                    .execute_async(&peer, decoded, request.data.contiguous())
+                    .await;
                 return reply_frame(&reply, Bytes::new());
             }
             other => other,
@@ -679,7 +681,7 @@ impl Service for ServerService {
         let lookup = matches!(decoded, Request::Lookup { .. });
         let inline = answers_inline(&decoded);
         let this = self.clone();
-        let data = request.data;
+        let data = request.data.contiguous();
         let work = move || {
             let (reply, data) = this.execute(decoded, data);
             match reply {

@@ -1,9 +1,9 @@
 //! One frame per stream direction, read and written in parts.
 
 use crate::TransportError;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use codetta_wire::frame::{FramePrefix, MAX_DATA, MAX_HEADER, PREFIX_LEN};
-use codetta_wire::{Frame, FrameError, FrameKind};
+use codetta_wire::{Frame, FrameError, FrameKind, Payload};
 use std::time::Duration;
 
 /// Writes `frame` as prefix, header and data without copying them into one buffer. The caller
@@ -16,9 +16,10 @@ pub async fn write_frame(
         return Err(FrameError::TooLarge.into());
     }
     let prefix = Bytes::copy_from_slice(&frame.prefix().to_bytes());
-    let mut parts: Vec<Bytes> = [prefix, frame.header.clone(), frame.data.clone()]
+    let mut parts: Vec<Bytes> = [prefix, frame.header.clone()]
         .into_iter()
         .filter(|part| !part.is_empty())
+        .chain(frame.data.parts().iter().cloned())
         .collect();
     send.write_all_chunks(&mut parts).await?;
     Ok(())
@@ -40,7 +41,9 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Frame, Transport
         quinn::ReadExactError::ReadError(e) => TransportError::Read(e),
     })?;
     let prefix = FramePrefix::parse(&prefix)?.ok_or(TransportError::Truncated { missing: 0 })?;
-    let header = read_exactly(recv, prefix.header_len as usize).await?;
+    let header = read_exactly(recv, prefix.header_len as usize)
+        .await?
+        .contiguous();
     let data = read_exactly(recv, prefix.data_len as usize).await?;
     if recv.read_chunk(1, true).await?.is_some() {
         return Err(TransportError::TrailingBytes);
@@ -52,30 +55,20 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Frame, Transport
     })
 }
 
-/// Reads exactly `len` bytes, without copying when they arrive as one chunk.
-async fn read_exactly(recv: &mut quinn::RecvStream, len: usize) -> Result<Bytes, TransportError> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut got = 0;
-    while got < len {
-        match recv.read_chunk(len - got, true).await? {
-            Some(chunk) => {
-                got += chunk.bytes.len();
-                chunks.push(chunk.bytes);
+/// Reads exactly `len` bytes, kept in the chunks they arrived in (never copied).
+async fn read_exactly(recv: &mut quinn::RecvStream, len: usize) -> Result<Payload, TransportError> {
+    let mut out = Payload::new();
+    while out.len() < len {
+        match recv.read_chunk(len - out.len(), true).await? {
+            Some(chunk) => out.push(chunk.bytes),
+            None => {
+                return Err(TransportError::Truncated {
+                    missing: len - out.len(),
+                });
             }
-            None => return Err(TransportError::Truncated { missing: len - got }),
         }
     }
-    Ok(match chunks.as_slice() {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let mut buf = BytesMut::with_capacity(len);
-            for chunk in many {
-                buf.extend_from_slice(chunk);
-            }
-            buf.freeze()
-        }
-    })
+    Ok(out)
 }
 
 /// One request/reply exchange on a fresh bidirectional stream, all within `deadline`: opens

@@ -140,7 +140,7 @@ fn malformed(message: String) -> Frame {
         Frame {
             kind: FrameKind::Reply,
             header: Bytes::new(),
-            data: Bytes::new(),
+            data: codetta_wire::Payload::new(),
         }
     })
 }

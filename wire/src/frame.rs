@@ -112,19 +112,110 @@ impl FramePrefix {
     }
 }
 
+/// A frame's data section as the buffers it was built from or arrived in, sent and kept
+/// back to back: a batch's write payloads travel without being copied into one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Payload {
+    parts: Vec<Bytes>,
+    len: usize,
+}
+
+impl Payload {
+    /// No data.
+    pub fn new() -> Payload {
+        Payload::default()
+    }
+
+    /// Appends `part` (an empty one is dropped).
+    pub fn push(&mut self, part: Bytes) {
+        if !part.is_empty() {
+            self.len += part.len();
+            self.parts.push(part);
+        }
+    }
+
+    /// Bytes in all parts.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The parts, in order, none empty.
+    pub fn parts(&self) -> &[Bytes] {
+        &self.parts
+    }
+
+    /// The data as one buffer: free for a single part, one copy otherwise.
+    pub fn contiguous(&self) -> Bytes {
+        match self.parts.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut out = bytes::BytesMut::with_capacity(self.len);
+                for part in many {
+                    out.extend_from_slice(part);
+                }
+                out.freeze()
+            }
+        }
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(part: Bytes) -> Payload {
+        let mut p = Payload::new();
+        p.push(part);
+        p
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Payload {
+        Payload::from(Bytes::from(bytes))
+    }
+}
+
+impl FromIterator<Bytes> for Payload {
+    fn from_iter<I: IntoIterator<Item = Bytes>>(parts: I) -> Payload {
+        let mut p = Payload::new();
+        for part in parts {
+            p.push(part);
+        }
+        p
+    }
+}
+
+/// Equal bytes, however they are split into parts.
+impl PartialEq for Payload {
+    fn eq(&self, other: &Payload) -> bool {
+        self.len == other.len
+            && self
+                .parts
+                .iter()
+                .flat_map(|p| p.iter())
+                .eq(other.parts.iter().flat_map(|p| p.iter()))
+    }
+}
+
+impl Eq for Payload {}
+
 /// A decoded (or to-be-encoded) frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
     pub kind: FrameKind,
     pub header: Bytes,
-    pub data: Bytes,
+    pub data: Payload,
 }
 
 impl Frame {
     fn encode_message<T: Serialize>(
         kind: FrameKind,
         message: &T,
-        data: Bytes,
+        data: Payload,
     ) -> Result<Frame, FrameError> {
         let header =
             postcard::to_allocvec(message).map_err(|e| FrameError::Header(e.to_string()))?;
@@ -139,13 +230,13 @@ impl Frame {
     }
 
     /// A request frame; `data` carries write payloads in record order.
-    pub fn request(request: &Request, data: Bytes) -> Result<Frame, FrameError> {
-        Self::encode_message(FrameKind::Request, request, data)
+    pub fn request(request: &Request, data: impl Into<Payload>) -> Result<Frame, FrameError> {
+        Self::encode_message(FrameKind::Request, request, data.into())
     }
 
     /// A reply frame; `data` carries READ bytes.
-    pub fn reply(reply: &Reply, data: Bytes) -> Result<Frame, FrameError> {
-        Self::encode_message(FrameKind::Reply, reply, data)
+    pub fn reply(reply: &Reply, data: impl Into<Payload>) -> Result<Frame, FrameError> {
+        Self::encode_message(FrameKind::Reply, reply, data.into())
     }
 
     /// The prefix describing this frame.
@@ -162,7 +253,9 @@ impl Frame {
         let mut out = Vec::with_capacity(self.prefix().frame_len());
         out.extend_from_slice(&self.prefix().to_bytes());
         out.extend_from_slice(&self.header);
-        out.extend_from_slice(&self.data);
+        for part in self.data.parts() {
+            out.extend_from_slice(part);
+        }
         out
     }
 
@@ -180,7 +273,7 @@ impl Frame {
         let frame = Frame {
             kind: prefix.kind,
             header: Bytes::copy_from_slice(&buf[PREFIX_LEN..header_end]),
-            data: Bytes::copy_from_slice(&buf[header_end..len]),
+            data: Payload::from(Bytes::copy_from_slice(&buf[header_end..len])),
         };
         Ok(Some((frame, len)))
     }
@@ -228,6 +321,28 @@ mod tests {
 
     fn name(s: &str) -> Name {
         Name::new(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_payload_in_parts_is_the_same_bytes_as_one_buffer() {
+        let parts: Payload = [&b"ab"[..], b"", b"cde", b"f"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        assert_eq!((parts.len(), parts.parts().len()), (6, 3));
+        let whole = Payload::from(Bytes::from_static(b"abcdef"));
+        assert_eq!(parts, whole);
+        assert_eq!(parts.contiguous(), Bytes::from_static(b"abcdef"));
+        assert_ne!(parts, Payload::from(Bytes::from_static(b"abcdeg")));
+        // A frame built from parts encodes and decodes as if built from one buffer.
+        let reply: Reply = Ok(ReplyBody::Done);
+        let a = Frame::reply(&reply, parts).unwrap_or_else(|e| panic!("{e}"));
+        let b = Frame::reply(&reply, whole).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a.encode(), b.encode());
+        let (back, _) = Frame::decode(&a.encode())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("incomplete"));
+        assert_eq!(back, a);
     }
 
     fn fid(n: u64) -> Fid {
@@ -425,7 +540,7 @@ mod tests {
         #[test]
         fn garbage_headers_never_panic(header in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
             for kind in [FrameKind::Request, FrameKind::Reply] {
-                let frame = Frame { kind, header: Bytes::from(header.clone()), data: Bytes::new() };
+                let frame = Frame { kind, header: Bytes::from(header.clone()), data: Payload::new() };
                 let _ = frame.decode_request();
                 let _ = frame.decode_reply();
             }
@@ -443,7 +558,7 @@ mod tests {
         };
         assert_eq!(padded.decode_request(), Err(FrameError::TrailingBytes(1)));
         let with_data = Frame {
-            data: Bytes::from_static(b"x"),
+            data: Bytes::from_static(b"x").into(),
             ..frame
         };
         assert!(matches!(

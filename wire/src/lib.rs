@@ -18,7 +18,7 @@ pub mod version;
 
 pub use attrs::{Attrs, FileType, SetAttrs, Time};
 pub use error::FsError;
-pub use frame::{Frame, FrameError, FrameKind};
+pub use frame::{Frame, FrameError, FrameKind, Payload};
 pub use history::{History, Relation};
 pub use ids::{Fid, Incarnation, ReplicaId, UpdateId, VolumeId};
 pub use message::{Reply, Request};
