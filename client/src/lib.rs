@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod error;
 pub mod group;
 pub mod landing;
+mod legacy;
 pub mod link;
 pub mod log;
 pub mod nfs;

@@ -96,7 +96,7 @@ fn storage<E: std::fmt::Display>(e: E) -> ClientError {
 
 #[cfg(test)]
 fn encode(rec: &LoggedRecord) -> Result<Vec<u8>, ClientError> {
-    let header = postcard::to_allocvec(&rec.record).map_err(storage)?;
+    let header = crate::legacy::encode_v1(&rec.record, &rec.data);
     let header_len = u32::try_from(header.len()).map_err(storage)?;
     let mut out = Vec::with_capacity(5 + header.len() + rec.data.len());
     out.push(RECORD_FORMAT);
@@ -118,8 +118,8 @@ fn decode(bytes: &[u8]) -> Result<LoggedRecord, ClientError> {
         .map_err(|_| bad())?;
     let header_len = u32::from_le_bytes(len_bytes) as usize;
     let header = bytes.get(5..5 + header_len).ok_or_else(bad)?;
-    let record: UpdateRecord = postcard::from_bytes(header).map_err(|_| bad())?;
     let data = Bytes::copy_from_slice(&bytes[5 + header_len..]);
+    let record = crate::legacy::decode_v1(header, &data).ok_or_else(bad)?;
     if data.len() != record.op.data_len() {
         return Err(bad());
     }
@@ -400,7 +400,7 @@ mod tests {
                 fid,
                 offset: 0,
                 len: data.len() as u32,
-                hash: *blake3::hash(data).as_bytes(),
+                hashes: codetta_wire::update::piece_hashes(0, data),
             }
         };
         LoggedRecord {
@@ -547,6 +547,23 @@ mod tests {
         let log = ModifyLog::open(&path).unwrap();
         assert!(log.pending().unwrap().is_empty());
         assert!(log.state().unwrap().unwrap().next_seq >= 2);
+    }
+
+    #[test]
+    fn segment_entries_of_the_former_format_are_read_back() {
+        let (_dir, path) = temp_log();
+        let log = fresh(&path);
+        let recs = [rec(1, b"old data"), rec(2, b"")];
+        log.append(&recs, 1, 3).unwrap();
+        log.close();
+        drop(log);
+        // The daemon before piece hashes wrote the same records.
+        let files = segment_files(&path);
+        assert_eq!(files.len(), 1);
+        let old: Vec<u8> = recs.iter().flat_map(crate::segments::entry_v1).collect();
+        std::fs::write(&files[0], old).unwrap();
+        let log = ModifyLog::open(&path).unwrap();
+        assert_eq!(log.pending().unwrap(), recs.to_vec());
     }
 
     #[test]

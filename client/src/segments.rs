@@ -31,7 +31,9 @@ use std::io::{IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const ENTRY_MAGIC: u8 = 0xC7;
+/// The first byte of an entry (0xC7, [`crate::legacy::ENTRY_MAGIC_V1`], before a WRITE
+/// carried the hashes of its pieces).
+const ENTRY_MAGIC: u8 = 0xC8;
 const ENTRY_HEAD: usize = 1 + 4 + 4 + 8;
 /// A segment is closed once it holds this much.
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -74,6 +76,21 @@ pub(crate) struct Segments {
     sync_each: bool,
 }
 
+/// `rec` as an entry of the former format (tests of the upgrade).
+#[cfg(test)]
+pub(crate) fn entry_v1(rec: &LoggedRecord) -> Vec<u8> {
+    let header = crate::legacy::encode_v1(&rec.record, &rec.data);
+    let mut lens = [0u8; 8];
+    lens[..4].copy_from_slice(&(header.len() as u32).to_le_bytes());
+    lens[4..].copy_from_slice(&(rec.data.len() as u32).to_le_bytes());
+    let mut out = vec![crate::legacy::ENTRY_MAGIC_V1];
+    out.extend_from_slice(&lens);
+    out.extend_from_slice(&checksum(&lens, &header));
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&rec.data);
+    out
+}
+
 fn checksum(lens: &[u8; 8], header: &[u8]) -> [u8; 8] {
     let mut h = blake3::Hasher::new();
     h.update(lens);
@@ -112,7 +129,8 @@ fn read_segment(path: &Path) -> Result<Vec<LoggedRecord>, ClientError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while let Some(head) = bytes.get(at..at + ENTRY_HEAD) {
-        if head[0] != ENTRY_MAGIC {
+        let former = head[0] == crate::legacy::ENTRY_MAGIC_V1;
+        if head[0] != ENTRY_MAGIC && !former {
             break;
         }
         let mut lens = [0u8; 8];
@@ -132,12 +150,22 @@ fn read_segment(path: &Path) -> Result<Vec<LoggedRecord>, ClientError> {
         let Some(data) = bytes.get(body + header_len..body + header_len + data_len) else {
             break;
         };
-        let Ok(record) = postcard::from_bytes::<UpdateRecord>(header) else {
+        let decoded = match former {
+            true => crate::legacy::decode_v1(header, data),
+            false => postcard::from_bytes::<UpdateRecord>(header).ok(),
+        };
+        let Some(record) = decoded else {
             break;
         };
         let intact = match &record.op {
-            Op::Write { hash, len, .. } => {
-                *len as usize == data_len && blake3::hash(data).as_bytes() == hash
+            Op::Write {
+                offset,
+                hashes,
+                len,
+                ..
+            } => {
+                *len as usize == data_len
+                    && codetta_wire::update::piece_hashes(*offset, data) == *hashes
             }
             op => op.data_len() == data_len,
         };

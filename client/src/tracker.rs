@@ -174,7 +174,7 @@ mod tests {
             fid: fid(),
             offset: 100,
             len: 5,
-            hash: [0; 32],
+            hashes: vec![[0; 32]],
         };
         let time = Time { secs: 7, nanos: 0 };
         t.logged(1, &write, time, true);

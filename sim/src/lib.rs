@@ -628,7 +628,7 @@ impl World {
                     fid,
                     offset: 0,
                     len: u32::try_from(data.len()).unwrap_or(0),
-                    hash: *blake3::hash(&data).as_bytes(),
+                    hashes: codetta_wire::update::piece_hashes(0, &data),
                 };
                 (op, data)
             }

@@ -385,7 +385,7 @@ mod tests {
                         fid: fid(9),
                         offset: 10,
                         len: 4,
-                        hash: *blake3::hash(b"abcd").as_bytes(),
+                        hashes: crate::update::piece_hashes(0, b"abcd"),
                     },
                 ),
                 rec(

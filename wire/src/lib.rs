@@ -28,7 +28,7 @@ pub use update::{Cop2, Op, RecordOutcome, UpdateRecord};
 pub use version::{VersionVector, VvOrdering};
 
 /// ALPN protocol identifier: the protocol version is negotiated by TLS.
-pub const ALPN: &[u8] = b"codetta/1";
+pub const ALPN: &[u8] = b"codetta/2";
 
 /// Size of one content block: files are stored and hashed in blocks of this many bytes
 /// at block-aligned offsets.

@@ -78,13 +78,47 @@ pub enum Op {
         set: SetAttrs,
     },
     /// Writes `len` bytes at `offset`. The bytes travel in the frame's data section, in
-    /// record order; `hash` is their blake3 digest, checked by the server.
+    /// record order; `hashes` are the blake3 digests of their pieces ([`write_pieces`]),
+    /// checked by the server, which keys a whole block's chunk by its piece's hash: one
+    /// hashing pass over the data on each side.
     Write {
         fid: Fid,
         offset: u64,
         len: u32,
-        hash: [u8; 32],
+        hashes: Vec<[u8; 32]>,
     },
+}
+
+/// The pieces of a write of `len` bytes at file offset `offset`: ranges of its data split
+/// where a block of [`crate::BLOCK_SIZE`] starts, in order (none for an empty write; one
+/// for a write that would pass the largest offset, which servers refuse).
+pub fn write_pieces(offset: u64, len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let block = crate::BLOCK_SIZE;
+    let overflows = offset.checked_add(len as u64).is_none();
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= len {
+            return None;
+        }
+        let pos = offset.wrapping_add(at as u64);
+        let room = if overflows {
+            len - at
+        } else {
+            usize::try_from(block - pos % block)
+                .unwrap_or(usize::MAX)
+                .min(len - at)
+        };
+        let piece = at..at + room;
+        at += room;
+        Some(piece)
+    })
+}
+
+/// The blake3 digest of each piece of `data` written at `offset` ([`write_pieces`]).
+pub fn piece_hashes(offset: u64, data: &[u8]) -> Vec<[u8; 32]> {
+    write_pieces(offset, data.len())
+        .map(|r| *blake3::hash(&data[r]).as_bytes())
+        .collect()
 }
 
 impl Op {
@@ -134,4 +168,30 @@ pub struct Cop2 {
     pub first: u64,
     pub last: u64,
     pub applied_by: Vec<ReplicaId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BLOCK_SIZE;
+
+    #[test]
+    fn a_write_is_cut_where_blocks_start() {
+        let b = BLOCK_SIZE as usize;
+        let pieces = |offset: u64, len: usize| write_pieces(offset, len).collect::<Vec<_>>();
+        assert_eq!(pieces(0, 0), vec![]);
+        assert_eq!(pieces(0, 2 * b), vec![0..b, b..2 * b]);
+        assert_eq!(pieces(10, 5), vec![0..5]);
+        assert_eq!(pieces(BLOCK_SIZE - 3, 10), vec![0..3, 3..10]);
+        assert_eq!(pieces(BLOCK_SIZE, b + 1), vec![0..b, b..b + 1]);
+        // A write past the largest offset is one piece (servers refuse it).
+        assert_eq!(pieces(u64::MAX - 1, 10), vec![0..10]);
+        let data: Vec<u8> = (0..3 * b).map(|i| (i % 7) as u8).collect();
+        let hashes = piece_hashes(100, &data);
+        assert_eq!(hashes.len(), 4);
+        assert_eq!(
+            hashes[1],
+            *blake3::hash(&data[b - 100..2 * b - 100]).as_bytes()
+        );
+    }
 }

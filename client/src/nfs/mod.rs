@@ -436,7 +436,7 @@ impl NfsFileSystem for CodettaFs {
             fid,
             offset,
             len,
-            hash: *blake3::hash(data).as_bytes(),
+            hashes: codetta_wire::update::piece_hashes(offset, data),
         };
         let data = Bytes::copy_from_slice(data);
         let achieved = if stable == stable_how::UNSTABLE {

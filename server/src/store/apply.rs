@@ -361,13 +361,13 @@ impl Planner<'_, '_> {
         Ok(plan)
     }
 
-    /// Plans a WRITE of `data` (checked against `hash`) at `offset`.
+    /// Plans a WRITE of `data` (its pieces checked against `hashes`) at `offset`.
     fn write<'d>(
         &self,
         fid: Fid,
         offset: u64,
         data: &'d [u8],
-        hash: [u8; 32],
+        hashes: &[[u8; 32]],
     ) -> Result<Plan<'d>, Fail> {
         let mut v = self.load(fid)?;
         match v.ftype {
@@ -378,16 +378,13 @@ impl Planner<'_, '_> {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or(FsError::Invalid)?;
-        if blake3::hash(data).as_bytes() != &hash {
-            return Err(FsError::Malformed("write data does not match its hash".into()).into());
-        }
         let writes = content::plan_write(
             &self.t.blocks,
             &self.t.chunks,
             (fid.volume.0, fid.vnode),
             offset,
             data,
-            hash,
+            hashes,
         )?;
         if !data.is_empty() {
             v.size = v.size.max(end);
@@ -441,10 +438,13 @@ impl Planner<'_, '_> {
             } => self.rename(*from_dir, from_name, *to_dir, to_name, *fid, *replaces),
             Op::SetAttr { fid, set } => self.setattr(*fid, set),
             Op::Write {
-                fid, offset, hash, ..
+                fid,
+                offset,
+                hashes,
+                ..
             } => {
                 self.check_capacity(*offset, data.len())?;
-                self.write(*fid, *offset, data, *hash)
+                self.write(*fid, *offset, data, hashes)
             }
         }
     }

@@ -23,6 +23,7 @@ use super::codec::{self, BlockRef, ChunkEntry};
 use super::tables::{self, BlockKey, CHUNK_HEAD_MAX, ChunkKey};
 use super::tags::block_member;
 use codetta_wire::tag::SetDigest;
+use codetta_wire::update::write_pieces;
 use codetta_wire::{BLOCK_SIZE, FsError};
 use redb::{ReadOnlyTable, ReadTransaction, ReadableTable, Table, WriteTransaction};
 use std::borrow::Cow;
@@ -35,7 +36,7 @@ const BS: usize = BLOCK_SIZE as usize;
 pub(crate) struct BlockWrite<'d> {
     pub index: u64,
     pub bytes: Cow<'d, [u8]>,
-    /// The blake3 of `bytes` when already known (a write of exactly one whole block).
+    /// The blake3 of `bytes` when already known (the write's piece, checked).
     pub hash: Option<[u8; 32]>,
 }
 
@@ -222,26 +223,32 @@ pub(crate) fn plan_write<'d>(
     (volume, vnode): (u32, u64),
     offset: u64,
     bytes: &'d [u8],
-    hash: [u8; 32],
+    hashes: &[[u8; 32]],
 ) -> Result<Vec<BlockWrite<'d>>, StoreError> {
+    let mismatch = || {
+        StoreError::Fs(FsError::Malformed(
+            "write data does not match its hashes".into(),
+        ))
+    };
     let mut writes = Vec::new();
-    let end = offset + bytes.len() as u64;
-    let mut pos = offset;
-    while pos < end {
+    let mut hashes = hashes.iter();
+    for range in write_pieces(offset, bytes.len()) {
+        let piece = &bytes[range.clone()];
+        let hash = *blake3::hash(piece).as_bytes();
+        if hashes.next() != Some(&hash) {
+            return Err(mismatch());
+        }
+        let pos = offset + range.start as u64;
         let index = pos / BLOCK_SIZE;
-        let block_start = index * BLOCK_SIZE;
-        let s = (pos - block_start) as usize;
-        let e = ((end - block_start).min(BLOCK_SIZE)) as usize;
-        let from = (pos - offset) as usize;
-        let piece = &bytes[from..from + (e - s)];
+        let s = (pos % BLOCK_SIZE) as usize;
+        let e = s + piece.len();
         let old = block_ref(blocks, (volume, vnode, index))?;
         let old_len = old.map_or(0, |r| r.len as usize);
         let write = if s == 0 && e >= old_len {
-            let whole = piece.len() == bytes.len();
             BlockWrite {
                 index,
                 bytes: Cow::Borrowed(piece),
-                hash: whole.then_some(hash),
+                hash: Some(hash),
             }
         } else {
             let mut merged = match &old {
@@ -257,7 +264,9 @@ pub(crate) fn plan_write<'d>(
             }
         };
         writes.push(write);
-        pos = block_start + e as u64;
+    }
+    if hashes.next().is_some() {
+        return Err(mismatch());
     }
     Ok(writes)
 }
@@ -343,11 +352,9 @@ impl WriteChunks<'_> {
         let len = u32::try_from(bytes.len()).map_err(|_| FsError::Invalid)?;
         let id = self.fresh_id()?;
         let split = bytes.len().min(CHUNK_HEAD_MAX - 1);
-        self.heads
-            .insert(id, versioned(&bytes[..split]).as_slice())?;
+        put_versioned(&mut self.heads, id, &bytes[..split])?;
         if split < bytes.len() {
-            self.tails
-                .insert(id, versioned(&bytes[split..]).as_slice())?;
+            put_versioned(&mut self.tails, id, &bytes[split..])?;
         }
         let entry = ChunkEntry { id, len, refs };
         self.index.insert(hash, codec::encode(&entry)?.as_slice())?;
@@ -377,11 +384,18 @@ impl WriteChunks<'_> {
 }
 
 /// A chunk value: the format version byte, then `bytes`.
-fn versioned(bytes: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(bytes.len() + 1);
-    v.push(codec::FORMAT_VERSION);
-    v.extend_from_slice(bytes);
-    v
+/// Stores `bytes` under `id` behind the format's version byte, written straight into the
+/// value's place in the table (no intermediate buffer).
+fn put_versioned(
+    table: &mut Table<'_, u64, &'static [u8]>,
+    id: u64,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    let mut slot = table.insert_reserve(id, bytes.len() + 1)?;
+    let out: &mut [u8] = slot.as_mut();
+    out[0] = codec::FORMAT_VERSION;
+    out[1..].copy_from_slice(bytes);
+    Ok(())
 }
 
 /// Applies a block plan to the file `(volume, vnode)`, keeping its member `digest` current.
@@ -525,13 +539,27 @@ mod tests {
         };
         assert_eq!(fx.one(Op::SetAttr { fid: d, set }), Err(FsError::IsDir));
         let mut op = Gen::write_op(f, 0, b"abc");
-        if let Op::Write { hash, .. } = &mut op {
-            hash[0] ^= 1;
+        if let Op::Write { hashes, .. } = &mut op {
+            hashes[0][0] ^= 1;
         }
         assert!(matches!(
             fx.one_with(op, b"abc".to_vec()),
             Err(FsError::Malformed(_))
         ));
+        // One hash too many, or too few, is as bad as a wrong one.
+        for change in [
+            |h: &mut Vec<[u8; 32]>| h.push([0; 32]),
+            |h: &mut Vec<[u8; 32]>| h.clear(),
+        ] {
+            let mut op = Gen::write_op(f, 0, b"abc");
+            if let Op::Write { hashes, .. } = &mut op {
+                change(hashes);
+            }
+            assert!(matches!(
+                fx.one_with(op, b"abc".to_vec()),
+                Err(FsError::Malformed(_))
+            ));
+        }
         let op = Gen::write_op(f, u64::MAX - 1, b"abc");
         assert_eq!(fx.one_with(op, b"abc".to_vec()), Err(FsError::Invalid));
         assert_eq!(fx.state(f).attrs.size, 0);

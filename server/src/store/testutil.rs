@@ -99,7 +99,7 @@ impl Gen {
             fid,
             offset,
             len: u32::try_from(data.len()).unwrap(),
-            hash: *blake3::hash(data).as_bytes(),
+            hashes: codetta_wire::update::piece_hashes(offset, data),
         }
     }
 }
