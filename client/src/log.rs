@@ -90,6 +90,9 @@ fn boot_id() -> Option<u64> {
     Some(u64::from_le_bytes(b) >> 1)
 }
 
+/// The most record bytes [`ModifyLog::append_is_quick`] calls quick.
+const QUICK_APPEND_BYTES: usize = 64 << 10;
+
 fn storage<E: std::fmt::Display>(e: E) -> ClientError {
     ClientError::Storage(e.to_string())
 }
@@ -313,6 +316,17 @@ impl ModifyLog {
             next_seq: state.next_seq,
         };
         Ok(())
+    }
+
+    /// Whether appending `bytes` of records up to these numbers is only a small write into
+    /// the page cache (no durable mark to raise, no sync), cheap enough to do on an async
+    /// worker instead of a blocking thread.
+    pub fn append_is_quick(&self, bytes: usize, next_vnode: u64, next_seq: u64) -> bool {
+        let c = *self.counters();
+        bytes <= QUICK_APPEND_BYTES
+            && next_vnode <= c.reserved_vnode
+            && next_seq <= c.reserved_seq
+            && !self.segments.syncs_each()
     }
 
     /// Appends records (one write into the page cache; see [`crate::segments`]). The

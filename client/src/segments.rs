@@ -265,6 +265,11 @@ impl Segments {
     }
 
     /// Appends `records` (consecutive sequence numbers) with one write.
+    /// Whether every append is synced (the boot could not be told).
+    pub(crate) fn syncs_each(&self) -> bool {
+        self.sync_each
+    }
+
     pub(crate) fn append(&self, records: &[LoggedRecord]) -> Result<(), ClientError> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return Ok(());

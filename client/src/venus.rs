@@ -1175,11 +1175,16 @@ async fn appender(
         let new_next_seq = next_seq + records.len() as u64;
         let next_vnode = venus.next_vnode.load(Ordering::Relaxed);
         let log = venus.core.log.clone();
-        let to_log = records.clone();
-        let result =
+        // A small group (a create, a 4 KiB write) is written from here: a trip to a
+        // blocking thread and back cost more than the write.
+        let result = if log.append_is_quick(bytes, next_vnode, new_next_seq) {
+            log.append(&records, next_vnode, new_next_seq)
+        } else {
+            let to_log = records.clone();
             tokio::task::spawn_blocking(move || log.append(&to_log, next_vnode, new_next_seq))
                 .await
-                .unwrap_or_else(|e| Err(ClientError::Storage(format!("log task failed: {e}"))));
+                .unwrap_or_else(|e| Err(ClientError::Storage(format!("log task failed: {e}"))))
+        };
         match result {
             Ok(()) => {
                 next_seq = new_next_seq;
