@@ -90,8 +90,8 @@ fn boot_id() -> Option<u64> {
     Some(u64::from_le_bytes(b) >> 1)
 }
 
-/// The most record bytes [`ModifyLog::append_is_quick`] calls quick.
-const QUICK_APPEND_BYTES: usize = 64 << 10;
+/// The most record bytes [`ModifyLog::try_append_quick`] writes.
+const QUICK_APPEND_BYTES: u64 = 64 << 10;
 
 fn storage<E: std::fmt::Display>(e: E) -> ClientError {
     ClientError::Storage(e.to_string())
@@ -220,8 +220,19 @@ impl ModifyLog {
         let table = txn.open_table(RECORDS).map_err(storage)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(storage)? {
-            let (_, value) = item.map_err(storage)?;
-            out.push(decode(value.value())?);
+            let (seq, value) = item.map_err(storage)?;
+            match decode(value.value()) {
+                Ok(rec) => out.push(rec),
+                Err(e) => {
+                    // As a torn segment entry: the rest waits in vain behind a gap.
+                    tracing::warn!(
+                        seq = seq.value(),
+                        kept = out.len(),
+                        "modify log record of the former format is corrupt ({e}); it and the rest are dropped"
+                    );
+                    break;
+                }
+            }
         }
         Ok(out)
     }
@@ -318,15 +329,39 @@ impl ModifyLog {
         Ok(())
     }
 
-    /// Whether appending `bytes` of records up to these numbers is only a small write into
-    /// the page cache (no durable mark to raise, no sync), cheap enough to do on an async
-    /// worker instead of a blocking thread.
-    pub fn append_is_quick(&self, bytes: usize, next_vnode: u64, next_seq: u64) -> bool {
+    /// Appends records like [`ModifyLog::append`] when that is only a small write into the
+    /// page cache (at most 64 KiB, no durable mark to raise, no sync) and nothing else holds
+    /// the segments: cheap enough for an async worker. `None` when it wrote nothing: append
+    /// from a blocking thread instead.
+    pub fn try_append_quick(
+        &self,
+        records: &[LoggedRecord],
+        next_vnode: u64,
+        next_seq: u64,
+    ) -> Option<Result<(), ClientError>> {
         let c = *self.counters();
-        bytes <= QUICK_APPEND_BYTES
+        let bytes: u64 = records.iter().map(LoggedRecord::size).sum();
+        let quick = bytes <= QUICK_APPEND_BYTES
             && next_vnode <= c.reserved_vnode
             && next_seq <= c.reserved_seq
-            && !self.segments.syncs_each()
+            && !self.segments.syncs_each();
+        if !quick {
+            return None;
+        }
+        let written = self.with_db(|_| match self.segments.try_append(records) {
+            Some(result) => result.map(|()| true),
+            None => Ok(false),
+        });
+        match written {
+            Ok(false) => None,
+            Ok(true) => {
+                let mut c = self.counters();
+                c.next_vnode = c.next_vnode.max(next_vnode);
+                c.next_seq = c.next_seq.max(next_seq);
+                Some(Ok(()))
+            }
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// Appends records (one write into the page cache; see [`crate::segments`]). The
@@ -561,6 +596,25 @@ mod tests {
         let log = ModifyLog::open(&path).unwrap();
         assert!(log.pending().unwrap().is_empty());
         assert!(log.state().unwrap().unwrap().next_seq >= 2);
+    }
+
+    #[test]
+    fn small_groups_are_appended_quickly_and_the_rest_left_to_append() {
+        static BIG: [u8; 100 << 10] = [7; 100 << 10];
+        let (_dir, path) = temp_log();
+        let log = fresh(&path);
+        log.append(&[rec(1, b"a")], 1, 2).unwrap();
+        assert!(matches!(
+            log.try_append_quick(&[rec(2, b"b")], 1, 3),
+            Some(Ok(()))
+        ));
+        // Too large for an async worker, or past the durable marks: left to `append`.
+        assert!(log.try_append_quick(&[rec(3, &BIG)], 1, 4).is_none());
+        assert!(log.try_append_quick(&[rec(3, b"c")], 1, 1 << 40).is_none());
+        log.close();
+        drop(log);
+        let log = ModifyLog::open(&path).unwrap();
+        assert_eq!(log.pending().unwrap(), vec![rec(1, b"a"), rec(2, b"b")]);
     }
 
     #[test]

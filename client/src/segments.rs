@@ -264,32 +264,40 @@ impl Segments {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends `records` (consecutive sequence numbers) with one write.
     /// Whether every append is synced (the boot could not be told).
     pub(crate) fn syncs_each(&self) -> bool {
         self.sync_each
     }
 
+    /// Appends `records` (consecutive sequence numbers) with one write.
     pub(crate) fn append(&self, records: &[LoggedRecord]) -> Result<(), ClientError> {
+        self.append_when(records, |s| Some(s.lock()))
+            .unwrap_or(Ok(()))
+    }
+
+    /// Like [`Segments::append`], but writes nothing and returns `None` when another
+    /// thread holds the segments (a trim deleting files), instead of waiting for it.
+    pub(crate) fn try_append(&self, records: &[LoggedRecord]) -> Option<Result<(), ClientError>> {
+        self.append_when(records, |s| match s.inner.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        })
+    }
+
+    fn append_when<'s>(
+        &'s self,
+        records: &[LoggedRecord],
+        acquire: impl FnOnce(&'s Self) -> Option<std::sync::MutexGuard<'s, Inner>>,
+    ) -> Option<Result<(), ClientError>> {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
-            return Ok(());
+            return Some(Ok(()));
         };
         let (first, last) = (first.record.id.seq, last.record.id.seq);
-        let mut heads: Vec<Vec<u8>> = Vec::with_capacity(records.len());
-        for rec in records {
-            let header = postcard::to_allocvec(&rec.record).map_err(storage)?;
-            let header_len = u32::try_from(header.len()).map_err(storage)?;
-            let data_len = u32::try_from(rec.data.len()).map_err(storage)?;
-            let mut lens = [0u8; 8];
-            lens[..4].copy_from_slice(&header_len.to_le_bytes());
-            lens[4..].copy_from_slice(&data_len.to_le_bytes());
-            let mut head = Vec::with_capacity(ENTRY_HEAD + header.len());
-            head.push(ENTRY_MAGIC);
-            head.extend_from_slice(&lens);
-            head.extend_from_slice(&checksum(&lens, &header));
-            head.extend_from_slice(&header);
-            heads.push(head);
-        }
+        let heads = match encode_heads(records) {
+            Ok(heads) => heads,
+            Err(e) => return Some(Err(e)),
+        };
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(records.len() * 2);
         let mut total = 0u64;
         for (head, rec) in heads.iter().zip(records) {
@@ -300,7 +308,19 @@ impl Segments {
                 total += rec.data.len() as u64;
             }
         }
-        let mut inner = self.lock();
+        let mut inner = acquire(self)?;
+        Some(self.write_group(&mut inner, (first, last), &mut slices, total))
+    }
+
+    /// Writes one group's `slices` (`total` bytes, records `first..=last`) to the active
+    /// segment, starting a new one when it is full.
+    fn write_group(
+        &self,
+        inner: &mut Inner,
+        (first, last): (u64, u64),
+        slices: &mut [IoSlice<'_>],
+        total: u64,
+    ) -> Result<(), ClientError> {
         if inner.broken {
             return Err(storage(
                 "the modify log could not cut back a failed append; restart the daemon",
@@ -322,7 +342,7 @@ impl Segments {
         let Some(active) = inner.active.as_mut() else {
             return Err(storage("no active segment"));
         };
-        let written = write_all_vectored(&mut active.file, &mut slices).and_then(|()| {
+        let written = write_all_vectored(&mut active.file, slices).and_then(|()| {
             if self.sync_each {
                 active.file.sync_data()
             } else {
@@ -378,4 +398,23 @@ impl Segments {
     pub(crate) fn close(&self) {
         self.lock().active = None;
     }
+}
+/// Each record's entry head: magic, lengths, checksum and postcard header.
+fn encode_heads(records: &[LoggedRecord]) -> Result<Vec<Vec<u8>>, ClientError> {
+    let mut heads: Vec<Vec<u8>> = Vec::with_capacity(records.len());
+    for rec in records {
+        let header = postcard::to_allocvec(&rec.record).map_err(storage)?;
+        let header_len = u32::try_from(header.len()).map_err(storage)?;
+        let data_len = u32::try_from(rec.data.len()).map_err(storage)?;
+        let mut lens = [0u8; 8];
+        lens[..4].copy_from_slice(&header_len.to_le_bytes());
+        lens[4..].copy_from_slice(&data_len.to_le_bytes());
+        let mut head = Vec::with_capacity(ENTRY_HEAD + header.len());
+        head.push(ENTRY_MAGIC);
+        head.extend_from_slice(&lens);
+        head.extend_from_slice(&checksum(&lens, &header));
+        head.extend_from_slice(&header);
+        heads.push(head);
+    }
+    Ok(heads)
 }

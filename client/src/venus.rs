@@ -1177,13 +1177,14 @@ async fn appender(
         let log = venus.core.log.clone();
         // A small group (a create, a 4 KiB write) is written from here: a trip to a
         // blocking thread and back cost more than the write.
-        let result = if log.append_is_quick(bytes, next_vnode, new_next_seq) {
-            log.append(&records, next_vnode, new_next_seq)
-        } else {
-            let to_log = records.clone();
-            tokio::task::spawn_blocking(move || log.append(&to_log, next_vnode, new_next_seq))
-                .await
-                .unwrap_or_else(|e| Err(ClientError::Storage(format!("log task failed: {e}"))))
+        let result = match log.try_append_quick(&records, next_vnode, new_next_seq) {
+            Some(result) => result,
+            None => {
+                let to_log = records.clone();
+                tokio::task::spawn_blocking(move || log.append(&to_log, next_vnode, new_next_seq))
+                    .await
+                    .unwrap_or_else(|e| Err(ClientError::Storage(format!("log task failed: {e}"))))
+            }
         };
         match result {
             Ok(()) => {

@@ -598,6 +598,12 @@ fn promised_states(store: &Store, conn: ConnId, changed: &[Fid]) -> Vec<ObjectSt
     states
 }
 
+/// A request's data as one buffer, taken out of the frame so that the parts it arrived in
+/// are not held beside the joined copy while the request runs.
+fn take_data(request: &mut Frame) -> Bytes {
+    std::mem::take(&mut request.data).into_contiguous()
+}
+
 fn reply_frame(reply: &Reply, data: Bytes) -> Frame {
     Frame::reply(reply, data).unwrap_or_else(|e| {
         tracing::error!("reply does not fit a frame: {e}");
@@ -614,7 +620,7 @@ fn reply_frame(reply: &Reply, data: Bytes) -> Frame {
 }
 
 impl Service for ServerService {
-    async fn handle(&self, peer: Arc<Peer>, request: Frame) -> Frame {
+    async fn handle(&self, peer: Arc<Peer>, mut request: Frame) -> Frame {
         let decoded = match request.decode_request() {
             Ok(r) => r,
             Err(e) => return reply_frame(&Err(FsError::Malformed(e.to_string())), Bytes::new()),
@@ -663,7 +669,7 @@ impl Service for ServerService {
             | Request::Promises { .. }
             | Request::Ship { .. } => {
                 let reply = self
-                    .execute_async(&peer, decoded, request.data.contiguous())
+                    .execute_async(&peer, decoded, take_data(&mut request))
                     .await;
                 return reply_frame(&reply, Bytes::new());
             }
@@ -681,7 +687,7 @@ impl Service for ServerService {
         let lookup = matches!(decoded, Request::Lookup { .. });
         let inline = answers_inline(&decoded);
         let this = self.clone();
-        let data = request.data.contiguous();
+        let data = take_data(&mut request);
         let work = move || {
             let (reply, data) = this.execute(decoded, data);
             match reply {

@@ -149,6 +149,15 @@ impl Payload {
         &self.parts
     }
 
+    /// The data as one buffer, letting go of the parts (so a joined copy is not held
+    /// beside them).
+    pub fn into_contiguous(self) -> Bytes {
+        match self.parts.len() {
+            1 => self.parts.into_iter().next().unwrap_or_default(),
+            _ => self.contiguous(),
+        }
+    }
+
     /// The data as one buffer: free for a single part, one copy otherwise.
     pub fn contiguous(&self) -> Bytes {
         match self.parts.as_slice() {
@@ -333,6 +342,10 @@ mod tests {
         let whole = Payload::from(Bytes::from_static(b"abcdef"));
         assert_eq!(parts, whole);
         assert_eq!(parts.contiguous(), Bytes::from_static(b"abcdef"));
+        assert_eq!(
+            parts.clone().into_contiguous(),
+            Bytes::from_static(b"abcdef")
+        );
         assert_ne!(parts, Payload::from(Bytes::from_static(b"abcdeg")));
         // A frame built from parts encodes and decodes as if built from one buffer.
         let reply: Reply = Ok(ReplyBody::Done);
