@@ -28,6 +28,9 @@ pub use codetta_wire::message::{
 /// Most promises one session holds; past it every promise of the session is broken at
 /// once (a reset) and the client starts over.
 pub const MAX_PROMISES: usize = 250_000;
+/// Promises a session may hold before optional ones are no longer left
+/// ([`Callbacks::promise_if_room`]).
+pub const OPTIONAL_PROMISES: usize = MAX_PROMISES / 4 * 3;
 /// Most breaks one poll answer lists; past it the answer is a reset.
 pub const MAX_BREAKS_PER_ANSWER: usize = 4096;
 /// Longest a change waits for a client that keeps polling without acknowledging (a
@@ -358,6 +361,18 @@ impl Callbacks {
         }
     }
 
+    /// Like [`Callbacks::promise`], for promises a client can do without (the states of
+    /// what its own batch changed): none is left once the session holds
+    /// [`OPTIONAL_PROMISES`], so a client that only writes never reaches
+    /// [`MAX_PROMISES`] and the reset that empties its cache.
+    pub fn promise_if_room(&self, key: SessionKey, fid: Fid) -> bool {
+        let full =
+            self.lock().sessions.get(&key).is_none_or(|s| {
+                s.holds.len() >= OPTIONAL_PROMISES && !s.holds.contains(&fid.object())
+            });
+        !full && self.promise(key, fid)
+    }
+
     /// Registers a promise on `fid` for `key`, if that session exists (a read on a
     /// connection without a session leaves none; returns whether one was left). Call it
     /// before reading `fid`.
@@ -627,6 +642,22 @@ mod tests {
         cb.drop_connection(1);
         assert_eq!(cb.counts(), (0, 0));
         assert!(cb.break_fids(&[fid(5)], None).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_s_optional_promises_stop_short_of_a_reset() {
+        let cb = Callbacks::default();
+        let id = open(&cb, 1, 7).await;
+        for n in 0..MAX_PROMISES as u64 + 10 {
+            cb.promise_if_room(key(1), fid(n));
+        }
+        assert_eq!(cb.counts(), (1, OPTIONAL_PROMISES));
+        // One already held is still promised; a read's promise is still left.
+        assert!(cb.promise_if_room(key(1), fid(3)));
+        assert!(!cb.promise_if_room(key(1), fid(MAX_PROMISES as u64 + 20)));
+        assert!(cb.promise(key(1), fid(MAX_PROMISES as u64 + 20)));
+        let a = cb.poll(key(1), 7, 0, id).await.unwrap();
+        assert!(!a.reset);
     }
 
     #[tokio::test(start_paused = true)]

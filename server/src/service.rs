@@ -579,7 +579,7 @@ fn promised_states(store: &Store, conn: ConnId, changed: &[Fid]) -> Vec<ObjectSt
     let promised: Vec<Fid> = changed
         .iter()
         .take(MAX_SHIPPED_STATES)
-        .filter(|fid| callbacks.promise(key(fid), **fid))
+        .filter(|fid| callbacks.promise_if_room(key(fid), **fid))
         .copied()
         .collect();
     if promised.is_empty() {
