@@ -47,8 +47,11 @@ pub struct ClientConfig {
     pub cache_mib: u64,
 }
 
+/// File data a client caches unless configured otherwise, in MiB.
+pub const DEFAULT_CACHE_MIB: u64 = 256;
+
 fn default_cache_mib() -> u64 {
-    256
+    DEFAULT_CACHE_MIB
 }
 
 fn default_min_copies() -> usize {
