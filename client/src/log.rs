@@ -339,29 +339,14 @@ impl ModifyLog {
         next_vnode: u64,
         next_seq: u64,
     ) -> Option<Result<(), ClientError>> {
-        let c = *self.counters();
         let bytes: u64 = records.iter().map(LoggedRecord::size).sum();
-        let quick = bytes <= QUICK_APPEND_BYTES
-            && next_vnode <= c.reserved_vnode
-            && next_seq <= c.reserved_seq
-            && !self.segments.syncs_each();
-        if !quick {
+        if bytes > QUICK_APPEND_BYTES
+            || !self.marks_cover(next_vnode, next_seq)
+            || self.segments.syncs_each()
+        {
             return None;
         }
-        let written = self.with_db(|_| match self.segments.try_append(records) {
-            Some(result) => result.map(|()| true),
-            None => Ok(false),
-        });
-        match written {
-            Ok(false) => None,
-            Ok(true) => {
-                let mut c = self.counters();
-                c.next_vnode = c.next_vnode.max(next_vnode);
-                c.next_seq = c.next_seq.max(next_seq);
-                Some(Ok(()))
-            }
-            Err(e) => Some(Err(e)),
-        }
+        self.write_group(records, next_vnode, next_seq, false)
     }
 
     /// Appends records (one write into the page cache; see [`crate::segments`]). The
@@ -373,8 +358,8 @@ impl ModifyLog {
         next_vnode: u64,
         next_seq: u64,
     ) -> Result<(), ClientError> {
-        let c = *self.counters();
-        if next_vnode > c.reserved_vnode || next_seq > c.reserved_seq {
+        if !self.marks_cover(next_vnode, next_seq) {
+            let c = *self.counters();
             let vnode = next_vnode.max(c.reserved_vnode) + RESERVE;
             let seq = next_seq.max(c.reserved_seq) + RESERVE;
             self.with_db(|db| Self::write_marks(db, vnode, seq))?;
@@ -382,15 +367,39 @@ impl ModifyLog {
             c.reserved_vnode = vnode;
             c.reserved_seq = seq;
         }
-        // The counters move while the log is held open, so `close` cannot lower the marks
-        // below a group written just before it.
-        self.with_db(|_| {
-            self.segments.append(records)?;
-            let mut c = self.counters();
-            c.next_vnode = c.next_vnode.max(next_vnode);
-            c.next_seq = c.next_seq.max(next_seq);
-            Ok(())
-        })
+        self.write_group(records, next_vnode, next_seq, true)
+            .unwrap_or(Ok(()))
+    }
+
+    /// Whether the durable marks already cover numbers up to these.
+    fn marks_cover(&self, next_vnode: u64, next_seq: u64) -> bool {
+        let c = *self.counters();
+        next_vnode <= c.reserved_vnode && next_seq <= c.reserved_seq
+    }
+
+    /// Writes a group to the segments (waiting for them, or `None` if they are held when
+    /// `wait` is false) and moves the counters past it. The counters move while the log is
+    /// held open, so `close` cannot lower the marks below a group written just before it.
+    fn write_group(
+        &self,
+        records: &[LoggedRecord],
+        next_vnode: u64,
+        next_seq: u64,
+        wait: bool,
+    ) -> Option<Result<(), ClientError>> {
+        let written = self.with_db(|_| {
+            let written = match wait {
+                true => Some(self.segments.append(records)),
+                false => self.segments.try_append(records),
+            };
+            if let Some(Ok(())) = written {
+                let mut c = self.counters();
+                c.next_vnode = c.next_vnode.max(next_vnode);
+                c.next_seq = c.next_seq.max(next_seq);
+            }
+            Ok(written)
+        });
+        written.unwrap_or_else(|e| Some(Err(e)))
     }
 
     /// The records the log held when it was opened, less those trimmed since, in

@@ -80,15 +80,25 @@ pub(crate) struct Segments {
 #[cfg(test)]
 pub(crate) fn entry_v1(rec: &LoggedRecord) -> Vec<u8> {
     let header = crate::legacy::encode_v1(&rec.record, &rec.data);
-    let mut lens = [0u8; 8];
-    lens[..4].copy_from_slice(&(header.len() as u32).to_le_bytes());
-    lens[4..].copy_from_slice(&(rec.data.len() as u32).to_le_bytes());
-    let mut out = vec![crate::legacy::ENTRY_MAGIC_V1];
-    out.extend_from_slice(&lens);
-    out.extend_from_slice(&checksum(&lens, &header));
-    out.extend_from_slice(&header);
+    let mut out =
+        entry_head(crate::legacy::ENTRY_MAGIC_V1, &header, rec.data.len()).unwrap_or_default();
     out.extend_from_slice(&rec.data);
     out
+}
+
+/// An entry's head: `magic`, the lengths, their checksum with `header`, then `header`.
+fn entry_head(magic: u8, header: &[u8], data_len: usize) -> Result<Vec<u8>, ClientError> {
+    let header_len = u32::try_from(header.len()).map_err(storage)?;
+    let data_len = u32::try_from(data_len).map_err(storage)?;
+    let mut lens = [0u8; 8];
+    lens[..4].copy_from_slice(&header_len.to_le_bytes());
+    lens[4..].copy_from_slice(&data_len.to_le_bytes());
+    let mut head = Vec::with_capacity(ENTRY_HEAD + header.len());
+    head.push(magic);
+    head.extend_from_slice(&lens);
+    head.extend_from_slice(&checksum(&lens, header));
+    head.extend_from_slice(header);
+    Ok(head)
 }
 
 fn checksum(lens: &[u8; 8], header: &[u8]) -> [u8; 8] {
@@ -158,6 +168,8 @@ fn read_segment(path: &Path) -> Result<Vec<LoggedRecord>, ClientError> {
             break;
         };
         let intact = match &record.op {
+            // A former entry's data was checked against its old hash as it was decoded.
+            Op::Write { .. } if former => true,
             Op::Write {
                 offset,
                 hashes,
@@ -399,22 +411,14 @@ impl Segments {
         self.lock().active = None;
     }
 }
-/// Each record's entry head: magic, lengths, checksum and postcard header.
+
+/// Each record's entry head (see [`entry_head`]).
 fn encode_heads(records: &[LoggedRecord]) -> Result<Vec<Vec<u8>>, ClientError> {
-    let mut heads: Vec<Vec<u8>> = Vec::with_capacity(records.len());
-    for rec in records {
-        let header = postcard::to_allocvec(&rec.record).map_err(storage)?;
-        let header_len = u32::try_from(header.len()).map_err(storage)?;
-        let data_len = u32::try_from(rec.data.len()).map_err(storage)?;
-        let mut lens = [0u8; 8];
-        lens[..4].copy_from_slice(&header_len.to_le_bytes());
-        lens[4..].copy_from_slice(&data_len.to_le_bytes());
-        let mut head = Vec::with_capacity(ENTRY_HEAD + header.len());
-        head.push(ENTRY_MAGIC);
-        head.extend_from_slice(&lens);
-        head.extend_from_slice(&checksum(&lens, &header));
-        head.extend_from_slice(&header);
-        heads.push(head);
-    }
-    Ok(heads)
+    records
+        .iter()
+        .map(|rec| {
+            let header = postcard::to_allocvec(&rec.record).map_err(storage)?;
+            entry_head(ENTRY_MAGIC, &header, rec.data.len())
+        })
+        .collect()
 }
