@@ -118,7 +118,7 @@ impl ServerLink {
         let body = reply
             .decode_reply()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        Ok((body?, reply.data.contiguous()))
+        Ok((body?, reply.data.into_contiguous()))
     }
 
     /// Closes the connection.

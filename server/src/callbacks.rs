@@ -366,22 +366,27 @@ impl Callbacks {
     /// [`OPTIONAL_PROMISES`], so a client that only writes never reaches
     /// [`MAX_PROMISES`] and the reset that empties its cache.
     pub fn promise_if_room(&self, key: SessionKey, fid: Fid) -> bool {
-        let full =
-            self.lock().sessions.get(&key).is_none_or(|s| {
-                s.holds.len() >= OPTIONAL_PROMISES && !s.holds.contains(&fid.object())
-            });
-        !full && self.promise(key, fid)
+        self.promise_within(key, fid, OPTIONAL_PROMISES)
     }
 
     /// Registers a promise on `fid` for `key`, if that session exists (a read on a
     /// connection without a session leaves none; returns whether one was left). Call it
     /// before reading `fid`.
     pub fn promise(&self, key: SessionKey, fid: Fid) -> bool {
+        self.promise_within(key, fid, usize::MAX)
+    }
+
+    /// A promise on `fid` for `key`, unless the session already holds `room` others.
+    /// Past [`MAX_PROMISES`] the session is reset.
+    fn promise_within(&self, key: SessionKey, fid: Fid, room: usize) -> bool {
         let fid = fid.object();
         let mut t = self.lock();
         let Some(session) = t.sessions.get_mut(&key) else {
             return false;
         };
+        if session.holds.len() >= room && !session.holds.contains(&fid) {
+            return false;
+        }
         session.holds.insert(fid);
         let over = session.holds.len() > MAX_PROMISES && !session.resetting;
         t.holders

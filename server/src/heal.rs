@@ -181,21 +181,22 @@ pub async fn follow<R: ReplicaAccess>(
 /// those whose digest here equals the peer's (when this server holds a replica: `own`).
 /// The usual page, of updates every replica applied, needs no call to the peer.
 pub(crate) fn differing(store: &Store, own: bool, changes: &[Change]) -> BTreeSet<Fid> {
+    // The last entry of an object carries its digest as the page was read.
     let theirs: BTreeMap<Fid, Option<[u8; 32]>> =
         changes.iter().map(|c| (c.fid, c.digest)).collect();
     let fids: Vec<Fid> = theirs.keys().copied().collect();
     let mine = match own {
-        true => store.object_digests(&fids).unwrap_or_default(),
+        true => store.object_digests(&fids).unwrap_or_else(|e| {
+            tracing::warn!("reading digests to compare with a peer: {e}");
+            Vec::new()
+        }),
         false => Vec::new(),
     };
-    fids.iter()
+    theirs
+        .into_iter()
         .enumerate()
-        .filter(|(i, fid)| {
-            let same =
-                matches!((mine.get(*i), theirs.get(fid)), (Some(Some(a)), Some(Some(b))) if a == b);
-            !same
-        })
-        .map(|(_, fid)| *fid)
+        .filter(|(i, (_, digest))| digest.is_none() || mine.get(*i) != Some(digest))
+        .map(|(_, (fid, _))| fid)
         .collect()
 }
 

@@ -128,6 +128,6 @@ impl Peers {
         let body = reply
             .decode_reply()
             .map_err(|e| FsError::Storage(format!("server {name}: {e}")))??;
-        Ok((body, reply.data.contiguous()))
+        Ok((body, reply.data.into_contiguous()))
     }
 }

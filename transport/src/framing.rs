@@ -1,7 +1,7 @@
 //! One frame per stream direction, read and written in parts.
 
 use crate::TransportError;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use codetta_wire::frame::{FramePrefix, MAX_DATA, MAX_HEADER, PREFIX_LEN};
 use codetta_wire::{Frame, FrameError, FrameKind, Payload};
 use std::time::Duration;
@@ -55,19 +55,33 @@ pub async fn read_frame(recv: &mut quinn::RecvStream) -> Result<Frame, Transport
     })
 }
 
-/// Reads exactly `len` bytes, kept in the chunks they arrived in (never copied).
+/// Chunks smaller than this are joined as they arrive: a peer sending many tiny stream
+/// frames cannot make a frame a long list of parts, each holding a received datagram.
+const MIN_PART: usize = 16 << 10;
+
+/// Reads exactly `len` bytes, kept in the chunks they arrived in (not copied) unless they
+/// are small (then joined into parts of [`MIN_PART`] or more): at most `2 * len /
+/// MIN_PART + 1` parts.
 async fn read_exactly(recv: &mut quinn::RecvStream, len: usize) -> Result<Payload, TransportError> {
     let mut out = Payload::new();
-    while out.len() < len {
-        match recv.read_chunk(len - out.len(), true).await? {
-            Some(chunk) => out.push(chunk.bytes),
-            None => {
-                return Err(TransportError::Truncated {
-                    missing: len - out.len(),
-                });
+    let mut small = BytesMut::new();
+    let mut got = 0;
+    while got < len {
+        let Some(chunk) = recv.read_chunk(len - got, true).await? else {
+            return Err(TransportError::Truncated { missing: len - got });
+        };
+        got += chunk.bytes.len();
+        if chunk.bytes.len() < MIN_PART {
+            small.extend_from_slice(&chunk.bytes);
+            if small.len() >= MIN_PART {
+                out.push(small.split().freeze());
             }
+        } else {
+            out.push(small.split().freeze());
+            out.push(chunk.bytes);
         }
     }
+    out.push(small.freeze());
     Ok(out)
 }
 

@@ -182,12 +182,6 @@ impl From<Bytes> for Payload {
     }
 }
 
-impl From<Vec<u8>> for Payload {
-    fn from(bytes: Vec<u8>) -> Payload {
-        Payload::from(Bytes::from(bytes))
-    }
-}
-
 impl FromIterator<Bytes> for Payload {
     fn from_iter<I: IntoIterator<Item = Bytes>>(parts: I) -> Payload {
         let mut p = Payload::new();

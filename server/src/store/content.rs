@@ -383,7 +383,6 @@ impl WriteChunks<'_> {
     }
 }
 
-/// A chunk value: the format version byte, then `bytes`.
 /// Stores `bytes` under `id` behind the format's version byte, written straight into the
 /// value's place in the table (no intermediate buffer).
 fn put_versioned(

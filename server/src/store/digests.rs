@@ -39,7 +39,7 @@ fn scan(
                 vnode: k.value().1,
                 unique: t.unique,
             };
-            if !f(fid, object_digest(fid, &deleted_tag(fid), &t.version)) {
+            if !f(fid, dead_digest(fid, &t)) {
                 break;
             }
         }
@@ -53,7 +53,7 @@ fn scan(
                 vnode: k.value().1,
                 unique: v.unique,
             };
-            if !f(fid, object_digest(fid, &tags::tag(&v), &v.version)) {
+            if !f(fid, live_digest(fid, &v)) {
                 break;
             }
         }
@@ -69,10 +69,20 @@ pub(super) fn digest_of(
     fid: Fid,
 ) -> R<Option<[u8; 32]>> {
     Ok(match find(vnodes, tombstones, fid)? {
-        Found::Live(v) => Some(object_digest(fid, &tags::tag(&v), &v.version)),
-        Found::Dead(t) => Some(object_digest(fid, &deleted_tag(fid), &t.version)),
+        Found::Live(v) => Some(live_digest(fid, &v)),
+        Found::Dead(t) => Some(dead_digest(fid, &t)),
         Found::Nothing => None,
     })
+}
+
+/// A live object's digest: fid, tag and version (what `ReplicaView::agrees_with` compares).
+fn live_digest(fid: Fid, v: &Vnode) -> [u8; 32] {
+    object_digest(fid, &tags::tag(v), &v.version)
+}
+
+/// A deleted object's digest: fid, the tag every replica gives a deleted object, version.
+fn dead_digest(fid: Fid, t: &Tombstone) -> [u8; 32] {
+    object_digest(fid, &deleted_tag(fid), &t.version)
 }
 
 impl Store {

@@ -23,6 +23,7 @@ use codetta_wire::replica::{
 };
 use codetta_wire::{BLOCK_SIZE, Fid, FileType, FsError, History, Name, VersionVector, VolumeId};
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use std::collections::hash_map::Entry;
 
 /// A page of a volume's change sequence.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -394,6 +395,8 @@ impl Store {
         let tombstones = txn
             .open_table(tables::TOMBSTONES)
             .map_err(StoreError::from)?;
+        // An object changed many times appears as often in the page: one digest each.
+        let mut digests = std::collections::HashMap::new();
         let mut entries = Vec::new();
         let mut next = since;
         let from = (volume.0, since.saturating_add(1));
@@ -411,10 +414,16 @@ impl Store {
             }
             next = k.value().1;
             if !young.contains(&fid) {
+                let digest = match digests.entry(fid) {
+                    Entry::Occupied(known) => *known.get(),
+                    Entry::Vacant(slot) => {
+                        *slot.insert(super::digests::digest_of(&vnodes, &tombstones, fid)?)
+                    }
+                };
                 entries.push(Change {
                     seq: next,
                     fid,
-                    digest: super::digests::digest_of(&vnodes, &tombstones, fid)?,
+                    digest,
                 });
             }
         }
