@@ -39,7 +39,8 @@ pub struct BenchArgs {
     /// Phases to run (default all): seq-write, seq-read, seq-reread, random-write,
     /// random-read, create, stat, stat-again, readdir, unlink, tree-copy, tree-list,
     /// tree-delete, and the profile's long ones, steady and resync (run only when listed,
-    /// once a list is given). The reads need the writes before them.
+    /// once a list is given). A phase that works on another's files brings it along
+    /// (stat runs after create, seq-read after seq-write, tree-list after tree-copy).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// MiB each stream writes and reads sequentially (default: the profile's).
@@ -129,11 +130,14 @@ pub fn options(args: BenchArgs, binary: PathBuf) -> anyhow::Result<Options> {
         if !listed("resync") {
             profile.resync_mib = 0;
         }
-        args.workloads
+        let listed = args
+            .workloads
             .iter()
             .filter(|w| !matches!(w.as_str(), "steady" | "resync"))
             .map(|w| parse_kind(w))
-            .collect::<anyhow::Result<Vec<_>>>()?
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // A phase that works on another's files brings that phase along.
+        Kind::with_needs(&listed)
     };
     let scratch = args
         .dir

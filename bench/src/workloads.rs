@@ -110,6 +110,27 @@ impl Kind {
         matches!(self, Kind::SeqWrite | Kind::SeqRead | Kind::SeqReread)
     }
 
+    /// The phase whose files this one works on, if any (reads need the sequential file,
+    /// stat, readdir and unlink the small files, listing and deleting the tree).
+    pub fn needs(self) -> Option<Kind> {
+        match self {
+            Kind::SeqRead | Kind::SeqReread | Kind::RandWrite | Kind::RandRead => {
+                Some(Kind::SeqWrite)
+            }
+            Kind::Stat | Kind::StatAgain | Kind::Readdir | Kind::Unlink => Some(Kind::Create),
+            Kind::TreeList | Kind::TreeDelete => Some(Kind::TreeCopy),
+            Kind::SeqWrite | Kind::Create | Kind::TreeCopy => None,
+        }
+    }
+
+    /// `listed` with the phases they need added, in the order the phases run.
+    pub fn with_needs(listed: &[Kind]) -> Vec<Kind> {
+        Kind::ALL
+            .into_iter()
+            .filter(|k| listed.iter().any(|l| l == k || l.needs() == Some(*k)))
+            .collect()
+    }
+
     /// Whether the phase writes file data (network and disk bytes per byte written).
     pub fn writes(self) -> bool {
         matches!(
@@ -606,4 +627,31 @@ pub async fn run_phase(
         ),
         nfs_traffic: outs.iter().map(|o| o.traffic).sum(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Kind;
+
+    #[test]
+    fn a_listed_phase_brings_the_phase_whose_files_it_uses() {
+        assert_eq!(Kind::with_needs(&[Kind::Stat]), [Kind::Create, Kind::Stat]);
+        assert_eq!(
+            Kind::with_needs(&[Kind::TreeDelete, Kind::RandRead, Kind::Unlink]),
+            [
+                Kind::SeqWrite,
+                Kind::RandRead,
+                Kind::Create,
+                Kind::Unlink,
+                Kind::TreeCopy,
+                Kind::TreeDelete
+            ]
+        );
+        assert_eq!(Kind::with_needs(&Kind::ALL), Kind::ALL);
+        for k in Kind::ALL {
+            if let Some(n) = k.needs() {
+                assert_eq!(n.needs(), None, "{k:?}: one level of needs");
+            }
+        }
+    }
 }

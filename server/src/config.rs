@@ -57,6 +57,16 @@ pub struct ServerConfig {
     /// a replica is unreachable; that replica's live copy comes back as a conflict.
     #[serde(default = "default_tombstone_horizon_ms")]
     pub tombstone_horizon_ms: u64,
+    /// While clients update this server, healing it coordinates pauses after each piece of
+    /// file data for this many times the piece's time (default 0.25: healing takes at most
+    /// 80% of the time; 0 never pauses; at most 9). Resolution a client asked for is not
+    /// paced.
+    #[serde(default = "default_heal_pause")]
+    pub heal_pause: f64,
+}
+
+fn default_heal_pause() -> f64 {
+    crate::pacing::DEFAULT_PAUSE
 }
 
 fn default_collect_interval_ms() -> u64 {
@@ -84,6 +94,49 @@ impl ServerConfig {
     pub fn load(path: &Path) -> anyhow::Result<ServerConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))
+        let config: ServerConfig = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+        config
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Refuses values out of range.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let pause = self.heal_pause;
+        anyhow::ensure!(
+            pause.is_finite() && (0.0..=crate::pacing::MAX_PAUSE).contains(&pause),
+            "heal_pause must be within 0..={} (got {pause})",
+            crate::pacing::MAX_PAUSE
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        name = "s1"
+        listen = "127.0.0.1:7001"
+        data_dir = "/var/lib/codetta"
+        ca = "ca.pem"
+        cert = "s1.pem"
+        key = "s1.key"
+    "#;
+
+    #[test]
+    fn heal_pause_defaults_and_is_bounded() {
+        let config: ServerConfig = toml::from_str(MINIMAL).unwrap();
+        assert_eq!(config.heal_pause, crate::pacing::DEFAULT_PAUSE);
+        config.check().unwrap();
+        for (pause, ok) in [("0", true), ("9", true), ("9.5", false), ("-0.1", false)] {
+            let text = format!("{MINIMAL}\nheal_pause = {pause}\n");
+            let config: ServerConfig = toml::from_str(&text).unwrap();
+            assert_eq!(config.check().is_ok(), ok, "heal_pause = {pause}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! usually settles them first), and the cursor into each peer's sequence is stored, so a
 //! restart does not compare everything again.
 
+use crate::pacing::Pacer;
 use crate::resolver::group::members_of;
 use crate::resolver::{ReplicaAccess, Resolver};
 use crate::service::{ServerService, add_summary};
@@ -85,7 +86,10 @@ async fn pull<R: ReplicaAccess>(
         volume,
         peer.replica,
         SETTLE_MS,
-        &|r| service.note_resolution(&r.summary),
+        Hooks {
+            note: &|r| service.note_resolution(&r.summary),
+            pacer: Some(service.pacer()),
+        },
     )
     .await
 }
@@ -93,7 +97,7 @@ async fn pull<R: ReplicaAccess>(
 /// Reads the change sequence of replica `peer` (one of `members`) of `volume` from where
 /// `store` (the replica `me`) got to, resolves every object whose replicas differ, and
 /// moves the stored cursor past what is settled. Changes younger than `older_than_ms` are
-/// left for later. `note` sees each resolver as it finishes.
+/// left for later.
 pub async fn follow<R: ReplicaAccess>(
     store: &Store,
     members: &[R],
@@ -101,7 +105,7 @@ pub async fn follow<R: ReplicaAccess>(
     volume: VolumeId,
     peer: ReplicaId,
     older_than_ms: u32,
-    note: &(dyn Fn(&Resolver<'_, R>) + Sync),
+    hooks: Hooks<'_, R>,
 ) -> ResolveSummary {
     let mut total = ResolveSummary::default();
     let Ok(mut cursor) = store.peer_cursor(volume, peer) else {
@@ -116,7 +120,7 @@ pub async fn follow<R: ReplicaAccess>(
         me,
         own,
         peer: peer_member,
-        note,
+        hooks,
     };
     loop {
         let Ok(page) = peer_member
@@ -206,7 +210,25 @@ struct Pair<'a, 'n, R: ReplicaAccess> {
     me: ReplicaId,
     own: Option<&'a R>,
     peer: &'a R,
-    note: &'n (dyn Fn(&Resolver<'_, R>) + Sync),
+    hooks: Hooks<'n, R>,
+}
+
+/// What healing does with each resolver besides running it.
+pub struct Hooks<'n, R: ReplicaAccess> {
+    /// Sees each resolver as it finishes.
+    pub note: &'n (dyn Fn(&Resolver<'_, R>) + Sync),
+    /// Paces the resolutions while clients update this server.
+    pub pacer: Option<&'n Pacer>,
+}
+
+impl<'n, R: ReplicaAccess> Hooks<'n, R> {
+    /// No note, no pacing.
+    pub fn none() -> Self {
+        Hooks {
+            note: &|_| {},
+            pacer: None,
+        }
+    }
 }
 
 impl<R: ReplicaAccess> Pair<'_, '_, R> {
@@ -222,9 +244,10 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
         }
         let mut resolver = Resolver::new(self.members, self.me);
         resolver.decisions = record_decisions().then(Vec::new);
+        resolver.pacer = self.hooks.pacer.cloned();
         resolver.resolve(fid).await;
         add_summary(total, &resolver.summary);
-        (self.note)(&resolver);
+        (self.hooks.note)(&resolver);
         // Settled only once this replica and the peer agree (a view lost on the way must
         // not let a difference slip past).
         let peer_view = self.peer.view(fid).await.ok()?;
@@ -258,7 +281,7 @@ pub async fn drain<R: ReplicaAccess>(
         me,
         own: Some(own),
         peer: peer_member,
-        note: &|_| {},
+        hooks: Hooks::none(),
     };
     let mut total = ResolveSummary::default();
     match compare_volume(&pair, own, volume, &mut total).await {

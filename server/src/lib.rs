@@ -13,6 +13,7 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod heal;
+pub mod pacing;
 pub mod peers;
 pub mod periodic;
 pub mod resolver;

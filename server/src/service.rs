@@ -3,6 +3,7 @@
 
 use crate::callbacks::{ConnId, SessionKey, VOID_AFTER};
 use crate::catalogue::{Catalogue, QuicTransport};
+use crate::pacing::Pacer;
 use crate::peers::Peers;
 use crate::resolver::Resolver;
 use crate::resolver::group::members_of;
@@ -98,6 +99,8 @@ pub struct ServerService {
     catalogue: Arc<std::sync::OnceLock<Arc<Catalogue<QuicTransport>>>>,
     /// The catalogue epoch this server's replicas have caught up with.
     reconciled: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Paces the resolutions coordinated here while clients update this server.
+    pacer: Pacer,
 }
 
 /// How long a call carrying a newer epoch than this server has applied waits for it.
@@ -117,7 +120,19 @@ impl ServerService {
             resolved: Arc::default(),
             catalogue: Arc::default(),
             reconciled: Arc::new(tokio::sync::watch::Sender::new(0)),
+            pacer: Pacer::default(),
         }
+    }
+
+    /// Healing coordinated here pauses `pause` times each piece's time while clients
+    /// update this server (see [`crate::pacing`]).
+    pub fn set_heal_pause(&mut self, pause: f64) {
+        self.pacer = Pacer::new(pause);
+    }
+
+    /// The pacer of the healing coordinated here.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
     }
 
     /// Records that this server's replicas follow the catalogue up to `epoch`.
@@ -309,6 +324,7 @@ impl ServerService {
         }
         for (volume, fids) in by_volume {
             let (members, me) = members_of(&self.store, &self.peers, &self.name, volume)?;
+            // A client waits for this one: it is not paced.
             let mut resolver = Resolver::new(&members, me);
             for fid in fids {
                 resolver.resolve(fid).await;
@@ -551,6 +567,7 @@ impl ServerService {
         })
         .await
         .map_err(|e| FsError::Storage(format!("handler failed: {e}")))??;
+        self.pacer.note_client_update();
         let callbacks = self.store.callbacks();
         let tickets = callbacks.break_fids(&shipped.changed, Some(conn));
         callbacks.wait_acked(tickets).await;

@@ -942,10 +942,13 @@ impl World {
             self.vol.id,
             peer,
             0,
-            &|r| {
-                if let (Some(d), Ok(mut l)) = (&r.decisions, lines.lock()) {
-                    l.extend(d.iter().cloned());
-                }
+            heal::Hooks {
+                note: &|r| {
+                    if let (Some(d), Ok(mut l)) = (&r.decisions, lines.lock()) {
+                        l.extend(d.iter().cloned());
+                    }
+                },
+                pacer: None,
             },
         ));
         (summary, lines.into_inner().unwrap_or_default())

@@ -16,6 +16,7 @@ pub mod remote;
 #[cfg(test)]
 mod tests;
 
+use crate::pacing::Pacer;
 pub use access::{LocalReplica, ReplicaAccess};
 use codetta_wire::message::ResolveSummary;
 use codetta_wire::replica::{BLOCK_GROUP, BlockEntry, Placement, ReplicaView, ViewBody};
@@ -49,6 +50,8 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     pub decisions: Option<Vec<String>>,
     /// This coordinator's lease token.
     holder: u64,
+    /// When set, pauses after each piece of data installed while clients update here.
+    pub pacer: Option<Pacer>,
 }
 
 /// How long a resolution lease lasts: longer than resolving one
@@ -170,6 +173,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             in_progress: Vec::new(),
             decisions: None,
             holder: rand::random(),
+            pacer: None,
         }
     }
 
@@ -746,6 +750,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         blocks: &[(u64, Option<BlockEntry>)],
         wanted: &[[u8; 32]],
     ) -> Result<(), FsError> {
+        let began = std::time::Instant::now();
         let mut chunks: Vec<([u8; 32], Vec<u8>)> = Vec::with_capacity(wanted.len());
         for part in wanted.chunks(crate::store::MAX_CHUNKS_PER_CALL) {
             let got = self.members[src].chunks(part).await?;
@@ -754,7 +759,11 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         self.summary.bytes_shipped += chunks.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
         self.members[dst]
             .install_blocks(dst_fid, blocks, &chunks)
-            .await
+            .await?;
+        if let Some(pacer) = &self.pacer {
+            pacer.after(began.elapsed()).await;
+        }
+        Ok(())
     }
 }
 

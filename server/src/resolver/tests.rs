@@ -184,6 +184,47 @@ fn a_replica_that_missed_writes_gets_only_the_changed_chunks() {
     assert_eq!((again.installs, again.bytes_shipped), (0, 0));
 }
 
+/// Replica 2 misses a 1 MiB write to `f`; a resolver paced by `pacer` settles it. Returns the
+/// time the resolution took on tokio's clock.
+async fn heal_change(
+    t: &mut Trio,
+    f: Fid,
+    seed: u8,
+    pacer: &crate::pacing::Pacer,
+) -> std::time::Duration {
+    let change = payload(seed, 1 << 20);
+    t.apply(&[0, 1], vec![Gen::write_op(f, 1 << 20, &change)], &change);
+    let members = t.members(&[0, 1, 2]);
+    let mut r = Resolver::new(&members, members[0].replica_id());
+    r.pacer = Some(pacer.clone());
+    let began = tokio::time::Instant::now();
+    r.resolve(f).await;
+    assert_eq!(r.summary.bytes_shipped, 1 << 20);
+    began.elapsed()
+}
+
+/// Healing pauses after each piece it installs while clients update the coordinator, and
+/// not otherwise (time is tokio's paused clock: only the pauses move it).
+#[tokio::test(start_paused = true)]
+async fn healing_pauses_between_pieces_only_while_clients_update() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "big", CreateHow::Guarded);
+    let base = payload(1, 4 << 20);
+    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+    let pacer = crate::pacing::Pacer::new(1.0);
+    let quiet = heal_change(&mut t, f, 11, &pacer).await;
+    assert_eq!(quiet, std::time::Duration::ZERO, "no client: no pause");
+    pacer.note_client_update();
+    let busy = heal_change(&mut t, f, 12, &pacer).await;
+    assert!(
+        busy > std::time::Duration::ZERO,
+        "clients updating: a pause"
+    );
+    t.assert_equal(&[0, 1, 2], f);
+    assert_eq!(t.read(2, f), t.read(0, f));
+}
+
 #[test]
 fn a_leased_object_is_left_to_its_coordinator() {
     let mut t = trio();
@@ -247,7 +288,7 @@ fn a_replica_behind_a_trimmed_sequence_compares_the_whole_volume() {
             t.vol.id,
             peer,
             0,
-            &|_| {},
+            crate::heal::Hooks::none(),
         ))
     };
     let s = follow();

@@ -1,0 +1,133 @@
+//! Healing yields to clients. While clients are updating this server, a resolution its
+//! healing coordinates (rule 12: a replica catching up in the background) pauses after each
+//! piece of file data it installs, for a fraction of the time the piece took: the replica
+//! still catches up, and the clients writing meanwhile keep more of the machine. Resolution
+//! a client asked for (and waits on) is not paced.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Clients count as updating for this long after their last batch applied here.
+pub const ACTIVE_FOR: Duration = Duration::from_secs(1);
+
+/// The default pause: a quarter of each piece's time (resolution takes at most 80% of the
+/// time while clients write).
+pub const DEFAULT_PAUSE: f64 = 0.25;
+
+/// Largest pause a configuration may ask for (resolution at a tenth of its speed).
+pub const MAX_PAUSE: f64 = 9.0;
+
+/// When clients last updated this server.
+#[derive(Debug)]
+struct Activity {
+    origin: Instant,
+    /// Milliseconds after `origin` of the last client batch, plus one (0: none yet).
+    last_ms: AtomicU64,
+}
+
+/// Paces the resolutions this server's healing coordinates (cheap to clone: one shared clock).
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    activity: Arc<Activity>,
+    pause: f64,
+}
+
+impl Pacer {
+    /// A pacer that pauses `pause` times each piece's time while clients update (0: never).
+    pub fn new(pause: f64) -> Pacer {
+        Pacer {
+            activity: Arc::new(Activity {
+                origin: Instant::now(),
+                last_ms: AtomicU64::new(0),
+            }),
+            pause: if pause.is_finite() {
+                pause.clamp(0.0, MAX_PAUSE)
+            } else {
+                0.0
+            },
+        }
+    }
+
+    /// Records that a client batch was applied now.
+    pub fn note_client_update(&self) {
+        let ms = self.activity.origin.elapsed().as_millis() as u64 + 1;
+        self.activity.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Whether a client batch was applied within [`ACTIVE_FOR`].
+    pub fn clients_active(&self) -> bool {
+        let last = self.activity.last_ms.load(Ordering::Relaxed);
+        let now = self.activity.origin.elapsed().as_millis() as u64 + 1;
+        last != 0 && now.saturating_sub(last) <= ACTIVE_FOR.as_millis() as u64
+    }
+
+    /// How long to pause after a piece of resolution that took `took`.
+    pub fn pause_after(&self, took: Duration) -> Duration {
+        if self.pause > 0.0 && self.clients_active() {
+            took.mul_f64(self.pause)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// Pauses after a piece of resolution that took `took`, if clients are updating.
+    pub async fn after(&self, took: Duration) {
+        let pause = self.pause_after(took);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+impl Default for Pacer {
+    fn default() -> Pacer {
+        Pacer::new(DEFAULT_PAUSE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healing_pauses_only_while_clients_update() {
+        let pacer = Pacer::new(0.25);
+        let piece = Duration::from_millis(400);
+        assert_eq!(pacer.pause_after(piece), Duration::ZERO, "no client yet");
+        pacer.note_client_update();
+        assert!(pacer.clients_active());
+        assert_eq!(pacer.pause_after(piece), Duration::from_millis(100));
+        // A clone shares the clock (the service and its healing rounds hold one each).
+        assert_eq!(pacer.clone().pause_after(piece), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn clients_stop_counting_once_quiet() {
+        // A batch applied (1 ms after the clock began) longer ago than ACTIVE_FOR.
+        let quiet = Pacer {
+            activity: Arc::new(Activity {
+                origin: Instant::now() - ACTIVE_FOR - Duration::from_millis(50),
+                last_ms: AtomicU64::new(1),
+            }),
+            pause: 1.0,
+        };
+        assert!(!quiet.clients_active());
+        assert_eq!(quiet.pause_after(Duration::from_secs(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_zero_or_nonsense_pause_never_pauses_and_a_huge_one_is_bounded() {
+        for pause in [0.0, -1.0, f64::NAN] {
+            let pacer = Pacer::new(pause);
+            pacer.note_client_update();
+            assert_eq!(pacer.pause_after(Duration::from_secs(1)), Duration::ZERO);
+        }
+        let pacer = Pacer::new(1e9);
+        pacer.note_client_update();
+        assert_eq!(
+            pacer.pause_after(Duration::from_secs(1)),
+            Duration::from_secs(9)
+        );
+    }
+}
