@@ -658,7 +658,8 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     }
 
     /// Makes `dst_fid`'s blocks on `dst` equal to `src_fid`'s on `src`, shipping only the
-    /// chunks `dst` lacks: block groups are compared by digest, then block by block.
+    /// chunks `dst` lacks: block groups are compared by digest, then block by block. The
+    /// next piece is planned and fetched from `src` while the current one installs.
     async fn sync_blocks(
         &mut self,
         src_fid: Fid,
@@ -666,102 +667,160 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         dst_fid: Fid,
         dst: usize,
     ) -> Result<(), FsError> {
-        let (s, d) = (&self.members[src], &self.members[dst]);
-        let sd = s.block_digests(src_fid).await?;
-        let dd = d.block_digests(dst_fid).await?;
-        for g in 0..sd.len().max(dd.len()) {
-            if sd.get(g) == dd.get(g) {
-                continue;
-            }
-            let first = g as u64 * BLOCK_GROUP;
-            let count = BLOCK_GROUP as u32;
-            let have: BTreeMap<u64, BlockEntry> = d
-                .block_map(dst_fid, first, count)
-                .await?
-                .into_iter()
-                .map(|b| (b.index, b))
-                .collect();
-            let want: BTreeMap<u64, BlockEntry> = if g < sd.len() {
-                s.block_map(src_fid, first, count)
-                    .await?
-                    .into_iter()
-                    .map(|b| (b.index, b))
-                    .collect()
-            } else {
-                BTreeMap::new()
-            };
-            let mut changes: Vec<(u64, Option<BlockEntry>)> = Vec::new();
-            for (i, b) in &want {
-                if have.get(i) != Some(b) {
-                    changes.push((*i, Some(*b)));
-                }
-            }
-            for i in have.keys() {
-                if !want.contains_key(i) {
-                    changes.push((*i, None));
-                }
-            }
-            let needed: Vec<[u8; 32]> = changes
-                .iter()
-                .filter_map(|(_, b)| b.map(|b| b.hash))
-                .collect();
-            let missing: BTreeSet<[u8; 32]> =
-                d.missing_chunks(&needed).await?.into_iter().collect();
-            // Ship in pieces of at most MAX_INSTALL_BYTES of chunk data.
-            let mut piece: Vec<(u64, Option<BlockEntry>)> = Vec::new();
-            let mut wanted: Vec<[u8; 32]> = Vec::new();
-            let mut bytes = 0usize;
-            for change in changes {
-                let len = match change.1 {
-                    Some(b) if missing.contains(&b.hash) && !wanted.contains(&b.hash) => {
-                        b.len as usize
-                    }
-                    _ => 0,
-                };
-                if bytes + len > MAX_INSTALL_BYTES && !piece.is_empty() {
-                    self.ship_piece(src, src_fid, dst, dst_fid, &piece, &wanted)
-                        .await?;
-                    piece.clear();
-                    wanted.clear();
-                    bytes = 0;
-                }
-                if len > 0
-                    && let Some(b) = change.1
-                {
-                    wanted.push(b.hash);
-                }
-                bytes += len;
-                piece.push(change);
-            }
-            if !piece.is_empty() {
-                self.ship_piece(src, src_fid, dst, dst_fid, &piece, &wanted)
-                    .await?;
+        let members = self.members;
+        let d = &members[dst];
+        let mut source = PieceSource::new(&members[src], src_fid, d, dst_fid).await?;
+        let mut next = source.next().await?;
+        while let Some(piece) = next {
+            let began = std::time::Instant::now();
+            self.summary.bytes_shipped += piece.chunk_bytes();
+            let (installed, following) = futures::join!(
+                d.install_blocks(dst_fid, &piece.blocks, &piece.chunks),
+                source.next()
+            );
+            installed?;
+            next = following?;
+            if let Some(pacer) = &self.pacer {
+                pacer.after(began.elapsed()).await;
             }
         }
         Ok(())
     }
+}
 
-    async fn ship_piece(
-        &mut self,
-        src: usize,
-        _src_fid: Fid,
-        dst: usize,
-        dst_fid: Fid,
-        blocks: &[(u64, Option<BlockEntry>)],
-        wanted: &[[u8; 32]],
-    ) -> Result<(), FsError> {
-        let began = std::time::Instant::now();
-        let mut chunks: Vec<([u8; 32], Vec<u8>)> = Vec::with_capacity(wanted.len());
-        for part in wanted.chunks(crate::store::MAX_CHUNKS_PER_CALL) {
-            let got = self.members[src].chunks(part).await?;
-            chunks.extend(part.iter().copied().zip(got));
+/// Block changes: the block index and its new entry, `None` for a block removed.
+type BlockChanges = Vec<(u64, Option<BlockEntry>)>;
+
+/// One install request: block changes, and the chunks among them the destination lacks.
+struct Piece {
+    blocks: BlockChanges,
+    chunks: Vec<([u8; 32], Vec<u8>)>,
+}
+
+impl Piece {
+    fn chunk_bytes(&self) -> u64 {
+        self.chunks.iter().map(|(_, c)| c.len() as u64).sum()
+    }
+}
+
+/// The pieces that make a file's blocks at the destination equal to the source's: planned
+/// one differing block group at a time, each piece's chunks fetched as it is taken.
+struct PieceSource<'r, R: ReplicaAccess> {
+    src: &'r R,
+    src_fid: Fid,
+    dst: &'r R,
+    dst_fid: Fid,
+    /// Block groups whose digests differ, not yet planned.
+    groups: std::collections::VecDeque<u64>,
+    /// Groups the source has (a group past them is all removals).
+    src_groups: u64,
+    /// Planned pieces of the current group: block changes and the chunks to fetch.
+    planned: std::collections::VecDeque<(BlockChanges, Vec<[u8; 32]>)>,
+}
+
+impl<'r, R: ReplicaAccess> PieceSource<'r, R> {
+    async fn new(src: &'r R, src_fid: Fid, dst: &'r R, dst_fid: Fid) -> Result<Self, FsError> {
+        let sd = src.block_digests(src_fid).await?;
+        let dd = dst.block_digests(dst_fid).await?;
+        let groups = (0..sd.len().max(dd.len()))
+            .filter(|&g| sd.get(g) != dd.get(g))
+            .map(|g| g as u64)
+            .collect();
+        Ok(PieceSource {
+            src,
+            src_fid,
+            dst,
+            dst_fid,
+            groups,
+            src_groups: sd.len() as u64,
+            planned: Default::default(),
+        })
+    }
+
+    /// The next piece with its chunks, `None` once every differing group is done.
+    async fn next(&mut self) -> Result<Option<Piece>, FsError> {
+        loop {
+            if let Some((blocks, wanted)) = self.planned.pop_front() {
+                let mut chunks = Vec::with_capacity(wanted.len());
+                for part in wanted.chunks(crate::store::MAX_CHUNKS_PER_CALL) {
+                    let got = self.src.chunks(part).await?;
+                    chunks.extend(part.iter().copied().zip(got));
+                }
+                return Ok(Some(Piece { blocks, chunks }));
+            }
+            let Some(g) = self.groups.pop_front() else {
+                return Ok(None);
+            };
+            self.plan(g).await?;
         }
-        self.summary.bytes_shipped += chunks.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
-        self.members[dst]
-            .install_blocks(dst_fid, blocks, &chunks)
-            .await?;
-        if let Some(pacer) = &self.pacer {
-            pacer.after(began.elapsed()).await;
+    }
+
+    /// Compares group `g` block by block and splits its changes into pieces of at most
+    /// [`MAX_INSTALL_BYTES`] of chunk data the destination lacks.
+    async fn plan(&mut self, g: u64) -> Result<(), FsError> {
+        let first = g * BLOCK_GROUP;
+        let count = BLOCK_GROUP as u32;
+        let have: BTreeMap<u64, BlockEntry> = self
+            .dst
+            .block_map(self.dst_fid, first, count)
+            .await?
+            .into_iter()
+            .map(|b| (b.index, b))
+            .collect();
+        let want: BTreeMap<u64, BlockEntry> = if g < self.src_groups {
+            self.src
+                .block_map(self.src_fid, first, count)
+                .await?
+                .into_iter()
+                .map(|b| (b.index, b))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let mut changes: BlockChanges = Vec::new();
+        for (i, b) in &want {
+            if have.get(i) != Some(b) {
+                changes.push((*i, Some(*b)));
+            }
+        }
+        for i in have.keys() {
+            if !want.contains_key(i) {
+                changes.push((*i, None));
+            }
+        }
+        let needed: Vec<[u8; 32]> = changes
+            .iter()
+            .filter_map(|(_, b)| b.map(|b| b.hash))
+            .collect();
+        let missing: BTreeSet<[u8; 32]> = self
+            .dst
+            .missing_chunks(&needed)
+            .await?
+            .into_iter()
+            .collect();
+        let mut piece: BlockChanges = Vec::new();
+        let mut wanted: Vec<[u8; 32]> = Vec::new();
+        let mut bytes = 0usize;
+        for change in changes {
+            let len = match change.1 {
+                Some(b) if missing.contains(&b.hash) && !wanted.contains(&b.hash) => b.len as usize,
+                _ => 0,
+            };
+            if bytes + len > MAX_INSTALL_BYTES && !piece.is_empty() {
+                self.planned
+                    .push_back((std::mem::take(&mut piece), std::mem::take(&mut wanted)));
+                bytes = 0;
+            }
+            if len > 0
+                && let Some(b) = change.1
+            {
+                wanted.push(b.hash);
+            }
+            bytes += len;
+            piece.push(change);
+        }
+        if !piece.is_empty() {
+            self.planned.push_back((piece, wanted));
         }
         Ok(())
     }

@@ -226,6 +226,26 @@ async fn healing_pauses_between_pieces_only_while_clients_update() {
 }
 
 #[test]
+fn changes_in_several_block_groups_are_fetched_ahead_and_all_installed() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "bigger", CreateHow::Guarded);
+    // Three block groups of 16 MiB.
+    let base = payload(1, 40 << 20);
+    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+    // Replica 2 misses a change in the first and the third group, and an extension.
+    for (seed, offset) in [(2u8, 1u64 << 20), (3, 33 << 20), (4, 48 << 20)] {
+        let change = payload(seed, 1 << 20);
+        t.apply(&[0, 1], vec![Gen::write_op(f, offset, &change)], &change);
+    }
+    let s = t.resolve(&[0, 1, 2], &[f]);
+    t.assert_equal(&[0, 1, 2], f);
+    assert_eq!(t.read(2, f), t.read(0, f));
+    assert_eq!(s.bytes_shipped, 3 << 20, "only the changed chunks: {s:?}");
+    assert_eq!(s.unsettled, 0);
+}
+
+#[test]
 fn a_leased_object_is_left_to_its_coordinator() {
     let mut t = trio();
     let root = t.vol.root;

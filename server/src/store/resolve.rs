@@ -612,16 +612,17 @@ impl Store {
                     if old.is_some_and(|o| o.hash == e.hash && o.len == e.len) {
                         continue;
                     }
-                    let bytes = match chunks.iter().find(|(h, _)| *h == e.hash) {
-                        Some((_, b)) => b.to_vec(),
-                        None => {
-                            let r = BlockRef {
-                                hash: e.hash,
-                                len: e.len,
-                            };
-                            t.chunks.read(&r).map_err(|_| FsError::Blocked(fid))?
-                        }
-                    };
+                    let bytes: std::borrow::Cow<'_, [u8]> =
+                        match chunks.iter().find(|(h, _)| *h == e.hash) {
+                            Some((_, b)) => (*b).into(),
+                            None => {
+                                let r = BlockRef {
+                                    hash: e.hash,
+                                    len: e.len,
+                                };
+                                t.chunks.read(&r).map_err(|_| FsError::Blocked(fid))?.into()
+                            }
+                        };
                     if bytes.len() != e.len as usize || e.len as u64 > BLOCK_SIZE {
                         return Err(FsError::Malformed("chunk length".into()).into());
                     }
