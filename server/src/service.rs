@@ -782,4 +782,45 @@ mod tests {
         assert!(nested.open_envelope().is_err(), "envelopes do not nest");
         assert!(role_allows(Role::Server, &Request::Hello));
     }
+
+    /// A server restarted less than VOID_AFTER ago answers a batch only once VOID_AFTER has
+    /// passed since it started: a client may still trust, until its lease lapses, a
+    /// promise this server gave before the restart and no longer knows of.
+    #[tokio::test]
+    async fn a_batch_right_after_a_restart_waits_out_the_promises_given_before() {
+        use crate::store::StoreOptions;
+        use crate::store::testutil::Fx;
+        use codetta_wire::update::CreateHow;
+        let ca = tempfile::tempdir().unwrap();
+        codetta_certs::init_ca(ca.path()).unwrap();
+        let node = codetta_certs::issue(ca.path(), Role::Server, "s1", ca.path()).unwrap();
+        let identity = codetta_certs::Identity::load(
+            &ca.path().join(codetta_certs::CA_CERT_FILE),
+            &node.cert,
+            &node.key,
+        )
+        .unwrap();
+        let peers =
+            Arc::new(Peers::new(&identity, &[], std::time::Duration::from_secs(2)).unwrap());
+        // The store reopened: the server has just restarted.
+        let Fx {
+            dir: _dir,
+            store,
+            vol,
+            mut g,
+        } = Fx::new().reopened(StoreOptions::default());
+        let store = Arc::new(store);
+        let service = ServerService::new(store.clone(), "s1", peers);
+        assert!(store.uptime() < VOID_AFTER, "the test needs a fresh start");
+        let (op, _) = g.create_op(vol.root, "f", CreateHow::Guarded);
+        let reply = service
+            .ship(1, vec![g.rec(op)], Bytes::new(), 1, Vec::new())
+            .await;
+        assert!(matches!(reply, Ok(ReplyBody::Shipped { .. })), "{reply:?}");
+        assert!(
+            store.uptime() >= VOID_AFTER,
+            "answered {:?} after the restart, within the grace",
+            store.uptime()
+        );
+    }
 }

@@ -314,7 +314,9 @@ async fn a_restarted_server_holds_no_promise_its_clients_trust() {
 /// reader that only reads used to stay out of touch with the server until it wrote).
 /// Here the kill takes the 2 s call deadline to notice, past the reader's 1 s lease, so
 /// this does not isolate the restarted server's own 1.2 s grace before answering batches
-/// (that matters only when a restart and a writer's reconnect fit within the lease).
+/// (that matters only when a restart and a writer's reconnect fit within the lease; the
+/// server's unit test `a_batch_right_after_a_restart_waits_out_the_promises_given_before`
+/// checks the grace itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_and_restarted_at_once_leaves_no_stale_cache() {
     let mut p = crate::durability::Procs::start().await;
