@@ -65,7 +65,7 @@ impl ServerDaemon {
         )
         .context("setting up links to peers")?;
         let peers = Arc::new(peers);
-        let mut service = ServerService::new(Arc::new(store), &config.name, peers.clone());
+        let service = ServerService::new(Arc::new(store), &config.name, peers.clone());
         service.set_heal_pause(config.heal_pause);
         let catalogue = start_catalogue(config, advertised, peers).await?;
         service.set_catalogue(catalogue.clone());

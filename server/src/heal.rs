@@ -97,7 +97,7 @@ async fn pull<R: ReplicaAccess>(
 /// Reads the change sequence of replica `peer` (one of `members`) of `volume` from where
 /// `store` (the replica `me`) got to, resolves every object whose replicas differ, and
 /// moves the stored cursor past what is settled. Changes younger than `older_than_ms` are
-/// left for later.
+/// left for later. `hooks` sees each resolver as it finishes and paces them.
 pub async fn follow<R: ReplicaAccess>(
     store: &Store,
     members: &[R],

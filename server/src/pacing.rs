@@ -1,8 +1,9 @@
 //! Healing yields to clients. While clients are updating this server, a resolution its
 //! healing coordinates (rule 12: a replica catching up in the background) pauses after each
 //! piece of file data it installs, for a fraction of the time the piece took: the replica
-//! still catches up, and the clients writing meanwhile keep more of the machine. Resolution
-//! a client asked for (and waits on) is not paced.
+//! still catches up, and the clients writing meanwhile keep more of the machine. The pause
+//! factor is at most [`MAX_PAUSE`]; none follows a file's last piece. Resolution a client
+//! asked for (and waits on) is not paced.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,35 +19,52 @@ pub const DEFAULT_PAUSE: f64 = 0.25;
 /// Largest pause a configuration may ask for (resolution at a tenth of its speed).
 pub const MAX_PAUSE: f64 = 9.0;
 
-/// When clients last updated this server.
+/// When clients last updated this server, and the pause.
 #[derive(Debug)]
 struct Activity {
     origin: Instant,
     /// Milliseconds after `origin` of the last client batch, plus one (0: none yet).
     last_ms: AtomicU64,
+    /// The pause factor (f64 bits).
+    pause: AtomicU64,
 }
 
-/// Paces the resolutions this server's healing coordinates (cheap to clone: one shared clock).
+/// Paces the resolutions this server's healing coordinates (cheap to clone: clones share
+/// the clock and the pause).
 #[derive(Debug, Clone)]
 pub struct Pacer {
     activity: Arc<Activity>,
-    pause: f64,
 }
 
 impl Pacer {
     /// A pacer that pauses `pause` times each piece's time while clients update (0: never).
     pub fn new(pause: f64) -> Pacer {
-        Pacer {
+        let pacer = Pacer {
             activity: Arc::new(Activity {
                 origin: Instant::now(),
                 last_ms: AtomicU64::new(0),
+                pause: AtomicU64::new(0),
             }),
-            pause: if pause.is_finite() {
-                pause.clamp(0.0, MAX_PAUSE)
-            } else {
-                0.0
-            },
-        }
+        };
+        pacer.set_pause(pause);
+        pacer
+    }
+
+    /// Sets the pause for this pacer and its clones (bounded to `0..=MAX_PAUSE`; a value
+    /// that is not a number means 0).
+    pub fn set_pause(&self, pause: f64) {
+        let pause = if pause.is_finite() {
+            pause.clamp(0.0, MAX_PAUSE)
+        } else {
+            0.0
+        };
+        self.activity
+            .pause
+            .store(pause.to_bits(), Ordering::Relaxed);
+    }
+
+    fn pause(&self) -> f64 {
+        f64::from_bits(self.activity.pause.load(Ordering::Relaxed))
     }
 
     /// Records that a client batch was applied now.
@@ -64,8 +82,9 @@ impl Pacer {
 
     /// How long to pause after a piece of resolution that took `took`.
     pub fn pause_after(&self, took: Duration) -> Duration {
-        if self.pause > 0.0 && self.clients_active() {
-            took.mul_f64(self.pause)
+        let pause = self.pause();
+        if pause > 0.0 && self.clients_active() {
+            took.mul_f64(pause)
         } else {
             Duration::ZERO
         }
@@ -98,8 +117,12 @@ mod tests {
         pacer.note_client_update();
         assert!(pacer.clients_active());
         assert_eq!(pacer.pause_after(piece), Duration::from_millis(100));
-        // A clone shares the clock (the service and its healing rounds hold one each).
-        assert_eq!(pacer.clone().pause_after(piece), Duration::from_millis(100));
+        // A clone shares the clock and the pause (the service and its healing rounds hold
+        // one each).
+        let clone = pacer.clone();
+        assert_eq!(clone.pause_after(piece), Duration::from_millis(100));
+        pacer.set_pause(0.5);
+        assert_eq!(clone.pause_after(piece), Duration::from_millis(200));
     }
 
     #[test]
@@ -109,8 +132,8 @@ mod tests {
             activity: Arc::new(Activity {
                 origin: Instant::now() - ACTIVE_FOR - Duration::from_millis(50),
                 last_ms: AtomicU64::new(1),
+                pause: AtomicU64::new(1.0f64.to_bits()),
             }),
-            pause: 1.0,
         };
         assert!(!quiet.clients_active());
         assert_eq!(quiet.pause_after(Duration::from_secs(1)), Duration::ZERO);

@@ -126,8 +126,8 @@ impl ServerService {
 
     /// Healing coordinated here pauses `pause` times each piece's time while clients
     /// update this server (see [`crate::pacing`]).
-    pub fn set_heal_pause(&mut self, pause: f64) {
-        self.pacer = Pacer::new(pause);
+    pub fn set_heal_pause(&self, pause: f64) {
+        self.pacer.set_pause(pause);
     }
 
     /// The pacer of the healing coordinated here.

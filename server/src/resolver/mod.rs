@@ -680,7 +680,9 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             );
             installed?;
             next = following?;
-            if let Some(pacer) = &self.pacer {
+            if let Some(pacer) = &self.pacer
+                && next.is_some()
+            {
                 pacer.after(began.elapsed()).await;
             }
         }
@@ -716,6 +718,10 @@ struct PieceSource<'r, R: ReplicaAccess> {
     src_groups: u64,
     /// Planned pieces of the current group: block changes and the chunks to fetch.
     planned: std::collections::VecDeque<(BlockChanges, Vec<[u8; 32]>)>,
+    /// Chunks the destination's changed blocks held, which the pieces planned so far let
+    /// go of: a later piece needing one ships it rather than trust a copy that an earlier
+    /// piece's install (possibly running while this one is planned) may have dropped.
+    released: std::collections::HashSet<[u8; 32]>,
 }
 
 impl<'r, R: ReplicaAccess> PieceSource<'r, R> {
@@ -734,6 +740,7 @@ impl<'r, R: ReplicaAccess> PieceSource<'r, R> {
             groups,
             src_groups: sd.len() as u64,
             planned: Default::default(),
+            released: Default::default(),
         })
     }
 
@@ -788,16 +795,22 @@ impl<'r, R: ReplicaAccess> PieceSource<'r, R> {
                 changes.push((*i, None));
             }
         }
+        self.released.extend(
+            changes
+                .iter()
+                .filter_map(|(i, _)| have.get(i).map(|old| old.hash)),
+        );
         let needed: Vec<[u8; 32]> = changes
             .iter()
             .filter_map(|(_, b)| b.map(|b| b.hash))
             .collect();
-        let missing: BTreeSet<[u8; 32]> = self
+        let mut missing: BTreeSet<[u8; 32]> = self
             .dst
             .missing_chunks(&needed)
             .await?
             .into_iter()
             .collect();
+        missing.extend(needed.iter().filter(|h| self.released.contains(*h)));
         let mut piece: BlockChanges = Vec::new();
         let mut wanted: Vec<[u8; 32]> = Vec::new();
         let mut bytes = 0usize;

@@ -8,7 +8,7 @@ use crate::collect::{CollectPolicy, CollectSummary, collect, now_ms};
 use crate::store::testutil::{Gen, T0, check_consistency, name};
 use crate::store::{Store, StoreOptions};
 use codetta_wire::message::{ReplicaMember, ResolveSummary, VolumeInfo};
-use codetta_wire::replica::ViewBody;
+use codetta_wire::replica::{BlockEntry, ViewBody};
 use codetta_wire::update::{CreateHow, Op, UpdateRecord};
 use codetta_wire::{Fid, FsError, Incarnation, ReplicaId, VolumeId};
 use std::sync::Arc;
@@ -184,22 +184,25 @@ fn a_replica_that_missed_writes_gets_only_the_changed_chunks() {
     assert_eq!((again.installs, again.bytes_shipped), (0, 0));
 }
 
-/// Replica 2 misses a 1 MiB write to `f`; a resolver paced by `pacer` settles it. Returns the
-/// time the resolution took on tokio's clock.
+/// Replica 2 misses two 1 MiB writes to `f`, in two block groups (two pieces: a pause
+/// can only come between them); a resolver paced by `pacer` settles them. Returns the time
+/// the resolution took on tokio's clock.
 async fn heal_change(
     t: &mut Trio,
     f: Fid,
     seed: u8,
     pacer: &crate::pacing::Pacer,
 ) -> std::time::Duration {
-    let change = payload(seed, 1 << 20);
-    t.apply(&[0, 1], vec![Gen::write_op(f, 1 << 20, &change)], &change);
+    for (n, offset) in [(0u8, 0u64), (1, 16 << 20)] {
+        let change = payload(seed.wrapping_add(n * 100), 1 << 20);
+        t.apply(&[0, 1], vec![Gen::write_op(f, offset, &change)], &change);
+    }
     let members = t.members(&[0, 1, 2]);
     let mut r = Resolver::new(&members, members[0].replica_id());
     r.pacer = Some(pacer.clone());
     let began = tokio::time::Instant::now();
     r.resolve(f).await;
-    assert_eq!(r.summary.bytes_shipped, 1 << 20);
+    assert_eq!(r.summary.bytes_shipped, 2 << 20);
     began.elapsed()
 }
 
@@ -210,7 +213,7 @@ async fn healing_pauses_between_pieces_only_while_clients_update() {
     let mut t = trio();
     let root = t.vol.root;
     let (c, f) = t.g.create_op(root, "big", CreateHow::Guarded);
-    let base = payload(1, 4 << 20);
+    let base = payload(1, 17 << 20);
     t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
     let pacer = crate::pacing::Pacer::new(1.0);
     let quiet = heal_change(&mut t, f, 11, &pacer).await;
@@ -226,7 +229,7 @@ async fn healing_pauses_between_pieces_only_while_clients_update() {
 }
 
 #[test]
-fn changes_in_several_block_groups_are_fetched_ahead_and_all_installed() {
+fn changes_in_several_block_groups_are_all_installed() {
     let mut t = trio();
     let root = t.vol.root;
     let (c, f) = t.g.create_op(root, "bigger", CreateHow::Guarded);
@@ -243,6 +246,43 @@ fn changes_in_several_block_groups_are_fetched_ahead_and_all_installed() {
     assert_eq!(t.read(2, f), t.read(0, f));
     assert_eq!(s.bytes_shipped, 3 << 20, "only the changed chunks: {s:?}");
     assert_eq!(s.unsettled, 0);
+}
+
+/// Two blocks swap their content (the source's file has block 0's chunk at block 1 and
+/// the reverse); the destination holds both chunks once each. Installed without shipping
+/// either, every block takes its new chunk before any old one is released: neither is
+/// dropped halfway (that was `Blocked` on the file itself, which set it aside under a
+/// conflict name).
+#[test]
+fn swapped_blocks_install_from_the_chunks_already_held() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "swap", CreateHow::Guarded);
+    let base = payload(1, 128 << 10);
+    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+    let held = t.stores[2].block_map(f, 0, 2).unwrap();
+    assert_eq!(held.len(), 2);
+    let swapped: Vec<(u64, Option<BlockEntry>)> = vec![
+        (
+            0,
+            Some(BlockEntry {
+                index: 0,
+                ..held[1]
+            }),
+        ),
+        (
+            1,
+            Some(BlockEntry {
+                index: 1,
+                ..held[0]
+            }),
+        ),
+    ];
+    t.stores[2].install_blocks(f, &swapped, &[]).unwrap();
+    let mut want = base[64 << 10..].to_vec();
+    want.extend_from_slice(&base[..64 << 10]);
+    assert_eq!(t.read(2, f), want);
+    check_consistency(&t.stores[2]);
 }
 
 #[test]

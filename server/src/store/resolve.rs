@@ -606,6 +606,10 @@ impl Store {
             if v.ftype != FileType::Regular {
                 return Err(FsError::Invalid.into());
             }
+            // Every new block takes its chunk before any old one lets go of its own, so that
+            // content moving between blocks of this install (two blocks swapped) is never
+            // dropped halfway.
+            let mut released = Vec::new();
             for (index, entry) in blocks {
                 let old = content::block_ref(&t.blocks, (key.0, key.1, *index))?;
                 if let Some(e) = entry {
@@ -620,7 +624,12 @@ impl Store {
                                     hash: e.hash,
                                     len: e.len,
                                 };
-                                t.chunks.read(&r).map_err(|_| FsError::Blocked(fid))?.into()
+                                // Held when the coordinator asked, gone since (another
+                                // install released it): the coordinator gathers again.
+                                t.chunks
+                                    .read(&r)
+                                    .map_err(|_| FsError::VersionChanged)?
+                                    .into()
                             }
                         };
                     if bytes.len() != e.len as usize || e.len as u64 > BLOCK_SIZE {
@@ -636,14 +645,16 @@ impl Store {
                         .as_slice(),
                     )?;
                     v.digest.add(&super::tags::block_member(*index, &e.hash));
+                } else if old.is_some() {
+                    t.blocks.remove((key.0, key.1, *index))?;
                 }
                 if let Some(o) = old {
-                    t.chunks.release(&o.hash)?;
-                    v.digest.remove(&super::tags::block_member(*index, &o.hash));
-                    if entry.is_none() {
-                        t.blocks.remove((key.0, key.1, *index))?;
-                    }
+                    released.push((*index, o.hash));
                 }
+            }
+            for (index, hash) in released {
+                t.chunks.release(&hash)?;
+                v.digest.remove(&super::tags::block_member(index, &hash));
             }
             t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
             Ok(())
