@@ -19,12 +19,21 @@ pub fn default_dir() -> PathBuf {
     home.join(".local/share/codetta")
 }
 
-/// A port free for both UDP and TCP on loopback right now (bound, then released).
+/// A port free for both UDP and TCP on loopback right now (bound, then released), and
+/// never handed out before by this process: clusters started side by side (the tests run
+/// in threads of one process) do not get the same port before either binds it.
 pub fn free_port() -> std::io::Result<u16> {
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
         let port = udp.local_addr()?.port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && HANDED_OUT
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(port)
+        {
             return Ok(port);
         }
     }
