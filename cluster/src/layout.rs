@@ -19,24 +19,43 @@ pub fn default_dir() -> PathBuf {
     home.join(".local/share/codetta")
 }
 
-/// A port free for both UDP and TCP on loopback right now (bound, then released), and
-/// never handed out before by this process: clusters started side by side (the tests run
-/// in threads of one process) do not get the same port before either binds it.
+/// A port free for both UDP and TCP on loopback right now (bound, then released), below
+/// the kernel's ephemeral range (so that no socket bound to port 0 takes it while its
+/// server is down between a kill and a restart), and never handed out before by this
+/// process (clusters started side by side in one test process do not share one).
 pub fn free_port() -> std::io::Result<u16> {
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
-        let port = udp.local_addr()?.port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && HANDED_OUT
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(port)
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (
+        ephemeral_start.saturating_sub(16384).max(1024),
+        ephemeral_start,
+    );
+    // Start at a place that differs between processes, then walk the range.
+    let span = u32::from(high.saturating_sub(low)).max(1);
+    let seed = std::process::id().wrapping_mul(2_654_435_761) % span;
+    for step in 0..span {
+        let port = low + ((seed + step) % span) as u16;
+        let mut handed = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed.contains(&port) {
+            continue;
+        }
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
         {
+            handed.insert(port);
             return Ok(port);
         }
     }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free port in {low}..{high}"),
+    ))
 }
 
 /// One server of a local cluster: its node name, configuration file and QUIC port.

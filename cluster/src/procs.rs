@@ -120,10 +120,14 @@ impl ServerProcs {
                 return Ok(());
             }
             if self.procs[i].as_mut().is_some_and(Proc::exited) {
+                let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
                 anyhow::bail!(
-                    "server {} exited at start; see {}",
+                    "server {} exited at start; the end of {}:\n{}",
                     s.name,
-                    self.log_path(i).display()
+                    self.log_path(i).display(),
+                    tail.join("\n")
                 );
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
