@@ -150,6 +150,22 @@ fn payload(seed: u8, len: usize) -> Vec<u8> {
 }
 
 impl Trio {
+    /// A file `n` of `len` bytes (seed 1) written on all three replicas.
+    fn file_on_all(&mut self, n: &str, len: usize) -> (Fid, Vec<u8>) {
+        let (c, f) = self.g.create_op(self.vol.root, n, CreateHow::Guarded);
+        let base = payload(1, len);
+        self.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+        (f, base)
+    }
+
+    /// A write of `len` bytes (from `seed`) at `offset` that replica 2 misses.
+    fn missed_by_2(&mut self, f: Fid, seed: u8, offset: u64, len: usize) {
+        let change = payload(seed, len);
+        self.apply(&[0, 1], vec![Gen::write_op(f, offset, &change)], &change);
+    }
+}
+
+impl Trio {
     /// Every object store `i` lists in its change sequence: what anti-entropy visits.
     fn changed(&self, i: usize) -> Vec<Fid> {
         let page = self.stores[i].changes(self.vol.id, 0, 100_000, 0).unwrap();
@@ -163,13 +179,9 @@ impl Trio {
 #[test]
 fn a_replica_that_missed_writes_gets_only_the_changed_chunks() {
     let mut t = trio();
-    let root = t.vol.root;
-    let (c, f) = t.g.create_op(root, "big", CreateHow::Guarded);
-    let base = payload(1, 4 << 20);
-    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+    let (f, _) = t.file_on_all("big", 4 << 20);
     // Replica 2 misses a 128 KiB change in the middle.
-    let change = payload(9, 128 << 10);
-    t.apply(&[0, 1], vec![Gen::write_op(f, 1 << 20, &change)], &change);
+    t.missed_by_2(f, 9, 1 << 20, 128 << 10);
     let s = t.resolve(&[0, 1, 2], &[f]);
     t.assert_equal(&[0, 1, 2], f);
     assert_eq!(t.read(2, f), t.read(0, f));
@@ -193,10 +205,8 @@ async fn heal_change(
     seed: u8,
     pacer: &crate::pacing::Pacer,
 ) -> std::time::Duration {
-    for (n, offset) in [(0u8, 0u64), (1, 16 << 20)] {
-        let change = payload(seed.wrapping_add(n * 100), 1 << 20);
-        t.apply(&[0, 1], vec![Gen::write_op(f, offset, &change)], &change);
-    }
+    t.missed_by_2(f, seed, 0, 1 << 20);
+    t.missed_by_2(f, seed.wrapping_add(100), 16 << 20, 1 << 20);
     let members = t.members(&[0, 1, 2]);
     let mut r = Resolver::new(&members, members[0].replica_id());
     r.pacer = Some(pacer.clone());
@@ -211,10 +221,7 @@ async fn heal_change(
 #[tokio::test(start_paused = true)]
 async fn healing_pauses_between_pieces_only_while_clients_update() {
     let mut t = trio();
-    let root = t.vol.root;
-    let (c, f) = t.g.create_op(root, "big", CreateHow::Guarded);
-    let base = payload(1, 17 << 20);
-    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+    let (f, _) = t.file_on_all("big", 17 << 20);
     let pacer = crate::pacing::Pacer::new(1.0);
     let quiet = heal_change(&mut t, f, 11, &pacer).await;
     assert_eq!(quiet, std::time::Duration::ZERO, "no client: no pause");
@@ -231,15 +238,11 @@ async fn healing_pauses_between_pieces_only_while_clients_update() {
 #[test]
 fn changes_in_several_block_groups_are_all_installed() {
     let mut t = trio();
-    let root = t.vol.root;
-    let (c, f) = t.g.create_op(root, "bigger", CreateHow::Guarded);
     // Three block groups of 16 MiB.
-    let base = payload(1, 40 << 20);
-    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+    let (f, _) = t.file_on_all("bigger", 40 << 20);
     // Replica 2 misses a change in the first and the third group, and an extension.
     for (seed, offset) in [(2u8, 1u64 << 20), (3, 33 << 20), (4, 48 << 20)] {
-        let change = payload(seed, 1 << 20);
-        t.apply(&[0, 1], vec![Gen::write_op(f, offset, &change)], &change);
+        t.missed_by_2(f, seed, offset, 1 << 20);
     }
     let s = t.resolve(&[0, 1, 2], &[f]);
     t.assert_equal(&[0, 1, 2], f);
@@ -256,10 +259,7 @@ fn changes_in_several_block_groups_are_all_installed() {
 #[test]
 fn swapped_blocks_install_from_the_chunks_already_held() {
     let mut t = trio();
-    let root = t.vol.root;
-    let (c, f) = t.g.create_op(root, "swap", CreateHow::Guarded);
-    let base = payload(1, 128 << 10);
-    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
+    let (f, base) = t.file_on_all("swap", 128 << 10);
     let held = t.stores[2].block_map(f, 0, 2).unwrap();
     assert_eq!(held.len(), 2);
     let swapped: Vec<(u64, Option<BlockEntry>)> = vec![
