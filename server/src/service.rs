@@ -99,7 +99,8 @@ pub struct ServerService {
     catalogue: Arc<std::sync::OnceLock<Arc<Catalogue<QuicTransport>>>>,
     /// The catalogue epoch this server's replicas have caught up with.
     reconciled: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Paces the resolutions coordinated here while clients update this server.
+    /// Paces the resolutions this server's healing coordinates while clients update it
+    /// (a resolution a client asks for is not paced).
     pacer: Pacer,
 }
 
@@ -404,6 +405,7 @@ impl ServerService {
                 },
                 Request::InstallBlocks {
                     fid,
+                    expect,
                     blocks,
                     chunks,
                 } => {
@@ -415,7 +417,7 @@ impl ServerService {
                         pos = end;
                     }
                     store
-                        .install_blocks(fid, &blocks, &pieces)
+                        .install_blocks(fid, &expect, &blocks, &pieces)
                         .map(|()| ReplyBody::Done)
                 }
                 Request::InstallMeta { fid, expect, meta } => store

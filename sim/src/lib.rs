@@ -276,13 +276,14 @@ impl ReplicaAccess for SimReplica {
     async fn install_blocks(
         &self,
         fid: Fid,
+        expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Vec<u8>)],
     ) -> Result<(), FsError> {
         self.call(|s| {
             let refs: Vec<([u8; 32], &[u8])> =
                 chunks.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-            s.install_blocks(fid, blocks, &refs)
+            s.install_blocks(fid, expect, blocks, &refs)
         })
     }
 

@@ -130,10 +130,12 @@ pub enum Request {
     GetChunks {
         hashes: Vec<[u8; 32]>,
     },
-    /// Sets blocks of a (live) file: `None` removes one; the data section holds the chunks
-    /// listed in `chunks` (hash, length), which the receiver lacked.
+    /// Sets blocks of a (live) file if its version is still `expect`: `None` removes one;
+    /// the data section holds the chunks listed in `chunks` (hash, length), which the
+    /// receiver lacked.
     InstallBlocks {
         fid: Fid,
+        expect: VersionVector,
         blocks: Vec<(u64, Option<BlockEntry>)>,
         chunks: Vec<([u8; 32], u32)>,
     },

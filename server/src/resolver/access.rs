@@ -88,6 +88,7 @@ pub trait ReplicaAccess: Send + Sync {
     fn install_blocks(
         &self,
         fid: Fid,
+        expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Vec<u8>)],
     ) -> impl Future<Output = Result<(), FsError>> + Send;
@@ -249,15 +250,17 @@ impl ReplicaAccess for LocalReplica {
     async fn install_blocks(
         &self,
         fid: Fid,
+        expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Vec<u8>)],
     ) -> Result<(), FsError> {
+        let expect = expect.clone();
         let blocks = blocks.to_vec();
         let chunks = chunks.to_vec();
         self.run(move |s| {
             let refs: Vec<([u8; 32], &[u8])> =
                 chunks.iter().map(|(h, b)| (*h, b.as_slice())).collect();
-            s.install_blocks(fid, &blocks, &refs)
+            s.install_blocks(fid, &expect, &blocks, &refs)
         })
         .await
     }

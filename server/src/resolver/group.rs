@@ -124,10 +124,11 @@ impl ReplicaAccess for GroupReplica {
     async fn install_blocks(
         &self,
         fid: Fid,
+        expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Vec<u8>)],
     ) -> Result<(), FsError> {
-        each!(self, r => r.install_blocks(fid, blocks, chunks).await)
+        each!(self, r => r.install_blocks(fid, expect, blocks, chunks).await)
     }
 
     async fn install_meta(

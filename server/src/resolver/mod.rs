@@ -20,7 +20,7 @@ use crate::pacing::Pacer;
 pub use access::{LocalReplica, ReplicaAccess};
 use codetta_wire::message::ResolveSummary;
 use codetta_wire::replica::{BLOCK_GROUP, BlockEntry, Placement, ReplicaView, ViewBody};
-use codetta_wire::{Fid, FileType, FsError, ReplicaId};
+use codetta_wire::{Fid, FileType, FsError, ReplicaId, VersionVector};
 pub use decide::{Decision, decide};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,13 +50,18 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     pub decisions: Option<Vec<String>>,
     /// This coordinator's lease token.
     holder: u64,
+    /// How long each lease lasts ([`LEASE_MS`]; shorter in tests).
+    lease_ms: u32,
+    /// When each object this coordinator holds was last leased (renewed during long
+    /// installs).
+    leased_at: BTreeMap<Fid, tokio::time::Instant>,
     /// When set, pauses after each piece of data installed while clients update here.
     pub pacer: Option<Pacer>,
 }
 
-/// How long a resolution lease lasts: longer than resolving one
-/// object normally takes; a coordinator that outlives it is still kept honest by the
-/// conditional installs.
+/// How long a resolution lease lasts: longer than resolving one object normally takes. A
+/// coordinator installing a big file renews it after each piece once a third of it has
+/// passed, and one that outlives it is still kept honest by the conditional installs.
 pub const LEASE_MS: u32 = 30_000;
 
 /// Why one attempt stopped.
@@ -173,15 +178,18 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             in_progress: Vec::new(),
             decisions: None,
             holder: rand::random(),
+            lease_ms: LEASE_MS,
+            leased_at: BTreeMap::new(),
             pacer: None,
         }
     }
 
     /// Leases `fid` at every member that answers; false when another coordinator holds it
     /// somewhere (then nothing stays leased).
-    async fn lease(&self, fid: Fid) -> bool {
+    async fn lease(&mut self, fid: Fid) -> bool {
+        let now = tokio::time::Instant::now();
         for m in self.members {
-            match m.lease(&[fid], self.holder, LEASE_MS).await {
+            match m.lease(&[fid], self.holder, self.lease_ms).await {
                 Ok(()) => {}
                 Err(FsError::Leased(_)) => {
                     tracing::debug!(%fid, replica = %m.name(), "another coordinator holds it");
@@ -192,10 +200,25 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 Err(e) => tracing::debug!(%fid, replica = %m.name(), "no lease: {e}"),
             }
         }
+        self.leased_at.insert(fid, now);
         true
     }
 
-    async fn release(&self, fid: Fid) {
+    /// Renews the lease on `fid` once a third of it has passed; `Leased` when another
+    /// coordinator took the object meanwhile (this one must stop installing).
+    async fn keep_lease(&mut self, fid: Fid) -> Result<(), FsError> {
+        let due = self.leased_at.get(&fid).is_none_or(|at| {
+            at.elapsed() >= std::time::Duration::from_millis(u64::from(self.lease_ms / 3))
+        });
+        if due && !self.lease(fid).await {
+            tracing::warn!(%fid, "lost the resolution lease to another coordinator");
+            return Err(FsError::Leased(fid));
+        }
+        Ok(())
+    }
+
+    async fn release(&mut self, fid: Fid) {
+        self.leased_at.remove(&fid);
         for m in self.members {
             if let Err(e) = m.release(&[fid], self.holder).await {
                 tracing::debug!(%fid, replica = %m.name(), "lease not released: {e}");
@@ -608,7 +631,8 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 .install_meta(copy, &existing.version, &copy_meta)
                 .await?;
             if copy_meta.ftype == FileType::Regular {
-                self.sync_blocks(fid, *src, copy, *dst).await?;
+                self.sync_blocks(fid, *src, (copy, &existing.version), *dst)
+                    .await?;
             }
             if existing.version != loser.version {
                 self.members[*dst]
@@ -638,7 +662,8 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                         .await?;
                 }
                 if meta.ftype == FileType::Regular && src != dst {
-                    self.sync_blocks(fid, src, fid, dst).await?;
+                    self.sync_blocks(fid, src, (fid, &view.version), dst)
+                        .await?;
                 }
                 Ok(())
             }
@@ -657,14 +682,16 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         }
     }
 
-    /// Makes `dst_fid`'s blocks on `dst` equal to `src_fid`'s on `src`, shipping only the
-    /// chunks `dst` lacks: block groups are compared by digest, then block by block. The
-    /// next piece is planned and fetched from `src` while the current one installs.
+    /// Makes `dst_fid`'s blocks on `dst` equal to `src_fid`'s on `src`, if `dst_fid` there
+    /// is still at version `expect`, shipping only the chunks `dst` lacks: block groups are
+    /// compared by digest, then block by block. The next piece is planned and fetched from
+    /// `src` while the current one installs; the lease on `src_fid` (the object being
+    /// resolved) is renewed between pieces.
     async fn sync_blocks(
         &mut self,
         src_fid: Fid,
         src: usize,
-        dst_fid: Fid,
+        (dst_fid, expect): (Fid, &VersionVector),
         dst: usize,
     ) -> Result<(), FsError> {
         let members = self.members;
@@ -675,11 +702,14 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             let began = std::time::Instant::now();
             self.summary.bytes_shipped += piece.chunk_bytes();
             let (installed, following) = futures::join!(
-                d.install_blocks(dst_fid, &piece.blocks, &piece.chunks),
+                d.install_blocks(dst_fid, expect, &piece.blocks, &piece.chunks),
                 source.next()
             );
             installed?;
             next = following?;
+            if next.is_some() {
+                self.keep_lease(src_fid).await?;
+            }
             if let Some(pacer) = &self.pacer
                 && next.is_some()
             {

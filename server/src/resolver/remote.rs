@@ -221,6 +221,7 @@ impl ReplicaAccess for RemoteReplica {
     async fn install_blocks(
         &self,
         fid: Fid,
+        expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Vec<u8>)],
     ) -> Result<(), FsError> {
@@ -235,6 +236,7 @@ impl ReplicaAccess for RemoteReplica {
         }
         let request = Request::InstallBlocks {
             fid,
+            expect: expect.clone(),
             blocks: blocks.to_vec(),
             chunks: listed,
         };

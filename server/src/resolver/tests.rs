@@ -278,11 +278,96 @@ fn swapped_blocks_install_from_the_chunks_already_held() {
             }),
         ),
     ];
-    t.stores[2].install_blocks(f, &swapped, &[]).unwrap();
+    let version = t.stores[2].view(f).unwrap().version;
+    t.stores[2]
+        .install_blocks(f, &version, &swapped, &[])
+        .unwrap();
     let mut want = base[64 << 10..].to_vec();
     want.extend_from_slice(&base[..64 << 10]);
     assert_eq!(t.read(2, f), want);
     check_consistency(&t.stores[2]);
+}
+
+/// A client write that lands after the coordinator gathered is not overwritten by the
+/// older blocks the coordinator ships: the install is refused and it gathers again.
+#[test]
+fn blocks_are_not_installed_over_a_version_the_coordinator_did_not_see() {
+    let mut t = trio();
+    let (f, base) = t.file_on_all("raced", 128 << 10);
+    let seen = t.stores[2].view(f).unwrap().version;
+    let held = t.stores[0].block_map(f, 0, 1).unwrap();
+    // A client writes to every replica after the coordinator gathered.
+    let change = payload(9, 4096);
+    t.apply(&[0, 1, 2], vec![Gen::write_op(f, 0, &change)], &change);
+    let before = t.read(2, f);
+    // The coordinator ships block 0 as it was when it gathered.
+    let stale = vec![(0, Some(held[0]))];
+    let shipped = [(held[0].hash, &base[..64 << 10])];
+    assert_eq!(
+        t.stores[2].install_blocks(f, &seen, &stale, &shipped),
+        Err(FsError::VersionChanged)
+    );
+    assert_eq!(t.read(2, f), before, "the client's write stays");
+    assert_eq!(&before[..4096], &change[..]);
+    check_consistency(&t.stores[2]);
+}
+
+/// A coordinator whose lease ran out and was taken by another one stops installing a big
+/// file between pieces, and leaves nothing leased; a later resolution finishes the job.
+#[tokio::test]
+async fn a_coordinator_that_lost_its_lease_stops_between_pieces() {
+    let mut t = trio();
+    let (f, _) = t.file_on_all("long", 40 << 20);
+    for (seed, offset) in [(2u8, 1u64 << 20), (3, 17 << 20), (4, 33 << 20)] {
+        t.missed_by_2(f, seed, offset, 1 << 20);
+    }
+    let members = t.members(&[0, 1, 2]);
+    let mut r = Resolver::new(&members, members[0].replica_id());
+    r.lease_ms = 1;
+    assert!(r.lease(f).await);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    // Another coordinator takes the object at replica 2 once this one's lease ended.
+    t.stores[2].lease(&[f], 99, 60_000).unwrap();
+    let seen = t.stores[2].view(f).unwrap().version;
+    let outcome = r.sync_blocks(f, 0, (f, &seen), 2).await;
+    assert_eq!(outcome, Err(FsError::Leased(f)));
+    assert_eq!(
+        r.summary.bytes_shipped,
+        1 << 20,
+        "one piece, then it stopped"
+    );
+    let tag = |i: usize| t.stores[i].view(f).unwrap().tag;
+    assert_ne!(tag(2), tag(0), "two pieces not installed");
+    // It left nothing leased on the others.
+    for i in [0, 1] {
+        t.stores[i].lease(&[f], 98, 60_000).unwrap();
+        t.stores[i].release(&[f], 98).unwrap();
+    }
+    t.stores[2].release(&[f], 99).unwrap();
+    let s = t.resolve(&[0, 1, 2], &[f]);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    t.assert_equal(&[0, 1, 2], f);
+}
+
+/// A coordinator renews its lease between pieces of a long install (here every piece: the
+/// lease is a millisecond long), so nobody else can take the object meanwhile.
+#[tokio::test]
+async fn a_long_install_renews_its_lease() {
+    let mut t = trio();
+    let (f, _) = t.file_on_all("renewed", 40 << 20);
+    for (seed, offset) in [(2u8, 1u64 << 20), (3, 17 << 20), (4, 33 << 20)] {
+        t.missed_by_2(f, seed, offset, 1 << 20);
+    }
+    let members = t.members(&[0, 1, 2]);
+    let mut r = Resolver::new(&members, members[0].replica_id());
+    r.lease_ms = 1;
+    assert!(r.lease(f).await);
+    let first = r.leased_at[&f];
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let seen = t.stores[2].view(f).unwrap().version;
+    r.sync_blocks(f, 0, (f, &seen), 2).await.unwrap();
+    assert!(r.leased_at[&f] > first, "renewed between pieces");
+    assert_eq!(r.summary.bytes_shipped, 3 << 20);
 }
 
 #[test]

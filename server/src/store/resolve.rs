@@ -4,9 +4,10 @@
 //!
 //! Installs never bump a vector: `install_meta` and `install_blocks` change the state but
 //! leave the version as it was (so a replica caught half-way stays dominated and is resolved
-//! again), and `install_version` / `install_delete` set the final version only if the
-//! object's version is still the one the coordinator saw (compare-and-set: a client update
-//! in between makes the coordinator gather again). Directory entries follow from their
+//! again), and `install_version` / `install_delete` set the final version. Every install
+//! happens only if the object's version is still the one the coordinator saw
+//! (compare-and-set: a client update in between makes the coordinator gather again, and no
+//! install puts older blocks over it). Directory entries follow from their
 //! children's placements: moving or creating an object edits the entries of the
 //! directories involved, whose own versions are resolved on their own.
 
@@ -583,11 +584,13 @@ impl Store {
         }
     }
 
-    /// Sets blocks of the live file `fid`: `Some` installs the chunk (from `chunks`, or
-    /// already held here), `None` removes the block. The version is left alone.
+    /// Sets blocks of the live file `fid` if its version is still `expect`: `Some` installs
+    /// the chunk (from `chunks`, or already held here), `None` removes the block. The
+    /// version is left alone.
     pub fn install_blocks(
         &self,
         fid: Fid,
+        expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], &[u8])],
     ) -> Result<(), FsError> {
@@ -603,6 +606,9 @@ impl Store {
             let Found::Live(mut v) = find(&t.vnodes, &t.tombstones, fid)? else {
                 return Err(FsError::Stale.into());
             };
+            if &v.version != expect {
+                return Err(FsError::VersionChanged.into());
+            }
             if v.ftype != FileType::Regular {
                 return Err(FsError::Invalid.into());
             }
