@@ -269,8 +269,9 @@ impl ReplicaAccess for SimReplica {
         self.call(|s| s.missing_chunks(hashes))
     }
 
-    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, FsError> {
-        self.call(|s| s.chunks(hashes))
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<bytes::Bytes>, FsError> {
+        let chunks = self.call(|s| s.chunks(hashes))?;
+        Ok(chunks.into_iter().map(bytes::Bytes::from).collect())
     }
 
     async fn install_blocks(
@@ -278,11 +279,10 @@ impl ReplicaAccess for SimReplica {
         fid: Fid,
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
-        chunks: &[([u8; 32], Vec<u8>)],
+        chunks: &[([u8; 32], bytes::Bytes)],
     ) -> Result<(), FsError> {
         self.call(|s| {
-            let refs: Vec<([u8; 32], &[u8])> =
-                chunks.iter().map(|(h, b)| (*h, b.as_slice())).collect();
+            let refs: Vec<([u8; 32], &[u8])> = chunks.iter().map(|(h, b)| (*h, &b[..])).collect();
             s.install_blocks(fid, expect, blocks, &refs)
         })
     }

@@ -1,6 +1,7 @@
 //! How a coordinator reaches one replica of a volume during resolution.
 
 use crate::store::{ChangePage, MAX_BUCKET_OBJECTS, Store};
+use bytes::Bytes;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
 use std::future::Future;
@@ -84,13 +85,13 @@ pub trait ReplicaAccess: Send + Sync {
     fn chunks(
         &self,
         hashes: &[[u8; 32]],
-    ) -> impl Future<Output = Result<Vec<Vec<u8>>, FsError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Bytes>, FsError>> + Send;
     fn install_blocks(
         &self,
         fid: Fid,
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
-        chunks: &[([u8; 32], Vec<u8>)],
+        chunks: &[([u8; 32], Bytes)],
     ) -> impl Future<Output = Result<(), FsError>> + Send;
     fn install_meta(
         &self,
@@ -242,9 +243,10 @@ impl ReplicaAccess for LocalReplica {
         self.run(move |s| s.missing_chunks(&hashes)).await
     }
 
-    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, FsError> {
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Bytes>, FsError> {
         let hashes = hashes.to_vec();
-        self.run(move |s| s.chunks(&hashes)).await
+        let chunks = self.run(move |s| s.chunks(&hashes)).await?;
+        Ok(chunks.into_iter().map(Bytes::from).collect())
     }
 
     async fn install_blocks(
@@ -252,14 +254,13 @@ impl ReplicaAccess for LocalReplica {
         fid: Fid,
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
-        chunks: &[([u8; 32], Vec<u8>)],
+        chunks: &[([u8; 32], Bytes)],
     ) -> Result<(), FsError> {
         let expect = expect.clone();
         let blocks = blocks.to_vec();
         let chunks = chunks.to_vec();
         self.run(move |s| {
-            let refs: Vec<([u8; 32], &[u8])> =
-                chunks.iter().map(|(h, b)| (*h, b.as_slice())).collect();
+            let refs: Vec<([u8; 32], &[u8])> = chunks.iter().map(|(h, b)| (*h, &b[..])).collect();
             s.install_blocks(fid, &expect, &blocks, &refs)
         })
         .await

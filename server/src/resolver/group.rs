@@ -5,6 +5,7 @@ use super::access::{DirPage, LocalReplica, ObjectPage, ReplicaAccess};
 use super::remote::RemoteReplica;
 use crate::peers::Peers;
 use crate::store::{ChangePage, Store};
+use bytes::Bytes;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
 use std::sync::Arc;
@@ -117,7 +118,7 @@ impl ReplicaAccess for GroupReplica {
         each!(self, r => r.missing_chunks(hashes).await)
     }
 
-    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, FsError> {
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Bytes>, FsError> {
         each!(self, r => r.chunks(hashes).await)
     }
 
@@ -126,7 +127,7 @@ impl ReplicaAccess for GroupReplica {
         fid: Fid,
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
-        chunks: &[([u8; 32], Vec<u8>)],
+        chunks: &[([u8; 32], Bytes)],
     ) -> Result<(), FsError> {
         each!(self, r => r.install_blocks(fid, expect, blocks, chunks).await)
     }

@@ -726,7 +726,7 @@ type BlockChanges = Vec<(u64, Option<BlockEntry>)>;
 /// One install request: block changes, and the chunks among them the destination lacks.
 struct Piece {
     blocks: BlockChanges,
-    chunks: Vec<([u8; 32], Vec<u8>)>,
+    chunks: Vec<([u8; 32], bytes::Bytes)>,
 }
 
 impl Piece {

@@ -194,7 +194,7 @@ impl ReplicaAccess for RemoteReplica {
         }
     }
 
-    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>, FsError> {
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Bytes>, FsError> {
         let request = Request::GetChunks {
             hashes: hashes.to_vec(),
         };
@@ -209,7 +209,7 @@ impl ReplicaAccess for RemoteReplica {
                         .ok_or_else(|| {
                             FsError::Storage(format!("server {}: short chunk data", self.server))
                         })?;
-                    out.push(data[pos..end].to_vec());
+                    out.push(data.slice(pos..end));
                     pos = end;
                 }
                 Ok(out)
@@ -223,7 +223,7 @@ impl ReplicaAccess for RemoteReplica {
         fid: Fid,
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
-        chunks: &[([u8; 32], Vec<u8>)],
+        chunks: &[([u8; 32], Bytes)],
     ) -> Result<(), FsError> {
         let mut data = BytesMut::with_capacity(chunks.iter().map(|(_, c)| c.len()).sum());
         let mut listed = Vec::with_capacity(chunks.len());
