@@ -2,8 +2,9 @@
 //! healing coordinates (rule 12: a replica catching up in the background) pauses after each
 //! piece of file data it installs, for a fraction of the time the piece took: the replica
 //! still catches up, and the clients writing meanwhile keep more of the machine. The pause
-//! factor is at most [`MAX_PAUSE`]; none follows a file's last piece. Resolution a client
-//! asked for (and waits on) is not paced.
+//! factor is at most [`MAX_PAUSE`]. A file's last piece is followed by a pause too: healing
+//! resolves file after file, and that pause is the clients' share between them. Resolution
+//! a client asked for (and waits on) is not paced.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

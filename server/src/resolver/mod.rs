@@ -53,15 +53,16 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     /// How long each lease lasts ([`LEASE_MS`]; shorter in tests).
     lease_ms: u32,
     /// When each object this coordinator holds was last leased (renewed during long
-    /// installs).
-    leased_at: BTreeMap<Fid, tokio::time::Instant>,
+    /// installs; the real clock, as the members' lease tables).
+    leased_at: BTreeMap<Fid, std::time::Instant>,
     /// When set, pauses after each piece of data installed while clients update here.
     pub pacer: Option<Pacer>,
 }
 
 /// How long a resolution lease lasts: longer than resolving one object normally takes. A
-/// coordinator installing a big file renews it after each piece once a third of it has
-/// passed, and one that outlives it is still kept honest by the conditional installs.
+/// coordinator renews the leases it holds once a third of this has passed, checked before
+/// each attempt and each piece of file data it installs; one that outlives its lease is
+/// still kept honest by the conditional installs.
 pub const LEASE_MS: u32 = 30_000;
 
 /// Why one attempt stopped.
@@ -187,7 +188,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     /// Leases `fid` at every member that answers; false when another coordinator holds it
     /// somewhere (then nothing stays leased).
     async fn lease(&mut self, fid: Fid) -> bool {
-        let now = tokio::time::Instant::now();
+        let now = std::time::Instant::now();
         for m in self.members {
             match m.lease(&[fid], self.holder, self.lease_ms).await {
                 Ok(()) => {}
@@ -204,15 +205,22 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         true
     }
 
-    /// Renews the lease on `fid` once a third of it has passed; `Leased` when another
-    /// coordinator took the object meanwhile (this one must stop installing).
-    async fn keep_lease(&mut self, fid: Fid) -> Result<(), FsError> {
-        let due = self.leased_at.get(&fid).is_none_or(|at| {
-            at.elapsed() >= std::time::Duration::from_millis(u64::from(self.lease_ms / 3))
-        });
-        if due && !self.lease(fid).await {
-            tracing::warn!(%fid, "lost the resolution lease to another coordinator");
-            return Err(FsError::Leased(fid));
+    /// Renews every lease this coordinator holds (the object being resolved and those it
+    /// waits on) once a third of it has passed; `Leased` when another coordinator took one
+    /// meanwhile (this one must stop installing; the object is left for later).
+    async fn keep_leases(&mut self) -> Result<(), FsError> {
+        let third = std::time::Duration::from_millis(u64::from(self.lease_ms / 3));
+        let due: Vec<Fid> = self
+            .leased_at
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= third)
+            .map(|(fid, _)| *fid)
+            .collect();
+        for fid in due {
+            if !self.lease(fid).await {
+                tracing::warn!(%fid, "lost the resolution lease to another coordinator");
+                return Err(FsError::Leased(fid));
+            }
         }
         Ok(())
     }
@@ -275,6 +283,10 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
 
     async fn attempts(&mut self, fid: Fid, depth: usize) -> bool {
         for _ in 0..MAX_ATTEMPTS {
+            if let Err(e) = self.keep_leases().await {
+                tracing::debug!(%fid, "resolution stopped: {e}");
+                return false;
+            }
             match self.attempt(fid, depth).await {
                 Ok(Step::Done) => return true,
                 Ok(Step::Blocked(other)) if other == fid || self.in_progress.contains(&other) => {
@@ -682,11 +694,13 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         }
     }
 
-    /// Makes `dst_fid`'s blocks on `dst` equal to `src_fid`'s on `src`, if `dst_fid` there
-    /// is still at version `expect`, shipping only the chunks `dst` lacks: block groups are
-    /// compared by digest, then block by block. The next piece is planned and fetched from
-    /// `src` while the current one installs; the lease on `src_fid` (the object being
-    /// resolved) is renewed between pieces.
+    /// Makes `dst_fid`'s blocks on `dst` equal to `src_fid`'s on `src`, shipping only the
+    /// chunks `dst` lacks: block groups are compared by digest, then block by block. Each
+    /// piece installs only if `dst_fid` there is still at version `expect`, so a refusal
+    /// (`VersionChanged`) can come after earlier pieces went in (the version is left alone
+    /// until the end: the replica stays dominated). The next piece is planned and fetched
+    /// from `src` while the current one installs; the leases held are renewed before each
+    /// piece, and healing pauses after each one while clients update here.
     async fn sync_blocks(
         &mut self,
         src_fid: Fid,
@@ -699,6 +713,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         let mut source = PieceSource::new(&members[src], src_fid, d, dst_fid).await?;
         let mut next = source.next().await?;
         while let Some(piece) = next {
+            self.keep_leases().await?;
             let began = std::time::Instant::now();
             self.summary.bytes_shipped += piece.chunk_bytes();
             let (installed, following) = futures::join!(
@@ -707,12 +722,9 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             );
             installed?;
             next = following?;
-            if next.is_some() {
-                self.keep_lease(src_fid).await?;
-            }
-            if let Some(pacer) = &self.pacer
-                && next.is_some()
-            {
+            // After the last piece too: healing resolves file after file, and the pause is
+            // what leaves the clients their share between them.
+            if let Some(pacer) = &self.pacer {
                 pacer.after(began.elapsed()).await;
             }
         }

@@ -312,33 +312,49 @@ fn blocks_are_not_installed_over_a_version_the_coordinator_did_not_see() {
     check_consistency(&t.stores[2]);
 }
 
-/// A coordinator whose lease ran out and was taken by another one stops installing a big
-/// file between pieces, and leaves nothing leased; a later resolution finishes the job.
-#[tokio::test]
-async fn a_coordinator_that_lost_its_lease_stops_between_pieces() {
-    let mut t = trio();
-    let (f, _) = t.file_on_all("long", 40 << 20);
+/// A file of three block groups that replica 2 missed a change in each of: resolving it
+/// installs three pieces.
+fn three_pieces_missed_by_2(t: &mut Trio, n: &str) -> Fid {
+    let (f, _) = t.file_on_all(n, 40 << 20);
     for (seed, offset) in [(2u8, 1u64 << 20), (3, 17 << 20), (4, 33 << 20)] {
         t.missed_by_2(f, seed, offset, 1 << 20);
     }
+    f
+}
+
+/// Makes the resolver's lease on `f` look older than a third of its length.
+fn age_lease(r: &mut Resolver<'_, LocalReplica>, f: Fid) {
+    let old = std::time::Instant::now()
+        .checked_sub(std::time::Duration::from_secs(20))
+        .unwrap();
+    r.leased_at.insert(f, old);
+}
+
+/// A coordinator whose lease ran out and was taken by another one stops before its next
+/// piece, and leaves nothing leased; a later resolution finishes the job.
+#[test]
+fn a_coordinator_that_lost_its_lease_installs_no_more() {
+    let mut t = trio();
+    let f = three_pieces_missed_by_2(&mut t, "long");
     let members = t.members(&[0, 1, 2]);
     let mut r = Resolver::new(&members, members[0].replica_id());
-    r.lease_ms = 1;
-    assert!(r.lease(f).await);
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    // Another coordinator takes the object at replica 2 once this one's lease ended.
-    t.stores[2].lease(&[f], 99, 60_000).unwrap();
-    let seen = t.stores[2].view(f).unwrap().version;
-    let outcome = r.sync_blocks(f, 0, (f, &seen), 2).await;
-    assert_eq!(outcome, Err(FsError::Leased(f)));
+    let before = t.stores[2].view(f).unwrap();
+    futures::executor::block_on(async {
+        assert!(r.lease(f).await);
+        // Its lease lapsed at replica 2 and another coordinator took the object there.
+        age_lease(&mut r, f);
+        t.stores[2].release(&[f], r.holder).unwrap();
+        t.stores[2].lease(&[f], 99, 60_000).unwrap();
+        let outcome = r.sync_blocks(f, 0, (f, &before.version), 2).await;
+        assert_eq!(outcome, Err(FsError::Leased(f)));
+    });
+    assert_eq!(r.summary.bytes_shipped, 0);
     assert_eq!(
-        r.summary.bytes_shipped,
-        1 << 20,
-        "one piece, then it stopped"
+        t.stores[2].view(f).unwrap().tag,
+        before.tag,
+        "nothing installed"
     );
-    let tag = |i: usize| t.stores[i].view(f).unwrap().tag;
-    assert_ne!(tag(2), tag(0), "two pieces not installed");
-    // It left nothing leased on the others.
+    // It let go of its 30 s leases on the others.
     for i in [0, 1] {
         t.stores[i].lease(&[f], 98, 60_000).unwrap();
         t.stores[i].release(&[f], 98).unwrap();
@@ -349,25 +365,34 @@ async fn a_coordinator_that_lost_its_lease_stops_between_pieces() {
     t.assert_equal(&[0, 1, 2], f);
 }
 
-/// A coordinator renews its lease between pieces of a long install (here every piece: the
-/// lease is a millisecond long), so nobody else can take the object meanwhile.
-#[tokio::test]
-async fn a_long_install_renews_its_lease() {
+/// A coordinator renews the leases it holds during a long install once a third of them has
+/// passed (not before), so nobody else can take the object meanwhile.
+#[test]
+fn leases_are_renewed_once_a_third_has_passed() {
     let mut t = trio();
-    let (f, _) = t.file_on_all("renewed", 40 << 20);
-    for (seed, offset) in [(2u8, 1u64 << 20), (3, 17 << 20), (4, 33 << 20)] {
-        t.missed_by_2(f, seed, offset, 1 << 20);
-    }
+    let f = three_pieces_missed_by_2(&mut t, "renewed");
     let members = t.members(&[0, 1, 2]);
     let mut r = Resolver::new(&members, members[0].replica_id());
-    r.lease_ms = 1;
-    assert!(r.lease(f).await);
-    let first = r.leased_at[&f];
-    std::thread::sleep(std::time::Duration::from_millis(5));
-    let seen = t.stores[2].view(f).unwrap().version;
-    r.sync_blocks(f, 0, (f, &seen), 2).await.unwrap();
-    assert!(r.leased_at[&f] > first, "renewed between pieces");
-    assert_eq!(r.summary.bytes_shipped, 3 << 20);
+    futures::executor::block_on(async {
+        assert!(r.lease(f).await);
+        let first = r.leased_at[&f];
+        let seen = t.stores[2].view(f).unwrap().version;
+        r.sync_blocks(f, 0, (f, &seen), 2).await.unwrap();
+        assert_eq!(r.leased_at[&f], first, "fresh: not renewed");
+        assert_eq!(r.summary.bytes_shipped, 3 << 20);
+
+        t.missed_by_2(f, 5, 2 << 20, 1 << 20);
+        age_lease(&mut r, f);
+        let aged = r.leased_at[&f];
+        let seen = t.stores[2].view(f).unwrap().version;
+        r.sync_blocks(f, 0, (f, &seen), 2).await.unwrap();
+        assert!(r.leased_at[&f] > aged, "renewed");
+    });
+    assert_eq!(
+        t.stores[2].lease(&[f], 99, 1),
+        Err(FsError::Leased(f)),
+        "still held"
+    );
 }
 
 #[test]

@@ -603,8 +603,9 @@ impl Store {
         }
         self.write(|t| {
             let key = (fid.volume.0, fid.vnode);
+            // Deleted or gone since the coordinator looked: it gathers again.
             let Found::Live(mut v) = find(&t.vnodes, &t.tombstones, fid)? else {
-                return Err(FsError::Stale.into());
+                return Err(FsError::VersionChanged.into());
             };
             if &v.version != expect {
                 return Err(FsError::VersionChanged.into());
