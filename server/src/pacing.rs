@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Clients count as updating for this long after their last batch applied here.
+/// Clients count as updating while one of their batches waits or is applied here, and for
+/// this long after the last one was.
 pub const ACTIVE_FOR: Duration = Duration::from_secs(1);
 
 /// The default pause: a quarter of each piece's time (resolution takes at most 80% of the
@@ -26,6 +27,10 @@ struct Activity {
     origin: Instant,
     /// Milliseconds after `origin` of the last client batch, plus one (0: none yet).
     last_ms: AtomicU64,
+    /// Client batches arrived and not yet answered. A batch queued behind healing's installs
+    /// counts: were only applied batches counted, a writer starved by the installs would
+    /// look gone, and healing would stop pausing for it.
+    in_flight: AtomicU64,
     /// The pause factor (f64 bits).
     pause: AtomicU64,
 }
@@ -44,6 +49,7 @@ impl Pacer {
             activity: Arc::new(Activity {
                 origin: Instant::now(),
                 last_ms: AtomicU64::new(0),
+                in_flight: AtomicU64::new(0),
                 pause: AtomicU64::new(0),
             }),
         };
@@ -74,8 +80,22 @@ impl Pacer {
         self.activity.last_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
-    /// Whether a client batch was applied within [`ACTIVE_FOR`].
+    /// A client batch arrived: clients count as updating until the guard is dropped (when
+    /// the batch is answered or given up), and for [`ACTIVE_FOR`] after.
+    pub fn client_batch(&self) -> ClientBatch {
+        self.note_client_update();
+        self.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        ClientBatch {
+            pacer: self.clone(),
+        }
+    }
+
+    /// Whether a client batch is waiting or being applied here, or was within
+    /// [`ACTIVE_FOR`].
     pub fn clients_active(&self) -> bool {
+        if self.activity.in_flight.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
         let last = self.activity.last_ms.load(Ordering::Relaxed);
         let now = self.activity.origin.elapsed().as_millis() as u64 + 1;
         last != 0 && now.saturating_sub(last) <= ACTIVE_FOR.as_millis() as u64
@@ -97,6 +117,23 @@ impl Pacer {
         if !pause.is_zero() {
             tokio::time::sleep(pause).await;
         }
+    }
+}
+
+/// A client batch this server has received and not yet answered (see
+/// [`Pacer::client_batch`]).
+#[derive(Debug)]
+pub struct ClientBatch {
+    pacer: Pacer,
+}
+
+impl Drop for ClientBatch {
+    fn drop(&mut self) {
+        self.pacer.note_client_update();
+        self.pacer
+            .activity
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -133,11 +170,21 @@ mod tests {
             activity: Arc::new(Activity {
                 origin: Instant::now() - ACTIVE_FOR - Duration::from_millis(50),
                 last_ms: AtomicU64::new(1),
+                in_flight: AtomicU64::new(0),
                 pause: AtomicU64::new(1.0f64.to_bits()),
             }),
         };
         assert!(!quiet.clients_active());
         assert_eq!(quiet.pause_after(Duration::from_secs(1)), Duration::ZERO);
+        // A batch that arrived and waits (behind healing's installs) counts however long
+        // it waits; once answered, it counts for ACTIVE_FOR more.
+        let waiting = quiet.client_batch();
+        quiet.activity.last_ms.store(1, Ordering::Relaxed);
+        assert!(quiet.clients_active(), "a batch waiting");
+        drop(waiting);
+        assert!(quiet.clients_active(), "just answered");
+        quiet.activity.last_ms.store(1, Ordering::Relaxed);
+        assert!(!quiet.clients_active(), "quiet again");
     }
 
     #[test]

@@ -556,6 +556,9 @@ impl ServerService {
         log_start: u64,
         cop2: Vec<codetta_wire::update::Cop2>,
     ) -> Reply {
+        // Healing pauses for clients from the moment their batch arrives (it may wait
+        // behind healing's installs) until it is answered.
+        let _updating = self.pacer.client_batch();
         // Promises given before a restart are not known here, but a client may still
         // trust them until its lease lapses: no change is answered before then.
         let grace = VOID_AFTER
@@ -569,7 +572,6 @@ impl ServerService {
         })
         .await
         .map_err(|e| FsError::Storage(format!("handler failed: {e}")))??;
-        self.pacer.note_client_update();
         let callbacks = self.store.callbacks();
         let tickets = callbacks.break_fids(&shipped.changed, Some(conn));
         callbacks.wait_acked(tickets).await;
