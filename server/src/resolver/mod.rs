@@ -50,8 +50,6 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     pub decisions: Option<Vec<String>>,
     /// This coordinator's lease token.
     holder: u64,
-    /// How long each lease lasts ([`LEASE_MS`]; shorter in tests).
-    lease_ms: u32,
     /// When each object this coordinator holds was last leased (renewed during long
     /// installs; the real clock, as the members' lease tables).
     leased_at: BTreeMap<Fid, std::time::Instant>,
@@ -179,7 +177,6 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             in_progress: Vec::new(),
             decisions: None,
             holder: rand::random(),
-            lease_ms: LEASE_MS,
             leased_at: BTreeMap::new(),
             pacer: None,
         }
@@ -190,7 +187,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     async fn lease(&mut self, fid: Fid) -> bool {
         let now = std::time::Instant::now();
         for m in self.members {
-            match m.lease(&[fid], self.holder, self.lease_ms).await {
+            match m.lease(&[fid], self.holder, LEASE_MS).await {
                 Ok(()) => {}
                 Err(FsError::Leased(_)) => {
                     tracing::debug!(%fid, replica = %m.name(), "another coordinator holds it");
@@ -209,7 +206,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     /// waits on) once a third of it has passed; `Leased` when another coordinator took one
     /// meanwhile (this one must stop installing; the object is left for later).
     async fn keep_leases(&mut self) -> Result<(), FsError> {
-        let third = std::time::Duration::from_millis(u64::from(self.lease_ms / 3));
+        let third = std::time::Duration::from_millis(u64::from(LEASE_MS / 3));
         let due: Vec<Fid> = self
             .leased_at
             .iter()

@@ -288,6 +288,48 @@ fn swapped_blocks_install_from_the_chunks_already_held() {
     check_consistency(&t.stores[2]);
 }
 
+/// An install naming a chunk the destination no longer holds and does not ship (released
+/// since the plan) is refused as `VersionChanged` (the coordinator gathers again), and a
+/// held chunk named with the wrong length is `Malformed`; neither changes anything.
+#[test]
+fn an_install_of_a_chunk_gone_since_the_plan_changes_nothing() {
+    let mut t = trio();
+    let (f, base) = t.file_on_all("gone", 128 << 10);
+    let view = t.stores[2].view(f).unwrap();
+    let held = t.stores[2].block_map(f, 0, 2).unwrap();
+    let gone = BlockEntry {
+        hash: *blake3::hash(b"released since").as_bytes(),
+        ..held[0]
+    };
+    let install = |blocks: Vec<(u64, Option<BlockEntry>)>| {
+        t.stores[2].install_blocks(f, &view.version, &blocks, &[])
+    };
+    assert_eq!(
+        install(vec![
+            (
+                1,
+                Some(BlockEntry {
+                    index: 1,
+                    ..held[0]
+                })
+            ),
+            (0, Some(gone))
+        ]),
+        Err(FsError::VersionChanged)
+    );
+    let wrong_len = BlockEntry {
+        len: held[1].len - 1,
+        ..held[1]
+    };
+    assert!(matches!(
+        install(vec![(0, Some(wrong_len))]),
+        Err(FsError::Malformed(_))
+    ));
+    assert_eq!(t.read(2, f), base);
+    assert_eq!(t.stores[2].view(f).unwrap().tag, view.tag);
+    check_consistency(&t.stores[2]);
+}
+
 /// A client write that lands after the coordinator gathered is not overwritten by the
 /// older blocks the coordinator ships: the install is refused and it gathers again.
 #[test]

@@ -325,20 +325,25 @@ impl WriteChunks<'_> {
 
     /// Adds a reference to the chunk `hash` of `bytes`, storing it if it is new.
     pub(crate) fn retain(&mut self, hash: &[u8; 32], bytes: &[u8]) -> Result<(), StoreError> {
-        match self.entry(hash)? {
-            Some(e) => {
-                let entry = ChunkEntry {
-                    refs: e.refs + 1,
-                    ..e
-                };
-                self.index.insert(hash, codec::encode(&entry)?.as_slice())?;
-            }
-            None => {
-                self.insert_new(hash, bytes, 1)?;
-                self.bytes += bytes.len() as u64;
-            }
+        if self.retain_held(hash)?.is_none() {
+            self.insert_new(hash, bytes, 1)?;
+            self.bytes += bytes.len() as u64;
         }
         Ok(())
+    }
+
+    /// Adds a reference to the chunk `hash` if it is stored (without reading it), and
+    /// returns its length; `None` if it is not stored.
+    pub(crate) fn retain_held(&mut self, hash: &[u8; 32]) -> Result<Option<u32>, StoreError> {
+        let Some(e) = self.entry(hash)? else {
+            return Ok(None);
+        };
+        let entry = ChunkEntry {
+            refs: e.refs + 1,
+            ..e
+        };
+        self.index.insert(hash, codec::encode(&entry)?.as_slice())?;
+        Ok(Some(e.len))
     }
 
     /// Stores the chunk `hash` of `bytes`, not stored yet, under a fresh id with `refs`

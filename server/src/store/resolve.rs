@@ -623,26 +623,25 @@ impl Store {
                     if old.is_some_and(|o| o.hash == e.hash && o.len == e.len) {
                         continue;
                     }
-                    let bytes: std::borrow::Cow<'_, [u8]> =
-                        match chunks.iter().find(|(h, _)| *h == e.hash) {
-                            Some((_, b)) => (*b).into(),
-                            None => {
-                                let r = BlockRef {
-                                    hash: e.hash,
-                                    len: e.len,
-                                };
-                                // Held when the coordinator asked, gone since (another
-                                // install released it): the coordinator gathers again.
-                                t.chunks
-                                    .read(&r)
-                                    .map_err(|_| FsError::VersionChanged)?
-                                    .into()
-                            }
-                        };
-                    if bytes.len() != e.len as usize || e.len as u64 > BLOCK_SIZE {
+                    if e.len as u64 > BLOCK_SIZE {
                         return Err(FsError::Malformed("chunk length".into()).into());
                     }
-                    t.chunks.retain(&e.hash, &bytes)?;
+                    let len = match chunks.iter().find(|(h, _)| *h == e.hash) {
+                        Some((_, bytes)) => {
+                            t.chunks.retain(&e.hash, bytes)?;
+                            bytes.len()
+                        }
+                        // Held here: a reference more, nothing read. Held when the
+                        // coordinator asked and gone since (another install released it):
+                        // the coordinator gathers again.
+                        None => match t.chunks.retain_held(&e.hash)? {
+                            Some(len) => len as usize,
+                            None => return Err(FsError::VersionChanged.into()),
+                        },
+                    };
+                    if len != e.len as usize {
+                        return Err(FsError::Malformed("chunk length".into()).into());
+                    }
                     t.blocks.insert(
                         (key.0, key.1, *index),
                         codec::encode(&BlockRef {
