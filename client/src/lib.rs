@@ -13,6 +13,7 @@ pub mod link;
 pub mod log;
 pub mod nfs;
 pub mod promises;
+mod read_source;
 pub mod replicate;
 mod segments;
 pub mod tracker;

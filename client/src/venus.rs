@@ -16,6 +16,7 @@ use crate::landing::{Landed, Landing};
 use crate::link::{LinkPool, ServerLink};
 use crate::log::{ClientState, LoggedRecord, ModifyLog};
 use crate::promises::{Channels, Trust};
+use crate::read_source::{ReadSource, read_source, undominated};
 use crate::replicate::{BatchPlan, Completed, Shipping};
 use crate::tracker::Tracker;
 use bytes::{Bytes, BytesMut};
@@ -154,6 +155,22 @@ type FillStamp = (u64, Trust);
 /// How long a validation of an object across the AVSG stays good (no callbacks yet:
 /// another client's update that missed a replica is noticed within this).
 const VALIDATION_TTL: Duration = Duration::from_secs(2);
+/// How long a read waits for resolution to settle an object that no member holds whole
+/// (another coordinator may be installing it) before it reads from a member nobody
+/// dominates.
+const SETTLE_WAIT: Duration = Duration::from_secs(5);
+
+/// One comparison of an object across the AVSG (rule 4).
+#[derive(Debug, Clone, Copy)]
+struct Validation {
+    /// The AVSG epoch it was made in (a member rejoining makes it void).
+    epoch: u64,
+    at: Instant,
+    /// Every member held the same state.
+    agreed: bool,
+    /// The member reads go to first (one whose state includes every other's), if not any.
+    from: Option<usize>,
+}
 /// How long a resolution asked for by this client may take.
 const RESOLVE_DEADLINE: Duration = Duration::from_secs(60);
 /// Most validations remembered.
@@ -171,8 +188,8 @@ struct Core {
     stats: Arc<UpdateStats>,
     /// Goes up whenever a member rejoins the AVSG (it may be stale: validate again).
     epoch: AtomicU64,
-    /// Objects compared across the AVSG: (epoch, when, whether the replicas agreed).
-    validated: Mutex<HashMap<Fid, (u64, Instant, bool)>>,
+    /// Objects compared across the AVSG, and where their reads go.
+    validated: Mutex<HashMap<Fid, Validation>>,
     /// The Venus owning this core, for work that logs records (undoing exclusive creates).
     venus: std::sync::OnceLock<std::sync::Weak<Venus>>,
     /// What was fetched under callback promises (rule 15). Lock order: after the tracker
@@ -514,13 +531,17 @@ impl Venus {
         }
     }
 
-    /// Read-one (rule 4): sends `request` to the first AVSG member (the group's order is
-    /// the preference), moving on when one is unreachable (it then leaves the AVSG). A
-    /// server's refusal is the answer.
+    /// Read-one (rule 4): sends `request` to the member the object's last validation chose
+    /// (one whose state includes every other's), else to the first AVSG member (the
+    /// group's order is the preference), moving on when one is unreachable (it then leaves
+    /// the AVSG) or is still receiving the object from resolution (`Incomplete`: its data
+    /// is not whole there). Any other refusal is the answer.
     async fn read_call(&self, request: &Request) -> Result<(ReplyBody, Bytes), ClientError> {
+        let target = request.read_target();
+        let mut incomplete = None;
         // A refresh of the group (a stale epoch) starts the round again.
         'rounds: for _ in 0..3 {
-            let order = {
+            let mut order = {
                 let outbox = lock(&self.core.outbox);
                 let avsg = outbox.shipping.avsg();
                 if avsg.is_empty() {
@@ -531,17 +552,33 @@ impl Venus {
                     avsg
                 }
             };
+            if let Some(from) = target.and_then(|fid| self.core.read_from(&fid))
+                && let Some(at) = order.iter().position(|m| *m == from)
+            {
+                order[..=at].rotate_right(1);
+            }
             for m in order {
                 match self.core.call(m, request, None).await {
                     Ok(reply) => return Ok(reply),
                     Err(ClientError::Fs(FsError::StaleEpoch { .. })) => continue 'rounds,
+                    Err(e @ ClientError::Fs(FsError::Incomplete)) => {
+                        // Validated before the install began there: compare again next
+                        // time, and have it finished.
+                        if let Some(fid) = target {
+                            lock(&self.core.validated).remove(&fid);
+                            if incomplete.is_none() {
+                                self.core.request_resolution(vec![m], vec![fid]);
+                            }
+                        }
+                        incomplete = Some(e);
+                    }
                     Err(e @ (ClientError::Fs(_) | ClientError::Protocol(_))) => return Err(e),
                     Err(_) => self.core.member_failed(m, None),
                 }
             }
             break;
         }
-        Err(self.waiting_error())
+        Err(incomplete.unwrap_or_else(|| self.waiting_error()))
     }
 
     /// Waits until every logged record that touches `fid` is applied by the server.
@@ -589,8 +626,11 @@ impl Venus {
     }
 
     /// Validate-all (rule 4): before `fid` is read from one replica, every AVSG member's
-    /// version and tag are compared; when the states differ, a server is asked to resolve
-    /// the object first. Each comparison leaves a promise on every member (rule 15): while
+    /// version and tag are compared. Reads go to a member whose state includes every
+    /// other's ([`read_source`]); when no member's does, a server is asked to resolve the
+    /// object and the states are compared again, for up to [`SETTLE_WAIT`] (another
+    /// coordinator may be installing it), and then reads go to a member no other member's
+    /// state dominates. Each comparison leaves a promise on every member (rule 15): while
     /// they hold, the state is cached and nothing is asked again. Without trusted promises
     /// a validation holds for [`VALIDATION_TTL`] and until a member rejoins the AVSG.
     /// Returns the state of the member reads go to, when it is at hand. `for_data`: the
@@ -608,22 +648,102 @@ impl Venus {
         let fill = core.fill_start();
         let epoch = core.epoch.load(Ordering::Relaxed);
         // Validated a moment ago (the object changes often, e.g. a directory this client
-        // creates in): reads go to one member without a promise on every member.
+        // creates in): reads go to the member chosen then, without a promise on every
+        // member.
         let recent = lock(&core.validated)
             .get(fid)
-            .filter(|(e, at, _)| *e == epoch && at.elapsed() < VALIDATION_TTL)
-            .map(|(_, _, agreed)| *agreed);
+            .filter(|v| v.epoch == epoch && v.at.elapsed() < VALIDATION_TTL)
+            .map(|v| v.agreed);
         // A data read compares again (its blocks are kept only under a cached state),
         // unless the replicas differed a moment ago (resolution is under way).
         let compare_again = for_data && fill.is_some() && recent == Some(true);
         if (fill.is_none() && core.group.all().len() < 2) || (recent.is_some() && !compare_again) {
             return Ok(None);
         }
+        let settle_by = Instant::now() + SETTLE_WAIT;
+        let mut pause = Duration::from_millis(20);
+        let mut asked = false;
+        let (mut states, failed, source) = loop {
+            let (states, failed) = self.compare(fid).await;
+            if states.is_empty() {
+                return Err(self.waiting_error());
+            }
+            if let Some(e) = failed.clone()
+                && states.iter().all(|(_, s)| s.is_none())
+            {
+                // Every member refused alike (e.g. the object is gone): that is the answer.
+                return Err(e);
+            }
+            match read_source(&states) {
+                ReadSource::Resolve if Instant::now() < settle_by => {
+                    if asked {
+                        // Another coordinator holds the object (its lease refused ours):
+                        // give it a moment.
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(250));
+                    } else {
+                        tracing::info!(%fid, "replicas differ; resolving before the read");
+                    }
+                    asked = true;
+                    self.resolve_now(*fid).await;
+                }
+                ReadSource::Resolve => {
+                    let from = undominated(&states);
+                    tracing::warn!(%fid, ?from, "replicas still differ; reading from one nobody dominates");
+                    break (
+                        states,
+                        failed,
+                        from.map_or(ReadSource::Any, ReadSource::From),
+                    );
+                }
+                source => break (states, failed, source),
+            }
+        };
+        let agree = source == ReadSource::Any && failed.is_none();
+        let from = match source {
+            ReadSource::From(m) => {
+                // The others are merely behind: let a server bring them up meanwhile.
+                core.request_resolution(states.iter().map(|(m, _)| *m).collect(), vec![*fid]);
+                Some(m)
+            }
+            _ => None,
+        };
+        {
+            let mut validated = lock(&core.validated);
+            if validated.len() >= MAX_VALIDATIONS {
+                validated.clear();
+            }
+            validated.insert(
+                *fid,
+                Validation {
+                    epoch,
+                    at: Instant::now(),
+                    agreed: agree,
+                    from,
+                },
+            );
+        }
+        if !agree {
+            return Ok(None);
+        }
+        let state = states.swap_remove(0).1;
+        if let (Some(state), Some((since, trust))) = (&state, fill)
+            && core.trusted_still(&trust)
+        {
+            lock(&core.cache).put_state(since, state.clone());
+        }
+        Ok(state)
+    }
+
+    /// Every AVSG member's state of `fid`: (member, its state; None: it lacks the object)
+    /// for the members that answered, and the first refusal among them. A member that does
+    /// not answer leaves the AVSG.
+    async fn compare(&self, fid: &Fid) -> (Vec<(usize, Option<ObjectState>)>, Option<ClientError>) {
+        let core = &self.core;
         let avsg = lock(&core.outbox).shipping.avsg();
         let request = Request::GetAttr { fid: *fid };
         let calls = avsg.iter().map(|m| core.call(*m, &request, None));
         let replies = futures::future::join_all(calls).await;
-        // (member, its state; None: it lacks the object), for the members that answered.
         let mut states = Vec::new();
         let mut failed = None;
         for (m, reply) in avsg.iter().zip(replies) {
@@ -638,47 +758,7 @@ impl Venus {
                 Err(_) => core.member_failed(*m, None),
             }
         }
-        let tag = |s: &Option<ObjectState>| s.as_ref().map(|s| s.tag);
-        let agree = !states.is_empty()
-            && states.len() == avsg.len()
-            && states
-                .iter()
-                .all(|(_, s)| s.is_some() && tag(s) == tag(&states[0].1));
-        if let Some((_, first)) = states.first()
-            && states.iter().any(|(_, s)| tag(s) != tag(first))
-        {
-            if reads_are_current(&states) {
-                // The member reads go to has everything the others have (they are
-                // merely behind, e.g. a replica being filled): read on, and let a
-                // server bring the others up in the background.
-                core.request_resolution(states.iter().map(|(m, _)| *m).collect(), vec![*fid]);
-            } else {
-                tracing::info!(%fid, "replicas differ; resolving before the read");
-                self.resolve_now(*fid).await;
-            }
-        }
-        {
-            let mut validated = lock(&core.validated);
-            if validated.len() >= MAX_VALIDATIONS {
-                validated.clear();
-            }
-            validated.insert(*fid, (epoch, Instant::now(), agree));
-        }
-        if !agree {
-            // Every member failed with the same refusal (e.g. the object is gone): that is
-            // the answer; otherwise the read asks the member itself.
-            return match failed {
-                Some(e) if states.iter().all(|(_, s)| s.is_none()) => Err(e),
-                _ => Ok(None),
-            };
-        }
-        let state = states.swap_remove(0).1;
-        if let (Some(state), Some((since, trust))) = (&state, fill)
-            && core.trusted_still(&trust)
-        {
-            lock(&core.cache).put_state(since, state.clone());
-        }
-        Ok(state)
+        (states, failed)
     }
 
     /// Asks AVSG members, in order, to resolve `fid`, and waits for the first answer.
@@ -787,15 +867,25 @@ impl Venus {
         let calls = avsg.iter().map(|m| core.call(*m, &request, None));
         let replies = futures::future::join_all(calls).await;
         let mut answers = Vec::with_capacity(avsg.len());
+        let mut first = None;
+        let from = core.read_from(dir);
         for (m, reply) in avsg.iter().zip(replies) {
-            match reply {
-                Ok((ReplyBody::State(state), _)) => answers.push(Ok(state)),
+            let answer = match reply {
+                Ok((ReplyBody::State(state), _)) => Ok(state),
                 Ok((other, _)) => return Err(unexpected(other)),
-                Err(ClientError::Fs(e)) => answers.push(Err(e)),
-                Err(_) => core.member_failed(*m, None),
+                Err(ClientError::Fs(e)) => Err(e),
+                Err(_) => {
+                    core.member_failed(*m, None);
+                    continue;
+                }
+            };
+            // The answer that counts is the member the directory's reads go to (rule 4).
+            if first.is_none() || from == Some(*m) {
+                first = Some(answer.clone());
             }
+            answers.push(answer);
         }
-        let Some(first) = answers.first().cloned() else {
+        let Some(first) = first else {
             return Err(self.waiting_error());
         };
         let agree = answers.len() == avsg.len()
@@ -1094,21 +1184,6 @@ fn cached_read(
     Some((state.attrs.clone(), out.freeze(), eof))
 }
 
-/// Whether the first of `states` (the member reads go to) holds a state that includes every
-/// other's: its version dominates or equals theirs (equal versions with different states
-/// are a conflict), and none lacks the object (it may have been deleted there).
-fn reads_are_current(states: &[(usize, Option<ObjectState>)]) -> bool {
-    use codetta_wire::version::VvOrdering;
-    let Some((_, Some(first))) = states.first() else {
-        return false;
-    };
-    states[1..].iter().all(|(_, s)| match s {
-        Some(s) if s.tag == first.tag => true,
-        Some(s) => first.version.compare(&s.version) == VvOrdering::Dominates,
-        None => false,
-    })
-}
-
 /// A clock that never repeats or goes back, so every update changes mtime.
 struct RecordClock {
     last: Time,
@@ -1250,6 +1325,15 @@ impl Core {
     /// Whether promises still hold on the same connections as `before`.
     fn trusted_still(&self, before: &Trust) -> bool {
         self.trust().as_ref() == Some(before)
+    }
+
+    /// The member `fid`'s reads go to first, while its last validation holds (rule 4).
+    fn read_from(&self, fid: &Fid) -> Option<usize> {
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        lock(&self.validated)
+            .get(fid)
+            .filter(|v| v.epoch == epoch && v.at.elapsed() < VALIDATION_TTL)
+            .and_then(|v| v.from)
     }
 
     /// `fid`'s cached state, while promises hold.
@@ -1703,62 +1787,5 @@ async fn probe(core: &Arc<Core>, m: usize) {
             return;
         }
         pause = (pause * 2).min(PROBE_MAX);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use codetta_wire::{ContentTag, ReplicaId, VersionVector};
-
-    fn state(tag: u8, counts: &[(u64, u64)]) -> Option<ObjectState> {
-        let mut version = VersionVector::new();
-        for (r, n) in counts {
-            version.set(ReplicaId(*r), *n);
-        }
-        Some(ObjectState {
-            fid: Fid::root(VolumeId(2)),
-            attrs: Attrs {
-                ftype: codetta_wire::FileType::Directory,
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-                size: 0,
-                nlink: 2,
-                atime: Time::default(),
-                mtime: Time::default(),
-                ctime: Time::default(),
-            },
-            version,
-            tag: ContentTag([tag; 32]),
-        })
-    }
-
-    #[test]
-    fn reads_go_on_only_from_a_member_that_has_everything() {
-        let newest = state(1, &[(1, 5), (2, 5)]);
-        let behind = state(2, &[(1, 2), (2, 2)]);
-        let other = state(3, &[(1, 6), (2, 4)]);
-        // The reading member is ahead of a member being filled: read on.
-        assert!(reads_are_current(&[
-            (0, newest.clone()),
-            (1, behind.clone())
-        ]));
-        assert!(reads_are_current(&[
-            (0, newest.clone()),
-            (1, newest.clone()),
-            (2, behind.clone())
-        ]));
-        // It is behind, concurrent, or another member lacks the object: resolve first.
-        assert!(!reads_are_current(&[
-            (0, behind.clone()),
-            (1, newest.clone())
-        ]));
-        assert!(!reads_are_current(&[(0, newest.clone()), (1, other)]));
-        assert!(!reads_are_current(&[(0, newest.clone()), (1, None)]));
-        assert!(!reads_are_current(&[(0, None), (1, newest.clone())]));
-        // Equal versions with different states are a conflict.
-        let twin = state(9, &[(1, 5), (2, 5)]);
-        assert!(!reads_are_current(&[(0, newest), (1, twin)]));
     }
 }

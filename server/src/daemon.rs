@@ -67,6 +67,11 @@ impl ServerDaemon {
         let peers = Arc::new(peers);
         let service = ServerService::new(Arc::new(store), &config.name, peers.clone());
         service.set_heal_pause(config.heal_pause);
+        service
+            .pacer()
+            .set_install_delay(std::time::Duration::from_millis(
+                config.test_install_delay_ms,
+            ));
         let catalogue = start_catalogue(config, advertised, peers).await?;
         service.set_catalogue(catalogue.clone());
         let (stop, stop_rx) = watch::channel(false);

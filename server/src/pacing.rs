@@ -33,6 +33,8 @@ struct Activity {
     in_flight: AtomicU64,
     /// The pause factor (f64 bits).
     pause: AtomicU64,
+    /// Fault injection for tests: milliseconds to wait before each piece of file data.
+    install_delay_ms: AtomicU64,
 }
 
 /// Paces the resolutions this server's healing coordinates (cheap to clone: clones share
@@ -51,6 +53,7 @@ impl Pacer {
                 last_ms: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
                 pause: AtomicU64::new(0),
+                install_delay_ms: AtomicU64::new(0),
             }),
         };
         pacer.set_pause(pause);
@@ -108,6 +111,22 @@ impl Pacer {
             took.mul_f64(pause)
         } else {
             Duration::ZERO
+        }
+    }
+
+    /// Fault injection for tests: healing waits `delay` before each piece of file data it
+    /// installs, holding the destination longer in the state between (attributes in, data
+    /// not whole), so that tests of what clients see then fail often rather than rarely.
+    pub fn set_install_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.activity.install_delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Waits before a piece of file data is installed (see [`Pacer::set_install_delay`]).
+    pub async fn before_piece(&self) {
+        let ms = self.activity.install_delay_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
 
@@ -172,6 +191,7 @@ mod tests {
                 last_ms: AtomicU64::new(1),
                 in_flight: AtomicU64::new(0),
                 pause: AtomicU64::new(1.0f64.to_bits()),
+                install_delay_ms: AtomicU64::new(0),
             }),
         };
         assert!(!quiet.clients_active());

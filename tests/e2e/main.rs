@@ -20,3 +20,4 @@ mod nospc;
 mod partition;
 mod replication;
 mod restart;
+mod restart_reads;

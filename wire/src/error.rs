@@ -62,4 +62,10 @@ pub enum FsError {
     /// An administrative call was refused; the text says why.
     #[error("{0}")]
     Refused(String),
+    /// Resolution is installing this object on this replica (its attributes or some of its
+    /// blocks are in, its version not yet): its data is not served here until it is whole
+    /// (rule 4), and a client update of it waits for the install. Another replica, or this
+    /// one a little later, answers.
+    #[error("this replica is still receiving the object from resolution")]
+    Incomplete,
 }

@@ -293,6 +293,20 @@ pub enum VolumeCall {
 }
 
 impl Request {
+    /// The object a read-only call reads (whose replicas a client compares before it, rule
+    /// 4); `None` for every other call.
+    pub fn read_target(&self) -> Option<Fid> {
+        match self {
+            Request::GetAttr { fid } | Request::Read { fid, .. } | Request::ReadLink { fid } => {
+                Some(*fid)
+            }
+            Request::Lookup { dir, .. }
+            | Request::Parent { dir }
+            | Request::ReadDir { dir, .. } => Some(*dir),
+            _ => None,
+        }
+    }
+
     /// `call` in the envelope of `volume` at catalogue `epoch`.
     pub fn in_volume(volume: VolumeId, epoch: u64, call: &Request) -> Request {
         Request::InVolume {

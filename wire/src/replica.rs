@@ -60,6 +60,11 @@ pub struct ReplicaView {
     /// For the client incarnations in the history: which of their records this replica
     /// applied (rule 5: its state includes those updates, remembered or not).
     pub applied: Vec<AppliedRun>,
+    /// Resolution was installing another state here (attributes or blocks in, version not
+    /// yet) when the view was taken: the state is a mixture that no update made, so it is
+    /// never installed elsewhere nor kept as a version; the replica receives the decided
+    /// state (rule 4).
+    pub installing: bool,
 }
 
 /// The records of one client incarnation a replica applied: every sequence number from

@@ -30,6 +30,8 @@ pub fn nfs_status(error: &ClientError) -> nfsstat3 {
             FsError::Diverged => NFS3ERR_JUKEBOX,
             // The volume's group changed under this client: it refreshes, the caller retries.
             FsError::StaleEpoch { .. } => NFS3ERR_JUKEBOX,
+            // No reachable replica holds the object whole yet: resolution is installing it.
+            FsError::Incomplete => NFS3ERR_JUKEBOX,
             _ => NFS3ERR_IO,
         },
         ClientError::Unavailable | ClientError::LogFull => NFS3ERR_JUKEBOX,
@@ -67,6 +69,7 @@ mod tests {
             (FsError::Storage("disk".into()).into(), NFS3ERR_IO),
             (FsError::OutOfOrder.into(), NFS3ERR_IO),
             (FsError::Diverged.into(), NFS3ERR_JUKEBOX),
+            (FsError::Incomplete.into(), NFS3ERR_JUKEBOX),
             (ClientError::Unavailable, NFS3ERR_JUKEBOX),
             (ClientError::LogFull, NFS3ERR_JUKEBOX),
             (ClientError::Down, NFS3ERR_IO),

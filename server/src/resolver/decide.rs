@@ -75,12 +75,89 @@ impl Class {
 /// delete had seen, so a live version held elsewhere (a replica away past the GC horizon)
 /// comes back under a conflict name, never by plain merge (rule 8); with nothing live
 /// anywhere there is nothing to do (the remaining tombstones are collected in turn).
+///
+/// A replica an install was cut short on (`installing`: attributes or some blocks of
+/// another state in, its version not yet) holds a mixture no update made: its state is
+/// never installed elsewhere, kept, or copied; it receives the state decided among the
+/// whole replicas, and its version counts in the outcome (what it held before the install
+/// was older than what it was receiving, or was copied aside before it began). With no
+/// whole replica among the views there is nothing to install: the object stays unserved
+/// there until one answers.
 pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
+    let whole: Vec<usize> = (0..views.len()).filter(|&i| !views[i].installing).collect();
+    if whole.len() == views.len() {
+        return decide_whole(views, &[], coordinator);
+    }
+    let Some(&first) = whole.first() else {
+        return Decision::Settled;
+    };
+    let partial: Vec<usize> = (0..views.len()).filter(|&i| views[i].installing).collect();
+    let extra: Vec<&ReplicaView> = partial.iter().map(|&i| &views[i]).collect();
+    let sub: Vec<ReplicaView> = whole.iter().map(|&i| views[i].clone()).collect();
+    let at = |list: Vec<usize>| -> Vec<usize> { list.into_iter().map(|i| whole[i]).collect() };
+    let with_partial = |list: Vec<usize>| -> Vec<usize> {
+        let mut out = at(list);
+        out.extend(partial.iter().copied());
+        out
+    };
+    match decide_whole(&sub, &extra, coordinator) {
+        Decision::Settled => {
+            let mut version = VersionVector::new();
+            let mut history = History::new();
+            for v in views {
+                version.merge(&v.version);
+                history.merge(&v.history);
+            }
+            Decision::Install {
+                winner: first,
+                stale: partial.clone(),
+                version,
+                history,
+            }
+        }
+        Decision::Merge { version, history } => Decision::Install {
+            winner: first,
+            stale: partial.clone(),
+            version,
+            history,
+        },
+        Decision::Install {
+            winner,
+            stale,
+            version,
+            history,
+        } => Decision::Install {
+            winner: whole[winner],
+            stale: with_partial(stale),
+            version,
+            history,
+        },
+        Decision::Conflict {
+            keep,
+            stale,
+            copies,
+            resurrect,
+            version,
+            history,
+        } => Decision::Conflict {
+            keep: whole[keep],
+            stale: with_partial(stale),
+            copies: at(copies),
+            resurrect,
+            version,
+            history,
+        },
+    }
+}
+
+/// [`decide`] among views that each hold a state an update made; `extra` are views whose
+/// versions and histories count in the outcome but whose states do not.
+fn decide_whole(views: &[ReplicaView], extra: &[&ReplicaView], coordinator: ReplicaId) -> Decision {
     let held: Vec<usize> = (0..views.len())
         .filter(|&i| !matches!(views[i].body, ViewBody::Forgotten))
         .collect();
     if held.len() == views.len() {
-        return decide_held(views, coordinator);
+        return decide_held(views, extra, coordinator);
     }
     if held.iter().all(|&i| !views[i].is_live()) {
         return Decision::Settled;
@@ -88,11 +165,11 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
     let rest: Vec<ReplicaView> = held.iter().map(|&i| views[i].clone()).collect();
     let mut version = VersionVector::new();
     let mut history = History::new();
-    for v in views {
+    for v in views.iter().chain(extra.iter().copied()) {
         version.merge(&v.version);
         history.merge(&v.history);
     }
-    let (keep, copies) = match decide_held(&rest, coordinator) {
+    let (keep, copies) = match decide_held(&rest, extra, coordinator) {
         Decision::Settled | Decision::Merge { .. } => (0, Vec::new()),
         Decision::Install { winner, .. } => (winner, Vec::new()),
         Decision::Conflict { keep, copies, .. } => (keep, copies),
@@ -122,11 +199,15 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
     }
 }
 
-/// [`decide`] when every view still holds the object's state (none collected).
-fn decide_held(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
+/// [`decide_whole`] when every view still holds the object's state (none collected).
+fn decide_held(views: &[ReplicaView], extra: &[&ReplicaView], coordinator: ReplicaId) -> Decision {
     let mut classes: Vec<Class> = Vec::new();
     let mut version = VersionVector::new();
     let mut history = History::new();
+    for v in extra {
+        version.merge(&v.version);
+        history.merge(&v.history);
+    }
     for (i, v) in views.iter().enumerate() {
         version.merge(&v.version);
         history.merge(&v.history);
@@ -302,6 +383,7 @@ mod tests {
             tag: ContentTag([t; 32]),
             body: ViewBody::Live(meta()),
             applied: Vec::new(),
+            installing: false,
         }
     }
 
@@ -320,6 +402,7 @@ mod tests {
             tag: ABSENT_TAG,
             body: ViewBody::Absent,
             applied: Vec::new(),
+            installing: false,
         }
     }
 

@@ -348,6 +348,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         for (dst, view) in &views {
             self.install_state(fid, src, &moved, *dst, view).await?;
         }
+        self.source_unchanged(src, fid, &chosen.version).await?;
         for (i, v) in &views {
             self.members[*i]
                 .install_version(fid, &v.version, &version, &history)
@@ -535,13 +536,21 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 history,
             } => {
                 let (src, winner_view) = &views[winner];
-                for s in stale {
-                    let (dst, view) = &views[s];
+                let mut installed = Vec::new();
+                for s in &stale {
+                    let (dst, view) = &views[*s];
                     self.install_state(fid, *src, winner_view, *dst, view)
+                        .await?;
+                    installed.push(*dst);
+                }
+                if !installed.is_empty() {
+                    self.source_unchanged(*src, fid, &winner_view.version)
                         .await?;
                 }
                 for (i, v) in views {
-                    if v.version != version {
+                    // Every replica that received the state takes the version, even one
+                    // whose vector already equals it: that is what marks it whole.
+                    if v.version != version || installed.contains(i) {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
@@ -573,7 +582,10 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                     history: history.clone(),
                 };
                 let mut done_first = None;
+                let mut installed = Vec::new();
                 if let Some(((src, kept), targets)) = target_state(&decision, views) {
+                    // The version the source holds while the others copy from it.
+                    let mut source_version = kept.version.clone();
                     if resurrect {
                         // The replica that kept the update takes the resurrected state and
                         // its final version first: a resurrection cut short then never
@@ -584,16 +596,21 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                             .install_version(fid, &own.version, &version, &history)
                             .await?;
                         done_first = Some(src);
+                        source_version = version.clone();
                     }
                     for s in targets {
                         let (dst, view) = &views[s];
                         if Some(*dst) != done_first {
                             self.install_state(fid, src, &kept, *dst, view).await?;
+                            installed.push(*dst);
                         }
+                    }
+                    if !installed.is_empty() {
+                        self.source_unchanged(src, fid, &source_version).await?;
                     }
                 }
                 for (i, v) in views {
-                    if v.version != version && Some(*i) != done_first {
+                    if (v.version != version || installed.contains(i)) && Some(*i) != done_first {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
@@ -642,12 +659,28 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             if copy_meta.ftype == FileType::Regular {
                 self.sync_blocks(fid, *src, (copy, &existing.version), *dst)
                     .await?;
+                self.source_unchanged(*src, fid, &loser.version).await?;
             }
-            if existing.version != loser.version {
-                self.members[*dst]
-                    .install_version(copy, &existing.version, &loser.version, &loser.history)
-                    .await?;
-            }
+            self.members[*dst]
+                .install_version(copy, &existing.version, &loser.version, &loser.history)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Confirms that member `src` still holds `fid` at `version` after others copied from
+    /// it: a state copied while a client changed it there is a mixture of two states, and
+    /// no version may claim it (rule 4). `VersionChanged` (gather again) otherwise; the
+    /// copies stay marked as being installed until then.
+    async fn source_unchanged(
+        &self,
+        src: usize,
+        fid: Fid,
+        version: &VersionVector,
+    ) -> Result<(), FsError> {
+        let now = self.members[src].view(fid).await?;
+        if &now.version != version {
+            return Err(FsError::VersionChanged);
         }
         Ok(())
     }
@@ -710,6 +743,9 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         let mut source = PieceSource::new(&members[src], src_fid, d, dst_fid).await?;
         let mut next = source.next().await?;
         while let Some(piece) = next {
+            if let Some(pacer) = &self.pacer {
+                pacer.before_piece().await;
+            }
             self.keep_leases().await?;
             let began = std::time::Instant::now();
             self.summary.bytes_shipped += piece.chunk_bytes();

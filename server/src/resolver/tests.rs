@@ -119,7 +119,10 @@ impl Trio {
             .collect();
         for v in &views[1..] {
             assert_eq!(v.tag, views[0].tag, "{fid}: tags differ: {views:#?}");
-            assert_eq!(v.version, views[0].version, "{fid}: versions differ");
+            assert_eq!(
+                v.version, views[0].version,
+                "{fid}: versions differ: {views:#?}"
+            );
         }
         for &i in which {
             check_consistency(&self.stores[i]);
@@ -281,6 +284,12 @@ fn swapped_blocks_install_from_the_chunks_already_held() {
     let version = t.stores[2].view(f).unwrap().version;
     t.stores[2]
         .install_blocks(f, &version, &swapped, &[])
+        .unwrap();
+    // Not served until the install's version says the state is whole (rule 4).
+    assert_eq!(t.stores[2].read(f, 0, 1), Err(FsError::Incomplete));
+    let history = t.stores[2].view(f).unwrap().history;
+    t.stores[2]
+        .install_version(f, &version, &version, &history)
         .unwrap();
     let mut want = base[64 << 10..].to_vec();
     want.extend_from_slice(&base[..64 << 10]);

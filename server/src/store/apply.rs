@@ -134,6 +134,7 @@ pub(crate) struct WriteTables<'txn> {
     pub gc_floors: Table<'txn, (u32, u32), &'static [u8]>,
     pub collected: Table<'txn, VnodeKey, &'static [u8]>,
     pub gaps: Table<'txn, (u32, u32), &'static [u8]>,
+    pub installing: Table<'txn, VnodeKey, &'static [u8]>,
     /// Number of vnodes in all volumes (kept in `meta`).
     pub vnode_count: u64,
     /// Per volume, the next change number (read once per transaction), and the fids
@@ -168,6 +169,7 @@ impl<'txn> WriteTables<'txn> {
             gc_floors: txn.open_table(tables::GC_FLOORS)?,
             collected: txn.open_table(tables::COLLECTED)?,
             gaps: txn.open_table(tables::APPLIED_GAPS)?,
+            installing: txn.open_table(tables::INSTALLING)?,
             vnode_count,
             next_change: BTreeMap::new(),
             noted: std::collections::BTreeSet::new(),
@@ -235,6 +237,7 @@ impl<'txn> WriteTables<'txn> {
         for (fid, v) in &delete {
             let key = (fid.volume.0, fid.vnode);
             content::drop_blocks(&mut self.blocks, &mut self.chunks, key, 0, None)?;
+            self.installing.remove(key)?;
             if self.vnodes.remove(key)?.is_some() {
                 self.vnode_count = self.vnode_count.saturating_sub(1);
             }
@@ -403,8 +406,32 @@ impl Planner<'_, '_> {
         })
     }
 
+    /// Refuses an update of a file resolution is installing here (rule 4): its state is a
+    /// mixture until the install ends, and the update would be counted in a version whose
+    /// content the install then replaces (lost, if no other replica applied it). The
+    /// client's other replicas answer, or the caller retries once the install is over.
+    fn whole(&self, fid: Fid) -> Result<(), Fail> {
+        let key = (fid.volume.0, fid.vnode);
+        if self
+            .t
+            .installing
+            .get(key)
+            .map_err(StoreError::from)?
+            .is_some()
+        {
+            return Err(FsError::Incomplete.into());
+        }
+        Ok(())
+    }
+
     /// Plans any record.
     fn plan<'d>(&self, op: &Op, data: &'d [u8]) -> Result<Plan<'d>, Fail> {
+        match op {
+            Op::Write { fid, .. } | Op::SetAttr { fid, .. } | Op::Rename { fid, .. } => {
+                self.whole(*fid)?;
+            }
+            _ => {}
+        }
         match op {
             Op::Create {
                 dir,

@@ -118,6 +118,8 @@ impl Store {
                     .retain_in((vol, 0)..=(vol, u64::MAX), |_, _| false)?;
                 t.collected
                     .retain_in((vol, 0)..=(vol, u64::MAX), |_, _| false)?;
+                t.installing
+                    .retain_in((vol, 0)..=(vol, u64::MAX), |_, _| false)?;
                 t.gc_queue
                     .retain_in((vol, 0, 0)..=(vol, u64::MAX, u64::MAX), |_, _| false)?;
                 t.gc_floors

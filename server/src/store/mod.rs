@@ -338,6 +338,7 @@ impl Store {
             txn.open_table(tables::COLLECTED)?;
             txn.open_table(tables::APPLIED_GAPS)?;
             txn.open_table(tables::PURGING)?;
+            txn.open_table(tables::INSTALLING)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -739,6 +740,11 @@ impl Store {
             FileType::Regular => {}
             FileType::Directory => return Err(FsError::IsDir),
             FileType::Symlink => return Err(FsError::Invalid),
+        }
+        if resolve::is_installing(&txn, fid)? {
+            // Attributes or some blocks of another state are in, its version not yet: these
+            // bytes are no state any update made (rule 4).
+            return Err(FsError::Incomplete);
         }
         let state = object_state(fid, &v);
         if offset >= v.size {

@@ -185,6 +185,12 @@ fn path_of(
     Ok(format!("/{}", parts.join("/")))
 }
 
+/// True while resolution is installing file `fid` here (see [`tables::INSTALLING`]).
+pub(super) fn is_installing(txn: &ReadTransaction, fid: Fid) -> R<bool> {
+    let marks = txn.open_table(tables::INSTALLING)?;
+    Ok(marks.get((fid.volume.0, fid.vnode))?.is_some())
+}
+
 fn name_of(bytes: &[u8]) -> R<Name> {
     Name::new(bytes).map_err(|e| FsError::Storage(format!("stored name: {e}")).into())
 }
@@ -207,6 +213,7 @@ impl Store {
                     history: v.history.clone(),
                     tag: state.tag,
                     applied: Vec::new(),
+                    installing: is_installing(txn, fid)?,
                     body: ViewBody::Live(ObjectMeta {
                         ftype: v.ftype,
                         mode: v.mode,
@@ -231,6 +238,7 @@ impl Store {
                 history: t.history,
                 tag: deleted_tag(fid),
                 applied: Vec::new(),
+                installing: false,
                 body: ViewBody::Deleted(Placement {
                     // The directory may be collected by now: then the root stands for it.
                     parent: if vnodes.get((fid.volume.0, t.parent))?.is_some()
@@ -250,6 +258,7 @@ impl Store {
                     history: History::new(),
                     tag: deleted_tag(fid),
                     applied: Vec::new(),
+                    installing: false,
                     body: ViewBody::Forgotten,
                 }
             }
@@ -259,6 +268,7 @@ impl Store {
                 history: History::new(),
                 tag: ABSENT_TAG,
                 applied: Vec::new(),
+                installing: false,
                 body: ViewBody::Absent,
             },
         };
@@ -663,6 +673,7 @@ impl Store {
                 v.digest.remove(&super::tags::block_member(index, &hash));
             }
             t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
+            t.installing.insert(key, [].as_slice())?;
             Ok(())
         })?;
         self.callbacks.break_fids(&[fid], None);
@@ -772,6 +783,11 @@ impl Store {
             v.ctime = meta.ctime;
             v.target = meta.target.clone();
             v.verifier = meta.verifier;
+            // Made here by this install (blocks follow), or resized: until its blocks and
+            // version are in, the data is not whole. (A rename or attribute change alone
+            // leaves the data as it was: a coordinator renames its own source so.)
+            let partial =
+                meta.ftype == FileType::Regular && (old_place.is_none() || meta.size != v.size);
             match meta.ftype {
                 FileType::Regular => {
                     if meta.size < v.size
@@ -793,6 +809,9 @@ impl Store {
             }
             if is_conflict_name(&v.name) {
                 t.conflicts.insert(key, [].as_slice())?;
+            }
+            if partial {
+                t.installing.insert(key, [].as_slice())?;
             }
             t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
             t.note_change(fid)?;
@@ -818,6 +837,8 @@ impl Store {
                     v.version = version.clone();
                     v.history = history.clone();
                     t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
+                    // The version says the state is whole now: its data may be served.
+                    t.installing.remove(key)?;
                 }
                 Found::Dead(mut tomb) => {
                     if &tomb.version != expect {
@@ -866,6 +887,7 @@ impl Store {
                     };
                     t.unlink_entry(parent, &name_of(&v.name)?, fid)?;
                     content::drop_blocks(&mut t.blocks, &mut t.chunks, key, 0, None)?;
+                    t.installing.remove(key)?;
                     t.vnodes.remove(key)?;
                     t.vnode_count = t.vnode_count.saturating_sub(1);
                     (v.ftype, true, true)

@@ -97,6 +97,12 @@ pub(crate) const COLLECTED: TableDefinition<VnodeKey, &[u8]> = TableDefinition::
 /// includes beyond what histories remember (rule 5).
 pub(crate) const APPLIED_GAPS: TableDefinition<(u32, u32), &[u8]> =
     TableDefinition::new("applied_gaps");
+/// (volume, vnode) -> empty: regular files resolution is installing here (attributes or
+/// blocks in, final version not yet; rule 4). Set in the transaction of each `install_meta`
+/// and `install_blocks`, cleared by `install_version` and by the object's deletion, so a
+/// crash between the pieces of an install leaves the mark. A marked file's data is not
+/// served, client updates of it are refused, and its view says so (it is never a source).
+pub(crate) const INSTALLING: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("installing");
 /// Volume id -> empty: replicas that left their group (rule 13) whose objects are still
 /// being deleted, a few at a time.
 pub(crate) const PURGING: TableDefinition<u32, &[u8]> = TableDefinition::new("purging");
