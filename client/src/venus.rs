@@ -160,6 +160,13 @@ const VALIDATION_TTL: Duration = Duration::from_secs(2);
 /// dominates.
 const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
+/// Every AVSG member's answer about one object (see `Venus::compare`).
+struct Comparison {
+    states: Vec<(usize, Option<ObjectState>)>,
+    failed: Option<ClientError>,
+    complete: bool,
+}
+
 /// One comparison of an object across the AVSG (rule 4).
 #[derive(Debug, Clone, Copy)]
 struct Validation {
@@ -663,16 +670,15 @@ impl Venus {
         let settle_by = Instant::now() + SETTLE_WAIT;
         let mut pause = Duration::from_millis(20);
         let mut asked = false;
-        let (mut states, failed, source) = loop {
-            let (states, failed) = self.compare(fid).await;
-            if states.is_empty() {
-                return Err(self.waiting_error());
-            }
-            if let Some(e) = failed.clone()
-                && states.iter().all(|(_, s)| s.is_none())
-            {
-                // Every member refused alike (e.g. the object is gone): that is the answer.
-                return Err(e);
+        let (mut states, complete, source) = loop {
+            let Comparison {
+                states,
+                failed,
+                complete,
+            } = self.compare(fid).await;
+            if states.iter().all(|(_, s)| s.is_none()) {
+                // Every member refused (e.g. the object is gone): that is the answer.
+                return Err(failed.unwrap_or_else(|| self.waiting_error()));
             }
             match read_source(&states) {
                 ReadSource::Resolve if Instant::now() < settle_by => {
@@ -692,14 +698,16 @@ impl Venus {
                     tracing::warn!(%fid, ?from, "replicas still differ; reading from one nobody dominates");
                     break (
                         states,
-                        failed,
+                        complete,
                         from.map_or(ReadSource::Any, ReadSource::From),
                     );
                 }
-                source => break (states, failed, source),
+                source => break (states, complete, source),
             }
         };
-        let agree = source == ReadSource::Any && failed.is_none();
+        // Cached only when every member answered with the same state.
+        let agree =
+            source == ReadSource::Any && complete && states.iter().all(|(_, s)| s.is_some());
         let from = match source {
             ReadSource::From(m) => {
                 // The others are merely behind: let a server bring them up meanwhile.
@@ -735,30 +743,41 @@ impl Venus {
         Ok(state)
     }
 
-    /// Every AVSG member's state of `fid`: (member, its state; None: it lacks the object)
-    /// for the members that answered, and the first refusal among them. A member that does
-    /// not answer leaves the AVSG.
-    async fn compare(&self, fid: &Fid) -> (Vec<(usize, Option<ObjectState>)>, Option<ClientError>) {
+    /// Every AVSG member's state of `fid`: (member, its state; None: it lacks the object),
+    /// for the members that answered about the object, the first refusal among them, and
+    /// whether every member answered so. A member that does not answer leaves the AVSG; one
+    /// that refuses for another reason (its replica is leaving, say) is left out.
+    async fn compare(&self, fid: &Fid) -> Comparison {
         let core = &self.core;
         let avsg = lock(&core.outbox).shipping.avsg();
         let request = Request::GetAttr { fid: *fid };
         let calls = avsg.iter().map(|m| core.call(*m, &request, None));
         let replies = futures::future::join_all(calls).await;
-        let mut states = Vec::new();
-        let mut failed = None;
+        let mut out = Comparison {
+            states: Vec::new(),
+            failed: None,
+            complete: true,
+        };
         for (m, reply) in avsg.iter().zip(replies) {
             match reply {
-                Ok((ReplyBody::State(s), _)) => states.push((*m, Some(s))),
+                Ok((ReplyBody::State(s), _)) => out.states.push((*m, Some(s))),
                 // A replica that lacks the object differs from one that has it.
-                Ok(_) => states.push((*m, None)),
-                Err(e @ ClientError::Fs(_)) => {
-                    states.push((*m, None));
-                    failed.get_or_insert(e);
+                Ok(_) => out.states.push((*m, None)),
+                Err(e @ ClientError::Fs(FsError::NotFound | FsError::Stale)) => {
+                    out.states.push((*m, None));
+                    out.failed.get_or_insert(e);
                 }
-                Err(_) => core.member_failed(*m, None),
+                Err(e @ ClientError::Fs(_)) => {
+                    out.complete = false;
+                    out.failed.get_or_insert(e);
+                }
+                Err(_) => {
+                    out.complete = false;
+                    core.member_failed(*m, None);
+                }
             }
         }
-        (states, failed)
+        out
     }
 
     /// Asks AVSG members, in order, to resolve `fid`, and waits for the first answer.

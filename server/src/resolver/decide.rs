@@ -416,6 +416,63 @@ mod tests {
 
     const ME: ReplicaId = ReplicaId(9);
 
+    /// A view an install was cut short on: its state is never a source, it receives the
+    /// state decided among the others, and its version counts in the outcome.
+    #[test]
+    fn a_view_cut_short_is_never_a_source() {
+        let cut = |t: u8, vv: &[(u64, u64)], h: &[u64]| ReplicaView {
+            installing: true,
+            ..live(t, vv, h)
+        };
+        let whole = live(1, &[(2, 5)], &[5]);
+        // Its vector even dominates: it still only receives.
+        match decide(
+            &[
+                cut(9, &[(1, 3), (2, 6)], &[6]),
+                whole.clone(),
+                whole.clone(),
+            ],
+            ME,
+        ) {
+            Decision::Install {
+                winner,
+                stale,
+                version,
+                ..
+            } => {
+                assert_ne!(winner, 0);
+                assert_eq!(stale, vec![0]);
+                assert_eq!(version.get(ReplicaId(1)), 3);
+                assert_eq!(version.get(ReplicaId(2)), 6);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Concurrent whole views: the cut-short one is neither kept nor copied.
+        match decide(
+            &[
+                cut(9, &[(1, 7)], &[7]),
+                live(1, &[(2, 5)], &[5]),
+                live(2, &[(3, 5)], &[15]),
+            ],
+            ME,
+        ) {
+            Decision::Conflict {
+                keep,
+                stale,
+                copies,
+                ..
+            } => {
+                assert_ne!(keep, 0);
+                assert!(stale.contains(&0), "{stale:?}");
+                assert!(!copies.contains(&0), "{copies:?}");
+                assert_eq!(copies.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing whole answered: nothing to install.
+        assert_eq!(decide(&[cut(9, &[(1, 3)], &[3])], ME), Decision::Settled);
+    }
+
     #[test]
     fn a_live_version_against_a_collected_tombstone_comes_back_as_a_conflict() {
         // Even a version the collected delete may well have seen: nobody can tell now.

@@ -12,6 +12,8 @@
 pub mod access;
 pub mod decide;
 pub mod group;
+#[cfg(test)]
+mod install_tests;
 pub mod remote;
 #[cfg(test)]
 mod tests;

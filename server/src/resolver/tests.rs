@@ -14,14 +14,14 @@ use codetta_wire::{Fid, FsError, Incarnation, ReplicaId, VolumeId};
 use std::sync::Arc;
 use tempfile::TempDir;
 
-struct Trio {
-    _dirs: Vec<TempDir>,
-    stores: Vec<Arc<Store>>,
-    vol: VolumeInfo,
-    g: Gen,
+pub(super) struct Trio {
+    pub(super) dirs: Vec<TempDir>,
+    pub(super) stores: Vec<Arc<Store>>,
+    pub(super) vol: VolumeInfo,
+    pub(super) g: Gen,
 }
 
-fn trio() -> Trio {
+pub(super) fn trio() -> Trio {
     trio_with(StoreOptions::default())
 }
 
@@ -49,7 +49,7 @@ fn trio_with(options: StoreOptions) -> Trio {
         s.create_replica(&vol, vol.vsg[i].replica, T0).unwrap();
     }
     Trio {
-        _dirs: dirs,
+        dirs,
         stores,
         vol,
         g: Gen::new(id, Incarnation(3)),
@@ -58,7 +58,7 @@ fn trio_with(options: StoreOptions) -> Trio {
 
 impl Trio {
     /// Applies `ops` (with `data`) on the stores in `to`, as one batch each.
-    fn apply(&mut self, to: &[usize], ops: Vec<Op>, data: &[u8]) {
+    pub(super) fn apply(&mut self, to: &[usize], ops: Vec<Op>, data: &[u8]) {
         let records: Vec<UpdateRecord> = ops.into_iter().map(|op| self.g.rec(op)).collect();
         for &i in to {
             let out = self.stores[i]
@@ -70,7 +70,7 @@ impl Trio {
     }
 
     /// Like `apply` but with a second client (its own incarnation), for concurrent updates.
-    fn apply_as(&self, g: &mut Gen, to: &[usize], ops: Vec<Op>, data: &[u8]) {
+    pub(super) fn apply_as(&self, g: &mut Gen, to: &[usize], ops: Vec<Op>, data: &[u8]) {
         let records: Vec<UpdateRecord> = ops.into_iter().map(|op| g.rec(op)).collect();
         for &i in to {
             let out = self.stores[i]
@@ -81,7 +81,7 @@ impl Trio {
         }
     }
 
-    fn members(&self, reachable: &[usize]) -> Vec<LocalReplica> {
+    pub(super) fn members(&self, reachable: &[usize]) -> Vec<LocalReplica> {
         reachable
             .iter()
             .map(|&i| {
@@ -95,7 +95,7 @@ impl Trio {
     }
 
     /// Resolves `fids` with store `reachable[0]` coordinating.
-    fn resolve(&self, reachable: &[usize], fids: &[Fid]) -> ResolveSummary {
+    pub(super) fn resolve(&self, reachable: &[usize], fids: &[Fid]) -> ResolveSummary {
         let members = self.members(reachable);
         let me = members[0].replica_id();
         let mut r = Resolver::new(&members, me);
@@ -107,12 +107,12 @@ impl Trio {
         r.summary
     }
 
-    fn fid_of(&self, i: usize, dir: Fid, n: &str) -> Option<Fid> {
+    pub(super) fn fid_of(&self, i: usize, dir: Fid, n: &str) -> Option<Fid> {
         self.stores[i].lookup(dir, &name(n)).ok().map(|s| s.fid)
     }
 
     /// Every replica in `which` holds the same object `fid`: same tag, same vector.
-    fn assert_equal(&self, which: &[usize], fid: Fid) {
+    pub(super) fn assert_equal(&self, which: &[usize], fid: Fid) {
         let views: Vec<_> = which
             .iter()
             .map(|&i| self.stores[i].view(fid).unwrap())
@@ -129,7 +129,7 @@ impl Trio {
         }
     }
 
-    fn read(&self, i: usize, fid: Fid) -> Vec<u8> {
+    pub(super) fn read(&self, i: usize, fid: Fid) -> Vec<u8> {
         let size = self.stores[i].getattr(fid).unwrap().attrs.size;
         let (_, data, _) = self.stores[i].read(fid, 0, size as u32).unwrap();
         data
@@ -137,14 +137,14 @@ impl Trio {
 }
 
 impl LocalReplica {
-    fn replica_id(&self) -> ReplicaId {
+    pub(super) fn replica_id(&self) -> ReplicaId {
         use super::ReplicaAccess;
         self.replica()
     }
 }
 
 /// `len` bytes that do not repeat (so no two blocks deduplicate).
-fn payload(seed: u8, len: usize) -> Vec<u8> {
+pub(super) fn payload(seed: u8, len: usize) -> Vec<u8> {
     let mut out = vec![0u8; len];
     blake3::Hasher::new_keyed(&[seed; 32])
         .finalize_xof()
@@ -154,7 +154,7 @@ fn payload(seed: u8, len: usize) -> Vec<u8> {
 
 impl Trio {
     /// A file `n` of `len` bytes (seed 1) written on all three replicas.
-    fn file_on_all(&mut self, n: &str, len: usize) -> (Fid, Vec<u8>) {
+    pub(super) fn file_on_all(&mut self, n: &str, len: usize) -> (Fid, Vec<u8>) {
         let (c, f) = self.g.create_op(self.vol.root, n, CreateHow::Guarded);
         let base = payload(1, len);
         self.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, &base)], &base);
@@ -162,7 +162,7 @@ impl Trio {
     }
 
     /// A write of `len` bytes (from `seed`) at `offset` that replica 2 misses.
-    fn missed_by_2(&mut self, f: Fid, seed: u8, offset: u64, len: usize) {
+    pub(super) fn missed_by_2(&mut self, f: Fid, seed: u8, offset: u64, len: usize) {
         let change = payload(seed, len);
         self.apply(&[0, 1], vec![Gen::write_op(f, offset, &change)], &change);
     }
@@ -170,7 +170,7 @@ impl Trio {
 
 impl Trio {
     /// Every object store `i` lists in its change sequence: what anti-entropy visits.
-    fn changed(&self, i: usize) -> Vec<Fid> {
+    pub(super) fn changed(&self, i: usize) -> Vec<Fid> {
         let page = self.stores[i].changes(self.vol.id, 0, 100_000, 0).unwrap();
         let mut fids: Vec<Fid> = page.entries.into_iter().map(|c| c.fid).collect();
         fids.sort();
