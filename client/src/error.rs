@@ -25,4 +25,9 @@ pub enum ClientError {
     /// The server broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A WRITE answered early (UNSTABLE, from the log) that every replica refused, as
+    /// COMMIT reports it (once). Never a status that asks for a retry: the kernel would
+    /// retry the COMMIT, not the write, and the data would be gone without a word.
+    #[error("an earlier write of this file was refused: {0}")]
+    WriteRefused(FsError),
 }

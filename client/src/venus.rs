@@ -605,7 +605,7 @@ impl Venus {
     pub async fn commit(&self, fid: &Fid) -> Result<(), ClientError> {
         self.flush(fid).await?;
         match lock(&self.core.tracker).sticky.remove(fid) {
-            Some(e) => Err(e.into()),
+            Some(e) => Err(ClientError::WriteRefused(e)),
             None => Ok(()),
         }
     }

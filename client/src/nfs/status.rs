@@ -34,6 +34,11 @@ pub fn nfs_status(error: &ClientError) -> nfsstat3 {
             FsError::Incomplete => NFS3ERR_JUKEBOX,
             _ => NFS3ERR_IO,
         },
+        // Its own status (NOSPC stays NOSPC), but never one that asks for a retry.
+        ClientError::WriteRefused(e) => match nfs_status(&ClientError::Fs(e.clone())) {
+            NFS3ERR_JUKEBOX => NFS3ERR_IO,
+            status => status,
+        },
         ClientError::Unavailable | ClientError::LogFull => NFS3ERR_JUKEBOX,
         ClientError::Down | ClientError::Storage(_) | ClientError::Protocol(_) => NFS3ERR_IO,
     }
@@ -70,6 +75,9 @@ mod tests {
             (FsError::OutOfOrder.into(), NFS3ERR_IO),
             (FsError::Diverged.into(), NFS3ERR_JUKEBOX),
             (FsError::Incomplete.into(), NFS3ERR_JUKEBOX),
+            (ClientError::WriteRefused(FsError::NoSpace), NFS3ERR_NOSPC),
+            (ClientError::WriteRefused(FsError::Incomplete), NFS3ERR_IO),
+            (ClientError::WriteRefused(FsError::Diverged), NFS3ERR_IO),
             (ClientError::Unavailable, NFS3ERR_JUKEBOX),
             (ClientError::LogFull, NFS3ERR_JUKEBOX),
             (ClientError::Down, NFS3ERR_IO),
