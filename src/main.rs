@@ -226,7 +226,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Volume { command, admin } => volume::run(command, admin).await,
         Command::Bench(args) => bench::run(args).await,
-        Command::BenchMemfs { port } => codetta_bench::systems::serve_memfs(port).await,
+        Command::BenchMemfs { port } => tokio::select! {
+            served = codetta_bench::systems::serve_memfs(port) => served,
+            _ = up::parent_gone() => Ok(()),
+        },
         Command::Cluster { command, admin } => cluster::run(command, admin).await,
         Command::Mkmount {
             path,

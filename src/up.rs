@@ -24,16 +24,41 @@ pub struct UpArgs {
     servers: u16,
 }
 
-/// Waits for SIGINT or SIGTERM.
+/// Waits for SIGINT or SIGTERM, or, in a process started by another `codetta` (`up`, the
+/// tests, the bench: `CODETTA_WITH_PARENT` set), for that process to end.
 pub async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let parent = parent_gone();
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+        _ = parent => tracing::warn!("the process that started this one ended; stopping"),
     }
     Ok(())
+}
+
+/// Resolves once the process that started this one has ended, if it asked to be watched
+/// ([`codetta_cluster::procs::WITH_PARENT_ENV`]): standard input is then a pipe whose other
+/// end only it holds, and the kernel closes that end when it ends, however it ends. Never
+/// resolves otherwise. The read runs on a thread of its own (a blocking read would hold a
+/// runtime's shutdown).
+pub async fn parent_gone() {
+    let watched =
+        std::env::var_os(codetta_cluster::procs::WITH_PARENT_ENV).is_some_and(|v| v == "1");
+    if !watched {
+        return std::future::pending().await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 64];
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {

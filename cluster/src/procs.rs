@@ -7,31 +7,47 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A `codetta` child process, killed when dropped.
+/// Set in a child's environment: its standard input is a pipe from the process that
+/// started it, which it watches so as to end when that process ends, however it ends
+/// (see [`Proc::spawn`]).
+pub const WITH_PARENT_ENV: &str = "CODETTA_WITH_PARENT";
+
+/// A `codetta` child process, killed when dropped, and ended by the kernel's closing of
+/// its pipe when this process dies without dropping it (SIGKILL included).
 pub struct Proc {
     child: Child,
+    /// The writing end of the child's standard input: never written, closed when this
+    /// process ends.
+    _lifeline: Option<std::process::ChildStdin>,
 }
 
 impl Proc {
-    /// Starts `binary args...` with stderr (its log) appended to `log`.
+    /// Starts `binary args...` with stderr (its log) appended to `log`, and standard input
+    /// a pipe the child watches (`CODETTA_WITH_PARENT=1`): when this process ends, however
+    /// it ends, the pipe closes and the child stops as it would on SIGTERM.
     pub fn spawn(binary: &Path, args: &[&str], log: &Path) -> anyhow::Result<Proc> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .with_context(|| format!("opening {}", log.display()))?;
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .args(args)
             .env(
                 "CODETTA_LOG",
                 std::env::var("CODETTA_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdin(Stdio::null())
+            .env(WITH_PARENT_ENV, "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Proc { child })
+        let lifeline = child.stdin.take();
+        Ok(Proc {
+            child,
+            _lifeline: lifeline,
+        })
     }
 
     pub fn pid(&self) -> u32 {

@@ -21,3 +21,4 @@ mod partition;
 mod replication;
 mod restart;
 mod restart_reads;
+mod up;
