@@ -6,6 +6,7 @@ pub mod cache;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod front;
 pub mod group;
 pub mod landing;
 mod legacy;
