@@ -63,9 +63,10 @@ pub struct ServerConfig {
     /// paced.
     #[serde(default = "default_heal_pause")]
     pub heal_pause: f64,
-    /// Fault injection for tests, never for production: healing waits this many
-    /// milliseconds before each piece of file data it installs (default 0), holding the
-    /// replica it fills between its attributes and its data for longer.
+    /// Fault injection for tests, never for production: every resolution this server
+    /// coordinates waits this many milliseconds before each piece of file data it installs
+    /// (default 0), holding the replica it fills between its attributes and its data for
+    /// longer.
     #[serde(default)]
     pub test_install_delay_ms: u64,
 }

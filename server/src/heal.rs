@@ -245,6 +245,10 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
         let mut resolver = Resolver::new(self.members, self.me);
         resolver.decisions = record_decisions().then(Vec::new);
         resolver.pacer = self.hooks.pacer.cloned();
+        resolver.install_delay = self
+            .hooks
+            .pacer
+            .map_or(Duration::ZERO, Pacer::install_delay);
         resolver.resolve(fid).await;
         add_summary(total, &resolver.summary);
         (self.hooks.note)(&resolver);

@@ -114,20 +114,18 @@ impl Pacer {
         }
     }
 
-    /// Fault injection for tests: healing waits `delay` before each piece of file data it
-    /// installs, holding the destination longer in the state between (attributes in, data
-    /// not whole), so that tests of what clients see then fail often rather than rarely.
+    /// Fault injection for tests: every resolution this server coordinates (healing's and
+    /// those clients ask for) waits `delay` before each piece of file data it installs,
+    /// holding the destination longer in the state between (attributes in, data not whole),
+    /// so that tests of what clients see then fail often rather than rarely.
     pub fn set_install_delay(&self, delay: Duration) {
         let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         self.activity.install_delay_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Waits before a piece of file data is installed (see [`Pacer::set_install_delay`]).
-    pub async fn before_piece(&self) {
-        let ms = self.activity.install_delay_ms.load(Ordering::Relaxed);
-        if ms > 0 {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-        }
+    /// The wait before each piece of file data (see [`Pacer::set_install_delay`]).
+    pub fn install_delay(&self) -> Duration {
+        Duration::from_millis(self.activity.install_delay_ms.load(Ordering::Relaxed))
     }
 
     /// Pauses after a piece of resolution that took `took`, if clients are updating.

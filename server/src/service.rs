@@ -327,6 +327,7 @@ impl ServerService {
             let (members, me) = members_of(&self.store, &self.peers, &self.name, volume)?;
             // A client waits for this one: it is not paced.
             let mut resolver = Resolver::new(&members, me);
+            resolver.install_delay = self.pacer.install_delay();
             for fid in fids {
                 resolver.resolve(fid).await;
             }

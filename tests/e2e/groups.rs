@@ -3,7 +3,8 @@
 //! the others, shipping about the data's size; a replica removed while the client still
 //! holds the old catalogue is refused by epoch, the client refreshes and loses nothing; a
 //! replica holding the only copy of an acknowledged write is not removed without `--force`;
-//! conflicting catalogue changes across a partition take effect only on the majority side.
+//! conflicting catalogue changes across a partition take effect only on the majority side;
+//! a new replica left alone in the middle of its fill serves no half-installed file.
 
 use crate::support::codetta_binary;
 use crate::support::nfs::Nfs;
@@ -465,6 +466,111 @@ async fn stream_file(
     }
     patiently!(nfs.commit(&f).await).expect("commit");
     f
+}
+
+/// A new replica is left alone in the middle of its fill (every other replica SIGKILLed)
+/// while a client reads every file through its handle: each reads whole and right, or not at
+/// all (JUKEBOX for the one whose install was cut short, STALE or NOENT for those that never
+/// arrived), never the zeros of a file whose attributes are in and blocks not (issue 19).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_left_alone_in_its_fill_serves_no_half_installed_file() {
+    const FILES: u64 = 6;
+    const MIB_EACH: u64 = 1;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::prepare_on_free_ports(tmp.path(), 3).expect("layout");
+    // Healing waits before each piece it installs: each file stays half-installed on s3 for
+    // a while.
+    for i in 0..3 {
+        layout
+            .add_server_setting(i, "test_install_delay_ms = 8000")
+            .expect("setting");
+    }
+    let mut setup = Setup::start_on(tmp, layout, &["s1", "s2"]).await;
+    let mut nfs = setup.nfs().await;
+    let root = nfs.root.clone();
+    let mut files = Vec::new();
+    for i in 0..FILES {
+        files.push(stream_file(&mut nfs, &root, &format!("f{i}"), 500 + i, MIB_EACH).await);
+    }
+    setup
+        .volume(VolumeCall::AddReplica {
+            name: "root".into(),
+            server: "s3".into(),
+        })
+        .await
+        .expect("add-replica");
+    // The client learns of s3 (its next batch is refused for the old epoch) and takes it
+    // into its AVSG.
+    write_file(&mut nfs, &root, "probe", b"probe").await;
+    let started = Instant::now();
+    while !setup
+        .client
+        .venus
+        .status()
+        .servers
+        .iter()
+        .any(|(name, up)| name == "s3" && *up)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "s3 never joined the AVSG"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Once s3 holds some files whole and not all, others are on their way: s1 and s2 die.
+    let inspector = Inspector::new(&setup.layout).expect("inspector");
+    let fids: Vec<_> = files.iter().map(crate::replication::fid_of).collect();
+    let started = Instant::now();
+    loop {
+        let mut filled = 0;
+        for fid in &fids {
+            filled += usize::from(inspector.agree(*fid).await);
+        }
+        if filled > 0 && filled < fids.len() {
+            println!(
+                "killing s1 and s2 with {filled} of {} files filled",
+                fids.len()
+            );
+            break;
+        }
+        assert!(
+            filled < fids.len(),
+            "filled before the kill: widen the window"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60), "no fill");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    inspector.close().await;
+    setup.servers.kill(0);
+    setup.servers.kill(1);
+    let (mut whole, mut refused) = (0, Vec::new());
+    for (i, f) in files.iter().enumerate() {
+        let want: Vec<u8> = (0..MIB_EACH)
+            .flat_map(|m| {
+                codetta_bench::workloads::payload((500 + i as u64) * 1_000_000 + m, 1 << 20)
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(4);
+        let outcome = loop {
+            match nfs.read_all(f).await {
+                Err(nfs3_client::nfs3_types::nfs3::nfsstat3::NFS3ERR_JUKEBOX)
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => break other,
+            }
+        };
+        match outcome {
+            Ok(got) => {
+                assert!(got == want, "f{i}: wrong bytes ({} read)", got.len());
+                whole += 1;
+            }
+            Err(e) => refused.push(format!("f{i}: {e:?}")),
+        }
+    }
+    println!("alone mid-fill: {whole} files read whole, refused: {refused:?}");
+    assert!(whole >= 1, "the file filled before the kill reads");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

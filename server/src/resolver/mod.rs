@@ -57,6 +57,9 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     leased_at: BTreeMap<Fid, std::time::Instant>,
     /// When set, pauses after each piece of data installed while clients update here.
     pub pacer: Option<Pacer>,
+    /// Fault injection for tests: a wait before each piece of file data (see
+    /// [`Pacer::set_install_delay`]); zero otherwise.
+    pub install_delay: std::time::Duration,
 }
 
 /// How long a resolution lease lasts: longer than resolving one object normally takes. A
@@ -181,6 +184,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             holder: rand::random(),
             leased_at: BTreeMap::new(),
             pacer: None,
+            install_delay: std::time::Duration::ZERO,
         }
     }
 
@@ -745,8 +749,8 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         let mut source = PieceSource::new(&members[src], src_fid, d, dst_fid).await?;
         let mut next = source.next().await?;
         while let Some(piece) = next {
-            if let Some(pacer) = &self.pacer {
-                pacer.before_piece().await;
+            if !self.install_delay.is_zero() {
+                tokio::time::sleep(self.install_delay).await;
             }
             self.keep_leases().await?;
             let began = std::time::Instant::now();
