@@ -236,9 +236,13 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
     /// once they agree, `Some(false)` if it is left for later, `None` if the peer went
     /// away.
     async fn settle(&self, fid: Fid, total: &mut ResolveSummary) -> Option<bool> {
+        // (A replica cut short in an install is resolved even if its tag and version equal
+        // the peer's: the install must end to clear its mark.)
         if let Some(own) = self.own
             && let (Ok(a), Ok(b)) = (own.view(fid).await, self.peer.view(fid).await)
             && a.agrees_with(&b)
+            && !a.installing
+            && !b.installing
         {
             return Some(true);
         }

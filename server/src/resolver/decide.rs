@@ -100,8 +100,11 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
         out.extend(partial.iter().copied());
         out
     };
+    // Only a state (live or deleted) can replace a mixture: a replica that lacks the object
+    // says nothing about it, and the mixture then stays unserved where it is.
+    let holds_state = |i: usize| matches!(views[i].body, ViewBody::Live(_) | ViewBody::Deleted(_));
     match decide_whole(&sub, &extra, coordinator) {
-        Decision::Settled => {
+        Decision::Settled if holds_state(first) => {
             let mut version = VersionVector::new();
             let mut history = History::new();
             for v in views {
@@ -115,12 +118,14 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
                 history,
             }
         }
-        Decision::Merge { version, history } => Decision::Install {
+        Decision::Merge { version, history } if holds_state(first) => Decision::Install {
             winner: first,
             stale: partial.clone(),
             version,
             history,
         },
+        // Every whole view lacks the object: nothing to merge or install.
+        Decision::Settled | Decision::Merge { .. } => Decision::Settled,
         Decision::Install {
             winner,
             stale,
@@ -128,7 +133,11 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
             history,
         } => Decision::Install {
             winner: whole[winner],
-            stale: with_partial(stale),
+            stale: if holds_state(whole[winner]) {
+                with_partial(stale)
+            } else {
+                at(stale)
+            },
             version,
             history,
         },
@@ -469,8 +478,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // Nothing whole answered: nothing to install.
+        // Nothing whole answered, or only replicas that lack the object: nothing replaces
+        // the mixture.
         assert_eq!(decide(&[cut(9, &[(1, 3)], &[3])], ME), Decision::Settled);
+        assert_eq!(
+            decide(&[cut(9, &[(1, 3)], &[3]), absent()], ME),
+            Decision::Settled
+        );
     }
 
     #[test]

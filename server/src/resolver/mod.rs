@@ -322,9 +322,10 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     /// coordinator, installed on every member that answers.
     async fn step_aside(&mut self, fid: Fid, blocker: Fid) -> Result<(), FsError> {
         let views = self.gather(fid).await;
+        // Never a state an install was cut short in (rule 4).
         let Some((src, chosen)) = views
             .iter()
-            .filter(|(_, v)| v.is_live())
+            .filter(|(_, v)| v.is_live() && !v.installing)
             .max_by_key(|(_, v)| (v.version.total(), v.tag.0))
             .cloned()
         else {
@@ -527,7 +528,8 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             Decision::Merge { version, history } => {
                 self.summary.merges += 1;
                 for (i, v) in views {
-                    if v.version != version {
+                    // (A replica cut short in an install keeps its version and its mark.)
+                    if v.version != version && !v.installing {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
@@ -555,8 +557,11 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 }
                 for (i, v) in views {
                     // Every replica that received the state takes the version, even one
-                    // whose vector already equals it: that is what marks it whole.
-                    if v.version != version || installed.contains(i) {
+                    // whose vector already equals it: that is what marks it whole. One cut
+                    // short in an earlier install that received nothing now keeps its
+                    // version, and its mark.
+                    let received = installed.contains(i);
+                    if (v.version != version && !v.installing) || received {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
@@ -616,7 +621,10 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                     }
                 }
                 for (i, v) in views {
-                    if (v.version != version || installed.contains(i)) && Some(*i) != done_first {
+                    let received = installed.contains(i);
+                    if ((v.version != version && !v.installing) || received)
+                        && Some(*i) != done_first
+                    {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
