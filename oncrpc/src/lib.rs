@@ -1,6 +1,7 @@
 //! ONC RPC version 2 (RFC 5531) over TCP, as the NFS front end of the client daemon speaks
 //! it to the operating system's NFS client: record marking ([`record`]), the XDR the
-//! headers are made of ([`xdr`]), call headers with their AUTH_SYS credentials ([`call`])
+//! headers are made of ([`xdr`]), call headers with their AUTH_SYS credentials ([`call`]),
+//! the arguments of NFSv3 and MOUNT procedures ([`nfs3`])
 //! and reply headers ([`reply`]).
 //!
 //! Everything here reads bytes any local process may send. What must hold: no length a
@@ -11,6 +12,7 @@
 //! No sockets, no runtime: the connection handling lives with the daemon.
 
 pub mod call;
+pub mod nfs3;
 pub mod record;
 pub mod reply;
 pub mod xdr;
