@@ -33,6 +33,15 @@ pub enum Decision {
         version: VersionVector,
         history: History,
     },
+    /// An object resolution began installing that no replica holds whole any more (a
+    /// delete collected everywhere else, or a conflict copy whose source state moved on and
+    /// is copied under another name): deleted on `targets`, where it is half made, with
+    /// `version` (a new update of the coordinator's).
+    Discard {
+        targets: Vec<usize>,
+        version: VersionVector,
+        history: History,
+    },
     /// Concurrent updates: view `keep`'s state stays under the object's fid and goes to
     /// `stale`; the states of `copies` become new objects beside it under conflict names.
     /// `resurrect`: the kept state raced a delete, so the object moves to a conflict name.
@@ -103,29 +112,54 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
     // Only a state (live or deleted) can replace a mixture: a replica that lacks the object
     // says nothing about it, and the mixture then stays unserved where it is.
     let holds_state = |i: usize| matches!(views[i].body, ViewBody::Live(_) | ViewBody::Deleted(_));
-    match decide_whole(&sub, &extra, coordinator) {
-        Decision::Settled if holds_state(first) => {
-            let mut version = VersionVector::new();
-            let mut history = History::new();
-            for v in views {
-                version.merge(&v.version);
-                history.merge(&v.history);
-            }
-            Decision::Install {
-                winner: first,
-                stale: partial.clone(),
-                version,
-                history,
-            }
+    let merged = || {
+        let mut version = VersionVector::new();
+        let mut history = History::new();
+        for v in views {
+            version.merge(&v.version);
+            history.merge(&v.history);
         }
+        (version, history)
+    };
+    match decide_whole(&sub, &extra, coordinator) {
         Decision::Merge { version, history } if holds_state(first) => Decision::Install {
             winner: first,
             stale: partial.clone(),
             version,
             history,
         },
-        // Every whole view lacks the object: nothing to merge or install.
-        Decision::Settled | Decision::Merge { .. } => Decision::Settled,
+        // The whole views agree: their state (live, or a delete) replaces the mixture.
+        Decision::Settled | Decision::Merge { .. } => {
+            let (mut version, mut history) = merged();
+            if let Some(&winner) = whole.iter().find(|&&i| holds_state(i)) {
+                return Decision::Install {
+                    winner,
+                    stale: partial.clone(),
+                    version,
+                    history,
+                };
+            }
+            // No whole view holds the object. Collected elsewhere (a delete everyone
+            // applied), or a half-made conflict copy (its source state moved on and is
+            // copied under the new state's name): the mixture goes. Otherwise its source
+            // may only be away: it stays, unserved, until that replica answers.
+            let collected = whole
+                .iter()
+                .any(|&i| matches!(views[i].body, ViewBody::Forgotten));
+            if !collected && views[first].fid.vnode & super::CONFLICT_VNODE_BIT == 0 {
+                return Decision::Settled;
+            }
+            version.bump(coordinator);
+            history.record(
+                UpdateId::resolution(views[first].fid, &views[partial[0]].tag.0),
+                coordinator,
+            );
+            Decision::Discard {
+                targets: partial.clone(),
+                version,
+                history,
+            }
+        }
         Decision::Install {
             winner,
             stale,
@@ -156,6 +190,8 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
             version,
             history,
         },
+        // (Only `decide` discards.)
+        d @ Decision::Discard { .. } => d,
     }
 }
 
@@ -179,7 +215,7 @@ fn decide_whole(views: &[ReplicaView], extra: &[&ReplicaView], coordinator: Repl
         history.merge(&v.history);
     }
     let (keep, copies) = match decide_held(&rest, extra, coordinator) {
-        Decision::Settled | Decision::Merge { .. } => (0, Vec::new()),
+        Decision::Settled | Decision::Merge { .. } | Decision::Discard { .. } => (0, Vec::new()),
         Decision::Install { winner, .. } => (winner, Vec::new()),
         Decision::Conflict { keep, copies, .. } => (keep, copies),
     };
@@ -479,12 +515,38 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Nothing whole answered, or only replicas that lack the object: nothing replaces
-        // the mixture.
+        // the mixture, unless it is a half-made conflict copy (it goes).
         assert_eq!(decide(&[cut(9, &[(1, 3)], &[3])], ME), Decision::Settled);
         assert_eq!(
             decide(&[cut(9, &[(1, 3)], &[3]), absent()], ME),
             Decision::Settled
         );
+        let copy = |v: ReplicaView| ReplicaView {
+            fid: Fid {
+                vnode: FID.vnode | crate::resolver::CONFLICT_VNODE_BIT,
+                ..FID
+            },
+            ..v
+        };
+        match decide(&[copy(absent()), copy(cut(9, &[], &[]))], ME) {
+            Decision::Discard {
+                targets, version, ..
+            } => {
+                assert_eq!(targets, vec![1]);
+                assert_eq!(version.get(ME), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Deleted and collected everywhere else: the mixture goes too.
+        assert!(matches!(
+            decide(&[forgotten(), cut(9, &[], &[])], ME),
+            Decision::Discard { .. }
+        ));
+        // A delete among the whole views replaces it.
+        assert!(matches!(
+            decide(&[cut(9, &[(1, 1)], &[1]), deleted(&[(1, 2)], &[2])], ME),
+            Decision::Install { winner: 1, .. }
+        ));
     }
 
     #[test]

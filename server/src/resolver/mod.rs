@@ -109,7 +109,7 @@ fn target_state(
             };
             Some(((*src, kept), targets))
         }
-        Decision::Settled | Decision::Merge { .. } => None,
+        Decision::Settled | Decision::Merge { .. } | Decision::Discard { .. } => None,
     }
 }
 
@@ -525,6 +525,23 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     ) -> Result<Step, FsError> {
         match decision {
             Decision::Settled => Ok(Step::Done),
+            Decision::Discard {
+                targets,
+                version,
+                history,
+            } => {
+                tracing::warn!(%fid, "half installed here and held whole nowhere: deleted");
+                for t in targets {
+                    let (i, v) = &views[t];
+                    let Some(placement) = v.placement() else {
+                        continue;
+                    };
+                    self.members[*i]
+                        .install_delete(fid, &v.version, &version, &history, placement)
+                        .await?;
+                }
+                Ok(Step::Done)
+            }
             Decision::Merge { version, history } => {
                 self.summary.merges += 1;
                 for (i, v) in views {
