@@ -11,7 +11,9 @@
 //! - a call from an unprivileged source port (>= 1024: any local user can open one, and
 //!   claim any uid in its AUTH_SYS credential) is refused `AUTH_TOOWEAK`, unless
 //!   `allow_unprivileged` (macOS's client, tests); the kernel's client sends from a
-//!   privileged port, which only root can bind;
+//!   privileged port, which only root can bind. Refused connections have a small pool of
+//!   their own ([`REFUSED_CONNECTIONS`], closed after [`REFUSED_IDLE`] of silence), so no
+//!   number of them keeps the kernel's client from connecting;
 //! - a connection that sends nothing for `idle` is closed (the kernel client reconnects
 //!   when it needs to).
 
@@ -59,12 +61,18 @@ impl PortLimits {
     /// The most memory peers can make the port hold, in bytes (received calls, the
     /// records being assembled and the read buffers; replies are the service's).
     pub fn memory_bound(&self) -> usize {
-        self.max_call_bytes + self.max_connections * (self.records.max_record + READ_BUFFER + 4)
+        self.max_call_bytes
+            + (self.max_connections + REFUSED_CONNECTIONS)
+                * (self.records.max_record + READ_BUFFER + 4)
     }
 }
 
 /// How much one read from a connection takes.
 const READ_BUFFER: usize = 64 << 10;
+/// Most connections from unprivileged ports open at once while their calls are refused.
+pub const REFUSED_CONNECTIONS: usize = 8;
+/// How long such a connection may stay silent.
+pub const REFUSED_IDLE: Duration = Duration::from_secs(2);
 
 /// A reply to one call.
 #[derive(Debug)]
@@ -95,6 +103,7 @@ pub async fn serve<S: RpcService>(
     mut stop: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let refused = Arc::new(Semaphore::new(REFUSED_CONNECTIONS));
     let call_bytes = Arc::new(Semaphore::new(limits.max_call_bytes));
     loop {
         let accepted = tokio::select! {
@@ -110,8 +119,15 @@ pub async fn serve<S: RpcService>(
                 continue;
             }
         };
-        let Ok(slot) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "NFS port: {} connections open; closing a new one", limits.max_connections);
+        let trusted = limits.allow_unprivileged || privileged(&peer);
+        let (pool, limits) = if trusted {
+            (&connections, limits)
+        } else {
+            let idle = limits.idle.min(REFUSED_IDLE);
+            (&refused, PortLimits { idle, ..limits })
+        };
+        let Ok(slot) = pool.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, trusted, "NFS port: too many connections open; closing a new one");
             continue;
         };
         let (service, call_bytes) = (service.clone(), call_bytes.clone());

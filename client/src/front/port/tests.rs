@@ -177,6 +177,31 @@ async fn garbage_closes_its_own_connection_only_and_connections_are_bounded() {
 }
 
 #[tokio::test]
+async fn refused_connections_never_crowd_out_the_kernel_client() {
+    let (addr, _stop) = start(limits()).await;
+    // Unprivileged connections that send nothing: past their own small pool they are
+    // closed at once, and the rest after a short silence.
+    let mut idle = Vec::new();
+    for _ in 0..50 {
+        idle.push(connect(addr, false).await);
+    }
+    // A privileged connection still gets in, past 50 > max_connections of them.
+    let mut kernel = connect(addr, true).await;
+    kernel
+        .write_all(&call(3, 1, 0, &[5, 5, 5, 5]))
+        .await
+        .unwrap();
+    assert_eq!(reply(&mut kernel).await.1[..5], SUCCESS);
+    let mut open = 0;
+    for s in &mut idle {
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(REFUSED_IDLE * 3, s.read_to_end(&mut rest)).await;
+        open += usize::from(closed.is_err());
+    }
+    assert_eq!(open, 0, "every refused connection closed");
+}
+
+#[tokio::test]
 async fn an_idle_connection_is_closed() {
     let (addr, _stop) = start(PortLimits {
         idle: Duration::from_millis(300),
