@@ -657,10 +657,7 @@ impl Venus {
         // Validated a moment ago (the object changes often, e.g. a directory this client
         // creates in): reads go to the member chosen then, without a promise on every
         // member.
-        let recent = lock(&core.validated)
-            .get(fid)
-            .filter(|v| v.epoch == epoch && v.at.elapsed() < VALIDATION_TTL)
-            .map(|v| v.agreed);
+        let recent = core.validation(fid).map(|v| v.agreed);
         // A data read compares again (its blocks are kept only under a cached state),
         // unless the replicas differed a moment ago (resolution is under way).
         let compare_again = for_data && fill.is_some() && recent == Some(true);
@@ -1346,13 +1343,19 @@ impl Core {
         self.trust().as_ref() == Some(before)
     }
 
-    /// The member `fid`'s reads go to first, while its last validation holds (rule 4).
-    fn read_from(&self, fid: &Fid) -> Option<usize> {
+    /// `fid`'s last comparison across the AVSG, while it holds: made in this AVSG epoch,
+    /// less than [`VALIDATION_TTL`] ago.
+    fn validation(&self, fid: &Fid) -> Option<Validation> {
         let epoch = self.epoch.load(Ordering::Relaxed);
         lock(&self.validated)
             .get(fid)
             .filter(|v| v.epoch == epoch && v.at.elapsed() < VALIDATION_TTL)
-            .and_then(|v| v.from)
+            .copied()
+    }
+
+    /// The member `fid`'s reads go to first, while its last validation holds (rule 4).
+    fn read_from(&self, fid: &Fid) -> Option<usize> {
+        self.validation(fid).and_then(|v| v.from)
     }
 
     /// `fid`'s cached state, while promises hold.

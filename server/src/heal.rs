@@ -236,8 +236,10 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
     /// once they agree, `Some(false)` if it is left for later, `None` if the peer went
     /// away.
     async fn settle(&self, fid: Fid, total: &mut ResolveSummary) -> Option<bool> {
-        // (A replica cut short in an install is resolved even if its tag and version equal
-        // the peer's: the install must end to clear its mark.)
+        // A replica cut short in an install is resolved even if its tag and version equal
+        // the peer's: the install must end to clear its mark. (Not part of `agrees_with`:
+        // the cursor moves on once tags and versions agree, so one mixture that cannot be
+        // completed yet does not hold up the rest of the peer's changes.)
         if let Some(own) = self.own
             && let (Ok(a), Ok(b)) = (own.view(fid).await, self.peer.view(fid).await)
             && a.agrees_with(&b)

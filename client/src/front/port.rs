@@ -133,7 +133,7 @@ pub async fn serve<S: RpcService>(
         let (service, call_bytes) = (service.clone(), call_bytes.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(e) = connection(socket, peer, limits, service, call_bytes).await {
+            if let Err(e) = connection(socket, peer, trusted, limits, service, call_bytes).await {
                 tracing::debug!(%peer, "NFS connection closed: {e}");
             }
         });
@@ -158,6 +158,7 @@ enum Closed {
 async fn connection<S: RpcService>(
     socket: TcpStream,
     peer: SocketAddr,
+    trusted: bool,
     limits: PortLimits,
     service: Arc<S>,
     call_bytes: Arc<Semaphore>,
@@ -177,7 +178,11 @@ async fn connection<S: RpcService>(
     });
     let mut reader = RecordReader::new(limits.records);
     let mut buf = vec![0u8; READ_BUFFER];
-    let trusted = limits.allow_unprivileged || privileged(&peer);
+    // A call holds at most all of the received-bytes budget (a configuration with a
+    // record larger than the budget must not make a call wait forever).
+    let most_bytes = u32::try_from(limits.max_call_bytes)
+        .unwrap_or(u32::MAX)
+        .max(1);
     let outcome = loop {
         let n = match tokio::time::timeout(limits.idle, rd.read(&mut buf)).await {
             Err(_) => break Err(Closed::Idle(limits.idle)),
@@ -204,7 +209,9 @@ async fn connection<S: RpcService>(
                     let Ok(slot) = in_flight.clone().acquire_owned().await else {
                         break;
                     };
-                    let size = u32::try_from(call.args.len()).unwrap_or(u32::MAX).max(1);
+                    let size = u32::try_from(call.args.len())
+                        .unwrap_or(u32::MAX)
+                        .clamp(1, most_bytes);
                     let Ok(bytes) = call_bytes.clone().acquire_many_owned(size).await else {
                         break;
                     };

@@ -76,6 +76,19 @@ impl Class {
     }
 }
 
+/// The merge of `views`' vectors and histories: what every outcome's version includes.
+pub(crate) fn merged<'v>(
+    views: impl IntoIterator<Item = &'v ReplicaView>,
+) -> (VersionVector, History) {
+    let mut version = VersionVector::new();
+    let mut history = History::new();
+    for v in views {
+        version.merge(&v.version);
+        history.merge(&v.history);
+    }
+    (version, history)
+}
+
 /// Decides what resolution does with `views` (one per reachable replica). `coordinator`
 /// is the replica deciding: a resurrection (a new state no replica had) is counted as its
 /// update.
@@ -112,25 +125,10 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
     // Only a state (live or deleted) can replace a mixture: a replica that lacks the object
     // says nothing about it, and the mixture then stays unserved where it is.
     let holds_state = |i: usize| matches!(views[i].body, ViewBody::Live(_) | ViewBody::Deleted(_));
-    let merged = || {
-        let mut version = VersionVector::new();
-        let mut history = History::new();
-        for v in views {
-            version.merge(&v.version);
-            history.merge(&v.history);
-        }
-        (version, history)
-    };
     match decide_whole(&sub, &extra, coordinator) {
-        Decision::Merge { version, history } if holds_state(first) => Decision::Install {
-            winner: first,
-            stale: partial.clone(),
-            version,
-            history,
-        },
         // The whole views agree: their state (live, or a delete) replaces the mixture.
         Decision::Settled | Decision::Merge { .. } => {
-            let (mut version, mut history) = merged();
+            let (mut version, mut history) = merged(views);
             if let Some(&winner) = whole.iter().find(|&&i| holds_state(i)) {
                 return Decision::Install {
                     winner,
@@ -208,12 +206,7 @@ fn decide_whole(views: &[ReplicaView], extra: &[&ReplicaView], coordinator: Repl
         return Decision::Settled;
     }
     let rest: Vec<ReplicaView> = held.iter().map(|&i| views[i].clone()).collect();
-    let mut version = VersionVector::new();
-    let mut history = History::new();
-    for v in views.iter().chain(extra.iter().copied()) {
-        version.merge(&v.version);
-        history.merge(&v.history);
-    }
+    let (mut version, mut history) = merged(views.iter().chain(extra.iter().copied()));
     let (keep, copies) = match decide_held(&rest, extra, coordinator) {
         Decision::Settled | Decision::Merge { .. } | Decision::Discard { .. } => (0, Vec::new()),
         Decision::Install { winner, .. } => (winner, Vec::new()),
@@ -247,15 +240,8 @@ fn decide_whole(views: &[ReplicaView], extra: &[&ReplicaView], coordinator: Repl
 /// [`decide_whole`] when every view still holds the object's state (none collected).
 fn decide_held(views: &[ReplicaView], extra: &[&ReplicaView], coordinator: ReplicaId) -> Decision {
     let mut classes: Vec<Class> = Vec::new();
-    let mut version = VersionVector::new();
-    let mut history = History::new();
-    for v in extra {
-        version.merge(&v.version);
-        history.merge(&v.history);
-    }
+    let (mut version, mut history) = merged(views.iter().chain(extra.iter().copied()));
     for (i, v) in views.iter().enumerate() {
-        version.merge(&v.version);
-        history.merge(&v.history);
         match classes.iter_mut().find(|c| c.tag == v.tag) {
             Some(c) => {
                 c.members.push(i);

@@ -113,6 +113,15 @@ fn target_state(
     }
 }
 
+/// Whether the replica holding `view` takes the outcome's `version` at the end of a
+/// resolution: every replica that `received` the decided state, even one whose vector
+/// already equals it (the version is what marks it whole, rule 4), and every other whose
+/// vector differs, except one cut short in an earlier install, which keeps its version and
+/// its mark until it receives a whole state.
+fn takes_version(view: &ReplicaView, version: &VersionVector, received: bool) -> bool {
+    received || (&view.version != version && !view.installing)
+}
+
 /// `name` without the conflict suffixes resolution added (`.conflict-` and 8 hex digits,
 /// any number of times), so that a conflict over a conflict copy is named after the
 /// original, not nested.
@@ -341,12 +350,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         meta.placement.name = conflict_name(&meta.placement.name, &chosen.tag.0);
         self.summary.conflicts += 1;
         tracing::warn!(%fid, "placement conflict: moved to a conflict name");
-        let mut version = codetta_wire::VersionVector::new();
-        let mut history = codetta_wire::History::new();
-        for (_, v) in &views {
-            version.merge(&v.version);
-            history.merge(&v.history);
-        }
+        let (mut version, mut history) = decide::merged(views.iter().map(|(_, v)| v));
         version.bump(self.coordinator);
         history.record(
             codetta_wire::UpdateId::resolution(fid, &chosen.tag.0),
@@ -545,8 +549,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             Decision::Merge { version, history } => {
                 self.summary.merges += 1;
                 for (i, v) in views {
-                    // (A replica cut short in an install keeps its version and its mark.)
-                    if v.version != version && !v.installing {
+                    if takes_version(v, &version, false) {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
@@ -573,12 +576,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                         .await?;
                 }
                 for (i, v) in views {
-                    // Every replica that received the state takes the version, even one
-                    // whose vector already equals it: that is what marks it whole. One cut
-                    // short in an earlier install that received nothing now keeps its
-                    // version, and its mark.
-                    let received = installed.contains(i);
-                    if (v.version != version && !v.installing) || received {
+                    if takes_version(v, &version, installed.contains(i)) {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
@@ -638,10 +636,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                     }
                 }
                 for (i, v) in views {
-                    let received = installed.contains(i);
-                    if ((v.version != version && !v.installing) || received)
-                        && Some(*i) != done_first
-                    {
+                    if takes_version(v, &version, installed.contains(i)) && Some(*i) != done_first {
                         self.members[*i]
                             .install_version(fid, &v.version, &version, &history)
                             .await?;
