@@ -22,6 +22,10 @@ pub struct UpArgs {
     /// How many servers to run (each holds a replica of the root volume).
     #[arg(long, default_value_t = 3)]
     servers: u16,
+    /// Take NFS calls from unprivileged source ports too (libnfs, macOS's client, the
+    /// nfs-vm guest). Any local user can then claim any uid, root's included, in the mount.
+    #[arg(long)]
+    allow_unprivileged_ports: bool,
 }
 
 /// Waits for SIGINT or SIGTERM, or, in a process started by another `codetta` (`up`, the
@@ -68,7 +72,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .map(|i| args.server_port.checked_add(i))
         .collect::<Option<_>>()
         .context("server ports past 65535")?;
-    let layout = Layout::prepare(&dir, &ports, args.nfs_port)?;
+    let layout = Layout::prepare(&dir, &ports, args.nfs_port, !args.allow_unprivileged_ports)?;
     let binary = std::env::current_exe().context("finding the codetta executable")?;
     let mut servers = ServerProcs::new(&binary, &layout);
     servers.start_all().await?;
@@ -97,6 +101,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!(
         "macOS: mkdir -p ~/codetta && sudo mount -t nfs -o vers=3,tcp,port={port},mountport={port},nolocks,locallocks 127.0.0.1:/ ~/codetta"
     );
+    if args.allow_unprivileged_ports {
+        println!(
+            "NFS calls are taken from any source port (--allow-unprivileged-ports): any local user can act as any uid in the mount"
+        );
+    } else {
+        println!(
+            "NFS calls are taken only from privileged source ports (the kernel's client, run as root); --allow-unprivileged-ports for libnfs and other user-space clients"
+        );
+    }
     println!("Stop with Ctrl-C (unmount first).");
     wait_for_signal().await?;
     println!("stopping");

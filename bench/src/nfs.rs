@@ -52,20 +52,29 @@ impl AsyncWrite for CountedTcp {
 /// Makes [`CountedTcp`] connections adding to one counter.
 struct CountingConnector(Arc<AtomicU64>);
 
-impl Connector for CountingConnector {
-    type Connection = CountedTcp;
-
-    async fn connect(&self, addr: SocketAddr) -> std::io::Result<CountedTcp> {
-        let stream = TcpStream::connect(addr).await?;
+impl CountingConnector {
+    fn counted(&self, stream: TcpStream) -> std::io::Result<CountedTcp> {
         stream.set_nodelay(true)?;
         Ok(CountedTcp {
             stream,
             traffic: self.0.clone(),
         })
     }
+}
 
-    async fn connect_with_port(&self, addr: SocketAddr, _port: u16) -> std::io::Result<CountedTcp> {
-        self.connect(addr).await
+impl Connector for CountingConnector {
+    type Connection = CountedTcp;
+
+    async fn connect(&self, addr: SocketAddr) -> std::io::Result<CountedTcp> {
+        self.counted(TcpStream::connect(addr).await?)
+    }
+
+    /// From source port `port` (nfs3_client tries ports below 1024 in turn; binding one
+    /// needs root).
+    async fn connect_with_port(&self, addr: SocketAddr, port: u16) -> std::io::Result<CountedTcp> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        self.counted(socket.connect(addr).await?)
     }
 }
 
@@ -122,6 +131,22 @@ impl Nfs {
     /// Mounts `/` of the endpoint at `addr` (NFS and MOUNT on one port) with an AUTH_SYS
     /// credential of `uid`/`gid`.
     pub async fn connect_to(addr: SocketAddr, uid: u32, gid: u32) -> anyhow::Result<Nfs> {
+        Self::connect_from(addr, uid, gid, false).await
+    }
+
+    /// [`Nfs::connect_to`] from a privileged source port (below 1024: the process must be
+    /// root), as the kernel's client connects; a daemon refusing unprivileged ports (its
+    /// default) takes calls only from such connections.
+    pub async fn connect_privileged(addr: SocketAddr, uid: u32, gid: u32) -> anyhow::Result<Nfs> {
+        Self::connect_from(addr, uid, gid, true).await
+    }
+
+    async fn connect_from(
+        addr: SocketAddr,
+        uid: u32,
+        gid: u32,
+        privileged: bool,
+    ) -> anyhow::Result<Nfs> {
         let cred = opaque_auth::auth_unix(&auth_unix {
             stamp: 1,
             machinename: Opaque::owned(b"test".to_vec()),
@@ -132,7 +157,7 @@ impl Nfs {
         let traffic = Arc::new(AtomicU64::new(0));
         let host = addr.ip().to_string();
         let conn = Nfs3ConnectionBuilder::new(CountingConnector(traffic.clone()), host, "/")
-            .connect_from_privileged_port(false)
+            .connect_from_privileged_port(privileged)
             .mount_port(addr.port())
             .nfs3_port(addr.port())
             .credential(cred)

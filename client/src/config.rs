@@ -21,8 +21,13 @@ pub struct ClientConfig {
     /// The volume served at the export's `/`.
     #[serde(default = "default_root_volume")]
     pub root_volume: String,
-    /// Refuse NFS calls from unprivileged source ports (on for the systemd service).
-    #[serde(default)]
+    /// Refuse NFS calls from unprivileged source ports (the default). The kernel's NFS
+    /// client sends from a port below 1024, which only root can bind; any local user can
+    /// send from any other port and claim any uid in its AUTH_SYS credential, so turning
+    /// this off lets every local user act as every other (and as root) in the mount. Off
+    /// only for clients that cannot use privileged ports: macOS's (`resvport` off),
+    /// libnfs, tests.
+    #[serde(default = "default_require_privileged_port")]
     pub require_privileged_port: bool,
     pub ca: PathBuf,
     pub cert: PathBuf,
@@ -52,6 +57,10 @@ pub const DEFAULT_CACHE_MIB: u64 = 256;
 
 fn default_cache_mib() -> u64 {
     DEFAULT_CACHE_MIB
+}
+
+fn default_require_privileged_port() -> bool {
+    true
 }
 
 fn default_min_copies() -> usize {

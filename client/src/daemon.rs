@@ -2,14 +2,14 @@
 //! asked to stop.
 
 use crate::config::ClientConfig;
+use crate::front::port::{self, PortLimits};
+use crate::front::service::FrontEnd;
 use crate::link::LinkPool;
-use crate::nfs::CodettaFs;
-use crate::nfs::handle::HANDLE_GENERATION;
+use crate::nfs::{CodettaFs, MAX_IO};
 use crate::venus::{Venus, VenusOptions};
 use crate::volumes::Volumes;
 use anyhow::Context;
 use codetta_certs::Identity;
-use nfs3_server::tcp::{NFSTcp, NFSTcpListener};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,13 +32,6 @@ impl ClientDaemon {
         config: &ClientConfig,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<ClientDaemon> {
-        if config.require_privileged_port {
-            anyhow::bail!(
-                "require_privileged_port: nfs3_server 0.11 does not expose the caller's source \
-                 port, so it cannot be enforced yet; the endpoint listens on {} only",
-                config.nfs_listen
-            );
-        }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
         let identity = Identity::load(&config.ca, &config.cert, &config.key)
@@ -75,16 +68,21 @@ impl ClientDaemon {
         .await?;
         let root = volumes.root().await?;
         let venus = volumes.get(root.volume).await?;
-        let fs = CodettaFs::new(volumes.clone());
-        let listener = NFSTcpListener::bind_with_generation(
-            &config.nfs_listen.to_string(),
-            fs,
-            HANDLE_GENERATION,
-        )
-        .await
-        .with_context(|| format!("binding the NFS endpoint on {}", config.nfs_listen))?;
-        let nfs_addr = SocketAddr::new(listener.get_listen_ip(), listener.get_listen_port());
-        tracing::info!(%nfs_addr, "NFSv3 endpoint ready");
+        let front = Arc::new(FrontEnd::new(CodettaFs::new(volumes.clone())));
+        let listener = tokio::net::TcpListener::bind(config.nfs_listen)
+            .await
+            .with_context(|| format!("binding the NFS endpoint on {}", config.nfs_listen))?;
+        let nfs_addr = listener.local_addr()?;
+        let limits = PortLimits {
+            allow_unprivileged: !config.require_privileged_port,
+            ..PortLimits::for_writes_of(MAX_IO as usize)
+        };
+        tracing::info!(
+            %nfs_addr,
+            privileged_ports_only = config.require_privileged_port,
+            "NFSv3 endpoint ready"
+        );
+        let serve_stop = shutdown.clone();
         let status_path = config.data_dir.join("status.json");
         let status_venus = Arc::downgrade(&venus);
         let task = tokio::spawn(async move {
@@ -105,11 +103,7 @@ impl ClientDaemon {
             };
             tokio::select! {
                 _ = status => {}
-                result = listener.handle_forever() => {
-                    if let Err(e) = result {
-                        tracing::error!("NFS listener stopped: {e}");
-                    }
-                }
+                _ = port::serve(listener, limits, front, serve_stop) => {}
                 _ = shutdown.wait_for(|s| *s) => {}
             }
         });

@@ -118,8 +118,15 @@ impl Layout {
     /// Creates whatever is missing under `dir` (CA, certificates) and (re)writes the
     /// configurations of one server per port in `server_ports` (named `s1`, `s2`, ...,
     /// each listing the others as peers), the client (listing every server) and the admin
-    /// tool (talking to `s1`).
-    pub fn prepare(dir: &Path, server_ports: &[u16], nfs_port: u16) -> anyhow::Result<Layout> {
+    /// tool (talking to `s1`). `privileged_only`: the client refuses NFS calls from
+    /// unprivileged source ports (the daemon's default; tests and the bench, whose NFS
+    /// clients are ordinary processes, turn it off).
+    pub fn prepare(
+        dir: &Path,
+        server_ports: &[u16],
+        nfs_port: u16,
+        privileged_only: bool,
+    ) -> anyhow::Result<Layout> {
         anyhow::ensure!(
             !server_ports.is_empty(),
             "a cluster needs at least one server"
@@ -163,7 +170,7 @@ impl Layout {
         write_file(
             &client_toml,
             &format!(
-                "name = \"c1\"\ndata_dir = {}\nnfs_listen = \"127.0.0.1:{nfs_port}\"\nroot_volume = \"root\"\nca = {}\ncert = {}\nkey = {}\n{}",
+                "name = \"c1\"\ndata_dir = {}\nnfs_listen = \"127.0.0.1:{nfs_port}\"\nrequire_privileged_port = {privileged_only}\nroot_volume = \"root\"\nca = {}\ncert = {}\nkey = {}\n{}",
                 quoted(&dir.join("client")),
                 quoted(&ca),
                 quoted(&certs.join("c1.pem")),
@@ -196,12 +203,13 @@ impl Layout {
         })
     }
 
-    /// [`Layout::prepare`] for `servers` servers on ports free right now.
+    /// [`Layout::prepare`] for `servers` servers on ports free right now, the client
+    /// taking calls from any source port (for tests and the bench).
     pub fn prepare_on_free_ports(dir: &Path, servers: usize) -> anyhow::Result<Layout> {
         let ports = (0..servers)
             .map(|_| free_port())
             .collect::<std::io::Result<Vec<u16>>>()?;
-        Self::prepare(dir, &ports, free_port()?)
+        Self::prepare(dir, &ports, free_port()?, false)
     }
 
     /// Names of the servers, in order.
@@ -254,12 +262,14 @@ mod tests {
     #[test]
     fn prepare_is_repeatable_and_keeps_certificates() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Layout::prepare(dir.path(), &[7410, 7411, 7412], 12049).unwrap();
+        let first = Layout::prepare(dir.path(), &[7410, 7411, 7412], 12049, true).unwrap();
         let ca = std::fs::read(&first.admin.ca).unwrap();
-        let again = Layout::prepare(dir.path(), &[7420, 7421, 7422], 12050).unwrap();
+        assert!(first.client_config().unwrap().require_privileged_port);
+        let again = Layout::prepare(dir.path(), &[7420, 7421, 7422], 12050, false).unwrap();
         assert_eq!(std::fs::read(&again.admin.ca).unwrap(), ca);
         let s2 = again.server_config(1).unwrap();
         assert_eq!(s2.listen.port(), 7421);
+        assert!(!again.client_config().unwrap().require_privileged_port);
         let peers: Vec<_> = s2
             .peers
             .iter()

@@ -1,6 +1,11 @@
-//! The client daemon's own NFS front end (issues 20 and 22), being built to replace
-//! nfs3_server: so far its connection handling ([`port`]), with every bound a local peer
-//! could push against built in. It does not serve the mount yet: NFSv3 and MOUNT dispatch
-//! come next, and nfs3_server serves until then.
+//! The client daemon's own NFSv3 and MOUNT front end: the NFS port's connections with
+//! every bound a local peer could push against ([`port`]), the calls they carry
+//! ([`service`]), the procedures ([`nfs`], [`mount`]) and the XDR of their results
+//! ([`results`]). Arguments are decoded by `codetta_oncrpc`; what a call does is decided
+//! in `crate::nfs`.
 
+pub mod mount;
+pub mod nfs;
 pub mod port;
+pub mod results;
+pub mod service;

@@ -1,21 +1,20 @@
 //! Conversions between Codetta attributes and NFSv3 attributes.
 
+use codetta_oncrpc::nfs3::{self as args, SetTime};
 use codetta_wire::{Attrs, Fid, FileType, SetAttrs, Time};
-use nfs3_server::nfs3_types::nfs3::{
-    Nfs3Option, fattr3, ftype3, nfstime3, sattr3, set_atime, set_mtime, specdata3,
-};
+use nfs3_types::nfs3::{fattr3, ftype3, nfstime3, specdata3};
 
-fn nfs_time(t: Time) -> nfstime3 {
+pub fn nfs_time(t: Time) -> nfstime3 {
     nfstime3 {
         seconds: u32::try_from(t.secs.max(0)).unwrap_or(u32::MAX),
         nseconds: t.nanos,
     }
 }
 
-fn our_time(t: nfstime3) -> Time {
+fn our_time(secs: u32, nsecs: u32) -> Time {
     Time {
-        secs: i64::from(t.seconds),
-        nanos: t.nseconds.min(999_999_999),
+        secs: i64::from(secs),
+        nanos: nsecs.min(999_999_999),
     }
 }
 
@@ -60,30 +59,21 @@ pub fn fattr(fid: &Fid, a: &Attrs) -> fattr3 {
     }
 }
 
-/// A SETATTR's changes; "server time" is this client's clock (servers never stamp times).
-pub fn set_attrs(s: &sattr3) -> SetAttrs {
+/// A SETATTR's (or a create's) changes; "server time" is this client's clock (servers
+/// never stamp times).
+pub fn set_attrs(s: &args::SetAttrs) -> SetAttrs {
     let now = Time::now();
-    let opt = |o: &Nfs3Option<u32>| match o {
-        Nfs3Option::Some(v) => Some(*v),
-        Nfs3Option::None => None,
+    let time = |t: SetTime| match t {
+        SetTime::DontChange => None,
+        SetTime::ServerTime => Some(now),
+        SetTime::Client { secs, nsecs } => Some(our_time(secs, nsecs)),
     };
     SetAttrs {
-        mode: opt(&s.mode).map(|m| m & 0o7777),
-        uid: opt(&s.uid),
-        gid: opt(&s.gid),
-        size: match s.size {
-            Nfs3Option::Some(v) => Some(v),
-            Nfs3Option::None => None,
-        },
-        atime: match s.atime {
-            set_atime::DONT_CHANGE => None,
-            set_atime::SET_TO_SERVER_TIME => Some(now),
-            set_atime::SET_TO_CLIENT_TIME(t) => Some(our_time(t)),
-        },
-        mtime: match s.mtime {
-            set_mtime::DONT_CHANGE => None,
-            set_mtime::SET_TO_SERVER_TIME => Some(now),
-            set_mtime::SET_TO_CLIENT_TIME(t) => Some(our_time(t)),
-        },
+        mode: s.mode.map(|m| m & 0o7777),
+        uid: s.uid,
+        gid: s.gid,
+        size: s.size,
+        atime: time(s.atime),
+        mtime: time(s.mtime),
     }
 }

@@ -1,15 +1,14 @@
-//! READDIR and READDIRPLUS: pages fetched from the server as nfs3_server pulls entries. A
-//! mount point in the listing shows as the root directory of the volume it mounts, with
-//! that root's fileid and attributes, as LOOKUP shows it.
+//! READDIR and READDIRPLUS: entries after a cookie, fetched from the server a page at a
+//! time as the front end takes them. A mount point in the listing shows as the root
+//! directory of the volume it mounts, with that root's fileid and attributes, as LOOKUP
+//! shows it.
 
-use super::attrs::{fattr, fileid};
 use super::err;
-use super::handle::{EXPORT_ROOT, FidHandle};
+use super::handle::EXPORT_ROOT;
 use crate::venus::Venus;
 use crate::volumes::Volumes;
 use codetta_wire::{Attrs, Fid, FileType, Name};
-use nfs3_server::nfs3_types::nfs3::filename3;
-use nfs3_server::vfs::{DirEntry, DirEntryPlus, NextResult, ReadDirIterator, ReadDirPlusIterator};
+use nfs3_types::nfs3::nfsstat3;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -17,11 +16,11 @@ use std::sync::Arc;
 const PAGE: u32 = 512;
 
 /// One entry as the export shows it.
-struct Entry {
-    name: Name,
-    cookie: u64,
-    fid: Fid,
-    attrs: Option<Attrs>,
+pub struct Entry {
+    pub name: Name,
+    pub cookie: u64,
+    pub fid: Fid,
+    pub attrs: Option<Attrs>,
 }
 
 /// Walks a directory after a cookie, one server page at a time.
@@ -37,13 +36,12 @@ pub struct DirPager {
 }
 
 impl DirPager {
-    pub fn new(
+    pub(super) fn new(
         venus: Arc<Venus>,
         volumes: Arc<Volumes>,
         dir: Fid,
         root: Fid,
         cookie: u64,
-        _plus: bool,
     ) -> DirPager {
         DirPager {
             venus,
@@ -58,7 +56,7 @@ impl DirPager {
 
     /// Attributes are always fetched: they tell which entries are symlinks, and so
     /// possibly mount points.
-    async fn fill(&mut self) -> Result<(), nfs3_server::nfs3_types::nfs3::nfsstat3> {
+    async fn fill(&mut self) -> Result<(), nfsstat3> {
         let (entries, eof) = self
             .venus
             .readdir(&self.dir, self.cookie, PAGE, true)
@@ -91,52 +89,20 @@ impl DirPager {
             }
             self.buffered.push_back(entry);
         }
+        // A page with nothing in it ends the listing (never ask for it again).
+        self.eof |= self.buffered.is_empty();
         Ok(())
     }
 
-    async fn next_entry(&mut self) -> NextResult<Entry> {
-        if self.buffered.is_empty()
-            && !self.eof
-            && let Err(status) = self.fill().await
-        {
-            return NextResult::Err(status);
+    /// The next entry, or `None` at the end of the directory.
+    pub async fn next(&mut self) -> Result<Option<Entry>, nfsstat3> {
+        if self.buffered.is_empty() && !self.eof {
+            self.fill().await?;
         }
-        match self.buffered.pop_front() {
-            Some(entry) => {
-                self.cookie = entry.cookie;
-                NextResult::Ok(entry)
-            }
-            None => NextResult::Eof,
+        let entry = self.buffered.pop_front();
+        if let Some(e) = &entry {
+            self.cookie = e.cookie;
         }
-    }
-}
-
-impl ReadDirIterator for DirPager {
-    async fn next(&mut self) -> NextResult<DirEntry> {
-        match self.next_entry().await {
-            NextResult::Ok(e) => NextResult::Ok(DirEntry {
-                fileid: fileid(&e.fid),
-                name: filename3::from(e.name.as_bytes().to_vec()),
-                cookie: e.cookie,
-            }),
-            NextResult::Eof => NextResult::Eof,
-            NextResult::Err(s) => NextResult::Err(s),
-        }
-    }
-}
-
-impl ReadDirPlusIterator<FidHandle> for DirPager {
-    async fn next(&mut self) -> NextResult<DirEntryPlus<FidHandle>> {
-        match self.next_entry().await {
-            NextResult::Ok(e) => NextResult::Ok(DirEntryPlus {
-                fileid: fileid(&e.fid),
-                name: filename3::from(e.name.as_bytes().to_vec()),
-                cookie: e.cookie,
-                name_attributes: e.attrs.as_ref().map(|a| fattr(&e.fid, a)),
-                name_handle: Some(FidHandle::new(e.fid)),
-            }),
-            NextResult::Eof => NextResult::Eof,
-            NextResult::Err(s) => NextResult::Err(s),
-        }
+        Ok(entry)
     }
 }

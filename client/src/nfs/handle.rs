@@ -1,14 +1,18 @@
-//! NFS file handles: a fid (volume, vnode, uniquifier), so a handle stays valid across
-//! restarts of the client daemon and of the servers. nfs3_server prefixes it with a fixed
-//! generation ([`HANDLE_GENERATION`]).
+//! NFS file handles: a fixed 8-byte generation and a fid (volume, vnode, uniquifier), so a
+//! handle stays valid across restarts of the client daemon and of the servers. The layout
+//! (the generation little-endian, then the fid's 16 bytes) is the one nfs3_server gave
+//! handles before the front end was ours, so handles the kernel holds stay valid.
 
 use codetta_wire::Fid;
-use nfs3_server::vfs::FileHandle;
+use nfs3_types::nfs3::nfsstat3;
 
-/// The generation nfs3_server stamps into every handle; fixed, so handles never go stale
-/// on a restart. (It is also the WRITE verifier, which is why acknowledged data is never
-/// held only in memory: a restarted daemon cannot ask the kernel to resend.)
+/// The generation stamped into every handle; fixed, so handles never go stale on a restart.
+/// (It is also the WRITE verifier, which is why acknowledged data is never held only in
+/// memory: a restarted daemon cannot ask the kernel to resend.)
 pub const HANDLE_GENERATION: u64 = 0x436f_6474_6574_7461; // "Codetta"
+
+/// Bytes in a handle.
+pub const HANDLE_LEN: usize = 8 + Fid::ENCODED_LEN;
 
 /// The handle of the export's root: no volume's fid (volume 0 is never used); every call
 /// on it goes to the root of the catalogue's current root volume, so `set-root` shows a
@@ -19,32 +23,26 @@ pub const EXPORT_ROOT: Fid = Fid {
     unique: 0,
 };
 
-/// Our part of an NFS handle: the 16-byte fid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FidHandle {
-    pub fid: Fid,
-    bytes: [u8; Fid::ENCODED_LEN],
+/// The handle `fid` is shown under.
+pub fn encode(fid: &Fid) -> [u8; HANDLE_LEN] {
+    let mut out = [0u8; HANDLE_LEN];
+    let (generation, rest) = out.split_at_mut(8);
+    generation.copy_from_slice(&HANDLE_GENERATION.to_le_bytes());
+    rest.copy_from_slice(&fid.to_bytes());
+    out
 }
 
-impl FidHandle {
-    pub fn new(fid: Fid) -> FidHandle {
-        FidHandle {
-            fid,
-            bytes: fid.to_bytes(),
-        }
+/// The fid in a handle a client sent: BADHANDLE for bytes that are no handle of ours,
+/// STALE for one of another generation.
+pub fn decode(bytes: &[u8]) -> Result<Fid, nfsstat3> {
+    if bytes.len() != HANDLE_LEN {
+        return Err(nfsstat3::NFS3ERR_BADHANDLE);
     }
-}
-
-impl FileHandle for FidHandle {
-    fn len(&self) -> usize {
-        self.bytes.len()
+    let (generation, rest) = bytes.split_at(8);
+    if generation != HANDLE_GENERATION.to_le_bytes() {
+        return Err(nfsstat3::NFS3ERR_STALE);
     }
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-    fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Fid::from_bytes(bytes).map(FidHandle::new)
-    }
+    Fid::from_bytes(rest).ok_or(nfsstat3::NFS3ERR_BADHANDLE)
 }
 
 #[cfg(test)]
@@ -59,8 +57,11 @@ mod tests {
             vnode: 1 << 40,
             unique: 7,
         };
-        let h = FidHandle::new(fid);
-        assert_eq!(FidHandle::from_bytes(h.as_bytes()), Some(h));
-        assert_eq!(FidHandle::from_bytes(&[1, 2, 3]), None);
+        let h = encode(&fid);
+        assert_eq!(decode(&h), Ok(fid));
+        assert_eq!(decode(&[1, 2, 3]), Err(nfsstat3::NFS3ERR_BADHANDLE));
+        let mut other = h;
+        other[0] ^= 1;
+        assert_eq!(decode(&other), Err(nfsstat3::NFS3ERR_STALE));
     }
 }

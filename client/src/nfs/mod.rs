@@ -1,42 +1,41 @@
-//! The NFSv3 adapter: nfs3_server's file-system traits implemented on [`Venus`].
-//!
-//! What nfs3_server does for us: RPC framing, MOUNT and NFS on one TCP port, XDR, duplicate
-//! request detection, handle encoding (with our fixed generation), READDIR paging by cookie.
-//! What we do around it: permission checks with the caller's credential (see `creds`),
-//! name validation, the error table (`status`), and every durability decision (rule 1).
+//! The file system as NFSv3 calls see it, on [`Venus`]: every check a call needs before it
+//! reaches the modify log or a server (permissions with the caller's credential, names,
+//! object types), the error table (`status`), and every durability decision (rule 1).
+//! Calls come from the front end (`crate::front`), which decodes and encodes them; here
+//! objects are fids and attributes are Codetta's.
 
-mod attrs;
+pub mod attrs;
 pub mod creds;
-mod dir;
+pub mod dir;
 pub mod handle;
-mod perm;
+pub mod perm;
 pub mod status;
 
 use crate::error::ClientError;
 use crate::venus::Venus;
 use crate::volumes::Volumes;
-use attrs::{fattr, set_attrs};
+use attrs::{nfs_time, set_attrs};
 use bytes::Bytes;
+use codetta_oncrpc::nfs3 as args;
 use codetta_wire::message::ObjectState;
 use codetta_wire::update::{CreateHow, NewObject, Op};
 use codetta_wire::{Attrs, Fid, FileType, FsError, Name, SetAttrs};
-use creds::{Caller, CallerTable};
+use creds::Caller;
 use dir::DirPager;
-use handle::{EXPORT_ROOT, FidHandle};
-use nfs3_server::nfs3_types::nfs3::{
-    FSF3_CANSETTIME, FSF3_HOMOGENEOUS, FSF3_SYMLINK, FSINFO3resok, Nfs3Option, createverf3, fattr3,
-    filename3, nfspath3, nfsstat3, nfstime3, post_op_attr, sattr3, stable_how,
-};
-use nfs3_server::nfs3_types::rpc::auth_unix;
-use nfs3_server::vfs::{NfsFileSystem, NfsReadFileSystem, ReadDirIterator, ReadDirPlusIterator};
+use handle::EXPORT_ROOT;
+use nfs3_types::nfs3::nfsstat3;
 use perm::{EXEC, READ, WRITE, check, check_owner, check_unlink};
 use status::{name_status, nfs_status};
 use std::sync::Arc;
 
 /// Largest READ and WRITE the endpoint advertises.
-const MAX_IO: u32 = 1 << 20;
+pub const MAX_IO: u32 = 1 << 20;
+/// Longest name in a directory (as the servers allow).
+pub const MAX_NAME_LEN: u32 = 255;
+/// Longest symbolic link target.
+pub const MAX_TARGET_LEN: usize = 4096;
 
-fn err(e: ClientError) -> nfsstat3 {
+pub(crate) fn err(e: ClientError) -> nfsstat3 {
     let status = nfs_status(&e);
     if status == nfsstat3::NFS3ERR_IO {
         tracing::warn!("NFS call failed: {e}");
@@ -44,31 +43,32 @@ fn err(e: ClientError) -> nfsstat3 {
     status
 }
 
-fn name(filename: &filename3<'_>) -> Result<Name, nfsstat3> {
-    Name::new(filename.as_ref().to_vec()).map_err(name_status)
+fn name(bytes: &[u8]) -> Result<Name, nfsstat3> {
+    Name::new(bytes.to_vec()).map_err(name_status)
+}
+
+/// How a WRITE is to be kept before it is answered (`stable_how`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stability {
+    /// In the modify log: answered at once, shipped behind.
+    Unstable,
+    /// On the servers (rule 1) before the answer.
+    Stable,
 }
 
 /// The file system served at the export's `/`: every volume of the cluster, entered
 /// from the root volume through mount points.
 pub struct CodettaFs {
     volumes: Arc<Volumes>,
-    callers: CallerTable,
 }
 
 impl CodettaFs {
     pub fn new(volumes: Arc<Volumes>) -> CodettaFs {
-        CodettaFs {
-            volumes,
-            callers: CallerTable::default(),
-        }
+        CodettaFs { volumes }
     }
 
-    fn caller(&self) -> Caller {
-        self.callers.current()
-    }
-
-    /// The object a handle's fid stands for (the export's root is the current root
-    /// volume's root) and the Venus of its volume.
+    /// The object a fid stands for (the export's root is the current root volume's
+    /// root) and the Venus of its volume.
     async fn open(&self, fid: &Fid) -> Result<(Fid, Arc<Venus>), nfsstat3> {
         let fid = if *fid == EXPORT_ROOT {
             self.volumes.root().await.map_err(err)?
@@ -79,21 +79,22 @@ impl CodettaFs {
         Ok((fid, venus))
     }
 
-    /// The Venus of `fid`'s volume (`fid` a real object, not the export's root).
+    /// The Venus of `fid`'s volume.
     async fn venus(&self, fid: &Fid) -> Result<Arc<Venus>, nfsstat3> {
         Ok(self.open(fid).await?.1)
     }
 
-    /// The handle a real object is shown under: the current root volume's root is the
+    /// The fid a real object is shown under: the current root volume's root is the
     /// export's root.
-    async fn outward(&self, fid: Fid) -> FidHandle {
+    async fn outward(&self, fid: Fid) -> Fid {
         match self.volumes.root().await {
-            Ok(root) if root == fid => FidHandle::new(EXPORT_ROOT),
-            _ => FidHandle::new(fid),
+            Ok(root) if root == fid => EXPORT_ROOT,
+            _ => fid,
         }
     }
 
-    async fn attrs(&self, fid: &Fid) -> Result<Attrs, nfsstat3> {
+    /// An object's attributes.
+    pub async fn getattr(&self, fid: &Fid) -> Result<Attrs, nfsstat3> {
         let (real, venus) = self.open(fid).await?;
         let mut attrs = venus.getattr(&real).await.map_err(err)?;
         if *fid == EXPORT_ROOT {
@@ -107,13 +108,9 @@ impl CodettaFs {
         Ok(attrs)
     }
 
-    async fn fattr(&self, fid: &Fid) -> Result<fattr3, nfsstat3> {
-        Ok(fattr(fid, &self.attrs(fid).await?))
-    }
-
     /// The directory's attributes, checked to be a directory the caller may modify.
     async fn writable_dir(&self, caller: &Caller, dir: &Fid) -> Result<Attrs, nfsstat3> {
-        let attrs = self.attrs(dir).await?;
+        let attrs = self.getattr(dir).await?;
         if attrs.ftype != FileType::Directory {
             return Err(nfsstat3::NFS3ERR_NOTDIR);
         }
@@ -160,27 +157,40 @@ impl CodettaFs {
         Ok(child)
     }
 
-    /// Common start of CREATE, MKDIR and SYMLINK: the caller, a valid name, the directory
-    /// (a real fid) and its attributes, checked modifiable by the caller, its volume's
-    /// Venus, and a fresh fid in that volume.
-    async fn prepare_new(
-        &self,
-        dirid: &FidHandle,
-        filename: &filename3<'_>,
-    ) -> Result<NewIn, nfsstat3> {
-        let caller = self.caller();
-        let name = name(filename)?;
-        let (dir, venus) = self.open(&dirid.fid).await?;
-        let dir_attrs = self.writable_dir(&caller, &dir).await?;
+    /// Common start of CREATE, MKDIR and SYMLINK: a valid name, the directory (a real
+    /// fid) and its attributes, checked modifiable by the caller, its volume's Venus, and
+    /// a fresh fid in that volume.
+    async fn prepare_new(&self, caller: &Caller, place: &Place<'_>) -> Result<NewIn, nfsstat3> {
+        let name = name(place.name)?;
+        let (dir, venus) = self.open(&place.dir).await?;
+        let dir_attrs = self.writable_dir(caller, &dir).await?;
         let fid = venus.alloc_fid(dir.volume).map_err(err)?;
         Ok(NewIn {
-            caller,
             name,
             dir,
             dir_attrs,
             venus,
             fid,
         })
+    }
+
+    /// SETATTR: each change checked against the caller, then applied; the attributes
+    /// after. `guard` is the ctime the caller expects (`NOT_SYNC` when it differs).
+    pub async fn setattr(
+        &self,
+        caller: &Caller,
+        fid: &Fid,
+        set: &args::SetAttrs,
+        guard: Option<(u32, u32)>,
+    ) -> Result<Attrs, nfsstat3> {
+        if let Some((secs, nsecs)) = guard {
+            let ctime = nfs_time(self.getattr(fid).await?.ctime);
+            if (ctime.seconds, ctime.nseconds) != (secs, nsecs) {
+                return Err(nfsstat3::NFS3ERR_NOT_SYNC);
+            }
+        }
+        self.setattr_checked(caller, fid, set_attrs(set)).await?;
+        self.getattr(fid).await
     }
 
     async fn setattr_checked(
@@ -194,7 +204,7 @@ impl CodettaFs {
         }
         let (fid, venus) = self.open(fid).await?;
         let fid = &fid;
-        let attrs = self.attrs(fid).await?;
+        let attrs = self.getattr(fid).await?;
         if set.mode.is_some() || set.uid.is_some_and(|u| u != attrs.uid) {
             check_owner(caller, &attrs)?;
         }
@@ -225,55 +235,26 @@ impl CodettaFs {
         self.apply(&venus, op).await?;
         Ok(())
     }
-}
 
-/// Where a new object goes: see [`CodettaFs::prepare_new`].
-struct NewIn {
-    caller: Caller,
-    name: Name,
-    dir: Fid,
-    dir_attrs: Attrs,
-    venus: Arc<Venus>,
-    fid: Fid,
-}
-
-impl NfsReadFileSystem for CodettaFs {
-    type Handle = FidHandle;
-
-    fn root_dir(&self) -> FidHandle {
-        FidHandle::new(EXPORT_ROOT)
-    }
-
-    fn authorize(&self, auth: Option<&auth_unix>) -> bool {
-        let caller = match auth {
-            Some(a) => Caller {
-                uid: a.uid,
-                gid: a.gid,
-                gids: a.gids.clone(),
-            },
-            None => Caller::nobody(),
-        };
-        self.callers.set(caller);
-        true
-    }
-
-    async fn lookup(
+    /// LOOKUP: the fid `name` stands for in `dir` (`.` and `..` included; a mount point is
+    /// the root of the volume it mounts).
+    pub async fn lookup(
         &self,
-        dirid: &FidHandle,
-        filename: &filename3<'_>,
-    ) -> Result<FidHandle, nfsstat3> {
-        let caller = self.caller();
-        let dir = self.attrs(&dirid.fid).await?;
-        if dir.ftype != FileType::Directory {
+        caller: &Caller,
+        dir: &Fid,
+        name_bytes: &[u8],
+    ) -> Result<Fid, nfsstat3> {
+        let dir_attrs = self.getattr(dir).await?;
+        if dir_attrs.ftype != FileType::Directory {
             return Err(nfsstat3::NFS3ERR_NOTDIR);
         }
-        check(&caller, &dir, EXEC)?;
-        let (real, venus) = self.open(&dirid.fid).await?;
-        match filename.as_ref() {
-            b"." => return Ok(*dirid),
+        check(caller, &dir_attrs, EXEC)?;
+        let (real, venus) = self.open(dir).await?;
+        match name_bytes {
+            b"." => return Ok(*dir),
             b".." => {
-                if dirid.fid == EXPORT_ROOT {
-                    return Ok(*dirid);
+                if *dir == EXPORT_ROOT {
+                    return Ok(*dir);
                 }
                 if real.vnode == Fid::ROOT_VNODE {
                     // A volume's root: `..` is where it was entered from.
@@ -285,7 +266,7 @@ impl NfsReadFileSystem for CodettaFs {
             }
             _ => {}
         }
-        let name = name(filename)?;
+        let name = name(name_bytes)?;
         let state = venus.lookup(&real, &name).await.map_err(err)?;
         if state.attrs.ftype == FileType::Symlink
             && let Some(root) = self
@@ -299,124 +280,53 @@ impl NfsReadFileSystem for CodettaFs {
         Ok(self.outward(state.fid).await)
     }
 
-    async fn getattr(&self, id: &FidHandle) -> Result<fattr3, nfsstat3> {
-        self.fattr(&id.fid).await
+    /// ACCESS: which of the `asked` ACCESS3 bits the caller holds, and the attributes.
+    pub async fn access(
+        &self,
+        caller: &Caller,
+        fid: &Fid,
+        asked: u32,
+    ) -> Result<(u32, Attrs), nfsstat3> {
+        let attrs = self.getattr(fid).await?;
+        Ok((perm::access(caller, &attrs, asked), attrs))
     }
 
-    async fn read(
+    /// READ: up to `count` bytes at `offset` (whether they reach the end), and the
+    /// attributes they were read under.
+    pub async fn read(
         &self,
-        id: &FidHandle,
+        caller: &Caller,
+        fid: &Fid,
         offset: u64,
         count: u32,
-    ) -> Result<(Vec<u8>, bool), nfsstat3> {
-        let caller = self.caller();
-        let attrs = self.attrs(&id.fid).await?;
+    ) -> Result<(Bytes, bool, Attrs), nfsstat3> {
+        let attrs = self.getattr(fid).await?;
         match attrs.ftype {
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
             FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
             FileType::Regular => {}
         }
-        if !perm::allowed(&caller, &attrs, READ) {
-            check(&caller, &attrs, EXEC)?;
+        if !perm::allowed(caller, &attrs, READ) {
+            check(caller, &attrs, EXEC)?;
         }
-        let (fid, venus) = self.open(&id.fid).await?;
-        let (_, data, eof) = venus
-            .read(&fid, offset, count.min(MAX_IO))
+        let (real, venus) = self.open(fid).await?;
+        let (attrs, data, eof) = venus
+            .read(&real, offset, count.min(MAX_IO))
             .await
             .map_err(err)?;
-        // Without a copy when the bytes are the read's own (assembled from cached blocks).
-        Ok((Vec::from(data), eof))
+        Ok((data, eof, attrs))
     }
 
-    async fn readdir(
+    /// WRITE: `data` at `offset`, kept as `how` asks; the attributes after and how it
+    /// was kept.
+    pub async fn write(
         &self,
-        dirid: &FidHandle,
-        cookie: u64,
-    ) -> Result<impl ReadDirIterator, nfsstat3> {
-        self.open_dir(dirid, cookie, false).await
-    }
-
-    async fn readdirplus(
-        &self,
-        dirid: &FidHandle,
-        cookie: u64,
-    ) -> Result<impl ReadDirPlusIterator<FidHandle>, nfsstat3> {
-        self.open_dir(dirid, cookie, true).await
-    }
-
-    async fn readlink(&self, id: &FidHandle) -> Result<nfspath3<'_>, nfsstat3> {
-        let attrs = self.attrs(&id.fid).await?;
-        if attrs.ftype != FileType::Symlink {
-            return Err(nfsstat3::NFS3ERR_INVAL);
-        }
-        let (fid, venus) = self.open(&id.fid).await?;
-        let target = self.volumes.target(&venus, &fid).await.map_err(err)?;
-        Ok(nfspath3::from(target))
-    }
-
-    async fn fsinfo(&self, root: &FidHandle) -> Result<FSINFO3resok, nfsstat3> {
-        let attrs = self.fattr(&root.fid).await?;
-        Ok(FSINFO3resok {
-            obj_attributes: post_op_attr::Some(attrs),
-            rtmax: MAX_IO,
-            rtpref: MAX_IO,
-            rtmult: 4096,
-            wtmax: MAX_IO,
-            wtpref: MAX_IO,
-            wtmult: 4096,
-            dtpref: 64 * 1024,
-            maxfilesize: u64::MAX >> 1,
-            time_delta: nfstime3 {
-                seconds: 0,
-                nseconds: 1,
-            },
-            properties: FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME,
-        })
-    }
-}
-
-impl CodettaFs {
-    async fn open_dir(
-        &self,
-        dirid: &FidHandle,
-        cookie: u64,
-        plus: bool,
-    ) -> Result<DirPager, nfsstat3> {
-        let caller = self.caller();
-        let attrs = self.attrs(&dirid.fid).await?;
-        if attrs.ftype != FileType::Directory {
-            return Err(nfsstat3::NFS3ERR_NOTDIR);
-        }
-        check(&caller, &attrs, READ)?;
-        let (dir, venus) = self.open(&dirid.fid).await?;
-        let root = self.volumes.root().await.map_err(err)?;
-        Ok(DirPager::new(
-            venus,
-            self.volumes.clone(),
-            dir,
-            root,
-            cookie,
-            plus,
-        ))
-    }
-}
-
-impl NfsFileSystem for CodettaFs {
-    async fn setattr(&self, id: &FidHandle, setattr: sattr3) -> Result<fattr3, nfsstat3> {
-        let caller = self.caller();
-        self.setattr_checked(&caller, &id.fid, set_attrs(&setattr))
-            .await?;
-        self.fattr(&id.fid).await
-    }
-
-    async fn write(
-        &self,
-        id: &FidHandle,
+        caller: &Caller,
+        fid: &Fid,
         offset: u64,
-        data: &[u8],
-        stable: stable_how,
-    ) -> Result<(fattr3, stable_how), nfsstat3> {
-        let caller = self.caller();
+        data: Bytes,
+        how: Stability,
+    ) -> Result<(Attrs, Stability), nfsstat3> {
         let len = u32::try_from(data.len()).map_err(|_| nfsstat3::NFS3ERR_INVAL)?;
         if offset
             .checked_add(u64::from(len))
@@ -424,110 +334,96 @@ impl NfsFileSystem for CodettaFs {
         {
             return Err(nfsstat3::NFS3ERR_FBIG);
         }
-        let (fid, venus) = self.open(&id.fid).await?;
-        let attrs = venus.track_attrs(&fid).await.map_err(err)?;
+        let (real, venus) = self.open(fid).await?;
+        let attrs = venus.track_attrs(&real).await.map_err(err)?;
         match attrs.ftype {
             FileType::Regular => {}
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
             FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
         }
-        check(&caller, &attrs, WRITE)?;
+        check(caller, &attrs, WRITE)?;
         let op = Op::Write {
-            fid,
+            fid: real,
             offset,
             len,
-            hashes: codetta_wire::update::piece_hashes(offset, data),
+            hashes: codetta_wire::update::piece_hashes(offset, &data),
         };
-        let data = Bytes::copy_from_slice(data);
-        let achieved = if stable == stable_how::UNSTABLE {
-            venus.submit(op, data).await.map_err(err)?;
-            stable_how::UNSTABLE
-        } else {
-            venus.submit_and_wait(op, data).await.map_err(err)?;
-            stable_how::FILE_SYNC
-        };
-        Ok((self.fattr(&id.fid).await?, achieved))
+        match how {
+            Stability::Unstable => {
+                venus.submit(op, data).await.map_err(err)?;
+            }
+            Stability::Stable => {
+                venus.submit_and_wait(op, data).await.map_err(err)?;
+            }
+        }
+        Ok((self.getattr(fid).await?, how))
     }
 
-    async fn create(
+    /// CREATE: a regular file `place.name` in `place.dir`; the file (an existing one for
+    /// UNCHECKED and for a resent EXCLUSIVE) and its attributes.
+    pub async fn create(
         &self,
-        dirid: &FidHandle,
-        filename: &filename3<'_>,
-        attr: sattr3,
-    ) -> Result<(FidHandle, fattr3), nfsstat3> {
+        caller: &Caller,
+        place: &Place<'_>,
+        how: &args::CreateHow,
+    ) -> Result<(Fid, Attrs), nfsstat3> {
         let NewIn {
-            caller,
             name,
             dir,
             dir_attrs,
             venus,
             fid,
-        } = self.prepare_new(dirid, filename).await?;
-        let mode = match attr.mode {
-            Nfs3Option::Some(m) => m,
-            Nfs3Option::None => 0o644,
+        } = self.prepare_new(caller, place).await?;
+        let (mode, how, attrs) = match how {
+            args::CreateHow::Unchecked(a) => (
+                a.mode.unwrap_or(0o644),
+                CreateHow::Unchecked {
+                    truncate: a.size == Some(0),
+                },
+                Some(a),
+            ),
+            args::CreateHow::Guarded(a) => (a.mode.unwrap_or(0o644), CreateHow::Guarded, Some(a)),
+            args::CreateHow::Exclusive(verf) => (0o600, CreateHow::Exclusive(*verf), None),
         };
-        let truncate = matches!(attr.size, Nfs3Option::Some(0));
+        let truncate = matches!(how, CreateHow::Unchecked { truncate: true });
         let op = Op::Create {
             dir,
             name,
             fid,
-            new: Self::new_object(&caller, &dir_attrs, mode),
-            how: CreateHow::Unchecked { truncate },
+            new: Self::new_object(caller, &dir_attrs, mode),
+            how,
         };
         let created = self.apply(&venus, op).await?.unwrap_or(fid);
-        let mut rest = set_attrs(&attr);
-        rest.mode = None;
-        if truncate {
-            rest.size = None;
+        if let Some(attrs) = attrs {
+            // What the create itself did not set: the mode and owner went with it.
+            let mut rest = set_attrs(attrs);
+            rest.mode = None;
+            if truncate {
+                rest.size = None;
+            }
+            if created == fid {
+                rest.uid = rest.uid.filter(|u| *u != caller.uid);
+            }
+            self.setattr_checked(caller, &created, rest).await?;
         }
-        if created == fid {
-            rest.uid = rest.uid.filter(|u| *u != caller.uid);
-        }
-        self.setattr_checked(&caller, &created, rest).await?;
-        Ok((FidHandle::new(created), self.fattr(&created).await?))
+        Ok((created, self.getattr(&created).await?))
     }
 
-    async fn create_exclusive(
+    /// MKDIR: a directory with the caller's mode (the parent's setgid inherited).
+    pub async fn mkdir(
         &self,
-        dirid: &FidHandle,
-        filename: &filename3<'_>,
-        createverf: createverf3,
-    ) -> Result<FidHandle, nfsstat3> {
+        caller: &Caller,
+        place: &Place<'_>,
+        attrs: &args::SetAttrs,
+    ) -> Result<(Fid, Attrs), nfsstat3> {
         let NewIn {
-            caller,
             name,
             dir,
             dir_attrs,
             venus,
             fid,
-        } = self.prepare_new(dirid, filename).await?;
-        let op = Op::Create {
-            dir,
-            name,
-            fid,
-            new: Self::new_object(&caller, &dir_attrs, 0o600),
-            how: CreateHow::Exclusive(createverf.0),
-        };
-        let created = self.apply(&venus, op).await?.unwrap_or(fid);
-        Ok(FidHandle::new(created))
-    }
-
-    async fn mkdir(
-        &self,
-        dirid: &FidHandle,
-        dirname: &filename3<'_>,
-    ) -> Result<(FidHandle, fattr3), nfsstat3> {
-        let NewIn {
-            caller,
-            name,
-            dir,
-            dir_attrs,
-            venus,
-            fid,
-        } = self.prepare_new(dirid, dirname).await?;
-        // nfs3_server 0.11 does not pass MKDIR's mode: new directories get 0755.
-        let mut new = Self::new_object(&caller, &dir_attrs, 0o755);
+        } = self.prepare_new(caller, place).await?;
+        let mut new = Self::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o755));
         new.mode |= dir_attrs.mode & 0o2000;
         let op = Op::Mkdir {
             dir,
@@ -536,54 +432,102 @@ impl NfsFileSystem for CodettaFs {
             new,
         };
         self.apply(&venus, op).await?;
-        Ok((FidHandle::new(fid), self.fattr(&fid).await?))
+        Ok((fid, self.getattr(&fid).await?))
     }
 
-    async fn remove(&self, dirid: &FidHandle, filename: &filename3<'_>) -> Result<(), nfsstat3> {
-        let caller = self.caller();
-        let name = name(filename)?;
-        let (dir, venus) = self.open(&dirid.fid).await?;
-        let child = self.unlinkable(&caller, &dir, &name).await?;
-        // nfs3_server routes REMOVE and RMDIR to this one method.
-        let op = if child.attrs.ftype == FileType::Directory {
-            Op::Rmdir {
+    /// SYMLINK: a symbolic link to `target`.
+    pub async fn symlink(
+        &self,
+        caller: &Caller,
+        place: &Place<'_>,
+        attrs: &args::SetAttrs,
+        target: &[u8],
+    ) -> Result<(Fid, Attrs), nfsstat3> {
+        if target.is_empty() {
+            return Err(nfsstat3::NFS3ERR_INVAL);
+        }
+        if target.len() > MAX_TARGET_LEN {
+            return Err(nfsstat3::NFS3ERR_NAMETOOLONG);
+        }
+        let NewIn {
+            name,
+            dir,
+            dir_attrs,
+            venus,
+            fid,
+        } = self.prepare_new(caller, place).await?;
+        let op = Op::Symlink {
+            dir,
+            name,
+            fid,
+            new: Self::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o777)),
+            target: target.to_vec(),
+        };
+        self.apply(&venus, op).await?;
+        Ok((fid, self.getattr(&fid).await?))
+    }
+
+    /// READLINK: a symbolic link's target (a mount point's shows the volume it mounts).
+    pub async fn readlink(&self, fid: &Fid) -> Result<(Vec<u8>, Attrs), nfsstat3> {
+        let attrs = self.getattr(fid).await?;
+        if attrs.ftype != FileType::Symlink {
+            return Err(nfsstat3::NFS3ERR_INVAL);
+        }
+        let (real, venus) = self.open(fid).await?;
+        let target = self.volumes.target(&venus, &real).await.map_err(err)?;
+        Ok((target, attrs))
+    }
+
+    /// REMOVE (`directory` false) or RMDIR (true) of `place.name`.
+    pub async fn remove(
+        &self,
+        caller: &Caller,
+        place: &Place<'_>,
+        directory: bool,
+    ) -> Result<(), nfsstat3> {
+        let name = name(place.name)?;
+        let (dir, venus) = self.open(&place.dir).await?;
+        let child = self.unlinkable(caller, &dir, &name).await?;
+        let is_dir = child.attrs.ftype == FileType::Directory;
+        let op = match (directory, is_dir) {
+            (false, false) => Op::Remove {
                 dir,
                 name,
                 fid: child.fid,
-            }
-        } else {
-            Op::Remove {
+            },
+            (true, true) => Op::Rmdir {
                 dir,
                 name,
                 fid: child.fid,
-            }
+            },
+            (false, true) => return Err(nfsstat3::NFS3ERR_ISDIR),
+            (true, false) => return Err(nfsstat3::NFS3ERR_NOTDIR),
         };
         self.apply(&venus, op).await?;
         Ok(())
     }
 
-    async fn rename<'a>(
+    /// RENAME within one volume (XDEV across volumes).
+    pub async fn rename(
         &self,
-        from_dirid: &FidHandle,
-        from_filename: &filename3<'a>,
-        to_dirid: &FidHandle,
-        to_filename: &filename3<'a>,
+        caller: &Caller,
+        from: &Place<'_>,
+        to: &Place<'_>,
     ) -> Result<(), nfsstat3> {
-        let caller = self.caller();
-        let from_name = name(from_filename)?;
-        let to_name = name(to_filename)?;
-        let (from_dir, venus) = self.open(&from_dirid.fid).await?;
-        let (to_dir_fid, _) = self.open(&to_dirid.fid).await?;
+        let from_name = name(from.name)?;
+        let to_name = name(to.name)?;
+        let (from_dir, venus) = self.open(&from.dir).await?;
+        let (to_dir_fid, _) = self.open(&to.dir).await?;
         if from_dir.volume != to_dir_fid.volume {
             return Err(nfsstat3::NFS3ERR_XDEV);
         }
-        let moved = self.unlinkable(&caller, &from_dir, &from_name).await?;
-        let to_dir = self.writable_dir(&caller, &to_dir_fid).await?;
+        let moved = self.unlinkable(caller, &from_dir, &from_name).await?;
+        let to_dir = self.writable_dir(caller, &to_dir_fid).await?;
         // An existing target is replaced, so it must be removable too; only "absent" is
         // fine to ignore here.
         let replaces = match venus.lookup_to_change(&to_dir_fid, &to_name).await {
             Ok(target) => {
-                check_unlink(&caller, &to_dir, &target.attrs)?;
+                check_unlink(caller, &to_dir, &target.attrs)?;
                 Some(target.fid)
             }
             Err(ClientError::Fs(FsError::NotFound)) => None,
@@ -601,42 +545,44 @@ impl NfsFileSystem for CodettaFs {
         Ok(())
     }
 
-    async fn symlink<'a>(
+    /// READDIR and READDIRPLUS: the directory's entries after `cookie`, checked readable
+    /// by the caller, and the directory's attributes.
+    pub async fn open_dir(
         &self,
-        dirid: &FidHandle,
-        linkname: &filename3<'a>,
-        symlink: &nfspath3<'a>,
-        attr: &sattr3,
-    ) -> Result<(FidHandle, fattr3), nfsstat3> {
-        let target = symlink.as_ref().to_vec();
-        if target.is_empty() || target.len() > 4096 {
-            return Err(nfsstat3::NFS3ERR_INVAL);
+        caller: &Caller,
+        dir: &Fid,
+        cookie: u64,
+    ) -> Result<(DirPager, Attrs), nfsstat3> {
+        let attrs = self.getattr(dir).await?;
+        if attrs.ftype != FileType::Directory {
+            return Err(nfsstat3::NFS3ERR_NOTDIR);
         }
-        let NewIn {
-            caller,
-            name,
-            dir,
-            dir_attrs,
-            venus,
-            fid,
-        } = self.prepare_new(dirid, linkname).await?;
-        let mode = match attr.mode {
-            Nfs3Option::Some(m) => m,
-            Nfs3Option::None => 0o777,
-        };
-        let op = Op::Symlink {
-            dir,
-            name,
-            fid,
-            new: Self::new_object(&caller, &dir_attrs, mode),
-            target,
-        };
-        self.apply(&venus, op).await?;
-        Ok((FidHandle::new(fid), self.fattr(&fid).await?))
+        check(caller, &attrs, READ)?;
+        let (real, venus) = self.open(dir).await?;
+        let root = self.volumes.root().await.map_err(err)?;
+        let pager = DirPager::new(venus, self.volumes.clone(), real, root, cookie);
+        Ok((pager, attrs))
     }
 
-    async fn commit(&self, id: &FidHandle, _offset: u64, _count: u32) -> Result<(), nfsstat3> {
-        let (fid, venus) = self.open(&id.fid).await?;
-        venus.commit(&fid).await.map_err(err)
+    /// COMMIT: everything written to `fid` is on the servers (rule 1).
+    pub async fn commit(&self, fid: &Fid) -> Result<Attrs, nfsstat3> {
+        let (real, venus) = self.open(fid).await?;
+        venus.commit(&real).await.map_err(err)?;
+        self.getattr(fid).await
     }
+}
+
+/// A name in a directory, as a call names it.
+pub struct Place<'a> {
+    pub dir: Fid,
+    pub name: &'a [u8],
+}
+
+/// Where a new object goes: see [`CodettaFs::prepare_new`].
+struct NewIn {
+    name: Name,
+    dir: Fid,
+    dir_attrs: Attrs,
+    venus: Arc<Venus>,
+    fid: Fid,
 }

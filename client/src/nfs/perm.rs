@@ -7,7 +7,7 @@
 
 use super::creds::Caller;
 use codetta_wire::{Attrs, FileType};
-use nfs3_server::nfs3_types::nfs3::nfsstat3;
+use nfs3_types::nfs3::nfsstat3;
 
 pub const READ: u32 = 4;
 pub const WRITE: u32 = 2;
@@ -29,6 +29,65 @@ pub fn allowed(caller: &Caller, attrs: &Attrs, want: u32) -> bool {
         attrs.mode & 7
     };
     bits & want == want
+}
+
+/// ACCESS3 bits (RFC 1813 section 3.3.4).
+pub mod access_bits {
+    pub const READ: u32 = 0x01;
+    pub const LOOKUP: u32 = 0x02;
+    pub const MODIFY: u32 = 0x04;
+    pub const EXTEND: u32 = 0x08;
+    pub const DELETE: u32 = 0x10;
+    pub const EXECUTE: u32 = 0x20;
+}
+
+/// Whether the mode bits alone grant `want` (no owner override: ACCESS answers what an
+/// open() may do). Root holds every bit but execute, which needs some execute bit on a
+/// file.
+fn mode_grants(caller: &Caller, attrs: &Attrs, want: u32) -> bool {
+    if caller.uid == 0 {
+        return want & EXEC == 0 || attrs.ftype == FileType::Directory || attrs.mode & 0o111 != 0;
+    }
+    let bits = if caller.uid == attrs.uid {
+        (attrs.mode >> 6) & 7
+    } else if caller.in_group(attrs.gid) {
+        (attrs.mode >> 3) & 7
+    } else {
+        attrs.mode & 7
+    };
+    bits & want == want
+}
+
+/// Which of the `asked` ACCESS3 bits `caller` holds on an object: on a directory, READ is
+/// listing, LOOKUP and EXECUTE are search, MODIFY, EXTEND and DELETE need write and
+/// search; on other objects READ, MODIFY/EXTEND and EXECUTE are read, write and execute
+/// (DELETE is the directory's to decide, so never granted on them).
+pub fn access(caller: &Caller, attrs: &Attrs, asked: u32) -> u32 {
+    use access_bits as a;
+    let dir = attrs.ftype == FileType::Directory;
+    let rules: [(u32, u32); 6] = if dir {
+        [
+            (a::READ, READ),
+            (a::LOOKUP, EXEC),
+            (a::MODIFY, WRITE | EXEC),
+            (a::EXTEND, WRITE | EXEC),
+            (a::DELETE, WRITE | EXEC),
+            (a::EXECUTE, EXEC),
+        ]
+    } else {
+        [
+            (a::READ, READ),
+            (a::LOOKUP, 0),
+            (a::MODIFY, WRITE),
+            (a::EXTEND, WRITE),
+            (a::DELETE, 0),
+            (a::EXECUTE, EXEC),
+        ]
+    };
+    rules
+        .iter()
+        .filter(|(bit, need)| asked & bit != 0 && *need != 0 && mode_grants(caller, attrs, *need))
+        .fold(0, |granted, (bit, _)| granted | bit)
 }
 
 /// `Ok` if allowed, `ACCES` otherwise.
@@ -110,6 +169,43 @@ mod tests {
             gids: vec![],
         };
         assert!(!allowed(&stranger, &dir, EXEC));
+    }
+
+    #[test]
+    fn access_answers_what_open_may_do() {
+        use access_bits as a;
+        let all = 0x3f;
+        let file = attrs(FileType::Regular, 0o640, 10, 20);
+        assert_eq!(
+            access(&caller(10, 1), &file, all),
+            a::READ | a::MODIFY | a::EXTEND
+        );
+        assert_eq!(access(&caller(11, 20), &file, all), a::READ);
+        assert_eq!(access(&caller(12, 21), &file, all), 0);
+        let readonly = attrs(FileType::Regular, 0o444, 10, 20);
+        assert_eq!(
+            access(&caller(10, 1), &readonly, a::MODIFY),
+            0,
+            "no owner override"
+        );
+        assert_eq!(
+            access(&caller(0, 0), &file, all),
+            a::READ | a::MODIFY | a::EXTEND
+        );
+        let script = attrs(FileType::Regular, 0o700, 10, 20);
+        assert_eq!(access(&caller(0, 0), &script, a::EXECUTE), a::EXECUTE);
+        let dir = attrs(FileType::Directory, 0o751, 10, 20);
+        assert_eq!(access(&caller(10, 1), &dir, all), all);
+        assert_eq!(
+            access(&caller(11, 20), &dir, all),
+            a::READ | a::LOOKUP | a::EXECUTE
+        );
+        assert_eq!(access(&caller(12, 21), &dir, all), a::LOOKUP | a::EXECUTE);
+        assert_eq!(
+            access(&caller(12, 21), &dir, a::READ),
+            0,
+            "only what was asked"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::error::ClientError;
 use codetta_wire::{FsError, NameError};
-use nfs3_server::nfs3_types::nfs3::nfsstat3;
+use nfs3_types::nfs3::nfsstat3;
 
 /// Maps a client error to the status an NFS caller sees.
 pub fn nfs_status(error: &ClientError) -> nfsstat3 {

@@ -1,0 +1,349 @@
+//! NFSv3 procedures (RFC 1813): each call's decoded arguments carried out on
+//! [`CodettaFs`] and its results encoded. A failure is its status followed by the
+//! procedure's failure arm with no attributes (always allowed, and never stale).
+
+use super::results::{
+    self, POST_OP_ATTR_LEN, POST_OP_FH_LEN, fattr3, post_op_attr, post_op_fh, status, wcc_data,
+};
+use crate::nfs::attrs::fattr;
+use crate::nfs::creds::Caller;
+use crate::nfs::handle::{self, HANDLE_GENERATION};
+use crate::nfs::{CodettaFs, MAX_IO, MAX_NAME_LEN, Place, Stability};
+use bytes::Bytes;
+use codetta_oncrpc::XdrWriter;
+use codetta_oncrpc::nfs3::{DirOp, Handle, NfsArgs, NodeKind};
+use codetta_wire::Fid;
+use nfs3_types::nfs3::nfsstat3;
+
+/// The WRITE and COMMIT verifier. Fixed, like the handles' generation: every acknowledged
+/// byte is in the modify log, so a restarted daemon never needs the kernel to resend.
+const WRITE_VERIFIER: [u8; 8] = HANDLE_GENERATION.to_be_bytes();
+
+/// FSINFO properties: symbolic links, the same PATHCONF for every object, settable times.
+const FSF3_SYMLINK: u32 = 0x0002;
+const FSF3_HOMOGENEOUS: u32 = 0x0008;
+const FSF3_CANSETTIME: u32 = 0x0010;
+
+/// The figures FSSTAT reports (not yet the servers' capacity: the front-end issue).
+const REPORTED_BYTES: u64 = 1 << 40;
+const REPORTED_FILES: u64 = 1 << 30;
+
+/// Bytes of a READDIR reply before its entries (status, attributes, verifier) and after
+/// them (end of list, eof).
+const DIR_HEADER: usize = 4 + POST_OP_ATTR_LEN + 8;
+const DIR_TRAILER: usize = 8;
+
+/// Carries out one NFSv3 call; the results (status first) as buffers to write in order.
+pub async fn serve(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Vec<Bytes> {
+    let failure_words = failure_words(&call);
+    match run(fs, caller, call).await {
+        Ok(parts) => parts,
+        Err(s) => {
+            let mut w = XdrWriter::new();
+            status(&mut w, s);
+            for _ in 0..failure_words {
+                w.u32(0);
+            }
+            vec![w.into_inner().freeze()]
+        }
+    }
+}
+
+/// Words of a failure's arm with no attributes: a `post_op_attr` is one, a `wcc_data`
+/// two.
+fn failure_words(call: &NfsArgs) -> usize {
+    match call {
+        NfsArgs::Null | NfsArgs::GetAttr(_) => 0,
+        NfsArgs::Lookup(_)
+        | NfsArgs::Access { .. }
+        | NfsArgs::ReadLink(_)
+        | NfsArgs::Read { .. }
+        | NfsArgs::ReadDir { .. }
+        | NfsArgs::ReadDirPlus { .. }
+        | NfsArgs::FsStat(_)
+        | NfsArgs::FsInfo(_)
+        | NfsArgs::PathConf(_) => 1,
+        NfsArgs::SetAttr { .. }
+        | NfsArgs::Write { .. }
+        | NfsArgs::Create { .. }
+        | NfsArgs::Mkdir { .. }
+        | NfsArgs::Symlink { .. }
+        | NfsArgs::Mknod { .. }
+        | NfsArgs::Remove(_)
+        | NfsArgs::Rmdir(_)
+        | NfsArgs::Commit { .. } => 2,
+        NfsArgs::Link { .. } => 3,
+        NfsArgs::Rename { .. } => 4,
+    }
+}
+
+fn fid(h: &Handle) -> Result<Fid, nfsstat3> {
+    handle::decode(&h.0)
+}
+
+fn place(d: &DirOp) -> Result<Place<'_>, nfsstat3> {
+    Ok(Place {
+        dir: fid(&d.dir)?,
+        name: &d.name,
+    })
+}
+
+/// A reply that starts with NFS3_OK.
+fn ok() -> XdrWriter {
+    let mut w = XdrWriter::new();
+    status(&mut w, nfsstat3::NFS3_OK);
+    w
+}
+
+fn done(w: XdrWriter) -> Result<Vec<Bytes>, nfsstat3> {
+    Ok(vec![w.into_inner().freeze()])
+}
+
+/// The reply of CREATE, MKDIR and SYMLINK.
+fn made(new: Fid, attrs: &codetta_wire::Attrs) -> Result<Vec<Bytes>, nfsstat3> {
+    let mut w = ok();
+    post_op_fh(&mut w, &new);
+    post_op_attr(&mut w, Some((&new, attrs)));
+    wcc_data(&mut w, None);
+    done(w)
+}
+
+async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes>, nfsstat3> {
+    match call {
+        NfsArgs::Null => Ok(Vec::new()),
+        NfsArgs::GetAttr(h) => {
+            let f = fid(&h)?;
+            let attrs = fs.getattr(&f).await?;
+            let mut w = ok();
+            fattr3(&mut w, &fattr(&f, &attrs));
+            done(w)
+        }
+        NfsArgs::SetAttr {
+            object,
+            attrs,
+            guard,
+        } => {
+            let f = fid(&object)?;
+            let after = fs.setattr(caller, &f, &attrs, guard).await?;
+            let mut w = ok();
+            wcc_data(&mut w, Some((&f, &after)));
+            done(w)
+        }
+        NfsArgs::Lookup(d) => {
+            let at = place(&d)?;
+            let found = fs.lookup(caller, &at.dir, at.name).await?;
+            let attrs = fs.getattr(&found).await.ok();
+            let mut w = ok();
+            results::handle(&mut w, &found);
+            post_op_attr(&mut w, attrs.as_ref().map(|a| (&found, a)));
+            post_op_attr(&mut w, None);
+            done(w)
+        }
+        NfsArgs::Access { object, access } => {
+            let f = fid(&object)?;
+            let (granted, attrs) = fs.access(caller, &f, access).await?;
+            let mut w = ok();
+            post_op_attr(&mut w, Some((&f, &attrs)));
+            w.u32(granted);
+            done(w)
+        }
+        NfsArgs::ReadLink(h) => {
+            let f = fid(&h)?;
+            let (target, attrs) = fs.readlink(&f).await?;
+            let mut w = ok();
+            post_op_attr(&mut w, Some((&f, &attrs)));
+            w.opaque(&target);
+            done(w)
+        }
+        NfsArgs::Read {
+            file,
+            offset,
+            count,
+        } => {
+            let f = fid(&file)?;
+            let (data, eof, attrs) = fs.read(caller, &f, offset, count).await?;
+            let len = u32::try_from(data.len()).map_err(|_| nfsstat3::NFS3ERR_IO)?;
+            let mut w = ok();
+            post_op_attr(&mut w, Some((&f, &attrs)));
+            w.u32(len).bool(eof).u32(len);
+            let pad = (4 - data.len() % 4) % 4;
+            let mut parts = vec![w.into_inner().freeze(), data];
+            if pad > 0 {
+                parts.push(Bytes::from_static(&[0; 3]).slice(..pad));
+            }
+            Ok(parts)
+        }
+        NfsArgs::Write {
+            file,
+            offset,
+            count,
+            stable,
+            mut data,
+        } => {
+            let f = fid(&file)?;
+            data.truncate(count as usize);
+            let len = u32::try_from(data.len()).map_err(|_| nfsstat3::NFS3ERR_INVAL)?;
+            let how = if stable == 0 {
+                Stability::Unstable
+            } else {
+                Stability::Stable
+            };
+            let (attrs, kept) = fs.write(caller, &f, offset, data, how).await?;
+            let mut w = ok();
+            wcc_data(&mut w, Some((&f, &attrs)));
+            // stable_how: UNSTABLE 0, FILE_SYNC 2.
+            w.u32(len)
+                .u32(if kept == Stability::Unstable { 0 } else { 2 });
+            w.fixed(&WRITE_VERIFIER);
+            done(w)
+        }
+        NfsArgs::Create { place: d, how } => {
+            let (new, attrs) = fs.create(caller, &place(&d)?, &how).await?;
+            made(new, &attrs)
+        }
+        NfsArgs::Mkdir { place: d, attrs } => {
+            let (new, attrs) = fs.mkdir(caller, &place(&d)?, &attrs).await?;
+            made(new, &attrs)
+        }
+        NfsArgs::Symlink {
+            place: d,
+            attrs,
+            target,
+        } => {
+            let (new, attrs) = fs.symlink(caller, &place(&d)?, &attrs, &target).await?;
+            made(new, &attrs)
+        }
+        NfsArgs::Mknod { kind, .. } => Err(match kind {
+            NodeKind::Other(_) => nfsstat3::NFS3ERR_BADTYPE,
+            // Device nodes, FIFOs and sockets come with the front-end issue.
+            _ => nfsstat3::NFS3ERR_NOTSUPP,
+        }),
+        NfsArgs::Remove(d) | NfsArgs::Rmdir(d) if d.name.is_empty() => Err(nfsstat3::NFS3ERR_INVAL),
+        NfsArgs::Remove(d) => {
+            fs.remove(caller, &place(&d)?, false).await?;
+            let mut w = ok();
+            wcc_data(&mut w, None);
+            done(w)
+        }
+        NfsArgs::Rmdir(d) => {
+            fs.remove(caller, &place(&d)?, true).await?;
+            let mut w = ok();
+            wcc_data(&mut w, None);
+            done(w)
+        }
+        NfsArgs::Rename { from, to } => {
+            fs.rename(caller, &place(&from)?, &place(&to)?).await?;
+            let mut w = ok();
+            wcc_data(&mut w, None);
+            wcc_data(&mut w, None);
+            done(w)
+        }
+        // Hard links come with the front-end issue.
+        NfsArgs::Link { .. } => Err(nfsstat3::NFS3ERR_NOTSUPP),
+        NfsArgs::ReadDir {
+            dir, cookie, count, ..
+        } => read_dir(fs, caller, &fid(&dir)?, cookie, count, false).await,
+        NfsArgs::ReadDirPlus {
+            dir,
+            cookie,
+            maxcount,
+            ..
+        } => read_dir(fs, caller, &fid(&dir)?, cookie, maxcount, true).await,
+        NfsArgs::FsStat(h) => {
+            let f = fid(&h)?;
+            let attrs = fs.getattr(&f).await?;
+            let mut w = ok();
+            post_op_attr(&mut w, Some((&f, &attrs)));
+            w.u64(REPORTED_BYTES)
+                .u64(REPORTED_BYTES)
+                .u64(REPORTED_BYTES);
+            w.u64(REPORTED_FILES)
+                .u64(REPORTED_FILES)
+                .u64(REPORTED_FILES);
+            w.u32(0);
+            done(w)
+        }
+        NfsArgs::FsInfo(h) => {
+            let f = fid(&h)?;
+            let attrs = fs.getattr(&f).await?;
+            let mut w = ok();
+            post_op_attr(&mut w, Some((&f, &attrs)));
+            // rtmax, rtpref, rtmult, wtmax, wtpref, wtmult, dtpref.
+            w.u32(MAX_IO).u32(MAX_IO).u32(4096);
+            w.u32(MAX_IO).u32(MAX_IO).u32(4096);
+            w.u32(64 * 1024);
+            w.u64(u64::MAX >> 1);
+            w.u32(0).u32(1);
+            w.u32(FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME);
+            done(w)
+        }
+        NfsArgs::PathConf(h) => {
+            let f = fid(&h)?;
+            let attrs = fs.getattr(&f).await?;
+            let mut w = ok();
+            post_op_attr(&mut w, Some((&f, &attrs)));
+            // linkmax, name_max, no_trunc, chown_restricted, case_insensitive,
+            // case_preserving.
+            w.u32(1).u32(MAX_NAME_LEN);
+            w.bool(true).bool(true).bool(false).bool(true);
+            done(w)
+        }
+        NfsArgs::Commit { file, .. } => {
+            let f = fid(&file)?;
+            let attrs = fs.commit(&f).await?;
+            let mut w = ok();
+            wcc_data(&mut w, Some((&f, &attrs)));
+            w.fixed(&WRITE_VERIFIER);
+            done(w)
+        }
+    }
+}
+
+/// READDIR (`plus` false) and READDIRPLUS: entries after `cookie` while the reply stays
+/// within `count` bytes (and [`MAX_IO`]); TOOSMALL when not even one fits.
+async fn read_dir(
+    fs: &CodettaFs,
+    caller: &Caller,
+    dir: &Fid,
+    cookie: u64,
+    count: u32,
+    plus: bool,
+) -> Result<Vec<Bytes>, nfsstat3> {
+    let budget = count.min(MAX_IO) as usize;
+    let (mut pager, dir_attrs) = fs.open_dir(caller, dir, cookie).await?;
+    let mut entries = XdrWriter::new();
+    let mut listed = 0usize;
+    let eof = loop {
+        let Some(e) = pager.next().await? else {
+            break true;
+        };
+        let name = e.name.as_bytes();
+        let mut size = 4 + 8 + 4 + name.len().div_ceil(4) * 4 + 8;
+        if plus {
+            size += POST_OP_ATTR_LEN + POST_OP_FH_LEN;
+        }
+        if DIR_HEADER + entries.len() + size + DIR_TRAILER > budget {
+            if listed == 0 {
+                return Err(nfsstat3::NFS3ERR_TOOSMALL);
+            }
+            break false;
+        }
+        entries.bool(true).u64(crate::nfs::attrs::fileid(&e.fid));
+        entries.opaque(name).u64(e.cookie);
+        if plus {
+            post_op_attr(&mut entries, e.attrs.as_ref().map(|a| (&e.fid, a)));
+            post_op_fh(&mut entries, &e.fid);
+        }
+        listed += 1;
+    };
+    let mut w = ok();
+    post_op_attr(&mut w, Some((dir, &dir_attrs)));
+    w.fixed(&[0; 8]);
+    let mut tail = XdrWriter::new();
+    tail.bool(false).bool(eof);
+    Ok(vec![
+        w.into_inner().freeze(),
+        entries.into_inner().freeze(),
+        tail.into_inner().freeze(),
+    ])
+}
