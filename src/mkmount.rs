@@ -32,7 +32,7 @@ pub async fn run(
     let target = codetta_client::volumes::mount_target(&info.name);
     match nfs_port {
         Some(port) => {
-            let mut nfs = Nfs::connect(port).await?;
+            let mut nfs = Nfs::connect_as_root(port).await?;
             let (dir, last) = nfs.parent_of(path).await?;
             nfs.symlink(&dir, &last, &target)
                 .await

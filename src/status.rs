@@ -253,7 +253,7 @@ pub async fn conflicts(admin_path: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// `codetta repair PATH --keep VERSION` through the client daemon's NFS endpoint.
 pub async fn repair(path: String, keep: String, nfs_port: u16) -> anyhow::Result<()> {
-    let mut nfs = codetta_bench::nfs::Nfs::connect(nfs_port)
+    let mut nfs = codetta_bench::nfs::Nfs::connect_as_root(nfs_port)
         .await
         .with_context(|| format!("connecting to the NFS endpoint on 127.0.0.1:{nfs_port}"))?;
     let done = codetta_bench::repair::repair(&mut nfs, &path, &keep).await?;

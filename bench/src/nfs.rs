@@ -123,6 +123,19 @@ impl Nfs {
         Self::connect_as(port, 0, 0).await
     }
 
+    /// Mounts `/` as uid 0 for the command-line tools (`mkmount`, `repair`): from a
+    /// privileged source port when this process may bind one (a daemon with its default
+    /// settings takes calls only from those), from any port otherwise.
+    pub async fn connect_as_root(port: u16) -> anyhow::Result<Nfs> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        match Self::connect_privileged(addr, 0, 0).await {
+            Ok(nfs) => Ok(nfs),
+            Err(privileged) => Self::connect_to(addr, 0, 0).await.map_err(|e| {
+                anyhow::anyhow!("{e} (from a privileged port: {privileged}; run as root?)")
+            }),
+        }
+    }
+
     /// Mounts `/` with an AUTH_SYS credential of `uid`/`gid`.
     pub async fn connect_as(port: u16, uid: u32, gid: u32) -> anyhow::Result<Nfs> {
         Self::connect_to(SocketAddr::from(([127, 0, 0, 1], port)), uid, gid).await

@@ -247,11 +247,18 @@ impl Layout {
     }
 }
 
-/// Adds `line` to the top-level settings of the configuration file at `path`.
+/// Adds `line` (`key = value`) to the top-level settings of the configuration file at
+/// `path`, in place of a setting of the same key.
 fn add_setting(path: &Path, line: &str) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)?;
     let (settings, tables) = text.split_at(text.find("\n[[").unwrap_or(text.len()));
-    write_file(path, &format!("{settings}{line}\n{tables}"))
+    let key = |l: &str| l.split('=').next().map(|k| k.trim().to_string());
+    let kept: String = settings
+        .lines()
+        .filter(|l| l.trim().is_empty() || key(l) != key(line))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_file(path, &format!("{kept}{line}\n{tables}"))
 }
 
 #[cfg(test)]

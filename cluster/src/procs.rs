@@ -286,6 +286,11 @@ impl ProcCluster {
         self.client.as_ref().map(Proc::pid)
     }
 
+    /// Whether the client daemon's process has ended (true when none was started).
+    pub fn client_exited(&mut self) -> bool {
+        self.client.as_mut().is_none_or(Proc::exited)
+    }
+
     /// Stops the client daemon, then every server (SIGTERM).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.client.take() {

@@ -155,13 +155,14 @@ async fn the_readme_walkthrough_on_127_0_0_2_to_5() {
         &admin,
     ]);
 
-    // 6. A client pointed at s1 only: it learns the others from the catalogue.
+    // 6. A client pointed at s1 only: it learns the others from the catalogue. (It takes
+    // unprivileged source ports: the test's NFS client is an ordinary process.)
     let nfs_port = codetta_cluster::free_port().expect("port");
     let client_toml = etc.join("client.toml");
     std::fs::write(
         &client_toml,
         format!(
-            "name = \"c1\"\ndata_dir = {:?}\nnfs_listen = \"127.0.0.1:{nfs_port}\"\nca = {:?}\ncert = {:?}\nkey = {:?}\n\n[[servers]]\nname = \"s1\"\naddr = \"{}\"\n",
+            "name = \"c1\"\ndata_dir = {:?}\nnfs_listen = \"127.0.0.1:{nfs_port}\"\nrequire_privileged_port = false\nca = {:?}\ncert = {:?}\nkey = {:?}\n\n[[servers]]\nname = \"s1\"\naddr = \"{}\"\n",
             s(&dir.join("var").join("client")),
             s(&etc.join("ca.pem")),
             s(&etc.join("c1.pem")),

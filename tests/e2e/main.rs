@@ -14,6 +14,7 @@ mod durability;
 mod groups;
 mod heavy;
 mod large;
+mod local_port;
 mod mounts;
 mod nfs_ops;
 mod nospc;

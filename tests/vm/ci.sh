@@ -4,6 +4,11 @@
 # guest (mounted hard). When the guest prints "@@ kill-point" (just before its tar), the
 # second server is SIGKILLed; at "@@ restart-point" it is started again. Exits with the
 # script's status.
+#
+# The daemon keeps its default of taking NFS calls only from privileged source ports: the
+# guest's connections reach it through tests/vm/privileged-relay.py, which gives back the
+# privileged port slirp's address translation takes away (binding one needs root; without
+# root the daemon is started with --allow-unprivileged-ports instead, and says so).
 set -euo pipefail
 top=$(git rev-parse --show-toplevel)
 cd "$top"
@@ -33,11 +38,18 @@ PY
 dir=$(mktemp -d)
 port=${CODETTA_VM_PORT:-$(free_port)}
 server_port=$(free_ports3)
-./target/debug/codetta up --dir "$dir" --nfs-port "$port" --server-port "$server_port" >"$dir/up.log" 2>&1 &
+up_flags=()
+if [ "$(id -u)" != 0 ]; then
+  echo "not root: no privileged source ports; the daemon takes calls from any port"
+  up_flags=(--allow-unprivileged-ports)
+fi
+./target/debug/codetta up --dir "$dir" --nfs-port "$port" --server-port "$server_port" "${up_flags[@]}" >"$dir/up.log" 2>&1 &
 up=$!
 restarted=
+relay=
 cleanup() {
   [ -n "$restarted" ] && kill "$restarted" 2>/dev/null || true
+  [ -n "$relay" ] && kill "$relay" 2>/dev/null || true
   kill "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true
   if [ -n "${CODETTA_VM_KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
 }
@@ -59,6 +71,17 @@ for v in proj alt; do
 done
 ./target/debug/codetta mkmount /proj proj --nfs-port "$port" --admin "$admin"
 ./target/debug/codetta mkmount /altm alt --nfs-port "$port" --admin "$admin"
+guest_port=$port
+if [ ${#up_flags[@]} = 0 ]; then
+  guest_port=$(free_port)
+  python3 tests/vm/privileged-relay.py "$guest_port" "$port" >"$dir/relay.log" 2>&1 &
+  relay=$!
+  for _ in $(seq 1 50); do
+    grep -q "privileged-relay:" "$dir/relay.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  echo "the guest reaches the daemon through a privileged-port relay on $guest_port"
+fi
 # "processes P1, P2, P3" in the banner: the servers' pids.
 victim=$(sed -n 's/.*(processes \([0-9]*\), \([0-9]*\), .*/\2/p' "$dir/up.log" | head -n 1)
 echo "servers up; s2 (pid ${victim:-?}) is killed during the guest's tar"
@@ -78,7 +101,7 @@ while IFS= read -r line; do
       restarted=$!
       echo "host: s2 started again (pid $restarted)" ;;
   esac
-done < <(bash tests/vm/run.sh "$port"; echo "@@ exit $?")
+done < <(bash tests/vm/run.sh "$guest_port"; echo "@@ exit $?")
 kill "$up" 2>/dev/null || true
 wait "$up" 2>/dev/null || true
 grep -o "client update stats: .*" "$dir/up.log" || true

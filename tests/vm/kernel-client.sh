@@ -269,10 +269,8 @@ if [ "$(id -u)" = 0 ] && { grep -q '^kcuser:' /etc/passwd 2>/dev/null || [ "$(ho
   chmod 755 perm; chmod 644 perm/rootfile; chmod 1777 pub
   here=$(pwd)
   check "uid 1000 reads a 644 root file" as_user "cat '$here/perm/rootfile' >/dev/null"
-  # Known limit: nfs3_server 0.11 answers ACCESS with every requested bit, so open() for
-  # writing succeeds in the kernel; the daemon refuses the WRITE itself (EACCES at
-  # write-back). What must hold is that the file is unchanged.
-  as_user "echo x >>'$here/perm/rootfile'" 2>/dev/null || true
+  # ACCESS answers from the mode bits, so open() for writing fails at once.
+  fails "uid 1000 cannot open a 644 root file for writing" as_user "echo x >>'$here/perm/rootfile'"
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
   check_eq "root file unchanged after uid 1000 tried to write" secret "$(cat perm/rootfile)"
   fails "uid 1000 cannot create in a 755 root directory" as_user "echo x >'$here/perm/new'"
@@ -280,6 +278,9 @@ if [ "$(id -u)" = 0 ] && { grep -q '^kcuser:' /etc/passwd 2>/dev/null || [ "$(ho
   fails "uid 1000 cannot remove from a 755 root directory" as_user "rm -f '$here/perm/rootfile'"
   check "the root file is still there" test -f perm/rootfile
   check "uid 1000 creates a file in a 1777 directory" as_user "echo mine >'$here/pub/mine'"
+  check "uid 1000 makes a 0700 directory" as_user "mkdir -m 0700 '$here/pub/private'"
+  check_eq "it keeps the mode asked for" "1000 700" "$(stat -c '%u %a' pub/private)"
+  fails "uid 1000 cannot open a 0444 file of its own for writing" as_user "echo y >>'$here/pub/mine'; chmod 444 '$here/pub/mine'; echo z >>'$here/pub/mine'"
   check_eq "it is owned by uid 1000" "1000 644" "$(stat -c '%u %a' pub/mine)"
   # open(O_CREAT|O_WRONLY, 0444) then write: allowed to the creator (tar, git, cp -p do this)
   check "uid 1000 creates and writes a 0444 file" as_user "umask 222; echo data >'$here/pub/ro'"

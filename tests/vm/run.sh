@@ -7,8 +7,10 @@
 #
 #   tests/vm/run.sh PORT [EXTRA nfs-vm OPTIONS...]
 #
-# The daemon must accept unprivileged source ports (require_privileged_port
-# = false): the guest's connections reach it from an ordinary port.
+# The guest's connections reach PORT from ordinary source ports (slirp's address
+# translation): either the daemon accepts unprivileged ports
+# (require_privileged_port = false) or PORT is tests/vm/privileged-relay.py in front of
+# it, as tests/vm/ci.sh does.
 # nfs-vm is looked up beside the repository (shared/ next to the clone, as in
 # CI); NFS_VM overrides its path.
 set -u

@@ -1,11 +1,12 @@
 //! The client daemon's own NFSv3 and MOUNT front end: the NFS port's connections with
 //! every bound a local peer could push against ([`port`]), the calls they carry
-//! ([`service`]), the procedures ([`nfs`], [`mount`]) and the XDR of their results
+//! ([`service`]) with replies to resent calls ([`replay`]), the procedures ([`nfs`], [`mount`]) and the XDR of their results
 //! ([`results`]). Arguments are decoded by `codetta_oncrpc`; what a call does is decided
 //! in `crate::nfs`.
 
 pub mod mount;
 pub mod nfs;
 pub mod port;
+pub mod replay;
 pub mod results;
 pub mod service;

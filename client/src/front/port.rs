@@ -17,7 +17,7 @@
 //! - a connection that sends nothing for `idle` is closed (the kernel client reconnects
 //!   when it needs to).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use codetta_oncrpc::call::{Call, CallError, decode_call};
 use codetta_oncrpc::record::{RecordLimits, RecordReader, single_fragment_mark};
 use codetta_oncrpc::reply::{self, AcceptStat, AuthStat};
@@ -82,6 +82,8 @@ pub enum RpcReply {
     Accepted(AcceptStat, Vec<Bytes>),
     /// Refused for its credential.
     Denied(AuthStat),
+    /// No reply: the same call is being carried out (see `front::replay`).
+    Dropped,
 }
 
 /// What carries out the calls the port reads.
@@ -166,11 +168,14 @@ async fn connection<S: RpcService>(
     let _ = socket.set_nodelay(true);
     let (mut rd, mut wr) = socket.into_split();
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
-    let (replies, mut outgoing) = mpsc::channel::<BytesMut>(limits.max_in_flight + 1);
+    let (replies, mut outgoing) = mpsc::channel::<Vec<Bytes>>(limits.max_in_flight + 1);
     let writer = tokio::spawn(async move {
         while let Some(reply) = outgoing.recv().await {
-            let mark = single_fragment_mark(u32::try_from(reply.len()).unwrap_or(u32::MAX));
-            let parts = [std::io::IoSlice::new(&mark), std::io::IoSlice::new(&reply)];
+            let len: usize = reply.iter().map(Bytes::len).sum();
+            let mark = single_fragment_mark(u32::try_from(len).unwrap_or(u32::MAX));
+            let mut parts = Vec::with_capacity(reply.len() + 1);
+            parts.push(std::io::IoSlice::new(&mark));
+            parts.extend(reply.iter().map(|p| std::io::IoSlice::new(p)));
             if write_all_vectored(&mut wr, &parts).await.is_err() {
                 return;
             }
@@ -230,7 +235,10 @@ async fn connection<S: RpcService>(
                 }
             };
             if let Some(answer) = answer
-                && replies.send(answer.into_inner()).await.is_err()
+                && replies
+                    .send(vec![answer.into_inner().freeze()])
+                    .await
+                    .is_err()
             {
                 break;
             }
@@ -249,21 +257,23 @@ fn dispatch<S: RpcService>(
     call: Call,
     peer: SocketAddr,
     service: Arc<S>,
-    replies: mpsc::Sender<BytesMut>,
+    replies: mpsc::Sender<Vec<Bytes>>,
     permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
     tokio::spawn(async move {
         let _permits = permits;
         let xid = call.xid;
+        // The header, then the results as the service made them (a READ's data is the
+        // read's own buffer): written with one vectored write, never copied together.
         let reply = match service.call(call, peer).await {
             RpcReply::Accepted(stat, results) => {
-                let mut header = reply::accepted(xid, stat).into_inner();
-                for part in results {
-                    header.extend_from_slice(&part);
-                }
-                header
+                let mut parts = Vec::with_capacity(results.len() + 1);
+                parts.push(reply::accepted(xid, stat).into_inner().freeze());
+                parts.extend(results);
+                parts
             }
-            RpcReply::Denied(stat) => reply::auth_error(xid, stat).into_inner(),
+            RpcReply::Denied(stat) => vec![reply::auth_error(xid, stat).into_inner().freeze()],
+            RpcReply::Dropped => return,
         };
         let _ = replies.send(reply).await;
     });

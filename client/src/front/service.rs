@@ -3,25 +3,78 @@
 //! procedures with the caller its credential names.
 
 use super::port::{RpcReply, RpcService};
+use super::replay::{CallKey, ReplayCache, Seen};
 use super::{mount, nfs};
 use crate::nfs::creds::Caller;
 use crate::nfs::{CodettaFs, MAX_IO};
+use bytes::Bytes;
 use codetta_oncrpc::call::Call;
 use codetta_oncrpc::nfs3::{
     ArgsError, MOUNT_PROGRAM, MOUNT_VERSION, NFS_PROGRAM, NFS_VERSION, decode_mount, decode_nfs,
 };
 use codetta_oncrpc::reply::AcceptStat;
+use nfs3_types::nfs3::nfsstat3;
 use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// NFSv3 and MOUNT over the file system.
 pub struct FrontEnd {
     fs: CodettaFs,
+    replies: Mutex<ReplayCache>,
 }
 
 impl FrontEnd {
     pub fn new(fs: CodettaFs) -> FrontEnd {
-        FrontEnd { fs }
+        FrontEnd {
+            fs,
+            replies: Mutex::new(ReplayCache::default()),
+        }
     }
+
+    fn replies(&self) -> std::sync::MutexGuard<'_, ReplayCache> {
+        self.replies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An NFS call, through the duplicate-request cache when it changes something
+    /// (every such procedure but WRITE, which a resend repeats harmlessly).
+    async fn nfs_call(&self, call: Call, peer: SocketAddr) -> RpcReply {
+        let key = matches!(call.proc, 2 | 8..=15)
+            .then(|| CallKey::new(peer.ip(), call.xid, call.prog, call.proc, &call.args));
+        if let Some(key) = key {
+            match self.replies().begin(key, Instant::now()) {
+                Seen::New => {}
+                Seen::InProgress => return RpcReply::Dropped,
+                Seen::Done(results) => return RpcReply::Accepted(AcceptStat::Success, results),
+            }
+        }
+        let reply = match decode_nfs(call.proc, call.args, MAX_IO as usize) {
+            Ok(args) => {
+                let caller = Caller::from_credential(&call.cred);
+                let results = nfs::serve(&self.fs, &caller, args).await;
+                RpcReply::Accepted(AcceptStat::Success, results)
+            }
+            Err(e) => refused(e, peer, call.prog),
+        };
+        if let Some(key) = key {
+            match &reply {
+                // JUKEBOX asks for the call again: it must be carried out again.
+                RpcReply::Accepted(AcceptStat::Success, results) if !asks_for_retry(results) => {
+                    self.replies().finish(key, results.clone())
+                }
+                _ => self.replies().abandon(&key),
+            }
+        }
+        reply
+    }
+}
+
+/// Whether results start with the JUKEBOX status.
+fn asks_for_retry(results: &[Bytes]) -> bool {
+    results
+        .first()
+        .and_then(|r| r.get(..4))
+        .is_some_and(|s| s == (nfsstat3::NFS3ERR_JUKEBOX as u32).to_be_bytes())
 }
 
 fn refused(e: ArgsError, peer: SocketAddr, prog: u32) -> RpcReply {
@@ -35,14 +88,7 @@ fn refused(e: ArgsError, peer: SocketAddr, prog: u32) -> RpcReply {
 impl RpcService for FrontEnd {
     async fn call(&self, call: Call, peer: SocketAddr) -> RpcReply {
         match (call.prog, call.vers) {
-            (NFS_PROGRAM, NFS_VERSION) => match decode_nfs(call.proc, call.args, MAX_IO as usize) {
-                Ok(args) => {
-                    let caller = Caller::from_credential(&call.cred);
-                    let results = nfs::serve(&self.fs, &caller, args).await;
-                    RpcReply::Accepted(AcceptStat::Success, results)
-                }
-                Err(e) => refused(e, peer, call.prog),
-            },
+            (NFS_PROGRAM, NFS_VERSION) => self.nfs_call(call, peer).await,
             (MOUNT_PROGRAM, MOUNT_VERSION) => match decode_mount(call.proc, call.args) {
                 Ok(args) => RpcReply::Accepted(AcceptStat::Success, mount::serve(args)),
                 Err(e) => refused(e, peer, call.prog),
