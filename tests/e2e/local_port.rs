@@ -50,24 +50,9 @@ fn garbage(rng: &mut Rng) -> Vec<u8> {
         }
         _ => {
             let prog: u32 = if rng.below(2) == 0 { 100_003 } else { 100_005 };
-            let mut call = Vec::new();
-            for word in [rng.next() as u32, 0, 2, prog, 3, rng.below(25) as u32] {
-                call.extend(word.to_be_bytes());
-            }
-            // AUTH_SYS: stamp, machine "x", uid 0, gid 0, no groups; AUTH_NONE verifier.
-            for word in [1u32, 24, 0, 1] {
-                call.extend(word.to_be_bytes());
-            }
-            call.extend(b"x\0\0\0");
-            for word in [0u32, 0, 0, 0, 0] {
-                call.extend(word.to_be_bytes());
-            }
+            let (xid, proc) = (rng.next() as u32, rng.below(25) as u32);
             let n = rng.below(2048) as usize;
-            call.extend(rng.bytes(n));
-            let mark = (call.len() as u32) | 1 << 31;
-            let mut out = mark.to_be_bytes().to_vec();
-            out.extend(call);
-            out
+            call_bytes(xid, prog, 3, proc, &rng.bytes(n))
         }
     }
 }
@@ -186,6 +171,7 @@ async fn garbage_on_the_nfs_port_leaves_the_daemon_serving_within_its_bounds() {
         peak < before + bound_kib,
         "RSS peaked at {peak} KiB, past {before} + {bound_kib} KiB"
     );
+    refusals_leave_the_connection_open(port).await;
     // Every file is whole, read by a client that connects after the flood.
     let mut fresh = Nfs::connect(port)
         .await
@@ -223,30 +209,82 @@ fn allow_open_files(n: u64) {
     }
 }
 
-/// One NULL call with AUTH_SYS uid 0 on `s`; the reply's words.
-async fn null_call_as_root(s: &mut TcpStream) -> Vec<u32> {
+/// A call with AUTH_SYS uid 0 to `prog`, version `vers`, procedure `proc`, with `args`.
+fn call_bytes(xid: u32, prog: u32, vers: u32, proc: u32, args: &[u8]) -> Vec<u8> {
     let mut call = Vec::new();
-    for word in [7u32, 0, 2, 100_003, 3, 0, 1, 24, 0, 1] {
+    for word in [xid, 0, 2, prog, vers, proc, 1, 24, 0, 1] {
         call.extend(word.to_be_bytes());
     }
     call.extend(b"x\0\0\0");
     for word in [0u32, 0, 0, 0, 0] {
         call.extend(word.to_be_bytes());
     }
+    call.extend(args);
     let mut out = ((call.len() as u32) | 1 << 31).to_be_bytes().to_vec();
     out.extend(call);
-    s.write_all(&out).await.expect("send");
+    out
+}
+
+/// Sends `call` on `s`; the first words of the reply (up to 1 KiB of it).
+async fn exchange(s: &mut TcpStream, call: &[u8]) -> Vec<u32> {
+    s.write_all(call).await.expect("send");
     let mut mark = [0u8; 4];
     tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut mark))
         .await
         .expect("a reply in time")
         .expect("a reply");
     let len = (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize;
-    let mut body = vec![0u8; len.min(1024)];
+    let mut body = vec![0u8; len];
     s.read_exact(&mut body).await.expect("the reply's body");
+    body.truncate(1024);
     body.chunks(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
+}
+
+/// Calls the port cannot carry out are answered with the RPC's own refusals and the
+/// connection goes on: arguments that do not decode, a procedure, a version and a program
+/// it does not have; then a NULL call on the same connection is answered.
+async fn refusals_leave_the_connection_open(port: u16) {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // xid, reply, accepted, AUTH_NONE verifier (flavor, length), then the accept status.
+    let garbage_args = call_bytes(1, 100_003, 3, 1, &[0, 0, 0, 200, 1, 2]);
+    assert_eq!(
+        exchange(&mut s, &garbage_args).await,
+        vec![1, 1, 0, 0, 0, 4],
+        "GARBAGE_ARGS"
+    );
+    let no_proc = call_bytes(2, 100_003, 3, 99, &[]);
+    assert_eq!(
+        exchange(&mut s, &no_proc).await,
+        vec![2, 1, 0, 0, 0, 3],
+        "PROC_UNAVAIL"
+    );
+    let v2 = call_bytes(3, 100_003, 2, 0, &[]);
+    assert_eq!(
+        exchange(&mut s, &v2).await,
+        vec![3, 1, 0, 0, 0, 2, 3, 3],
+        "PROG_MISMATCH"
+    );
+    let nlm = call_bytes(4, 100_021, 4, 0, &[]);
+    assert_eq!(
+        exchange(&mut s, &nlm).await,
+        vec![4, 1, 0, 0, 0, 1],
+        "PROG_UNAVAIL"
+    );
+    let null = call_bytes(5, 100_003, 3, 0, &[]);
+    assert_eq!(
+        exchange(&mut s, &null).await,
+        vec![5, 1, 0, 0, 0, 0],
+        "NULL answered"
+    );
+}
+
+/// One NULL call with AUTH_SYS uid 0 on `s`; the reply's words.
+async fn null_call_as_root(s: &mut TcpStream) -> Vec<u32> {
+    exchange(s, &call_bytes(7, 100_003, 3, 0, &[])).await
 }
 
 /// With the daemon's defaults: a call claiming uid 0 from an unprivileged port is refused

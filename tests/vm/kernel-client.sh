@@ -278,10 +278,10 @@ if [ "$(id -u)" = 0 ] && { grep -q '^kcuser:' /etc/passwd 2>/dev/null || [ "$(ho
   fails "uid 1000 cannot remove from a 755 root directory" as_user "rm -f '$here/perm/rootfile'"
   check "the root file is still there" test -f perm/rootfile
   check "uid 1000 creates a file in a 1777 directory" as_user "echo mine >'$here/pub/mine'"
+  check_eq "it is owned by uid 1000" "1000 644" "$(stat -c '%u %a' pub/mine)"
   check "uid 1000 makes a 0700 directory" as_user "mkdir -m 0700 '$here/pub/private'"
   check_eq "it keeps the mode asked for" "1000 700" "$(stat -c '%u %a' pub/private)"
   fails "uid 1000 cannot open a 0444 file of its own for writing" as_user "echo y >>'$here/pub/mine'; chmod 444 '$here/pub/mine'; echo z >>'$here/pub/mine'"
-  check_eq "it is owned by uid 1000" "1000 644" "$(stat -c '%u %a' pub/mine)"
   # open(O_CREAT|O_WRONLY, 0444) then write: allowed to the creator (tar, git, cp -p do this)
   check "uid 1000 creates and writes a 0444 file" as_user "umask 222; echo data >'$here/pub/ro'"
   check_eq "0444 file has its data" "data 444" "$(cat pub/ro) $(stat -c %a pub/ro)"

@@ -129,16 +129,8 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
             wcc_data(&mut w, Some((&f, &after)));
             done(w)
         }
-        NfsArgs::Lookup(d) => {
-            let at = place(&d)?;
-            let found = fs.lookup(caller, &at.dir, at.name).await?;
-            let attrs = fs.getattr(&found).await.ok();
-            let mut w = ok();
-            results::handle(&mut w, &found);
-            post_op_attr(&mut w, attrs.as_ref().map(|a| (&found, a)));
-            post_op_attr(&mut w, None);
-            done(w)
-        }
+        // Both of its arms carry the directory's attributes.
+        NfsArgs::Lookup(d) => Ok(lookup(fs, caller, &d).await),
         NfsArgs::Access { object, access } => {
             let f = fid(&object)?;
             let (granted, attrs) = fs.access(caller, &f, access).await?;
@@ -297,6 +289,37 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
             done(w)
         }
     }
+}
+
+/// LOOKUP, with the directory's attributes in both arms: a client learns from them that
+/// the directory changed (a switch of root volumes, say) and drops the names it cached.
+async fn lookup(fs: &CodettaFs, caller: &Caller, d: &DirOp) -> Vec<Bytes> {
+    let mut w = XdrWriter::new();
+    let at = match place(d) {
+        Ok(at) => at,
+        Err(s) => {
+            status(&mut w, s);
+            post_op_attr(&mut w, None);
+            return vec![w.into_inner().freeze()];
+        }
+    };
+    let found = fs.lookup(caller, &at.dir, at.name).await;
+    let dir_attrs = fs.getattr(&at.dir).await.ok();
+    let dir = dir_attrs.as_ref().map(|a| (&at.dir, a));
+    match found {
+        Ok(found) => {
+            let attrs = fs.getattr(&found).await.ok();
+            status(&mut w, nfsstat3::NFS3_OK);
+            results::handle(&mut w, &found);
+            post_op_attr(&mut w, attrs.as_ref().map(|a| (&found, a)));
+            post_op_attr(&mut w, dir);
+        }
+        Err(s) => {
+            status(&mut w, s);
+            post_op_attr(&mut w, dir);
+        }
+    }
+    vec![w.into_inner().freeze()]
 }
 
 /// READDIR (`plus` false) and READDIRPLUS: entries after `cookie` while the reply stays
