@@ -144,20 +144,33 @@ impl Nfs {
     /// Mounts `/` of the endpoint at `addr` (NFS and MOUNT on one port) with an AUTH_SYS
     /// credential of `uid`/`gid`.
     pub async fn connect_to(addr: SocketAddr, uid: u32, gid: u32) -> anyhow::Result<Nfs> {
-        Self::connect_from(addr, uid, gid, false).await
+        Self::connect_from(addr, uid, gid, &[], false).await
+    }
+
+    /// Mounts `/` on 127.0.0.1:`port` as `uid`, primary group `gid` and supplementary
+    /// groups `gids`.
+    pub async fn connect_with_groups(
+        port: u16,
+        uid: u32,
+        gid: u32,
+        gids: &[u32],
+    ) -> anyhow::Result<Nfs> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        Self::connect_from(addr, uid, gid, gids, false).await
     }
 
     /// [`Nfs::connect_to`] from a privileged source port (below 1024: the process must be
     /// root), as the kernel's client connects; a daemon refusing unprivileged ports (its
     /// default) takes calls only from such connections.
     pub async fn connect_privileged(addr: SocketAddr, uid: u32, gid: u32) -> anyhow::Result<Nfs> {
-        Self::connect_from(addr, uid, gid, true).await
+        Self::connect_from(addr, uid, gid, &[], true).await
     }
 
     async fn connect_from(
         addr: SocketAddr,
         uid: u32,
         gid: u32,
+        gids: &[u32],
         privileged: bool,
     ) -> anyhow::Result<Nfs> {
         let cred = opaque_auth::auth_unix(&auth_unix {
@@ -165,7 +178,7 @@ impl Nfs {
             machinename: Opaque::owned(b"test".to_vec()),
             uid,
             gid,
-            gids: vec![],
+            gids: gids.to_vec(),
         });
         let traffic = Arc::new(AtomicU64::new(0));
         let host = addr.ip().to_string();
@@ -226,14 +239,30 @@ impl Nfs {
     }
 
     pub async fn mkdir(&mut self, dir: &Fh, name: &str) -> Res<Fh> {
+        self.mkdir_mode(dir, name, 0o755).await
+    }
+
+    pub async fn mkdir_mode(&mut self, dir: &Fh, name: &str, m: u32) -> Res<Fh> {
         ok!(self
             .conn
             .mkdir(&MKDIR3args {
                 where_: dirop(dir, name),
-                attributes: mode(0o755)
+                attributes: mode(m)
             })
             .await)
         .and_then(|r| fh_of(r.obj))
+    }
+
+    /// ACCESS: which of the `asked` ACCESS3 bits the caller holds.
+    pub async fn access(&mut self, fh: &Fh, asked: u32) -> Res<u32> {
+        ok!(self
+            .conn
+            .access(&ACCESS3args {
+                object: fh.clone(),
+                access: asked
+            })
+            .await)
+        .map(|r| r.access)
     }
 
     pub async fn symlink(&mut self, dir: &Fh, name: &str, target: &str) -> Res<Fh> {

@@ -19,6 +19,7 @@ mod mounts;
 mod nfs_ops;
 mod nospc;
 mod partition;
+mod permissions;
 mod replication;
 mod restart;
 mod restart_reads;

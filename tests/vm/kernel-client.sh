@@ -24,6 +24,13 @@ check_eq() {
 }
 # fails DESCRIPTION CMD...: PASS if the command fails
 fails() { d=$1; shift; if "$@" 2>/dev/null; then bad "$d (succeeded)"; else ok "$d"; fi; }
+# fails_with DESCRIPTION MESSAGE CMD...: PASS if the command fails saying MESSAGE
+# (the errno's text: "Permission denied" is EACCES, "Operation not permitted" EPERM)
+fails_with() {
+  d=$1; want=$2; shift 2
+  if out=$("$@" 2>&1); then bad "$d (succeeded)"; return; fi
+  case $out in *"$want"*) ok "$d" ;; *) bad "$d (said: $out)" ;; esac
+}
 # drop the guest's page, dentry and inode caches so reads go to the server
 drop() {
   sync
@@ -263,7 +270,12 @@ if [ "$(id -u)" = 0 ] && { grep -q '^kcuser:' /etc/passwd 2>/dev/null || [ "$(ho
     echo 'kcuser:x:1000:1000:kernel-client test:/tmp:/bin/sh' >>/etc/passwd
     echo 'kcuser:x:1000:' >>/etc/group
   }
+  grep -q '^kcother:' /etc/passwd || {
+    echo 'kcother:x:1001:1001:kernel-client test, a second user:/tmp:/bin/sh' >>/etc/passwd
+    echo 'kcother:x:1001:' >>/etc/group
+  }
   as_user() { su -s /bin/sh -c "$1" kcuser </dev/null; }
+  as_other() { su -s /bin/sh -c "$1" kcother </dev/null; }
   mkdir perm pub
   echo secret >perm/rootfile
   chmod 755 perm; chmod 644 perm/rootfile; chmod 1777 pub
@@ -290,6 +302,40 @@ if [ "$(id -u)" = 0 ] && { grep -q '^kcuser:' /etc/passwd 2>/dev/null || [ "$(ho
   echo theirs >pub/roots
   fails "sticky directory: uid 1000 cannot remove root's file" as_user "rm -f '$here/pub/roots'"
   check "root's file in the sticky directory remains" test -f pub/roots
+  # Two unprivileged users: kcuser (1000) owns, kcother (1001) tries.
+  as_user "echo data >'$here/pub/his'; chmod 644 '$here/pub/his'"
+  fails_with "kcother cannot chown kcuser's file (EPERM)" "Operation not permitted" \
+    as_other "chown 1001 '$here/pub/his'"
+  fails_with "kcuser cannot give its file away (EPERM)" "Operation not permitted" \
+    as_user "chown 1001 '$here/pub/his'"
+  fails_with "kcuser cannot chgrp to a group it is not in (EPERM)" "Operation not permitted" \
+    as_user "chgrp 1001 '$here/pub/his'"
+  fails_with "kcother cannot chmod kcuser's file (EPERM)" "Operation not permitted" \
+    as_other "chmod 666 '$here/pub/his'"
+  fails_with "kcother cannot truncate kcuser's 644 file (EACCES)" "Permission denied" \
+    as_other "truncate -s 0 '$here/pub/his'"
+  fails_with "kcother cannot set kcuser's file's times (EPERM)" "Operation not permitted" \
+    as_other "touch -d '2001-01-01 00:00:00' '$here/pub/his'"
+  check_eq "kcuser's file unchanged" "1000 644 5" "$(stat -c '%u %a %s' pub/his)"
+  as_user "mkdir -m 0700 '$here/pub/closed' && echo inside >'$here/pub/closed/f' && chmod 666 '$here/pub/closed/f'"
+  drop
+  fails_with "kcother cannot look up in a 0700 directory (EACCES)" "Permission denied" \
+    as_other "cat '$here/pub/closed/f'"
+  fails_with "kcother cannot truncate through a 0700 directory (EACCES)" "Permission denied" \
+    as_other "truncate -s 0 '$here/pub/closed/f'"
+  check_eq "the file behind it unchanged" inside "$(cat pub/closed/f)"
+  as_user "echo '#!/bin/sh' >'$here/pub/suid' && chmod 4777 '$here/pub/suid'"
+  check_eq "kcuser makes its file setuid" "4777" "$(stat -c %a pub/suid)"
+  check "kcother writes to the 4777 file" as_other "echo more >>'$here/pub/suid'"
+  drop
+  check_eq "a write by another user drops setuid" "777" "$(stat -c %a pub/suid)"
+  as_user "chmod 4777 '$here/pub/suid'"
+  chown 1001 pub/suid
+  check_eq "chown drops setuid" "1001 777" "$(stat -c '%u %a' pub/suid)"
+  as_user "echo shared >'$here/pub/shared' && chmod 666 '$here/pub/shared'"
+  check "kcother sets a 666 file's times to now (write permission)" as_other "touch '$here/pub/shared'"
+  fails_with "kcother cannot set them to a given time (EPERM)" "Operation not permitted" \
+    as_other "touch -d '2001-01-01 00:00:00' '$here/pub/shared'"
   rm -rf perm pub
 else
   note "permission checks skipped (need root inside the nfs-vm guest)"

@@ -77,3 +77,11 @@ pub fn set_attrs(s: &args::SetAttrs) -> SetAttrs {
         mtime: time(s.mtime),
     }
 }
+
+/// Whether the times a SETATTR sets are "now" (none given as a value by the caller):
+/// setting those needs only write permission.
+pub fn times_now(s: &args::SetAttrs) -> bool {
+    ![s.atime, s.mtime]
+        .iter()
+        .any(|t| matches!(t, SetTime::Client { .. }))
+}

@@ -14,17 +14,16 @@ pub mod status;
 use crate::error::ClientError;
 use crate::venus::Venus;
 use crate::volumes::Volumes;
-use attrs::{nfs_time, set_attrs};
+use attrs::{nfs_time, set_attrs, times_now};
 use bytes::Bytes;
 use codetta_oncrpc::nfs3 as args;
 use codetta_wire::message::ObjectState;
-use codetta_wire::update::{CreateHow, NewObject, Op};
+use codetta_wire::update::{CreateHow, Op};
 use codetta_wire::{Attrs, Fid, FileType, FsError, Name, SetAttrs};
 use creds::Caller;
 use dir::DirPager;
 use handle::EXPORT_ROOT;
 use nfs3_types::nfs3::nfsstat3;
-use perm::{EXEC, READ, WRITE, check, check_owner, check_unlink};
 use status::{name_status, nfs_status};
 use std::sync::Arc;
 
@@ -111,25 +110,8 @@ impl CodettaFs {
     /// The directory's attributes, checked to be a directory the caller may modify.
     async fn writable_dir(&self, caller: &Caller, dir: &Fid) -> Result<Attrs, nfsstat3> {
         let attrs = self.getattr(dir).await?;
-        if attrs.ftype != FileType::Directory {
-            return Err(nfsstat3::NFS3ERR_NOTDIR);
-        }
-        check(caller, &attrs, WRITE | EXEC)?;
+        perm::may_create_in(caller, &attrs)?;
         Ok(attrs)
-    }
-
-    /// Owner of a new object: the caller, with the directory's group under setgid.
-    fn new_object(caller: &Caller, dir: &Attrs, mode: u32) -> NewObject {
-        let gid = if dir.mode & 0o2000 != 0 {
-            dir.gid
-        } else {
-            caller.gid
-        };
-        NewObject {
-            mode: mode & 0o7777,
-            uid: caller.uid,
-            gid,
-        }
     }
 
     /// Logs a namespace or attribute change and waits until the server applied it; the
@@ -153,7 +135,7 @@ impl CodettaFs {
             .lookup_to_change(dir, name)
             .await
             .map_err(err)?;
-        check_unlink(caller, &dir_attrs, &child.attrs)?;
+        perm::may_unlink(caller, &dir_attrs, &child.attrs)?;
         Ok(child)
     }
 
@@ -189,50 +171,32 @@ impl CodettaFs {
                 return Err(nfsstat3::NFS3ERR_NOT_SYNC);
             }
         }
-        self.setattr_checked(caller, fid, set_attrs(set)).await?;
+        self.setattr_checked(caller, fid, set_attrs(set), times_now(set))
+            .await?;
         self.getattr(fid).await
     }
 
+    /// A SETATTR as `perm::setattr` decides it, applied when anything changes.
     async fn setattr_checked(
         &self,
         caller: &Caller,
         fid: &Fid,
-        set: SetAttrs,
+        asked: SetAttrs,
+        times_now: bool,
     ) -> Result<(), nfsstat3> {
-        if set.is_empty() {
+        if asked.is_empty() {
             return Ok(());
         }
         let (fid, venus) = self.open(fid).await?;
-        let fid = &fid;
-        let attrs = self.getattr(fid).await?;
-        if set.mode.is_some() || set.uid.is_some_and(|u| u != attrs.uid) {
-            check_owner(caller, &attrs)?;
-        }
-        if set.uid.is_some_and(|u| u != attrs.uid) && caller.uid != 0 {
-            return Err(nfsstat3::NFS3ERR_PERM);
-        }
-        if let Some(gid) = set.gid.filter(|g| *g != attrs.gid) {
-            check_owner(caller, &attrs)?;
-            if caller.uid != 0 && !caller.in_group(gid) {
-                return Err(nfsstat3::NFS3ERR_PERM);
-            }
-        }
-        if set.atime.is_some() || set.mtime.is_some() {
-            // Setting times to "now" needs write permission; to a given value, ownership.
-            if check_owner(caller, &attrs).is_err() {
-                check(caller, &attrs, WRITE)?;
-            }
+        let attrs = self.getattr(&fid).await?;
+        let set = perm::setattr(caller, &attrs, &asked, times_now)?;
+        if set.is_empty() {
+            return Ok(());
         }
         if set.size.is_some() {
-            match attrs.ftype {
-                FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
-                FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
-                FileType::Regular => check(caller, &attrs, WRITE)?,
-            }
-            venus.track_attrs(fid).await.map_err(err)?;
+            venus.track_attrs(&fid).await.map_err(err)?;
         }
-        let op = Op::SetAttr { fid: *fid, set };
-        self.apply(&venus, op).await?;
+        self.apply(&venus, Op::SetAttr { fid, set }).await?;
         Ok(())
     }
 
@@ -244,11 +208,7 @@ impl CodettaFs {
         dir: &Fid,
         name_bytes: &[u8],
     ) -> Result<Fid, nfsstat3> {
-        let dir_attrs = self.getattr(dir).await?;
-        if dir_attrs.ftype != FileType::Directory {
-            return Err(nfsstat3::NFS3ERR_NOTDIR);
-        }
-        check(caller, &dir_attrs, EXEC)?;
+        perm::may_lookup(caller, &self.getattr(dir).await?)?;
         let (real, venus) = self.open(dir).await?;
         match name_bytes {
             b"." => return Ok(*dir),
@@ -306,9 +266,7 @@ impl CodettaFs {
             FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
             FileType::Regular => {}
         }
-        if !perm::allowed(caller, &attrs, READ) {
-            check(caller, &attrs, EXEC)?;
-        }
+        perm::may_read(caller, &attrs)?;
         let (real, venus) = self.open(fid).await?;
         let (attrs, data, eof) = venus
             .read(&real, offset, count.min(MAX_IO))
@@ -341,19 +299,30 @@ impl CodettaFs {
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
             FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
         }
-        check(caller, &attrs, WRITE)?;
+        perm::may_write(caller, &attrs)?;
         let op = Op::Write {
             fid: real,
             offset,
             len,
             hashes: codetta_wire::update::piece_hashes(offset, &data),
         };
-        match how {
-            Stability::Unstable => {
-                venus.submit(op, data).await.map_err(err)?;
-            }
-            Stability::Stable => {
-                venus.submit_and_wait(op, data).await.map_err(err)?;
+        // A write drops the file's privileges (setuid, setgid): a record right behind it.
+        let dropped = perm::after_write(caller, &attrs).map(|mode| Op::SetAttr {
+            fid: real,
+            set: SetAttrs {
+                mode: Some(mode),
+                ..SetAttrs::default()
+            },
+        });
+        let ops = std::iter::once((op, data)).chain(dropped.map(|op| (op, Bytes::new())));
+        for (op, data) in ops {
+            match how {
+                Stability::Unstable => {
+                    venus.submit(op, data).await.map_err(err)?;
+                }
+                Stability::Stable => {
+                    venus.submit_and_wait(op, data).await.map_err(err)?;
+                }
             }
         }
         Ok((self.getattr(fid).await?, how))
@@ -390,7 +359,7 @@ impl CodettaFs {
             dir,
             name,
             fid,
-            new: Self::new_object(caller, &dir_attrs, mode),
+            new: perm::new_object(caller, &dir_attrs, mode, false),
             how,
         };
         let created = self.apply(&venus, op).await?.unwrap_or(fid);
@@ -404,7 +373,8 @@ impl CodettaFs {
             if created == fid {
                 rest.uid = rest.uid.filter(|u| *u != caller.uid);
             }
-            self.setattr_checked(caller, &created, rest).await?;
+            self.setattr_checked(caller, &created, rest, times_now(attrs))
+                .await?;
         }
         Ok((created, self.getattr(&created).await?))
     }
@@ -423,8 +393,7 @@ impl CodettaFs {
             venus,
             fid,
         } = self.prepare_new(caller, place).await?;
-        let mut new = Self::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o755));
-        new.mode |= dir_attrs.mode & 0o2000;
+        let new = perm::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o755), true);
         let op = Op::Mkdir {
             dir,
             name,
@@ -460,7 +429,7 @@ impl CodettaFs {
             dir,
             name,
             fid,
-            new: Self::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o777)),
+            new: perm::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o777), false),
             target: target.to_vec(),
         };
         self.apply(&venus, op).await?;
@@ -527,7 +496,7 @@ impl CodettaFs {
         // fine to ignore here.
         let replaces = match venus.lookup_to_change(&to_dir_fid, &to_name).await {
             Ok(target) => {
-                check_unlink(caller, &to_dir, &target.attrs)?;
+                perm::may_unlink(caller, &to_dir, &target.attrs)?;
                 Some(target.fid)
             }
             Err(ClientError::Fs(FsError::NotFound)) => None,
@@ -554,10 +523,7 @@ impl CodettaFs {
         cookie: u64,
     ) -> Result<(DirPager, Attrs), nfsstat3> {
         let attrs = self.getattr(dir).await?;
-        if attrs.ftype != FileType::Directory {
-            return Err(nfsstat3::NFS3ERR_NOTDIR);
-        }
-        check(caller, &attrs, READ)?;
+        perm::may_list(caller, &attrs)?;
         let (real, venus) = self.open(dir).await?;
         let root = self.volumes.root().await.map_err(err)?;
         let pager = DirPager::new(venus, self.volumes.clone(), real, root, cookie);
