@@ -19,15 +19,22 @@ const OK: Status = Ok(());
 const ACCES: Status = Err(nfsstat3::NFS3ERR_ACCES);
 const PERM: Status = Err(nfsstat3::NFS3ERR_PERM);
 
-/// What a case does to its objects: a directory `d` holding a file `f`.
+/// What a case does to its objects: a directory `d` holding a file `f`, an empty
+/// directory `s` and a symbolic link `l`.
 #[derive(Debug, Clone, Copy)]
 enum Op {
+    Getattr,
+    Readlink,
     Lookup,
     Read,
     Write,
     List,
+    ListPlus,
     Create,
+    Mkdir,
+    Symlink,
     Remove,
+    Rmdir,
     Rename,
     Chmod(u32),
     Chown(u32),
@@ -65,6 +72,9 @@ fn table() -> Vec<Case> {
         expect: [OK, ACCES, ACCES, OK],
     };
     vec![
+        // Attributes and a link's target need no permission on the object.
+        case(Getattr, 0o700, 0o000, [OK, OK, OK, OK]),
+        case(Readlink, 0o700, 0o000, [OK, OK, OK, OK]),
         // Search permission on the directory a name is looked up in.
         case(Lookup, 0o700, 0o644, [OK, ACCES, ACCES, OK]),
         case(Lookup, 0o710, 0o644, [OK, OK, ACCES, OK]),
@@ -83,11 +93,18 @@ fn table() -> Vec<Case> {
         case(List, 0o700, 0o644, [OK, ACCES, ACCES, OK]),
         case(List, 0o750, 0o644, [OK, OK, ACCES, OK]),
         case(List, 0o705, 0o644, [OK, ACCES, OK, OK]),
+        case(ListPlus, 0o700, 0o644, [OK, ACCES, ACCES, OK]),
+        case(ListPlus, 0o750, 0o644, [OK, OK, ACCES, OK]),
         // Creating, removing and renaming need write and search on the directory.
         case(Create, 0o755, 0o644, [OK, ACCES, ACCES, OK]),
         case(Create, 0o775, 0o644, [OK, OK, ACCES, OK]),
         case(Create, 0o757, 0o644, [OK, ACCES, OK, OK]),
         case(Create, 0o766, 0o644, [OK, ACCES, ACCES, OK]),
+        case(Mkdir, 0o755, 0o644, [OK, ACCES, ACCES, OK]),
+        case(Mkdir, 0o775, 0o644, [OK, OK, ACCES, OK]),
+        case(Symlink, 0o757, 0o644, [OK, ACCES, OK, OK]),
+        case(Rmdir, 0o755, 0o644, [OK, ACCES, ACCES, OK]),
+        case(Rmdir, 0o775, 0o644, [OK, OK, ACCES, OK]),
         case(Remove, 0o755, 0o644, [OK, ACCES, ACCES, OK]),
         case(Remove, 0o777, 0o644, [OK, OK, OK, OK]),
         case(Rename, 0o775, 0o644, [OK, OK, ACCES, OK]),
@@ -148,6 +165,8 @@ async fn fixture(
 ) -> (Fh, Fh) {
     let d = root.mkdir(base, name).await.expect("mkdir");
     let f = root.create(&d, "f").await.expect("create");
+    root.mkdir(&d, "s").await.expect("mkdir");
+    root.symlink(&d, "l", "f").await.expect("symlink");
     root.write(&f, 0, b"contents", stable_how::FILE_SYNC)
         .await
         .expect("write");
@@ -156,9 +175,15 @@ async fn fixture(
     (d, f)
 }
 
-async fn perform(nfs: &mut Nfs, op: Op, d: &Fh, f: &Fh) -> Status {
+async fn perform(nfs: &mut Nfs, op: Op, d: &Fh, f: &Fh, l: &Fh) -> Status {
     let set = |s: sattr3| s;
     match op {
+        Op::Getattr => nfs.getattr(f).await.map(|_| ()),
+        Op::Readlink => nfs.readlink(l).await.map(|_| ()),
+        Op::ListPlus => nfs.list(d).await.map(|_| ()),
+        Op::Mkdir => nfs.mkdir(d, "new").await.map(|_| ()),
+        Op::Symlink => nfs.symlink(d, "new", "f").await.map(|_| ()),
+        Op::Rmdir => nfs.rmdir(d, "s").await,
         Op::Lookup => nfs.lookup(d, "f").await.map(|_| ()),
         Op::Read => nfs.read(f, 0, 8).await.map(|_| ()),
         Op::Write => nfs
@@ -247,8 +272,9 @@ async fn every_procedure_by_every_caller_over_the_mode_bits() {
         for (c, expected) in case.expect.iter().enumerate() {
             let name = format!("c{i}-{}", NAMES[c]);
             let (d, f) = fixture(&mut who[3], &base, &name, case.dir, case.file).await;
+            let l = who[3].lookup(&d, "l").await.expect("lookup");
             let before = snapshot(&mut who[3], &d, &f).await;
-            let got = perform(&mut who[c], case.op, &d, &f).await;
+            let got = perform(&mut who[c], case.op, &d, &f, &l).await;
             checked += 1;
             if got != *expected {
                 failures.push(format!(
