@@ -1,5 +1,5 @@
-//! Systems under test: the local disk, the NFS layer alone (nfs3_server's in-memory file
-//! system behind the same endpoint code, in its own process), Codetta clusters started as
+//! Systems under test: the local disk, an NFS layer alone (nfs3_server's in-memory file
+//! system in its own process: an outside reference), Codetta clusters started as
 //! processes (servers and client daemon), and endpoints or mounts named by the user.
 
 use crate::files::Access;
