@@ -110,6 +110,11 @@ macro_rules! ok {
     };
 }
 
+/// `.` and `..`, which listings start with and the helpers here leave out.
+fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
 pub fn mode(m: u32) -> sattr3 {
     sattr3 {
         mode: Nfs3Option::Some(m),
@@ -400,7 +405,9 @@ impl Nfs {
             cookieverf = ok.cookieverf;
             for e in ok.reply.entries.0 {
                 cookie = e.cookie;
-                names.push(String::from_utf8_lossy(e.name.as_ref()).into_owned());
+                if !is_dot(e.name.as_ref()) {
+                    names.push(String::from_utf8_lossy(e.name.as_ref()).into_owned());
+                }
             }
             if ok.reply.eof {
                 return Ok(names);
@@ -416,7 +423,36 @@ impl Nfs {
         ok!(self.conn.fsinfo(&args).await)
     }
 
-    /// One READDIRPLUS page.
+    /// One plain READDIR page as the endpoint sends it (`.` and `..` included): (name,
+    /// cookie, fileid) of each entry, the cookie verifier and whether it ends the listing.
+    pub async fn readdir_page(
+        &mut self,
+        dir: &Fh,
+        cookie: u64,
+        verifier: [u8; 8],
+        count: u32,
+    ) -> Res<(Vec<(String, u64, u64)>, [u8; 8], bool)> {
+        let args = READDIR3args {
+            dir: dir.clone(),
+            cookie,
+            cookieverf: cookieverf3(verifier),
+            count,
+        };
+        let ok = ok!(self.conn.readdir(&args).await)?;
+        let entries = ok
+            .reply
+            .entries
+            .0
+            .into_iter()
+            .map(|e| {
+                let name = String::from_utf8_lossy(e.name.as_ref()).into_owned();
+                (name, e.cookie, e.fileid)
+            })
+            .collect();
+        Ok((entries, ok.cookieverf.0, ok.reply.eof))
+    }
+
+    /// One READDIRPLUS page (`.` and `..` left out).
     pub async fn readdirplus(
         &mut self,
         dir: &Fh,
@@ -436,6 +472,7 @@ impl Nfs {
             .entries
             .0
             .into_iter()
+            .filter(|e| !is_dot(e.name.as_ref()))
             .map(|e| {
                 (
                     String::from_utf8_lossy(e.name.as_ref()).into_owned(),
@@ -477,6 +514,9 @@ impl Nfs {
             let ok = ok!(self.conn.readdirplus(&args).await)?;
             for e in ok.reply.entries.0 {
                 cookie = e.cookie;
+                if is_dot(e.name.as_ref()) {
+                    continue;
+                }
                 out.push((
                     String::from_utf8_lossy(e.name.as_ref()).into_owned(),
                     e.fileid,

@@ -232,3 +232,75 @@ async fn permissions_follow_the_callers_credential() {
     assert_eq!(root_nfs.read_all(&f).await.expect("root reads"), b"secret");
     cluster.shutdown().await;
 }
+
+/// Listings start with `.` and `..` (the directory and its parent, by fileid), every
+/// cookie stays below 2^63 (the Linux client takes cookies for signed offsets), a listing
+/// resumed at any cookie (`seekdir` after `telldir`) goes on with exactly the entries after
+/// it, and a cookie offered with another verifier is refused BAD_COOKIE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_have_dots_and_seekable_cookies_below_2_pow_63() {
+    let cluster = Cluster::start().await;
+    let mut nfs = cluster.nfs().await;
+    let root = nfs.root.clone();
+    let d = nfs.mkdir(&root, "many").await.expect("mkdir");
+    for i in 0..1000 {
+        nfs.create(&d, &format!("entry-{i:04}"))
+            .await
+            .expect("create");
+    }
+    let fileid = |a: fattr3| a.fileid;
+    let (first, verifier, _) = nfs.readdir_page(&d, 0, [0; 8], 4096).await.expect("page");
+    assert_ne!(verifier, [0; 8], "a cookie verifier");
+    assert_eq!(first[0].0, ".");
+    assert_eq!(
+        first[0].2,
+        nfs.getattr(&d).await.map(fileid).expect("attrs")
+    );
+    assert_eq!(first[1].0, "..");
+    assert_eq!(
+        first[1].2,
+        nfs.getattr(&root).await.map(fileid).expect("attrs")
+    );
+    // The whole listing, page by page.
+    let mut all = Vec::new();
+    let mut cookie = 0;
+    loop {
+        let (page, _, eof) = nfs
+            .readdir_page(&d, cookie, verifier, 8192)
+            .await
+            .expect("page");
+        if let Some(last) = page.last() {
+            cookie = last.1;
+        }
+        all.extend(page);
+        if eof {
+            break;
+        }
+    }
+    assert_eq!(all.len(), 1002, "1,000 entries, `.` and `..`");
+    assert!(
+        all.iter().all(|(_, c, _)| *c < 1 << 63),
+        "cookies below 2^63"
+    );
+    let names: std::collections::HashSet<&str> = all.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 1002, "no name twice");
+    // Resumed at a cookie, the listing goes on with what followed it.
+    for at in [0usize, 1, 2, 3, 500, 998, 1001] {
+        let (page, _, eof) = nfs
+            .readdir_page(&d, all[at].1, verifier, 1 << 20)
+            .await
+            .expect("resumed");
+        let rest: Vec<&str> = page.iter().map(|(n, _, _)| n.as_str()).collect();
+        let expected: Vec<&str> = all[at + 1..].iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(rest, expected, "resumed after entry {at}");
+        assert!(eof);
+    }
+    assert_eq!(
+        nfs.readdir_page(&d, all[500].1, *b"oldverf!", 8192)
+            .await
+            .map(|_| ()),
+        Err(nfsstat3::NFS3ERR_BAD_COOKIE),
+        "a cookie of another scheme"
+    );
+    cluster.shutdown().await;
+}

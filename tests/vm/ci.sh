@@ -82,6 +82,14 @@ if [ ${#up_flags[@]} = 0 ]; then
   done
   echo "the guest reaches the daemon through a privileged-port relay on $guest_port"
 fi
+# Test programs for the guest (static: the guest has busybox only).
+files=()
+mkdir -p "$dir/files"
+if gcc -static -O2 -o "$dir/files/seekdir" tests/vm/seekdir.c 2>"$dir/gcc.log"; then
+  files=(--files "$dir/files")
+else
+  echo "no static C toolchain: the guest runs without tests/vm/seekdir.c"; cat "$dir/gcc.log"
+fi
 # "processes P1, P2, P3" in the banner: the servers' pids.
 victim=$(sed -n 's/.*(processes \([0-9]*\), \([0-9]*\), .*/\2/p' "$dir/up.log" | head -n 1)
 echo "servers up; s2 (pid ${victim:-?}) is killed during the guest's tar"
@@ -101,7 +109,7 @@ while IFS= read -r line; do
       restarted=$!
       echo "host: s2 started again (pid $restarted)" ;;
   esac
-done < <(bash tests/vm/run.sh "$guest_port"; echo "@@ exit $?")
+done < <(bash tests/vm/run.sh "$guest_port" "${files[@]}"; echo "@@ exit $?")
 kill "$up" 2>/dev/null || true
 wait "$up" 2>/dev/null || true
 grep -o "client update stats: .*" "$dir/up.log" || true

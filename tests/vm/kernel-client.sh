@@ -262,6 +262,20 @@ check "tree gone" test ! -e tree-in
 check "ls no longer lists it" sh -c '! ls | grep -qx tree-in'
 rm -rf "$src" "$out"
 
+# ---------------------------------------------------------- directories ---
+mkdir dots
+check_eq "ls -a of an empty directory lists . and .." ". .." "$(ls -a dots | tr '\n' ' ' | sed 's/ $//')"
+check_eq ".. is the parent (inode)" "$(stat -c %i .)" "$(stat -c %i dots/..)"
+if [ -x /opt/files/seekdir ]; then
+  i=0
+  while [ $i -lt 1000 ]; do : >"dots/e$i"; i=$((i + 1)); done
+  drop
+  check "telldir/seekdir over 1,000 entries" /opt/files/seekdir dots
+else
+  note "telldir/seekdir check skipped (no /opt/files/seekdir: tests/vm/ci.sh builds it)"
+fi
+rm -rf dots
+
 # ------------------------------------------- permissions as a non-root uid ---
 # The daemon enforces mode bits with the caller's AUTH_SYS uid/gid. In the
 # nfs-vm guest (hostname nfs-vm, /etc in RAM) a user with uid 1000 is added.

@@ -50,16 +50,23 @@ impl Name {
         &self.0
     }
 
-    /// The READDIR cookie of this name: the first 8 bytes of its blake3 hash (never 0).
+    /// The READDIR cookie of this name: 63 bits of its blake3 hash, at least
+    /// [`Name::FIRST_COOKIE`].
     ///
     /// Cookies are a pure function of the name, so they are equal on every replica, survive
-    /// restarts, and are not disturbed by concurrent inserts.
+    /// restarts, and are not disturbed by concurrent inserts. They stay below 2^63 because
+    /// the Linux client takes a cookie for a signed directory offset (`telldir`/`seekdir`
+    /// fail past it), and above 2 because 0 starts a listing and the front end lists `.`
+    /// and `..` under cookies 1 and 2.
     pub fn cookie(&self) -> u64 {
         let hash = blake3::hash(&self.0);
         let mut first = [0u8; 8];
         first.copy_from_slice(&hash.as_bytes()[..8]);
-        u64::from_be_bytes(first).max(1)
+        (u64::from_be_bytes(first) >> 1).max(Self::FIRST_COOKIE)
     }
+
+    /// The smallest cookie of a name.
+    pub const FIRST_COOKIE: u64 = 3;
 }
 
 impl TryFrom<Vec<u8>> for Name {
@@ -109,9 +116,14 @@ mod tests {
     }
 
     #[test]
-    fn cookies_are_nonzero_and_stable() {
+    fn cookies_are_stable_and_between_2_and_2_pow_63() {
         let n = Name::new("hello").unwrap_or_else(|_| unreachable!());
-        assert_ne!(n.cookie(), 0);
         assert_eq!(n.cookie(), n.clone().cookie());
+        for i in 0..10_000 {
+            let c = Name::new(format!("f{i}"))
+                .unwrap_or_else(|_| unreachable!())
+                .cookie();
+            assert!((Name::FIRST_COOKIE..1 << 63).contains(&c), "{c}");
+        }
     }
 }

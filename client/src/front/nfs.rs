@@ -12,7 +12,7 @@ use crate::nfs::{CodettaFs, MAX_IO, MAX_NAME_LEN, Place, Stability};
 use bytes::Bytes;
 use codetta_oncrpc::XdrWriter;
 use codetta_oncrpc::nfs3::{DirOp, Handle, NfsArgs, NodeKind};
-use codetta_wire::Fid;
+use codetta_wire::{Attrs, Fid, Name};
 use nfs3_types::nfs3::nfsstat3;
 
 /// The WRITE and COMMIT verifier. Fixed, like the handles' generation: every acknowledged
@@ -233,14 +233,18 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
         // Hard links come with the front-end issue.
         NfsArgs::Link { .. } => Err(nfsstat3::NFS3ERR_NOTSUPP),
         NfsArgs::ReadDir {
-            dir, cookie, count, ..
-        } => read_dir(fs, caller, &fid(&dir)?, cookie, count, false).await,
+            dir,
+            cookie,
+            verifier,
+            count,
+        } => read_dir(fs, caller, &fid(&dir)?, (cookie, verifier), count, false).await,
         NfsArgs::ReadDirPlus {
             dir,
             cookie,
+            verifier,
             maxcount,
             ..
-        } => read_dir(fs, caller, &fid(&dir)?, cookie, maxcount, true).await,
+        } => read_dir(fs, caller, &fid(&dir)?, (cookie, verifier), maxcount, true).await,
         NfsArgs::FsStat(h) => {
             let f = fid(&h)?;
             let attrs = fs.getattr(&f).await?;
@@ -322,26 +326,68 @@ async fn lookup(fs: &CodettaFs, caller: &Caller, d: &DirOp) -> Vec<Bytes> {
     vec![w.into_inner().freeze()]
 }
 
-/// READDIR (`plus` false) and READDIRPLUS: entries after `cookie` while the reply stays
-/// within `count` bytes (and [`MAX_IO`]); TOOSMALL when not even one fits.
+/// The cookie verifier of every listing: cookies are names' hashes (the same on every
+/// replica and across restarts), so one verifier holds for all. A client still holding
+/// cookies from before cookies were kept below 2^63 (another verifier) is told BAD_COOKIE
+/// and starts its listing again. A zero verifier (a client that does not keep them) is
+/// taken.
+const COOKIE_VERIFIER: [u8; 8] = *b"cookie63";
+
+/// The cookies of `.` and `..` in a listing.
+const DOT_COOKIE: u64 = 1;
+const DOTDOT_COOKIE: u64 = 2;
+
+/// READDIR (`plus` false) and READDIRPLUS: `.` and `..` first, then entries after
+/// `cookie` while the reply stays within `count` bytes (and [`MAX_IO`]); TOOSMALL when not
+/// even one fits.
 async fn read_dir(
     fs: &CodettaFs,
     caller: &Caller,
     dir: &Fid,
-    cookie: u64,
+    (cookie, verifier): (u64, [u8; 8]),
     count: u32,
     plus: bool,
 ) -> Result<Vec<Bytes>, nfsstat3> {
+    if cookie >= Name::FIRST_COOKIE && verifier != COOKIE_VERIFIER && verifier != [0; 8] {
+        return Err(nfsstat3::NFS3ERR_BAD_COOKIE);
+    }
     let budget = count.min(MAX_IO) as usize;
     let (mut pager, dir_attrs) = fs.open_dir(caller, dir, cookie).await?;
+    let mut dots = Vec::new();
+    if cookie < DOT_COOKIE {
+        dots.push(Entry {
+            name: b".".to_vec(),
+            cookie: DOT_COOKIE,
+            fid: *dir,
+            attrs: Some(dir_attrs.clone()),
+        });
+    }
+    if cookie < DOTDOT_COOKIE {
+        let parent = fs.parent_of(dir).await?;
+        dots.push(Entry {
+            name: b"..".to_vec(),
+            cookie: DOTDOT_COOKIE,
+            fid: parent,
+            attrs: fs.getattr(&parent).await.ok(),
+        });
+    }
+    let mut dots = dots.into_iter();
     let mut entries = XdrWriter::new();
     let mut listed = 0usize;
     let eof = loop {
-        let Some(e) = pager.next().await? else {
-            break true;
+        let e = match dots.next() {
+            Some(dot) => dot,
+            None => match pager.next().await? {
+                Some(e) => Entry {
+                    name: e.name.as_bytes().to_vec(),
+                    cookie: e.cookie,
+                    fid: e.fid,
+                    attrs: e.attrs,
+                },
+                None => break true,
+            },
         };
-        let name = e.name.as_bytes();
-        let mut size = 4 + 8 + 4 + name.len().div_ceil(4) * 4 + 8;
+        let mut size = 4 + 8 + 4 + e.name.len().div_ceil(4) * 4 + 8;
         if plus {
             size += POST_OP_ATTR_LEN + POST_OP_FH_LEN;
         }
@@ -352,7 +398,7 @@ async fn read_dir(
             break false;
         }
         entries.bool(true).u64(crate::nfs::attrs::fileid(&e.fid));
-        entries.opaque(name).u64(e.cookie);
+        entries.opaque(&e.name).u64(e.cookie);
         if plus {
             post_op_attr(&mut entries, e.attrs.as_ref().map(|a| (&e.fid, a)));
             post_op_fh(&mut entries, &e.fid);
@@ -361,7 +407,7 @@ async fn read_dir(
     };
     let mut w = ok();
     post_op_attr(&mut w, Some((dir, &dir_attrs)));
-    w.fixed(&[0; 8]);
+    w.fixed(&COOKIE_VERIFIER);
     let mut tail = XdrWriter::new();
     tail.bool(false).bool(eof);
     Ok(vec![
@@ -369,4 +415,12 @@ async fn read_dir(
         entries.into_inner().freeze(),
         tail.into_inner().freeze(),
     ])
+}
+
+/// One entry of a listing as written.
+struct Entry {
+    name: Vec<u8>,
+    cookie: u64,
+    fid: Fid,
+    attrs: Option<Attrs>,
 }

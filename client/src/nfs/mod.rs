@@ -212,18 +212,7 @@ impl CodettaFs {
         let (real, venus) = self.open(dir).await?;
         match name_bytes {
             b"." => return Ok(*dir),
-            b".." => {
-                if *dir == EXPORT_ROOT {
-                    return Ok(*dir);
-                }
-                if real.vnode == Fid::ROOT_VNODE {
-                    // A volume's root: `..` is where it was entered from.
-                    let above = self.volumes.mounted_at(real.volume).unwrap_or(EXPORT_ROOT);
-                    return Ok(self.outward(above).await);
-                }
-                let parent = venus.parent(&real).await.map_err(err)?;
-                return Ok(self.outward(parent).await);
-            }
+            b".." => return self.parent_of(dir).await,
             _ => {}
         }
         let name = name(name_bytes)?;
@@ -238,6 +227,21 @@ impl CodettaFs {
             return Ok(self.outward(root).await);
         }
         Ok(self.outward(state.fid).await)
+    }
+
+    /// The directory `..` of `dir` leads to: the export's root is its own parent, a
+    /// volume's root the directory it was entered from.
+    pub async fn parent_of(&self, dir: &Fid) -> Result<Fid, nfsstat3> {
+        if *dir == EXPORT_ROOT {
+            return Ok(*dir);
+        }
+        let (real, venus) = self.open(dir).await?;
+        if real.vnode == Fid::ROOT_VNODE {
+            let above = self.volumes.mounted_at(real.volume).unwrap_or(EXPORT_ROOT);
+            return Ok(self.outward(above).await);
+        }
+        let parent = venus.parent(&real).await.map_err(err)?;
+        Ok(self.outward(parent).await)
     }
 
     /// ACCESS: which of the `asked` ACCESS3 bits the caller holds, and the attributes.

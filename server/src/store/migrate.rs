@@ -1,5 +1,6 @@
 //! Brings a store written by an earlier format up to [`super::STORE_FORMAT`], in place, when
-//! it is opened.
+//! it is opened: 2 -> 3 moves chunks under sequential ids, 3 -> 4 re-keys directory
+//! entries under cookies below 2^63.
 //!
 //! Each step moves data in batches, one durable transaction per batch that both writes the
 //! new rows and deletes the old ones, so a crash at any point leaves every item in exactly
@@ -28,14 +29,83 @@ pub(super) mod v2 {
         TableDefinition::new("chunk_refs");
 }
 
-/// Upgrades the store in `db` from format `found`; formats it cannot upgrade are refused.
+/// Directory entries looked at per transaction.
+const ENTRIES_PER_BATCH: usize = 4096;
+
+/// Upgrades the store in `db` from format `found`, step by step; formats it cannot upgrade
+/// are refused.
 pub(super) fn upgrade(db: &Database, found: u64) -> R<()> {
     match found {
-        2 => chunks_by_id(db),
+        2 => {
+            chunks_by_id(db)?;
+            cookies_below_2_63(db)
+        }
+        3 => cookies_below_2_63(db),
         _ => Err(StoreError::Format {
             found,
             supported: super::STORE_FORMAT,
         }),
+    }
+}
+
+/// Format 3 -> 4: every directory entry is keyed by its name's cookie as
+/// [`codetta_wire::Name::cookie`] now makes it (63 bits, at least 3; it was 64 bits).
+/// Entries are scanned in key order, a batch per transaction; one whose key holds another
+/// cookie is moved under the right one (the value as it is). A moved entry met again later
+/// in the scan is already right, and a scan started over after a crash finds the moved ones
+/// right, so the step can stop anywhere.
+fn cookies_below_2_63(db: &Database) -> R<()> {
+    use std::ops::Bound;
+    let mut after: Option<(u32, u64, u64, Vec<u8>)> = None;
+    let mut moved = 0u64;
+    loop {
+        let txn = db.begin_write()?;
+        let finished = {
+            let mut dirents = txn.open_table(tables::DIRENTS)?;
+            let mut stale = Vec::new();
+            let mut scanned = 0;
+            {
+                let range = match &after {
+                    Some((vol, vnode, cookie, name)) => {
+                        let from: (u32, u64, u64, &[u8]) = (*vol, *vnode, *cookie, name);
+                        dirents.range::<(u32, u64, u64, &[u8])>((
+                            Bound::Excluded(from),
+                            Bound::Unbounded,
+                        ))?
+                    }
+                    None => dirents.range::<(u32, u64, u64, &[u8])>(..)?,
+                };
+                for item in range.take(ENTRIES_PER_BATCH) {
+                    let (k, v) = item?;
+                    let (vol, vnode, cookie, name) = k.value();
+                    scanned += 1;
+                    after = Some((vol, vnode, cookie, name.to_vec()));
+                    // A name that no longer parses keeps its key (it is reported where it
+                    // is read).
+                    if let Ok(parsed) = codetta_wire::Name::new(name.to_vec())
+                        && parsed.cookie() != cookie
+                    {
+                        stale.push((vol, vnode, cookie, parsed, v.value().to_vec()));
+                    }
+                }
+            }
+            for (vol, vnode, cookie, name, value) in &stale {
+                dirents.remove((*vol, *vnode, *cookie, name.as_bytes()))?;
+                dirents.insert(
+                    (*vol, *vnode, name.cookie(), name.as_bytes()),
+                    value.as_slice(),
+                )?;
+            }
+            moved += stale.len() as u64;
+            scanned < ENTRIES_PER_BATCH
+        };
+        if finished {
+            put_meta_u64(&mut txn.open_table(tables::META)?, tables::meta::FORMAT, 4)?;
+            txn.commit()?;
+            tracing::info!(entries = moved, "store upgraded to format 4");
+            return Ok(());
+        }
+        txn.commit()?;
     }
 }
 
@@ -170,7 +240,7 @@ mod tests {
         check_consistency(&fx.store);
         let txn = fx.store.db.begin_read().unwrap();
         let meta = txn.open_table(tables::META).unwrap();
-        assert_eq!(meta_u64(&meta, tables::meta::FORMAT).unwrap(), Some(3));
+        assert_eq!(meta_u64(&meta, tables::meta::FORMAT).unwrap(), Some(4));
         assert!(
             txn.open_table(v2::CHUNK_REFS).is_err(),
             "old tables are gone"
@@ -184,5 +254,89 @@ mod tests {
         assert_eq!(fx.read_all(f), b"after the upgrade");
         assert_eq!(fx.read_all(files[0]), before[0]);
         check_consistency(&fx.store);
+    }
+
+    /// The cookie of format 3 and before: 64 bits of the name's hash.
+    fn old_cookie(name: &[u8]) -> u64 {
+        let hash = blake3::hash(name);
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        u64::from_be_bytes(first).max(1)
+    }
+
+    /// Turns every entry's key back into format 3's cookie.
+    fn downgrade_cookies(db: &Database) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut dirents = txn.open_table(tables::DIRENTS).unwrap();
+            let all: Vec<_> = dirents
+                .iter()
+                .unwrap()
+                .map(|i| {
+                    let (k, v) = i.unwrap();
+                    let (vol, vnode, cookie, name) = k.value();
+                    (vol, vnode, cookie, name.to_vec(), v.value().to_vec())
+                })
+                .collect();
+            for (vol, vnode, cookie, name, value) in all {
+                dirents
+                    .remove((vol, vnode, cookie, name.as_slice()))
+                    .unwrap();
+                dirents
+                    .insert(
+                        (vol, vnode, old_cookie(&name), name.as_slice()),
+                        value.as_slice(),
+                    )
+                    .unwrap();
+            }
+            put_meta_u64(
+                &mut txn.open_table(tables::META).unwrap(),
+                tables::meta::FORMAT,
+                3,
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    /// A format-3 store with directories larger than a batch opens as format 4 with every
+    /// entry under its new cookie, listed and looked up as before.
+    #[test]
+    fn a_format_3_store_gets_cookies_below_2_pow_63() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let big = fx.mkdir(root, "big");
+        let names: Vec<String> = (0..ENTRIES_PER_BATCH + 500)
+            .map(|i| format!("n{i}"))
+            .collect();
+        for n in &names {
+            fx.create(big, n);
+        }
+        let list = |fx: &Fx| {
+            let mut out = Vec::new();
+            let mut cookie = 0;
+            loop {
+                let (_, entries, eof) = fx.store.readdir(big, cookie, 1000, false).unwrap();
+                for e in entries {
+                    assert!(e.cookie < 1 << 63 && e.cookie >= 3, "cookie {}", e.cookie);
+                    cookie = e.cookie;
+                    out.push(e.name.to_string());
+                }
+                if eof {
+                    out.sort();
+                    return out;
+                }
+            }
+        };
+        let before = list(&fx);
+        assert_eq!(before.len(), names.len());
+        downgrade_cookies(&fx.store.db);
+        let fx = fx.reopened(StoreOptions::default());
+        assert_eq!(list(&fx), before);
+        assert!(fx.lookup(big, "n7").is_ok());
+        check_consistency(&fx.store);
+        let txn = fx.store.db.begin_read().unwrap();
+        let meta = txn.open_table(tables::META).unwrap();
+        assert_eq!(meta_u64(&meta, tables::meta::FORMAT).unwrap(), Some(4));
     }
 }

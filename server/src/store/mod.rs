@@ -186,8 +186,8 @@ type R<T> = Result<T, StoreError>;
 /// The layout of the whole store (tables and value shapes); a store of another format is
 /// refused at open, unless [`migrate`] knows how to bring it here. 2: volumes keep the
 /// catalogue epoch of their group. 3: chunks are stored under sequential ids, found by hash
-/// through an index.
-const STORE_FORMAT: u64 = 3;
+/// through an index. 4: directory entries are keyed by cookies below 2^63.
+const STORE_FORMAT: u64 = 4;
 
 fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> R<Option<u64>> {
     match meta.get(key)? {
