@@ -416,6 +416,15 @@ impl Nfs {
     }
 
     /// FSINFO of the export's root.
+    /// FSSTAT of the export: (total, free, available) bytes and (total, free) objects.
+    pub async fn fsstat(&mut self) -> Res<(u64, u64, u64, u64, u64)> {
+        let args = FSSTAT3args {
+            fsroot: self.root.clone(),
+        };
+        ok!(self.conn.fsstat(&args).await)
+            .map(|r| (r.tbytes, r.fbytes, r.abytes, r.tfiles, r.ffiles))
+    }
+
     pub async fn fsinfo(&mut self) -> Res<FSINFO3resok> {
         let args = FSINFO3args {
             fsroot: self.root.clone(),

@@ -62,3 +62,35 @@ async fn a_full_server_answers_nospc_and_recovers() {
     assert_eq!(nfs.read_all(&b).await.expect("read"), more);
     cluster.shutdown().await;
 }
+
+/// FSSTAT reports the server's space: `df` falls as a file is written and comes back when
+/// it is removed; the object count moves with creates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsstat_moves_with_writes_and_removes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::prepare_on_free_ports(tmp.path(), 1).expect("layout");
+    layout
+        .add_server_setting(0, &format!("capacity_bytes = {}", 64 * MIB))
+        .expect("capacity");
+    let cluster = LocalCluster::start_with(layout).await.expect("cluster");
+    let mut nfs = Nfs::connect(cluster.nfs_port()).await.expect("mount");
+    let root = nfs.root.clone();
+    let (total, free, avail, files, _) = nfs.fsstat().await.expect("fsstat");
+    assert_eq!(total, 64 * MIB as u64, "the configured capacity");
+    assert_eq!(free, avail);
+    let f = nfs.create(&root, "big").await.expect("create");
+    write(&mut nfs, &f, 0, &payload(3, 8 * MIB), stable_how::FILE_SYNC)
+        .await
+        .expect("write");
+    let (_, free_after, _, files_after, _) = nfs.fsstat().await.expect("fsstat");
+    assert!(
+        free - free_after >= 8 * MIB as u64,
+        "free {free} -> {free_after} after 8 MiB"
+    );
+    assert_eq!(files_after, files + 1 + (free_after / 4096) - (free / 4096));
+    nfs.remove(&root, "big").await.expect("remove");
+    let (_, free_removed, _, _, _) = nfs.fsstat().await.expect("fsstat");
+    assert!(free_removed > free_after, "space back after the remove");
+    println!("fsstat: free {free} -> {free_after} after 8 MiB -> {free_removed} after the remove");
+    cluster.shutdown().await;
+}

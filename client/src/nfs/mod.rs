@@ -17,7 +17,7 @@ use crate::volumes::Volumes;
 use attrs::{nfs_time, set_attrs, times_now};
 use bytes::Bytes;
 use codetta_oncrpc::nfs3 as args;
-use codetta_wire::message::ObjectState;
+use codetta_wire::message::{ObjectState, SpaceInfo};
 use codetta_wire::update::{CreateHow, Op};
 use codetta_wire::{Attrs, Fid, FileType, FsError, Name, SetAttrs};
 use creds::Caller;
@@ -532,6 +532,15 @@ impl CodettaFs {
         let root = self.volumes.root().await.map_err(err)?;
         let pager = DirPager::new(venus, self.volumes.clone(), real, root, cookie);
         Ok((pager, attrs))
+    }
+
+    /// FSSTAT: the space of the store holding `fid`'s volume, as the replica it is read
+    /// from reports it (its configured capacity, or its disk), and `fid`'s attributes.
+    pub async fn fsstat(&self, fid: &Fid) -> Result<(SpaceInfo, Attrs), nfsstat3> {
+        let attrs = self.getattr(fid).await?;
+        let (real, venus) = self.open(fid).await?;
+        let space = venus.space(real.volume).await.map_err(err)?;
+        Ok((space, attrs))
     }
 
     /// COMMIT: everything written to `fid` is on the servers (rule 1).
