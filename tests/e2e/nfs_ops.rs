@@ -304,3 +304,52 @@ async fn listings_have_dots_and_seekable_cookies_below_2_pow_63() {
     );
     cluster.shutdown().await;
 }
+
+/// A plain READDIR listing survives changes to the directory between its pages, as
+/// READDIRPLUS does: no BAD_COOKIE, and every entry there from start to end listed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_listing_survives_concurrent_creates() {
+    let cluster = Cluster::start().await;
+    let mut nfs = cluster.nfs().await;
+    let mut other = cluster.nfs().await;
+    let root = nfs.root.clone();
+    let d = nfs.mkdir(&root, "busy").await.expect("mkdir");
+    for i in 0..600 {
+        nfs.create(&d, &format!("old-{i:03}"))
+            .await
+            .expect("create");
+    }
+    let mut seen = std::collections::HashMap::new();
+    let (mut cookie, mut verifier, mut pages) = (0, [0; 8], 0);
+    loop {
+        let (page, v, eof) = nfs
+            .readdir_page(&d, cookie, verifier, 2048)
+            .await
+            .expect("page");
+        verifier = v;
+        pages += 1;
+        for (name, c, _) in page {
+            *seen.entry(name).or_insert(0) += 1;
+            cookie = c;
+        }
+        if eof {
+            break;
+        }
+        for j in 0..20 {
+            other
+                .create(&d, &format!("new-{pages}-{j}"))
+                .await
+                .expect("create between pages");
+        }
+    }
+    assert!(pages > 5, "the listing took several pages ({pages})");
+    for i in 0..600 {
+        assert_eq!(
+            seen.get(&format!("old-{i:03}")),
+            Some(&1),
+            "old-{i:03} listed once"
+        );
+    }
+    assert!(seen.values().all(|n| *n == 1), "no entry twice");
+    cluster.shutdown().await;
+}

@@ -357,37 +357,46 @@ async fn read_dir(
     }
     let budget = count.min(MAX_IO) as usize;
     let (mut pager, dir_attrs) = fs.open_dir(caller, dir, cookie).await?;
-    let mut dots = Vec::new();
+    // `..` needs the parent, a server call when the listing starts: made while the first
+    // page is fetched.
+    let parent = async {
+        if cookie >= DOTDOT_COOKIE {
+            return Ok(None);
+        }
+        let parent = fs.parent_of(dir).await?;
+        let attrs = if plus {
+            fs.getattr(&parent).await.ok()
+        } else {
+            None
+        };
+        Ok::<_, nfsstat3>(Some((parent, attrs)))
+    };
+    let (parent, first) = tokio::join!(parent, pager.next());
+    let mut pending = std::collections::VecDeque::new();
     if cookie < DOT_COOKIE {
-        dots.push(Entry {
+        pending.push_back(Entry {
             name: b".".to_vec(),
             cookie: DOT_COOKIE,
             fid: *dir,
             attrs: Some(dir_attrs.clone()),
         });
     }
-    if cookie < DOTDOT_COOKIE {
-        let parent = fs.parent_of(dir).await?;
-        dots.push(Entry {
+    if let Some((fid, attrs)) = parent? {
+        pending.push_back(Entry {
             name: b"..".to_vec(),
             cookie: DOTDOT_COOKIE,
-            fid: parent,
-            attrs: fs.getattr(&parent).await.ok(),
+            fid,
+            attrs,
         });
     }
-    let mut dots = dots.into_iter();
+    pending.extend(first?.map(Entry::from));
     let mut entries = XdrWriter::new();
     let mut listed = 0usize;
     let eof = loop {
-        let e = match dots.next() {
-            Some(dot) => dot,
+        let e = match pending.pop_front() {
+            Some(e) => e,
             None => match pager.next().await? {
-                Some(e) => Entry {
-                    name: e.name.as_bytes().to_vec(),
-                    cookie: e.cookie,
-                    fid: e.fid,
-                    attrs: e.attrs,
-                },
+                Some(e) => Entry::from(e),
                 None => break true,
             },
         };
@@ -427,4 +436,15 @@ struct Entry {
     cookie: u64,
     fid: Fid,
     attrs: Option<Attrs>,
+}
+
+impl From<crate::nfs::dir::Entry> for Entry {
+    fn from(e: crate::nfs::dir::Entry) -> Entry {
+        Entry {
+            name: e.name.as_bytes().to_vec(),
+            cookie: e.cookie,
+            fid: e.fid,
+            attrs: e.attrs,
+        }
+    }
 }
