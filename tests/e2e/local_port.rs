@@ -249,37 +249,29 @@ async fn refusals_leave_the_connection_open(port: u16) {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    // xid, reply, accepted, AUTH_NONE verifier (flavor, length), then the accept status.
-    let garbage_args = call_bytes(1, 100_003, 3, 1, &[0, 0, 0, 200, 1, 2]);
-    assert_eq!(
-        exchange(&mut s, &garbage_args).await,
-        vec![1, 1, 0, 0, 0, 4],
-        "GARBAGE_ARGS"
-    );
-    let no_proc = call_bytes(2, 100_003, 3, 99, &[]);
-    assert_eq!(
-        exchange(&mut s, &no_proc).await,
-        vec![2, 1, 0, 0, 0, 3],
-        "PROC_UNAVAIL"
-    );
-    let v2 = call_bytes(3, 100_003, 2, 0, &[]);
-    assert_eq!(
-        exchange(&mut s, &v2).await,
-        vec![3, 1, 0, 0, 0, 2, 3, 3],
-        "PROG_MISMATCH"
-    );
-    let nlm = call_bytes(4, 100_021, 4, 0, &[]);
-    assert_eq!(
-        exchange(&mut s, &nlm).await,
-        vec![4, 1, 0, 0, 0, 1],
-        "PROG_UNAVAIL"
-    );
-    let null = call_bytes(5, 100_003, 3, 0, &[]);
-    assert_eq!(
-        exchange(&mut s, &null).await,
-        vec![5, 1, 0, 0, 0, 0],
-        "NULL answered"
-    );
+    // (xid, program, version, procedure, arguments), then the reply: xid, reply, accepted,
+    // AUTH_NONE verifier (flavor, length), the accept status and its details.
+    let cases: [(u32, u32, u32, u32, &[u8], &[u32], &str); 5] = [
+        (
+            1,
+            100_003,
+            3,
+            1,
+            &[0, 0, 0, 200, 1, 2],
+            &[4],
+            "GARBAGE_ARGS",
+        ),
+        (2, 100_003, 3, 99, &[], &[3], "PROC_UNAVAIL"),
+        (3, 100_003, 2, 0, &[], &[2, 3, 3], "PROG_MISMATCH"),
+        (4, 100_021, 4, 0, &[], &[1], "PROG_UNAVAIL"),
+        (5, 100_003, 3, 0, &[], &[0], "NULL answered"),
+    ];
+    for (xid, prog, vers, proc, args, status, what) in cases {
+        let mut expected = vec![xid, 1, 0, 0, 0];
+        expected.extend_from_slice(status);
+        let reply = exchange(&mut s, &call_bytes(xid, prog, vers, proc, args)).await;
+        assert_eq!(reply, expected, "{what}");
+    }
 }
 
 /// One NULL call with AUTH_SYS uid 0 on `s`; the reply's words.

@@ -126,6 +126,28 @@ fn table() -> Vec<Case> {
     ]
 }
 
+/// SETATTR arguments changing one attribute.
+fn set_uid(uid: u32) -> sattr3 {
+    sattr3 {
+        uid: Nfs3Option::Some(uid),
+        ..sattr3::default()
+    }
+}
+
+fn set_gid(gid: u32) -> sattr3 {
+    sattr3 {
+        gid: Nfs3Option::Some(gid),
+        ..sattr3::default()
+    }
+}
+
+fn set_size(size: u64) -> sattr3 {
+    sattr3 {
+        size: Nfs3Option::Some(size),
+        ..sattr3::default()
+    }
+}
+
 async fn callers(port: u16) -> [Nfs; 4] {
     [
         Nfs::connect_with_groups(port, 1000, 1000, &[3000])
@@ -176,7 +198,6 @@ async fn fixture(
 }
 
 async fn perform(nfs: &mut Nfs, op: Op, d: &Fh, f: &Fh, l: &Fh) -> Status {
-    let set = |s: sattr3| s;
     match op {
         Op::Getattr => nfs.getattr(f).await.map(|_| ()),
         Op::Readlink => nfs.readlink(l).await.map(|_| ()),
@@ -195,36 +216,9 @@ async fn perform(nfs: &mut Nfs, op: Op, d: &Fh, f: &Fh, l: &Fh) -> Status {
         Op::Remove => nfs.remove(d, "f").await,
         Op::Rename => nfs.rename(d, "f", d, "g").await,
         Op::Chmod(m) => nfs.setattr(f, mode(m)).await,
-        Op::Chown(uid) => {
-            nfs.setattr(
-                f,
-                set(sattr3 {
-                    uid: Nfs3Option::Some(uid),
-                    ..sattr3::default()
-                }),
-            )
-            .await
-        }
-        Op::Chgrp(gid) => {
-            nfs.setattr(
-                f,
-                set(sattr3 {
-                    gid: Nfs3Option::Some(gid),
-                    ..sattr3::default()
-                }),
-            )
-            .await
-        }
-        Op::Truncate => {
-            nfs.setattr(
-                f,
-                set(sattr3 {
-                    size: Nfs3Option::Some(0),
-                    ..sattr3::default()
-                }),
-            )
-            .await
-        }
+        Op::Chown(uid) => nfs.setattr(f, set_uid(uid)).await,
+        Op::Chgrp(gid) => nfs.setattr(f, set_gid(gid)).await,
+        Op::Truncate => nfs.setattr(f, set_size(0)).await,
         Op::TimesGiven => {
             let t = nfstime3 {
                 seconds: 1_000_000_000,
@@ -366,32 +360,14 @@ async fn privileges_are_dropped_and_new_objects_are_owned_as_posix_says() {
     }
     // Truncation by the group member (write permission), and chown by root.
     let (_, f) = fixture(&mut who[3], &top, "t", (0o777, OWNER), (0o6777, OWNER)).await;
-    who[1]
-        .setattr(
-            &f,
-            sattr3 {
-                size: Nfs3Option::Some(0),
-                ..sattr3::default()
-            },
-        )
-        .await
-        .expect("truncate");
+    who[1].setattr(&f, set_size(0)).await.expect("truncate");
     assert_eq!(
         who[3].getattr(&f).await.map(mode_of),
         Ok(0o777),
         "truncated by the member"
     );
     let (_, f) = fixture(&mut who[3], &top, "o", (0o777, OWNER), (0o6755, OWNER)).await;
-    who[3]
-        .setattr(
-            &f,
-            sattr3 {
-                uid: Nfs3Option::Some(1002),
-                ..sattr3::default()
-            },
-        )
-        .await
-        .expect("chown");
+    who[3].setattr(&f, set_uid(1002)).await.expect("chown");
     assert_eq!(
         who[3].getattr(&f).await.map(mode_of),
         Ok(0o755),
