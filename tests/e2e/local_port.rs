@@ -242,6 +242,18 @@ async fn exchange(s: &mut TcpStream, call: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// One call the port refuses: xid, program, version, procedure, arguments; the accept
+/// status and its details; what it shows.
+type Refusal = (
+    u32,
+    u32,
+    u32,
+    u32,
+    &'static [u8],
+    &'static [u32],
+    &'static str,
+);
+
 /// Calls the port cannot carry out are answered with the RPC's own refusals and the
 /// connection goes on: arguments that do not decode, a procedure, a version and a program
 /// it does not have; then a NULL call on the same connection is answered.
@@ -251,7 +263,7 @@ async fn refusals_leave_the_connection_open(port: u16) {
         .expect("connect");
     // (xid, program, version, procedure, arguments), then the reply: xid, reply, accepted,
     // AUTH_NONE verifier (flavor, length), the accept status and its details.
-    let cases: [(u32, u32, u32, u32, &[u8], &[u32], &str); 5] = [
+    let cases: [Refusal; 5] = [
         (
             1,
             100_003,
