@@ -357,13 +357,13 @@ async fn read_dir(
     }
     let budget = count.min(MAX_IO) as usize;
     let (mut pager, dir_attrs) = fs.open_dir(caller, dir, cookie).await?;
-    // `..` needs the parent, a server call when the listing starts: made while the first
+    // `..` needs the parent: remembered from LOOKUP, or a server call made while the first
     // page is fetched.
     let parent = async {
         if cookie >= DOTDOT_COOKIE {
             return Ok(None);
         }
-        let parent = fs.parent_of(dir).await?;
+        let parent = fs.listed_parent(dir).await?;
         let attrs = if plus {
             fs.getattr(&parent).await.ok()
         } else {

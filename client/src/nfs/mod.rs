@@ -59,11 +59,41 @@ pub enum Stability {
 /// from the root volume through mount points.
 pub struct CodettaFs {
     volumes: Arc<Volumes>,
+    /// Parents of directories met by LOOKUP: the `..` entry of a listing takes its fileid
+    /// from here instead of asking a server for every listing. A hint (another client's
+    /// rename may leave it behind until the entry is met again); LOOKUP of `..` always asks.
+    parents: std::sync::Mutex<std::collections::HashMap<Fid, Fid>>,
 }
+
+/// Most parents remembered (the map is emptied when it fills).
+const MAX_PARENTS: usize = 65_536;
 
 impl CodettaFs {
     pub fn new(volumes: Arc<Volumes>) -> CodettaFs {
-        CodettaFs { volumes }
+        CodettaFs {
+            volumes,
+            parents: Default::default(),
+        }
+    }
+
+    fn parents(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Fid, Fid>> {
+        self.parents.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn remember_parent(&self, dir: Fid, parent: Fid) {
+        let mut parents = self.parents();
+        if parents.len() >= MAX_PARENTS {
+            parents.clear();
+        }
+        parents.insert(dir, parent);
+    }
+
+    /// The parent a listing's `..` shows: the one last met, or the server's.
+    pub async fn listed_parent(&self, dir: &Fid) -> Result<Fid, nfsstat3> {
+        if let Some(parent) = self.parents().get(dir) {
+            return Ok(*parent);
+        }
+        self.parent_of(dir).await
     }
 
     /// The object a fid stands for (the export's root is the current root volume's
@@ -226,7 +256,11 @@ impl CodettaFs {
         {
             return Ok(self.outward(root).await);
         }
-        Ok(self.outward(state.fid).await)
+        let found = self.outward(state.fid).await;
+        if state.attrs.ftype == FileType::Directory {
+            self.remember_parent(found, *dir);
+        }
+        Ok(found)
     }
 
     /// The directory `..` of `dir` leads to: the export's root is its own parent, a
@@ -240,8 +274,9 @@ impl CodettaFs {
             let above = self.volumes.mounted_at(real.volume).unwrap_or(EXPORT_ROOT);
             return Ok(self.outward(above).await);
         }
-        let parent = venus.parent(&real).await.map_err(err)?;
-        Ok(self.outward(parent).await)
+        let parent = self.outward(venus.parent(&real).await.map_err(err)?).await;
+        self.remember_parent(*dir, parent);
+        Ok(parent)
     }
 
     /// ACCESS: which of the `asked` ACCESS3 bits the caller holds, and the attributes.
@@ -468,11 +503,14 @@ impl CodettaFs {
                 name,
                 fid: child.fid,
             },
-            (true, true) => Op::Rmdir {
-                dir,
-                name,
-                fid: child.fid,
-            },
+            (true, true) => {
+                self.parents().remove(&child.fid);
+                Op::Rmdir {
+                    dir,
+                    name,
+                    fid: child.fid,
+                }
+            }
             (false, true) => return Err(nfsstat3::NFS3ERR_ISDIR),
             (true, false) => return Err(nfsstat3::NFS3ERR_NOTDIR),
         };
@@ -506,6 +544,9 @@ impl CodettaFs {
             Err(ClientError::Fs(FsError::NotFound)) => None,
             Err(e) => return Err(err(e)),
         };
+        if moved.attrs.ftype == FileType::Directory {
+            self.parents().remove(&moved.fid);
+        }
         let op = Op::Rename {
             from_dir,
             from_name,
