@@ -281,6 +281,15 @@ impl Nfs {
         ok!(self.conn.symlink(&args).await).and_then(|r| fh_of(r.obj))
     }
 
+    /// MKNOD: a FIFO, socket or device node as `what` says.
+    pub async fn mknod(&mut self, dir: &Fh, name: &str, what: mknoddata3) -> Res<Fh> {
+        let args = MKNOD3args {
+            where_: dirop(dir, name),
+            what,
+        };
+        ok!(self.conn.mknod(&args).await).and_then(|r| fh_of(r.obj))
+    }
+
     pub async fn readlink(&mut self, fh: &Fh) -> Res<Vec<u8>> {
         ok!(self
             .conn

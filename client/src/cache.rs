@@ -92,7 +92,8 @@ fn names_changed(op: &Op, created: Option<Fid>) -> Vec<(Fid, &Name, Option<Fid>)
     match op {
         Op::Create { dir, name, fid, .. }
         | Op::Mkdir { dir, name, fid, .. }
-        | Op::Symlink { dir, name, fid, .. } => vec![(*dir, name, Some(created.unwrap_or(*fid)))],
+        | Op::Symlink { dir, name, fid, .. }
+        | Op::Mknod { dir, name, fid, .. } => vec![(*dir, name, Some(created.unwrap_or(*fid)))],
         Op::Remove { dir, name, .. } | Op::Rmdir { dir, name, .. } => vec![(*dir, name, None)],
         Op::Rename {
             from_dir,

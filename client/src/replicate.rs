@@ -426,7 +426,8 @@ pub fn exclusive_undo(op: &Op, answers: &[(codetta_wire::ReplicaId, RecordOutcom
             how: CreateHow::Guarded | CreateHow::Exclusive(_),
             ..
         }
-        | Op::Symlink { dir, name, fid, .. } => (*dir, name.clone(), *fid, false),
+        | Op::Symlink { dir, name, fid, .. }
+        | Op::Mknod { dir, name, fid, .. } => (*dir, name.clone(), *fid, false),
         Op::Mkdir { dir, name, fid, .. } => (*dir, name.clone(), *fid, true),
         _ => return None,
     };

@@ -33,9 +33,10 @@ pub struct Tracker {
 /// The objects an op changes.
 pub fn affected(op: &Op) -> Vec<Fid> {
     match op {
-        Op::Create { dir, fid, .. } | Op::Mkdir { dir, fid, .. } | Op::Symlink { dir, fid, .. } => {
-            vec![*dir, *fid]
-        }
+        Op::Create { dir, fid, .. }
+        | Op::Mkdir { dir, fid, .. }
+        | Op::Symlink { dir, fid, .. }
+        | Op::Mknod { dir, fid, .. } => vec![*dir, *fid],
         Op::Remove { dir, .. } | Op::Rmdir { dir, .. } => vec![*dir],
         Op::Rename {
             from_dir, to_dir, ..

@@ -570,7 +570,29 @@ impl World {
         let n = name(self.rng.random_range(0..NAMES.len()));
         let kind = self.rng.random_range(0..100);
         let (op, data) = match kind {
-            0..=24 => {
+            0..=2 => {
+                // A FIFO or a device node: a name and attributes, replicated like any object.
+                let fid = self.alloc_fid(c);
+                let kind = if self.rng.random_bool(0.5) {
+                    FileType::Fifo
+                } else {
+                    FileType::CharDevice {
+                        major: 1,
+                        minor: self.rng.random_range(0..8),
+                    }
+                };
+                (
+                    Op::Mknod {
+                        dir,
+                        name: n,
+                        fid,
+                        new,
+                        kind,
+                    },
+                    Vec::new(),
+                )
+            }
+            3..=24 => {
                 let fid = self.alloc_fid(c);
                 self.clients[c].files.push(fid);
                 let how = if self.rng.random_bool(0.7) {
@@ -857,7 +879,10 @@ impl World {
             };
             self.oracle.acked += 1;
             match &record.op {
-                Op::Create { fid, .. } | Op::Mkdir { fid, .. } | Op::Symlink { fid, .. } => {
+                Op::Create { fid, .. }
+                | Op::Mkdir { fid, .. }
+                | Op::Symlink { fid, .. }
+                | Op::Mknod { fid, .. } => {
                     if answer == Some(*fid) {
                         self.oracle.acked_creates.insert(*fid);
                     }
@@ -1288,6 +1313,13 @@ fn show(op: &Op) -> String {
         } => format!("create {dir}/{name} = {fid} {how:?}"),
         Op::Mkdir { dir, name, fid, .. } => format!("mkdir {dir}/{name} = {fid}"),
         Op::Symlink { dir, name, fid, .. } => format!("symlink {dir}/{name} = {fid}"),
+        Op::Mknod {
+            dir,
+            name,
+            fid,
+            kind,
+            ..
+        } => format!("mknod {dir}/{name} = {fid} {kind:?}"),
         Op::Remove { dir, name, fid } => format!("remove {dir}/{name} = {fid}"),
         Op::Rmdir { dir, name, fid } => format!("rmdir {dir}/{name} = {fid}"),
         Op::Rename {

@@ -3,7 +3,7 @@
 //! change resynced by shipping about 1 MiB, and every server killed at once.
 
 use crate::durability::Procs;
-use crate::support::nfs::{Fh, Nfs};
+use crate::support::nfs::{Fh, Nfs, mode};
 use codetta_bench::patiently;
 use codetta_bench::workloads::payload;
 use codetta_cluster::{Answer, Inspector};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
-/// The fid inside an NFS handle (after nfs3_server's 8-byte generation).
+/// The fid inside an NFS handle (after its 8-byte generation).
 pub fn fid_of(fh: &Fh) -> Fid {
     Fid::from_bytes(&fh.data.as_ref()[8..]).expect("a Codetta handle")
 }
@@ -279,4 +279,97 @@ async fn all_servers_killed_at_once_lose_no_acknowledged_write() {
         Duration::from_secs(60),
     )
     .await;
+}
+
+/// FIFOs, sockets and device nodes made while a replica is down reach it (type and device
+/// number included) and read back as made; only root makes device nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn special_files_made_while_a_replica_is_down_reach_it() {
+    let mut p = Procs::start_replicated(3).await;
+    let inspector = Inspector::new(&p.layout).expect("inspector");
+    let mut nfs = p.nfs().await;
+    let root = nfs.root.clone();
+    let d = nfs.mkdir(&root, "dev").await.expect("mkdir");
+    let device = |major, minor| devicedata3 {
+        dev_attributes: mode(0o600),
+        spec: specdata3 {
+            specdata1: major,
+            specdata2: minor,
+        },
+    };
+    p.kill_server(1);
+    let fifo = patiently!(
+        nfs.mknod(&d, "fifo", mknoddata3::NF3FIFO(mode(0o640)))
+            .await
+    )
+    .expect("fifo");
+    let sock = patiently!(
+        nfs.mknod(&d, "sock", mknoddata3::NF3SOCK(mode(0o755)))
+            .await
+    )
+    .expect("socket");
+    let chr = patiently!(
+        nfs.mknod(&d, "null", mknoddata3::NF3CHR(device(1, 3)))
+            .await
+    )
+    .expect("char device");
+    let blk = patiently!(
+        nfs.mknod(&d, "loop", mknoddata3::NF3BLK(device(7, 9)))
+            .await
+    )
+    .expect("block device");
+    p.start_server(1).await;
+    let fids = [
+        fid_of(&d),
+        fid_of(&fifo),
+        fid_of(&sock),
+        fid_of(&chr),
+        fid_of(&blk),
+    ];
+    wait_until_agreed(&inspector, &fids, Duration::from_secs(60)).await;
+    for i in 0..3 {
+        let mut names: Vec<String> = inspector
+            .list(i, fid_of(&d))
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["fifo", "loop", "null", "sock"], "server {i}");
+    }
+    let kinds = [
+        (&fifo, ftype3::NF3FIFO, 0o640, (0, 0)),
+        (&sock, ftype3::NF3SOCK, 0o755, (0, 0)),
+        (&chr, ftype3::NF3CHR, 0o600, (1, 3)),
+        (&blk, ftype3::NF3BLK, 0o600, (7, 9)),
+    ];
+    for (fh, kind, m, (major, minor)) in kinds {
+        let a = patiently!(nfs.getattr(fh).await).expect("getattr");
+        assert_eq!(
+            (a.type_, a.mode, a.rdev.specdata1, a.rdev.specdata2, a.size),
+            (kind, m, major, minor, 0)
+        );
+        assert_eq!(
+            nfs.read(fh, 0, 16).await.map(|_| ()),
+            Err(nfsstat3::NFS3ERR_INVAL)
+        );
+    }
+    let mut user = Nfs::connect_as(p.layout.nfs_port, 1000, 1000)
+        .await
+        .expect("mount");
+    let open = nfs.mkdir(&root, "open").await.expect("mkdir");
+    nfs.setattr(&open, mode(0o777)).await.expect("chmod");
+    assert_eq!(
+        user.mknod(&open, "dev", mknoddata3::NF3CHR(device(1, 3)))
+            .await
+            .map(|_| ()),
+        Err(nfsstat3::NFS3ERR_PERM),
+        "device nodes are root's"
+    );
+    assert!(
+        user.mknod(&open, "pipe", mknoddata3::NF3FIFO(mode(0o600)))
+            .await
+            .is_ok()
+    );
 }

@@ -276,6 +276,21 @@ else
 fi
 rm -rf dots
 
+# -------------------------------------------------------- special files ---
+check "mkfifo" mkfifo pipe
+check "it is a FIFO" test -p pipe
+(echo through >pipe) &
+check_eq "a writer and a reader meet through it" through "$(timeout 30 cat pipe)"
+wait
+if [ "$(id -u)" = 0 ]; then
+  check "mknod c 1 3 (root)" mknod cdev c 1 3
+  check "it is a character device" test -c cdev
+  check_eq "its major and minor" "1,3" "$(stat -c '%t,%T' cdev)"
+  check "mknod b 7 9 (root)" mknod bdev b 7 9
+  check_eq "a block device's major and minor" "block 7,9" "$(test -b bdev && echo block) $(stat -c '%t,%T' bdev)"
+fi
+rm -f pipe cdev bdev
+
 # ------------------------------------------- permissions as a non-root uid ---
 # The daemon enforces mode bits with the caller's AUTH_SYS uid/gid. In the
 # nfs-vm guest (hostname nfs-vm, /etc in RAM) a user with uid 1000 is added.

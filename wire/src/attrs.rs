@@ -24,12 +24,42 @@ impl Time {
     }
 }
 
-/// The kind of a file-system object.
+/// The kind of a file-system object. New kinds go at the end: records already stored and
+/// sent keep their meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FileType {
     Regular,
     Directory,
     Symlink,
+    /// A named pipe: the name is replicated; what flows through it stays in each machine's
+    /// kernel.
+    Fifo,
+    /// The name a UNIX domain socket is bound to (likewise only the name).
+    Socket,
+    /// A character device node and its device number.
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    /// A block device node and its device number.
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
+}
+
+impl FileType {
+    /// FIFOs, sockets and device nodes: objects that are only a name and attributes (no
+    /// data, no entries, no target), made by MKNOD.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            FileType::Fifo
+                | FileType::Socket
+                | FileType::CharDevice { .. }
+                | FileType::BlockDevice { .. }
+        )
+    }
 }
 
 /// The attributes of an object as every replica stores them.

@@ -1,7 +1,7 @@
 //! Update records: every mutation, named by an update id, with fids and times assigned by
 //! the client. The client's modify log holds these; servers apply each at most once.
 
-use crate::attrs::{SetAttrs, Time};
+use crate::attrs::{FileType, SetAttrs, Time};
 use crate::error::FsError;
 use crate::ids::{Fid, Incarnation, ReplicaId, UpdateId, VolumeId};
 use crate::name::Name;
@@ -87,6 +87,15 @@ pub enum Op {
         len: u32,
         hashes: Vec<[u8; 32]>,
     },
+    /// Makes a FIFO, a socket's name or a device node (`kind` must be special). Last, so
+    /// that records of the other kinds keep their encoding.
+    Mknod {
+        dir: Fid,
+        name: Name,
+        fid: Fid,
+        new: NewObject,
+        kind: FileType,
+    },
 }
 
 /// The pieces of a write of `len` bytes at file offset `offset`: ranges of its data split
@@ -128,6 +137,7 @@ impl Op {
             Op::Create { dir, .. }
             | Op::Mkdir { dir, .. }
             | Op::Symlink { dir, .. }
+            | Op::Mknod { dir, .. }
             | Op::Remove { dir, .. }
             | Op::Rmdir { dir, .. } => *dir,
             Op::Rename { from_dir, .. } => *from_dir,

@@ -12,7 +12,7 @@ use crate::nfs::{CodettaFs, MAX_IO, MAX_NAME_LEN, Place, Stability};
 use bytes::Bytes;
 use codetta_oncrpc::XdrWriter;
 use codetta_oncrpc::nfs3::{DirOp, Handle, NfsArgs, NodeKind};
-use codetta_wire::{Attrs, Fid, Name};
+use codetta_wire::{Attrs, Fid, FileType, Name};
 use nfs3_types::nfs3::nfsstat3;
 
 /// The WRITE and COMMIT verifier. Fixed, like the handles' generation: every acknowledged
@@ -205,11 +205,25 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
             let (new, attrs) = fs.symlink(caller, &place(&d)?, &attrs, &target).await?;
             made(new, &attrs)
         }
-        NfsArgs::Mknod { kind, .. } => Err(match kind {
-            NodeKind::Other(_) => nfsstat3::NFS3ERR_BADTYPE,
-            // Device nodes, FIFOs and sockets come with the front-end issue.
-            _ => nfsstat3::NFS3ERR_NOTSUPP,
-        }),
+        NfsArgs::Mknod { place: d, kind } => {
+            let (kind, attrs) = match kind {
+                NodeKind::Fifo(a) => (FileType::Fifo, a),
+                NodeKind::Socket(a) => (FileType::Socket, a),
+                NodeKind::Char {
+                    attrs,
+                    major,
+                    minor,
+                } => (FileType::CharDevice { major, minor }, attrs),
+                NodeKind::Block {
+                    attrs,
+                    major,
+                    minor,
+                } => (FileType::BlockDevice { major, minor }, attrs),
+                NodeKind::Other(_) => return Err(nfsstat3::NFS3ERR_BADTYPE),
+            };
+            let (new, attrs) = fs.mknod(caller, &place(&d)?, kind, &attrs).await?;
+            made(new, &attrs)
+        }
         NfsArgs::Remove(d) | NfsArgs::Rmdir(d) if d.name.is_empty() => Err(nfsstat3::NFS3ERR_INVAL),
         NfsArgs::Remove(d) => {
             fs.remove(caller, &place(&d)?, false).await?;

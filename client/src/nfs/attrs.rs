@@ -37,10 +37,14 @@ pub fn fileid(fid: &Fid) -> u64 {
 
 /// NFS attributes of `fid`: the export's fsid, a fileid unique across volumes.
 pub fn fattr(fid: &Fid, a: &Attrs) -> fattr3 {
-    let type_ = match a.ftype {
-        FileType::Regular => ftype3::NF3REG,
-        FileType::Directory => ftype3::NF3DIR,
-        FileType::Symlink => ftype3::NF3LNK,
+    let (type_, rdev) = match a.ftype {
+        FileType::Regular => (ftype3::NF3REG, (0, 0)),
+        FileType::Directory => (ftype3::NF3DIR, (0, 0)),
+        FileType::Symlink => (ftype3::NF3LNK, (0, 0)),
+        FileType::Fifo => (ftype3::NF3FIFO, (0, 0)),
+        FileType::Socket => (ftype3::NF3SOCK, (0, 0)),
+        FileType::CharDevice { major, minor } => (ftype3::NF3CHR, (major, minor)),
+        FileType::BlockDevice { major, minor } => (ftype3::NF3BLK, (major, minor)),
     };
     fattr3 {
         type_,
@@ -50,7 +54,10 @@ pub fn fattr(fid: &Fid, a: &Attrs) -> fattr3 {
         gid: a.gid,
         size: a.size,
         used: a.size.div_ceil(4096) * 4096,
-        rdev: specdata3::default(),
+        rdev: specdata3 {
+            specdata1: rdev.0,
+            specdata2: rdev.1,
+        },
         fsid: EXPORT_FSID,
         fileid: fileid(fid),
         atime: nfs_time(a.atime),

@@ -302,8 +302,8 @@ impl CodettaFs {
         let attrs = self.getattr(fid).await?;
         match attrs.ftype {
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
-            FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
             FileType::Regular => {}
+            _ => return Err(nfsstat3::NFS3ERR_INVAL),
         }
         perm::may_read(caller, &attrs)?;
         let (real, venus) = self.open(fid).await?;
@@ -336,7 +336,7 @@ impl CodettaFs {
         match attrs.ftype {
             FileType::Regular => {}
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
-            FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
+            _ => return Err(nfsstat3::NFS3ERR_INVAL),
         }
         perm::may_write(caller, &attrs)?;
         let op = Op::Write {
@@ -470,6 +470,43 @@ impl CodettaFs {
             fid,
             new: perm::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o777), false),
             target: target.to_vec(),
+        };
+        self.apply(&venus, op).await?;
+        Ok((fid, self.getattr(&fid).await?))
+    }
+
+    /// MKNOD: a FIFO, a socket's name or a device node. Device nodes are root's to make
+    /// (as mknod(2) has it); FIFOs and sockets anyone's who may create in the directory.
+    pub async fn mknod(
+        &self,
+        caller: &Caller,
+        place: &Place<'_>,
+        kind: FileType,
+        attrs: &args::SetAttrs,
+    ) -> Result<(Fid, Attrs), nfsstat3> {
+        if !kind.is_special() {
+            return Err(nfsstat3::NFS3ERR_BADTYPE);
+        }
+        let device = matches!(
+            kind,
+            FileType::CharDevice { .. } | FileType::BlockDevice { .. }
+        );
+        if device && caller.uid != 0 {
+            return Err(nfsstat3::NFS3ERR_PERM);
+        }
+        let NewIn {
+            name,
+            dir,
+            dir_attrs,
+            venus,
+            fid,
+        } = self.prepare_new(caller, place).await?;
+        let op = Op::Mknod {
+            dir,
+            name,
+            fid,
+            new: perm::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o644), false),
+            kind,
         };
         self.apply(&venus, op).await?;
         Ok((fid, self.getattr(&fid).await?))

@@ -199,8 +199,8 @@ pub fn setattr(
     if set.size.is_some() {
         match attrs.ftype {
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
-            FileType::Symlink => return Err(nfsstat3::NFS3ERR_INVAL),
             FileType::Regular => check(caller, attrs, WRITE)?,
+            _ => return Err(nfsstat3::NFS3ERR_INVAL),
         }
     }
     let chown = set.uid.is_some() || set.gid.is_some();

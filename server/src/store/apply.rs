@@ -328,7 +328,7 @@ impl Planner<'_, '_> {
             match v.ftype {
                 FileType::Regular => {}
                 FileType::Directory => return Err(FsError::IsDir.into()),
-                FileType::Symlink => return Err(FsError::Invalid.into()),
+                _ => return Err(FsError::Invalid.into()),
             }
             if let Some(blocks) = content::plan_resize(
                 &self.t.blocks,
@@ -376,7 +376,7 @@ impl Planner<'_, '_> {
         match v.ftype {
             FileType::Regular => {}
             FileType::Directory => return Err(FsError::IsDir.into()),
-            FileType::Symlink => return Err(FsError::Invalid.into()),
+            _ => return Err(FsError::Invalid.into()),
         }
         let end = offset
             .checked_add(data.len() as u64)
@@ -453,6 +453,13 @@ impl Planner<'_, '_> {
                 new,
                 target,
             } => self.symlink(*dir, name, *fid, new, target),
+            Op::Mknod {
+                dir,
+                name,
+                fid,
+                new,
+                kind,
+            } => self.mknod(*dir, name, *fid, new, *kind),
             Op::Remove { dir, name, fid } => self.remove(*dir, name, *fid),
             Op::Rmdir { dir, name, fid } => self.rmdir(*dir, name, *fid),
             Op::Rename {
@@ -570,7 +577,8 @@ impl Batch<'_> {
         let (dir, name) = match &record.op {
             Op::Create { dir, name, .. }
             | Op::Mkdir { dir, name, .. }
-            | Op::Symlink { dir, name, .. } => (*dir, name),
+            | Op::Symlink { dir, name, .. }
+            | Op::Mknod { dir, name, .. } => (*dir, name),
             _ => return Ok(Ok(None)),
         };
         match get_entry(&self.t.dirents, dir, name) {

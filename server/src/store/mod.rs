@@ -739,7 +739,7 @@ impl Store {
         match v.ftype {
             FileType::Regular => {}
             FileType::Directory => return Err(FsError::IsDir),
-            FileType::Symlink => return Err(FsError::Invalid),
+            _ => return Err(FsError::Invalid),
         }
         if resolve::is_installing(&txn, fid)? {
             // Attributes or some blocks of another state are in, its version not yet: these

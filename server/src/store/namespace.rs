@@ -234,6 +234,31 @@ impl Planner<'_, '_> {
         Ok(self.plan_insert(dir, d, name, fid, child))
     }
 
+    /// MKNOD: a FIFO, a socket's name or a device node (the device number is in its
+    /// type); nothing but its name and attributes.
+    pub(crate) fn mknod(
+        &self,
+        dir: Fid,
+        name: &Name,
+        fid: Fid,
+        new: &NewObject,
+        kind: FileType,
+    ) -> Result<Plan<'static>, Fail> {
+        let d = self.load_dir(dir)?;
+        if !kind.is_special() {
+            return Err(FsError::Invalid.into());
+        }
+        if let Some(done) = self.already_made(fid)? {
+            return Ok(done);
+        }
+        if self.entry(dir, name)?.is_some() {
+            return Err(FsError::Exists.into());
+        }
+        self.check_new_fid(dir, fid)?;
+        let child = new_vnode(fid.unique, kind, new.mode, new.uid, new.gid, self.time);
+        Ok(self.plan_insert(dir, d, name, fid, child))
+    }
+
     /// An object this update removes, stamped by it: its tombstone carries that version.
     fn doomed(&self, fid: Fid) -> Result<(Fid, Vnode), Fail> {
         let mut v = self.load(fid)?;
@@ -424,6 +449,55 @@ mod tests {
             if eof {
                 return out;
             }
+        }
+    }
+
+    /// MKNOD makes FIFOs, sockets and device nodes: a name and attributes, the device
+    /// number in the type (and so in the tag); no data, no size, no target; a regular file,
+    /// a directory or a link cannot be made by it.
+    #[test]
+    fn special_files_are_names_and_attributes() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let mknod = |fx: &mut Fx, n: &str, kind| {
+            let fid = fx.g.fid();
+            let new = NewObject {
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+            };
+            let op = Op::Mknod {
+                dir: root,
+                name: name(n),
+                fid,
+                new,
+                kind,
+            };
+            (fx.one(op), fid)
+        };
+        let kinds = [
+            ("fifo", FileType::Fifo),
+            ("sock", FileType::Socket),
+            ("null", FileType::CharDevice { major: 1, minor: 3 }),
+            ("zero", FileType::CharDevice { major: 1, minor: 5 }),
+            ("loop", FileType::BlockDevice { major: 7, minor: 0 }),
+        ];
+        let mut made = Vec::new();
+        for (n, kind) in kinds {
+            let (outcome, fid) = mknod(&mut fx, n, kind);
+            assert_eq!(outcome, Ok(Some(fid)), "{n}");
+            let s = fx.lookup(root, n).unwrap();
+            assert_eq!((s.fid, s.attrs.ftype, s.attrs.size), (fid, kind, 0));
+            assert_eq!(fx.store.read(fid, 0, 10).map(|_| ()), Err(FsError::Invalid));
+            assert_eq!(fx.store.readlink(fid), Err(FsError::Invalid));
+            made.push(s);
+        }
+        let (_, entries, _) = fx.store.readdir(root, 0, 10, true).unwrap();
+        assert_eq!(entries.len(), 5);
+        let w = super::super::testutil::Gen::write_op(made[0].fid, 0, b"x");
+        assert_eq!(fx.one_with(w, b"x".to_vec()), Err(FsError::Invalid));
+        for kind in [FileType::Regular, FileType::Directory, FileType::Symlink] {
+            assert_eq!(mknod(&mut fx, "bad", kind).0, Err(FsError::Invalid));
         }
     }
 

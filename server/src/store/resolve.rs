@@ -806,6 +806,7 @@ impl Store {
                 }
                 FileType::Symlink => v.size = meta.target.len() as u64,
                 FileType::Directory => {}
+                _ => v.size = 0,
             }
             if is_conflict_name(&v.name) {
                 t.conflicts.insert(key, [].as_slice())?;

@@ -23,11 +23,20 @@ use codetta_wire::{ContentTag, Fid, FileType, Name};
 pub(crate) fn tag(v: &Vnode) -> ContentTag {
     let mut h = blake3::Hasher::new();
     h.update(b"codetta-tag-v1");
-    h.update(&[match v.ftype {
-        FileType::Regular => 0,
-        FileType::Directory => 1,
-        FileType::Symlink => 2,
-    }]);
+    let (kind, device) = match v.ftype {
+        FileType::Regular => (0u8, None),
+        FileType::Directory => (1, None),
+        FileType::Symlink => (2, None),
+        FileType::Fifo => (3, None),
+        FileType::Socket => (4, None),
+        FileType::CharDevice { major, minor } => (5, Some((major, minor))),
+        FileType::BlockDevice { major, minor } => (6, Some((major, minor))),
+    };
+    h.update(&[kind]);
+    if let Some((major, minor)) = device {
+        h.update(&major.to_le_bytes());
+        h.update(&minor.to_le_bytes());
+    }
     h.update(&v.mode.to_le_bytes());
     h.update(&v.uid.to_le_bytes());
     h.update(&v.gid.to_le_bytes());
@@ -95,5 +104,25 @@ mod tests {
             change(&mut v);
             assert_ne!(tag(&v), tag0);
         }
+        // Every kind, and every device number, is its own content.
+        let kinds = [
+            FileType::Fifo,
+            FileType::Socket,
+            FileType::CharDevice { major: 1, minor: 3 },
+            FileType::CharDevice { major: 1, minor: 5 },
+            FileType::CharDevice { major: 2, minor: 3 },
+            FileType::BlockDevice { major: 1, minor: 3 },
+        ];
+        let mut tags: Vec<_> = kinds
+            .iter()
+            .map(|k| {
+                let mut v = base.clone();
+                v.ftype = *k;
+                tag(&v)
+            })
+            .collect();
+        tags.push(tag0);
+        let distinct: std::collections::HashSet<_> = tags.iter().collect();
+        assert_eq!(distinct.len(), kinds.len() + 1);
     }
 }
