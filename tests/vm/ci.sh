@@ -85,10 +85,11 @@ fi
 # Test programs for the guest (static: the guest has busybox only).
 files=()
 mkdir -p "$dir/files"
-if gcc -static -O2 -o "$dir/files/seekdir" tests/vm/seekdir.c 2>"$dir/gcc.log"; then
+if gcc -static -O2 -o "$dir/files/seekdir" tests/vm/seekdir.c 2>"$dir/gcc.log" &&
+  gcc -static -O2 -o "$dir/files/unixsock" tests/vm/unixsock.c 2>>"$dir/gcc.log"; then
   files=(--files "$dir/files")
 else
-  echo "no static C toolchain: the guest runs without tests/vm/seekdir.c"; cat "$dir/gcc.log"
+  echo "no static C toolchain: the guest runs without tests/vm/seekdir.c and unixsock.c"; cat "$dir/gcc.log"
 fi
 # "processes P1, P2, P3" in the banner: the servers' pids.
 victim=$(sed -n 's/.*(processes \([0-9]*\), \([0-9]*\), .*/\2/p' "$dir/up.log" | head -n 1)

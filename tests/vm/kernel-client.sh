@@ -289,7 +289,13 @@ if [ "$(id -u)" = 0 ]; then
   check "mknod b 7 9 (root)" mknod bdev b 7 9
   check_eq "a block device's major and minor" "block 7,9" "$(test -b bdev && echo block) $(stat -c '%t,%T' bdev)"
 fi
-rm -f pipe cdev bdev
+if [ -x /opt/files/unixsock ]; then
+  check "a UNIX socket bound in the mount passes a message" /opt/files/unixsock sock
+  check "its name is a socket" test -S sock
+else
+  note "UNIX socket check skipped (no /opt/files/unixsock: tests/vm/ci.sh builds it)"
+fi
+rm -f pipe cdev bdev sock
 
 # ------------------------------------------- permissions as a non-root uid ---
 # The daemon enforces mode bits with the caller's AUTH_SYS uid/gid. In the
