@@ -470,6 +470,35 @@ impl Nfs {
         Ok((entries, ok.cookieverf.0, ok.reply.eof))
     }
 
+    /// Every entry of a directory by READDIRPLUS (`.` and `..` left out): its name, and
+    /// whether the reply carried its handle and its attributes.
+    pub async fn list_with_handles(&mut self, dir: &Fh) -> Res<Vec<(String, bool, bool)>> {
+        let mut out = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let args = READDIRPLUS3args {
+                dir: dir.clone(),
+                cookie,
+                cookieverf: cookieverf3::default(),
+                dircount: 64 * 1024,
+                maxcount: 64 * 1024,
+            };
+            let ok = ok!(self.conn.readdirplus(&args).await)?;
+            for e in ok.reply.entries.0 {
+                cookie = e.cookie;
+                if !is_dot(e.name.as_ref()) {
+                    let name = String::from_utf8_lossy(e.name.as_ref()).into_owned();
+                    let handle = matches!(e.name_handle, Nfs3Option::Some(_));
+                    let attrs = matches!(e.name_attributes, Nfs3Option::Some(_));
+                    out.push((name, handle, attrs));
+                }
+            }
+            if ok.reply.eof {
+                return Ok(out);
+            }
+        }
+    }
+
     /// One READDIRPLUS page (`.` and `..` left out).
     pub async fn readdirplus(
         &mut self,

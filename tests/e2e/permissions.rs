@@ -36,6 +36,8 @@ enum Op {
     Remove,
     Rmdir,
     Rename,
+    /// CREATE UNCHECKED of the existing `f` with size 0 (open with O_CREAT|O_TRUNC).
+    CreateOver,
     Chmod(u32),
     Chown(u32),
     Chgrp(u32),
@@ -111,6 +113,9 @@ fn table() -> Vec<Case> {
         // Sticky: only the entry's or the directory's owner (or root) removes it.
         root_sticky(Remove),
         root_sticky(Rename),
+        // Truncating an existing file through CREATE needs write permission on it.
+        case(CreateOver, 0o777, 0o644, [OK, ACCES, ACCES, OK]),
+        case(CreateOver, 0o777, 0o666, [OK, OK, OK, OK]),
         // Mode by the owner or root; owner by root; group by the owner to its groups.
         case(Chmod(0o600), 0o755, 0o644, [OK, PERM, PERM, OK]),
         case(Chown(1002), 0o755, 0o644, [PERM, PERM, PERM, OK]),
@@ -215,6 +220,10 @@ async fn perform(nfs: &mut Nfs, op: Op, d: &Fh, f: &Fh, l: &Fh) -> Status {
         Op::Create => nfs.create(d, "new").await.map(|_| ()),
         Op::Remove => nfs.remove(d, "f").await,
         Op::Rename => nfs.rename(d, "f", d, "g").await,
+        Op::CreateOver => {
+            let how = createhow3::UNCHECKED(set_size(0));
+            nfs.create_how(d, "f", how).await.map(|_| ())
+        }
         Op::Chmod(m) => nfs.setattr(f, mode(m)).await,
         Op::Chown(uid) => nfs.setattr(f, set_uid(uid)).await,
         Op::Chgrp(gid) => nfs.setattr(f, set_gid(gid)).await,
@@ -388,6 +397,40 @@ async fn privileges_are_dropped_and_new_objects_are_owned_as_posix_says() {
         Ok(0o755),
         "setgid outside the group"
     );
+    // Moving a directory to another parent rewrites its `..`: it must be writable.
+    let (a, _) = fixture(&mut who[3], &top, "from", (0o777, (0, 0)), (0o644, OWNER)).await;
+    let (b, _) = fixture(&mut who[3], &top, "to", (0o777, (0, 0)), (0o644, OWNER)).await;
+    assert_eq!(
+        who[1].rename(&a, "s", &b, "s").await,
+        Err(nfsstat3::NFS3ERR_ACCES),
+        "root's 755 directory moved by the member"
+    );
+    assert_eq!(
+        who[1].rename(&a, "s", &a, "t").await,
+        Ok(()),
+        "renamed in place"
+    );
+    assert_eq!(
+        who[3].rename(&a, "t", &b, "s").await,
+        Ok(()),
+        "moved by root"
+    );
+    // READDIRPLUS hands out handles and attributes only with search permission.
+    let (r, _) = fixture(
+        &mut who[3],
+        &top,
+        "readable",
+        (0o740, OWNER),
+        (0o644, OWNER),
+    )
+    .await;
+    let member = who[1].list_with_handles(&r).await.expect("list");
+    assert!(
+        !member.is_empty() && member.iter().all(|(_, h, a)| !h && !a),
+        "{member:?}"
+    );
+    let owner = who[0].list_with_handles(&r).await.expect("list");
+    assert!(owner.iter().all(|(_, h, a)| *h && *a), "{owner:?}");
     // MKDIR's mode, and a setgid directory's group.
     let (d, _) = fixture(&mut who[3], &top, "m", (0o2777, (0, 4000)), (0o644, OWNER)).await;
     let (open, _) = fixture(&mut who[3], &top, "open", (0o777, (0, 0)), (0o644, OWNER)).await;

@@ -366,11 +366,17 @@ async fn read_dir(
     count: u32,
     plus: bool,
 ) -> Result<Vec<Bytes>, nfsstat3> {
-    if cookie >= Name::FIRST_COOKIE && verifier != COOKIE_VERIFIER && verifier != [0; 8] {
+    // No name has a cookie at or past 2^63; a cookie of another verifier is of another
+    // scheme.
+    let foreign = verifier != COOKIE_VERIFIER && verifier != [0; 8];
+    if cookie >= 1 << 63 || (cookie >= Name::FIRST_COOKIE && foreign) {
         return Err(nfsstat3::NFS3ERR_BAD_COOKIE);
     }
     let budget = count.min(MAX_IO) as usize;
     let (mut pager, dir_attrs) = fs.open_dir(caller, dir, cookie).await?;
+    // Handles and attributes of the entries only to a caller who may look them up (read
+    // permission lists names; search permission reaches the objects).
+    let reachable = crate::nfs::perm::may_lookup(caller, &dir_attrs).is_ok();
     // `..` needs the parent: remembered from LOOKUP, or a server call made while the first
     // page is fetched.
     let parent = async {
@@ -426,9 +432,11 @@ async fn read_dir(
         }
         entries.bool(true).u64(crate::nfs::attrs::fileid(&e.fid));
         entries.opaque(&e.name).u64(e.cookie);
-        if plus {
+        if plus && reachable {
             post_op_attr(&mut entries, e.attrs.as_ref().map(|a| (&e.fid, a)));
             post_op_fh(&mut entries, &e.fid);
+        } else if plus {
+            entries.bool(false).bool(false);
         }
         listed += 1;
     };

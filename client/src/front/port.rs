@@ -58,8 +58,10 @@ impl PortLimits {
         }
     }
 
-    /// The most memory peers can make the port hold, in bytes (received calls, the
-    /// records being assembled and the read buffers; replies are the service's).
+    /// The most memory peers can make the port hold, in bytes: received calls, the records
+    /// being assembled and the read buffers. Replies are not in it: each holds its call's
+    /// permits until written (at most `max_in_flight` per connection, each at most a READ's
+    /// 1 MiB, for at most [`WRITE_STALL`]), and only trusted peers' calls are carried out.
     pub fn memory_bound(&self) -> usize {
         self.max_call_bytes
             + (self.max_connections + REFUSED_CONNECTIONS)
@@ -168,16 +170,20 @@ async fn connection<S: RpcService>(
     let _ = socket.set_nodelay(true);
     let (mut rd, mut wr) = socket.into_split();
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
-    let (replies, mut outgoing) = mpsc::channel::<Vec<Bytes>>(limits.max_in_flight + 1);
+    let (replies, mut outgoing) = mpsc::channel::<Outgoing>(limits.max_in_flight + 1);
     let writer = tokio::spawn(async move {
-        while let Some(reply) = outgoing.recv().await {
+        // A call's permits go with its reply until it is written: replies waiting for a peer
+        // that does not read stay within the call bounds, and one not taken within
+        // WRITE_STALL closes the connection.
+        while let Some((reply, _permits)) = outgoing.recv().await {
             let len: usize = reply.iter().map(Bytes::len).sum();
             let mark = single_fragment_mark(u32::try_from(len).unwrap_or(u32::MAX));
             let mut parts = Vec::with_capacity(reply.len() + 1);
             parts.push(std::io::IoSlice::new(&mark));
             parts.extend(reply.iter().map(|p| std::io::IoSlice::new(p)));
-            if write_all_vectored(&mut wr, &parts).await.is_err() {
-                return;
+            match tokio::time::timeout(WRITE_STALL, write_all_vectored(&mut wr, &parts)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
             }
         }
     });
@@ -221,6 +227,10 @@ async fn connection<S: RpcService>(
                         break;
                     };
                     dispatch(call, peer, service.clone(), replies.clone(), (slot, bytes));
+                    if replies.is_closed() {
+                        // The writer gave up on this peer.
+                        break;
+                    }
                     None
                 }
                 Err(CallError::Unanswerable) => {
@@ -236,7 +246,7 @@ async fn connection<S: RpcService>(
             };
             if let Some(answer) = answer
                 && replies
-                    .send(vec![answer.into_inner().freeze()])
+                    .send((vec![answer.into_inner().freeze()], None))
                     .await
                     .is_err()
             {
@@ -252,16 +262,22 @@ async fn connection<S: RpcService>(
     outcome
 }
 
-/// Carries out `call` on its own task, holding its permits until the reply is queued.
+/// A reply to write and the permits of its call.
+type Outgoing = (Vec<Bytes>, Option<Permits>);
+type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// How long a reply may wait for the peer to take it before the connection is closed.
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// Carries out `call` on its own task; its permits go with the reply to the writer.
 fn dispatch<S: RpcService>(
     call: Call,
     peer: SocketAddr,
     service: Arc<S>,
-    replies: mpsc::Sender<Vec<Bytes>>,
-    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    replies: mpsc::Sender<Outgoing>,
+    permits: Permits,
 ) {
     tokio::spawn(async move {
-        let _permits = permits;
         let xid = call.xid;
         // The header, then the results as the service made them (a READ's data is the
         // read's own buffer): written with one vectored write, never copied together.
@@ -275,7 +291,7 @@ fn dispatch<S: RpcService>(
             RpcReply::Denied(stat) => vec![reply::auth_error(xid, stat).into_inner().freeze()],
             RpcReply::Dropped => return,
         };
-        let _ = replies.send(reply).await;
+        let _ = replies.send((reply, Some(permits))).await;
     });
 }
 

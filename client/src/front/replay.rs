@@ -4,7 +4,7 @@
 //! second REMOVE would answer NOENT to a remove that happened).
 //!
 //! A call is the same when its caller's address, xid, program, procedure and a checksum
-//! of its arguments are. While the first is being carried out, a resend is dropped (the
+//! of its credential and arguments are. While the first is being carried out, a resend is dropped (the
 //! first's reply answers it, or the client resends again and finds it here). Bounded in
 //! entries and in age; pure (time is passed in).
 
@@ -29,8 +29,15 @@ pub struct CallKey {
 }
 
 impl CallKey {
-    pub fn new(from: IpAddr, xid: u32, prog: u32, proc: u32, args: &[u8]) -> CallKey {
-        let hash = blake3::hash(args);
+    /// The key of a call from `from` whose credential and arguments are `parts` (hashed
+    /// together: a call of another user with the same xid and arguments is another call).
+    pub fn new(from: IpAddr, xid: u32, prog: u32, proc: u32, parts: &[&[u8]]) -> CallKey {
+        let mut hasher = blake3::Hasher::new();
+        for part in parts {
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        let hash = hasher.finalize();
         let mut checksum = [0u8; 16];
         checksum.copy_from_slice(&hash.as_bytes()[..16]);
         CallKey {
@@ -79,7 +86,8 @@ impl ReplayCache {
         }
         self.entries.insert(key, (Entry::InProgress, now));
         self.order.push_back((key, now));
-        while self.entries.len() > MAX_ENTRIES {
+        // `order` may hold keys already gone (abandoned calls): bounded too.
+        while self.entries.len() > MAX_ENTRIES || self.order.len() > 2 * MAX_ENTRIES {
             let Some((old, at)) = self.order.pop_front() else {
                 break;
             };
@@ -128,7 +136,13 @@ mod tests {
     use super::*;
 
     fn key(xid: u32, args: &[u8]) -> CallKey {
-        CallKey::new(IpAddr::from([127, 0, 0, 1]), xid, 100_003, 12, args)
+        CallKey::new(
+            IpAddr::from([127, 0, 0, 1]),
+            xid,
+            100_003,
+            12,
+            &[b"uid 0", args],
+        )
     }
 
     #[test]
@@ -159,6 +173,25 @@ mod tests {
             cache.begin(key(xid + 10, b"y"), t0 + KEEP * 3);
         }
         assert_eq!(cache.len(), MAX_ENTRIES);
+        // Abandoned calls leave no trail.
+        let mut churn = ReplayCache::default();
+        for xid in 0..(3 * MAX_ENTRIES as u32) {
+            churn.begin(key(xid, b"z"), t0);
+            churn.abandon(&key(xid, b"z"));
+        }
+        assert!(churn.order.len() <= 2 * MAX_ENTRIES);
+        let other_user = CallKey::new(
+            IpAddr::from([127, 0, 0, 1]),
+            1,
+            100_003,
+            12,
+            &[b"uid 7", b"rm a"],
+        );
+        assert_ne!(
+            other_user,
+            key(1, b"rm a"),
+            "another credential, another call"
+        );
         let mut abandoned = ReplayCache::default();
         abandoned.begin(key(5, b"z"), t0);
         abandoned.abandon(&key(5, b"z"));

@@ -8,7 +8,7 @@ use super::{mount, nfs};
 use crate::nfs::creds::Caller;
 use crate::nfs::{CodettaFs, MAX_IO};
 use bytes::Bytes;
-use codetta_oncrpc::call::Call;
+use codetta_oncrpc::call::{Call, Credential};
 use codetta_oncrpc::nfs3::{
     ArgsError, MOUNT_PROGRAM, MOUNT_VERSION, NFS_PROGRAM, NFS_VERSION, decode_mount, decode_nfs,
 };
@@ -39,8 +39,21 @@ impl FrontEnd {
     /// An NFS call, through the duplicate-request cache when it changes something
     /// (every such procedure but WRITE, which a resend repeats harmlessly).
     async fn nfs_call(&self, call: Call, peer: SocketAddr) -> RpcReply {
-        let key = matches!(call.proc, 2 | 8..=15)
-            .then(|| CallKey::new(peer.ip(), call.xid, call.prog, call.proc, &call.args));
+        // Arguments that do not decode are refused before anything is remembered.
+        let key = matches!(call.proc, 2 | 8..=15).then(|| {
+            let credential = credential_bytes(&call.cred);
+            CallKey::new(
+                peer.ip(),
+                call.xid,
+                call.prog,
+                call.proc,
+                &[&credential, &call.args],
+            )
+        });
+        let args = match decode_nfs(call.proc, call.args, MAX_IO as usize) {
+            Ok(args) => args,
+            Err(e) => return refused(e, peer, call.prog),
+        };
         if let Some(key) = key {
             match self.replies().begin(key, Instant::now()) {
                 Seen::New => {}
@@ -48,24 +61,31 @@ impl FrontEnd {
                 Seen::Done(results) => return RpcReply::Accepted(AcceptStat::Success, results),
             }
         }
-        let reply = match decode_nfs(call.proc, call.args, MAX_IO as usize) {
-            Ok(args) => {
-                let caller = Caller::from_credential(&call.cred);
-                let results = nfs::serve(&self.fs, &caller, args).await;
-                RpcReply::Accepted(AcceptStat::Success, results)
-            }
-            Err(e) => refused(e, peer, call.prog),
-        };
+        let caller = Caller::from_credential(&call.cred);
+        let results = nfs::serve(&self.fs, &caller, args).await;
         if let Some(key) = key {
-            match &reply {
-                // JUKEBOX asks for the call again: it must be carried out again.
-                RpcReply::Accepted(AcceptStat::Success, results) if !asks_for_retry(results) => {
-                    self.replies().finish(key, results.clone())
-                }
-                _ => self.replies().abandon(&key),
+            // JUKEBOX asks for the call again: it must be carried out again.
+            if asks_for_retry(&results) {
+                self.replies().abandon(&key);
+            } else {
+                self.replies().finish(key, results.clone());
             }
         }
-        reply
+        RpcReply::Accepted(AcceptStat::Success, results)
+    }
+}
+
+/// The credential as the duplicate-request cache tells callers apart by it.
+fn credential_bytes(cred: &Credential) -> Vec<u8> {
+    match cred {
+        Credential::None => Vec::new(),
+        Credential::Sys(sys) => {
+            let mut out = Vec::with_capacity(8 + 4 * sys.gids.len());
+            for id in [sys.uid, sys.gid].iter().chain(&sys.gids) {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+            out
+        }
     }
 }
 

@@ -382,18 +382,17 @@ impl CodettaFs {
             venus,
             fid,
         } = self.prepare_new(caller, place).await?;
+        // An existing file UNCHECKED reuses is truncated by the checked SETATTR below (write
+        // permission, privileges dropped), never by the create record itself.
         let (mode, how, attrs) = match how {
             args::CreateHow::Unchecked(a) => (
                 a.mode.unwrap_or(0o644),
-                CreateHow::Unchecked {
-                    truncate: a.size == Some(0),
-                },
+                CreateHow::Unchecked { truncate: false },
                 Some(a),
             ),
             args::CreateHow::Guarded(a) => (a.mode.unwrap_or(0o644), CreateHow::Guarded, Some(a)),
             args::CreateHow::Exclusive(verf) => (0o600, CreateHow::Exclusive(*verf), None),
         };
-        let truncate = matches!(how, CreateHow::Unchecked { truncate: true });
         let op = Op::Create {
             dir,
             name,
@@ -406,10 +405,9 @@ impl CodettaFs {
             // What the create itself did not set: the mode and owner went with it.
             let mut rest = set_attrs(attrs);
             rest.mode = None;
-            if truncate {
-                rest.size = None;
-            }
             if created == fid {
+                // A new file is empty and the caller's already.
+                rest.size = rest.size.filter(|s| *s != 0);
                 rest.uid = rest.uid.filter(|u| *u != caller.uid);
             }
             self.setattr_checked(caller, &created, rest, times_now(attrs))
@@ -582,6 +580,10 @@ impl CodettaFs {
             Err(e) => return Err(err(e)),
         };
         if moved.attrs.ftype == FileType::Directory {
+            // Its `..` changes: the moved directory must be writable too (as Linux has it).
+            if from_dir != to_dir_fid {
+                perm::may_write(caller, &moved.attrs)?;
+            }
             self.parents().remove(&moved.fid);
         }
         let op = Op::Rename {

@@ -217,13 +217,23 @@ pub fn setattr(
 
 /// Owner and mode of a new object made by `caller` in `dir`: the caller's uid; the
 /// directory's group under setgid (and a new directory inherits the setgid bit), the
-/// caller's primary group otherwise.
+/// caller's primary group otherwise; a setgid-executable file made in a group its maker is
+/// not in loses setgid.
 pub fn new_object(caller: &Caller, dir: &Attrs, mode: u32, is_dir: bool) -> NewObject {
     let inherit = dir.mode & SETGID != 0;
     let gid = if inherit { dir.gid } else { caller.gid };
     let mut mode = mode & 0o7777;
     if is_dir && inherit {
         mode |= SETGID;
+    }
+    // A file that would run with a group its maker is not in: setgid goes (as Linux's
+    // inode_init_owner does).
+    if !is_dir
+        && mode & (SETGID | GROUP_EXEC) == SETGID | GROUP_EXEC
+        && caller.uid != 0
+        && !caller.in_group(gid)
+    {
+        mode &= !SETGID;
     }
     NewObject {
         mode,

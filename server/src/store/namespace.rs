@@ -5,10 +5,10 @@
 //! the [`SetDigest`](codetta_wire::tag::SetDigest) of its entries, each updated by the op
 //! that changes it. Entries live in `dirents` under (volume, dir, cookie, name).
 //!
-//! Cookies are 64-bit hashes of names, so two names of one directory can share a cookie
-//! (probability about n^2 / 2^65: 3e-8 for a million entries). Both are stored (the name is
-//! part of the key) and found by lookup, but a READDIR page that ends between them skips
-//! the second, since the next page starts after the cookie.
+//! Cookies are 63-bit hashes of names (`Name::cookie`), so two names of one directory can
+//! share a cookie (probability about n^2 / 2^64: 5e-8 for a million entries). Both are
+//! stored (the name is part of the key) and found by lookup, but a READDIR page that ends
+//! between them skips the second, since the next page starts after the cookie.
 
 use super::apply::{Fail, Plan, Planner};
 use super::codec::{Dirent, Vnode};

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! tag = blake3( "codetta-tag-v1"
-//!               || ftype u8 (0 file, 1 dir, 2 symlink) || mode u32 || uid u32 || gid u32
+//!               || ftype u8 (0 file, 1 dir, 2 symlink, 3 FIFO, 4 socket, 5 character
+//!                  device, 6 block device) [|| major u32 || minor u32 for devices]
+//!               || mode u32 || uid u32 || gid u32
 //!               || size u64 || mtime (secs i64, nanos u32) || ctime (secs i64, nanos u32)
 //!               || target length u32 || target bytes
 //!               || parent vnode u64 || name length u32 || name bytes

@@ -234,6 +234,14 @@ fn new_objects_take_the_callers_uid_and_the_setgid_directorys_group() {
     assert_eq!((file.gid, file.mode), (7, 0o644));
     let dir = new_object(&caller(10, 20), &shared, 0o755, true);
     assert_eq!((dir.gid, dir.mode), (7, 0o2755));
+    let sneaky = new_object(&caller(10, 20), &shared, 0o2755, false);
+    assert_eq!(
+        (sneaky.gid, sneaky.mode),
+        (7, 0o755),
+        "setgid into a group not one's own"
+    );
+    let member = new_object(&caller(10, 7), &shared, 0o2755, false);
+    assert_eq!(member.mode, 0o2755);
 }
 
 #[test]
