@@ -72,7 +72,15 @@ check_eq "empty file has size 0" 0 "$(size empty)"
 
 # ------------------------------------------------------- 64 MiB dd + md5 ---
 dd if=/dev/urandom of="$tmp/big" bs=1M count=64 2>/dev/null
+# df (FSSTAT) reports the servers' disk (the host's, here): the first big file of a fresh
+# cluster takes room there (three replicas on one disk), so "Available" falls by at least
+# its size.
+avail() { df -k . | awk 'NR == 2 { print $4 }'; }
+before=$(avail)
 check "dd 64 MiB into the mount (conv=fsync)" dd if="$tmp/big" of=big.bin bs=1M conv=fsync 2>/dev/null
+after=$(avail)
+check "df's available space falls by at least 64 MiB ($before -> $after KiB)" test $((before - after)) -ge 65536
+check "df shows no fixed 1 TiB" test "$(df -k . | awk 'NR == 2 { print $2 }')" != 1073741824
 check_eq "size 67108864" 67108864 "$(size big.bin)"
 drop
 check_eq "64 MiB md5 after drop_caches" "$(md5 "$tmp/big")" "$(md5 big.bin)"
