@@ -473,6 +473,21 @@ impl Nfs {
     /// Every entry of a directory by READDIRPLUS (`.` and `..` left out): its name, and
     /// whether the reply carried its handle and its attributes.
     pub async fn list_with_handles(&mut self, dir: &Fh) -> Res<Vec<(String, bool, bool)>> {
+        self.walk_plus(dir, |name, e| {
+            let handle = matches!(e.name_handle, Nfs3Option::Some(_));
+            let attrs = matches!(e.name_attributes, Nfs3Option::Some(_));
+            (name, handle, attrs)
+        })
+        .await
+    }
+
+    /// Walks a directory by READDIRPLUS, following cookies, `.` and `..` left out: what
+    /// `each` makes of every entry (given its name).
+    async fn walk_plus<T>(
+        &mut self,
+        dir: &Fh,
+        mut each: impl FnMut(String, &entryplus3<'_>) -> T,
+    ) -> Res<Vec<T>> {
         let mut out = Vec::new();
         let mut cookie = 0;
         loop {
@@ -484,13 +499,11 @@ impl Nfs {
                 maxcount: 64 * 1024,
             };
             let ok = ok!(self.conn.readdirplus(&args).await)?;
-            for e in ok.reply.entries.0 {
+            for e in &ok.reply.entries.0 {
                 cookie = e.cookie;
                 if !is_dot(e.name.as_ref()) {
                     let name = String::from_utf8_lossy(e.name.as_ref()).into_owned();
-                    let handle = matches!(e.name_handle, Nfs3Option::Some(_));
-                    let attrs = matches!(e.name_attributes, Nfs3Option::Some(_));
-                    out.push((name, handle, attrs));
+                    out.push(each(name, e));
                 }
             }
             if ok.reply.eof {
@@ -548,31 +561,7 @@ impl Nfs {
 
     /// Every entry's name and fileid (READDIRPLUS), following cookies.
     pub async fn list_ids(&mut self, dir: &Fh) -> Res<Vec<(String, u64)>> {
-        let mut out = Vec::new();
-        let mut cookie = 0;
-        loop {
-            let args = READDIRPLUS3args {
-                dir: dir.clone(),
-                cookie,
-                cookieverf: cookieverf3::default(),
-                dircount: 64 * 1024,
-                maxcount: 64 * 1024,
-            };
-            let ok = ok!(self.conn.readdirplus(&args).await)?;
-            for e in ok.reply.entries.0 {
-                cookie = e.cookie;
-                if is_dot(e.name.as_ref()) {
-                    continue;
-                }
-                out.push((
-                    String::from_utf8_lossy(e.name.as_ref()).into_owned(),
-                    e.fileid,
-                ));
-            }
-            if ok.reply.eof {
-                return Ok(out);
-            }
-        }
+        self.walk_plus(dir, |name, e| (name, e.fileid)).await
     }
 
     /// Every entry name but `.` and `..`, following cookies.

@@ -423,22 +423,14 @@ impl CodettaFs {
         place: &Place<'_>,
         attrs: &args::SetAttrs,
     ) -> Result<(Fid, Attrs), nfsstat3> {
-        let NewIn {
-            name,
-            dir,
-            dir_attrs,
-            venus,
-            fid,
-        } = self.prepare_new(caller, place).await?;
-        let new = perm::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o755), true);
-        let op = Op::Mkdir {
+        let mode = attrs.mode.unwrap_or(0o755);
+        self.make(caller, place, mode, true, |dir, name, fid, new| Op::Mkdir {
             dir,
             name,
             fid,
             new,
-        };
-        self.apply(&venus, op).await?;
-        Ok((fid, self.getattr(&fid).await?))
+        })
+        .await
     }
 
     /// SYMLINK: a symbolic link to `target`.
@@ -455,26 +447,21 @@ impl CodettaFs {
         if target.len() > MAX_TARGET_LEN {
             return Err(nfsstat3::NFS3ERR_NAMETOOLONG);
         }
-        let NewIn {
-            name,
-            dir,
-            dir_attrs,
-            venus,
-            fid,
-        } = self.prepare_new(caller, place).await?;
-        let op = Op::Symlink {
-            dir,
-            name,
-            fid,
-            new: perm::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o777), false),
-            target: target.to_vec(),
-        };
-        self.apply(&venus, op).await?;
-        Ok((fid, self.getattr(&fid).await?))
+        let mode = attrs.mode.unwrap_or(0o777);
+        let target = target.to_vec();
+        self.make(caller, place, mode, false, |dir, name, fid, new| {
+            Op::Symlink {
+                dir,
+                name,
+                fid,
+                new,
+                target,
+            }
+        })
+        .await
     }
 
-    /// MKNOD: a FIFO, a socket's name or a device node. Device nodes are root's to make
-    /// (as mknod(2) has it); FIFOs and sockets anyone's who may create in the directory.
+    /// MKNOD: a FIFO, a socket's name or a device node (`perm::may_mknod`).
     pub async fn mknod(
         &self,
         caller: &Caller,
@@ -485,13 +472,30 @@ impl CodettaFs {
         if !kind.is_special() {
             return Err(nfsstat3::NFS3ERR_BADTYPE);
         }
-        let device = matches!(
-            kind,
-            FileType::CharDevice { .. } | FileType::BlockDevice { .. }
-        );
-        if device && caller.uid != 0 {
-            return Err(nfsstat3::NFS3ERR_PERM);
-        }
+        perm::may_mknod(caller, kind)?;
+        let mode = attrs.mode.unwrap_or(0o644);
+        self.make(caller, place, mode, false, |dir, name, fid, new| {
+            Op::Mknod {
+                dir,
+                name,
+                fid,
+                new,
+                kind,
+            }
+        })
+        .await
+    }
+
+    /// MKDIR, SYMLINK and MKNOD: a new object of the caller's with `mode` (owner and group
+    /// as `perm::new_object` decides), made by the record `op` builds, and its attributes.
+    async fn make(
+        &self,
+        caller: &Caller,
+        place: &Place<'_>,
+        mode: u32,
+        is_dir: bool,
+        op: impl FnOnce(Fid, Name, Fid, codetta_wire::update::NewObject) -> Op,
+    ) -> Result<(Fid, Attrs), nfsstat3> {
         let NewIn {
             name,
             dir,
@@ -499,14 +503,8 @@ impl CodettaFs {
             venus,
             fid,
         } = self.prepare_new(caller, place).await?;
-        let op = Op::Mknod {
-            dir,
-            name,
-            fid,
-            new: perm::new_object(caller, &dir_attrs, attrs.mode.unwrap_or(0o644), false),
-            kind,
-        };
-        self.apply(&venus, op).await?;
+        let new = perm::new_object(caller, &dir_attrs, mode, is_dir);
+        self.apply(&venus, op(dir, name, fid, new)).await?;
         Ok((fid, self.getattr(&fid).await?))
     }
 

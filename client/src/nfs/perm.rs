@@ -122,6 +122,19 @@ pub fn may_write(caller: &Caller, file: &Attrs) -> Result<(), nfsstat3> {
     check(caller, file, WRITE)
 }
 
+/// MKNOD of `kind`: device nodes are root's to make (as mknod(2) has it); FIFOs and
+/// sockets need only what any create in the directory needs.
+pub fn may_mknod(caller: &Caller, kind: FileType) -> Result<(), nfsstat3> {
+    let device = matches!(
+        kind,
+        FileType::CharDevice { .. } | FileType::BlockDevice { .. }
+    );
+    if device && caller.uid != 0 {
+        return Err(nfsstat3::NFS3ERR_PERM);
+    }
+    Ok(())
+}
+
 /// CREATE, MKDIR, SYMLINK in `dir`, and the target directory of a RENAME: write and
 /// search permission on it.
 pub fn may_create_in(caller: &Caller, dir: &Attrs) -> Result<(), nfsstat3> {

@@ -174,6 +174,20 @@ impl Planner<'_, '_> {
         }
     }
 
+    /// What MKDIR, SYMLINK and MKNOD check before they make `fid` as `name` in `dir`: a
+    /// resent record is answered as before (`Some`), a taken name is `Exists`, the fid must
+    /// be a new one.
+    fn new_child(&self, dir: Fid, name: &Name, fid: Fid) -> Result<Option<Plan<'static>>, Fail> {
+        if let Some(done) = self.already_made(fid)? {
+            return Ok(Some(done));
+        }
+        if self.entry(dir, name)?.is_some() {
+            return Err(FsError::Exists.into());
+        }
+        self.check_new_fid(dir, fid)?;
+        Ok(None)
+    }
+
     /// MKDIR.
     pub(crate) fn mkdir(
         &self,
@@ -183,13 +197,9 @@ impl Planner<'_, '_> {
         new: &NewObject,
     ) -> Result<Plan<'static>, Fail> {
         let d = self.load_dir(dir)?;
-        if let Some(done) = self.already_made(fid)? {
+        if let Some(done) = self.new_child(dir, name, fid)? {
             return Ok(done);
         }
-        if self.entry(dir, name)?.is_some() {
-            return Err(FsError::Exists.into());
-        }
-        self.check_new_fid(dir, fid)?;
         let child = new_vnode(
             fid.unique,
             FileType::Directory,
@@ -214,13 +224,9 @@ impl Planner<'_, '_> {
         if target.is_empty() || target.len() > MAX_SYMLINK_TARGET {
             return Err(FsError::Invalid.into());
         }
-        if let Some(done) = self.already_made(fid)? {
+        if let Some(done) = self.new_child(dir, name, fid)? {
             return Ok(done);
         }
-        if self.entry(dir, name)?.is_some() {
-            return Err(FsError::Exists.into());
-        }
-        self.check_new_fid(dir, fid)?;
         let mut child = new_vnode(
             fid.unique,
             FileType::Symlink,
@@ -248,13 +254,9 @@ impl Planner<'_, '_> {
         if !kind.is_special() {
             return Err(FsError::Invalid.into());
         }
-        if let Some(done) = self.already_made(fid)? {
+        if let Some(done) = self.new_child(dir, name, fid)? {
             return Ok(done);
         }
-        if self.entry(dir, name)?.is_some() {
-            return Err(FsError::Exists.into());
-        }
-        self.check_new_fid(dir, fid)?;
         let child = new_vnode(fid.unique, kind, new.mode, new.uid, new.gid, self.time);
         Ok(self.plan_insert(dir, d, name, fid, child))
     }
