@@ -389,6 +389,19 @@ impl Nfs {
         .map(|_| ())
     }
 
+    /// LINK: `file` gets the further name `name` in `dir`; the file's link count after.
+    pub async fn link(&mut self, file: &Fh, dir: &Fh, name: &str) -> Res<u32> {
+        let args = LINK3args {
+            file: file.clone(),
+            link: dirop(dir, name),
+        };
+        let ok = ok!(self.conn.link(&args).await)?;
+        match ok.file_attributes {
+            post_op_attr::Some(a) => Ok(a.nlink),
+            post_op_attr::None => Err(nfsstat3::NFS3ERR_SERVERFAULT),
+        }
+    }
+
     pub async fn rename(&mut self, from: &Fh, from_name: &str, to: &Fh, to_name: &str) -> Res<()> {
         let args = RENAME3args {
             from: dirop(from, from_name),

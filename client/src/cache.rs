@@ -76,7 +76,7 @@ pub struct Cache {
 pub fn touched(op: &Op) -> Vec<Fid> {
     let mut fids = crate::tracker::affected(op);
     match op {
-        Op::Remove { fid, .. } | Op::Rmdir { fid, .. } => fids.push(*fid),
+        Op::Rmdir { fid, .. } => fids.push(*fid),
         Op::Rename { fid, replaces, .. } => {
             fids.push(*fid);
             fids.extend(replaces);
@@ -94,6 +94,7 @@ fn names_changed(op: &Op, created: Option<Fid>) -> Vec<(Fid, &Name, Option<Fid>)
         | Op::Mkdir { dir, name, fid, .. }
         | Op::Symlink { dir, name, fid, .. }
         | Op::Mknod { dir, name, fid, .. } => vec![(*dir, name, Some(created.unwrap_or(*fid)))],
+        Op::Link { dir, name, fid } => vec![(*dir, name, Some(*fid))],
         Op::Remove { dir, name, .. } | Op::Rmdir { dir, name, .. } => vec![(*dir, name, None)],
         Op::Rename {
             from_dir,

@@ -36,8 +36,10 @@ pub fn affected(op: &Op) -> Vec<Fid> {
         Op::Create { dir, fid, .. }
         | Op::Mkdir { dir, fid, .. }
         | Op::Symlink { dir, fid, .. }
-        | Op::Mknod { dir, fid, .. } => vec![*dir, *fid],
-        Op::Remove { dir, .. } | Op::Rmdir { dir, .. } => vec![*dir],
+        | Op::Mknod { dir, fid, .. }
+        | Op::Link { dir, fid, .. }
+        | Op::Remove { dir, fid, .. } => vec![*dir, *fid],
+        Op::Rmdir { dir, .. } => vec![*dir],
         Op::Rename {
             from_dir, to_dir, ..
         } => vec![*from_dir, *to_dir],
@@ -45,10 +47,18 @@ pub fn affected(op: &Op) -> Vec<Fid> {
     }
 }
 
-/// Applies an op's effect on attributes exactly as a server will (the client assigns the
-/// times, so the prediction is exact).
-pub fn apply_to_attrs(attrs: &mut Attrs, op: &Op, time: Time) {
+/// Applies an op's effect on the attributes of object `of` exactly as a server will (the
+/// client assigns the times, so the prediction is exact).
+pub fn apply_to_attrs(attrs: &mut Attrs, of: Fid, op: &Op, time: Time) {
     match op {
+        Op::Link { fid, .. } if *fid == of => {
+            attrs.nlink = attrs.nlink.saturating_add(1);
+            attrs.ctime = time;
+        }
+        Op::Remove { fid, .. } if *fid == of => {
+            attrs.nlink = attrs.nlink.saturating_sub(1);
+            attrs.ctime = time;
+        }
         Op::Write { offset, len, .. } => {
             attrs.size = attrs.size.max(offset.saturating_add(u64::from(*len)));
             attrs.mtime = time;
@@ -90,7 +100,7 @@ impl Tracker {
                 state.early_seq = seq;
             }
             if let Some(attrs) = state.overlay.as_mut() {
-                apply_to_attrs(attrs, op, time);
+                apply_to_attrs(attrs, fid, op, time);
             }
         }
     }

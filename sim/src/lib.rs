@@ -137,6 +137,9 @@ pub struct Oracle {
     /// Whether a client removed (or renamed over) some conflict copy: a version a user
     /// chose to drop, so a write whose data only that copy held may be gone.
     copy_removed: bool,
+    /// Objects some client gave a further name: a remove of one of their names is not
+    /// their deletion, and a user may have named a resurrected one.
+    linked: BTreeSet<Fid>,
     acked: u64,
 }
 
@@ -696,6 +699,28 @@ impl World {
                     Vec::new(),
                 )
             }
+            90..=94 => {
+                // A further name for a non-directory, in any directory this client knows.
+                let Some(e) = pick(&mut self.rng, &entries) else {
+                    return false;
+                };
+                if e.state
+                    .as_ref()
+                    .is_none_or(|s| s.attrs.ftype == FileType::Directory)
+                {
+                    return false;
+                }
+                let to_dir = dirs[self.rng.random_range(0..dirs.len())];
+                self.oracle.linked.insert(e.fid);
+                (
+                    Op::Link {
+                        dir: to_dir,
+                        name: n,
+                        fid: e.fid,
+                    },
+                    Vec::new(),
+                )
+            }
             _ => {
                 let Some(e) = pick(&mut self.rng, &entries) else {
                     return false;
@@ -888,11 +913,14 @@ impl World {
                     }
                 }
                 Op::Remove { fid, .. } | Op::Rmdir { fid, .. } => {
-                    self.oracle.acked_deletes.insert(*fid);
+                    if !self.oracle.linked.contains(fid) {
+                        self.oracle.acked_deletes.insert(*fid);
+                    }
                 }
                 Op::Rename { fid, replaces, .. } => {
                     if let Some(r) = replaces
                         && r != fid
+                        && !self.oracle.linked.contains(r)
                     {
                         self.oracle.acked_deletes.insert(*r);
                     }
@@ -904,7 +932,7 @@ impl World {
                         .acked_writes
                         .push((*fid, t, self.oracle.applications));
                 }
-                Op::SetAttr { .. } => {}
+                Op::SetAttr { .. } | Op::Link { .. } => {}
             }
         }
     }
@@ -1192,6 +1220,13 @@ impl World {
 
     /// The oracle's properties and replica equality.
     fn check(&mut self) -> anyhow::Result<()> {
+        // `CODETTA_SIM_GREP=TEXT`: the trace lines containing TEXT (a fid, an op), to follow
+        // an object the failure message does not name.
+        if let Ok(f) = std::env::var("CODETTA_SIM_GREP") {
+            for l in self.trace.iter().filter(|l| l.contains(&f)) {
+                eprintln!("DBG {l}");
+            }
+        }
         let stores: Vec<Arc<Store>> = self
             .servers
             .iter()
@@ -1239,6 +1274,37 @@ impl World {
                 anyhow::ensure!(hops < 10_000, "{fid} is inside a directory cycle");
             }
         }
+        // Every name of a live object is an entry leading to it, and every entry is one of
+        // the names of the object it leads to.
+        for fid in &fids {
+            let Ok(ViewBody::Live(m)) = s0.view(*fid).map(|v| v.body) else {
+                continue;
+            };
+            if *fid != Fid::root(vol) {
+                for p in m.placements() {
+                    let n = Name::new(p.name.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let found = s0.lookup(p.parent, &n).map(|s| s.fid);
+                    anyhow::ensure!(
+                        found == Ok(*fid),
+                        "{fid} is named {}/{n} but that leads to {found:?}",
+                        p.parent
+                    );
+                }
+            }
+            if m.ftype == FileType::Directory {
+                let (_, entries, _) = s0
+                    .readdir(*fid, 0, u32::MAX, false)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for e in entries {
+                    let named = matches!(
+                        s0.view(e.fid).map(|v| v.body),
+                        Ok(ViewBody::Live(c)) if c.placements().any(|p| p.parent == *fid
+                            && p.name == e.name.as_bytes())
+                    );
+                    anyhow::ensure!(named, "entry {fid}/{} is not a name of {}", e.name, e.fid);
+                }
+            }
+        }
         // Acknowledged creates survive unless a delete was applied.
         for fid in &self.oracle.acked_creates {
             anyhow::ensure!(
@@ -1253,7 +1319,9 @@ impl World {
             {
                 let n = String::from_utf8_lossy(&m.placement.name).to_string();
                 anyhow::ensure!(
-                    n.contains(".conflict-") || self.oracle.renamed_from_conflict.contains(fid),
+                    n.contains(".conflict-")
+                        || self.oracle.renamed_from_conflict.contains(fid)
+                        || self.oracle.linked.contains(fid),
                     "deleted {fid} came back as {n:?}\n{}",
                     self.history_of_fid(*fid)
                 );
@@ -1334,6 +1402,7 @@ fn show(op: &Op) -> String {
         }
         Op::SetAttr { fid, .. } => format!("setattr {fid}"),
         Op::Write { fid, len, .. } => format!("write {fid} {len}"),
+        Op::Link { dir, name, fid } => format!("link {dir}/{name} = {fid}"),
     }
 }
 

@@ -353,3 +353,59 @@ async fn a_plain_listing_survives_concurrent_creates() {
     assert!(seen.values().all(|n| *n == 1), "no entry twice");
     cluster.shutdown().await;
 }
+
+/// LINK: one file under several names (nlink counts them), the data shared, each name
+/// removable on its own; what LINK refuses; FSINFO and PATHCONF announce links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_links() {
+    let cluster = Cluster::start().await;
+    let mut nfs = cluster.nfs().await;
+    let root = nfs.root.clone();
+    let d = nfs.mkdir(&root, "d").await.expect("mkdir");
+    let f = nfs.create(&root, "f").await.expect("create");
+    nfs.write(&f, 0, b"one object", stable_how::FILE_SYNC)
+        .await
+        .expect("write");
+    assert_eq!(nfs.link(&f, &d, "g").await, Ok(2));
+    assert_eq!(nfs.link(&f, &root, "h").await, Ok(3));
+    assert_eq!(nfs.getattr(&f).await.expect("attr").nlink, 3);
+    let g = nfs.lookup(&d, "g").await.expect("lookup");
+    assert_eq!(g, f, "one handle for every name");
+    nfs.write(&g, 4, b"OBJECT", stable_how::FILE_SYNC)
+        .await
+        .expect("write through the link");
+    assert_eq!(nfs.read_all(&f).await.expect("read"), b"one OBJECT");
+    let mut names = nfs.list(&root).await.expect("list");
+    names.sort();
+    assert_eq!(names, ["d", "f", "h"]);
+
+    // What LINK refuses.
+    assert_eq!(nfs.link(&f, &d, "g").await, Err(nfsstat3::NFS3ERR_EXIST));
+    assert_eq!(nfs.link(&d, &root, "d2").await, Err(nfsstat3::NFS3ERR_PERM));
+    assert_eq!(nfs.link(&f, &f, "x").await, Err(nfsstat3::NFS3ERR_NOTDIR));
+    assert_eq!(nfs.link(&f, &d, "").await, Err(nfsstat3::NFS3ERR_INVAL));
+
+    // Names go one at a time; the object with the last.
+    nfs.remove(&root, "f").await.expect("remove one name");
+    assert_eq!(nfs.getattr(&g).await.expect("attr").nlink, 2);
+    assert_eq!(nfs.read_all(&g).await.expect("read"), b"one OBJECT");
+    nfs.rename(&root, "h", &d, "g")
+        .await
+        .expect("rename onto itself");
+    assert_eq!(nfs.getattr(&g).await.expect("attr").nlink, 2);
+    nfs.rename(&root, "h", &d, "moved")
+        .await
+        .expect("rename a link");
+    assert_eq!(nfs.lookup(&d, "moved").await, Ok(g.clone()));
+    assert_eq!(nfs.lookup(&root, "h").await, Err(nfsstat3::NFS3ERR_NOENT));
+    nfs.remove(&d, "g").await.expect("remove");
+    assert_eq!(nfs.getattr(&g).await.expect("attr").nlink, 1);
+    nfs.remove(&d, "moved").await.expect("remove the last name");
+    assert_eq!(
+        nfs.getattr(&g).await.map(|_| ()),
+        Err(nfsstat3::NFS3ERR_STALE)
+    );
+    let info = nfs.fsinfo().await.expect("fsinfo");
+    assert_eq!(info.properties & FSF3_LINK, FSF3_LINK);
+    cluster.shutdown().await;
+}

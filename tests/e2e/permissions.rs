@@ -36,6 +36,8 @@ enum Op {
     Remove,
     Rmdir,
     Rename,
+    /// LINK of `f` as a new name in `d`.
+    Link,
     /// CREATE UNCHECKED of the existing `f` with size 0 (open with O_CREAT|O_TRUNC).
     CreateOver,
     Chmod(u32),
@@ -110,6 +112,11 @@ fn table() -> Vec<Case> {
         case(Remove, 0o755, 0o644, [OK, ACCES, ACCES, OK]),
         case(Remove, 0o777, 0o644, [OK, OK, OK, OK]),
         case(Rename, 0o775, 0o644, [OK, OK, ACCES, OK]),
+        // A new name for a file is a create in its directory (the file's own mode does
+        // not matter, as with knfsd).
+        case(Link, 0o755, 0o000, [OK, ACCES, ACCES, OK]),
+        case(Link, 0o775, 0o600, [OK, OK, ACCES, OK]),
+        case(Link, 0o753, 0o644, [OK, ACCES, OK, OK]),
         // Sticky: only the entry's or the directory's owner (or root) removes it.
         root_sticky(Remove),
         root_sticky(Rename),
@@ -220,6 +227,7 @@ async fn perform(nfs: &mut Nfs, op: Op, d: &Fh, f: &Fh, l: &Fh) -> Status {
         Op::Create => nfs.create(d, "new").await.map(|_| ()),
         Op::Remove => nfs.remove(d, "f").await,
         Op::Rename => nfs.rename(d, "f", d, "g").await,
+        Op::Link => nfs.link(f, d, "g").await.map(|_| ()),
         Op::CreateOver => {
             let how = createhow3::UNCHECKED(set_size(0));
             nfs.create_how(d, "f", how).await.map(|_| ())

@@ -373,3 +373,56 @@ async fn special_files_made_while_a_replica_is_down_reach_it() {
             .is_ok()
     );
 }
+
+/// Hard links made, moved and removed while a replica is down reach it: the same names
+/// for one object on every server, the data read back through each name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_links_made_while_a_replica_is_down_reach_it() {
+    let mut p = Procs::start_replicated(3).await;
+    let inspector = Inspector::new(&p.layout).expect("inspector");
+    let mut nfs = p.nfs().await;
+    let top = nfs.root.clone();
+    let root = nfs.mkdir(&top, "t").await.expect("mkdir");
+    let d = nfs.mkdir(&root, "d").await.expect("mkdir");
+    let f = nfs.create(&root, "f").await.expect("create");
+    let data = payload(3, 200_000);
+    nfs.write(&f, 0, &data, stable_how::FILE_SYNC)
+        .await
+        .expect("write");
+    let gone = nfs.create(&root, "gone").await.expect("create");
+    nfs.link(&gone, &d, "gone2").await.expect("link");
+    p.kill_server(1);
+    assert_eq!(patiently!(nfs.link(&f, &d, "g").await), Ok(2));
+    assert_eq!(patiently!(nfs.link(&f, &root, "h").await), Ok(3));
+    patiently!(nfs.rename(&root, "h", &d, "h2").await).expect("rename a link");
+    patiently!(nfs.remove(&root, "gone").await).expect("remove one name");
+    p.start_server(1).await;
+    let fids = [fid_of(&root), fid_of(&d), fid_of(&f), fid_of(&gone)];
+    wait_until_agreed(&inspector, &fids, Duration::from_secs(60)).await;
+    for i in 0..3 {
+        let mut in_root: Vec<(String, Fid)> = inspector.list(i, fid_of(&root)).await.expect("list");
+        in_root.sort();
+        assert_eq!(
+            in_root,
+            [("d".to_string(), fid_of(&d)), ("f".to_string(), fid_of(&f))],
+            "server {i}"
+        );
+        let mut in_d: Vec<(String, Fid)> = inspector.list(i, fid_of(&d)).await.expect("list");
+        in_d.sort();
+        assert_eq!(
+            in_d,
+            [
+                ("g".to_string(), fid_of(&f)),
+                ("gone2".to_string(), fid_of(&gone)),
+                ("h2".to_string(), fid_of(&f))
+            ],
+            "server {i}"
+        );
+    }
+    for (dir, name) in [(&root, "f"), (&d, "g"), (&d, "h2")] {
+        let fh = nfs.lookup(dir, name).await.expect("lookup");
+        assert_eq!(nfs.getattr(&fh).await.expect("attr").nlink, 3);
+        assert_eq!(nfs.read_all(&fh).await.expect("read"), data, "{name}");
+    }
+    assert_eq!(nfs.getattr(&gone).await.expect("attr").nlink, 1);
+}

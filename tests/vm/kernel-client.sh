@@ -252,6 +252,11 @@ mkdir tree-in
 echo "@@ kill-point"
 tar -cf - -C "$src" . | tar -xf - -C tree-in
 check "tar -x into the mount" test -d "tree-in/d0" -a -f "tree-in/d0/big 1 MiB+1"
+# Hard links made while that server is down.
+echo linked >lnk-src
+check "ln while a server is down" ln lnk-src lnk-dst
+mkdir lnk-d
+check "ln into another directory" ln lnk-src lnk-d/third
 echo "@@ restart-point"
 drop
 manifest tree-in >"$tmp/m.in"
@@ -269,6 +274,27 @@ check "rm -rf the tree" rm -rf tree-in
 check "tree gone" test ! -e tree-in
 check "ls no longer lists it" sh -c '! ls | grep -qx tree-in'
 rm -rf "$src" "$out"
+
+# ----------------------------------------------------------- hard links ---
+drop
+check_eq "stat -c %h counts the three names" 3 "$(stat -c %h lnk-src)"
+check_eq "every name is one inode" "$(stat -c %i lnk-src) $(stat -c %i lnk-src)" \
+  "$(stat -c %i lnk-dst) $(stat -c %i lnk-d/third)"
+check_eq "content through a link" linked "$(cat lnk-d/third)"
+echo more >>lnk-dst
+drop
+check_eq "a write through one name reads through another" "linked more" \
+  "$(tr '\n' ' ' <lnk-src | sed 's/ $//')"
+check "rm of one name" rm lnk-src
+check_eq "%h after rm of one name" 2 "$(stat -c %h lnk-dst)"
+check "mv of a linked name" mv lnk-dst lnk-d/moved
+drop
+check_eq "%h after mv" 2 "$(stat -c %h lnk-d/third)"
+check_eq "content after rm and mv" "linked more" "$(tr '\n' ' ' <lnk-d/moved | sed 's/ $//')"
+check "ln of a directory is refused" sh -c '! ln lnk-d lnk-d2 2>/dev/null'
+check "ln over an existing name is refused" sh -c '! ln lnk-d/moved lnk-d/third 2>/dev/null'
+check "rm -rf of a directory of links" rm -rf lnk-d
+check "the links are gone" test ! -e lnk-d
 
 # ---------------------------------------------------------- directories ---
 mkdir dots

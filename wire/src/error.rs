@@ -68,4 +68,10 @@ pub enum FsError {
     /// one a little later, answers.
     #[error("this replica is still receiving the object from resolution")]
     Incomplete,
+    /// A hard link to an object of another volume.
+    #[error("a link cannot cross volumes")]
+    CrossDevice,
+    /// A hard link past the most names one object may have ([`crate::MAX_LINKS`]).
+    #[error("too many links")]
+    TooManyLinks,
 }

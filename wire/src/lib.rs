@@ -28,7 +28,11 @@ pub use update::{Cop2, Op, RecordOutcome, UpdateRecord};
 pub use version::{VersionVector, VvOrdering};
 
 /// ALPN protocol identifier: the protocol version is negotiated by TLS.
-pub const ALPN: &[u8] = b"codetta/2";
+pub const ALPN: &[u8] = b"codetta/3";
+
+/// Most names (hard links) one non-directory may have: every name is kept in the object's
+/// record, which every update of the object rewrites.
+pub const MAX_LINKS: u32 = 4000;
 
 /// Size of one content block: files are stored and hashed in blocks of this many bytes
 /// at block-aligned offsets.

@@ -34,6 +34,16 @@ pub struct ObjectMeta {
     pub target: Vec<u8>,
     /// EXCLUSIVE create verifier.
     pub verifier: Option<[u8; 8]>,
+    /// A non-directory's further names (hard links), ascending by (parent vnode, name),
+    /// each after `placement`: the object has `1 + links.len()` names.
+    pub links: Vec<Placement>,
+}
+
+impl ObjectMeta {
+    /// Every name of the object: `placement`, then `links`.
+    pub fn placements(&self) -> impl Iterator<Item = &Placement> {
+        std::iter::once(&self.placement).chain(&self.links)
+    }
 }
 
 /// What one replica holds of an object.

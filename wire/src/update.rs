@@ -96,6 +96,14 @@ pub enum Op {
         new: NewObject,
         kind: FileType,
     },
+    /// Gives the non-directory `fid` a further name `name` in `dir` (a hard link): one
+    /// object, several entries, `nlink` of them. After `Mknod`, so that records of the
+    /// other kinds keep their encoding.
+    Link {
+        dir: Fid,
+        name: Name,
+        fid: Fid,
+    },
 }
 
 /// The pieces of a write of `len` bytes at file offset `offset`: ranges of its data split
@@ -138,6 +146,7 @@ impl Op {
             | Op::Mkdir { dir, .. }
             | Op::Symlink { dir, .. }
             | Op::Mknod { dir, .. }
+            | Op::Link { dir, .. }
             | Op::Remove { dir, .. }
             | Op::Rmdir { dir, .. } => *dir,
             Op::Rename { from_dir, .. } => *from_dir,

@@ -19,7 +19,9 @@ use nfs3_types::nfs3::nfsstat3;
 /// byte is in the modify log, so a restarted daemon never needs the kernel to resend.
 const WRITE_VERIFIER: [u8; 8] = HANDLE_GENERATION.to_be_bytes();
 
-/// FSINFO properties: symbolic links, the same PATHCONF for every object, settable times.
+/// FSINFO properties: hard and symbolic links, the same PATHCONF for every object,
+/// settable times.
+const FSF3_LINK: u32 = 0x0001;
 const FSF3_SYMLINK: u32 = 0x0002;
 const FSF3_HOMOGENEOUS: u32 = 0x0008;
 const FSF3_CANSETTIME: u32 = 0x0010;
@@ -244,8 +246,17 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
             wcc_data(&mut w, None);
             done(w)
         }
-        // Hard links come with the front-end issue.
-        NfsArgs::Link { .. } => Err(nfsstat3::NFS3ERR_NOTSUPP),
+        NfsArgs::Link { file, to: link } => {
+            let f = fid(&file)?;
+            if link.name.is_empty() {
+                return Err(nfsstat3::NFS3ERR_INVAL);
+            }
+            let attrs = fs.link(caller, &f, &place(&link)?).await?;
+            let mut w = ok();
+            post_op_attr(&mut w, Some((&f, &attrs)));
+            wcc_data(&mut w, None);
+            done(w)
+        }
         NfsArgs::ReadDir {
             dir,
             cookie,
@@ -288,7 +299,7 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
             w.u32(64 * 1024);
             w.u64(u64::MAX >> 1);
             w.u32(0).u32(1);
-            w.u32(FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME);
+            w.u32(FSF3_LINK | FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME);
             done(w)
         }
         NfsArgs::PathConf(h) => {
@@ -298,7 +309,7 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
             post_op_attr(&mut w, Some((&f, &attrs)));
             // linkmax, name_max, no_trunc, chown_restricted, case_insensitive,
             // case_preserving.
-            w.u32(1).u32(MAX_NAME_LEN);
+            w.u32(codetta_wire::MAX_LINKS).u32(MAX_NAME_LEN);
             w.bool(true).bool(true).bool(false).bool(true);
             done(w)
         }

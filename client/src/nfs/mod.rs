@@ -519,6 +519,43 @@ impl CodettaFs {
         Ok((target, attrs))
     }
 
+    /// LINK: the non-directory `fid` gets the further name `place` in its volume (write
+    /// and search permission on the directory, as for a create; XDEV across volumes).
+    /// The file's attributes after (nlink counts the new name).
+    pub async fn link(
+        &self,
+        caller: &Caller,
+        fid: &Fid,
+        place: &Place<'_>,
+    ) -> Result<Attrs, nfsstat3> {
+        let name = name(place.name)?;
+        let (file, _) = self.open(fid).await?;
+        let (dir, venus) = self.open(&place.dir).await?;
+        if file.volume != dir.volume {
+            return Err(nfsstat3::NFS3ERR_XDEV);
+        }
+        if self.getattr(&file).await?.ftype == FileType::Directory {
+            // As Linux's vfs_link: a directory has one name.
+            return Err(nfsstat3::NFS3ERR_PERM);
+        }
+        self.writable_dir(caller, &dir).await?;
+        match venus.lookup_to_change(&dir, &name).await {
+            Ok(_) => return Err(nfsstat3::NFS3ERR_EXIST),
+            Err(ClientError::Fs(FsError::NotFound)) => {}
+            Err(e) => return Err(err(e)),
+        }
+        self.apply(
+            &venus,
+            Op::Link {
+                dir,
+                name,
+                fid: file,
+            },
+        )
+        .await?;
+        self.getattr(&file).await
+    }
+
     /// REMOVE (`directory` false) or RMDIR (true) of `place.name`.
     pub async fn remove(
         &self,

@@ -32,6 +32,8 @@ pub fn nfs_status(error: &ClientError) -> nfsstat3 {
             FsError::StaleEpoch { .. } => NFS3ERR_JUKEBOX,
             // No reachable replica holds the object whole yet: resolution is installing it.
             FsError::Incomplete => NFS3ERR_JUKEBOX,
+            FsError::CrossDevice => NFS3ERR_XDEV,
+            FsError::TooManyLinks => NFS3ERR_MLINK,
             _ => NFS3ERR_IO,
         },
         // Its own status (NOSPC stays NOSPC), but never one that asks for a retry.
@@ -75,6 +77,8 @@ mod tests {
             (FsError::OutOfOrder.into(), NFS3ERR_IO),
             (FsError::Diverged.into(), NFS3ERR_JUKEBOX),
             (FsError::Incomplete.into(), NFS3ERR_JUKEBOX),
+            (FsError::CrossDevice.into(), NFS3ERR_XDEV),
+            (FsError::TooManyLinks.into(), NFS3ERR_MLINK),
             (ClientError::WriteRefused(FsError::NoSpace), NFS3ERR_NOSPC),
             (ClientError::WriteRefused(FsError::Incomplete), NFS3ERR_IO),
             (ClientError::WriteRefused(FsError::Diverged), NFS3ERR_IO),

@@ -394,6 +394,7 @@ mod tests {
             },
             target: Vec::new(),
             verifier: None,
+            links: Vec::new(),
         }
     }
 

@@ -100,7 +100,7 @@ fn target_state(
             let (src, kept) = &views[*keep];
             let mut kept = kept.clone();
             if *resurrect && let ViewBody::Live(meta) = &mut kept.body {
-                meta.placement.name = conflict_name(&meta.placement.name, &kept.tag.0);
+                to_conflict_names(meta, &kept.tag.0);
             }
             let targets = if *resurrect {
                 (0..views.len()).collect()
@@ -160,6 +160,16 @@ pub fn conflict_name(original: &[u8], tag: &[u8; 32]) -> Vec<u8> {
     let mut name = original[..keep].to_vec();
     name.extend_from_slice(suffix.as_bytes());
     name
+}
+
+/// Gives every name of an object (its placement and its hard links) the conflict name of
+/// the state tagged `tag`, each in its own directory: which of several names was contested
+/// is not known where this is decided, and moving them all keeps every one reachable.
+fn to_conflict_names(meta: &mut codetta_wire::replica::ObjectMeta, tag: &[u8; 32]) {
+    meta.placement.name = conflict_name(&meta.placement.name, tag);
+    for link in &mut meta.links {
+        link.name = conflict_name(&link.name, tag);
+    }
 }
 
 /// The fid of the conflict copy of `fid` holding the state tagged `tag`: the same on
@@ -347,7 +357,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         if meta.placement.parent == blocker {
             meta.placement.parent = Fid::root(fid.volume);
         }
-        meta.placement.name = conflict_name(&meta.placement.name, &chosen.tag.0);
+        to_conflict_names(meta, &chosen.tag.0);
         self.summary.conflicts += 1;
         tracing::warn!(%fid, "placement conflict: moved to a conflict name");
         let (mut version, mut history) = decide::merged(views.iter().map(|(_, v)| v));
@@ -669,6 +679,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 blake3::hash(&copy.to_bytes()).as_bytes(),
             ),
         };
+        copy_meta.links = Vec::new();
         copy_meta.verifier = None;
         for (dst, _) in views {
             let existing = self.members[*dst].view(copy).await?;

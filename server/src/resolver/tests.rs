@@ -914,3 +914,104 @@ fn anti_entropy_passes_over_changes_the_replicas_agree_on() {
         4
     );
 }
+
+/// A hard link made and a name removed while replica 2 was away reach it through the
+/// directories: the same names, one object, its data shared.
+#[test]
+fn links_made_and_names_removed_in_a_partition_follow_the_directories() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (m, d) = t.g.mkdir_op(root, "d");
+    let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
+    let (c2, h) = t.g.create_op(root, "h", CreateHow::Guarded);
+    let link_h = Op::Link {
+        dir: d,
+        name: name("h2"),
+        fid: h,
+    };
+    t.apply(
+        &[0, 1, 2],
+        vec![m, c, c2, link_h, Gen::write_op(f, 0, b"data")],
+        b"data",
+    );
+    // Replica 2 is away: f gets two more names, h loses one.
+    let ops = vec![
+        Op::Link {
+            dir: d,
+            name: name("g"),
+            fid: f,
+        },
+        Op::Link {
+            dir: root,
+            name: name("f3"),
+            fid: f,
+        },
+        Op::Remove {
+            dir: root,
+            name: name("h"),
+            fid: h,
+        },
+    ];
+    t.apply(&[0, 1], ops, &[]);
+    let changed = t.changed(1);
+    let s = t.resolve(&[1, 2, 0], &changed);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    for fid in [root, d, f, h] {
+        t.assert_equal(&[0, 1, 2], fid);
+    }
+    for i in 0..3 {
+        assert_eq!(t.fid_of(i, d, "g"), Some(f));
+        assert_eq!(t.fid_of(i, root, "f3"), Some(f));
+        assert_eq!(t.fid_of(i, root, "h"), None);
+        assert_eq!(t.fid_of(i, d, "h2"), Some(h));
+        assert_eq!(t.stores[i].getattr(f).unwrap().attrs.nlink, 3);
+        assert_eq!(t.stores[i].getattr(h).unwrap().attrs.nlink, 1);
+        assert_eq!(t.read(i, f), b"data");
+        check_consistency(&t.stores[i]);
+    }
+}
+
+/// Two partitions give one file different new names: a file's names are part of its state,
+/// so these are concurrent updates of it (rule 7): one version keeps the object and its
+/// names, the other is kept as a conflict copy beside its first name. The replicas
+/// converge, every name leads to an object, and no data is lost.
+#[test]
+fn concurrent_links_in_two_partitions_converge() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, b"v")], b"v");
+    let link = |n: &str| Op::Link {
+        dir: root,
+        name: name(n),
+        fid: f,
+    };
+    t.apply(&[0], vec![link("x")], &[]);
+    let mut other = Gen::new(t.vol.id, Incarnation(4));
+    t.apply_as(&mut other, &[1, 2], vec![link("y")], &[]);
+    let s = t.resolve(&[0, 1, 2], &[root, f]);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    t.assert_equal(&[0, 1, 2], root);
+    t.assert_equal(&[0, 1, 2], f);
+    let (_, entries, _) = t.stores[0].readdir(root, 0, 100, false).unwrap();
+    let names: Vec<String> = entries.iter().map(|e| e.name.to_string()).collect();
+    for i in 0..3 {
+        check_consistency(&t.stores[i]);
+        let (_, here, _) = t.stores[i].readdir(root, 0, 100, false).unwrap();
+        assert_eq!(here.len(), entries.len());
+        for e in &here {
+            assert_eq!(t.read(i, e.fid), b"v", "{} on {i}", e.name);
+        }
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().any(|n| n == "f"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n == "x") != names.iter().any(|n| n == "y"),
+        "one version's new name: {names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("f.conflict-")),
+        "the other version as a copy: {names:?}"
+    );
+    assert!(s.conflicts >= 1);
+}

@@ -427,7 +427,10 @@ impl Planner<'_, '_> {
     /// Plans any record.
     fn plan<'d>(&self, op: &Op, data: &'d [u8]) -> Result<Plan<'d>, Fail> {
         match op {
-            Op::Write { fid, .. } | Op::SetAttr { fid, .. } | Op::Rename { fid, .. } => {
+            Op::Write { fid, .. }
+            | Op::SetAttr { fid, .. }
+            | Op::Rename { fid, .. }
+            | Op::Link { fid, .. } => {
                 self.whole(*fid)?;
             }
             _ => {}
@@ -460,6 +463,7 @@ impl Planner<'_, '_> {
                 new,
                 kind,
             } => self.mknod(*dir, name, *fid, new, *kind),
+            Op::Link { dir, name, fid } => self.link(*dir, name, *fid),
             Op::Remove { dir, name, fid } => self.remove(*dir, name, *fid),
             Op::Rmdir { dir, name, fid } => self.rmdir(*dir, name, *fid),
             Op::Rename {

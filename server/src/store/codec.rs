@@ -125,6 +125,63 @@ pub(crate) struct Vnode {
     pub target: Vec<u8>,
     /// Regular file made by an EXCLUSIVE create: its verifier, to recognise a resend.
     pub verifier: Option<[u8; 8]>,
+    /// A non-directory's further names (hard links) as (directory vnode, name), ascending,
+    /// each after (`parent`, `name`): the least name is always the first, so replicas that
+    /// applied the same records hold the same record. Empty for a directory.
+    pub links: Vec<(u64, Vec<u8>)>,
+}
+
+/// One name of an object: (directory vnode, name bytes).
+pub(crate) type Place = (u64, Vec<u8>);
+
+impl Vnode {
+    /// Every name of the object, least first.
+    pub(crate) fn places(&self) -> Vec<Place> {
+        let mut all = Vec::with_capacity(1 + self.links.len());
+        all.push((self.parent, self.name.clone()));
+        all.extend(self.links.iter().cloned());
+        all
+    }
+
+    /// How many names the object has (a non-directory's nlink).
+    pub(crate) fn name_count(&self) -> usize {
+        1 + self.links.len()
+    }
+
+    /// Gives the object exactly the names `places` (at least one; repeats count once): the
+    /// least becomes (`parent`, `name`), the others `links`.
+    pub(crate) fn set_places(&mut self, mut places: Vec<Place>) {
+        places.sort();
+        places.dedup();
+        let mut rest = places.into_iter();
+        if let Some((parent, name)) = rest.next() {
+            self.parent = parent;
+            self.name = name;
+        }
+        self.links = rest.collect();
+    }
+
+    /// Adds the name `place`.
+    pub(crate) fn add_place(&mut self, place: Place) {
+        let mut all = self.places();
+        all.push(place);
+        self.set_places(all);
+    }
+
+    /// Replaces the name `old` by `new` (`new` is added if `old` is not a name of it).
+    pub(crate) fn replace_place(&mut self, old: &Place, new: Place) {
+        let mut all: Vec<Place> = self.places().into_iter().filter(|p| p != old).collect();
+        all.push(new);
+        self.set_places(all);
+    }
+
+    /// Drops the name `place`, unless it is the only one.
+    pub(crate) fn remove_place(&mut self, place: &Place) {
+        let all: Vec<Place> = self.places().into_iter().filter(|p| p != place).collect();
+        if !all.is_empty() {
+            self.set_places(all);
+        }
+    }
 }
 
 /// What remains of a removed object (rule 8): its version (which the delete bumped), its
@@ -254,6 +311,7 @@ mod tests {
             subdirs: 0,
             target: b"x".to_vec(),
             verifier: Some([8; 8]),
+            links: vec![(5, b"m".to_vec())],
         };
         let expected: Vec<u8> = [
             &[1u8, 9, 2, 0xFF, 0x03, 1, 2, 1][..],
@@ -262,6 +320,7 @@ mod tests {
             &[0][..],
             &[1, 0, 0, 0][..],
             &[4, 1, b'n', 0, 1, b'x', 1, 8, 8, 8, 8, 8, 8, 8, 8][..],
+            &[1, 5, 1, b'm'][..],
         ]
         .concat();
         assert_eq!(encode(&v).unwrap(), expected);

@@ -1,6 +1,7 @@
 //! Brings a store written by an earlier format up to [`super::STORE_FORMAT`], in place, when
 //! it is opened: 2 -> 3 moves chunks under sequential ids, 3 -> 4 re-keys directory
-//! entries under cookies below 2^63.
+//! entries under cookies below 2^63, 4 -> 5 gives every object record its (empty) list of
+//! further names (hard links).
 //!
 //! Each step moves data in batches, one durable transaction per batch that both writes the
 //! new rows and deletes the old ones, so a crash at any point leaves every item in exactly
@@ -38,13 +39,122 @@ pub(super) fn upgrade(db: &Database, found: u64) -> R<()> {
     match found {
         2 => {
             chunks_by_id(db)?;
-            cookies_below_2_63(db)
+            cookies_below_2_63(db)?;
+            names_in_records(db)
         }
-        3 => cookies_below_2_63(db),
+        3 => {
+            cookies_below_2_63(db)?;
+            names_in_records(db)
+        }
+        4 => names_in_records(db),
         _ => Err(StoreError::Format {
             found,
             supported: super::STORE_FORMAT,
         }),
+    }
+}
+
+/// Format 4's object record: [`codec::Vnode`] without `links`.
+pub(super) mod v4 {
+    use codetta_wire::tag::SetDigest;
+    use codetta_wire::{FileType, History, Time, VersionVector};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct Vnode {
+        pub unique: u32,
+        pub ftype: FileType,
+        pub mode: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub size: u64,
+        pub atime: Time,
+        pub mtime: Time,
+        pub ctime: Time,
+        pub version: VersionVector,
+        pub history: History,
+        pub digest: SetDigest,
+        pub parent: u64,
+        pub name: Vec<u8>,
+        pub subdirs: u64,
+        pub target: Vec<u8>,
+        pub verifier: Option<[u8; 8]>,
+    }
+
+    impl From<Vnode> for super::codec::Vnode {
+        fn from(v: Vnode) -> Self {
+            super::codec::Vnode {
+                unique: v.unique,
+                ftype: v.ftype,
+                mode: v.mode,
+                uid: v.uid,
+                gid: v.gid,
+                size: v.size,
+                atime: v.atime,
+                mtime: v.mtime,
+                ctime: v.ctime,
+                version: v.version,
+                history: v.history,
+                digest: v.digest,
+                parent: v.parent,
+                name: v.name,
+                subdirs: v.subdirs,
+                target: v.target,
+                verifier: v.verifier,
+                links: Vec::new(),
+            }
+        }
+    }
+}
+
+/// Object records rewritten per transaction.
+const VNODES_PER_BATCH: usize = 4096;
+
+/// Format 4 -> 5: every object record is written again with an empty `links` list. A
+/// record of either format decodes only as its own (format 5 has one more field at the
+/// end), so a scan started over after a crash passes over the records already rewritten.
+/// A record that decodes as neither is left as it is and reported where it is read.
+fn names_in_records(db: &Database) -> R<()> {
+    use std::ops::Bound;
+    let mut after: Option<(u32, u64)> = None;
+    let mut rewritten = 0u64;
+    loop {
+        let txn = db.begin_write()?;
+        let finished = {
+            let mut vnodes = txn.open_table(tables::VNODES)?;
+            let mut old = Vec::new();
+            let mut scanned = 0;
+            {
+                let range = match after {
+                    Some(from) => {
+                        vnodes.range::<(u32, u64)>((Bound::Excluded(from), Bound::Unbounded))?
+                    }
+                    None => vnodes.range::<(u32, u64)>(..)?,
+                };
+                for item in range.take(VNODES_PER_BATCH) {
+                    let (k, v) = item?;
+                    scanned += 1;
+                    after = Some(k.value());
+                    if codec::decode::<codec::Vnode>("vnodes", v.value()).is_err()
+                        && let Ok(record) = codec::decode::<v4::Vnode>("vnodes", v.value())
+                    {
+                        old.push((k.value(), codec::Vnode::from(record)));
+                    }
+                }
+            }
+            for (key, record) in &old {
+                vnodes.insert(*key, codec::encode(record)?.as_slice())?;
+            }
+            rewritten += old.len() as u64;
+            scanned < VNODES_PER_BATCH
+        };
+        if finished {
+            put_meta_u64(&mut txn.open_table(tables::META)?, tables::meta::FORMAT, 5)?;
+            txn.commit()?;
+            tracing::info!(objects = rewritten, "store upgraded to format 5");
+            return Ok(());
+        }
+        txn.commit()?;
     }
 }
 
@@ -173,6 +283,88 @@ mod tests {
     use super::*;
     use redb::ReadableDatabase;
 
+    /// Writes every object record as format 4 did (without `links`; none may have any).
+    fn downgrade_vnodes(db: &Database, format: u64) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut vnodes = txn.open_table(tables::VNODES).unwrap();
+            let all: Vec<((u32, u64), codec::Vnode)> = vnodes
+                .iter()
+                .unwrap()
+                .map(|i| {
+                    let (k, v) = i.unwrap();
+                    (k.value(), codec::decode("vnodes", v.value()).unwrap())
+                })
+                .collect();
+            for (key, v) in all {
+                assert!(v.links.is_empty());
+                let old = v4::Vnode {
+                    unique: v.unique,
+                    ftype: v.ftype,
+                    mode: v.mode,
+                    uid: v.uid,
+                    gid: v.gid,
+                    size: v.size,
+                    atime: v.atime,
+                    mtime: v.mtime,
+                    ctime: v.ctime,
+                    version: v.version,
+                    history: v.history,
+                    digest: v.digest,
+                    parent: v.parent,
+                    name: v.name,
+                    subdirs: v.subdirs,
+                    target: v.target,
+                    verifier: v.verifier,
+                };
+                vnodes
+                    .insert(key, codec::encode(&old).unwrap().as_slice())
+                    .unwrap();
+            }
+            put_meta_u64(
+                &mut txn.open_table(tables::META).unwrap(),
+                tables::meta::FORMAT,
+                format,
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    fn format_of(fx: &Fx) -> Option<u64> {
+        let txn = fx.store.db.begin_read().unwrap();
+        let meta = txn.open_table(tables::META).unwrap();
+        meta_u64(&meta, tables::meta::FORMAT).unwrap()
+    }
+
+    /// A format-4 store with more objects than one batch rewrites opens as format 5: every
+    /// object reads as before, with the same version and content tag (an object with one
+    /// name hashes as it did), and takes a hard link afterwards.
+    #[test]
+    fn a_format_4_store_gets_names_in_its_records() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let d = fx.mkdir(root, "d");
+        let mut fids = vec![root, d];
+        for i in 0..VNODES_PER_BATCH + 300 {
+            let f = fx.create(d, &format!("f{i}"));
+            if i % 1000 == 0 {
+                fx.write(f, 0, format!("data {i}").as_bytes());
+            }
+            fids.push(f);
+        }
+        let before: Vec<_> = fids.iter().map(|f| fx.state(*f)).collect();
+        downgrade_vnodes(&fx.store.db, 4);
+        let mut fx = fx.reopened(StoreOptions::default());
+        assert_eq!(format_of(&fx), Some(5));
+        let after: Vec<_> = fids.iter().map(|f| fx.state(*f)).collect();
+        assert_eq!(after, before);
+        check_consistency(&fx.store);
+        fx.link(fids[2], root, "again").unwrap();
+        assert_eq!(fx.state(fids[2]).attrs.nlink, 2);
+        check_consistency(&fx.store);
+    }
+
     /// Turns a format-3 store back into format 2 (the inverse of the upgrade).
     fn downgrade(db: &Database) {
         let txn = db.begin_write().unwrap();
@@ -227,6 +419,7 @@ mod tests {
         }
         let before: Vec<Vec<u8>> = files.iter().map(|f| fx.read_all(*f)).collect();
         let stats = fx.store.storage_stats().unwrap();
+        downgrade_vnodes(&fx.store.db, 4);
         downgrade(&fx.store.db);
 
         let fx = fx.reopened(StoreOptions::default());
@@ -240,7 +433,7 @@ mod tests {
         check_consistency(&fx.store);
         let txn = fx.store.db.begin_read().unwrap();
         let meta = txn.open_table(tables::META).unwrap();
-        assert_eq!(meta_u64(&meta, tables::meta::FORMAT).unwrap(), Some(4));
+        assert_eq!(meta_u64(&meta, tables::meta::FORMAT).unwrap(), Some(5));
         assert!(
             txn.open_table(v2::CHUNK_REFS).is_err(),
             "old tables are gone"
@@ -330,13 +523,12 @@ mod tests {
         };
         let before = list(&fx);
         assert_eq!(before.len(), names.len());
+        downgrade_vnodes(&fx.store.db, 4);
         downgrade_cookies(&fx.store.db);
         let fx = fx.reopened(StoreOptions::default());
         assert_eq!(list(&fx), before);
         assert!(fx.lookup(big, "n7").is_ok());
         check_consistency(&fx.store);
-        let txn = fx.store.db.begin_read().unwrap();
-        let meta = txn.open_table(tables::META).unwrap();
-        assert_eq!(meta_u64(&meta, tables::meta::FORMAT).unwrap(), Some(4));
+        assert_eq!(format_of(&fx), Some(5));
     }
 }

@@ -186,8 +186,9 @@ type R<T> = Result<T, StoreError>;
 /// The layout of the whole store (tables and value shapes); a store of another format is
 /// refused at open, unless [`migrate`] knows how to bring it here. 2: volumes keep the
 /// catalogue epoch of their group. 3: chunks are stored under sequential ids, found by hash
-/// through an index. 4: directory entries are keyed by cookies below 2^63.
-const STORE_FORMAT: u64 = 4;
+/// through an index. 4: directory entries are keyed by cookies below 2^63. 5: object
+/// records list every name of the object (hard links).
+const STORE_FORMAT: u64 = 5;
 
 fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> R<Option<u64>> {
     match meta.get(key)? {
@@ -248,7 +249,7 @@ fn attrs(v: &Vnode) -> Attrs {
         size: v.size,
         nlink: match v.ftype {
             FileType::Directory => u32::try_from(v.subdirs.saturating_add(2)).unwrap_or(u32::MAX),
-            _ => 1,
+            _ => u32::try_from(v.name_count()).unwrap_or(u32::MAX),
         },
         atime: v.atime,
         mtime: v.mtime,
@@ -293,6 +294,7 @@ pub(crate) fn new_vnode(
         subdirs: 0,
         target: Vec::new(),
         verifier: None,
+        links: Vec::new(),
     }
 }
 

@@ -11,7 +11,7 @@
 //! between them skips the second, since the next page starts after the cookie.
 
 use super::apply::{Fail, Plan, Planner};
-use super::codec::{Dirent, Vnode};
+use super::codec::{Dirent, Place, Vnode};
 use super::content::BlockPlan;
 use super::tags::entry_member;
 use super::{MAX_SYMLINK_TARGET, new_vnode};
@@ -287,7 +287,8 @@ impl Planner<'_, '_> {
         Ok(entry)
     }
 
-    /// REMOVE of a non-directory; its blocks are freed with it (there are no hard links).
+    /// REMOVE of a non-directory's name: the object goes (its blocks freed, a tombstone
+    /// left) with its last name, and otherwise keeps its other names.
     pub(crate) fn remove(&self, dir: Fid, name: &Name, fid: Fid) -> Result<Plan<'static>, Fail> {
         let mut d = self.load_dir(dir)?;
         let entry = self.expected_entry(dir, name, fid)?;
@@ -296,10 +297,58 @@ impl Planner<'_, '_> {
         }
         self.drop_entry(&mut d, name, entry);
         self.touch(&mut d, true);
-        Ok(Plan {
+        let mut plan = Plan {
             unlink: vec![(dir, name.clone())],
-            delete: vec![self.doomed(entry.fid)?],
             put: vec![(dir, d)],
+            ..Plan::default()
+        };
+        self.unname(&mut plan, entry.fid, (dir.vnode, name.as_bytes().to_vec()))?;
+        Ok(plan)
+    }
+
+    /// Takes the name `place` from `fid` in `plan` (its entry is already dropped): the
+    /// object is deleted with its last name, or keeps the others with a new ctime.
+    fn unname(&self, plan: &mut Plan<'static>, fid: Fid, place: Place) -> Result<(), Fail> {
+        let mut v = self.load(fid)?;
+        if v.name_count() > 1 {
+            v.remove_place(&place);
+            self.touch(&mut v, false);
+            plan.put.push((fid, v));
+        } else {
+            plan.delete.push(self.doomed(fid)?);
+        }
+        Ok(())
+    }
+
+    /// LINK: gives the non-directory `fid` the further name `name` in `dir`. A name that
+    /// already leads to `fid` (resolution brought the link first) is answered as done.
+    pub(crate) fn link(&self, dir: Fid, name: &Name, fid: Fid) -> Result<Plan<'static>, Fail> {
+        if fid.volume != dir.volume {
+            return Err(FsError::CrossDevice.into());
+        }
+        let mut d = self.load_dir(dir)?;
+        let mut v = self.load(fid)?;
+        if v.ftype == FileType::Directory {
+            return Err(FsError::IsDir.into());
+        }
+        if let Some(existing) = self.entry(dir, name)? {
+            if existing.fid == fid {
+                return Ok(Plan::answer_only(None));
+            }
+            return Err(FsError::Exists.into());
+        }
+        if v.name_count() >= codetta_wire::MAX_LINKS as usize {
+            return Err(FsError::TooManyLinks.into());
+        }
+        d.size += 1;
+        d.digest.add(&entry_member(name, fid));
+        self.touch(&mut d, true);
+        v.add_place((dir.vnode, name.as_bytes().to_vec()));
+        self.touch(&mut v, false);
+        let ftype = v.ftype;
+        Ok(Plan {
+            link: vec![(dir, name.clone(), Dirent { fid, ftype })],
+            put: vec![(dir, d), (fid, v)],
             ..Plan::default()
         })
     }
@@ -381,11 +430,12 @@ impl Planner<'_, '_> {
         let mut moved = self.load(src.fid)?;
         let mut plan = Plan::default();
         let target = self.entry(to_dir, to_name)?;
-        if target.map(|t| t.fid) != replaces && target.map(|t| t.fid) != Some(src.fid) {
+        if target.map(|t| t.fid) != replaces {
             return Err(FsError::Diverged.into());
         }
         if let Some(target) = target {
             if target.fid == src.fid {
+                // Two names of one file (the client saw it so): nothing to do (POSIX).
                 return Ok(Plan::default());
             }
             match (is_dir, target.ftype == FileType::Directory) {
@@ -398,7 +448,11 @@ impl Planner<'_, '_> {
             }
             self.drop_entry(td.as_mut().unwrap_or(&mut fd), to_name, target);
             plan.unlink.push((to_dir, to_name.clone()));
-            plan.delete.push(self.doomed(target.fid)?);
+            self.unname(
+                &mut plan,
+                target.fid,
+                (to_dir.vnode, to_name.as_bytes().to_vec()),
+            )?;
         }
         self.drop_entry(&mut fd, from_name, src);
         plan.unlink.push((from_dir, from_name.clone()));
@@ -411,8 +465,10 @@ impl Planner<'_, '_> {
         dest.digest.add(&entry_member(to_name, src.fid));
         plan.link.push((to_dir, to_name.clone(), src));
 
-        moved.parent = to_dir.vnode;
-        moved.name = to_name.as_bytes().to_vec();
+        moved.replace_place(
+            &(from_dir.vnode, from_name.as_bytes().to_vec()),
+            (to_dir.vnode, to_name.as_bytes().to_vec()),
+        );
         self.touch(&mut moved, false);
         self.touch(&mut fd, true);
         plan.put.push((from_dir, fd));
@@ -428,7 +484,7 @@ impl Planner<'_, '_> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::super::testutil::{Fx, name};
+    use super::super::testutil::{Fx, check_consistency, name};
     use codetta_wire::update::{CreateHow, NewObject, Op};
     use codetta_wire::{Fid, FileType, FsError};
     use std::collections::BTreeSet;
@@ -856,5 +912,106 @@ mod tests {
             rename(&mut fx, a, "f2", other.root, "x"),
             Err(FsError::Invalid)
         );
+    }
+
+    /// LINK gives a file further names: one object (one fid, one set of blocks), nlink
+    /// names, each an entry of its directory; a write through one name reads through the
+    /// others; REMOVE of one name keeps the object until its last name goes.
+    #[test]
+    fn hard_links_share_one_object_until_the_last_name_goes() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let d = fx.mkdir(root, "d");
+        let f = fx.create(root, "f");
+        fx.write(f, 0, b"shared bytes");
+        let before = fx.state(f);
+        assert_eq!(fx.link(f, d, "g"), Ok(None));
+        assert_eq!(fx.link(f, root, "a"), Ok(None));
+        let after = fx.state(f);
+        assert_eq!(after.attrs.nlink, 3);
+        assert_ne!(after.tag, before.tag, "the names are replicated state");
+        assert_eq!(after.attrs.ctime, fx.g.time_of_last());
+        for (dir, n) in [(root, "f"), (d, "g"), (root, "a")] {
+            assert_eq!(fx.lookup(dir, n).unwrap().fid, f, "{n}");
+        }
+        assert_eq!(fx.state(d).attrs.size, 1);
+        assert_eq!(fx.state(root).attrs.nlink, 3, "a link is no subdirectory");
+        check_consistency(&fx.store);
+
+        // Removing names: the object and its data stay until the last.
+        let rm = fx.rm_op(root, "f");
+        assert_eq!(fx.one(rm), Ok(None));
+        assert_eq!(fx.state(f).attrs.nlink, 2);
+        assert_eq!(fx.read_all(f), b"shared bytes");
+        let rm = fx.rm_op(d, "g");
+        assert_eq!(fx.one(rm), Ok(None));
+        assert_eq!(fx.state(f).attrs.nlink, 1);
+        assert_eq!(fx.lookup(root, "a").unwrap().fid, f);
+        check_consistency(&fx.store);
+        let rm = fx.rm_op(root, "a");
+        assert_eq!(fx.one(rm), Ok(None));
+        assert_eq!(fx.store.getattr(f), Err(FsError::Stale));
+        check_consistency(&fx.store);
+    }
+
+    /// What LINK refuses: a directory, a taken name, another volume, a gone object, a
+    /// non-directory as the directory; a name already leading to the object is done.
+    #[test]
+    fn link_refusals() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let d = fx.mkdir(root, "d");
+        let f = fx.create(root, "f");
+        let other = fx.create(root, "other");
+        assert_eq!(fx.link(d, root, "d2"), Err(FsError::IsDir));
+        assert_eq!(fx.link(f, root, "other"), Err(FsError::Exists));
+        assert_eq!(fx.link(f, root, "f"), Ok(None), "already this name");
+        assert_eq!(fx.state(f).attrs.nlink, 1);
+        assert_eq!(fx.link(f, other, "x"), Err(FsError::NotDir));
+        let vol2 = fx
+            .store
+            .create_volume("second", super::super::testutil::T0)
+            .unwrap();
+        let elsewhere = Fid {
+            volume: vol2.id,
+            ..f
+        };
+        assert_eq!(fx.link(elsewhere, root, "x"), Err(FsError::CrossDevice));
+        let rm = fx.rm_op(root, "other");
+        assert_eq!(fx.one(rm), Ok(None));
+        assert_eq!(fx.link(other, root, "back"), Err(FsError::Stale));
+        check_consistency(&fx.store);
+    }
+
+    /// RENAME and links: a name moves alone (the object keeps its others); a rename over a
+    /// name of a linked file takes only that name; a rename between two names of one file
+    /// does nothing (POSIX).
+    #[test]
+    fn rename_moves_one_name_of_a_linked_file() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let d = fx.mkdir(root, "d");
+        let f = fx.create(root, "f");
+        assert_eq!(fx.link(f, root, "f2"), Ok(None));
+        assert_eq!(rename(&mut fx, root, "f2", d, "moved"), Ok(None));
+        assert_eq!(fx.lookup(d, "moved").unwrap().fid, f);
+        assert_eq!(fx.lookup(root, "f").unwrap().fid, f);
+        assert_eq!(fx.lookup(root, "f2"), Err(FsError::NotFound));
+        assert_eq!(fx.state(f).attrs.nlink, 2);
+        check_consistency(&fx.store);
+
+        // Between two names of one file: nothing changes.
+        let tag = fx.state(f).tag;
+        assert_eq!(rename(&mut fx, root, "f", d, "moved"), Ok(None));
+        assert_eq!(fx.state(f).tag, tag);
+        assert_eq!(fx.lookup(root, "f").unwrap().fid, f);
+
+        // Over one name of a linked file: that file keeps its other name.
+        let g = fx.create(root, "g");
+        assert_eq!(rename(&mut fx, root, "g", root, "f"), Ok(None));
+        assert_eq!(fx.lookup(root, "f").unwrap().fid, g);
+        assert_eq!(fx.state(f).attrs.nlink, 1);
+        assert_eq!(fx.lookup(d, "moved").unwrap().fid, f);
+        check_consistency(&fx.store);
     }
 }

@@ -12,7 +12,7 @@
 //! directories involved, whose own versions are resolved on their own.
 
 use super::apply::WriteTables;
-use super::codec::{self, BlockRef, Dirent, Tombstone, Vnode};
+use super::codec::{self, BlockRef, Dirent, Place, Tombstone, Vnode};
 use super::collect::is_collected;
 use super::content::{self, ReadChunks};
 use super::tables::{self, VnodeKey};
@@ -206,6 +206,16 @@ impl Store {
         let mut view = match find(&vnodes, &tombstones, fid)? {
             Found::Live(v) => {
                 let parent = dir_fid(&vnodes, &tombstones, fid.volume, v.parent)?;
+                let links = v
+                    .links
+                    .iter()
+                    .map(|(dir, name)| {
+                        Ok(Placement {
+                            parent: dir_fid(&vnodes, &tombstones, fid.volume, *dir)?,
+                            name: name.clone(),
+                        })
+                    })
+                    .collect::<R<Vec<_>>>()?;
                 let state = object_state(fid, &v);
                 ReplicaView {
                     fid,
@@ -229,6 +239,7 @@ impl Store {
                         },
                         target: v.target,
                         verifier: v.verifier,
+                        links,
                     }),
                 }
             }
@@ -693,7 +704,7 @@ impl Store {
         self.write(|t| {
             let key = (fid.volume.0, fid.vnode);
             let found = find(&t.vnodes, &t.tombstones, fid)?;
-            let (mut v, old_place) = match found {
+            let (mut v, old_places) = match found {
                 Found::Live(v) => {
                     if &v.version != expect {
                         return Err(FsError::VersionChanged.into());
@@ -701,8 +712,8 @@ impl Store {
                     if v.ftype != meta.ftype {
                         return Err(FsError::Invalid.into());
                     }
-                    let place = (v.parent, v.name.clone());
-                    (v, Some(place))
+                    let places = v.places();
+                    (v, Some(places))
                 }
                 Found::Dead(tomb) => {
                     if &tomb.version != expect {
@@ -740,40 +751,11 @@ impl Store {
                 }
             };
             let is_root = fid.vnode == Fid::ROOT_VNODE;
-            let new_place = (meta.placement.parent.vnode, meta.placement.name.clone());
-            if !is_root && old_place.as_ref() != Some(&new_place) {
-                let name = name_of(&meta.placement.name)?;
-                let parent = meta.placement.parent;
-                match find(&t.vnodes, &t.tombstones, parent)? {
-                    Found::Live(p) if p.ftype == FileType::Directory => {}
-                    _ => return Err(FsError::Blocked(parent).into()),
-                }
-                if let Some(e) = get_entry(&t.dirents, parent, &name)?
-                    && e.fid != fid
-                {
-                    return Err(FsError::Blocked(e.fid).into());
-                }
-                if meta.ftype == FileType::Directory && t.is_ancestor_of(fid, parent)? {
-                    // Placing a directory under itself: a cycle (rule 7) the coordinator
-                    // settles by choosing one placement.
-                    return Err(FsError::Blocked(parent).into());
-                }
-                if let Some((old_parent, old_name)) = &old_place {
-                    let old_parent = Fid {
-                        volume: fid.volume,
-                        vnode: *old_parent,
-                        unique: 0,
-                    };
-                    t.unlink_entry(old_parent, &name_of(old_name)?, fid)?;
-                }
-                t.link_entry(parent, &name, fid, meta.ftype)?;
-            }
             if is_root {
-                v.parent = Fid::ROOT_VNODE;
-                v.name = Vec::new();
+                v.set_places(vec![(Fid::ROOT_VNODE, Vec::new())]);
             } else {
-                v.parent = meta.placement.parent.vnode;
-                v.name = meta.placement.name.clone();
+                let new_places = t.place_names(fid, meta, old_places.as_deref())?;
+                v.set_places(new_places);
             }
             v.mode = meta.mode & 0o7777;
             v.uid = meta.uid;
@@ -787,7 +769,7 @@ impl Store {
             // version are in, the data is not whole. (A rename or attribute change alone
             // leaves the data as it was: a coordinator renames its own source so.)
             let partial =
-                meta.ftype == FileType::Regular && (old_place.is_none() || meta.size != v.size);
+                meta.ftype == FileType::Regular && (old_places.is_none() || meta.size != v.size);
             match meta.ftype {
                 FileType::Regular => {
                     if meta.size < v.size
@@ -881,12 +863,14 @@ impl Store {
                     {
                         return Err(FsError::Blocked(child).into());
                     }
-                    let parent = Fid {
-                        volume: fid.volume,
-                        vnode: v.parent,
-                        unique: 0,
-                    };
-                    t.unlink_entry(parent, &name_of(&v.name)?, fid)?;
+                    for (dir, name) in v.places() {
+                        let parent = Fid {
+                            volume: fid.volume,
+                            vnode: dir,
+                            unique: 0,
+                        };
+                        t.unlink_entry(parent, &name_of(&name)?, fid)?;
+                    }
                     content::drop_blocks(&mut t.blocks, &mut t.chunks, key, 0, None)?;
                     t.installing.remove(key)?;
                     t.vnodes.remove(key)?;
@@ -925,6 +909,60 @@ impl Store {
 }
 
 impl WriteTables<'_> {
+    /// Gives `fid` the names of `meta` (its placement and links), from `old` (its names
+    /// here, `None` if it is new here): the entries of names it loses are removed, those of
+    /// names it gains added. A new name whose directory is missing or no directory, or that
+    /// another object holds, is `Blocked` on that object, as is a directory placed under
+    /// itself; then nothing changes. Returns the names.
+    fn place_names(&mut self, fid: Fid, meta: &ObjectMeta, old: Option<&[Place]>) -> R<Vec<Place>> {
+        let old = old.unwrap_or_default();
+        // One name listed twice (conflict names can make two the same) is one name.
+        let mut wanted: Vec<&Placement> = Vec::new();
+        for p in meta.placements() {
+            if !wanted
+                .iter()
+                .any(|w| w.parent.vnode == p.parent.vnode && w.name == p.name)
+            {
+                wanted.push(p);
+            }
+        }
+        if meta.ftype == FileType::Directory && wanted.len() > 1 {
+            return Err(FsError::Invalid.into());
+        }
+        let place = |p: &Placement| (p.parent.vnode, p.name.clone());
+        let mut gained: Vec<&Placement> = Vec::new();
+        for p in wanted.iter().copied().filter(|p| !old.contains(&place(p))) {
+            let name = name_of(&p.name)?;
+            match find(&self.vnodes, &self.tombstones, p.parent)? {
+                Found::Live(d) if d.ftype == FileType::Directory => {}
+                _ => return Err(FsError::Blocked(p.parent).into()),
+            }
+            match get_entry(&self.dirents, p.parent, &name)? {
+                Some(e) if e.fid != fid => return Err(FsError::Blocked(e.fid).into()),
+                Some(_) => {}
+                None => gained.push(p),
+            }
+            if meta.ftype == FileType::Directory && self.is_ancestor_of(fid, p.parent)? {
+                // Placing a directory under itself: a cycle (rule 7) the coordinator
+                // settles by choosing one placement.
+                return Err(FsError::Blocked(p.parent).into());
+            }
+        }
+        let new: Vec<Place> = wanted.iter().map(|p| place(p)).collect();
+        for (dir, name) in old.iter().filter(|p| !new.contains(p)) {
+            let dir = Fid {
+                volume: fid.volume,
+                vnode: *dir,
+                unique: 0,
+            };
+            self.unlink_entry(dir, &name_of(name)?, fid)?;
+        }
+        for p in gained {
+            self.link_entry(p.parent, &name_of(&p.name)?, fid, meta.ftype)?;
+        }
+        Ok(new)
+    }
+
     /// Adds `name -> child` to directory `dir` (size, subdirectory count and digest follow;
     /// the directory's version does not change: resolution edits, it does not update).
     fn link_entry(&mut self, dir: Fid, name: &Name, child: Fid, ftype: FileType) -> R<()> {

@@ -8,15 +8,20 @@
 //!               || size u64 || mtime (secs i64, nanos u32) || ctime (secs i64, nanos u32)
 //!               || target length u32 || target bytes
 //!               || parent vnode u64 || name length u32 || name bytes
-//!               || SetDigest of the members (32 bytes) )      all integers little-endian
+//!               || SetDigest of the members (32 bytes)
+//!               [|| "links" || count u32 || (parent vnode u64 || name length u32
+//!                   || name bytes) for each further name, ascending]   only with hard links
+//!             )                                                  all integers little-endian
 //! member of a file      = block index u64 LE || chunk hash (32 bytes)
 //! member of a directory = name bytes || fid (Fid::to_bytes, 16 bytes)
 //! ```
 //!
-//! The placement (parent and name) is part of the tag, so a rename changes the tag of the
-//! object it moves. atime, nlink (derived from the entries), the version, the history and
-//! the exclusive-create verifier are not part of the tag, nor is anything a server chooses by itself (no server clock, no local order): two
-//! replicas that applied the same records have equal tags.
+//! The placement (every name: parent and name) is part of the tag, so a rename, a link or
+//! the removal of one of several names changes the tag of the object. An object with one
+//! name hashes exactly as before hard links existed. atime, nlink (derived from the names),
+//! the version, the history and the exclusive-create verifier are not part of the tag, nor
+//! is anything a server chooses by itself (no server clock, no local order): two replicas
+//! that applied the same records have equal tags.
 
 use super::codec::Vnode;
 use codetta_wire::{ContentTag, Fid, FileType, Name};
@@ -55,6 +60,17 @@ pub(crate) fn tag(v: &Vnode) -> ContentTag {
     h.update(&name_len.to_le_bytes());
     h.update(&v.name);
     h.update(&v.digest.to_bytes());
+    if !v.links.is_empty() {
+        h.update(b"links");
+        let count = u32::try_from(v.links.len()).unwrap_or(u32::MAX);
+        h.update(&count.to_le_bytes());
+        for (parent, name) in &v.links {
+            h.update(&parent.to_le_bytes());
+            let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
+            h.update(&len.to_le_bytes());
+            h.update(name);
+        }
+    }
     ContentTag(*h.finalize().as_bytes())
 }
 
@@ -101,6 +117,7 @@ mod tests {
             |v: &mut Vnode| v.digest.add(&block_member(0, &[0; 32])),
             |v: &mut Vnode| v.parent = 9,
             |v: &mut Vnode| v.name = b"renamed".to_vec(),
+            |v: &mut Vnode| v.add_place((9, b"link".to_vec())),
         ] {
             let mut v = base.clone();
             change(&mut v);

@@ -55,11 +55,16 @@ impl Gen {
                 incarnation: self.incarnation,
                 seq: self.seq,
             },
-            time: Time {
-                secs: T0.secs + i64::try_from(self.seq).unwrap(),
-                nanos: 0,
-            },
+            time: self.time_of_last(),
             op,
+        }
+    }
+
+    /// The time of the last record made (every record gets its own second).
+    pub(crate) fn time_of_last(&self) -> Time {
+        Time {
+            secs: T0.secs + i64::try_from(self.seq).unwrap(),
+            nanos: 0,
         }
     }
 
@@ -203,6 +208,15 @@ impl Fx {
         }
     }
 
+    /// LINK of `fid` as `n` in `dir`.
+    pub(crate) fn link(&mut self, fid: Fid, dir: Fid, n: &str) -> RecordOutcome {
+        self.one(Op::Link {
+            dir,
+            name: name(n),
+            fid,
+        })
+    }
+
     /// RENAME of whatever `a` names in `from` now, over whatever `b` names in `to`.
     pub(crate) fn rename_op(&self, from: Fid, a: &str, to: Fid, b: &str) -> Op {
         rename_in(&self.store, from, a, to, b)
@@ -282,6 +296,7 @@ pub(crate) fn check_consistency(store: &Store) {
         objects.insert(k.value(), decode("vnodes", v.value()).unwrap());
     }
     let mut digests: BTreeMap<(u32, u64), SetDigest> = BTreeMap::new();
+    let mut names: BTreeMap<(u32, u64), Vec<super::codec::Place>> = BTreeMap::new();
     let mut counts: BTreeMap<(u32, u64), (u64, u64)> = BTreeMap::new();
     for item in dirents.range::<(u32, u64, u64, &[u8])>(..).unwrap() {
         let (k, v) = item.unwrap();
@@ -303,6 +318,10 @@ pub(crate) fn check_consistency(store: &Store) {
             .entry((vol, dir))
             .or_default()
             .add(&entry_member(&name, e.fid));
+        names
+            .entry((vol, e.fid.vnode))
+            .or_default()
+            .push((dir, name.as_bytes().to_vec()));
         let c = counts.entry((vol, dir)).or_default();
         c.0 += 1;
         c.1 += u64::from(e.ftype == FileType::Directory);
@@ -329,6 +348,16 @@ pub(crate) fn check_consistency(store: &Store) {
     for (key, v) in &objects {
         let digest = digests.get(key).copied().unwrap_or_default();
         assert_eq!(v.digest, digest, "digest of {key:?}");
+        let places = v.places();
+        assert!(places.windows(2).all(|w| w[0] < w[1]), "names in order");
+        if key.1 != Fid::ROOT_VNODE {
+            let mut listed = names.get(key).cloned().unwrap_or_default();
+            listed.sort();
+            assert_eq!(places, listed, "the names of {key:?} are its entries");
+        }
+        if v.ftype == FileType::Directory {
+            assert!(v.links.is_empty(), "a directory has one name");
+        }
         if v.ftype == FileType::Directory {
             let (n, d) = counts.get(key).copied().unwrap_or_default();
             assert_eq!((v.size, v.subdirs), (n, d), "counts of {key:?}");
