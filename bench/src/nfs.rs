@@ -318,6 +318,12 @@ impl Nfs {
     }
 
     pub async fn commit(&mut self, fh: &Fh) -> Res<()> {
+        self.commit_verifier(fh).await.map(|_| ())
+    }
+
+    /// COMMIT of the whole file; the server's write verifier (a client sends again the
+    /// UNSTABLE writes it made under another one).
+    pub async fn commit_verifier(&mut self, fh: &Fh) -> Res<writeverf3> {
         ok!(self
             .conn
             .commit(&COMMIT3args {
@@ -326,7 +332,7 @@ impl Nfs {
                 count: 0
             })
             .await)
-        .map(|_| ())
+        .map(|r| r.verf)
     }
 
     pub async fn read(&mut self, fh: &Fh, offset: u64, count: u32) -> Res<(Vec<u8>, bool)> {

@@ -50,6 +50,12 @@ pub struct ClientConfig {
     /// names still are).
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
+    /// Answer WRITE and COMMIT with the same verifier at every start (off by default). For
+    /// tests that show what the per-start verifier prevents: UNSTABLE writes are held in
+    /// memory until COMMIT, so with a fixed verifier a daemon that dies before the COMMIT
+    /// loses them and the kernel is not told to send them again.
+    #[serde(default)]
+    pub fixed_write_verifier: bool,
 }
 
 /// File data a client caches unless configured otherwise, in MiB.

@@ -2,6 +2,7 @@
 //! asked to stop.
 
 use crate::config::ClientConfig;
+use crate::front::nfs::WriteVerifier;
 use crate::front::port::{self, PortLimits};
 use crate::front::service::FrontEnd;
 use crate::link::LinkPool;
@@ -68,7 +69,13 @@ impl ClientDaemon {
         .await?;
         let root = volumes.root().await?;
         let venus = volumes.get(root.volume).await?;
-        let front = Arc::new(FrontEnd::new(CodettaFs::new(volumes.clone())));
+        let verifier = if config.fixed_write_verifier {
+            tracing::warn!("fixed write verifier: UNSTABLE writes a crash loses are not resent");
+            WriteVerifier::FIXED
+        } else {
+            WriteVerifier::per_start()
+        };
+        let front = Arc::new(FrontEnd::new(CodettaFs::new(volumes.clone()), verifier));
         let listener = tokio::net::TcpListener::bind(config.nfs_listen)
             .await
             .with_context(|| format!("binding the NFS endpoint on {}", config.nfs_listen))?;
@@ -121,6 +128,7 @@ impl ClientDaemon {
         self.task.abort();
         let _ = self.task.await;
         for venus in self.volumes.all().await {
+            venus.log_held(Duration::from_secs(5)).await;
             tracing::info!(volume = %venus.volume().name, "client update stats: {}", venus.stats);
             venus.close();
         }

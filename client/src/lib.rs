@@ -18,6 +18,7 @@ mod read_source;
 pub mod replicate;
 mod segments;
 pub mod tracker;
+pub mod unstable;
 pub mod venus;
 pub mod volumes;
 

@@ -19,6 +19,7 @@ use crate::promises::{Channels, Trust};
 use crate::read_source::{ReadSource, read_source, undominated};
 use crate::replicate::{BatchPlan, Completed, Shipping};
 use crate::tracker::Tracker;
+use crate::unstable::{HeldWrite, Unstable};
 use bytes::{Bytes, BytesMut};
 use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo, VolumeInfo};
 use codetta_wire::update::Op;
@@ -47,6 +48,10 @@ const MAX_STREAMS: usize = 1024;
 const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Most submissions group-committed to the log at once.
 const MAX_APPEND_GROUP: usize = 256;
+/// Bytes of held UNSTABLE writes of one file that are logged and shipped without waiting
+/// for its COMMIT, so a large file's data streams to the servers while it is written.
+const RELEASE_RUN: usize = 4 << 20;
+
 /// Units of the log-capacity semaphore.
 const CAPACITY_UNIT: u64 = 4096;
 /// How long a member's second-phase items may wait for a batch of records to ride on
@@ -67,6 +72,10 @@ struct Submission {
     permit: OwnedSemaphorePermit,
     waiter: Option<oneshot::Sender<RecordOutcome>>,
     done: oneshot::Sender<Result<u64, ClientError>>,
+    /// The record's time when it was given before (a held write's), else the appender's.
+    time: Option<Time>,
+    /// A held write taken out of `Venus::unstable`: it stops counting there once logged.
+    held: bool,
 }
 
 struct Queued {
@@ -234,9 +243,16 @@ pub struct Venus {
     /// The volume's root (it never changes).
     root: Fid,
     next_vnode: AtomicU64,
-    submit_tx: mpsc::Sender<Submission>,
+    /// Unbounded: every submission holds its share of `capacity`, which bounds them.
+    submit_tx: mpsc::UnboundedSender<Submission>,
     acked: watch::Receiver<u64>,
     capacity: Arc<Semaphore>,
+    /// UNSTABLE writes not yet logged (at most half the log's capacity); taken out and
+    /// sent to the appender under this lock, so a file's writes are logged in order and
+    /// before any later update of it.
+    unstable: Mutex<Unstable<OwnedSemaphorePermit>>,
+    /// Every record's time: never repeats, never goes back.
+    clock: Mutex<RecordClock>,
     /// Serialises first fetches of overlay bases so concurrent writers agree on one.
     overlay_fetch: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -357,7 +373,7 @@ impl Venus {
         }
         let units =
             usize::try_from((options.log_max_bytes / CAPACITY_UNIT).max(1)).unwrap_or(usize::MAX);
-        let (submit_tx, submit_rx) = mpsc::channel(1024);
+        let (submit_tx, submit_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(UpdateStats::default());
         let core = Arc::new(Core {
             log: log.clone(),
@@ -387,6 +403,12 @@ impl Venus {
             submit_tx,
             acked: acked_rx,
             capacity: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
+            unstable: Mutex::new(Unstable::new(
+                usize::try_from(options.log_max_bytes / 2).unwrap_or(usize::MAX),
+            )),
+            clock: Mutex::new(RecordClock {
+                last: Time::default(),
+            }),
             overlay_fetch: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
             stats,
@@ -480,15 +502,11 @@ impl Venus {
         data: Bytes,
         waiter: Option<oneshot::Sender<RecordOutcome>>,
     ) -> Result<u64, ClientError> {
-        let units =
-            u32::try_from((data.len() as u64 + 128).div_ceil(CAPACITY_UNIT)).unwrap_or(u32::MAX);
-        let permit = tokio::time::timeout(
-            self.deadline(),
-            self.capacity.clone().acquire_many_owned(units),
-        )
-        .await
-        .map_err(|_| ClientError::LogFull)?
-        .map_err(|_| ClientError::LogFull)?;
+        // Held writes of the objects this changes are logged first, in order.
+        for fid in crate::cache::touched(&op) {
+            self.release_held(&fid);
+        }
+        let permit = self.log_capacity(data.len()).await?;
         let (done_tx, done_rx) = oneshot::channel();
         self.submit_tx
             .send(Submission {
@@ -497,12 +515,133 @@ impl Venus {
                 permit,
                 waiter,
                 done: done_tx,
+                time: None,
+                held: false,
             })
-            .await
             .map_err(|_| ClientError::Storage("client is shutting down".into()))?;
         done_rx
             .await
             .map_err(|_| ClientError::Storage("client is shutting down".into()))?
+    }
+
+    /// The share of the log's capacity a record with `bytes` of data takes, waited for up
+    /// to the per-call deadline (then `LogFull`: the caller gets JUKEBOX).
+    async fn log_capacity(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ClientError> {
+        let units = u32::try_from((bytes as u64 + 128).div_ceil(CAPACITY_UNIT)).unwrap_or(u32::MAX);
+        tokio::time::timeout(
+            self.deadline(),
+            self.capacity.clone().acquire_many_owned(units),
+        )
+        .await
+        .map_err(|_| ClientError::LogFull)?
+        .map_err(|_| ClientError::LogFull)
+    }
+
+    /// Holds an UNSTABLE write of `data` at `offset` in memory (RFC 1813: it is made
+    /// durable by the COMMIT that follows, and the write verifier changes at each start so
+    /// a lost one is sent again). It takes its share of the log's capacity now; past the
+    /// held limit, the files that waited longest are logged.
+    pub async fn hold_write(&self, fid: Fid, offset: u64, data: Bytes) -> Result<(), ClientError> {
+        let permit = self.log_capacity(data.len()).await?;
+        let hashes = codetta_wire::update::piece_hashes(offset, &data);
+        let time = lock(&self.clock).next();
+        let mut unstable = lock(&self.unstable);
+        unstable.add(
+            fid,
+            HeldWrite {
+                offset,
+                data,
+                time,
+                hashes,
+                permit,
+            },
+        );
+        // A run worth a batch ships now, overlapping the writes that follow.
+        if unstable.file_bytes(&fid) >= RELEASE_RUN {
+            let writes = unstable.take(&fid);
+            self.send_held(fid, writes);
+        }
+        while let Some((oldest, writes)) = unstable.take_oldest() {
+            self.send_held(oldest, writes);
+        }
+        Ok(())
+    }
+
+    /// Sends `fid`'s held writes to the appender (the caller holds the `unstable` lock);
+    /// what each one's logging came to.
+    fn send_held(
+        &self,
+        fid: Fid,
+        writes: Vec<HeldWrite<OwnedSemaphorePermit>>,
+    ) -> Vec<oneshot::Receiver<Result<u64, ClientError>>> {
+        let mut logged = Vec::with_capacity(writes.len());
+        for w in writes {
+            let (done, rx) = oneshot::channel();
+            let op = Op::Write {
+                fid,
+                offset: w.offset,
+                len: u32::try_from(w.data.len()).unwrap_or(u32::MAX),
+                hashes: w.hashes,
+            };
+            let sent = self.submit_tx.send(Submission {
+                op,
+                data: w.data,
+                permit: w.permit,
+                waiter: None,
+                done,
+                time: Some(w.time),
+                held: true,
+            });
+            if sent.is_ok() {
+                logged.push(rx);
+            }
+        }
+        logged
+    }
+
+    /// Sends `fid`'s held writes to be logged, without waiting.
+    fn release_held(&self, fid: &Fid) -> Vec<oneshot::Receiver<Result<u64, ClientError>>> {
+        let mut unstable = lock(&self.unstable);
+        if !unstable.holds(fid) {
+            return Vec::new();
+        }
+        let writes = unstable.take(fid);
+        self.send_held(*fid, writes)
+    }
+
+    /// Logs `fid`'s held writes and waits until they are in the log (the tracker then
+    /// knows them: reads wait for them, attributes include them).
+    async fn settle_held(&self, fid: &Fid) -> Result<(), ClientError> {
+        for logged in self.release_held(fid) {
+            logged
+                .await
+                .map_err(|_| ClientError::Storage("client is shutting down".into()))??;
+        }
+        Ok(())
+    }
+
+    /// Logs every held write (a daemon stopping in order keeps them; the kernel would
+    /// send them again anyway, the verifier being new at the next start). Waits at most
+    /// `within` for the log.
+    pub async fn log_held(&self, within: Duration) {
+        let logged: Vec<_> = {
+            let mut unstable = lock(&self.unstable);
+            let files = unstable.take_all();
+            files
+                .into_iter()
+                .flat_map(|(fid, writes)| self.send_held(fid, writes))
+                .collect()
+        };
+        let all = futures::future::join_all(logged);
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!("held writes not all logged before the stop");
+        }
+    }
+
+    /// `attrs` of `fid` with its held writes.
+    fn with_held(&self, fid: &Fid, mut attrs: Attrs) -> Attrs {
+        lock(&self.unstable).overlay(fid, &mut attrs);
+        attrs
     }
 
     /// Logs a mutation durably and returns without waiting for the server.
@@ -603,6 +742,7 @@ impl Venus {
 
     /// COMMIT: flushes `fid` and reports the first failure of its unwaited updates.
     pub async fn commit(&self, fid: &Fid) -> Result<(), ClientError> {
+        self.settle_held(fid).await?;
         self.flush(fid).await?;
         match lock(&self.core.tracker).sticky.remove(fid) {
             Some(e) => Err(ClientError::WriteRefused(e)),
@@ -814,17 +954,21 @@ impl Venus {
     /// Attributes of `fid`: predicted from unshipped records, cached under promises, or
     /// the server's.
     pub async fn getattr(&self, fid: &Fid) -> Result<Attrs, ClientError> {
-        if let Some(attrs) = lock(&self.core.tracker).overlay(fid) {
-            return Ok(attrs);
+        let overlay = lock(&self.core.tracker).overlay(fid);
+        if let Some(attrs) = overlay {
+            return Ok(self.with_held(fid, attrs));
         }
         self.flush(fid).await?;
-        Ok(self.fetch_attrs(fid).await?.attrs)
+        let attrs = self.fetch_attrs(fid).await?.attrs;
+        Ok(self.with_held(fid, attrs))
     }
 
     fn with_overlay(&self, mut state: ObjectState) -> ObjectState {
-        if let Some(attrs) = lock(&self.core.tracker).overlay(&state.fid) {
+        let overlay = lock(&self.core.tracker).overlay(&state.fid);
+        if let Some(attrs) = overlay {
             state.attrs = attrs;
         }
+        state.attrs = self.with_held(&state.fid, state.attrs);
         state
     }
 
@@ -975,6 +1119,7 @@ impl Venus {
         offset: u64,
         count: u32,
     ) -> Result<(Attrs, Bytes, bool), ClientError> {
+        self.settle_held(fid).await?;
         let core = &self.core;
         let cached = self.prepare_read(fid, true).await?;
         if let Some(state) = &cached
@@ -1228,12 +1373,9 @@ impl RecordClock {
 /// Group-commits submissions into the log, assigning sequence numbers and times in order.
 async fn appender(
     venus: std::sync::Weak<Venus>,
-    mut rx: mpsc::Receiver<Submission>,
+    mut rx: mpsc::UnboundedReceiver<Submission>,
     mut next_seq: u64,
 ) {
-    let mut clock = RecordClock {
-        last: Time::default(),
-    };
     while let Some(first) = rx.recv().await {
         let Some(venus) = venus.upgrade() else { break };
         let mut group = vec![first];
@@ -1257,7 +1399,7 @@ async fn appender(
                         incarnation,
                         seq: next_seq + i as u64,
                     },
-                    time: clock.next(),
+                    time: s.time.unwrap_or_else(|| lock(&venus.clock).next()),
                     op: s.op.clone(),
                 },
                 data: s.data.clone(),
@@ -1291,12 +1433,16 @@ async fn appender(
                     .count();
                 stats.writes.fetch_add(writes as u64, Ordering::Relaxed);
                 let core = &venus.core;
+                let mut held = Vec::new();
                 {
                     // Lock order everywhere: tracker, then outbox.
                     let mut tracker = lock(&core.tracker);
                     let mut outbox = lock(&core.outbox);
                     let mut cache = lock(&core.cache);
                     for (s, rec) in group.into_iter().zip(records) {
+                        if s.held {
+                            held.push(rec.record.op.target());
+                        }
                         cache.own_op(&rec.record.op, None, &[]);
                         let seq = rec.record.id.seq;
                         tracker.logged(seq, &rec.record.op, rec.record.time, s.waiter.is_none());
@@ -1311,11 +1457,21 @@ async fn appender(
                         let _ = s.done.send(Ok(seq));
                     }
                 }
+                // The tracker knows them now: they stop counting as held.
+                let mut unstable = lock(&venus.unstable);
+                for fid in held {
+                    unstable.logged(&fid);
+                }
+                drop(unstable);
                 core.wake_all();
             }
             Err(e) => {
                 tracing::error!("modify log append failed: {e}");
+                let mut unstable = lock(&venus.unstable);
                 for s in group {
+                    if s.held {
+                        unstable.logged(&s.op.target());
+                    }
                     let _ = s.done.send(Err(e.clone()));
                 }
             }

@@ -15,9 +15,31 @@ use codetta_oncrpc::nfs3::{DirOp, Handle, NfsArgs, NodeKind};
 use codetta_wire::{Attrs, Fid, FileType, Name};
 use nfs3_types::nfs3::nfsstat3;
 
-/// The WRITE and COMMIT verifier. Fixed, like the handles' generation: every acknowledged
-/// byte is in the modify log, so a restarted daemon never needs the kernel to resend.
-const WRITE_VERIFIER: [u8; 8] = HANDLE_GENERATION.to_be_bytes();
+/// The WRITE and COMMIT verifier (RFC 1813): new at each daemon start, because UNSTABLE
+/// writes are held in memory until COMMIT. A client that sees it change sends again every
+/// write not yet committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteVerifier(pub [u8; 8]);
+
+impl WriteVerifier {
+    /// The same at every start (the handles' generation, as before held writes): only for
+    /// tests that show the loss the per-start verifier prevents.
+    pub const FIXED: WriteVerifier = WriteVerifier(HANDLE_GENERATION.to_be_bytes());
+
+    /// One for this start: the start time in nanoseconds and the process id, so two starts
+    /// (even within a clock tick, or after the clock stepped back) differ.
+    pub fn per_start() -> WriteVerifier {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mixed = nanos ^ (u64::from(std::process::id()) << 40);
+        let mut v = mixed.to_be_bytes();
+        if WriteVerifier(v) == Self::FIXED {
+            v[7] ^= 1;
+        }
+        WriteVerifier(v)
+    }
+}
 
 /// FSINFO properties: hard and symbolic links, the same PATHCONF for every object,
 /// settable times.
@@ -36,9 +58,14 @@ const DIR_HEADER: usize = 4 + POST_OP_ATTR_LEN + 8;
 const DIR_TRAILER: usize = 8;
 
 /// Carries out one NFSv3 call; the results (status first) as buffers to write in order.
-pub async fn serve(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Vec<Bytes> {
+pub async fn serve(
+    fs: &CodettaFs,
+    caller: &Caller,
+    call: NfsArgs,
+    verifier: WriteVerifier,
+) -> Vec<Bytes> {
     let failure_words = failure_words(&call);
-    match run(fs, caller, call).await {
+    match run(fs, caller, call, verifier).await {
         Ok(parts) => parts,
         Err(s) => {
             let mut w = XdrWriter::new();
@@ -110,7 +137,12 @@ fn made(new: Fid, attrs: &codetta_wire::Attrs) -> Result<Vec<Bytes>, nfsstat3> {
     done(w)
 }
 
-async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes>, nfsstat3> {
+async fn run(
+    fs: &CodettaFs,
+    caller: &Caller,
+    call: NfsArgs,
+    verifier: WriteVerifier,
+) -> Result<Vec<Bytes>, nfsstat3> {
     match call {
         NfsArgs::Null => Ok(Vec::new()),
         NfsArgs::GetAttr(h) => {
@@ -188,7 +220,7 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
             // stable_how: UNSTABLE 0, FILE_SYNC 2.
             w.u32(len)
                 .u32(if kept == Stability::Unstable { 0 } else { 2 });
-            w.fixed(&WRITE_VERIFIER);
+            w.fixed(&verifier.0);
             done(w)
         }
         NfsArgs::Create { place: d, how } => {
@@ -318,7 +350,7 @@ async fn run(fs: &CodettaFs, caller: &Caller, call: NfsArgs) -> Result<Vec<Bytes
             let attrs = fs.commit(&f).await?;
             let mut w = ok();
             wcc_data(&mut w, Some((&f, &attrs)));
-            w.fixed(&WRITE_VERIFIER);
+            w.fixed(&verifier.0);
             done(w)
         }
     }

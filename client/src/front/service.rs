@@ -2,6 +2,7 @@
 //! arguments decoded by `codetta_oncrpc` (bounded, without copies) and handed to the
 //! procedures with the caller its credential names.
 
+use super::nfs::WriteVerifier;
 use super::port::{RpcReply, RpcService};
 use super::replay::{CallKey, ReplayCache, Seen};
 use super::{mount, nfs};
@@ -22,13 +23,16 @@ use std::time::Instant;
 pub struct FrontEnd {
     fs: CodettaFs,
     replies: Mutex<ReplayCache>,
+    verifier: WriteVerifier,
 }
 
 impl FrontEnd {
-    pub fn new(fs: CodettaFs) -> FrontEnd {
+    /// Serves `fs`, answering WRITE and COMMIT with `verifier`.
+    pub fn new(fs: CodettaFs, verifier: WriteVerifier) -> FrontEnd {
         FrontEnd {
             fs,
             replies: Mutex::new(ReplayCache::default()),
+            verifier,
         }
     }
 
@@ -62,7 +66,7 @@ impl FrontEnd {
             }
         }
         let caller = Caller::from_credential(&call.cred);
-        let results = nfs::serve(&self.fs, &caller, args).await;
+        let results = nfs::serve(&self.fs, &caller, args, self.verifier).await;
         if let Some(key) = key {
             // JUKEBOX asks for the call again: it must be carried out again.
             if asks_for_retry(&results) {

@@ -49,7 +49,7 @@ fn name(bytes: &[u8]) -> Result<Name, nfsstat3> {
 /// How a WRITE is to be kept before it is answered (`stable_how`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stability {
-    /// In the modify log: answered at once, shipped behind.
+    /// Held in memory until COMMIT (or logged and shipped behind): answered at once.
     Unstable,
     /// On the servers (rule 1) before the answer.
     Stable,
@@ -339,12 +339,6 @@ impl CodettaFs {
             _ => return Err(nfsstat3::NFS3ERR_INVAL),
         }
         perm::may_write(caller, &attrs)?;
-        let op = Op::Write {
-            fid: real,
-            offset,
-            len,
-            hashes: codetta_wire::update::piece_hashes(offset, &data),
-        };
         // A write drops the file's privileges (setuid, setgid): a record right behind it.
         let dropped = perm::after_write(caller, &attrs).map(|mode| Op::SetAttr {
             fid: real,
@@ -353,6 +347,17 @@ impl CodettaFs {
                 ..SetAttrs::default()
             },
         });
+        if how == Stability::Unstable && dropped.is_none() {
+            // Held in memory until COMMIT (the verifier changes at each start).
+            venus.hold_write(real, offset, data).await.map_err(err)?;
+            return Ok((self.getattr(fid).await?, how));
+        }
+        let op = Op::Write {
+            fid: real,
+            offset,
+            len,
+            hashes: codetta_wire::update::piece_hashes(offset, &data),
+        };
         let ops = std::iter::once((op, data)).chain(dropped.map(|op| (op, Bytes::new())));
         for (op, data) in ops {
             match how {
