@@ -49,6 +49,7 @@ restarted=
 relay=
 cleanup() {
   [ -n "$restarted" ] && kill "$restarted" 2>/dev/null || true
+  [ -n "${vclient:-}" ] && kill "$vclient" 2>/dev/null || true
   [ -n "$relay" ] && kill "$relay" 2>/dev/null || true
   kill "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true
   if [ -n "${CODETTA_VM_KEEP:-}" ]; then echo "kept $dir"; else rm -rf "$dir"; fi
@@ -82,14 +83,33 @@ if [ ${#up_flags[@]} = 0 ]; then
   done
   echo "the guest reaches the daemon through a privileged-port relay on $guest_port"
 fi
+# A second client daemon of the cluster, as its own process, for the guest's check of a
+# daemon crash before COMMIT: SIGKILLed at "@@ kill-client" and started again.
+vport=$(free_port)
+sed -e "s|^data_dir = .*|data_dir = \"$dir/vclient\"|" \
+  -e "s|^nfs_listen = .*|nfs_listen = \"127.0.0.1:$vport\"|" \
+  -e "/^require_privileged_port/d" "$dir/client.toml" |
+  sed "1a require_privileged_port = false" >"$dir/vclient.toml"
+vclient=
+start_vclient() {
+  ./target/debug/codetta client --config "$dir/vclient.toml" >>"$dir/vclient.log" 2>&1 &
+  vclient=$!
+  for _ in $(seq 1 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $vport), 0.2)" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "host: the second client daemon did not start"; tail -n 20 "$dir/vclient.log"
+}
+start_vclient
 # Test programs for the guest (static: the guest has busybox only).
 files=()
 mkdir -p "$dir/files"
 if gcc -static -O2 -o "$dir/files/seekdir" tests/vm/seekdir.c 2>"$dir/gcc.log" &&
-  gcc -static -O2 -o "$dir/files/unixsock" tests/vm/unixsock.c 2>>"$dir/gcc.log"; then
+  gcc -static -O2 -o "$dir/files/unixsock" tests/vm/unixsock.c 2>>"$dir/gcc.log" &&
+  gcc -static -O2 -o "$dir/files/unstable" tests/vm/unstable.c 2>>"$dir/gcc.log"; then
   files=(--files "$dir/files")
 else
-  echo "no static C toolchain: the guest runs without tests/vm/seekdir.c and unixsock.c"; cat "$dir/gcc.log"
+  echo "no static C toolchain: the guest runs without tests/vm/seekdir.c, unixsock.c and unstable.c"; cat "$dir/gcc.log"
 fi
 # "processes P1, P2, P3" in the banner: the servers' pids.
 victim=$(sed -n 's/.*(processes \([0-9]*\), \([0-9]*\), .*/\2/p' "$dir/up.log" | head -n 1)
@@ -105,12 +125,18 @@ while IFS= read -r line; do
       if [ -n "$victim" ]; then kill -9 "$victim" && echo "host: SIGKILLed s2 (pid $victim)"; fi ;;
     "@@ set-root "*)
       ./target/debug/codetta volume set-root "${line#@@ set-root }" --admin "$admin" ;;
+    *"@@ kill-client"*)
+      if [ -n "$vclient" ]; then
+        kill -9 "$vclient" && echo "host: SIGKILLed the second client daemon (pid $vclient)"
+        wait "$vclient" 2>/dev/null || true
+        start_vclient && echo "host: second client daemon started again (pid $vclient)"
+      fi ;;
     *"@@ restart-point"*)
       ./target/debug/codetta server --config "$dir/s2.toml" 2>>"$dir/s2-restarted.log" &
       restarted=$!
       echo "host: s2 started again (pid $restarted)" ;;
   esac
-done < <(bash tests/vm/run.sh "$guest_port" "${files[@]}"; echo "@@ exit $?")
+done < <(bash tests/vm/run.sh "$guest_port" "${files[@]}" -- "$vport"; echo "@@ exit $?")
 kill "$up" 2>/dev/null || true
 wait "$up" 2>/dev/null || true
 grep -o "client update stats: .*" "$dir/up.log" || true

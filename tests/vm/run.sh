@@ -5,8 +5,10 @@
 # checks passed), or nfs-vm's own (32 mount failed, 33 unmount failed,
 # 124 timeout, 125 nfs-vm/QEMU error); see shared/tools/nfs-vm/README.md.
 #
-#   tests/vm/run.sh PORT [EXTRA nfs-vm OPTIONS...]
+#   tests/vm/run.sh PORT [EXTRA nfs-vm OPTIONS...] [-- SCRIPT ARGUMENTS...]
 #
+# The script's first argument, if given, is the port of a second client daemon the host
+# kills and restarts at "@@ kill-client" (tests/vm/ci.sh does).
 # The guest's connections reach PORT from ordinary source ports (slirp's address
 # translation): either the daemon accepts unprivileged ports
 # (require_privileged_port = false) or PORT is tests/vm/privileged-relay.py in front of
@@ -29,8 +31,20 @@ if [ ! -e "$nfsvm" ]; then
   exit 125
 fi
 
+# nfs-vm's options, the script, then the script's arguments (those after "--"): the
+# arguments are rotated through "$@" so each keeps its quoting.
+n=$#; i=0; placed=
+while [ "$i" -lt "$n" ]; do
+  a=$1; shift; i=$((i + 1))
+  if [ -z "$placed" ] && [ "$a" = "--" ]; then
+    set -- "$@" "$here/kernel-client.sh"; placed=1
+  else
+    set -- "$@" "$a"
+  fi
+done
+[ -n "$placed" ] || set -- "$@" "$here/kernel-client.sh"
 # bash explicitly: shared/ may be copied without execute bits
-bash "$nfsvm" --port "$port" --opts hard --timeout 600 "$@" "$here/kernel-client.sh"
+bash "$nfsvm" --port "$port" --opts hard --timeout 600 "$@"
 rc=$?
 echo "tests/vm/run.sh: kernel-client exit status $rc"
 exit $rc
