@@ -65,6 +65,7 @@ fn parse_system(name: &str) -> anyhow::Result<SystemSpec> {
     match name {
         "local-disk" => Ok(SystemSpec::LocalDisk),
         "nfs-layer" => Ok(SystemSpec::NfsLayer),
+        "front-alone" => Ok(SystemSpec::FrontAlone),
         other => {
             let replicas = other
                 .strip_prefix("codetta-")
@@ -72,7 +73,7 @@ fn parse_system(name: &str) -> anyhow::Result<SystemSpec> {
                 .filter(|n| (1..=7).contains(n))
                 .ok_or_else(|| {
                     anyhow::anyhow!(
-                        "unknown system {other:?}: local-disk, nfs-layer or codetta-N (N in 1..=7)"
+                        "unknown system {other:?}: local-disk, nfs-layer, front-alone or codetta-N (N in 1..=7)"
                     )
                 })?;
             Ok(SystemSpec::Codetta { replicas })

@@ -113,6 +113,12 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// Codetta's NFS front end over a file system in memory, for the bench.
+    #[command(hide = true)]
+    BenchFront {
+        #[arg(long)]
+        port: u16,
+    },
     /// Servers joining and leaving, certificate revocation.
     Cluster {
         #[command(subcommand)]
@@ -228,6 +234,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::BenchMemfs { port } => tokio::select! {
             served = codetta_bench::systems::serve_memfs(port) => served,
+            _ = up::parent_gone() => Ok(()),
+        },
+        Command::BenchFront { port } => tokio::select! {
+            served = codetta_bench::front_alone::serve_front_alone(port) => served,
             _ = up::parent_gone() => Ok(()),
         },
         Command::Cluster { command, admin } => cluster::run(command, admin).await,

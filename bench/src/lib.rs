@@ -27,6 +27,7 @@ macro_rules! patiently {
 
 pub mod data;
 pub mod files;
+pub mod front_alone;
 pub mod harness;
 pub mod long;
 pub mod nfs;

@@ -1,5 +1,6 @@
 //! Systems under test: the local disk, an NFS layer alone (nfs3_server's in-memory file
-//! system in its own process: an outside reference), Codetta clusters started as
+//! system in its own process: an outside reference), Codetta's own front end over a file
+//! system in memory (`front_alone`, its own process), Codetta clusters started as
 //! processes (servers and client daemon), and endpoints or mounts named by the user.
 
 use crate::files::Access;
@@ -20,6 +21,8 @@ pub const BENCH_CLIENT_CACHE: &str = "cache_mib = 2048";
 pub enum SystemSpec {
     LocalDisk,
     NfsLayer,
+    /// Codetta's front end with a file system in memory behind it.
+    FrontAlone,
     Codetta {
         replicas: usize,
     },
@@ -40,6 +43,7 @@ impl SystemSpec {
         match self {
             SystemSpec::LocalDisk => "local disk".into(),
             SystemSpec::NfsLayer => "NFS layer alone".into(),
+            SystemSpec::FrontAlone => "front end alone".into(),
             SystemSpec::Codetta { replicas: 1 } => "codetta 1 replica".into(),
             SystemSpec::Codetta { replicas } => format!("codetta {replicas} replicas"),
             SystemSpec::Target { name, .. } | SystemSpec::Mount { name, .. } => name.clone(),
@@ -127,17 +131,21 @@ impl System {
                     Some(dir),
                 )
             }
-            SystemSpec::NfsLayer => {
+            SystemSpec::NfsLayer | SystemSpec::FrontAlone => {
                 let dir = tempfile::tempdir_in(scratch)?;
                 let port = codetta_cluster::free_port()?;
+                let (command, process) = match spec {
+                    SystemSpec::NfsLayer => ("bench-memfs", "memfs"),
+                    _ => ("bench-front", "front"),
+                };
                 let proc = Proc::spawn(
                     binary,
-                    &["bench-memfs", "--port", &port.to_string()],
-                    &dir.path().join("memfs.log"),
+                    &[command, "--port", &port.to_string()],
+                    &dir.path().join(format!("{process}.log")),
                 )?;
                 wait_for_port(port).await?;
                 watched.push(Watched {
-                    name: "memfs".into(),
+                    name: process.into(),
                     pid: proc.pid(),
                     server: None,
                 });

@@ -1,14 +1,16 @@
-//! NFSv3 procedures (RFC 1813): each call's decoded arguments carried out on
-//! [`CodettaFs`] and its results encoded. A failure is its status followed by the
+//! NFSv3 procedures (RFC 1813): each call's decoded arguments carried out on a
+//! [`Backend`] (Codetta's file system, or the bench's in-memory one) and its results
+//! encoded. A failure is its status followed by the
 //! procedure's failure arm with no attributes (always allowed, and never stale).
 
+use super::backend::{Backend, DirPages};
 use super::results::{
     self, POST_OP_ATTR_LEN, POST_OP_FH_LEN, fattr3, post_op_attr, post_op_fh, status, wcc_data,
 };
 use crate::nfs::attrs::fattr;
 use crate::nfs::creds::Caller;
 use crate::nfs::handle::{self, HANDLE_GENERATION};
-use crate::nfs::{CodettaFs, MAX_IO, MAX_NAME_LEN, Place, Stability};
+use crate::nfs::{MAX_IO, MAX_NAME_LEN, Place, Stability};
 use bytes::Bytes;
 use codetta_oncrpc::XdrWriter;
 use codetta_oncrpc::nfs3::{DirOp, Handle, NfsArgs, NodeKind};
@@ -58,8 +60,8 @@ const DIR_HEADER: usize = 4 + POST_OP_ATTR_LEN + 8;
 const DIR_TRAILER: usize = 8;
 
 /// Carries out one NFSv3 call; the results (status first) as buffers to write in order.
-pub async fn serve(
-    fs: &CodettaFs,
+pub async fn serve<B: Backend>(
+    fs: &B,
     caller: &Caller,
     call: NfsArgs,
     verifier: WriteVerifier,
@@ -137,8 +139,8 @@ fn made(new: Fid, attrs: &codetta_wire::Attrs) -> Result<Vec<Bytes>, nfsstat3> {
     done(w)
 }
 
-async fn run(
-    fs: &CodettaFs,
+async fn run<B: Backend>(
+    fs: &B,
     caller: &Caller,
     call: NfsArgs,
     verifier: WriteVerifier,
@@ -358,7 +360,7 @@ async fn run(
 
 /// LOOKUP, with the directory's attributes in both arms: a client learns from them that
 /// the directory changed (a switch of root volumes, say) and drops the names it cached.
-async fn lookup(fs: &CodettaFs, caller: &Caller, d: &DirOp) -> Vec<Bytes> {
+async fn lookup<B: Backend>(fs: &B, caller: &Caller, d: &DirOp) -> Vec<Bytes> {
     let mut w = XdrWriter::new();
     let at = match place(d) {
         Ok(at) => at,
@@ -401,8 +403,8 @@ const DOTDOT_COOKIE: u64 = 2;
 /// READDIR (`plus` false) and READDIRPLUS: `.` and `..` first, then entries after
 /// `cookie` while the reply stays within `count` bytes (and [`MAX_IO`]); TOOSMALL when not
 /// even one fits.
-async fn read_dir(
-    fs: &CodettaFs,
+async fn read_dir<B: Backend>(
+    fs: &B,
     caller: &Caller,
     dir: &Fid,
     (cookie, verifier): (u64, [u8; 8]),

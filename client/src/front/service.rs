@@ -2,12 +2,13 @@
 //! arguments decoded by `codetta_oncrpc` (bounded, without copies) and handed to the
 //! procedures with the caller its credential names.
 
+use super::backend::Backend;
 use super::nfs::WriteVerifier;
 use super::port::{RpcReply, RpcService};
 use super::replay::{CallKey, ReplayCache, Seen};
 use super::{mount, nfs};
+use crate::nfs::MAX_IO;
 use crate::nfs::creds::Caller;
-use crate::nfs::{CodettaFs, MAX_IO};
 use bytes::Bytes;
 use codetta_oncrpc::call::{Call, Credential};
 use codetta_oncrpc::nfs3::{
@@ -20,15 +21,15 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// NFSv3 and MOUNT over the file system.
-pub struct FrontEnd {
-    fs: CodettaFs,
+pub struct FrontEnd<B> {
+    fs: B,
     replies: Mutex<ReplayCache>,
     verifier: WriteVerifier,
 }
 
-impl FrontEnd {
+impl<B: Backend> FrontEnd<B> {
     /// Serves `fs`, answering WRITE and COMMIT with `verifier`.
-    pub fn new(fs: CodettaFs, verifier: WriteVerifier) -> FrontEnd {
+    pub fn new(fs: B, verifier: WriteVerifier) -> FrontEnd<B> {
         FrontEnd {
             fs,
             replies: Mutex::new(ReplayCache::default()),
@@ -109,7 +110,7 @@ fn refused(e: ArgsError, peer: SocketAddr, prog: u32) -> RpcReply {
     }
 }
 
-impl RpcService for FrontEnd {
+impl<B: Backend> RpcService for FrontEnd<B> {
     async fn call(&self, call: Call, peer: SocketAddr) -> RpcReply {
         match (call.prog, call.vers) {
             (NFS_PROGRAM, NFS_VERSION) => self.nfs_call(call, peer).await,
