@@ -12,7 +12,8 @@ pub struct BenchArgs {
     #[arg(long, default_value = "quick")]
     profile: String,
     /// Systems to measure, in this order: local-disk, nfs-layer, codetta-1, codetta-3
-    /// (any replica count: codetta-N).
+    /// (any replica count: codetta-N); also front-alone (Codetta's front end over a file
+    /// system in memory).
     #[arg(
         long,
         value_delimiter = ',',

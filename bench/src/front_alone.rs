@@ -302,7 +302,7 @@ impl Backend for MemoryBackend {
         fid: &Fid,
         offset: u64,
         count: u32,
-    ) -> Res<(Bytes, bool, Attrs)> {
+    ) -> Res<(Vec<Bytes>, bool, Attrs)> {
         let tree = self.tree();
         let node = tree.node(fid)?;
         let Body::File(data) = &node.body else {
@@ -315,7 +315,7 @@ impl Backend for MemoryBackend {
             .saturating_add(count.min(MAX_IO) as usize)
             .min(data.len());
         let bytes = Bytes::copy_from_slice(&data[from..to]);
-        Ok((bytes, to == data.len(), node.attrs.clone()))
+        Ok((vec![bytes], to == data.len(), node.attrs.clone()))
     }
 
     async fn write(

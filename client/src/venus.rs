@@ -20,7 +20,7 @@ use crate::read_source::{ReadSource, read_source, undominated};
 use crate::replicate::{BatchPlan, Completed, Shipping};
 use crate::tracker::Tracker;
 use crate::unstable::{HeldWrite, Unstable};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo, VolumeInfo};
 use codetta_wire::update::Op;
 use codetta_wire::{
@@ -1113,12 +1113,14 @@ impl Venus {
     /// from the cache when `fid` is promised and its blocks are cached (or being fetched
     /// ahead); else from the server, whole cache blocks at a time, keeping them. A reader
     /// going through a file in order gets the next [`READ_AHEAD`] bytes fetched ahead.
+    /// The bytes come as pieces (slices of cached blocks or of the server's reply), in
+    /// order, never copied into one buffer.
     pub async fn read(
         &self,
         fid: &Fid,
         offset: u64,
         count: u32,
-    ) -> Result<(Attrs, Bytes, bool), ClientError> {
+    ) -> Result<(Attrs, Vec<Bytes>, bool), ClientError> {
         self.settle_held(fid).await?;
         let core = &self.core;
         let cached = self.prepare_read(fid, true).await?;
@@ -1157,7 +1159,7 @@ impl Venus {
                 count,
             };
             return match self.read_call(&request).await? {
-                (ReplyBody::Data { state, eof }, data) => Ok((state.attrs, data, eof)),
+                (ReplyBody::Data { state, eof }, data) => Ok((state.attrs, vec![data], eof)),
                 (other, _) => Err(unexpected(other)),
             };
         }
@@ -1166,7 +1168,7 @@ impl Venus {
         let take = (data.len() - skip).min(count as usize);
         let eof = eof && skip + take == data.len();
         self.read_ahead(&state, offset, count);
-        Ok((state.attrs, data.slice(skip..skip + take), eof))
+        Ok((state.attrs, vec![data.slice(skip..skip + take)], eof))
     }
 
     /// Reads `count` bytes at the block-aligned `start` from the server and keeps the
@@ -1313,36 +1315,33 @@ impl Venus {
     }
 }
 
-/// `count` bytes at `offset` of the file in `state`, if every block of the range is cached.
+/// `count` bytes at `offset` of the file in `state`, if every block of the range is cached:
+/// slices of the cached blocks, in order (no copy).
 fn cached_read(
     cache: &mut Cache,
     state: &ObjectState,
     offset: u64,
     count: u32,
-) -> Option<(Attrs, Bytes, bool)> {
+) -> Option<(Attrs, Vec<Bytes>, bool)> {
     let size = state.attrs.size;
     let end = offset.saturating_add(u64::from(count)).min(size);
     if offset >= end {
-        return Some((state.attrs.clone(), Bytes::new(), offset >= size));
+        return Some((state.attrs.clone(), Vec::new(), offset >= size));
     }
     let first = offset / CACHE_BLOCK;
     let last = (end - 1) / CACHE_BLOCK;
-    let eof = end == size;
-    if first == last {
-        let block = cache.block(&state.fid, &state.tag, first)?;
-        let from = (offset - first * CACHE_BLOCK) as usize;
-        let to = (end - first * CACHE_BLOCK) as usize;
-        return (to <= block.len()).then(|| (state.attrs.clone(), block.slice(from..to), eof));
-    }
-    let mut out = BytesMut::with_capacity((end - offset) as usize);
+    let mut pieces = Vec::with_capacity((last - first + 1) as usize);
     for index in first..=last {
         let block = cache.block(&state.fid, &state.tag, index)?;
         let base = index * CACHE_BLOCK;
-        let from = offset.max(base) - base;
-        let to = end.min(base + CACHE_BLOCK) - base;
-        out.extend_from_slice(block.get(from as usize..to as usize)?);
+        let from = (offset.max(base) - base) as usize;
+        let to = (end.min(base + CACHE_BLOCK) - base) as usize;
+        if to > block.len() {
+            return None;
+        }
+        pieces.push(block.slice(from..to));
     }
-    Some((state.attrs.clone(), out.freeze(), eof))
+    Some((state.attrs.clone(), pieces, end == size))
 }
 
 /// A clock that never repeats or goes back, so every update changes mtime.

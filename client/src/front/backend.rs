@@ -52,14 +52,15 @@ pub trait Backend: Send + Sync + 'static {
         asked: u32,
     ) -> impl Future<Output = Res<(u32, Attrs)>> + Send;
     fn readlink(&self, fid: &Fid) -> impl Future<Output = Res<(Vec<u8>, Attrs)>> + Send;
-    /// READ: the bytes, whether they reach the end of the file, the attributes.
+    /// READ: the bytes (in pieces, written to the caller as they are), whether they reach
+    /// the end of the file, the attributes.
     fn read(
         &self,
         caller: &Caller,
         fid: &Fid,
         offset: u64,
         count: u32,
-    ) -> impl Future<Output = Res<(Bytes, bool, Attrs)>> + Send;
+    ) -> impl Future<Output = Res<(Vec<Bytes>, bool, Attrs)>> + Send;
     /// WRITE: the attributes after, and how the data was kept.
     fn write(
         &self,
@@ -176,7 +177,7 @@ impl Backend for CodettaFs {
         fid: &Fid,
         offset: u64,
         count: u32,
-    ) -> impl Future<Output = Res<(Bytes, bool, Attrs)>> + Send {
+    ) -> impl Future<Output = Res<(Vec<Bytes>, bool, Attrs)>> + Send {
         CodettaFs::read(self, caller, fid, offset, count)
     }
     fn write(

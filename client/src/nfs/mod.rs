@@ -298,7 +298,7 @@ impl CodettaFs {
         fid: &Fid,
         offset: u64,
         count: u32,
-    ) -> Result<(Bytes, bool, Attrs), nfsstat3> {
+    ) -> Result<(Vec<Bytes>, bool, Attrs), nfsstat3> {
         let attrs = self.getattr(fid).await?;
         match attrs.ftype {
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
