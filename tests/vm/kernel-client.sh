@@ -312,11 +312,15 @@ rm -rf dots
 
 # ------------------------------------------- a client daemon crash before COMMIT ---
 # $1: the port of a second client daemon of the same cluster, which the host SIGKILLs
-# and starts again when it sees "@@ kill-client". /opt/files/unstable writes 48 MiB so
+# and starts again when it sees "@@ kill-client". /opt/files/unstable writes 50 MiB so
 # that every page reaches that daemon as an UNSTABLE WRITE and none is committed, prints
 # the marker, then fsyncs. The daemon held part of the data in memory when it died; its
 # verifier is new after the restart, so this kernel sends every uncommitted page again at
-# the COMMIT, and the file is whole.
+# the COMMIT, and the file is whole. (The loss a fixed verifier lets through is shown by
+# tests/e2e durability::a_daemon_killed_before_commit_gets_its_writes_again: whether the
+# daemon still holds writes when it dies depends on this kernel's timing, which may send
+# the last pages FILE_SYNC or commit first, and a first try with the verifier fixed lost
+# nothing, so the loss does not show reliably here.)
 vport=${1:-}
 if [ -n "$vport" ] && [ -x /opt/files/unstable ] && mkdir -p /tmp/vmnt &&
   mount -t nfs -o "vers=3,proto=tcp,mountproto=tcp,port=$vport,mountport=$vport,nolock,hard,addr=10.0.2.2,mountaddr=10.0.2.2" 10.0.2.2:/ /tmp/vmnt; then
@@ -324,16 +328,16 @@ if [ -n "$vport" ] && [ -x /opt/files/unstable ] && mkdir -p /tmp/vmnt &&
   sent() {
     awk '/ mounted on \/tmp\/vmnt /{m=1} m && $1 == "bytes:" {print $7; exit}' /proc/self/mountstats
   }
-  dd if=/dev/urandom of="$tmp/vsrc" bs=1M count=48 2>/dev/null
+  dd if=/dev/urandom of="$tmp/vsrc" bs=1M count=50 2>/dev/null
   vf=/tmp/vmnt/held.$$
-  check "48 MiB written UNSTABLE, the daemon SIGKILLed and restarted before the COMMIT" \
+  check "50 MiB written UNSTABLE, the daemon SIGKILLed and restarted before the COMMIT" \
     /opt/files/unstable "$tmp/vsrc" "$vf" "@@ kill-client"
   total=$(sent)
-  again=$(( ${total:-0} - 50331648 ))
-  note "WRITE bytes sent for the 48 MiB file: ${total:-?}, $((again / 1024)) KiB of them again after the restart"
+  again=$(( ${total:-0} - 52428800 ))
+  note "WRITE bytes sent for the 50 MiB file: ${total:-?}, $((again / 1024)) KiB of them again after the restart"
   check "the kernel sent the uncommitted pages again (new verifier)" test "$again" -gt 0
   drop
-  check_eq "48 MiB md5 after the daemon's crash and restart" "$(md5 "$tmp/vsrc")" "$(md5 "$vf")"
+  check_eq "50 MiB md5 after the daemon's crash and restart" "$(md5 "$tmp/vsrc")" "$(md5 "$vf")"
   rm -f "$vf"
   umount /tmp/vmnt || note "umount of the second mount failed"
 else
