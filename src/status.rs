@@ -2,7 +2,7 @@
 //! like, which objects are under conflict names, and settling one.
 
 use anyhow::Context;
-use codetta_client::venus::ClientStatus;
+use codetta_client::volume_client::ClientStatus;
 use codetta_cluster::admin::{self, AdminConfig};
 use codetta_wire::Request;
 use codetta_wire::message::{ReplyBody, ServerStatus};

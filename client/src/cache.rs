@@ -1,5 +1,5 @@
 //! The client cache (rule 15): object states, names and file data fetched under callback
-//! promises, answered locally while the promises hold. No I/O here: the Venus decides when
+//! promises, answered locally while the promises hold. No I/O here: the VolumeClient decides when
 //! its promises are trusted ([`crate::promises`]) and feeds breaks in.
 //!
 //! Fills race with breaks: a fetch takes a [`Cache::snapshot`] before it asks a server,

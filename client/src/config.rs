@@ -56,6 +56,10 @@ pub struct ClientConfig {
     /// loses them and the kernel is not told to send them again.
     #[serde(default)]
     pub fixed_write_verifier: bool,
+    /// Fault injection for tests: the modify log's appender waits this many milliseconds
+    /// before each append (default 0), so records stay on their way into the log longer.
+    #[serde(default)]
+    pub test_append_delay_ms: u64,
 }
 
 /// File data a client caches unless configured otherwise, in MiB.

@@ -1,4 +1,4 @@
-//! The client daemon: modify log, server link, Venus and the NFSv3 endpoint, run until
+//! The client daemon: modify log, server link, VolumeClient and the NFSv3 endpoint, run until
 //! asked to stop.
 
 use crate::config::ClientConfig;
@@ -7,7 +7,7 @@ use crate::front::port::{self, PortLimits};
 use crate::front::service::FrontEnd;
 use crate::link::LinkPool;
 use crate::nfs::{CodettaFs, MAX_IO};
-use crate::venus::{Venus, VenusOptions};
+use crate::volume_client::{VolumeClient, VolumeClientOptions};
 use crate::volumes::Volumes;
 use anyhow::Context;
 use codetta_certs::Identity;
@@ -19,8 +19,8 @@ use tokio::sync::watch;
 /// A running client daemon.
 pub struct ClientDaemon {
     pub nfs_addr: SocketAddr,
-    /// The root volume's Venus as the daemon started (for tests and status).
-    pub venus: Arc<Venus>,
+    /// The root volume's VolumeClient as the daemon started (for tests and status).
+    pub venus: Arc<VolumeClient>,
     /// Every volume served.
     pub volumes: Arc<Volumes>,
     task: tokio::task::JoinHandle<()>,
@@ -50,13 +50,14 @@ impl ClientDaemon {
             config.call_deadline(),
             config.jukebox_window(),
         ));
-        let options = VenusOptions {
+        let options = VolumeClientOptions {
             log_max_bytes: config.log_max_bytes,
             min_copies: config.min_copies,
             cache: crate::cache::CacheLimits {
                 data_bytes: usize::try_from(config.cache_mib << 20).unwrap_or(usize::MAX),
                 ..crate::cache::CacheLimits::default()
             },
+            append_delay: Duration::from_millis(config.test_append_delay_ms),
         };
         let volumes = retry_until_up(&mut shutdown, || {
             Volumes::start(

@@ -4,7 +4,7 @@
 //! same tag, as of this client's last record on it, the state may be cached: after its own
 //! CREATE, WRITE or SETATTR the client asks the servers nothing to learn the result.
 //!
-//! No I/O and no clock here: the Venus offers each answer with the cache snapshot and the
+//! No I/O and no clock here: the VolumeClient offers each answer with the cache snapshot and the
 //! trust taken when its batch was sent, and installs what comes out.
 
 use codetta_wire::Fid;

@@ -10,9 +10,10 @@
 //! round trip, and a segment whose records all reached the servers is deleted, usually
 //! before the kernel ever writes it back: the data path does not touch this disk.
 //!
-//! Entry format: `[0xC7][u32 LE header length][u32 LE data length][8-byte blake3 of the two
+//! Entry format: `[0xC8][u32 LE header length][u32 LE data length][8-byte blake3 of the two
 //! lengths and the header][postcard UpdateRecord][data]`. A WRITE's data is checked against
-//! the hash its record carries when the log is read back. Segment files are named by the
+//! the hashes of its pieces its record carries when the log is read back (entries of magic
+//! 0xC7, one hash for all the data, are read by `crate::legacy`). Segment files are named by the
 //! first sequence number they hold (`SEQ.seg`, 20 digits) and rotated at 64 MiB.
 //!
 //! After a machine crash, the page cache may have lost any part of any segment: the log is

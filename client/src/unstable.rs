@@ -106,6 +106,11 @@ impl<P> Unstable<P> {
         }
     }
 
+    /// Whether some of `fid`'s taken writes are not in the log yet.
+    pub fn in_flight(&self, fid: &Fid) -> bool {
+        self.in_flight.contains_key(fid)
+    }
+
     /// Bytes `fid` holds.
     pub fn file_bytes(&self, fid: &Fid) -> usize {
         self.files

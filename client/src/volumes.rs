@@ -1,4 +1,4 @@
-//! Every volume this client serves under one export (rule 13): one [`Venus`] per volume
+//! Every volume this client serves under one export (rule 13): one [`VolumeClient`] per volume
 //! (its own modify log, `volume-ID.redb`, and record sequence), opened when a handle or a
 //! mount point first leads into it; the export's root follows the catalogue's root volume
 //! (`codetta volume set-root`); mount points (`codetta mkmount`, Coda's `cfs mkm`) are
@@ -7,7 +7,7 @@
 use crate::error::ClientError;
 use crate::link::LinkPool;
 use crate::log::ModifyLog;
-use crate::venus::{Venus, VenusOptions, first_answer};
+use crate::volume_client::{VolumeClient, VolumeClientOptions, first_answer};
 use codetta_wire::message::{ReplyBody, VolumeInfo};
 use codetta_wire::{Fid, FsError, Request, Time, VolumeId};
 use std::collections::HashMap;
@@ -46,11 +46,11 @@ struct RootChoice {
 pub struct Volumes {
     dir: PathBuf,
     pool: Arc<LinkPool>,
-    options: VenusOptions,
+    options: VolumeClientOptions,
     /// The root volume when the catalogue names none (the configuration's).
     default_root: String,
-    /// Each volume's Venus, started once (a slow start of one does not hold up the others).
-    open: Mutex<HashMap<VolumeId, Arc<tokio::sync::OnceCell<Arc<Venus>>>>>,
+    /// Each volume's VolumeClient, started once (a slow start of one does not hold up the others).
+    open: Mutex<HashMap<VolumeId, Arc<tokio::sync::OnceCell<Arc<VolumeClient>>>>>,
     root: Mutex<Option<RootChoice>>,
     /// Symlink targets by fid (mount points are symlinks).
     targets: Mutex<HashMap<Fid, Vec<u8>>>,
@@ -68,7 +68,7 @@ impl Volumes {
     pub async fn start(
         dir: PathBuf,
         pool: Arc<LinkPool>,
-        options: VenusOptions,
+        options: VolumeClientOptions,
         default_root: &str,
     ) -> Result<Arc<Volumes>, ClientError> {
         let volumes = Arc::new(Volumes {
@@ -120,12 +120,12 @@ impl Volumes {
         }
     }
 
-    fn cell(&self, volume: VolumeId) -> Arc<tokio::sync::OnceCell<Arc<Venus>>> {
+    fn cell(&self, volume: VolumeId) -> Arc<tokio::sync::OnceCell<Arc<VolumeClient>>> {
         lock(&self.open).entry(volume).or_default().clone()
     }
 
-    /// The Venus of `volume`, opened (its log created) on first use.
-    pub async fn get(&self, volume: VolumeId) -> Result<Arc<Venus>, ClientError> {
+    /// The VolumeClient of `volume`, opened (its log created) on first use.
+    pub async fn get(&self, volume: VolumeId) -> Result<Arc<VolumeClient>, ClientError> {
         let cell = self.cell(volume);
         if let Some(v) = cell.get() {
             return Ok(v.clone());
@@ -138,14 +138,14 @@ impl Volumes {
         .cloned()
     }
 
-    async fn open_info(&self, info: VolumeInfo) -> Result<Arc<Venus>, ClientError> {
+    async fn open_info(&self, info: VolumeInfo) -> Result<Arc<VolumeClient>, ClientError> {
         self.cell(info.id)
             .get_or_try_init(|| self.start_venus(info))
             .await
             .cloned()
     }
 
-    async fn start_venus(&self, info: VolumeInfo) -> Result<Arc<Venus>, ClientError> {
+    async fn start_venus(&self, info: VolumeInfo) -> Result<Arc<VolumeClient>, ClientError> {
         let path = self.dir.join(format!("volume-{}.redb", info.id.0));
         let log = {
             let path = path.clone();
@@ -156,13 +156,13 @@ impl Volumes {
             )
         };
         let (id, name, members) = (info.id, info.name.clone(), info.vsg.len());
-        let venus = Venus::start(log, self.pool.clone(), info, self.options).await?;
+        let venus = VolumeClient::start(log, self.pool.clone(), info, self.options).await?;
         tracing::info!(volume = %name, id = id.0, replicas = members, "serving volume");
         Ok(venus)
     }
 
-    /// The Venus of the volume named `name`.
-    pub async fn by_name(&self, name: &str) -> Result<Arc<Venus>, ClientError> {
+    /// The VolumeClient of the volume named `name`.
+    pub async fn by_name(&self, name: &str) -> Result<Arc<VolumeClient>, ClientError> {
         let info = self
             .ask(&Request::VolumeByName {
                 name: name.to_string(),
@@ -228,7 +228,7 @@ impl Volumes {
     }
 
     /// The symlink `fid`'s target (fetched once: targets never change).
-    pub async fn target(&self, venus: &Venus, fid: &Fid) -> Result<Vec<u8>, ClientError> {
+    pub async fn target(&self, venus: &VolumeClient, fid: &Fid) -> Result<Vec<u8>, ClientError> {
         if let Some(t) = lock(&self.targets).get(fid) {
             return Ok(t.clone());
         }
@@ -245,7 +245,7 @@ impl Volumes {
     /// mounts (opened, and remembered as entered from `dir`).
     pub async fn follow(
         &self,
-        venus: &Venus,
+        venus: &VolumeClient,
         dir: Fid,
         fid: &Fid,
     ) -> Result<Option<Fid>, ClientError> {
@@ -275,7 +275,7 @@ impl Volumes {
     }
 
     /// Every open volume.
-    pub async fn all(&self) -> Vec<Arc<Venus>> {
+    pub async fn all(&self) -> Vec<Arc<VolumeClient>> {
         lock(&self.open)
             .values()
             .filter_map(|cell| cell.get().cloned())

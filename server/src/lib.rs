@@ -11,6 +11,7 @@ pub mod callbacks;
 pub mod catalogue;
 pub mod collect;
 pub mod config;
+pub mod conflict;
 pub mod daemon;
 pub mod heal;
 pub mod pacing;

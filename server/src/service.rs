@@ -16,11 +16,9 @@ use codetta_wire::message::{
     CatalogueCall, MAX_SHIPPED_STATES, ObjectState, ReplyBody, ResolveSummary, ServerStatus,
     VolumeStatus,
 };
-use codetta_wire::{Fid, Frame, FsError, Reply, Request, VolumeId};
+use codetta_wire::{Fid, Frame, FsError, MAX_READ, Reply, Request, VolumeId};
 use std::sync::Arc;
 
-/// Most bytes one READ returns.
-const MAX_READ: u32 = 1 << 20;
 /// Most entries one READDIR returns (keeps the reply header bounded).
 const MAX_DIR_PAGE: u32 = 4096;
 /// Most block-map entries in one reply.

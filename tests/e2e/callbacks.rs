@@ -6,7 +6,7 @@
 use crate::support::Cluster;
 use crate::support::nfs::{Nfs, mode};
 use crate::support::proxy::UdpProxy;
-use codetta_client::{ClientDaemon, venus::Venus};
+use codetta_client::{ClientDaemon, volume_client::VolumeClient};
 use codetta_cluster::Layout;
 use nfs3_client::nfs3_types::nfs3::*;
 use std::sync::Arc;
@@ -52,7 +52,7 @@ impl SecondClient {
             .expect("mount")
     }
 
-    fn venus(&self) -> &Arc<Venus> {
+    fn venus(&self) -> &Arc<VolumeClient> {
         &self.daemon.venus
     }
 
@@ -62,7 +62,7 @@ impl SecondClient {
 }
 
 /// Waits until `venus` holds promises it can answer from (its channels are up).
-async fn wait_for_promises(venus: &Venus, nfs: &mut Nfs, fh: &nfs_fh3) {
+async fn wait_for_promises(venus: &VolumeClient, nfs: &mut Nfs, fh: &nfs_fh3) {
     for _ in 0..200 {
         nfs.getattr(fh).await.expect("getattr");
         let before = venus.cache_stats().hits;

@@ -182,6 +182,40 @@ async fn a_daemon_killed_before_commit_gets_its_writes_again() {
     );
 }
 
+/// A COMMIT answers for every UNSTABLE write of its file, those still held and those already
+/// on their way into the log: once it returns, the bytes are on the servers. Checked by
+/// SIGKILLing the daemon right after the COMMIT and deleting its modify log before the
+/// restart, so only what the servers hold is read back. The daemon's appender waits 300 ms
+/// before each append (`test_append_delay_ms`), so the 4 MiB runs sent to the log while
+/// the file is written are still on their way at the COMMIT (a COMMIT that answered
+/// without them lost them here). Three runs each of 8 MiB (two runs, nothing left held:
+/// the COMMIT has only writes on their way to wait for) and 9 MiB (a held tail too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_answers_for_every_write_before_it() {
+    let mut p = Procs::start().await;
+    p.layout
+        .add_client_setting("test_append_delay_ms = 300")
+        .expect("setting");
+    p.kill_client();
+    p.start_client().await;
+    let log_dir = p.layout.dir.join("client");
+    for run in 0..6 {
+        let len = if run % 2 == 0 { 8 << 20 } else { 9 << 20 };
+        let data: Vec<u8> = (0..len).map(|i| (i * 13 % 251) as u8).collect();
+        let mut nfs = p.nfs().await;
+        let root = nfs.root.clone();
+        let f = nfs.create(&root, &format!("c{run}")).await.expect("create");
+        write_unstable(&mut nfs, &f, &data).await;
+        nfs.commit(&f).await.expect("commit");
+        drop(nfs);
+        p.kill_client();
+        std::fs::remove_dir_all(&log_dir).expect("remove the modify log");
+        p.start_client().await;
+        let mut nfs = p.nfs().await;
+        assert_eq!(nfs.read_all(&f).await.expect("read"), data, "run {run}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_killed_after_replies_loses_nothing() {
     let mut p = Procs::start().await;

@@ -1,8 +1,8 @@
 //! Transport settings, chosen per peer: loopback or a real network.
 //!
-//! The figures come from measurements on this machine (design brief, "Facts about this
-//! machine"): with quinn's defaults QUIC costs ~7.8 CPU-s per GiB on loopback; with the
-//! loopback tuning below ~2 CPU-s per GiB.
+//! The figures come from measurements on the development machine (docs/design.md,
+//! "Measured facts that shaped the design"): with quinn's defaults QUIC costs ~7.8 CPU-s
+//! per GiB on loopback; with the loopback tuning below ~2 CPU-s per GiB.
 
 use quinn::congestion::CubicConfig;
 use quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};

@@ -30,6 +30,10 @@ pub use version::{VersionVector, VvOrdering};
 /// ALPN protocol identifier: the protocol version is negotiated by TLS.
 pub const ALPN: &[u8] = b"codetta/3";
 
+/// Most bytes one READ asks a server for and a server returns (a larger count is served
+/// short, eof false): one client daemon's fetch, one server's answer, one store read.
+pub const MAX_READ: u32 = 1 << 20;
+
 /// Most names (hard links) one non-directory may have: every name is kept in the object's
 /// record, which every update of the object rewrites.
 pub const MAX_LINKS: u32 = 4000;

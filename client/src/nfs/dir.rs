@@ -5,7 +5,7 @@
 
 use super::err;
 use super::handle::EXPORT_ROOT;
-use crate::venus::Venus;
+use crate::volume_client::VolumeClient;
 use crate::volumes::Volumes;
 use codetta_wire::{Attrs, Fid, FileType, Name};
 use nfs3_types::nfs3::nfsstat3;
@@ -25,7 +25,7 @@ pub struct Entry {
 
 /// Walks a directory after a cookie, one server page at a time.
 pub struct DirPager {
-    venus: Arc<Venus>,
+    venus: Arc<VolumeClient>,
     volumes: Arc<Volumes>,
     dir: Fid,
     /// The current root volume's root (shown as the export's root).
@@ -37,7 +37,7 @@ pub struct DirPager {
 
 impl DirPager {
     pub(super) fn new(
-        venus: Arc<Venus>,
+        venus: Arc<VolumeClient>,
         volumes: Arc<Volumes>,
         dir: Fid,
         root: Fid,

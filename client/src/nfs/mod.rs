@@ -1,4 +1,4 @@
-//! The file system as NFSv3 calls see it, on [`Venus`]: every check a call needs before it
+//! The file system as NFSv3 calls see it, on [`VolumeClient`]: every check a call needs before it
 //! reaches the modify log or a server (permissions with the caller's credential, names,
 //! object types), the error table (`status`), and every durability decision (rule 1).
 //! Calls come from the front end (`crate::front`), which decodes and encodes them; here
@@ -12,7 +12,7 @@ pub mod perm;
 pub mod status;
 
 use crate::error::ClientError;
-use crate::venus::Venus;
+use crate::volume_client::VolumeClient;
 use crate::volumes::Volumes;
 use attrs::{nfs_time, set_attrs, times_now};
 use bytes::Bytes;
@@ -97,8 +97,8 @@ impl CodettaFs {
     }
 
     /// The object a fid stands for (the export's root is the current root volume's
-    /// root) and the Venus of its volume.
-    async fn open(&self, fid: &Fid) -> Result<(Fid, Arc<Venus>), nfsstat3> {
+    /// root) and the VolumeClient of its volume.
+    async fn open(&self, fid: &Fid) -> Result<(Fid, Arc<VolumeClient>), nfsstat3> {
         let fid = if *fid == EXPORT_ROOT {
             self.volumes.root().await.map_err(err)?
         } else {
@@ -108,8 +108,8 @@ impl CodettaFs {
         Ok((fid, venus))
     }
 
-    /// The Venus of `fid`'s volume.
-    async fn venus(&self, fid: &Fid) -> Result<Arc<Venus>, nfsstat3> {
+    /// The VolumeClient of `fid`'s volume.
+    async fn venus(&self, fid: &Fid) -> Result<Arc<VolumeClient>, nfsstat3> {
         Ok(self.open(fid).await?.1)
     }
 
@@ -146,7 +146,7 @@ impl CodettaFs {
 
     /// Logs a namespace or attribute change and waits until the server applied it; the
     /// fid a create resolved to, if any.
-    async fn apply(&self, venus: &Venus, op: Op) -> Result<Option<Fid>, nfsstat3> {
+    async fn apply(&self, venus: &VolumeClient, op: Op) -> Result<Option<Fid>, nfsstat3> {
         venus.submit_and_wait(op, Bytes::new()).await.map_err(err)
     }
 
@@ -170,7 +170,7 @@ impl CodettaFs {
     }
 
     /// Common start of CREATE, MKDIR and SYMLINK: a valid name, the directory (a real
-    /// fid) and its attributes, checked modifiable by the caller, its volume's Venus, and
+    /// fid) and its attributes, checked modifiable by the caller, its volume's VolumeClient, and
     /// a fresh fid in that volume.
     async fn prepare_new(&self, caller: &Caller, place: &Place<'_>) -> Result<NewIn, nfsstat3> {
         let name = name(place.name)?;
@@ -682,6 +682,6 @@ struct NewIn {
     name: Name,
     dir: Fid,
     dir_attrs: Attrs,
-    venus: Arc<Venus>,
+    venus: Arc<VolumeClient>,
     fid: Fid,
 }

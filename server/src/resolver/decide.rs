@@ -9,7 +9,7 @@
 //! delete that raced an update loses: the object comes back under a conflict name (rule 8).
 //! Every replica ends with the merged version, so it dominates what each had.
 
-use crate::store::is_conflict_name;
+use crate::conflict::is_conflict_name;
 use codetta_wire::history::{Relation, VersionView, relate};
 use codetta_wire::replica::AppliedRun;
 use codetta_wire::replica::{ReplicaView, ViewBody};
@@ -144,7 +144,7 @@ pub fn decide(views: &[ReplicaView], coordinator: ReplicaId) -> Decision {
             let collected = whole
                 .iter()
                 .any(|&i| matches!(views[i].body, ViewBody::Forgotten));
-            if !collected && views[first].fid.vnode & super::CONFLICT_VNODE_BIT == 0 {
+            if !collected && views[first].fid.vnode & crate::conflict::CONFLICT_VNODE_BIT == 0 {
                 return Decision::Settled;
             }
             version.bump(coordinator);
@@ -510,7 +510,7 @@ mod tests {
         );
         let copy = |v: ReplicaView| ReplicaView {
             fid: Fid {
-                vnode: FID.vnode | crate::resolver::CONFLICT_VNODE_BIT,
+                vnode: FID.vnode | crate::conflict::CONFLICT_VNODE_BIT,
                 ..FID
             },
             ..v

@@ -18,6 +18,7 @@ pub mod remote;
 #[cfg(test)]
 mod tests;
 
+use crate::conflict::{conflict_fid, conflict_name, to_conflict_names};
 use crate::pacing::Pacer;
 pub use access::{LocalReplica, ReplicaAccess};
 use codetta_wire::message::ResolveSummary;
@@ -35,8 +36,6 @@ const MAX_ATTEMPTS: usize = 4;
 const DIR_PAGE: u32 = 4096;
 /// Most chunk bytes in one install request.
 const MAX_INSTALL_BYTES: usize = 16 << 20;
-/// The vnode bit of objects made by resolution (conflict copies): client vnodes are below.
-pub const CONFLICT_VNODE_BIT: u64 = 1 << 63;
 
 /// Resolves objects of one volume across the replicas in `members`.
 pub struct Resolver<'a, R: ReplicaAccess> {
@@ -120,73 +119,6 @@ fn target_state(
 /// its mark until it receives a whole state.
 fn takes_version(view: &ReplicaView, version: &VersionVector, received: bool) -> bool {
     received || (&view.version != version && !view.installing)
-}
-
-/// `name` without the conflict suffixes resolution added (`.conflict-` and 8 hex digits,
-/// any number of times), so that a conflict over a conflict copy is named after the
-/// original, not nested.
-fn without_conflict_suffix(mut name: &[u8]) -> &[u8] {
-    let mark = crate::store::CONFLICT_MARK;
-    let tail = mark.len() + 8;
-    while name.len() > tail {
-        let (head, suffix) = name.split_at(name.len() - tail);
-        let hex = suffix
-            .get(mark.len()..)
-            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
-        if !(suffix.starts_with(mark) && hex) {
-            break;
-        }
-        name = head;
-    }
-    name
-}
-
-/// The name of a conflict copy: the original name (without earlier conflict suffixes),
-/// `.conflict-`, and 8 hex digits of the copy's content tag, the original cut so the whole
-/// fits 255 bytes.
-pub fn conflict_name(original: &[u8], tag: &[u8; 32]) -> Vec<u8> {
-    let original = without_conflict_suffix(original);
-    let suffix = format!(
-        "{}{:02x}{:02x}{:02x}{:02x}",
-        String::from_utf8_lossy(crate::store::CONFLICT_MARK),
-        tag[0],
-        tag[1],
-        tag[2],
-        tag[3]
-    );
-    let keep = original
-        .len()
-        .min(codetta_wire::name::MAX_NAME_LEN - suffix.len());
-    let mut name = original[..keep].to_vec();
-    name.extend_from_slice(suffix.as_bytes());
-    name
-}
-
-/// Gives every name of an object (its placement and its hard links) the conflict name of
-/// the state tagged `tag`, each in its own directory: which of several names was contested
-/// is not known where this is decided, and moving them all keeps every one reachable.
-fn to_conflict_names(meta: &mut codetta_wire::replica::ObjectMeta, tag: &[u8; 32]) {
-    meta.placement.name = conflict_name(&meta.placement.name, tag);
-    for link in &mut meta.links {
-        link.name = conflict_name(&link.name, tag);
-    }
-}
-
-/// The fid of the conflict copy of `fid` holding the state tagged `tag`: the same on
-/// every coordinator.
-pub fn conflict_fid(fid: Fid, tag: &[u8; 32]) -> Fid {
-    let mut h = blake3::Hasher::new();
-    h.update(b"codetta-conflict-v1");
-    h.update(&fid.to_bytes());
-    h.update(tag);
-    let bytes = h.finalize();
-    let mut vnode = [0u8; 8];
-    vnode.copy_from_slice(&bytes.as_bytes()[..8]);
-    Fid {
-        volume: fid.volume,
-        vnode: u64::from_le_bytes(vnode) | CONFLICT_VNODE_BIT,
-        unique: fid.unique,
-    }
 }
 
 impl<'a, R: ReplicaAccess> Resolver<'a, R> {
@@ -948,29 +880,5 @@ impl<'r, R: ReplicaAccess> PieceSource<'r, R> {
             self.planned.push_back((piece, wanted));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod naming_tests {
-    use super::*;
-
-    #[test]
-    fn conflict_names_do_not_nest() {
-        let t = [0xabu8; 32];
-        assert_eq!(conflict_name(b"a", &t), b"a.conflict-abababab".to_vec());
-        assert_eq!(
-            conflict_name(b"a.conflict-0e0f705d.conflict-e4fc2bcb", &t),
-            b"a.conflict-abababab".to_vec()
-        );
-        // Only a real suffix is taken off, and never the whole name.
-        assert_eq!(
-            conflict_name(b"a.conflict-xyz", &t),
-            b"a.conflict-xyz.conflict-abababab".to_vec()
-        );
-        assert_eq!(
-            conflict_name(b".conflict-01234567", &t),
-            b".conflict-01234567.conflict-abababab".to_vec()
-        );
     }
 }

@@ -27,7 +27,7 @@ use redb::ReadableTable;
 /// no client allocates (the root, resolution's conflict copies).
 pub(crate) fn client_counter(fid: Fid) -> Option<(u32, u64)> {
     let incarnation = fid.vnode >> 32;
-    if incarnation == 0 || fid.vnode & crate::resolver::CONFLICT_VNODE_BIT != 0 {
+    if incarnation == 0 || fid.vnode & crate::conflict::CONFLICT_VNODE_BIT != 0 {
         return None;
     }
     Some((incarnation as u32, fid.vnode & 0xffff_ffff))

@@ -34,8 +34,7 @@ mod resolve;
 pub use apply::Shipped;
 pub use digests::MAX_BUCKET_OBJECTS;
 use leases::LeaseTable;
-pub(crate) use resolve::is_conflict_name;
-pub use resolve::{CONFLICT_MARK, ChangePage, MAX_CHUNKS_PER_CALL};
+pub use resolve::{ChangePage, MAX_CHUNKS_PER_CALL};
 mod tables;
 mod tags;
 
@@ -55,8 +54,7 @@ use std::path::{Path, PathBuf};
 use tables::{DirentKey, VnodeKey};
 use thiserror::Error;
 
-/// Largest READ answered in one call; a larger count is served short (eof stays false).
-pub const MAX_READ: u32 = 4 << 20;
+use codetta_wire::MAX_READ;
 
 /// Longest symlink target in bytes.
 pub const MAX_SYMLINK_TARGET: usize = 4096;

@@ -18,6 +18,7 @@ use super::content::{self, ReadChunks};
 use super::tables::{self, VnodeKey};
 use super::tags::entry_member;
 use super::{R, Store, StoreError, get_entry, new_vnode, object_state};
+use crate::conflict::is_conflict_name;
 use codetta_wire::message::Change;
 use codetta_wire::replica::{
     ABSENT_TAG, BLOCK_GROUP, BlockEntry, ObjectMeta, Placement, ReplicaView, ViewBody, deleted_tag,
@@ -152,15 +153,6 @@ fn block_entries(
     }
     Ok(out)
 }
-
-/// Whether `name` is one resolution gives a conflicting version.
-pub(crate) fn is_conflict_name(name: &[u8]) -> bool {
-    name.windows(CONFLICT_MARK.len())
-        .any(|w| w == CONFLICT_MARK)
-}
-
-/// What every conflict name contains.
-pub const CONFLICT_MARK: &[u8] = b".conflict-";
 
 /// The path of object `v` from the volume root ("/a/b"), following parents.
 fn path_of(
