@@ -12,7 +12,7 @@ use std::time::Duration;
 pub enum ClusterCommand {
     /// Add server NAME at ADDR (IP:PORT) to the running cluster. First issue its
     /// certificate (`codetta certs issue --role server --name NAME`), start it with
-    /// `join = true` and the existing servers as its [[peers]]; it votes in the catalogue
+    /// `join = true` and the existing servers as its `[[peers]]`; it votes in the catalogue
     /// once it has caught up, and volumes may then place replicas on it.
     AddServer { name: String, addr: String },
     /// Remove server NAME (refused while it holds replicas: `volume remove-replica` first).

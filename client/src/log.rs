@@ -8,7 +8,7 @@
 //!   before any record uses a number past them, so no number is handed out twice even
 //!   after a crash), `boot` (a hash of the machine's boot id when the log was opened).
 //! - `volume-ID.log/`: the records, in append-only segments written through the page cache
-//!   (see [`crate::segments`] for why that is enough).
+//!   (see `crate::segments` for why that is enough).
 //! - Logs written before the segments kept records in the redb table `records`; they are
 //!   moved into a segment (and synced) when such a log is opened.
 
@@ -349,7 +349,7 @@ impl ModifyLog {
         self.write_group(records, next_vnode, next_seq, false)
     }
 
-    /// Appends records (one write into the page cache; see [`crate::segments`]). The
+    /// Appends records (one write into the page cache; see `crate::segments`). The
     /// numbers they use, and vnodes below `next_vnode`, are first covered by the durable
     /// marks.
     pub fn append(

@@ -172,7 +172,7 @@ impl Volumes {
     }
 
     /// The root directory the export shows now: the catalogue's root volume (asked at
-    /// most every [`ROOT_TTL`]), or the configured one while the catalogue names none.
+    /// most every `ROOT_TTL`), or the configured one while the catalogue names none.
     pub async fn root(&self) -> Result<Fid, ClientError> {
         let cached = *lock(&self.root);
         if let Some(c) = cached

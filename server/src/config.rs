@@ -13,7 +13,7 @@ pub struct ServerConfig {
     /// QUIC listen address.
     pub listen: SocketAddr,
     /// The address other servers and clients reach this one at, as the catalogue lists it
-    /// (default: `listen`, which must then not be 0.0.0.0 or [::]).
+    /// (default: `listen`, which must then not be 0.0.0.0 or `[::]`).
     #[serde(default)]
     pub advertise: Option<SocketAddr>,
     /// Holds `server.redb`.

@@ -1,9 +1,9 @@
 //! The per-volume client core (Coda's Venus, for one volume): allocates fids and update
-//! ids, takes every mutation into the modify log ([`append`]), ships the log to every member of the volume's AVSG in
-//! sequenced batches and gathers their answers ([`ship`], write-all through
-//! [`crate::replicate`]), and reads from one member after comparing every member's state,
-//! with the client's own updates on top ([`read`]). This module holds the shared state and
-//! the start; each job lives in its own file.
+//! ids, takes every mutation into the modify log (`append`), ships the log to every member
+//! of the volume's AVSG in sequenced batches and gathers their answers (`ship`, write-all
+//! through [`crate::replicate`]), and reads from one member after comparing every member's
+//! state, with the client's own updates on top (`read`). This module holds the shared
+//! state and the start; each job lives in its own file.
 //!
 //! Answer rules (rule 1): `hold_write` returns at once (an UNSTABLE WRITE, held until its
 //! COMMIT); `submit` once the record is in the log; `submit_and_wait` once the record is

@@ -398,7 +398,7 @@ impl VolumeClient {
     /// Reads up to `count` bytes at `offset`, after this client's own writes to `fid`:
     /// from the cache when `fid` is promised and its blocks are cached (or being fetched
     /// ahead); else from the server, whole cache blocks at a time, keeping them. A reader
-    /// going through a file in order gets the next [`READ_AHEAD`] bytes fetched ahead.
+    /// going through a file in order gets the next `READ_AHEAD` bytes fetched ahead.
     /// The bytes come as pieces (slices of cached blocks or of the server's reply), in
     /// order, never copied into one buffer.
     pub async fn read(
@@ -497,7 +497,7 @@ impl VolumeClient {
     }
 
     /// After a read of `count` bytes at `offset` of the file in `state`: if the reader goes
-    /// through the file in order, fetches up to [`READ_AHEAD`] bytes past it in the
+    /// through the file in order, fetches up to `READ_AHEAD` bytes past it in the
     /// background (at most [`READ_AHEAD_TASKS`] fetches at once across the volume).
     pub(super) fn read_ahead(&self, state: &ObjectState, offset: u64, count: u32) {
         let core = &self.core;

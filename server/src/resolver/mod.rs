@@ -1,5 +1,5 @@
 //! Server-to-server resolution (rule 6): one server coordinates, gathers every reachable
-//! replica's view of an object, decides ([`decide`]) and installs the outcome, shipping
+//! replica's view of an object, decides ([`decide()`]) and installs the outcome, shipping
 //! only the chunks a replica lacks. Directories are resolved entry by entry: the children
 //! whose entries differ are resolved first (each one carries its own placement, so a
 //! rename resolves as a unit with the object it moves), then the directory's attributes.

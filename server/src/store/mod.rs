@@ -75,7 +75,7 @@ pub struct StoreOptions {
     /// redb's page cache in bytes; `None`: [`DEFAULT_CACHE_BYTES`]. (redb's own default,
     /// 1 GiB, is what a server's resident memory would grow to under a large write.)
     pub cache_bytes: Option<usize>,
-    /// Entries each volume's change sequence keeps; `None`: [`apply::MAX_CHANGES_KEPT`]. A
+    /// Entries each volume's change sequence keeps; `None`: `apply::MAX_CHANGES_KEPT`. A
     /// peer further behind compares the whole volume instead (rule 12).
     pub changes_kept: Option<u64>,
 }
