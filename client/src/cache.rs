@@ -96,6 +96,8 @@ fn names_changed(op: &Op, created: Option<Fid>) -> Vec<(Fid, &Name, Option<Fid>)
         | Op::Mknod { dir, name, fid, .. } => vec![(*dir, name, Some(created.unwrap_or(*fid)))],
         Op::Link { dir, name, fid } => vec![(*dir, name, Some(*fid))],
         Op::Remove { dir, name, .. } | Op::Rmdir { dir, name, .. } => vec![(*dir, name, None)],
+        // Between two names of one file: the servers change nothing (POSIX).
+        Op::Rename { fid, replaces, .. } if *replaces == Some(*fid) => Vec::new(),
         Op::Rename {
             from_dir,
             from_name,

@@ -19,6 +19,9 @@ use std::collections::{BTreeMap, HashMap};
 pub struct HeldWrite<P> {
     pub offset: u64,
     pub data: Bytes,
+    /// What it counts against the held limit: the log capacity its permit holds (at least
+    /// its length), so held writes never hold more than the limit of that capacity.
+    pub cost: usize,
     pub time: Time,
     /// The blake3 digests of its pieces (`wire::update::piece_hashes`), made when it came.
     pub hashes: Vec<[u8; 32]>,
@@ -64,7 +67,7 @@ impl<P> Unstable<P> {
 
     /// Holds `write` for `fid`, after its earlier ones.
     pub fn add(&mut self, fid: Fid, write: HeldWrite<P>) {
-        self.bytes += write.data.len();
+        self.bytes += write.cost;
         let end = write.offset.saturating_add(write.data.len() as u64);
         let file = self.files.entry(fid).or_insert_with(|| {
             self.tick += 1;
@@ -77,7 +80,7 @@ impl<P> Unstable<P> {
             }
         });
         file.end = file.end.max(end);
-        file.last = write.time;
+        file.last = file.last.max(write.time);
         file.writes.push(write);
     }
 
@@ -88,7 +91,7 @@ impl<P> Unstable<P> {
             return Vec::new();
         };
         self.order.remove(&file.since);
-        self.bytes -= file.writes.iter().map(|w| w.data.len()).sum::<usize>();
+        self.bytes -= file.writes.iter().map(|w| w.cost).sum::<usize>();
         let flight = self.in_flight.entry(*fid).or_insert((0, 0, file.last));
         flight.0 += file.writes.len();
         flight.1 = flight.1.max(file.end);
@@ -118,10 +121,22 @@ impl<P> Unstable<P> {
             .map_or(0, |f| f.writes.iter().map(|w| w.data.len()).sum())
     }
 
-    /// While more than the limit is held: the file whose writes have waited longest, and
-    /// its writes.
-    pub fn take_oldest(&mut self) -> Option<(Fid, Vec<HeldWrite<P>>)> {
-        if self.bytes <= self.limit {
+    /// What `fid`'s held and in-flight writes add to its attributes: the furthest end and
+    /// the last write's time. Taken before the attributes they go on are read, so a write
+    /// logged in between is in those attributes instead.
+    pub fn pending(&self, fid: &Fid) -> Option<(u64, Time)> {
+        let held = self.files.get(fid).map(|f| (f.end, f.last));
+        let flying = self.in_flight.get(fid).map(|f| (f.1, f.2));
+        match (held, flying) {
+            (Some(a), Some(b)) => Some((a.0.max(b.0), a.1.max(b.1))),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// While more than the limit would be held with `coming` more: the file whose writes
+    /// have waited longest, and its writes.
+    pub fn take_oldest(&mut self, coming: usize) -> Option<(Fid, Vec<HeldWrite<P>>)> {
+        if self.bytes.saturating_add(coming) <= self.limit {
             return None;
         }
         let (_, fid) = self.order.first_key_value()?;
@@ -155,16 +170,20 @@ impl<P> Unstable<P> {
     /// apply them: the size grows to the furthest end, mtime and ctime are the last
     /// write's (times are handed out in order, so the last is the greatest).
     pub fn overlay(&self, fid: &Fid, attrs: &mut Attrs) {
-        let held = self.files.get(fid).map(|f| (f.end, f.last));
-        let flying = self.in_flight.get(fid).map(|f| (f.1, f.2));
-        for (end, last) in [held, flying].into_iter().flatten() {
-            attrs.size = attrs.size.max(end);
-            if last > attrs.mtime {
-                attrs.mtime = last;
-            }
-            if last > attrs.ctime {
-                attrs.ctime = last;
-            }
+        apply_pending(self.pending(fid), attrs);
+    }
+}
+
+/// Applies what [`Unstable::pending`] returned to `attrs`: never a smaller size or an
+/// older time.
+pub fn apply_pending(pending: Option<(u64, Time)>, attrs: &mut Attrs) {
+    if let Some((end, last)) = pending {
+        attrs.size = attrs.size.max(end);
+        if last > attrs.mtime {
+            attrs.mtime = last;
+        }
+        if last > attrs.ctime {
+            attrs.ctime = last;
         }
     }
 }
@@ -189,6 +208,7 @@ mod tests {
             data: Bytes::from(vec![7u8; len]),
             time: Time { secs, nanos: 0 },
             hashes: Vec::new(),
+            cost: len,
             permit: (),
         }
     }
@@ -228,20 +248,22 @@ mod tests {
         let mut u = Unstable::new(20);
         u.add(fid(1), w(0, 10, 1));
         u.add(fid(2), w(0, 10, 2));
-        assert!(u.take_oldest().is_none(), "at the limit is fine");
+        assert!(u.take_oldest(0).is_none(), "at the limit is fine");
+        // Room is made before a write that would pass the limit is taken in.
+        let (first, _) = u.take_oldest(1).unwrap();
+        assert_eq!(first, fid(1));
+        assert!(u.take_oldest(1).is_none());
         u.add(fid(3), w(0, 10, 3));
-        u.add(fid(1), w(10, 10, 4));
-        let (first, writes) = u.take_oldest().unwrap();
-        assert_eq!((first, writes.len()), (fid(1), 2));
-        assert!(u.take_oldest().is_none());
-        assert_eq!(u.bytes(), 20);
+        u.add(fid(2), w(10, 10, 4));
+        let (next, writes) = u.take_oldest(0).unwrap();
+        assert_eq!((next, writes.len()), (fid(2), 2));
+        assert!(u.take_oldest(0).is_none());
+        assert_eq!(u.bytes(), 10);
         // A file taken and written again counts as new.
-        u.add(fid(1), w(0, 1, 5));
-        let (next, _) = u.take_oldest().unwrap();
-        assert_eq!(next, fid(2));
+        u.add(fid(2), w(0, 1, 5));
         u.add(fid(4), w(0, 1, 6));
         let all: Vec<Fid> = u.take_all().into_iter().map(|(f, _)| f).collect();
-        assert_eq!(all, vec![fid(3), fid(1), fid(4)]);
+        assert_eq!(all, vec![fid(3), fid(2), fid(4)]);
         assert_eq!(u.bytes(), 0);
     }
 

@@ -27,7 +27,7 @@ impl VolumeClient {
                 waiter,
                 done: done_tx,
                 time: None,
-                held: false,
+                held: None,
             })
             .map_err(|_| ClientError::Storage("client is shutting down".into()))?;
         done_rx
@@ -41,10 +41,11 @@ impl VolumeClient {
         &self,
         bytes: usize,
     ) -> Result<OwnedSemaphorePermit, ClientError> {
-        let units = u32::try_from((bytes as u64 + 128).div_ceil(CAPACITY_UNIT)).unwrap_or(u32::MAX);
         tokio::time::timeout(
             self.deadline(),
-            self.capacity.clone().acquire_many_owned(units),
+            self.capacity
+                .clone()
+                .acquire_many_owned(capacity_units(bytes)),
         )
         .await
         .map_err(|_| ClientError::LogFull)?
@@ -56,10 +57,21 @@ impl VolumeClient {
     /// a lost one is sent again). It takes its share of the log's capacity now; past the
     /// held limit, the files that waited longest are logged.
     pub async fn hold_write(&self, fid: Fid, offset: u64, data: Bytes) -> Result<(), ClientError> {
+        let cost = capacity_units(data.len()) as usize * CAPACITY_UNIT as usize;
+        {
+            // Room first: held writes never hold more than the limit of the log's capacity,
+            // so the rest of it is there for what the log must take to free them.
+            let mut unstable = lock(&self.unstable);
+            while let Some((oldest, writes)) = unstable.take_oldest(cost) {
+                self.send_held(oldest, writes);
+            }
+        }
         let permit = self.log_capacity(data.len()).await?;
         let hashes = codetta_wire::update::piece_hashes(offset, &data);
-        let time = lock(&self.clock).next();
         let mut unstable = lock(&self.unstable);
+        // The time is taken under the held-write lock, so a file's held writes are in time
+        // order as they are in log order.
+        let time = lock(&self.clock).next();
         unstable.add(
             fid,
             HeldWrite {
@@ -67,6 +79,7 @@ impl VolumeClient {
                 data,
                 time,
                 hashes,
+                cost,
                 permit,
             },
         );
@@ -75,7 +88,7 @@ impl VolumeClient {
             let writes = unstable.take(&fid);
             self.send_held(fid, writes);
         }
-        while let Some((oldest, writes)) = unstable.take_oldest() {
+        while let Some((oldest, writes)) = unstable.take_oldest(0) {
             self.send_held(oldest, writes);
         }
         Ok(())
@@ -97,6 +110,7 @@ impl VolumeClient {
                 len: u32::try_from(w.data.len()).unwrap_or(u32::MAX),
                 hashes: w.hashes,
             };
+            let ticket = self.held_sent.fetch_add(1, Ordering::Relaxed) + 1;
             let sent = self.submit_tx.send(Submission {
                 op,
                 data: w.data,
@@ -104,10 +118,12 @@ impl VolumeClient {
                 waiter: None,
                 done,
                 time: Some(w.time),
-                held: true,
+                held: Some(ticket),
             });
-            if sent.is_ok() {
-                logged.push(rx);
+            match sent {
+                Ok(()) => logged.push(rx),
+                // Shutting down: it will never be logged; stop counting it.
+                Err(_) => raise_watermark(&self.held_logged, ticket),
             }
         }
         logged
@@ -136,17 +152,16 @@ impl VolumeClient {
                 .await
                 .map_err(|_| ClientError::Storage("client is shutting down".into()))??;
         }
-        loop {
-            let logged = self.held_logged.notified();
-            tokio::pin!(logged);
-            logged.as_mut().enable();
-            if !lock(&self.unstable).in_flight(fid) {
-                return Ok(());
-            }
-            tokio::time::timeout(self.completion_wait(), logged)
-                .await
-                .map_err(|_| self.waiting_error())?;
-        }
+        // Every held write sent before now is logged once the log's watermark reaches the
+        // last one sent (the appender logs in the order they were sent); writes sent later
+        // do not move the target, so a writer going on cannot keep this waiting.
+        let target = self.held_sent.load(Ordering::Relaxed);
+        let mut watermark = self.held_logged.subscribe();
+        tokio::time::timeout(self.completion_wait(), watermark.wait_for(|w| *w >= target))
+            .await
+            .map_err(|_| self.waiting_error())?
+            .map_err(|_| ClientError::Storage("client is shutting down".into()))?;
+        Ok(())
     }
 
     /// Logs every held write (a daemon stopping in order keeps them; the kernel would
@@ -165,12 +180,6 @@ impl VolumeClient {
         if tokio::time::timeout(within, all).await.is_err() {
             tracing::warn!("held writes not all logged before the stop");
         }
-    }
-
-    /// `attrs` of `fid` with its held writes.
-    pub(super) fn with_held(&self, fid: &Fid, mut attrs: Attrs) -> Attrs {
-        lock(&self.unstable).overlay(fid, &mut attrs);
-        attrs
     }
 
     /// Logs a mutation durably and returns without waiting for the server.
@@ -325,8 +334,8 @@ pub(super) async fn appender(
                     let mut outbox = lock(&core.outbox);
                     let mut cache = lock(&core.cache);
                     for (s, rec) in group.into_iter().zip(records) {
-                        if s.held {
-                            held.push(rec.record.op.target());
+                        if let Some(ticket) = s.held {
+                            held.push((rec.record.op.target(), ticket));
                         }
                         cache.own_op(&rec.record.op, None, &[]);
                         let seq = rec.record.id.seq;
@@ -343,23 +352,24 @@ pub(super) async fn appender(
                     }
                 }
                 // The tracker knows them now: they stop counting as held.
-                if !held.is_empty() {
+                if let Some(last) = held.iter().map(|(_, t)| *t).max() {
                     let mut unstable = lock(&venus.unstable);
-                    for fid in held {
-                        unstable.logged(&fid);
+                    for (fid, _) in &held {
+                        unstable.logged(fid);
                     }
                     drop(unstable);
-                    venus.held_logged.notify_waiters();
+                    raise_watermark(&venus.held_logged, last);
                 }
                 core.wake_all();
             }
             Err(e) => {
                 tracing::error!("modify log append failed: {e}");
+                let mut last = None;
                 {
                     let mut tracker = lock(&venus.core.tracker);
                     let mut unstable = lock(&venus.unstable);
                     for s in group {
-                        if s.held {
+                        if let Some(ticket) = s.held {
                             // Answered already: the file's COMMIT reports the failure.
                             let fid = s.op.target();
                             unstable.logged(&fid);
@@ -367,12 +377,29 @@ pub(super) async fn appender(
                                 .sticky
                                 .entry(fid)
                                 .or_insert_with(|| FsError::Storage(e.to_string()));
+                            last = last.max(Some(ticket));
                         }
                         let _ = s.done.send(Err(e.clone()));
                     }
                 }
-                venus.held_logged.notify_waiters();
+                if let Some(last) = last {
+                    raise_watermark(&venus.held_logged, last);
+                }
             }
         }
     }
+}
+
+/// Log capacity units a record with `bytes` of data takes.
+fn capacity_units(bytes: usize) -> u32 {
+    u32::try_from((bytes as u64 + 128).div_ceil(CAPACITY_UNIT)).unwrap_or(u32::MAX)
+}
+
+/// Moves the held-write watermark up to `ticket` (never down).
+fn raise_watermark(watermark: &watch::Sender<u64>, ticket: u64) {
+    watermark.send_if_modified(|w| {
+        let moved = ticket > *w;
+        *w = (*w).max(ticket);
+        moved
+    });
 }

@@ -21,7 +21,7 @@ use crate::promises::{Channels, Trust};
 use crate::read_source::{ReadSource, read_source, undominated};
 use crate::replicate::{BatchPlan, Completed, Shipping};
 use crate::tracker::Tracker;
-use crate::unstable::{HeldWrite, Unstable};
+use crate::unstable::{HeldWrite, Unstable, apply_pending};
 use bytes::Bytes;
 use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo, VolumeInfo};
 use codetta_wire::update::Op;
@@ -81,8 +81,9 @@ struct Submission {
     done: oneshot::Sender<Result<u64, ClientError>>,
     /// The record's time when it was given before (a held write's), else the appender's.
     time: Option<Time>,
-    /// A held write taken out of `VolumeClient::unstable`: it stops counting there once logged.
-    held: bool,
+    /// A held write taken out of `VolumeClient::unstable`, by its ticket: it stops counting
+    /// there once logged.
+    held: Option<u64>,
 }
 
 struct Queued {
@@ -263,9 +264,11 @@ pub struct VolumeClient {
     unstable: Mutex<Unstable<OwnedSemaphorePermit>>,
     /// See [`VolumeClientOptions::append_delay`].
     append_delay: Duration,
-    /// Told each time the appender has logged held writes (a COMMIT or READ waits for the
-    /// file's writes on their way into the log).
-    held_logged: tokio::sync::Notify,
+    /// Tickets of held writes sent to the appender (the last one handed out)...
+    held_sent: AtomicU64,
+    /// ...and of those it has logged (the highest; it logs them in the order sent): a
+    /// COMMIT or READ waits for the writes sent before it.
+    held_logged: watch::Sender<u64>,
     /// Every record's time: never repeats, never goes back.
     clock: Mutex<RecordClock>,
     /// Serialises first fetches of overlay bases so concurrent writers agree on one.
@@ -422,7 +425,8 @@ impl VolumeClient {
                 usize::try_from(options.log_max_bytes / 2).unwrap_or(usize::MAX),
             )),
             append_delay: options.append_delay,
-            held_logged: tokio::sync::Notify::new(),
+            held_sent: AtomicU64::new(0),
+            held_logged: watch::Sender::new(0),
             clock: Mutex::new(RecordClock {
                 last: Time::default(),
             }),

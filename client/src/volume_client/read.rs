@@ -240,21 +240,29 @@ impl VolumeClient {
     /// Attributes of `fid`: predicted from unshipped records, cached under promises, or
     /// the server's.
     pub async fn getattr(&self, fid: &Fid) -> Result<Attrs, ClientError> {
+        // Held writes first: one logged after this is in the tracker (or, applied, on the
+        // server) by the time the attributes below are read, so no answered write is ever
+        // missing from both.
+        let pending = lock(&self.unstable).pending(fid);
         let overlay = lock(&self.core.tracker).overlay(fid);
-        if let Some(attrs) = overlay {
-            return Ok(self.with_held(fid, attrs));
-        }
-        self.flush(fid).await?;
-        let attrs = self.fetch_attrs(fid).await?.attrs;
-        Ok(self.with_held(fid, attrs))
+        let mut attrs = match overlay {
+            Some(attrs) => attrs,
+            None => {
+                self.flush(fid).await?;
+                self.fetch_attrs(fid).await?.attrs
+            }
+        };
+        apply_pending(pending, &mut attrs);
+        Ok(attrs)
     }
 
     pub(super) fn with_overlay(&self, mut state: ObjectState) -> ObjectState {
+        let pending = lock(&self.unstable).pending(&state.fid);
         let overlay = lock(&self.core.tracker).overlay(&state.fid);
         if let Some(attrs) = overlay {
             state.attrs = attrs;
         }
-        state.attrs = self.with_held(&state.fid, state.attrs);
+        apply_pending(pending, &mut state.attrs);
         state
     }
 
