@@ -39,6 +39,10 @@ enum Body {
     Special,
 }
 
+/// Largest file the in-memory file system holds (FBIG past it): its files live in memory,
+/// and a peer's offset must not make it allocate more.
+const MAX_FILE: u64 = 4 << 30;
+
 struct Tree {
     nodes: HashMap<Fid, Node>,
     next: u64,
@@ -331,8 +335,11 @@ impl Backend for MemoryBackend {
         let Body::File(data) = &mut node.body else {
             return Err(nfsstat3::NFS3ERR_INVAL);
         };
-        let at = usize::try_from(offset).map_err(|_| nfsstat3::NFS3ERR_FBIG)?;
-        let end = at + bytes.len();
+        let end = offset.saturating_add(bytes.len() as u64);
+        if end > MAX_FILE {
+            return Err(nfsstat3::NFS3ERR_FBIG);
+        }
+        let (at, end) = (offset as usize, end as usize);
         if data.len() < end {
             data.resize(end, 0);
         }

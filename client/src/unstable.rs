@@ -33,6 +33,8 @@ struct FileWrites<P> {
     /// When its oldest held write came (for the oldest-first flush).
     since: u64,
     writes: Vec<HeldWrite<P>>,
+    /// Their data bytes (kept, not summed: every write asks).
+    bytes: usize,
     /// The end of the furthest write, and the time of the last.
     end: u64,
     last: Time,
@@ -75,12 +77,14 @@ impl<P> Unstable<P> {
             FileWrites {
                 since: self.tick,
                 writes: Vec::new(),
+                bytes: 0,
                 end: 0,
                 last: write.time,
             }
         });
         file.end = file.end.max(end);
         file.last = file.last.max(write.time);
+        file.bytes += write.data.len();
         file.writes.push(write);
     }
 
@@ -116,9 +120,7 @@ impl<P> Unstable<P> {
 
     /// Bytes `fid` holds.
     pub fn file_bytes(&self, fid: &Fid) -> usize {
-        self.files
-            .get(fid)
-            .map_or(0, |f| f.writes.iter().map(|w| w.data.len()).sum())
+        self.files.get(fid).map_or(0, |f| f.bytes)
     }
 
     /// What `fid`'s held and in-flight writes add to its attributes: the furthest end and
