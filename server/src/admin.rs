@@ -6,10 +6,9 @@ use crate::catalogue::{
     Catalogue, CatalogueError, CatalogueNode, CatalogueState, Change, Membership, QuicTransport,
     ServerEntry,
 };
+use crate::context::ServerContext;
 use crate::resolver::ReplicaAccess;
 use crate::resolver::group::members_of;
-use crate::service::ServerService;
-use crate::volumes::volume_info;
 use codetta_wire::message::{
     ClusterCall, ClusterInfo, ReplicaMember, ReplyBody, VolumeCall, VolumeInfo,
 };
@@ -26,13 +25,9 @@ fn refused(e: impl std::fmt::Display) -> FsError {
     FsError::Refused(e.to_string())
 }
 
-fn no_catalogue() -> FsError {
-    FsError::Storage("the catalogue is not running here".into())
-}
-
 /// Runs one volume administration call.
-pub async fn volume_call(service: &ServerService, call: VolumeCall) -> Reply {
-    let catalogue = service.catalogue().cloned().ok_or_else(no_catalogue)?;
+pub async fn volume_call(ctx: &ServerContext, call: VolumeCall) -> Reply {
+    let catalogue = ctx.running_catalogue()?.clone();
     match call {
         VolumeCall::List => {
             let state = read(&catalogue).await?;
@@ -40,7 +35,7 @@ pub async fn volume_call(service: &ServerService, call: VolumeCall) -> Reply {
                 state
                     .volumes
                     .values()
-                    .map(|v| volume_info(&state, v))
+                    .map(|v| state.volume_info(v))
                     .collect(),
             ))
         }
@@ -49,9 +44,9 @@ pub async fn volume_call(service: &ServerService, call: VolumeCall) -> Reply {
             let entry = state
                 .volume(&name)
                 .ok_or_else(|| refused(format!("no volume named {name:?}")))?;
-            Ok(ReplyBody::Volume(volume_info(&state, entry)))
+            Ok(ReplyBody::Volume(state.volume_info(entry)))
         }
-        VolumeCall::Create { name, replicas } => create(service, &catalogue, name, replicas)
+        VolumeCall::Create { name, replicas } => create(ctx, &catalogue, name, replicas)
             .await
             .map(ReplyBody::Volume),
         VolumeCall::Remove { name } => {
@@ -72,14 +67,14 @@ pub async fn volume_call(service: &ServerService, call: VolumeCall) -> Reply {
             )
             .await?;
             let info = info_at(&catalogue, &name, epoch).await?;
-            wait_ready(service, &info, &[member.server]).await;
+            wait_ready(ctx, &info, &[member.server]).await;
             Ok(ReplyBody::Volume(info))
         }
         VolumeCall::RemoveReplica {
             name,
             server,
             force,
-        } => remove_replica(service, &catalogue, name, server, force).await,
+        } => remove_replica(ctx, &catalogue, name, server, force).await,
         VolumeCall::SetRoot { name } => {
             propose(&catalogue, Change::SetRoot { volume: name }).await?;
             Ok(ReplyBody::Done)
@@ -88,8 +83,8 @@ pub async fn volume_call(service: &ServerService, call: VolumeCall) -> Reply {
 }
 
 /// Runs one cluster administration call.
-pub async fn cluster_call(service: &ServerService, call: ClusterCall) -> Reply {
-    let catalogue = service.catalogue().cloned().ok_or_else(no_catalogue)?;
+pub async fn cluster_call(ctx: &ServerContext, call: ClusterCall) -> Reply {
+    let catalogue = ctx.running_catalogue()?.clone();
     match call {
         ClusterCall::List => {
             let state = read(&catalogue).await?;
@@ -201,17 +196,17 @@ async fn info_at(
     let entry = state
         .volume(name)
         .ok_or_else(|| refused(format!("no volume named {name:?}")))?;
-    Ok(volume_info(&state, entry))
+    Ok(state.volume_info(entry))
 }
 
 async fn create(
-    service: &ServerService,
+    ctx: &ServerContext,
     catalogue: &Catalogue<QuicTransport>,
     name: String,
     replicas: Vec<String>,
 ) -> Result<VolumeInfo, FsError> {
     let replicas = if replicas.is_empty() {
-        vec![service.name().to_string()]
+        vec![ctx.name().to_string()]
     } else {
         replicas
     };
@@ -243,24 +238,23 @@ async fn create(
     )
     .await?;
     let info = info_at(catalogue, &name, epoch).await?;
-    wait_ready(service, &info, &replicas).await;
+    wait_ready(ctx, &info, &replicas).await;
     tracing::info!(volume = info.id.0, name = %info.name, replicas = info.vsg.len(), "volume created");
     Ok(info)
 }
 
 /// Waits (up to [`READY_WAIT`]) until each of `servers` serves `info` at its epoch, so a
 /// client that starts right away finds its replica.
-async fn wait_ready(service: &ServerService, info: &VolumeInfo, servers: &[String]) {
+async fn wait_ready(ctx: &ServerContext, info: &VolumeInfo, servers: &[String]) {
     let deadline = tokio::time::Instant::now() + READY_WAIT;
     for server in servers {
         loop {
-            let ready = if server == service.name() {
-                service.check_epoch(info.id, info.epoch).await.is_ok()
-                    && service.store().volume_info(info.id).is_ok()
+            let ready = if server == ctx.name() {
+                ctx.check_epoch(info.id, info.epoch).await.is_ok()
+                    && ctx.store().volume_info(info.id).is_ok()
             } else {
                 let probe = Request::in_volume(info.id, info.epoch, &Request::Hello);
-                service
-                    .peers()
+                ctx.peers()
                     .call(server, &probe, bytes::Bytes::new())
                     .await
                     .is_ok()
@@ -281,7 +275,7 @@ async fn wait_ready(service: &ServerService, info: &VolumeInfo, servers: &[Strin
 /// into a remaining one, and the removal is refused while anything only it holds could not
 /// be copied, or while it cannot be reached to find out.
 async fn remove_replica(
-    service: &ServerService,
+    ctx: &ServerContext,
     catalogue: &Catalogue<QuicTransport>,
     name: String,
     server: String,
@@ -303,7 +297,7 @@ async fn remove_replica(
     let remaining = entry
         .vsg
         .iter()
-        .any(|m| m.server == service.name() && m.server != server);
+        .any(|m| m.server == ctx.name() && m.server != server);
     if !force {
         if !remaining {
             // Drain from a server that stays: forward the whole call to one that answers.
@@ -314,7 +308,7 @@ async fn remove_replica(
             });
             let mut last = refused("no remaining replica's server answered");
             for to in entry.vsg.iter().filter(|m| m.server != server) {
-                match service
+                match ctx
                     .peers()
                     .call_within(&to.server, &call, DRAIN_DEADLINE + Duration::from_secs(10))
                     .await
@@ -326,7 +320,7 @@ async fn remove_replica(
             }
             return Err(last);
         }
-        drain(service, entry.id, &leaving).await?;
+        drain(ctx, entry.id, &leaving).await?;
     }
     propose(
         catalogue,
@@ -352,11 +346,11 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
 /// Copies what only `leaving` holds into this server's replica; refuses, naming them, if
 /// some objects could not be settled, or if `leaving` cannot be compared.
 async fn drain(
-    service: &ServerService,
+    ctx: &ServerContext,
     volume: VolumeId,
     leaving: &ReplicaMember,
 ) -> Result<(), FsError> {
-    let (members, me) = members_of(service.store(), service.peers(), service.name(), volume)?;
+    let (members, me) = members_of(ctx.store(), ctx.peers(), ctx.name(), volume)?;
     // Objects another coordinator is resolving right now (a replica that just came back
     // heals too) are left for later by this pass: compare again until nothing differs or
     // a few passes changed nothing.
@@ -378,7 +372,7 @@ async fn drain(
                     Err(e) => return Err(e),
                 }
             };
-            crate::service::add_summary(&mut total, &summary);
+            total.add(&summary);
             if left.is_empty() {
                 break;
             }
@@ -392,7 +386,7 @@ async fn drain(
     let left = match result {
         Ok(Ok((summary, left))) => {
             tracing::info!(server = %leaving.server, ?summary, left = left.len(), "drained");
-            service.note_resolution(&summary);
+            ctx.note_resolution(&summary);
             left
         }
         Ok(Err(e)) => {

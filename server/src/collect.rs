@@ -6,9 +6,9 @@
 //! the GC horizon: then the reachable replicas collect it, and the absent replica's live
 //! version, if it has one, comes back as a conflict when it returns.
 
+use crate::context::ServerContext;
 use crate::resolver::ReplicaAccess;
 use crate::resolver::group::members_of;
-use crate::service::ServerService;
 use crate::store::Store;
 use crate::store::collect::GcCandidate;
 use codetta_wire::{FsError, VolumeId};
@@ -108,13 +108,13 @@ pub async fn collect<R: ReplicaAccess>(
 
 /// Runs a collection pass over every volume every `interval` until `stop` is set.
 pub async fn run(
-    service: ServerService,
+    ctx: ServerContext,
     interval: Duration,
     policy: CollectPolicy,
     stop: watch::Receiver<bool>,
 ) {
     crate::periodic::every(interval, stop, || async {
-        match collect_pass(&service, policy).await {
+        match collect_pass(&ctx, policy).await {
             Ok(s) if s.collected > 0 => {
                 tracing::info!(
                     collected = s.collected,
@@ -131,26 +131,20 @@ pub async fn run(
 
 /// One pass over every volume this server holds.
 pub async fn collect_pass(
-    service: &ServerService,
+    ctx: &ServerContext,
     policy: CollectPolicy,
 ) -> Result<CollectSummary, FsError> {
-    let store = service.store().clone();
+    let store = ctx.store().clone();
     let volumes = tokio::task::spawn_blocking(move || store.list_volumes())
         .await
-        .map_err(|e| FsError::Storage(e.to_string()))??;
+        .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     let mut total = CollectSummary::default();
     for vol in &volumes {
-        let (members, _) = members_of(service.store(), service.peers(), service.name(), vol.id)?;
-        let s = collect(service.store(), &members, vol.id, policy, now_ms()).await?;
+        let (members, _) = members_of(ctx.store(), ctx.peers(), ctx.name(), vol.id)?;
+        let now_ms = ctx.store().clock().wall_ms();
+        let s = collect(ctx.store(), &members, vol.id, policy, now_ms).await?;
         total.collected += s.collected;
         total.waiting += s.waiting;
     }
     Ok(total)
-}
-
-/// Wall-clock milliseconds: tombstone ages are this server's own bookkeeping.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -2,6 +2,7 @@
 
 use crate::catalogue::{Catalogue, CatalogueNode, CatalogueTransport, QuicTransport};
 use crate::config::ServerConfig;
+use crate::context::ServerContext;
 use crate::service::ServerService;
 use crate::store::{Store, StoreOptions};
 use anyhow::Context;
@@ -65,20 +66,19 @@ impl ServerDaemon {
         )
         .context("setting up links to peers")?;
         let peers = Arc::new(peers);
-        let service = ServerService::new(Arc::new(store), &config.name, peers.clone());
-        service.set_heal_pause(config.heal_pause);
-        service
-            .pacer()
+        let ctx = ServerContext::new(Arc::new(store), &config.name, peers.clone());
+        ctx.set_heal_pause(config.heal_pause);
+        ctx.pacer()
             .set_install_delay(std::time::Duration::from_millis(
                 config.test_install_delay_ms,
             ));
         let catalogue = start_catalogue(config, advertised, peers).await?;
-        service.set_catalogue(catalogue.clone());
+        ctx.set_catalogue(catalogue.clone());
         let (stop, stop_rx) = watch::channel(false);
         let healer = match config.heal_interval_ms {
             0 => tokio::spawn(async {}),
             ms => tokio::spawn(crate::heal::run(
-                service.clone(),
+                ctx.clone(),
                 std::time::Duration::from_millis(ms),
                 stop_rx.clone(),
             )),
@@ -86,7 +86,7 @@ impl ServerDaemon {
         let collector = match config.collect_interval_ms {
             0 => tokio::spawn(async {}),
             ms => tokio::spawn(crate::collect::run(
-                service.clone(),
+                ctx.clone(),
                 std::time::Duration::from_millis(ms),
                 crate::collect::CollectPolicy {
                     min_age_ms: config.tombstone_min_age_ms,
@@ -95,7 +95,7 @@ impl ServerDaemon {
                 stop_rx.clone(),
             )),
         };
-        let follower = tokio::spawn(crate::volumes::run(service.clone(), stop_rx.clone()));
+        let follower = tokio::spawn(crate::volumes::run(ctx.clone(), stop_rx.clone()));
         let enrol = tokio::spawn(enrol(
             catalogue.clone(),
             crate::catalogue::ServerEntry {
@@ -106,7 +106,7 @@ impl ServerDaemon {
         ));
         let serve = tokio::spawn(codetta_transport::serve(
             endpoint,
-            Arc::new(service),
+            Arc::new(ServerService::new(ctx)),
             stop_rx,
         ));
         let task = tokio::spawn(async move {

@@ -5,10 +5,10 @@
 //! usually settles them first), and the cursor into each peer's sequence is stored, so a
 //! restart does not compare everything again.
 
+use crate::context::ServerContext;
 use crate::pacing::Pacer;
 use crate::resolver::group::members_of;
 use crate::resolver::{ReplicaAccess, Resolver};
-use crate::service::{ServerService, add_summary};
 use crate::store::Store;
 use codetta_wire::message::{Change, ReplicaMember, ResolveSummary};
 use codetta_wire::replica::{DIGEST_BUCKETS, ReplicaView, ViewBody};
@@ -35,9 +35,9 @@ pub const SETTLE_MS: u32 = 2000;
 const PAGE: u32 = 1024;
 
 /// Runs a healing round every `interval` until `stop` is set.
-pub async fn run(service: ServerService, interval: Duration, stop: watch::Receiver<bool>) {
+pub async fn run(ctx: ServerContext, interval: Duration, stop: watch::Receiver<bool>) {
     crate::periodic::every(interval, stop, || async {
-        match heal_round(&service).await {
+        match heal_round(&ctx).await {
             Ok(s) if s.objects > 0 => tracing::info!(
                 objects = s.objects,
                 installs = s.installs,
@@ -55,17 +55,17 @@ pub async fn run(service: ServerService, interval: Duration, stop: watch::Receiv
 }
 
 /// One pass over every replicated volume and every peer.
-pub async fn heal_round(service: &ServerService) -> Result<ResolveSummary, FsError> {
-    let store = service.store().clone();
+pub async fn heal_round(ctx: &ServerContext) -> Result<ResolveSummary, FsError> {
+    let store = ctx.store().clone();
     let volumes = tokio::task::spawn_blocking(move || store.list_volumes())
         .await
         .map_err(|e| FsError::Storage(e.to_string()))??;
     let mut total = ResolveSummary::default();
     for vol in volumes.iter().filter(|v| v.vsg.len() > 1) {
-        let (members, me) = members_of(service.store(), service.peers(), service.name(), vol.id)?;
+        let (members, me) = members_of(ctx.store(), ctx.peers(), ctx.name(), vol.id)?;
         for peer in vol.vsg.iter().filter(|m| m.replica != me) {
-            let s = pull(service, &members, me, vol.id, peer).await;
-            add_summary(&mut total, &s);
+            let s = pull(ctx, &members, me, vol.id, peer).await;
+            total.add(&s);
         }
     }
     Ok(total)
@@ -73,22 +73,22 @@ pub async fn heal_round(service: &ServerService) -> Result<ResolveSummary, FsErr
 
 /// Follows `peer`'s change sequence of `volume` from the stored cursor.
 async fn pull<R: ReplicaAccess>(
-    service: &ServerService,
+    ctx: &ServerContext,
     members: &[R],
     me: ReplicaId,
     volume: VolumeId,
     peer: &ReplicaMember,
 ) -> ResolveSummary {
     follow(
-        service.store(),
+        ctx.store(),
         members,
         me,
         volume,
         peer.replica,
         SETTLE_MS,
         Hooks {
-            note: &|r| service.note_resolution(&r.summary),
-            pacer: Some(service.pacer()),
+            note: &|r| ctx.note_resolution(&r.summary),
+            pacer: Some(ctx.pacer()),
         },
     )
     .await
@@ -256,7 +256,7 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
             .pacer
             .map_or(Duration::ZERO, Pacer::install_delay);
         resolver.resolve(fid).await;
-        add_summary(total, &resolver.summary);
+        total.add(&resolver.summary);
         (self.hooks.note)(&resolver);
         // Settled only once this replica and the peer agree (a view lost on the way must
         // not let a difference slip past).

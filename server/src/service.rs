@@ -1,20 +1,16 @@
-//! The server's request handler: checks the caller's role, decodes the request, runs it
-//! against the store on the blocking pool, and encodes the reply.
+//! The server's request handler: decodes a request, checks the caller's role and epoch
+//! (as [`crate::requests`] classifies it), runs it where its class says and encodes the
+//! reply.
 
 use crate::callbacks::{ConnId, SessionKey, VOID_AFTER};
-use crate::catalogue::{Catalogue, QuicTransport};
-use crate::pacing::Pacer;
-use crate::peers::Peers;
-use crate::resolver::Resolver;
-use crate::resolver::group::members_of;
+use crate::context::ServerContext;
+use crate::requests::{Path, classify};
 use crate::store::Store;
 use bytes::Bytes;
-use codetta_certs::Role;
 use codetta_transport::{Peer, Service};
 use codetta_wire::frame::MAX_DATA;
 use codetta_wire::message::{
-    CatalogueCall, MAX_SHIPPED_STATES, ObjectState, ReplyBody, ResolveSummary, ServerStatus,
-    VolumeStatus,
+    CatalogueCall, MAX_SHIPPED_STATES, ObjectState, ReplyBody, ServerStatus, VolumeStatus,
 };
 use codetta_wire::{Fid, Frame, FsError, MAX_READ, Reply, Request, VolumeId};
 use std::sync::Arc;
@@ -26,193 +22,41 @@ const MAX_BLOCK_MAP: u32 = 4096;
 /// Most changes in one reply.
 const MAX_CHANGES: u32 = 4096;
 
-/// Adds `b`'s counts to `a`.
-pub fn add_summary(a: &mut ResolveSummary, b: &ResolveSummary) {
-    a.objects += b.objects;
-    a.installs += b.installs;
-    a.merges += b.merges;
-    a.conflicts += b.conflicts;
-    a.bytes_shipped += b.bytes_shipped;
-    a.unsettled += b.unsettled;
-    a.volume_compares += b.volume_compares;
-}
-
-/// Whether a peer with `role` may make `request`.
-pub fn role_allows(role: Role, request: &Request) -> bool {
-    match request {
-        Request::Hello => true,
-        Request::Status => role == Role::Admin || role == Role::Client,
-        Request::Catalogue(CatalogueCall::Raft(_)) => role == Role::Server,
-        Request::Catalogue(CatalogueCall::Read) => true,
-        Request::Catalogue(_) => role == Role::Admin || role == Role::Server,
-        // Servers forward an admin call to a member (a drain runs on a remaining replica).
-        Request::Volume(_) => role == Role::Admin || role == Role::Server,
-        Request::Cluster(_) => role == Role::Admin,
-        // The envelope is opened before roles are checked: what it carries is.
-        Request::InVolume { .. } => false,
-        Request::View { .. }
-        | Request::Lease { .. }
-        | Request::Forget { .. }
-        | Request::VolumeDigests { .. }
-        | Request::BucketObjects { .. }
-        | Request::Release { .. }
-        | Request::BlockDigests { .. }
-        | Request::BlockMap { .. }
-        | Request::MissingChunks { .. }
-        | Request::GetChunks { .. }
-        | Request::InstallBlocks { .. }
-        | Request::InstallMeta { .. }
-        | Request::InstallVersion { .. }
-        | Request::InstallDelete { .. }
-        | Request::Changes { .. } => role == Role::Server,
-        // Resolution peers list directories too.
-        Request::ReadDir { .. } => role == Role::Client || role == Role::Server,
-        Request::NewIncarnation
-        | Request::ClaimIncarnation { .. }
-        | Request::VolumeByName { .. }
-        | Request::VolumeById { .. }
-        | Request::RootVolume
-        | Request::GetAttr { .. }
-        | Request::Lookup { .. }
-        | Request::Parent { .. }
-        | Request::Read { .. }
-        | Request::Resolve { .. }
-        | Request::ReadLink { .. }
-        | Request::Ship { .. }
-        | Request::Promises { .. }
-        | Request::FsStat { .. } => role == Role::Client,
-    }
-}
-
-/// Serves the Codetta protocol from one store (cheap to clone: handlers run on the
-/// blocking pool with their own handle).
+/// Serves the Codetta protocol: decodes a request, checks the caller's role and epoch,
+/// runs it against the [`ServerContext`] and encodes the reply (cheap to clone: handlers
+/// run on the blocking pool with their own handle).
 #[derive(Clone)]
 pub struct ServerService {
-    store: Arc<Store>,
-    name: Arc<str>,
-    peers: Arc<Peers>,
-    /// What resolution coordinated here has done since start.
-    resolved: Arc<std::sync::Mutex<ResolveSummary>>,
-    /// This server's catalogue node (set once the daemon started it).
-    catalogue: Arc<std::sync::OnceLock<Arc<Catalogue<QuicTransport>>>>,
-    /// The catalogue epoch this server's replicas have caught up with.
-    reconciled: Arc<tokio::sync::watch::Sender<u64>>,
-    /// Paces the resolutions this server's healing coordinates while clients update it
-    /// (a resolution a client asks for is not paced).
-    pacer: Pacer,
+    ctx: ServerContext,
 }
-
-/// How long a call carrying a newer epoch than this server has applied waits for it.
-const EPOCH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A catalogue answer, encoded for the wire.
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, FsError> {
-    postcard::to_allocvec(value).map_err(|e| FsError::Storage(e.to_string()))
+    postcard::to_allocvec(value).map_err(|e| FsError::Internal(format!("encoding an answer: {e}")))
 }
 
 impl ServerService {
-    pub fn new(store: Arc<Store>, name: &str, peers: Arc<Peers>) -> ServerService {
-        ServerService {
-            store,
-            name: name.into(),
-            peers,
-            resolved: Arc::default(),
-            catalogue: Arc::default(),
-            reconciled: Arc::new(tokio::sync::watch::Sender::new(0)),
-            pacer: Pacer::default(),
-        }
+    /// The service over `ctx`.
+    pub fn new(ctx: ServerContext) -> ServerService {
+        ServerService { ctx }
     }
 
-    /// Healing coordinated here pauses `pause` times each piece's time while clients
-    /// update this server (see [`crate::pacing`]).
-    pub fn set_heal_pause(&self, pause: f64) {
-        self.pacer.set_pause(pause);
-    }
-
-    /// The pacer of the healing coordinated here.
-    pub fn pacer(&self) -> &Pacer {
-        &self.pacer
-    }
-
-    /// Records that this server's replicas follow the catalogue up to `epoch`.
-    pub fn note_reconciled(&self, epoch: u64) {
-        self.reconciled.send_if_modified(|e| {
-            let newer = epoch > *e;
-            *e = (*e).max(epoch);
-            newer
-        });
-    }
-
-    /// Waits (a little) until this server's replicas follow the catalogue at `epoch`.
-    pub async fn reconciled_to(&self, epoch: u64) -> bool {
-        let mut rx = self.reconciled.subscribe();
-        tokio::time::timeout(EPOCH_WAIT, rx.wait_for(|e| *e >= epoch))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-
-    /// Whether a client call made at catalogue `epoch` may go to this server's replica of
-    /// `volume`: `StaleEpoch` when the volume's group changed since (the client refreshes),
-    /// `UnknownVolume` when the catalogue has no such volume here.
-    pub async fn check_epoch(&self, volume: VolumeId, epoch: u64) -> Result<(), FsError> {
-        let Some(catalogue) = self.catalogue.get() else {
-            return Ok(());
-        };
-        if *self.reconciled.borrow() < epoch {
-            self.reconciled_to(epoch).await;
-        }
-        let state = catalogue.current();
-        let Some(entry) = state.volumes.get(&volume.0) else {
-            return Err(FsError::UnknownVolume);
-        };
-        // Still behind the caller (or the caller names an epoch the volume never had):
-        // not served on a group this server cannot confirm; the caller retries.
-        if epoch != entry.epoch && *self.reconciled.borrow() < epoch {
-            return Err(FsError::StaleEpoch {
-                current: entry.epoch,
-            });
-        }
-        if epoch < entry.epoch {
-            return Err(FsError::StaleEpoch {
-                current: entry.epoch,
-            });
-        }
-        if !entry.vsg.iter().any(|m| *m.server == *self.name) {
-            return Err(FsError::UnknownVolume);
-        }
-        Ok(())
-    }
-
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
-    pub fn peers(&self) -> &Arc<Peers> {
-        &self.peers
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Adds to the resolution totals.
-    pub fn note_resolution(&self, s: &ResolveSummary) {
-        if let Ok(mut total) = self.resolved.lock() {
-            add_summary(&mut total, s);
-        }
+    /// What the service serves from.
+    pub fn context(&self) -> &ServerContext {
+        &self.ctx
     }
 
     /// This server's status: volumes, conflicts, cursors, resolution totals, space.
     pub fn status(&self) -> Result<ServerStatus, FsError> {
         let mut volumes = Vec::new();
-        for info in self.store.list_volumes()? {
-            let (_, replica) = self.store.volume_info(info.id)?;
-            let (conflicts, changes) = self.store.conflicts_and_changes(info.id)?;
+        for info in self.ctx.store().list_volumes()? {
+            let (_, replica) = self.ctx.store().volume_info(info.id)?;
+            let (conflicts, changes) = self.ctx.store().conflicts_and_changes(info.id)?;
             let mut cursors = Vec::new();
             for m in info.vsg.iter().filter(|m| m.replica != replica) {
                 cursors.push((
                     m.server.clone(),
-                    self.store.peer_cursor(info.id, m.replica)?,
+                    self.ctx.store().peer_cursor(info.id, m.replica)?,
                 ));
             }
             volumes.push(VolumeStatus {
@@ -224,28 +68,15 @@ impl ServerService {
             });
         }
         Ok(ServerStatus {
-            server: self.name.to_string(),
+            server: self.ctx.name().to_string(),
             volumes,
-            resolution: self.resolution_totals(),
-            space: self.store.space()?,
+            resolution: self.ctx.resolution_totals(),
+            space: self.ctx.store().space()?,
         })
     }
 
-    /// Makes `catalogue` this server's catalogue node.
-    pub fn set_catalogue(&self, catalogue: Arc<Catalogue<QuicTransport>>) {
-        let _ = self.catalogue.set(catalogue);
-    }
-
-    /// This server's catalogue node, once started.
-    pub fn catalogue(&self) -> Option<&Arc<Catalogue<QuicTransport>>> {
-        self.catalogue.get()
-    }
-
     async fn catalogue_call(&self, call: CatalogueCall) -> Reply {
-        let catalogue = self
-            .catalogue
-            .get()
-            .ok_or_else(|| FsError::Storage("the catalogue is not running here".into()))?;
+        let catalogue = self.ctx.running_catalogue()?;
         let bytes = match call {
             CatalogueCall::Raft(message) => catalogue
                 .handle_raft(&message)
@@ -272,26 +103,18 @@ impl ServerService {
         &self,
         pick: impl FnOnce(&crate::catalogue::CatalogueState) -> Option<&crate::catalogue::VolumeEntry>,
     ) -> Result<codetta_wire::message::VolumeInfo, FsError> {
-        let catalogue = self
-            .catalogue
-            .get()
-            .ok_or_else(|| FsError::Storage("the catalogue is not running here".into()))?;
+        let catalogue = self.ctx.running_catalogue()?;
         let state = catalogue.current();
         let entry = pick(&state).ok_or(FsError::UnknownVolume)?;
-        Ok(crate::volumes::volume_info(&state, entry))
-    }
-
-    /// Resolution totals since start.
-    pub fn resolution_totals(&self) -> ResolveSummary {
-        self.resolved.lock().map(|t| t.clone()).unwrap_or_default()
+        Ok(state.volume_info(entry))
     }
 
     /// Requests that wait on other servers run here, on the async side.
     async fn execute_async(&self, peer: &Peer, request: Request, data: Bytes) -> Reply {
         match request {
-            Request::Volume(call) => crate::admin::volume_call(self, call).await,
-            Request::Cluster(call) => crate::admin::cluster_call(self, call).await,
-            Request::Resolve { fids } => self.resolve(fids).await.map(ReplyBody::Resolved),
+            Request::Volume(call) => crate::admin::volume_call(&self.ctx, call).await,
+            Request::Cluster(call) => crate::admin::cluster_call(&self.ctx, call).await,
+            Request::Resolve { fids } => self.ctx.resolve(fids).await.map(ReplyBody::Resolved),
             Request::Catalogue(call) => self.catalogue_call(call).await,
             Request::Promises {
                 volume,
@@ -310,37 +133,18 @@ impl ServerService {
                 self.ship(peer.connection_id, records, data, log_start, cop2)
                     .await
             }
-            _ => Err(FsError::Storage("not on this path".into())),
+            _ => Err(FsError::Internal(
+                "a request sent down the wrong path".into(),
+            )),
         }
-    }
-
-    /// Resolves `fids` with this server coordinating (grouped by volume).
-    pub async fn resolve(&self, fids: Vec<Fid>) -> Result<ResolveSummary, FsError> {
-        let mut summary = ResolveSummary::default();
-        let mut by_volume: std::collections::BTreeMap<_, Vec<Fid>> = Default::default();
-        for fid in fids {
-            by_volume.entry(fid.volume).or_default().push(fid);
-        }
-        for (volume, fids) in by_volume {
-            let (members, me) = members_of(&self.store, &self.peers, &self.name, volume)?;
-            // A client waits for this one: it is not paced.
-            let mut resolver = Resolver::new(&members, me);
-            resolver.install_delay = self.pacer.install_delay();
-            for fid in fids {
-                resolver.resolve(fid).await;
-            }
-            add_summary(&mut summary, &resolver.summary);
-        }
-        self.note_resolution(&summary);
-        Ok(summary)
     }
 
     fn execute(&self, request: Request, data: Bytes) -> (Reply, Bytes) {
-        let store = &self.store;
+        let store = self.ctx.store();
         let reply =
             match request {
                 Request::Hello => Ok(ReplyBody::Hello {
-                    server: self.name.to_string(),
+                    server: self.ctx.name().to_string(),
                 }),
                 Request::NewIncarnation => {
                     store
@@ -353,7 +157,7 @@ impl ServerService {
                 Request::ClaimIncarnation { incarnation } => store
                     .claim_incarnation(incarnation)
                     .map(|()| ReplyBody::Hello {
-                        server: self.name.to_string(),
+                        server: self.ctx.name().to_string(),
                     }),
                 Request::VolumeByName { name } => {
                     self.find_volume(|s| s.volume(&name)).map(ReplyBody::Volume)
@@ -369,7 +173,9 @@ impl ServerService {
                 | Request::Resolve { .. }
                 | Request::Catalogue(_)
                 | Request::Promises { .. }
-                | Request::InVolume { .. } => Err(FsError::Storage("not on this path".into())),
+                | Request::InVolume { .. } => Err(FsError::Internal(
+                    "a request sent down the wrong path".into(),
+                )),
                 Request::View { fid } => store.view(fid).map(ReplyBody::View),
                 Request::Lease {
                     fids,
@@ -490,21 +296,12 @@ impl ServerService {
                 Request::ReadLink { fid } => {
                     store.readlink(fid).map(|target| ReplyBody::Link { target })
                 }
-                Request::Ship { .. } => Err(FsError::Storage("not on this path".into())),
+                Request::Ship { .. } => Err(FsError::Internal(
+                    "a request sent down the wrong path".into(),
+                )),
                 Request::FsStat { .. } => store.space().map(ReplyBody::Space),
             };
         (reply, Bytes::new())
-    }
-}
-
-/// The object a read leaves a promise on for the caller's session (rule 15), if any.
-fn promised_by(request: &Request) -> Option<Fid> {
-    match request {
-        Request::GetAttr { fid } | Request::Read { fid, .. } | Request::ReadLink { fid } => {
-            Some(*fid)
-        }
-        Request::Lookup { dir, .. } | Request::ReadDir { dir, .. } => Some(*dir),
-        _ => None,
     }
 }
 
@@ -518,8 +315,8 @@ impl ServerService {
         ack: u64,
         acked_session: u64,
     ) -> Reply {
-        self.store.volume_info(volume)?;
-        let callbacks = self.store.callbacks().clone();
+        self.ctx.store().volume_info(volume)?;
+        let callbacks = self.ctx.store().callbacks().clone();
         let conn = peer.connection_id;
         if callbacks.watch_connection(conn) {
             let connection = peer.connection.clone();
@@ -557,21 +354,21 @@ impl ServerService {
     ) -> Reply {
         // Healing pauses for clients from the moment their batch arrives (it may wait
         // behind healing's installs) until it is answered.
-        let _updating = self.pacer.client_batch();
+        let _updating = self.ctx.pacer().client_batch();
         // Promises given before a restart are not known here, but a client may still
         // trust them until its lease lapses: no change is answered before then.
         let grace = VOID_AFTER
-            .checked_sub(self.store.uptime())
+            .checked_sub(self.ctx.store().uptime())
             .map(|left| tokio::time::Instant::now() + left);
-        let store = self.store.clone();
+        let store = self.ctx.store().clone();
         let (shipped, states) = tokio::task::spawn_blocking(move || {
             let shipped = store.ship(&records, &data, log_start, &cop2)?;
             let states = promised_states(&store, conn, &shipped.changed);
             Ok::<_, FsError>((shipped, states))
         })
         .await
-        .map_err(|e| FsError::Storage(format!("handler failed: {e}")))??;
-        let callbacks = self.store.callbacks();
+        .map_err(|e| FsError::Internal(format!("handler failed: {e}")))??;
+        let callbacks = self.ctx.store().callbacks();
         let tickets = callbacks.break_fids(&shipped.changed, Some(conn));
         callbacks.wait_acked(tickets).await;
         if let Some(until) = grace {
@@ -628,7 +425,7 @@ fn reply_frame(reply: &Reply, data: Bytes) -> Frame {
     Frame::reply(reply, data).unwrap_or_else(|e| {
         tracing::error!("reply does not fit a frame: {e}");
         Frame::reply(
-            &Err(FsError::Storage("reply too large".into())),
+            &Err(FsError::Internal("reply too large".into())),
             Bytes::new(),
         )
         .unwrap_or_else(|_| Frame {
@@ -645,7 +442,7 @@ impl Service for ServerService {
             Ok(r) => r,
             Err(e) => return reply_frame(&Err(FsError::Malformed(e.to_string())), Bytes::new()),
         };
-        if let Some(catalogue) = self.catalogue.get()
+        if let Some(catalogue) = self.ctx.catalogue()
             && let Some(note) = catalogue.current().revoked.get(&peer.fingerprint)
         {
             tracing::warn!(peer = %peer.name, %note, "refused a revoked certificate");
@@ -661,51 +458,41 @@ impl Service for ServerService {
             Ok(opened) => opened,
             Err(e) => return reply_frame(&Err(FsError::Malformed(e)), Bytes::new()),
         };
-        if !role_allows(peer.role, &decoded) {
+        let class = classify(&decoded);
+        if !class.allows(peer.role) {
             tracing::warn!(peer = %peer.name, role = %peer.role, "refused {:?}", std::mem::discriminant(&decoded));
             return reply_frame(&Err(FsError::WrongRole), Bytes::new());
         }
+        if class.needs_epoch && envelope.is_none() {
+            return reply_frame(
+                &Err(FsError::Malformed(
+                    "a batch must carry the catalogue epoch (InVolume)".into(),
+                )),
+                Bytes::new(),
+            );
+        }
         if let Some((volume, epoch)) = envelope
-            && let Err(e) = self.check_epoch(volume, epoch).await
+            && let Err(e) = self.ctx.check_epoch(volume, epoch).await
         {
             return reply_frame(&Err(e), Bytes::new());
         }
-        let decoded = match decoded {
-            Request::Ship { .. } if envelope.is_none() => {
-                return reply_frame(
-                    &Err(FsError::Malformed(
-                        "a batch must carry the catalogue epoch (InVolume)".into(),
-                    )),
-                    Bytes::new(),
-                );
-            }
-            other => other,
-        };
-        let decoded = match decoded {
-            Request::Volume(_)
-            | Request::Cluster(_)
-            | Request::Resolve { .. }
-            | Request::Catalogue(_)
-            | Request::Promises { .. }
-            | Request::Ship { .. } => {
-                let reply = self
-                    .execute_async(&peer, decoded, take_data(&mut request))
-                    .await;
-                return reply_frame(&reply, Bytes::new());
-            }
-            other => other,
-        };
+        if class.path == Path::Async {
+            let reply = self
+                .execute_async(&peer, decoded, take_data(&mut request))
+                .await;
+            return reply_frame(&reply, Bytes::new());
+        }
         let conn = peer.connection_id;
         let mut promised = false;
-        if let Some(fid) = promised_by(&decoded) {
+        if let Some(fid) = class.promise {
             let key = SessionKey {
                 conn,
                 volume: fid.volume,
             };
-            promised = self.store.callbacks().promise(key, fid);
+            promised = self.ctx.store().callbacks().promise(key, fid);
         }
         let lookup = matches!(decoded, Request::Lookup { .. });
-        let inline = answers_inline(&decoded);
+        let inline = class.path == Path::Inline;
         let this = self.clone();
         let data = take_data(&mut request);
         let work = move || {
@@ -718,8 +505,11 @@ impl Service for ServerService {
                         conn,
                         volume: found.fid.volume,
                     };
-                    this.store.callbacks().promise(key, found.fid);
-                    (this.store.getattr(found.fid).map(ReplyBody::State), data)
+                    this.ctx.store().callbacks().promise(key, found.fid);
+                    (
+                        this.ctx.store().getattr(found.fid).map(ReplyBody::State),
+                        data,
+                    )
                 }
                 other => (other, data),
             }
@@ -732,59 +522,17 @@ impl Service for ServerService {
         match result {
             Ok((reply, data)) => reply_frame(&reply, data),
             Err(e) => reply_frame(
-                &Err(FsError::Storage(format!("handler failed: {e}"))),
+                &Err(FsError::Internal(format!("handler failed: {e}"))),
                 Bytes::new(),
             ),
         }
     }
 }
 
-/// Calls answered on the async worker itself: a read of one object's row takes
-/// microseconds, less than handing it to a blocking thread and back (two thread wake-ups,
-/// which cost more than the read on this kind of machine). Everything that reads file data,
-/// lists a directory or writes goes to a blocking thread.
-fn answers_inline(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Hello
-            | Request::GetAttr { .. }
-            | Request::Lookup { .. }
-            | Request::ReadLink { .. }
-            | Request::View { .. }
-    )
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use codetta_wire::{Fid, VolumeId};
-
-    #[test]
-    fn roles_gate_calls() {
-        let read = Request::GetAttr {
-            fid: Fid::root(VolumeId(1)),
-        };
-        let admin = Request::Volume(codetta_wire::message::VolumeCall::List);
-        assert!(role_allows(Role::Client, &read));
-        assert!(!role_allows(Role::Server, &read));
-        assert!(!role_allows(Role::Admin, &read));
-        assert!(role_allows(Role::Admin, &admin));
-        assert!(!role_allows(Role::Client, &admin));
-        // A server forwards an admin call to a member (a drain runs on one that stays).
-        assert!(role_allows(Role::Server, &admin));
-        // An envelope is opened first (one level) and what it carries is checked.
-        let wrapped = Request::in_volume(VolumeId(1), 1, &read);
-        let (envelope, inner) = wrapped.clone().open_envelope().unwrap();
-        assert_eq!((envelope, &inner), (Some((VolumeId(1), 1)), &read));
-        assert!(
-            !role_allows(Role::Client, &wrapped),
-            "never checked unopened"
-        );
-        let nested = Request::in_volume(VolumeId(1), 1, &wrapped);
-        assert!(nested.open_envelope().is_err(), "envelopes do not nest");
-        assert!(role_allows(Role::Server, &Request::Hello));
-    }
 
     /// A server restarted less than VOID_AFTER ago answers a batch only once VOID_AFTER has
     /// passed since it started: a client may still trust, until its lease lapses, a
@@ -793,6 +541,7 @@ mod tests {
     async fn a_batch_right_after_a_restart_waits_out_the_promises_given_before() {
         use crate::store::StoreOptions;
         use crate::store::testutil::Fx;
+        use codetta_certs::Role;
         use codetta_wire::update::CreateHow;
         let ca = tempfile::tempdir().unwrap();
         codetta_certs::init_ca(ca.path()).unwrap();
@@ -803,8 +552,9 @@ mod tests {
             &node.key,
         )
         .unwrap();
-        let peers =
-            Arc::new(Peers::new(&identity, &[], std::time::Duration::from_secs(2)).unwrap());
+        let peers = Arc::new(
+            crate::peers::Peers::new(&identity, &[], std::time::Duration::from_secs(2)).unwrap(),
+        );
         // The store reopened: the server has just restarted.
         let Fx {
             dir: _dir,
@@ -813,7 +563,7 @@ mod tests {
             mut g,
         } = Fx::new().reopened(StoreOptions::default());
         let store = Arc::new(store);
-        let service = ServerService::new(store.clone(), "s1", peers);
+        let service = ServerService::new(ServerContext::new(store.clone(), "s1", peers));
         assert!(store.uptime() < VOID_AFTER, "the test needs a fresh start");
         let (op, _) = g.create_op(vol.root, "f", CreateHow::Guarded);
         let reply = service

@@ -3,10 +3,9 @@
 //! replica the catalogue no longer gives it is retired and deleted in short transactions.
 //! Nothing else creates or removes replicas.
 
-use crate::catalogue::{CatalogueState, VolumeEntry};
-use crate::service::ServerService;
+use crate::catalogue::CatalogueState;
+use crate::context::ServerContext;
 use codetta_wire::FsError;
-use codetta_wire::message::VolumeInfo;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -16,38 +15,17 @@ const PURGE_STEP: usize = 512;
 /// Purge transactions per reconciliation pass (the next pass goes on).
 const PURGE_STEPS_PER_PASS: usize = 64;
 
-/// The volume as clients and replicas see it, with the servers' addresses.
-pub fn volume_info(state: &CatalogueState, entry: &VolumeEntry) -> VolumeInfo {
-    VolumeInfo {
-        id: entry.id,
-        name: entry.name.clone(),
-        root: entry.root,
-        vsg: entry.vsg.clone(),
-        epoch: entry.epoch,
-        addrs: entry
-            .vsg
-            .iter()
-            .filter_map(|m| {
-                state
-                    .servers
-                    .get(&m.server)
-                    .map(|s| (s.name.clone(), s.addr.clone()))
-            })
-            .collect(),
-    }
-}
-
 /// Reconciles this server's replicas with each catalogue it applies, until `stop`.
-pub async fn run(service: ServerService, mut stop: watch::Receiver<bool>) {
-    let Some(catalogue) = service.catalogue().cloned() else {
+pub async fn run(ctx: ServerContext, mut stop: watch::Receiver<bool>) {
+    let Some(catalogue) = ctx.catalogue().cloned() else {
         return;
     };
     let mut changes = catalogue.subscribe();
     loop {
         let state = changes.borrow_and_update().clone();
-        let again = match reconcile(&service, state.clone()).await {
+        let again = match reconcile(&ctx, state.clone()).await {
             Ok(more) => {
-                service.note_reconciled(state.epoch);
+                ctx.note_reconciled(state.epoch);
                 more
             }
             Err(e) => {
@@ -78,11 +56,11 @@ const FINAL_DRAIN: Duration = Duration::from_secs(120);
 /// remaining replica unreachable: the data stays here, unserved, until it can be handed
 /// over). A volume removed from the catalogue is not drained.
 async fn leave(
-    service: &ServerService,
+    ctx: &ServerContext,
     state: &CatalogueState,
 ) -> Result<(Vec<codetta_wire::VolumeId>, bool), FsError> {
-    let store = service.store().clone();
-    let me = service.name().to_string();
+    let store = ctx.store().clone();
+    let me = ctx.name().to_string();
     let locals = tokio::task::spawn_blocking(move || -> Result<Vec<_>, FsError> {
         let mut out = Vec::new();
         for local in store.list_volumes()? {
@@ -120,7 +98,7 @@ async fn leave(
             continue;
         };
         let (members, mine) =
-            crate::resolver::group::members_of(service.store(), service.peers(), &me, local.id)?;
+            crate::resolver::group::members_of(ctx.store(), ctx.peers(), &me, local.id)?;
         let remaining: Vec<_> = entry
             .vsg
             .iter()
@@ -141,7 +119,7 @@ async fn leave(
             )
             .await;
             if let Ok(Ok((summary, left))) = drained {
-                service.note_resolution(&summary);
+                ctx.note_resolution(&summary);
                 if left.is_empty() {
                     handed = true;
                     break;
@@ -160,14 +138,14 @@ async fn leave(
 }
 
 /// One pass: `Ok(true)` when work is left (a purge under way).
-async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Result<bool, FsError> {
-    let store = service.store().clone();
-    let me = service.name().to_string();
+async fn reconcile(ctx: &ServerContext, state: Arc<CatalogueState>) -> Result<bool, FsError> {
+    let store = ctx.store().clone();
+    let me = ctx.name().to_string();
     for server in state.servers.values().filter(|s| s.name != me) {
-        service.peers().ensure(&server.name, &server.addr);
+        ctx.peers().ensure(&server.name, &server.addr);
     }
     // Replicas leaving this server first hand what they hold to one that stays.
-    let (leaving, drained_more) = leave(service, &state).await?;
+    let (leaving, drained_more) = leave(ctx, &state).await?;
     for volume in leaving {
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.retire_replica(volume))
@@ -210,7 +188,7 @@ async fn reconcile(service: &ServerService, state: Arc<CatalogueState>) -> Resul
             if store.volume_info(entry.id).is_ok() {
                 continue;
             }
-            let info = volume_info(&state, entry);
+            let info = state.volume_info(entry);
             store.create_replica(&info, member.replica, entry.created)?;
         }
         Ok(more)

@@ -74,4 +74,12 @@ pub enum FsError {
     /// A hard link past the most names one object may have ([`crate::MAX_LINKS`]).
     #[error("too many links")]
     TooManyLinks,
+    /// The server cannot serve this call now (its catalogue node has not started, say);
+    /// another server, or this one later, can.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The server failed in a way that is neither storage nor the caller's fault (a
+    /// handler that panicked, a reply that does not fit a frame).
+    #[error("internal server error: {0}")]
+    Internal(String),
 }

@@ -419,6 +419,19 @@ pub struct ResolveSummary {
     pub volume_compares: u64,
 }
 
+impl ResolveSummary {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &ResolveSummary) {
+        self.objects += other.objects;
+        self.installs += other.installs;
+        self.merges += other.merges;
+        self.conflicts += other.conflicts;
+        self.bytes_shipped += other.bytes_shipped;
+        self.unsettled += other.unsettled;
+        self.volume_compares += other.volume_compares;
+    }
+}
+
 /// An object's replicated state as one replica holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectState {

@@ -25,7 +25,10 @@ pub fn nfs_status(error: &ClientError) -> nfsstat3 {
             FsError::Malformed(_)
             | FsError::OutOfOrder
             | FsError::Storage(_)
+            | FsError::Internal(_)
             | FsError::Corrupt => NFS3ERR_IO,
+            // This server cannot serve the call yet (its catalogue has not started).
+            FsError::Unavailable(_) => NFS3ERR_JUKEBOX,
             // Replicas disagree about the name: resolution is under way, retry shortly.
             FsError::Diverged => NFS3ERR_JUKEBOX,
             // The volume's group changed under this client: it refreshes, the caller retries.

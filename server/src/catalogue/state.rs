@@ -2,7 +2,7 @@
 //! same on every server because every server applies the same committed changes in the
 //! same order (rule 13).
 
-use codetta_wire::message::ReplicaMember;
+use codetta_wire::message::{ReplicaMember, VolumeInfo};
 use codetta_wire::{Fid, ReplicaId, Time, VolumeId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -119,6 +119,26 @@ pub enum Refusal {
 pub type Outcome = Result<u64, Refusal>;
 
 impl CatalogueState {
+    /// `entry` as clients and replicas see it, with its servers' addresses.
+    pub fn volume_info(&self, entry: &VolumeEntry) -> VolumeInfo {
+        VolumeInfo {
+            id: entry.id,
+            name: entry.name.clone(),
+            root: entry.root,
+            vsg: entry.vsg.clone(),
+            epoch: entry.epoch,
+            addrs: entry
+                .vsg
+                .iter()
+                .filter_map(|m| {
+                    self.servers
+                        .get(&m.server)
+                        .map(|s| (s.name.clone(), s.addr.clone()))
+                })
+                .collect(),
+        }
+    }
+
     /// The volume named `name`.
     pub fn volume(&self, name: &str) -> Option<&VolumeEntry> {
         self.volumes.values().find(|v| v.name == name)

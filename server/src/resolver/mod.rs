@@ -18,6 +18,7 @@ pub mod remote;
 #[cfg(test)]
 mod tests;
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::conflict::{conflict_fid, conflict_name, to_conflict_names};
 use crate::pacing::Pacer;
 pub use access::{LocalReplica, ReplicaAccess};
@@ -52,8 +53,10 @@ pub struct Resolver<'a, R: ReplicaAccess> {
     /// This coordinator's lease token.
     holder: u64,
     /// When each object this coordinator holds was last leased (renewed during long
-    /// installs; the real clock, as the members' lease tables).
-    leased_at: BTreeMap<Fid, std::time::Instant>,
+    /// installs), in milliseconds of `clock`'s monotonic time.
+    leased_at: BTreeMap<Fid, u64>,
+    /// The coordinator's clock (leases are renewed by its time).
+    clock: SharedClock,
     /// When set, pauses after each piece of data installed while clients update here.
     pub pacer: Option<Pacer>,
     /// Fault injection for tests: a wait before each piece of file data (see
@@ -134,15 +137,23 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             decisions: None,
             holder: rand::random(),
             leased_at: BTreeMap::new(),
+            clock: SystemClock::shared(),
             pacer: None,
             install_delay: std::time::Duration::ZERO,
         }
     }
 
+    /// The same resolver reading the time from `clock` (its store's, so that leases here
+    /// and at the members age together).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Leases `fid` at every member that answers; false when another coordinator holds it
     /// somewhere (then nothing stays leased).
     async fn lease(&mut self, fid: Fid) -> bool {
-        let now = std::time::Instant::now();
+        let now = self.clock.monotonic_ms();
         for m in self.members {
             match m.lease(&[fid], self.holder, LEASE_MS).await {
                 Ok(()) => {}
@@ -163,11 +174,12 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     /// waits on) once a third of it has passed; `Leased` when another coordinator took one
     /// meanwhile (this one must stop installing; the object is left for later).
     async fn keep_leases(&mut self) -> Result<(), FsError> {
-        let third = std::time::Duration::from_millis(u64::from(LEASE_MS / 3));
+        let third = u64::from(LEASE_MS / 3);
+        let now = self.clock.monotonic_ms();
         let due: Vec<Fid> = self
             .leased_at
             .iter()
-            .filter(|(_, at)| at.elapsed() >= third)
+            .filter(|(_, at)| now.saturating_sub(**at) >= third)
             .map(|(fid, _)| *fid)
             .collect();
         for fid in due {

@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::{LocalReplica, Resolver};
-use crate::collect::{CollectPolicy, CollectSummary, collect, now_ms};
+use crate::clock::{Clock, ManualClock};
+use crate::collect::{CollectPolicy, CollectSummary, collect};
 use crate::store::testutil::{Gen, T0, check_consistency, name};
 use crate::store::{Store, StoreOptions};
 use codetta_wire::message::{ReplicaMember, ResolveSummary, VolumeInfo};
@@ -19,6 +20,8 @@ pub(super) struct Trio {
     pub(super) stores: Vec<Arc<Store>>,
     pub(super) vol: VolumeInfo,
     pub(super) g: Gen,
+    /// The clock of every store and of the resolvers the tests make.
+    pub(super) clock: Arc<ManualClock>,
 }
 
 pub(super) fn trio() -> Trio {
@@ -27,9 +30,13 @@ pub(super) fn trio() -> Trio {
 
 fn trio_with(options: StoreOptions) -> Trio {
     let dirs: Vec<TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = ManualClock::new(1_800_000_000_000);
     let stores: Vec<Arc<Store>> = dirs
         .iter()
-        .map(|d| Arc::new(Store::open(&d.path().join("s.redb"), options.clone()).unwrap()))
+        .map(|d| {
+            let path = d.path().join("s.redb");
+            Arc::new(Store::open_with_clock(&path, options.clone(), clock.clone()).unwrap())
+        })
         .collect();
     let id = VolumeId(42);
     let vol = VolumeInfo {
@@ -53,6 +60,7 @@ fn trio_with(options: StoreOptions) -> Trio {
         stores,
         vol,
         g: Gen::new(id, Incarnation(3)),
+        clock,
     }
 }
 
@@ -98,7 +106,7 @@ impl Trio {
     pub(super) fn resolve(&self, reachable: &[usize], fids: &[Fid]) -> ResolveSummary {
         let members = self.members(reachable);
         let me = members[0].replica_id();
-        let mut r = Resolver::new(&members, me);
+        let mut r = Resolver::new(&members, me).with_clock(self.clock.clone());
         futures::executor::block_on(async {
             for f in fids {
                 r.resolve(*f).await;
@@ -211,7 +219,7 @@ async fn heal_change(
     t.missed_by_2(f, seed, 0, 1 << 20);
     t.missed_by_2(f, seed.wrapping_add(100), 16 << 20, 1 << 20);
     let members = t.members(&[0, 1, 2]);
-    let mut r = Resolver::new(&members, members[0].replica_id());
+    let mut r = Resolver::new(&members, members[0].replica_id()).with_clock(t.clock.clone());
     r.pacer = Some(pacer.clone());
     let began = tokio::time::Instant::now();
     r.resolve(f).await;
@@ -373,12 +381,9 @@ fn three_pieces_missed_by_2(t: &mut Trio, n: &str) -> Fid {
     f
 }
 
-/// Makes the resolver's lease on `f` look older than a third of its length.
-fn age_lease(r: &mut Resolver<'_, LocalReplica>, f: Fid) {
-    let old = std::time::Instant::now()
-        .checked_sub(std::time::Duration::from_secs(20))
-        .unwrap();
-    r.leased_at.insert(f, old);
+/// Lets more than a third of a lease's length pass, on the coordinator and the stores.
+fn age_leases(t: &Trio) {
+    t.clock.advance(std::time::Duration::from_secs(20));
 }
 
 /// A coordinator whose lease ran out and was taken by another one stops before its next
@@ -388,12 +393,12 @@ fn a_coordinator_that_lost_its_lease_installs_no_more() {
     let mut t = trio();
     let f = three_pieces_missed_by_2(&mut t, "long");
     let members = t.members(&[0, 1, 2]);
-    let mut r = Resolver::new(&members, members[0].replica_id());
+    let mut r = Resolver::new(&members, members[0].replica_id()).with_clock(t.clock.clone());
     let before = t.stores[2].view(f).unwrap();
     futures::executor::block_on(async {
         assert!(r.lease(f).await);
         // Its lease lapsed at replica 2 and another coordinator took the object there.
-        age_lease(&mut r, f);
+        age_leases(&t);
         t.stores[2].release(&[f], r.holder).unwrap();
         t.stores[2].lease(&[f], 99, 60_000).unwrap();
         let outcome = r.sync_blocks(f, 0, (f, &before.version), 2).await;
@@ -423,7 +428,7 @@ fn leases_are_renewed_once_a_third_has_passed() {
     let mut t = trio();
     let f = three_pieces_missed_by_2(&mut t, "renewed");
     let members = t.members(&[0, 1, 2]);
-    let mut r = Resolver::new(&members, members[0].replica_id());
+    let mut r = Resolver::new(&members, members[0].replica_id()).with_clock(t.clock.clone());
     futures::executor::block_on(async {
         assert!(r.lease(f).await);
         let first = r.leased_at[&f];
@@ -433,7 +438,7 @@ fn leases_are_renewed_once_a_third_has_passed() {
         assert_eq!(r.summary.bytes_shipped, 3 << 20);
 
         t.missed_by_2(f, 5, 2 << 20, 1 << 20);
-        age_lease(&mut r, f);
+        age_leases(&t);
         let aged = r.leased_at[&f];
         let seen = t.stores[2].view(f).unwrap().version;
         r.sync_blocks(f, 0, (f, &seen), 2).await.unwrap();
@@ -539,7 +544,7 @@ impl Trio {
             &members,
             self.vol.id,
             policy,
-            now_ms(),
+            self.clock.wall_ms(),
         ))
         .unwrap()
     }

@@ -25,13 +25,6 @@ pub const MAX_CHANGES_KEPT: u64 = 1 << 20;
 /// How often (in entries) the change sequence is trimmed.
 const TRIM_EVERY: u64 = 4096;
 
-/// Milliseconds since the Unix epoch on this server's clock.
-pub(crate) fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// How many recent outcomes are kept per (incarnation, volume), so that a resent record is
 /// answered exactly as it was the first time (a guarded create that failed must not look
 /// like a success on resend). Older resends get the best answer the current state gives.
@@ -145,11 +138,22 @@ pub(crate) struct WriteTables<'txn> {
     /// sequence (directories whose entries resolution edits): promises on them break too.
     pub(crate) touched: std::collections::BTreeSet<Fid>,
     changes_kept: u64,
+    /// The wall time of this transaction (milliseconds since the Unix epoch), stamped on
+    /// its change entries and new tombstones.
+    pub(crate) now_ms: u64,
+}
+
+impl Store {
+    /// Every table of `txn`, writing with this store's settings and the time now.
+    pub(crate) fn write_tables<'txn>(&self, txn: &'txn WriteTransaction) -> R<WriteTables<'txn>> {
+        WriteTables::open(txn, self.changes_kept(), self.clock().wall_ms())
+    }
 }
 
 impl<'txn> WriteTables<'txn> {
-    /// Opens every table; the change sequence keeps `changes_kept` entries per volume.
-    pub(crate) fn open(txn: &'txn WriteTransaction, changes_kept: u64) -> R<Self> {
+    /// Opens every table; the change sequence keeps `changes_kept` entries per volume, and
+    /// what this transaction writes is stamped `now_ms`.
+    pub(crate) fn open(txn: &'txn WriteTransaction, changes_kept: u64, now_ms: u64) -> R<Self> {
         let meta = txn.open_table(tables::META)?;
         let chunk_bytes = meta_u64(&meta, tables::meta::CHUNK_BYTES)?.unwrap_or(0);
         let vnode_count = meta_u64(&meta, tables::meta::VNODES)?.unwrap_or(0);
@@ -175,6 +179,7 @@ impl<'txn> WriteTables<'txn> {
             noted: std::collections::BTreeSet::new(),
             touched: std::collections::BTreeSet::new(),
             changes_kept: changes_kept.max(1),
+            now_ms,
         })
     }
 
@@ -202,7 +207,7 @@ impl<'txn> WriteTables<'txn> {
         self.next_change.insert(vol, next + 1);
         let mut value = [0u8; Fid::ENCODED_LEN + 8];
         value[..Fid::ENCODED_LEN].copy_from_slice(&fid.to_bytes());
-        value[Fid::ENCODED_LEN..].copy_from_slice(&now_millis().to_le_bytes());
+        value[Fid::ENCODED_LEN..].copy_from_slice(&self.now_ms.to_le_bytes());
         self.changes.insert((vol, next), value.as_slice())?;
         let trim_every = (self.changes_kept / 256).clamp(1, TRIM_EVERY);
         if next % trim_every == 0 && next > self.changes_kept {
@@ -249,7 +254,13 @@ impl<'txn> WriteTables<'txn> {
                 parent: v.parent,
                 name: v.name.clone(),
             };
-            super::collect::bury(&mut self.tombstones, &mut self.gc_queue, key, &tomb, true)?;
+            super::collect::bury(
+                &mut self.tombstones,
+                &mut self.gc_queue,
+                key,
+                &tomb,
+                Some(self.now_ms),
+            )?;
         }
         if let Some((fid, block_plan)) = &blocks {
             let (_, file) = put
@@ -849,7 +860,7 @@ impl Store {
         }
         let txn = self.db.begin_write()?;
         let result = (|| -> R<Shipped> {
-            let t = WriteTables::open(&txn, self.changes_kept())?;
+            let t = self.write_tables(&txn)?;
             let before = t.chunks.bytes;
             let mut batch = Batch {
                 t,

@@ -17,7 +17,6 @@
 //! Every new tombstone is queued by time; the server's collector (`crate::collect`) takes
 //! the old ones and runs the two rounds of `forget` over the group.
 
-use super::apply::now_millis;
 use super::codec::{self, Tombstone};
 use super::{R, Store, StoreError, tables};
 use codetta_wire::{Fid, FsError, VolumeId};
@@ -48,18 +47,19 @@ pub(crate) fn is_forgotten(
     })
 }
 
-/// Stores a tombstone; a new one (`fresh`) is queued for collection.
+/// Stores a tombstone; a new one (made at `fresh`, wall milliseconds) is queued for
+/// collection.
 pub(crate) fn bury(
     tombstones: &mut redb::Table<'_, (u32, u64), &'static [u8]>,
     gc_queue: &mut redb::Table<'_, (u32, u64, u64), &'static [u8]>,
     key: (u32, u64),
     tomb: &Tombstone,
-    fresh: bool,
+    fresh: Option<u64>,
 ) -> R<()> {
     tombstones.insert(key, codec::encode(tomb)?.as_slice())?;
-    if fresh {
+    if let Some(made_ms) = fresh {
         gc_queue.insert(
-            (key.0, now_millis(), key.1),
+            (key.0, made_ms, key.1),
             codec::encode(&tomb.unique)?.as_slice(),
         )?;
     }
@@ -94,7 +94,7 @@ impl Store {
         min_age_ms: u64,
         max: usize,
     ) -> Result<Vec<GcCandidate>, FsError> {
-        let cutoff = now_millis().saturating_sub(min_age_ms);
+        let cutoff = self.clock().wall_ms().saturating_sub(min_age_ms);
         let txn = self.read_txn()?;
         let queue = txn.open_table(tables::GC_QUEUE).map_err(StoreError::from)?;
         let tombstones = txn

@@ -3,7 +3,6 @@
 //! stops answering at once (its volume row goes) and its objects are deleted afterwards in
 //! short transactions, so a large volume never holds one long write.
 
-use super::apply::WriteTables;
 use super::codec::{self, VolumeRec};
 use super::content;
 use super::{R, Store, StoreError, tables};
@@ -91,7 +90,7 @@ impl Store {
                 // deleted: nothing to do until it leaves again.
                 return Err(FsError::Exists.into());
             }
-            let mut t = WriteTables::open(&txn, self.changes_kept())?;
+            let mut t = self.write_tables(&txn)?;
             let keys: Vec<u64> = t
                 .vnodes
                 .range((vol, 0)..=(vol, u64::MAX))?

@@ -31,6 +31,7 @@ pub mod leases;
 mod migrate;
 mod namespace;
 mod resolve;
+use crate::clock::{SharedClock, SystemClock};
 pub use apply::Shipped;
 pub use digests::MAX_BUCKET_OBJECTS;
 use leases::LeaseTable;
@@ -159,8 +160,10 @@ pub struct Store {
     options: StoreOptions,
     /// Resolution leases (in memory: they expire, and a restart ends them).
     leases: std::sync::Mutex<LeaseTable>,
-    /// The lease clock's origin.
-    opened: std::time::Instant,
+    /// Where leases, uptime and the ages of changes and tombstones read the time.
+    clock: SharedClock,
+    /// The monotonic time the store was opened at.
+    opened_ms: u64,
     /// Promises to clients (rule 15): every committed change breaks those on what it changed.
     callbacks: std::sync::Arc<crate::callbacks::Callbacks>,
 }
@@ -297,8 +300,18 @@ pub(crate) fn new_vnode(
 }
 
 impl Store {
-    /// Opens the store at `path`, creating the database and its tables if needed.
+    /// Opens the store at `path`, creating the database and its tables if needed, on the
+    /// machine's clocks.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_with_clock(path, options, SystemClock::shared())
+    }
+
+    /// [`Store::open`] reading the time from `clock` (leases, change and tombstone ages).
+    pub fn open_with_clock(
+        path: &Path,
+        options: StoreOptions,
+        clock: SharedClock,
+    ) -> Result<Store, StoreError> {
         let db = Database::builder()
             .set_cache_size(options.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
             .create(path)?;
@@ -347,13 +360,19 @@ impl Store {
             options,
             leases: std::sync::Mutex::new(LeaseTable::default()),
             callbacks: std::sync::Arc::default(),
-            opened: std::time::Instant::now(),
+            opened_ms: clock.monotonic_ms(),
+            clock,
         })
     }
 
     /// How long ago this store was opened.
     pub fn uptime(&self) -> std::time::Duration {
-        self.opened.elapsed()
+        std::time::Duration::from_millis(self.clock.monotonic_ms().saturating_sub(self.opened_ms))
+    }
+
+    /// The clock this store reads.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The promises given to clients on this store's objects (rule 15).
@@ -366,7 +385,7 @@ impl Store {
         if fids.is_empty() || fids.len() > MAX_LEASE_FIDS {
             return Err(FsError::Invalid);
         }
-        let now = self.opened.elapsed().as_millis() as u64;
+        let now = self.clock.monotonic_ms();
         self.leases
             .lock()
             .map_err(|_| FsError::Storage("lease table poisoned".into()))?

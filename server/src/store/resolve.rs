@@ -364,7 +364,7 @@ impl Store {
         max: u32,
         older_than_ms: u64,
     ) -> Result<ChangePage, FsError> {
-        let cutoff = super::apply::now_millis().saturating_sub(older_than_ms);
+        let cutoff = self.clock().wall_ms().saturating_sub(older_than_ms);
         let txn = self.read_txn()?;
         let t = txn.open_table(tables::CHANGES).map_err(StoreError::from)?;
         let range = (volume.0, 0)..=(volume.0, u64::MAX);
@@ -577,7 +577,7 @@ impl Store {
     ) -> Result<T, FsError> {
         let txn: WriteTransaction = self.db.begin_write().map_err(StoreError::from)?;
         let result = (|| -> R<(T, Vec<Fid>)> {
-            let mut t = WriteTables::open(&txn, self.changes_kept())?;
+            let mut t = self.write_tables(&txn)?;
             let out = f(&mut t)?;
             t.save_counters()?;
             Ok((out, t.noted.union(&t.touched).copied().collect()))
@@ -890,7 +890,13 @@ impl Store {
                 parent: placement.parent.vnode,
                 name: placement.name.clone(),
             };
-            super::collect::bury(&mut t.tombstones, &mut t.gc_queue, key, &tomb, fresh)?;
+            super::collect::bury(
+                &mut t.tombstones,
+                &mut t.gc_queue,
+                key,
+                &tomb,
+                fresh.then_some(t.now_ms),
+            )?;
             t.collected.remove(key)?;
             if current {
                 t.note_change(fid)?;
