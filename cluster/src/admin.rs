@@ -103,7 +103,7 @@ pub async fn ensure_volume(
 fn settling(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<FsError>(),
-        Some(FsError::Refused(_) | FsError::Storage(_))
+        Some(FsError::Refused(_) | FsError::Unavailable(_) | FsError::Storage(_))
     ) || e.downcast_ref::<FsError>().is_none()
 }
 

@@ -7,6 +7,7 @@ use crate::catalogue::{
     ServerEntry,
 };
 use crate::context::ServerContext;
+use crate::peer_error::PeerError;
 use crate::resolver::ReplicaAccess;
 use crate::resolver::group::members_of;
 use codetta_wire::message::{
@@ -314,8 +315,14 @@ async fn remove_replica(
                     .await
                 {
                     Ok((body, _)) => return Ok(body),
-                    Err(e @ FsError::Storage(_)) => last = e,
-                    Err(e) => return Err(e),
+                    // That server's own refusal is the answer; a server that cannot
+                    // answer (unreachable, slow, its storage failing) lets the next try.
+                    Err(PeerError::Answer(e))
+                        if !matches!(e, FsError::Storage(_) | FsError::Unavailable(_)) =>
+                    {
+                        return Err(e);
+                    }
+                    Err(e) => last = e.into(),
                 }
             }
             return Err(last);

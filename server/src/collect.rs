@@ -7,6 +7,7 @@
 //! version, if it has one, comes back as a conflict when it returns.
 
 use crate::context::ServerContext;
+use crate::peer_error::PeerError;
 use crate::resolver::ReplicaAccess;
 use crate::resolver::group::members_of;
 use crate::store::Store;
@@ -68,7 +69,7 @@ pub async fn collect<R: ReplicaAccess>(
         for m in members {
             match m.forget(c.fid, false, false).await {
                 Ok(()) => reached.push(m),
-                Err(FsError::Exists) => {
+                Err(PeerError::Answer(FsError::Exists)) => {
                     live = true;
                     break;
                 }

@@ -59,7 +59,7 @@ pub async fn heal_round(ctx: &ServerContext) -> Result<ResolveSummary, FsError> 
     let store = ctx.store().clone();
     let volumes = tokio::task::spawn_blocking(move || store.list_volumes())
         .await
-        .map_err(|e| FsError::Storage(e.to_string()))??;
+        .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     let mut total = ResolveSummary::default();
     for vol in volumes.iter().filter(|v| v.vsg.len() > 1) {
         let (members, me) = members_of(ctx.store(), ctx.peers(), ctx.name(), vol.id)?;
@@ -296,7 +296,7 @@ pub async fn drain<R: ReplicaAccess>(
     let mut total = ResolveSummary::default();
     match compare_volume(&pair, own, volume, &mut total).await {
         Some(left) => Ok((total, left)),
-        None => Err(FsError::Storage(format!(
+        None => Err(FsError::Unavailable(format!(
             "could not compare the volume with {}",
             peer_member.name()
         ))),

@@ -17,6 +17,7 @@ pub mod context;
 pub mod daemon;
 pub mod heal;
 pub mod pacing;
+pub mod peer_error;
 pub mod peers;
 pub mod periodic;
 pub mod requests;

@@ -1,11 +1,12 @@
 //! The other servers of the cluster, as this server calls them (server-to-server requests
 //! travel with this server's own certificate, whose role says `server`).
 
+use crate::peer_error::{PeerError, PeerResult};
 use bytes::Bytes;
 use codetta_certs::Identity;
 use codetta_transport::{Link, ServerEntry};
 use codetta_wire::message::ReplyBody;
-use codetta_wire::{Frame, FsError, Request};
+use codetta_wire::{Frame, Request};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -85,13 +86,13 @@ impl Peers {
         tracing::info!(server = name, %addr, "link to a server the catalogue names");
     }
 
-    /// Calls peer `name`. Transport failures are `Storage` errors naming the peer.
+    /// Calls peer `name`: its answer, or why there is none.
     pub async fn call(
         &self,
         name: &str,
         request: &Request,
         data: Bytes,
-    ) -> Result<(ReplyBody, Bytes), FsError> {
+    ) -> PeerResult<(ReplyBody, Bytes)> {
         self.call_with(name, request, data, None).await
     }
 
@@ -102,7 +103,7 @@ impl Peers {
         name: &str,
         request: &Request,
         deadline: std::time::Duration,
-    ) -> Result<(ReplyBody, Bytes), FsError> {
+    ) -> PeerResult<(ReplyBody, Bytes)> {
         self.call_with(name, request, Bytes::new(), Some(deadline))
             .await
     }
@@ -113,21 +114,28 @@ impl Peers {
         request: &Request,
         data: Bytes,
         deadline: Option<std::time::Duration>,
-    ) -> Result<(ReplyBody, Bytes), FsError> {
+    ) -> PeerResult<(ReplyBody, Bytes)> {
         let link = self
             .read()
             .get(name)
             .cloned()
-            .ok_or_else(|| FsError::Malformed(format!("unknown server {name:?}")))?;
-        let frame = Frame::request(request, data).map_err(|e| FsError::Malformed(e.to_string()))?;
+            .ok_or_else(|| PeerError::Unreachable {
+                server: name.to_string(),
+                reason: "no link to a server of that name".into(),
+            })?;
+        let frame = Frame::request(request, data).map_err(|e| PeerError::Protocol {
+            server: name.to_string(),
+            what: format!("the request does not fit a frame: {e}"),
+        })?;
         let reply = match deadline {
             Some(d) => link.call_within(&frame, d).await,
             None => link.call(&frame).await,
         }
-        .map_err(|e| FsError::Storage(format!("server {name}: {e}")))?;
-        let body = reply
-            .decode_reply()
-            .map_err(|e| FsError::Storage(format!("server {name}: {e}")))??;
+        .map_err(|e| PeerError::from_transport(name, &e))?;
+        let body = reply.decode_reply().map_err(|e| PeerError::Protocol {
+            server: name.to_string(),
+            what: format!("undecodable reply: {e}"),
+        })??;
         Ok((body, reply.data.into_contiguous()))
     }
 }

@@ -70,7 +70,7 @@ async fn leave(
         Ok(out)
     })
     .await
-    .map_err(|e| FsError::Storage(e.to_string()))??;
+    .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     // A catalogue older than what this store already followed (catalogue.redb lost or
     // replaced while server.redb stayed) must not read as "every replica removed".
     let newest_local = locals.iter().map(|(v, _)| v.epoch).max().unwrap_or(0);
@@ -150,7 +150,7 @@ async fn reconcile(ctx: &ServerContext, state: Arc<CatalogueState>) -> Result<bo
         let store = store.clone();
         tokio::task::spawn_blocking(move || store.retire_replica(volume))
             .await
-            .map_err(|e| FsError::Storage(e.to_string()))??;
+            .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     }
     tokio::task::spawn_blocking(move || {
         let mut more = drained_more;
@@ -194,5 +194,5 @@ async fn reconcile(ctx: &ServerContext, state: Arc<CatalogueState>) -> Result<bo
         Ok(more)
     })
     .await
-    .map_err(|e| FsError::Storage(e.to_string()))?
+    .map_err(|e| FsError::Internal(format!("store task: {e}")))?
 }

@@ -16,6 +16,7 @@
 
 use codetta_client::replicate::{Completed, Shipping, exclusive_undo};
 use codetta_server::heal;
+use codetta_server::peer_error::{PeerError, PeerResult};
 use codetta_server::resolver::{ReplicaAccess, Resolver};
 use codetta_server::store::{ChangePage, Store, StoreOptions};
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
@@ -166,20 +167,30 @@ impl SimReplica {
 
     /// Runs `f` on the store unless the request is lost; a lost reply after the work is
     /// done is reported as a failure too.
-    fn call<T>(&self, f: impl FnOnce(&Store) -> Result<T, FsError>) -> Result<T, FsError> {
-        let down = || FsError::Storage(format!("{}: unreachable", self.name));
-        if !self.reachable {
-            return Err(down());
-        }
-        let store = self.store.as_ref().ok_or_else(down)?;
+    fn call<T>(&self, f: impl FnOnce(&Store) -> Result<T, FsError>) -> PeerResult<T> {
+        let lost = || PeerError::Timeout {
+            server: self.name.clone(),
+            after: std::time::Duration::ZERO,
+        };
+        let store = match &self.store {
+            Some(store) if self.reachable => store,
+            _ => return Err(self.down()),
+        };
         if self.lost() {
-            return Err(down());
+            return Err(lost());
         }
         let out = f(store)?;
         if self.lost() {
-            return Err(down());
+            return Err(lost());
         }
         Ok(out)
+    }
+
+    fn down(&self) -> PeerError {
+        PeerError::Unreachable {
+            server: self.name.clone(),
+            reason: "cut off or stopped".into(),
+        }
     }
 }
 
@@ -192,24 +203,24 @@ impl ReplicaAccess for SimReplica {
         &self.name
     }
 
-    async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
+    async fn view(&self, fid: Fid) -> PeerResult<ReplicaView> {
         self.call(|s| s.view(fid))
     }
 
-    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
+    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> PeerResult<()> {
         self.call(|s| s.lease(fids, holder, ttl_ms))
     }
 
-    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
+    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> PeerResult<()> {
         self.call(|s| s.forget(fid, drop, mark))
     }
 
     /// Releases are never lost here: the simulation runs one resolution at a time and has
     /// no clock to let a stranded lease expire.
-    async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
+    async fn release(&self, fids: &[Fid], holder: u64) -> PeerResult<()> {
         match &self.store {
-            Some(s) if self.reachable => s.release(fids, holder),
-            _ => Err(FsError::Storage(format!("{}: unreachable", self.name))),
+            Some(s) if self.reachable => Ok(s.release(fids, holder)?),
+            _ => Err(self.down()),
         }
     }
 
@@ -219,11 +230,11 @@ impl ReplicaAccess for SimReplica {
         since: u64,
         max: u32,
         older_than_ms: u32,
-    ) -> Result<ChangePage, FsError> {
+    ) -> PeerResult<ChangePage> {
         self.call(|s| s.changes(volume, since, max, u64::from(older_than_ms)))
     }
 
-    async fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn volume_digests(&self, volume: VolumeId) -> PeerResult<Vec<[u8; 32]>> {
         self.call(|s| s.volume_digests(volume))
     }
 
@@ -232,7 +243,7 @@ impl ReplicaAccess for SimReplica {
         volume: VolumeId,
         buckets: &[u16],
         after: u64,
-    ) -> Result<codetta_server::resolver::access::ObjectPage, FsError> {
+    ) -> PeerResult<codetta_server::resolver::access::ObjectPage> {
         // Small pages, so that paging is exercised.
         self.call(|s| s.bucket_objects(volume, buckets, after, 7))
     }
@@ -242,7 +253,7 @@ impl ReplicaAccess for SimReplica {
         dir: Fid,
         cookie: u64,
         max: u32,
-    ) -> Result<codetta_server::resolver::access::DirPage, FsError> {
+    ) -> PeerResult<codetta_server::resolver::access::DirPage> {
         self.call(|s| {
             let (_, entries, eof) = s.readdir(dir, cookie, max, false)?;
             Ok((
@@ -255,24 +266,19 @@ impl ReplicaAccess for SimReplica {
         })
     }
 
-    async fn block_digests(&self, fid: Fid) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn block_digests(&self, fid: Fid) -> PeerResult<Vec<[u8; 32]>> {
         self.call(|s| s.block_digests(fid))
     }
 
-    async fn block_map(
-        &self,
-        fid: Fid,
-        first: u64,
-        count: u32,
-    ) -> Result<Vec<BlockEntry>, FsError> {
+    async fn block_map(&self, fid: Fid, first: u64, count: u32) -> PeerResult<Vec<BlockEntry>> {
         self.call(|s| s.block_map(fid, first, count))
     }
 
-    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> PeerResult<Vec<[u8; 32]>> {
         self.call(|s| s.missing_chunks(hashes))
     }
 
-    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<bytes::Bytes>, FsError> {
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> PeerResult<Vec<bytes::Bytes>> {
         let chunks = self.call(|s| s.chunks(hashes))?;
         Ok(chunks.into_iter().map(bytes::Bytes::from).collect())
     }
@@ -283,7 +289,7 @@ impl ReplicaAccess for SimReplica {
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], bytes::Bytes)],
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         self.call(|s| {
             let refs: Vec<([u8; 32], &[u8])> = chunks.iter().map(|(h, b)| (*h, &b[..])).collect();
             s.install_blocks(fid, expect, blocks, &refs)
@@ -295,7 +301,7 @@ impl ReplicaAccess for SimReplica {
         fid: Fid,
         expect: &VersionVector,
         meta: &ObjectMeta,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         self.call(|s| s.install_meta(fid, expect, meta))
     }
 
@@ -305,7 +311,7 @@ impl ReplicaAccess for SimReplica {
         expect: &VersionVector,
         version: &VersionVector,
         history: &History,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         self.call(|s| s.install_version(fid, expect, version, history))
     }
 
@@ -316,7 +322,7 @@ impl ReplicaAccess for SimReplica {
         version: &VersionVector,
         history: &History,
         placement: &Placement,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         self.call(|s| s.install_delete(fid, expect, version, history, placement))
     }
 }

@@ -1,5 +1,6 @@
 //! How a coordinator reaches one replica of a volume during resolution.
 
+use crate::peer_error::{PeerError, PeerResult};
 use crate::store::{ChangePage, MAX_BUCKET_OBJECTS, Store};
 use bytes::Bytes;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
@@ -13,34 +14,30 @@ pub type ObjectPage = (Vec<(Fid, [u8; 32])>, Option<u64>);
 /// One page of directory entries: (cookie, name, fid) each, and whether it is the last.
 pub type DirPage = (Vec<(u64, Vec<u8>, Fid)>, bool);
 
-/// One replica, as the resolver calls it. Every method is one request; errors from an
-/// unreachable replica are `Storage`.
+/// One replica, as the resolver calls it. Every method is one request; a failure says
+/// whether the replica answered or why it did not ([`PeerError`]).
 pub trait ReplicaAccess: Send + Sync {
     /// The replica id.
     fn replica(&self) -> ReplicaId;
     /// The server holding it, for logs.
     fn name(&self) -> &str;
-    fn view(&self, fid: Fid) -> impl Future<Output = Result<ReplicaView, FsError>> + Send;
+    fn view(&self, fid: Fid) -> impl Future<Output = PeerResult<ReplicaView>> + Send;
     /// Leases `fids` to the coordinator `holder` for `ttl_ms` (rule 6).
     fn lease(
         &self,
         fids: &[Fid],
         holder: u64,
         ttl_ms: u32,
-    ) -> impl Future<Output = Result<(), FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<()>> + Send;
     /// One round of collecting `fid`'s tombstone (rule 8; see [`Store::forget`]).
     fn forget(
         &self,
         fid: Fid,
         drop: bool,
         mark: bool,
-    ) -> impl Future<Output = Result<(), FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<()>> + Send;
     /// Ends `holder`'s leases on `fids`.
-    fn release(
-        &self,
-        fids: &[Fid],
-        holder: u64,
-    ) -> impl Future<Output = Result<(), FsError>> + Send;
+    fn release(&self, fids: &[Fid], holder: u64) -> impl Future<Output = PeerResult<()>> + Send;
     /// This replica's changed objects after change number `since` (rule 12).
     fn changes(
         &self,
@@ -48,64 +45,58 @@ pub trait ReplicaAccess: Send + Sync {
         since: u64,
         max: u32,
         older_than_ms: u32,
-    ) -> impl Future<Output = Result<ChangePage, FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<ChangePage>> + Send;
     /// The bucket digests of the volume's objects, live and deleted (rule 12).
     fn volume_digests(
         &self,
         volume: VolumeId,
-    ) -> impl Future<Output = Result<Vec<[u8; 32]>, FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<Vec<[u8; 32]>>> + Send;
     /// Live objects in `buckets` after vnode `after`: (fid, digest), and where to go on.
     fn bucket_objects(
         &self,
         volume: VolumeId,
         buckets: &[u16],
         after: u64,
-    ) -> impl Future<Output = Result<ObjectPage, FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<ObjectPage>> + Send;
     /// One page of directory entries after `cookie`: (cookie, name, fid), and eof.
     fn list(
         &self,
         dir: Fid,
         cookie: u64,
         max: u32,
-    ) -> impl Future<Output = Result<DirPage, FsError>> + Send;
-    fn block_digests(
-        &self,
-        fid: Fid,
-    ) -> impl Future<Output = Result<Vec<[u8; 32]>, FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<DirPage>> + Send;
+    fn block_digests(&self, fid: Fid) -> impl Future<Output = PeerResult<Vec<[u8; 32]>>> + Send;
     fn block_map(
         &self,
         fid: Fid,
         first: u64,
         count: u32,
-    ) -> impl Future<Output = Result<Vec<BlockEntry>, FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<Vec<BlockEntry>>> + Send;
     fn missing_chunks(
         &self,
         hashes: &[[u8; 32]],
-    ) -> impl Future<Output = Result<Vec<[u8; 32]>, FsError>> + Send;
-    fn chunks(
-        &self,
-        hashes: &[[u8; 32]],
-    ) -> impl Future<Output = Result<Vec<Bytes>, FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<Vec<[u8; 32]>>> + Send;
+    fn chunks(&self, hashes: &[[u8; 32]]) -> impl Future<Output = PeerResult<Vec<Bytes>>> + Send;
     fn install_blocks(
         &self,
         fid: Fid,
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Bytes)],
-    ) -> impl Future<Output = Result<(), FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<()>> + Send;
     fn install_meta(
         &self,
         fid: Fid,
         expect: &VersionVector,
         meta: &ObjectMeta,
-    ) -> impl Future<Output = Result<(), FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<()>> + Send;
     fn install_version(
         &self,
         fid: Fid,
         expect: &VersionVector,
         version: &VersionVector,
         history: &History,
-    ) -> impl Future<Output = Result<(), FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<()>> + Send;
     fn install_delete(
         &self,
         fid: Fid,
@@ -113,7 +104,7 @@ pub trait ReplicaAccess: Send + Sync {
         version: &VersionVector,
         history: &History,
         placement: &Placement,
-    ) -> impl Future<Output = Result<(), FsError>> + Send;
+    ) -> impl Future<Output = PeerResult<()>> + Send;
 }
 
 /// A replica in a store this process holds. Calls run inline: use it from blocking
@@ -149,14 +140,15 @@ impl LocalReplica {
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, FsError> + Send + 'static,
-    ) -> Result<T, FsError> {
+    ) -> PeerResult<T> {
         if !self.blocking {
-            return f(&self.store);
+            return Ok(f(&self.store)?);
         }
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| FsError::Storage(format!("store task: {e}")))?
+            .map_err(|e| PeerError::Answer(FsError::Internal(format!("store task: {e}"))))?
+            .map_err(PeerError::Answer)
     }
 }
 
@@ -169,19 +161,19 @@ impl ReplicaAccess for LocalReplica {
         &self.name
     }
 
-    async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
+    async fn view(&self, fid: Fid) -> PeerResult<ReplicaView> {
         self.run(move |s| s.view(fid)).await
     }
 
-    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
-        self.store.lease(fids, holder, ttl_ms)
+    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> PeerResult<()> {
+        Ok(self.store.lease(fids, holder, ttl_ms)?)
     }
 
-    async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
-        self.store.release(fids, holder)
+    async fn release(&self, fids: &[Fid], holder: u64) -> PeerResult<()> {
+        Ok(self.store.release(fids, holder)?)
     }
 
-    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
+    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> PeerResult<()> {
         self.run(move |s| s.forget(fid, drop, mark)).await
     }
 
@@ -191,12 +183,12 @@ impl ReplicaAccess for LocalReplica {
         since: u64,
         max: u32,
         older_than_ms: u32,
-    ) -> Result<ChangePage, FsError> {
+    ) -> PeerResult<ChangePage> {
         self.run(move |s| s.changes(volume, since, max, u64::from(older_than_ms)))
             .await
     }
 
-    async fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn volume_digests(&self, volume: VolumeId) -> PeerResult<Vec<[u8; 32]>> {
         self.run(move |s| s.volume_digests(volume)).await
     }
 
@@ -205,13 +197,13 @@ impl ReplicaAccess for LocalReplica {
         volume: VolumeId,
         buckets: &[u16],
         after: u64,
-    ) -> Result<ObjectPage, FsError> {
+    ) -> PeerResult<ObjectPage> {
         let buckets = buckets.to_vec();
         self.run(move |s| s.bucket_objects(volume, &buckets, after, MAX_BUCKET_OBJECTS))
             .await
     }
 
-    async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {
+    async fn list(&self, dir: Fid, cookie: u64, max: u32) -> PeerResult<DirPage> {
         self.run(move |s| {
             let (_, entries, eof) = s.readdir(dir, cookie, max, false)?;
             Ok((
@@ -225,25 +217,20 @@ impl ReplicaAccess for LocalReplica {
         .await
     }
 
-    async fn block_digests(&self, fid: Fid) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn block_digests(&self, fid: Fid) -> PeerResult<Vec<[u8; 32]>> {
         self.run(move |s| s.block_digests(fid)).await
     }
 
-    async fn block_map(
-        &self,
-        fid: Fid,
-        first: u64,
-        count: u32,
-    ) -> Result<Vec<BlockEntry>, FsError> {
+    async fn block_map(&self, fid: Fid, first: u64, count: u32) -> PeerResult<Vec<BlockEntry>> {
         self.run(move |s| s.block_map(fid, first, count)).await
     }
 
-    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> PeerResult<Vec<[u8; 32]>> {
         let hashes = hashes.to_vec();
         self.run(move |s| s.missing_chunks(&hashes)).await
     }
 
-    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Bytes>, FsError> {
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> PeerResult<Vec<Bytes>> {
         let hashes = hashes.to_vec();
         let chunks = self.run(move |s| s.chunks(&hashes)).await?;
         Ok(chunks.into_iter().map(Bytes::from).collect())
@@ -255,7 +242,7 @@ impl ReplicaAccess for LocalReplica {
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Bytes)],
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let expect = expect.clone();
         let blocks = blocks.to_vec();
         let chunks = chunks.to_vec();
@@ -271,7 +258,7 @@ impl ReplicaAccess for LocalReplica {
         fid: Fid,
         expect: &VersionVector,
         meta: &ObjectMeta,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let (expect, meta) = (expect.clone(), meta.clone());
         self.run(move |s| s.install_meta(fid, &expect, &meta)).await
     }
@@ -282,7 +269,7 @@ impl ReplicaAccess for LocalReplica {
         expect: &VersionVector,
         version: &VersionVector,
         history: &History,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let (expect, version, history) = (expect.clone(), version.clone(), history.clone());
         self.run(move |s| s.install_version(fid, &expect, &version, &history))
             .await
@@ -295,7 +282,7 @@ impl ReplicaAccess for LocalReplica {
         version: &VersionVector,
         history: &History,
         placement: &Placement,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let (expect, version, history, placement) = (
             expect.clone(),
             version.clone(),

@@ -3,11 +3,12 @@
 
 use super::access::{DirPage, LocalReplica, ObjectPage, ReplicaAccess};
 use super::remote::RemoteReplica;
+use crate::peer_error::PeerResult;
 use crate::peers::Peers;
 use crate::store::{ChangePage, Store};
 use bytes::Bytes;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
-use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
+use codetta_wire::{Fid, History, ReplicaId, VersionVector, VolumeId};
 use std::sync::Arc;
 
 /// A replica here or on a peer.
@@ -23,7 +24,7 @@ pub fn members_of(
     peers: &Arc<Peers>,
     self_name: &str,
     volume: VolumeId,
-) -> Result<(Vec<GroupReplica>, ReplicaId), FsError> {
+) -> PeerResult<(Vec<GroupReplica>, ReplicaId)> {
     let (info, me) = store.volume_info(volume)?;
     let mut members = vec![GroupReplica::Local(LocalReplica::blocking(
         store.clone(),
@@ -58,19 +59,19 @@ impl ReplicaAccess for GroupReplica {
         each!(self, r => r.name())
     }
 
-    async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
+    async fn view(&self, fid: Fid) -> PeerResult<ReplicaView> {
         each!(self, r => r.view(fid).await)
     }
 
-    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
+    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> PeerResult<()> {
         each!(self, r => r.lease(fids, holder, ttl_ms).await)
     }
 
-    async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
+    async fn release(&self, fids: &[Fid], holder: u64) -> PeerResult<()> {
         each!(self, r => r.release(fids, holder).await)
     }
 
-    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
+    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> PeerResult<()> {
         each!(self, r => r.forget(fid, drop, mark).await)
     }
 
@@ -80,11 +81,11 @@ impl ReplicaAccess for GroupReplica {
         since: u64,
         max: u32,
         older_than_ms: u32,
-    ) -> Result<ChangePage, FsError> {
+    ) -> PeerResult<ChangePage> {
         each!(self, r => r.changes(volume, since, max, older_than_ms).await)
     }
 
-    async fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn volume_digests(&self, volume: VolumeId) -> PeerResult<Vec<[u8; 32]>> {
         each!(self, r => r.volume_digests(volume).await)
     }
 
@@ -93,32 +94,27 @@ impl ReplicaAccess for GroupReplica {
         volume: VolumeId,
         buckets: &[u16],
         after: u64,
-    ) -> Result<ObjectPage, FsError> {
+    ) -> PeerResult<ObjectPage> {
         each!(self, r => r.bucket_objects(volume, buckets, after).await)
     }
 
-    async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {
+    async fn list(&self, dir: Fid, cookie: u64, max: u32) -> PeerResult<DirPage> {
         each!(self, r => r.list(dir, cookie, max).await)
     }
 
-    async fn block_digests(&self, fid: Fid) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn block_digests(&self, fid: Fid) -> PeerResult<Vec<[u8; 32]>> {
         each!(self, r => r.block_digests(fid).await)
     }
 
-    async fn block_map(
-        &self,
-        fid: Fid,
-        first: u64,
-        count: u32,
-    ) -> Result<Vec<BlockEntry>, FsError> {
+    async fn block_map(&self, fid: Fid, first: u64, count: u32) -> PeerResult<Vec<BlockEntry>> {
         each!(self, r => r.block_map(fid, first, count).await)
     }
 
-    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> PeerResult<Vec<[u8; 32]>> {
         each!(self, r => r.missing_chunks(hashes).await)
     }
 
-    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Bytes>, FsError> {
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> PeerResult<Vec<Bytes>> {
         each!(self, r => r.chunks(hashes).await)
     }
 
@@ -128,7 +124,7 @@ impl ReplicaAccess for GroupReplica {
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Bytes)],
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         each!(self, r => r.install_blocks(fid, expect, blocks, chunks).await)
     }
 
@@ -137,7 +133,7 @@ impl ReplicaAccess for GroupReplica {
         fid: Fid,
         expect: &VersionVector,
         meta: &ObjectMeta,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         each!(self, r => r.install_meta(fid, expect, meta).await)
     }
 
@@ -147,7 +143,7 @@ impl ReplicaAccess for GroupReplica {
         expect: &VersionVector,
         version: &VersionVector,
         history: &History,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         each!(self, r => r.install_version(fid, expect, version, history).await)
     }
 
@@ -158,7 +154,7 @@ impl ReplicaAccess for GroupReplica {
         version: &VersionVector,
         history: &History,
         placement: &Placement,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         each!(self, r => r.install_delete(fid, expect, version, history, placement).await)
     }
 }

@@ -230,7 +230,7 @@ fn a_state_copied_while_the_source_changed_gets_no_version() {
         }
         assert_eq!(
             r.execute(f, &views, decision).await.err(),
-            Some(FsError::VersionChanged)
+            Some(FsError::VersionChanged.into())
         );
     });
     assert_eq!(t.stores[2].read(f, 0, 4096), Err(FsError::Incomplete));

@@ -14,6 +14,8 @@ pub mod decide;
 pub mod group;
 #[cfg(test)]
 mod install_tests;
+#[cfg(test)]
+mod peer_error_tests;
 pub mod remote;
 #[cfg(test)]
 mod tests;
@@ -21,6 +23,7 @@ mod tests;
 use crate::clock::{SharedClock, SystemClock};
 use crate::conflict::{conflict_fid, conflict_name, to_conflict_names};
 use crate::pacing::Pacer;
+use crate::peer_error::{PeerError, PeerResult};
 pub use access::{LocalReplica, ReplicaAccess};
 use codetta_wire::message::ResolveSummary;
 use codetta_wire::replica::{BLOCK_GROUP, BlockEntry, Placement, ReplicaView, ViewBody};
@@ -79,8 +82,8 @@ enum Step {
     Again,
 }
 
-fn transient(e: &FsError) -> bool {
-    matches!(e, FsError::VersionChanged | FsError::Storage(_))
+fn transient(e: &PeerError) -> bool {
+    e.retry_helps()
 }
 
 /// The state a decision installs under the object's fid, with where it comes from
@@ -157,7 +160,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         for m in self.members {
             match m.lease(&[fid], self.holder, LEASE_MS).await {
                 Ok(()) => {}
-                Err(FsError::Leased(_)) => {
+                Err(PeerError::Answer(FsError::Leased(_))) => {
                     tracing::debug!(%fid, replica = %m.name(), "another coordinator holds it");
                     self.release(fid).await;
                     return false;
@@ -173,7 +176,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     /// Renews every lease this coordinator holds (the object being resolved and those it
     /// waits on) once a third of it has passed; `Leased` when another coordinator took one
     /// meanwhile (this one must stop installing; the object is left for later).
-    async fn keep_leases(&mut self) -> Result<(), FsError> {
+    async fn keep_leases(&mut self) -> PeerResult<()> {
         let third = u64::from(LEASE_MS / 3);
         let now = self.clock.monotonic_ms();
         let due: Vec<Fid> = self
@@ -185,7 +188,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         for fid in due {
             if !self.lease(fid).await {
                 tracing::warn!(%fid, "lost the resolution lease to another coordinator");
-                return Err(FsError::Leased(fid));
+                return Err(FsError::Leased(fid).into());
             }
         }
         Ok(())
@@ -283,7 +286,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
     /// where it is, or at the volume root when its placement would put a directory inside
     /// itself (`blocker` is its own intended parent). The move is a new update of the
     /// coordinator, installed on every member that answers.
-    async fn step_aside(&mut self, fid: Fid, blocker: Fid) -> Result<(), FsError> {
+    async fn step_aside(&mut self, fid: Fid, blocker: Fid) -> PeerResult<()> {
         let views = self.gather(fid).await;
         // Never a state an install was cut short in (rule 4).
         let Some((src, chosen)) = views
@@ -322,10 +325,13 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         Ok(())
     }
 
-    async fn attempt(&mut self, fid: Fid, depth: usize) -> Result<Step, FsError> {
+    async fn attempt(&mut self, fid: Fid, depth: usize) -> PeerResult<Step> {
         let views = self.gather(fid).await;
         if views.is_empty() {
-            return Err(FsError::Storage("no replica answered".into()));
+            return Err(PeerError::Unreachable {
+                server: "every replica".into(),
+                reason: "no replica answered".into(),
+            });
         }
         let is_dir = views
             .iter()
@@ -361,7 +367,9 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                     };
                     match placed.await {
                         Ok(()) => first = Some(*src),
-                        Err(FsError::Blocked(other)) => return Ok(Step::Blocked(other)),
+                        Err(PeerError::Answer(FsError::Blocked(other))) => {
+                            return Ok(Step::Blocked(other));
+                        }
                         Err(e) if transient(&e) => return Ok(Step::Again),
                         Err(e) => return Err(e),
                     }
@@ -376,7 +384,9 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                         .await
                     {
                         Ok(()) => {}
-                        Err(FsError::Blocked(other)) => return Ok(Step::Blocked(other)),
+                        Err(PeerError::Answer(FsError::Blocked(other))) => {
+                            return Ok(Step::Blocked(other));
+                        }
                         Err(e) if transient(&e) => return Ok(Step::Again),
                         Err(e) => return Err(e),
                     }
@@ -426,7 +436,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         let result = self.execute(fid, &views, decision).await;
         match result {
             Ok(step) => Ok(step),
-            Err(FsError::Blocked(other)) => Ok(Step::Blocked(other)),
+            Err(PeerError::Answer(FsError::Blocked(other))) => Ok(Step::Blocked(other)),
             Err(e) if transient(&e) => {
                 tracing::debug!(%fid, "resolution raced ({e}); gathering again");
                 Ok(Step::Again)
@@ -440,7 +450,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         &self,
         dir: Fid,
         views: &[(usize, ReplicaView)],
-    ) -> Result<Vec<Fid>, FsError> {
+    ) -> PeerResult<Vec<Fid>> {
         let mut listings: Vec<BTreeMap<Vec<u8>, Fid>> = Vec::new();
         for (i, v) in views {
             if !v.is_live() {
@@ -480,7 +490,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         fid: Fid,
         views: &[(usize, ReplicaView)],
         decision: Decision,
-    ) -> Result<Step, FsError> {
+    ) -> PeerResult<Step> {
         match decision {
             Decision::Settled => Ok(Step::Done),
             Decision::Discard {
@@ -607,7 +617,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         fid: Fid,
         views: &[(usize, ReplicaView)],
         c: usize,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let (src, loser) = &views[c];
         let Some(meta) = loser.meta() else {
             return Ok(());
@@ -658,10 +668,10 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         src: usize,
         fid: Fid,
         version: &VersionVector,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let now = self.members[src].view(fid).await?;
         if &now.version != version {
-            return Err(FsError::VersionChanged);
+            return Err(FsError::VersionChanged.into());
         }
         Ok(())
     }
@@ -675,7 +685,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         winner: &ReplicaView,
         dst: usize,
         view: &ReplicaView,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         self.summary.installs += 1;
         match &winner.body {
             ViewBody::Live(meta) => {
@@ -718,7 +728,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         src: usize,
         (dst_fid, expect): (Fid, &VersionVector),
         dst: usize,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let members = self.members;
         let d = &members[dst];
         let mut source = PieceSource::new(&members[src], src_fid, d, dst_fid).await?;
@@ -781,7 +791,7 @@ struct PieceSource<'r, R: ReplicaAccess> {
 }
 
 impl<'r, R: ReplicaAccess> PieceSource<'r, R> {
-    async fn new(src: &'r R, src_fid: Fid, dst: &'r R, dst_fid: Fid) -> Result<Self, FsError> {
+    async fn new(src: &'r R, src_fid: Fid, dst: &'r R, dst_fid: Fid) -> PeerResult<Self> {
         let sd = src.block_digests(src_fid).await?;
         let dd = dst.block_digests(dst_fid).await?;
         let groups = (0..sd.len().max(dd.len()))
@@ -801,7 +811,7 @@ impl<'r, R: ReplicaAccess> PieceSource<'r, R> {
     }
 
     /// The next piece with its chunks, `None` once every differing group is done.
-    async fn next(&mut self) -> Result<Option<Piece>, FsError> {
+    async fn next(&mut self) -> PeerResult<Option<Piece>> {
         loop {
             if let Some((blocks, wanted)) = self.planned.pop_front() {
                 let mut chunks = Vec::with_capacity(wanted.len());
@@ -820,7 +830,7 @@ impl<'r, R: ReplicaAccess> PieceSource<'r, R> {
 
     /// Compares group `g` block by block and splits its changes into pieces of at most
     /// [`MAX_INSTALL_BYTES`] of chunk data the destination lacks.
-    async fn plan(&mut self, g: u64) -> Result<(), FsError> {
+    async fn plan(&mut self, g: u64) -> PeerResult<()> {
         let first = g * BLOCK_GROUP;
         let count = BLOCK_GROUP as u32;
         let have: BTreeMap<u64, BlockEntry> = self

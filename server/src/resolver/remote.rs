@@ -1,6 +1,7 @@
 //! A replica on another server, reached with server-to-server requests over QUIC.
 
 use super::access::{DirPage, ObjectPage, ReplicaAccess};
+use crate::peer_error::{PeerError, PeerResult};
 use crate::peers::Peers;
 use crate::store::{ChangePage, MAX_BUCKET_OBJECTS};
 use bytes::{Bytes, BytesMut};
@@ -26,11 +27,11 @@ impl RemoteReplica {
         }
     }
 
-    async fn call(&self, request: &Request, data: Bytes) -> Result<(ReplyBody, Bytes), FsError> {
+    async fn call(&self, request: &Request, data: Bytes) -> PeerResult<(ReplyBody, Bytes)> {
         self.peers.call(&self.server, request, data).await
     }
 
-    async fn done(&self, request: &Request, data: Bytes) -> Result<(), FsError> {
+    async fn done(&self, request: &Request, data: Bytes) -> PeerResult<()> {
         match self.call(request, data).await? {
             (ReplyBody::Done, _) => Ok(()),
             (other, _) => Err(unexpected(&self.server, other)),
@@ -38,8 +39,8 @@ impl RemoteReplica {
     }
 }
 
-fn unexpected(server: &str, body: ReplyBody) -> FsError {
-    FsError::Storage(format!("server {server}: unexpected reply {body:?}"))
+fn unexpected(server: &str, body: ReplyBody) -> PeerError {
+    PeerError::unexpected(server, body)
 }
 
 impl ReplicaAccess for RemoteReplica {
@@ -51,7 +52,7 @@ impl ReplicaAccess for RemoteReplica {
         &self.server
     }
 
-    async fn view(&self, fid: Fid) -> Result<ReplicaView, FsError> {
+    async fn view(&self, fid: Fid) -> PeerResult<ReplicaView> {
         match self.call(&Request::View { fid }, Bytes::new()).await? {
             (ReplyBody::View(v), _) => Ok(v),
             (other, _) => Err(unexpected(&self.server, other)),
@@ -64,7 +65,7 @@ impl ReplicaAccess for RemoteReplica {
         since: u64,
         max: u32,
         older_than_ms: u32,
-    ) -> Result<ChangePage, FsError> {
+    ) -> PeerResult<ChangePage> {
         let request = Request::Changes {
             volume,
             since,
@@ -90,7 +91,7 @@ impl ReplicaAccess for RemoteReplica {
         }
     }
 
-    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
+    async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> PeerResult<()> {
         let request = Request::Lease {
             fids: fids.to_vec(),
             holder,
@@ -99,12 +100,12 @@ impl ReplicaAccess for RemoteReplica {
         self.done(&request, Bytes::new()).await
     }
 
-    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> Result<(), FsError> {
+    async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> PeerResult<()> {
         self.done(&Request::Forget { fid, drop, mark }, Bytes::new())
             .await
     }
 
-    async fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
+    async fn release(&self, fids: &[Fid], holder: u64) -> PeerResult<()> {
         let request = Request::Release {
             fids: fids.to_vec(),
             holder,
@@ -112,7 +113,7 @@ impl ReplicaAccess for RemoteReplica {
         self.done(&request, Bytes::new()).await
     }
 
-    async fn volume_digests(&self, volume: VolumeId) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn volume_digests(&self, volume: VolumeId) -> PeerResult<Vec<[u8; 32]>> {
         match self
             .call(&Request::VolumeDigests { volume }, Bytes::new())
             .await?
@@ -127,7 +128,7 @@ impl ReplicaAccess for RemoteReplica {
         volume: VolumeId,
         buckets: &[u16],
         after: u64,
-    ) -> Result<ObjectPage, FsError> {
+    ) -> PeerResult<ObjectPage> {
         let request = Request::BucketObjects {
             volume,
             buckets: buckets.to_vec(),
@@ -140,7 +141,7 @@ impl ReplicaAccess for RemoteReplica {
         }
     }
 
-    async fn list(&self, dir: Fid, cookie: u64, max: u32) -> Result<DirPage, FsError> {
+    async fn list(&self, dir: Fid, cookie: u64, max: u32) -> PeerResult<DirPage> {
         let request = Request::ReadDir {
             dir,
             cookie,
@@ -159,7 +160,7 @@ impl ReplicaAccess for RemoteReplica {
         }
     }
 
-    async fn block_digests(&self, fid: Fid) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn block_digests(&self, fid: Fid) -> PeerResult<Vec<[u8; 32]>> {
         match self
             .call(&Request::BlockDigests { fid }, Bytes::new())
             .await?
@@ -169,12 +170,7 @@ impl ReplicaAccess for RemoteReplica {
         }
     }
 
-    async fn block_map(
-        &self,
-        fid: Fid,
-        first: u64,
-        count: u32,
-    ) -> Result<Vec<BlockEntry>, FsError> {
+    async fn block_map(&self, fid: Fid, first: u64, count: u32) -> PeerResult<Vec<BlockEntry>> {
         match self
             .call(&Request::BlockMap { fid, first, count }, Bytes::new())
             .await?
@@ -184,7 +180,7 @@ impl ReplicaAccess for RemoteReplica {
         }
     }
 
-    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>, FsError> {
+    async fn missing_chunks(&self, hashes: &[[u8; 32]]) -> PeerResult<Vec<[u8; 32]>> {
         let request = Request::MissingChunks {
             hashes: hashes.to_vec(),
         };
@@ -194,7 +190,7 @@ impl ReplicaAccess for RemoteReplica {
         }
     }
 
-    async fn chunks(&self, hashes: &[[u8; 32]]) -> Result<Vec<Bytes>, FsError> {
+    async fn chunks(&self, hashes: &[[u8; 32]]) -> PeerResult<Vec<Bytes>> {
         let request = Request::GetChunks {
             hashes: hashes.to_vec(),
         };
@@ -206,8 +202,9 @@ impl ReplicaAccess for RemoteReplica {
                     let end = pos
                         .checked_add(len as usize)
                         .filter(|e| *e <= data.len())
-                        .ok_or_else(|| {
-                            FsError::Storage(format!("server {}: short chunk data", self.server))
+                        .ok_or_else(|| PeerError::Protocol {
+                            server: self.server.clone(),
+                            what: "chunk data shorter than its lengths".into(),
                         })?;
                     out.push(data.slice(pos..end));
                     pos = end;
@@ -224,7 +221,7 @@ impl ReplicaAccess for RemoteReplica {
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], Bytes)],
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let mut data = BytesMut::with_capacity(chunks.iter().map(|(_, c)| c.len()).sum());
         let mut listed = Vec::with_capacity(chunks.len());
         for (hash, bytes) in chunks {
@@ -248,7 +245,7 @@ impl ReplicaAccess for RemoteReplica {
         fid: Fid,
         expect: &VersionVector,
         meta: &ObjectMeta,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let request = Request::InstallMeta {
             fid,
             expect: expect.clone(),
@@ -263,7 +260,7 @@ impl ReplicaAccess for RemoteReplica {
         expect: &VersionVector,
         version: &VersionVector,
         history: &History,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let request = Request::InstallVersion {
             fid,
             expect: expect.clone(),
@@ -280,7 +277,7 @@ impl ReplicaAccess for RemoteReplica {
         version: &VersionVector,
         history: &History,
         placement: &Placement,
-    ) -> Result<(), FsError> {
+    ) -> PeerResult<()> {
         let request = Request::InstallDelete {
             fid,
             expect: expect.clone(),

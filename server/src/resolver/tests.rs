@@ -402,7 +402,7 @@ fn a_coordinator_that_lost_its_lease_installs_no_more() {
         t.stores[2].release(&[f], r.holder).unwrap();
         t.stores[2].lease(&[f], 99, 60_000).unwrap();
         let outcome = r.sync_blocks(f, 0, (f, &before.version), 2).await;
-        assert_eq!(outcome, Err(FsError::Leased(f)));
+        assert_eq!(outcome, Err(FsError::Leased(f).into()));
     });
     assert_eq!(r.summary.bytes_shipped, 0);
     assert_eq!(

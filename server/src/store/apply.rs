@@ -266,7 +266,7 @@ impl<'txn> WriteTables<'txn> {
             let (_, file) = put
                 .iter_mut()
                 .find(|(f, _)| f == fid)
-                .ok_or_else(|| FsError::Storage("block plan without its file".into()))?;
+                .ok_or_else(|| FsError::Internal("block plan without its file".into()))?;
             let key = (fid.volume.0, fid.vnode);
             content::apply_blocks(
                 &mut self.blocks,
@@ -578,7 +578,7 @@ impl Batch<'_> {
         }
         self.applied
             .get_mut(&key)
-            .ok_or_else(|| StoreError::Fs(FsError::Storage("applied cache".into())))
+            .ok_or_else(|| StoreError::Fs(FsError::Internal("applied cache".into())))
     }
 
     /// The answer to a record applied before: its stored outcome, or for an older create

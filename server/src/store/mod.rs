@@ -98,6 +98,16 @@ pub enum StoreError {
     /// The database was written by a format this build does not read.
     #[error("database format version {found} is not supported (this build reads {supported})")]
     Format { found: u64, supported: u64 },
+    /// The stored data contradicts itself (an entry naming a missing object, a parent
+    /// chain that does not reach the root): the file is damaged.
+    #[error("inconsistent store: {0}")]
+    Inconsistent(String),
+    /// The file system under the store failed (statvfs, stat).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     /// A file-system level answer (not found, exists, stale, ...).
     #[error(transparent)]
     Fs(#[from] FsError),
@@ -131,6 +141,7 @@ impl From<StoreError> for FsError {
         match e {
             StoreError::Fs(e) => e,
             StoreError::Db(redb::Error::Io(io)) if is_no_space(&io) => FsError::NoSpace,
+            StoreError::Io { source, .. } if is_no_space(&source) => FsError::NoSpace,
             other => FsError::Storage(other.to_string()),
         }
     }
@@ -388,7 +399,7 @@ impl Store {
         let now = self.clock.monotonic_ms();
         self.leases
             .lock()
-            .map_err(|_| FsError::Storage("lease table poisoned".into()))?
+            .map_err(|_| FsError::Internal("lease table poisoned".into()))?
             .acquire(fids, holder, now, ttl_ms.min(MAX_LEASE_MS))
     }
 
@@ -399,7 +410,7 @@ impl Store {
         }
         self.leases
             .lock()
-            .map_err(|_| FsError::Storage("lease table poisoned".into()))?
+            .map_err(|_| FsError::Internal("lease table poisoned".into()))?
             .release(fids, holder);
         Ok(())
     }
@@ -625,9 +636,9 @@ impl Store {
         let e = get_entry(&dirents, dir, name)?.ok_or(FsError::NotFound)?;
         let child = self.load(&txn, e.fid).map_err(|e| match e {
             // A dangling entry is damage, not a stale handle of the caller's.
-            StoreError::Fs(FsError::Stale) => {
-                FsError::Storage(format!("entry {name} of {dir} names a missing object"))
-            }
+            StoreError::Fs(FsError::Stale) => FsError::from(StoreError::Inconsistent(format!(
+                "entry {name} of {dir} names a missing object"
+            ))),
             other => other.into(),
         })?;
         Ok(object_state(e.fid, &child))
@@ -674,7 +685,7 @@ impl Store {
         let g = vnodes
             .get((dir.volume.0, d.parent))
             .map_err(StoreError::from)?
-            .ok_or_else(|| FsError::Storage(format!("parent of {dir} is missing")))?;
+            .ok_or_else(|| StoreError::Inconsistent(format!("parent of {dir} is missing")))?;
         let p: Vnode = codec::decode("vnodes", g.value())?;
         let fid = Fid {
             volume: dir.volume,
@@ -718,8 +729,9 @@ impl Store {
             }
             let (k, v) = item.map_err(StoreError::from)?;
             let (_, _, cookie, name) = k.value();
-            let name = Name::new(name)
-                .map_err(|e| FsError::Storage(format!("stored entry name in {dir}: {e}")))?;
+            let name = Name::new(name).map_err(|e| {
+                StoreError::Inconsistent(format!("stored entry name in {dir}: {e}"))
+            })?;
             let e: Dirent = codec::decode("dirents", v.value())?;
             let state = if with_attrs {
                 match vnodes
@@ -808,8 +820,12 @@ impl Store {
             Some(cap) => (cap, cap.saturating_sub(used)),
             None => {
                 let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty());
-                let st = rustix::fs::statvfs(dir.unwrap_or(Path::new(".")))
-                    .map_err(|e| FsError::Storage(format!("statvfs: {e}")))?;
+                let st = rustix::fs::statvfs(dir.unwrap_or(Path::new("."))).map_err(|e| {
+                    StoreError::Io {
+                        what: "statvfs".into(),
+                        source: e.into(),
+                    }
+                })?;
                 (
                     st.f_blocks.saturating_mul(st.f_frsize),
                     st.f_bavail.saturating_mul(st.f_frsize),
@@ -828,7 +844,10 @@ impl Store {
     /// statistics from a write transaction).
     pub fn storage_stats(&self) -> Result<StorageStats, FsError> {
         let file_bytes = std::fs::metadata(&self.path)
-            .map_err(|e| FsError::Storage(format!("stat {}: {e}", self.path.display())))?
+            .map_err(|source| StoreError::Io {
+                what: format!("stat {}", self.path.display()),
+                source,
+            })?
             .len();
         let txn = self.db.begin_write().map_err(StoreError::from)?;
         let stats = (|| -> R<StorageStats> {

@@ -390,12 +390,17 @@ impl Planner<'_, '_> {
                 .get((dir.volume.0, cur))
                 .map_err(super::StoreError::from)?
                 .ok_or_else(|| {
-                    FsError::Storage(format!("directory {cur:x} has a missing parent"))
+                    super::StoreError::Inconsistent(format!(
+                        "directory {cur:x} has a missing parent"
+                    ))
                 })?;
             let v: Vnode = super::codec::decode("vnodes", g.value())?;
             cur = v.parent;
         }
-        Err(FsError::Storage(format!("parent chain above {dir} does not reach the root")).into())
+        Err(super::StoreError::Inconsistent(format!(
+            "parent chain above {dir} does not reach the root"
+        ))
+        .into())
     }
 
     /// RENAME: moves `from_dir/from_name` to `to_dir/to_name`, replacing a compatible target

@@ -124,9 +124,9 @@ fn dir_fid(
     } else if let Some(g) = tombstones.get(key)? {
         codec::decode::<Tombstone>("tombstones", g.value())?.unique
     } else {
-        return Err(
-            FsError::Storage(format!("placement names a missing directory {vnode:x}")).into(),
-        );
+        return Err(StoreError::Inconsistent(format!(
+            "placement names a missing directory {vnode:x}"
+        )));
     };
     Ok(Fid {
         volume,
@@ -184,7 +184,7 @@ pub(super) fn is_installing(txn: &ReadTransaction, fid: Fid) -> R<bool> {
 }
 
 fn name_of(bytes: &[u8]) -> R<Name> {
-    Name::new(bytes).map_err(|e| FsError::Storage(format!("stored name: {e}")).into())
+    Name::new(bytes).map_err(|e| StoreError::Inconsistent(format!("stored name: {e}")))
 }
 
 impl Store {
@@ -380,8 +380,8 @@ impl Store {
             Some(item) => item.map_err(StoreError::from)?.0.value().1,
             None => 0,
         };
-        let decode = |v: &[u8]| -> Result<(Fid, u64), FsError> {
-            let bad = || FsError::Storage("bad change entry".into());
+        let decode = |v: &[u8]| -> Result<(Fid, u64), StoreError> {
+            let bad = || StoreError::Inconsistent("bad change entry".into());
             let (fid, when) = v.split_at_checked(Fid::ENCODED_LEN).ok_or_else(bad)?;
             let fid = Fid::from_bytes(fid).ok_or_else(bad)?;
             Ok((fid, u64::from_le_bytes(when.try_into().map_err(|_| bad())?)))
@@ -726,10 +726,9 @@ impl Store {
                     }
                     if t.vnodes.get(key)?.is_some() || t.tombstones.get(key)?.is_some() {
                         // The vnode number holds another object: fids are never reused.
-                        return Err(FsError::Storage(format!(
+                        return Err(StoreError::Inconsistent(format!(
                             "vnode of {fid} holds another object"
-                        ))
-                        .into());
+                        )));
                     }
                     t.vnode_count += 1;
                     // A collected object brought back (by a replica that was away).
