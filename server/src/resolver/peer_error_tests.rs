@@ -12,8 +12,8 @@ use bytes::Bytes;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use codetta_wire::update::CreateHow;
 use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// A local replica whose next install fails with a set error, counting the views it gives.

@@ -7,7 +7,7 @@
 //! so a replica that missed a delete, or holds a different vector for it, shows.
 
 use super::codec::{self, Tombstone, Vnode};
-use super::resolve::{Found, find};
+use super::lookup::{Found, find};
 use super::tables::VnodeKey;
 use super::{R, Store, StoreError, tables, tags};
 use codetta_wire::replica::{DIGEST_BUCKETS, deleted_tag, digest_bucket, object_digest};

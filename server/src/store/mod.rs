@@ -27,17 +27,22 @@ pub mod collect;
 mod content;
 mod digests;
 mod group;
+mod install;
 pub mod leases;
 mod migrate;
 mod namespace;
+mod plan;
+mod reads;
 mod resolve;
 use crate::clock::{SharedClock, SystemClock};
 pub use apply::Shipped;
 pub use digests::MAX_BUCKET_OBJECTS;
 use leases::LeaseTable;
 pub use resolve::{ChangePage, MAX_CHUNKS_PER_CALL};
+mod lookup;
 mod tables;
 mod tags;
+mod write_tables;
 
 #[cfg(test)]
 mod replication_tests;
@@ -45,7 +50,7 @@ mod replication_tests;
 pub(crate) mod testutil;
 
 use codec::{Dirent, Vnode, VolumeRec};
-use codetta_wire::message::{DirEntry, ObjectState, SpaceInfo, VolumeInfo};
+use codetta_wire::message::{ObjectState, SpaceInfo, VolumeInfo};
 use codetta_wire::tag::SetDigest;
 use codetta_wire::{
     Attrs, Fid, FileType, FsError, Incarnation, Name, ReplicaId, Time, VersionVector, VolumeId,
@@ -54,8 +59,6 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableT
 use std::path::{Path, PathBuf};
 use tables::{DirentKey, VnodeKey};
 use thiserror::Error;
-
-use codetta_wire::MAX_READ;
 
 /// Longest symlink target in bytes.
 pub const MAX_SYMLINK_TARGET: usize = 4096;
@@ -76,7 +79,7 @@ pub struct StoreOptions {
     /// redb's page cache in bytes; `None`: [`DEFAULT_CACHE_BYTES`]. (redb's own default,
     /// 1 GiB, is what a server's resident memory would grow to under a large write.)
     pub cache_bytes: Option<usize>,
-    /// Entries each volume's change sequence keeps; `None`: `apply::MAX_CHANGES_KEPT`. A
+    /// Entries each volume's change sequence keeps; `None`: `write_tables::MAX_CHANGES_KEPT`. A
     /// peer further behind compares the whole volume instead (rule 12).
     pub changes_kept: Option<u64>,
 }
@@ -416,7 +419,9 @@ impl Store {
     }
 
     fn changes_kept(&self) -> u64 {
-        self.options.changes_kept.unwrap_or(apply::MAX_CHANGES_KEPT)
+        self.options
+            .changes_kept
+            .unwrap_or(write_tables::MAX_CHANGES_KEPT)
     }
 
     /// The database file.
@@ -603,209 +608,6 @@ impl Store {
         }
     }
 
-    fn load(&self, txn: &ReadTransaction, fid: Fid) -> R<Vnode> {
-        let vnodes = txn.open_table(tables::VNODES)?;
-        let volumes = txn.open_table(tables::VOLUMES)?;
-        load_vnode(&vnodes, &volumes, fid)
-    }
-
-    /// The state of `fid`.
-    pub fn getattr(&self, fid: Fid) -> Result<ObjectState, FsError> {
-        let txn = self.read_txn()?;
-        let v = self.load(&txn, fid)?;
-        Ok(object_state(fid, &v))
-    }
-
-    /// The states of those of `fids` that are live, read in one transaction.
-    pub fn states(&self, fids: &[Fid]) -> Result<Vec<ObjectState>, FsError> {
-        let txn = self.read_txn()?;
-        Ok(fids
-            .iter()
-            .filter_map(|fid| self.load(&txn, *fid).ok().map(|v| object_state(*fid, &v)))
-            .collect())
-    }
-
-    /// The state of the object `name` in directory `dir`.
-    pub fn lookup(&self, dir: Fid, name: &Name) -> Result<ObjectState, FsError> {
-        let txn = self.read_txn()?;
-        let d = self.load(&txn, dir)?;
-        if d.ftype != FileType::Directory {
-            return Err(FsError::NotDir);
-        }
-        let dirents = txn.open_table(tables::DIRENTS).map_err(StoreError::from)?;
-        let e = get_entry(&dirents, dir, name)?.ok_or(FsError::NotFound)?;
-        let child = self.load(&txn, e.fid).map_err(|e| match e {
-            // A dangling entry is damage, not a stale handle of the caller's.
-            StoreError::Fs(FsError::Stale) => FsError::from(StoreError::Inconsistent(format!(
-                "entry {name} of {dir} names a missing object"
-            ))),
-            other => other.into(),
-        })?;
-        Ok(object_state(e.fid, &child))
-    }
-
-    /// The update history of `fid` (rule 5).
-    pub fn history(&self, fid: Fid) -> Result<codetta_wire::History, FsError> {
-        let txn = self.read_txn()?;
-        Ok(self.load(&txn, fid)?.history)
-    }
-
-    /// How many applied records still wait for their second phase (COP2).
-    pub fn pending_cop2(&self) -> Result<u64, FsError> {
-        let txn = self.read_txn()?;
-        let t = txn
-            .open_table(tables::COP2_PENDING)
-            .map_err(StoreError::from)?;
-        Ok(t.len().map_err(StoreError::from)?)
-    }
-
-    /// How many records of `incarnation` in `volume` this replica never saw (it was away
-    /// while the others applied them and the client trimmed them).
-    pub fn missed_records(
-        &self,
-        incarnation: Incarnation,
-        volume: VolumeId,
-    ) -> Result<u64, FsError> {
-        let txn = self.read_txn()?;
-        let t = txn.open_table(tables::APPLIED).map_err(StoreError::from)?;
-        match t.get((incarnation.0, volume.0)).map_err(StoreError::from)? {
-            Some(g) => Ok(codec::decode::<apply::AppliedRec>("applied", g.value())?.missed),
-            None => Ok(0),
-        }
-    }
-
-    /// The parent directory of directory `dir` (the root is its own parent), for `..`.
-    pub fn parent(&self, dir: Fid) -> Result<ObjectState, FsError> {
-        let txn = self.read_txn()?;
-        let d = self.load(&txn, dir)?;
-        if d.ftype != FileType::Directory {
-            return Err(FsError::NotDir);
-        }
-        let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
-        let g = vnodes
-            .get((dir.volume.0, d.parent))
-            .map_err(StoreError::from)?
-            .ok_or_else(|| StoreError::Inconsistent(format!("parent of {dir} is missing")))?;
-        let p: Vnode = codec::decode("vnodes", g.value())?;
-        let fid = Fid {
-            volume: dir.volume,
-            vnode: d.parent,
-            unique: p.unique,
-        };
-        Ok(object_state(fid, &p))
-    }
-
-    /// Up to `max_entries` entries of `dir` whose cookie is greater than `cookie` (0 = from
-    /// the start), in cookie order; `eof` when none follow. Cookies are [`Name::cookie`], so
-    /// a listing resumes correctly after concurrent inserts, restarts and on other replicas.
-    pub fn readdir(
-        &self,
-        dir: Fid,
-        cookie: u64,
-        max_entries: u32,
-        with_attrs: bool,
-    ) -> Result<(ObjectState, Vec<DirEntry>, bool), FsError> {
-        let txn = self.read_txn()?;
-        let d = self.load(&txn, dir)?;
-        if d.ftype != FileType::Directory {
-            return Err(FsError::NotDir);
-        }
-        let state = object_state(dir, &d);
-        let Some(first) = cookie.checked_add(1) else {
-            return Ok((state, Vec::new(), true));
-        };
-        let dirents = txn.open_table(tables::DIRENTS).map_err(StoreError::from)?;
-        let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
-        let last_name = [0xFFu8; codetta_wire::name::MAX_NAME_LEN + 1];
-        let start: (u32, u64, u64, &[u8]) = (dir.volume.0, dir.vnode, first, &[]);
-        let end: (u32, u64, u64, &[u8]) = (dir.volume.0, dir.vnode, u64::MAX, &last_name);
-        let mut range = dirents.range(start..=end).map_err(StoreError::from)?;
-        let mut entries = Vec::new();
-        let mut eof = true;
-        for item in range.by_ref() {
-            if entries.len() >= max_entries as usize {
-                eof = false;
-                break;
-            }
-            let (k, v) = item.map_err(StoreError::from)?;
-            let (_, _, cookie, name) = k.value();
-            let name = Name::new(name).map_err(|e| {
-                StoreError::Inconsistent(format!("stored entry name in {dir}: {e}"))
-            })?;
-            let e: Dirent = codec::decode("dirents", v.value())?;
-            let state = if with_attrs {
-                match vnodes
-                    .get((e.fid.volume.0, e.fid.vnode))
-                    .map_err(StoreError::from)?
-                {
-                    Some(g) => {
-                        let child: Vnode = codec::decode("vnodes", g.value())?;
-                        (child.unique == e.fid.unique).then(|| object_state(e.fid, &child))
-                    }
-                    None => None,
-                }
-            } else {
-                None
-            };
-            entries.push(DirEntry {
-                name,
-                cookie,
-                fid: e.fid,
-                state,
-            });
-        }
-        Ok((state, entries, eof))
-    }
-
-    /// Up to `count` bytes of file `fid` from `offset` (at most [`MAX_READ`]); holes read as
-    /// zeros. `eof` when the bytes returned reach the end of the file.
-    pub fn read(
-        &self,
-        fid: Fid,
-        offset: u64,
-        count: u32,
-    ) -> Result<(ObjectState, Vec<u8>, bool), FsError> {
-        let txn = self.read_txn()?;
-        let v = self.load(&txn, fid)?;
-        match v.ftype {
-            FileType::Regular => {}
-            FileType::Directory => return Err(FsError::IsDir),
-            _ => return Err(FsError::Invalid),
-        }
-        if resolve::is_installing(&txn, fid)? {
-            // Attributes or some blocks of another state are in, its version not yet: these
-            // bytes are no state any update made (rule 4).
-            return Err(FsError::Incomplete);
-        }
-        let state = object_state(fid, &v);
-        if offset >= v.size {
-            return Ok((state, Vec::new(), true));
-        }
-        let end = offset
-            .saturating_add(u64::from(count.min(MAX_READ)))
-            .min(v.size);
-        let blocks = txn.open_table(tables::BLOCKS).map_err(StoreError::from)?;
-        let chunks = content::ReadChunks::open(&txn)?;
-        let data = content::read_range(
-            &blocks,
-            &chunks,
-            (fid.volume.0, fid.vnode),
-            offset,
-            (end - offset) as usize,
-        )?;
-        Ok((state, data, end == v.size))
-    }
-
-    /// The target of symlink `fid` (`Invalid` for other objects).
-    pub fn readlink(&self, fid: Fid) -> Result<Vec<u8>, FsError> {
-        let txn = self.read_txn()?;
-        let v = self.load(&txn, fid)?;
-        if v.ftype != FileType::Symlink {
-            return Err(FsError::Invalid);
-        }
-        Ok(v.target)
-    }
-
     /// Space figures. `used_bytes` is the logical size of the stored chunks (deduplicated),
     /// `files` the number of objects. With a configured capacity, `total` is it and `free`
     /// what is left of it; otherwise both come from the file system holding the database
@@ -874,204 +676,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::testutil::{Fx, T0};
-    use super::*;
-
-    #[test]
-    fn volumes_have_unique_names_and_ids() {
-        let fx = Fx::new();
-        assert_eq!(fx.store.create_volume("vol", T0), Err(FsError::Exists));
-        for bad in ["", "a\nb", &"x".repeat(256)] {
-            assert_eq!(fx.store.create_volume(bad, T0), Err(FsError::Invalid));
-        }
-        let second = fx
-            .store
-            .create_volume_as("second", ReplicaId(2), T0)
-            .unwrap();
-        assert_ne!(second.id, fx.vol.id);
-        assert_eq!(fx.store.replica_of(second.id).unwrap(), ReplicaId(2));
-        // A coordinator's retry is a no-op; another volume under the id or name is refused.
-        assert_eq!(
-            fx.store.create_replica(&second, ReplicaId(2), T0),
-            Ok(second.clone())
-        );
-        let mut clash = second.clone();
-        clash.name = "third".into();
-        assert_eq!(
-            fx.store.create_replica(&clash, ReplicaId(2), T0),
-            Err(FsError::Exists)
-        );
-        let mut not_member = second.clone();
-        not_member.id = VolumeId(second.id.0 ^ 1);
-        not_member.root = Fid::root(not_member.id);
-        assert_eq!(
-            fx.store.create_replica(&not_member, ReplicaId(9), T0),
-            Err(FsError::Invalid)
-        );
-        assert_eq!(fx.store.volume_by_name("nope"), Err(FsError::UnknownVolume));
-        assert_eq!(
-            fx.store.replica_of(VolumeId(77)),
-            Err(FsError::UnknownVolume)
-        );
-        let names: Vec<_> = fx
-            .store
-            .list_volumes()
-            .unwrap()
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
-        let mut expected = [(fx.vol.id, "vol"), (second.id, "second")];
-        expected.sort();
-        assert_eq!(
-            names,
-            expected
-                .iter()
-                .map(|(_, n)| n.to_string())
-                .collect::<Vec<_>>()
-        );
-        let root = fx.state(second.root);
-        assert_eq!(root.attrs.mode, 0o755);
-        assert_eq!(
-            (root.attrs.mtime, root.attrs.ctime, root.attrs.atime),
-            (T0, T0, T0)
-        );
-        assert_eq!(
-            fx.store.getattr(second.root).unwrap().tag,
-            fx.state(fx.vol.root).tag
-        );
-    }
-
-    #[test]
-    fn incarnations_are_never_handed_out_twice() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
-        let store = Store::open(&path, StoreOptions::default()).unwrap();
-        let (a, ua) = store.new_incarnation().unwrap();
-        let (b, _) = store.new_incarnation().unwrap();
-        assert_ne!(a, b);
-        assert_ne!((a.0, ua), (0, 0));
-        assert_eq!(store.claim_incarnation(a), Err(FsError::Exists));
-        assert_eq!(
-            store.claim_incarnation(Incarnation(0)),
-            Err(FsError::Invalid)
-        );
-        drop(store);
-        let store = Store::open(&path, StoreOptions::default()).unwrap();
-        assert_eq!(store.claim_incarnation(b), Err(FsError::Exists), "durable");
-        let other = Incarnation(a.0.wrapping_add(1).max(1));
-        if other != b {
-            assert_eq!(store.claim_incarnation(other), Ok(()));
-        }
-    }
-
-    #[test]
-    fn an_unknown_format_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.redb");
-        drop(Store::open(&path, StoreOptions::default()).unwrap());
-        {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            put_meta_u64(
-                &mut txn.open_table(tables::META).unwrap(),
-                tables::meta::FORMAT,
-                9,
-            )
-            .unwrap();
-            txn.commit().unwrap();
-        }
-        assert!(matches!(
-            Store::open(&path, StoreOptions::default()),
-            Err(StoreError::Format {
-                found: 9,
-                supported: STORE_FORMAT
-            })
-        ));
-    }
-
-    #[test]
-    fn space_without_a_capacity_comes_from_the_file_system() {
-        let mut fx = Fx::new();
-        let f = fx.create(fx.root(), "f");
-        fx.write(f, 0, &[5u8; 1000]);
-        let s = fx.store.space().unwrap();
-        assert_eq!((s.used_bytes, s.files), (1000, 2));
-        assert!(s.total_bytes > 0 && s.free_bytes <= s.total_bytes);
-    }
-
-    #[test]
-    fn compaction_gives_space_back() {
-        let mut fx = Fx::new();
-        let root = fx.root();
-        let f = fx.create(root, "f");
-        let data: Vec<u8> = (0..(8u32 << 20))
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect();
-        for (i, piece) in data.chunks(1 << 20).enumerate() {
-            fx.write(f, (i as u64) << 20, piece);
-        }
-        let full = fx.store.storage_stats().unwrap();
-        assert!(full.allocated_bytes >= 8 << 20);
-        let op = fx.rm_op(root, "f");
-        assert_eq!(fx.one(op), Ok(None));
-        let freed = fx.store.storage_stats().unwrap();
-        assert_eq!((freed.chunks, freed.chunk_bytes), (0, 0));
-        assert!(
-            freed.allocated_bytes < 1 << 20,
-            "pages are freed in the same commit"
-        );
-        while fx.store.compact().unwrap() {}
-        let compacted = fx.store.storage_stats().unwrap();
-        assert!(
-            compacted.file_bytes < full.file_bytes / 2,
-            "{compacted:?} vs {full:?}"
-        );
-    }
-
-    #[test]
-    fn storage_errors_map_to_wire_errors() {
-        let enospc = StoreError::Db(redb::Error::Io(std::io::Error::from_raw_os_error(28)));
-        assert_eq!(FsError::from(enospc), FsError::NoSpace);
-        let full = StoreError::Db(redb::Error::Io(std::io::ErrorKind::StorageFull.into()));
-        assert_eq!(FsError::from(full), FsError::NoSpace);
-        let eio = StoreError::Db(redb::Error::Io(std::io::Error::from_raw_os_error(5)));
-        assert!(matches!(FsError::from(eio), FsError::Storage(_)));
-        let bad = StoreError::Decode {
-            table: "vnodes",
-            reason: "x".into(),
-        };
-        assert!(matches!(FsError::from(bad), FsError::Storage(_)));
-        assert_eq!(
-            FsError::from(StoreError::Fs(FsError::Stale)),
-            FsError::Stale
-        );
-    }
-
-    /// A full block is stored as a head that fits a 64 KiB redb page plus a small tail;
-    /// damage to either is caught.
-    #[test]
-    fn full_blocks_split_into_head_and_tail() {
-        let mut fx = Fx::new();
-        let f = fx.create(fx.root(), "f");
-        let data: Vec<u8> = (0..65_536u32).map(|i| (i % 253) as u8).collect();
-        fx.write(f, 0, &data);
-        let hash = *blake3::hash(&data).as_bytes();
-        let txn = fx.store.db.begin_write().unwrap();
-        {
-            let mut chunks = content::WriteChunks::open(&txn, 0).unwrap();
-            let id = chunks.entry(&hash).unwrap().unwrap().id;
-            let head = chunks.heads.get(id).unwrap().unwrap();
-            assert_eq!(head.value().len(), tables::CHUNK_HEAD_MAX);
-            drop(head);
-            let tail = chunks.tails.get(id).unwrap().unwrap().value().to_vec();
-            assert_eq!(tail.len(), 1 + 65_536 - (tables::CHUNK_HEAD_MAX - 1));
-            let mut bad = tail.clone();
-            bad[5] ^= 1;
-            chunks.tails.insert(id, bad.as_slice()).unwrap();
-        }
-        txn.commit().unwrap();
-        assert_eq!(fx.store.read(f, 0, 1).map(|_| ()), Err(FsError::Corrupt));
-    }
-}
+mod tests;

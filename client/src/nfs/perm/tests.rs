@@ -1,3 +1,5 @@
+//! The permission table's cases, each checked against the rules of `super`.
+
 use super::*;
 use codetta_wire::Time;
 
