@@ -9,7 +9,6 @@ use crate::catalogue::{
 use crate::context::ServerContext;
 use crate::peer_error::PeerError;
 use crate::resolver::ReplicaAccess;
-use crate::resolver::group::members_of;
 use codetta_wire::message::{
     ClusterCall, ClusterInfo, ReplicaMember, ReplyBody, VolumeCall, VolumeInfo,
 };
@@ -357,7 +356,7 @@ async fn drain(
     volume: VolumeId,
     leaving: &ReplicaMember,
 ) -> Result<(), FsError> {
-    let (members, me) = members_of(ctx.store(), ctx.peers(), ctx.name(), volume)?;
+    let (members, me) = ctx.members(volume)?;
     // Objects another coordinator is resolving right now (a replica that just came back
     // heals too) are left for later by this pass: compare again until nothing differs or
     // a few passes changed nothing.

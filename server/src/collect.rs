@@ -9,7 +9,6 @@
 use crate::context::ServerContext;
 use crate::peer_error::PeerError;
 use crate::resolver::ReplicaAccess;
-use crate::resolver::group::members_of;
 use crate::store::Store;
 use crate::store::collect::GcCandidate;
 use codetta_wire::{FsError, VolumeId};
@@ -141,7 +140,7 @@ pub async fn collect_pass(
         .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     let mut total = CollectSummary::default();
     for vol in &volumes {
-        let (members, _) = members_of(ctx.store(), ctx.peers(), ctx.name(), vol.id)?;
+        let (members, _) = ctx.members(vol.id)?;
         let now_ms = ctx.store().clock().wall_ms();
         let s = collect(ctx.store(), &members, vol.id, policy, now_ms).await?;
         total.collected += s.collected;

@@ -5,18 +5,22 @@
 
 use crate::catalogue::{Catalogue, QuicTransport};
 use crate::pacing::Pacer;
+use crate::peer_error::PeerResult;
 use crate::peers::Peers;
 use crate::resolver::Resolver;
-use crate::resolver::group::members_of;
+use crate::resolver::group::{GroupReplica, members_of};
 use crate::store::Store;
+use crate::volatile::Volatile;
 use codetta_wire::message::ResolveSummary;
-use codetta_wire::{Fid, FsError, VolumeId};
+use codetta_wire::{Fid, FsError, ReplicaId, VolumeId};
 use std::sync::Arc;
 
 /// A running server's shared state (cheap to clone: every field is shared).
 #[derive(Clone)]
 pub struct ServerContext {
     store: Arc<Store>,
+    /// Promises and leases (kept beside the store, in memory).
+    volatile: Arc<Volatile>,
     name: Arc<str>,
     peers: Arc<Peers>,
     /// What resolution coordinated here has done since start.
@@ -37,6 +41,7 @@ impl ServerContext {
     /// A server named `name` serving `store`, reaching the others through `peers`.
     pub fn new(store: Arc<Store>, name: &str, peers: Arc<Peers>) -> ServerContext {
         ServerContext {
+            volatile: Volatile::new(store.clock().clone()),
             store,
             name: name.into(),
             peers,
@@ -112,6 +117,16 @@ impl ServerContext {
         &self.store
     }
 
+    /// The promises and leases this server holds beside its store.
+    pub fn volatile(&self) -> &Arc<Volatile> {
+        &self.volatile
+    }
+
+    /// Every replica of `volume` (this server's first) and this server's replica id.
+    pub fn members(&self, volume: VolumeId) -> PeerResult<(Vec<GroupReplica>, ReplicaId)> {
+        members_of(&self.store, &self.volatile, &self.peers, &self.name, volume)
+    }
+
     /// Links to the other servers.
     pub fn peers(&self) -> &Arc<Peers> {
         &self.peers
@@ -159,7 +174,7 @@ impl ServerContext {
             by_volume.entry(fid.volume).or_default().push(fid);
         }
         for (volume, fids) in by_volume {
-            let (members, me) = members_of(&self.store, &self.peers, &self.name, volume)?;
+            let (members, me) = self.members(volume)?;
             // A client waits for this one: it is not paced.
             let mut resolver = Resolver::new(&members, me).with_clock(self.store.clock().clone());
             resolver.install_delay = self.pacer.install_delay();

@@ -7,7 +7,6 @@
 
 use crate::context::ServerContext;
 use crate::pacing::Pacer;
-use crate::resolver::group::members_of;
 use crate::resolver::{ReplicaAccess, Resolver};
 use crate::store::Store;
 use codetta_wire::message::{Change, ReplicaMember, ResolveSummary};
@@ -62,7 +61,7 @@ pub async fn heal_round(ctx: &ServerContext) -> Result<ResolveSummary, FsError> 
         .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     let mut total = ResolveSummary::default();
     for vol in volumes.iter().filter(|v| v.vsg.len() > 1) {
-        let (members, me) = members_of(ctx.store(), ctx.peers(), ctx.name(), vol.id)?;
+        let (members, me) = ctx.members(vol.id)?;
         for peer in vol.vsg.iter().filter(|m| m.replica != me) {
             let s = pull(ctx, &members, me, vol.id, peer).await;
             total.add(&s);

@@ -16,6 +16,7 @@ pub mod conflict;
 pub mod context;
 pub mod daemon;
 pub mod heal;
+pub mod leases;
 pub mod pacing;
 pub mod peer_error;
 pub mod peers;
@@ -23,6 +24,7 @@ pub mod periodic;
 pub mod requests;
 pub mod resolver;
 pub mod service;
+pub mod volatile;
 pub mod volumes;
 
 pub use config::ServerConfig;

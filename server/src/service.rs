@@ -2,7 +2,7 @@
 //! (as [`crate::requests`] classifies it), runs it where its class says and encodes the
 //! reply.
 
-use crate::callbacks::{ConnId, SessionKey, VOID_AFTER};
+use crate::callbacks::{Callbacks, ConnId, SessionKey, VOID_AFTER};
 use crate::context::ServerContext;
 use crate::requests::{Path, classify};
 use crate::store::Store;
@@ -141,6 +141,12 @@ impl ServerService {
 
     fn execute(&self, request: Request, data: Bytes) -> (Reply, Bytes) {
         let store = self.ctx.store();
+        let volatile = self.ctx.volatile();
+        // A resolution install: the clients holding promises on what changed hear of it.
+        let installed = |changed: crate::store::Changed| {
+            volatile.changed(&changed);
+            ReplyBody::Done
+        };
         let reply =
             match request {
                 Request::Hello => Ok(ReplyBody::Hello {
@@ -181,12 +187,14 @@ impl ServerService {
                     fids,
                     holder,
                     ttl_ms,
-                } => store.lease(&fids, holder, ttl_ms).map(|()| ReplyBody::Done),
+                } => volatile
+                    .lease(&fids, holder, ttl_ms)
+                    .map(|()| ReplyBody::Done),
                 Request::Forget { fid, drop, mark } => {
                     store.forget(fid, drop, mark).map(|()| ReplyBody::Done)
                 }
                 Request::Release { fids, holder } => {
-                    store.release(&fids, holder).map(|()| ReplyBody::Done)
+                    volatile.release(&fids, holder).map(|()| ReplyBody::Done)
                 }
                 Request::Status => self.status().map(ReplyBody::Status),
                 Request::BlockDigests { fid } => store.block_digests(fid).map(ReplyBody::Digests),
@@ -215,19 +223,24 @@ impl ServerService {
                     chunks,
                 } => {
                     let mut pieces = Vec::with_capacity(chunks.len());
-                    let mut pos = 0usize;
+                    let mut rest = &data[..];
                     for (hash, len) in &chunks {
-                        let end = pos + *len as usize;
-                        pieces.push((*hash, &data[pos..end]));
-                        pos = end;
+                        let Some((piece, after)) = rest.split_at_checked(*len as usize) else {
+                            return (
+                                Err(FsError::Malformed("chunk lengths past the data".into())),
+                                Bytes::new(),
+                            );
+                        };
+                        pieces.push((*hash, piece));
+                        rest = after;
                     }
                     store
                         .install_blocks(fid, &expect, &blocks, &pieces)
-                        .map(|()| ReplyBody::Done)
+                        .map(installed)
                 }
-                Request::InstallMeta { fid, expect, meta } => store
-                    .install_meta(fid, &expect, &meta)
-                    .map(|()| ReplyBody::Done),
+                Request::InstallMeta { fid, expect, meta } => {
+                    store.install_meta(fid, &expect, &meta).map(installed)
+                }
                 Request::InstallVersion {
                     fid,
                     expect,
@@ -235,7 +248,7 @@ impl ServerService {
                     history,
                 } => store
                     .install_version(fid, &expect, &version, &history)
-                    .map(|()| ReplyBody::Done),
+                    .map(installed),
                 Request::InstallDelete {
                     fid,
                     expect,
@@ -244,7 +257,7 @@ impl ServerService {
                     placement,
                 } => store
                     .install_delete(fid, &expect, &version, &history, &placement)
-                    .map(|()| ReplyBody::Done),
+                    .map(installed),
                 Request::Changes {
                     volume,
                     since,
@@ -316,7 +329,7 @@ impl ServerService {
         acked_session: u64,
     ) -> Reply {
         self.ctx.store().volume_info(volume)?;
-        let callbacks = self.ctx.store().callbacks().clone();
+        let callbacks = self.ctx.volatile().callbacks().clone();
         let conn = peer.connection_id;
         if callbacks.watch_connection(conn) {
             let connection = peer.connection.clone();
@@ -358,17 +371,18 @@ impl ServerService {
         // Promises given before a restart are not known here, but a client may still
         // trust them until its lease lapses: no change is answered before then.
         let grace = VOID_AFTER
-            .checked_sub(self.ctx.store().uptime())
+            .checked_sub(self.ctx.volatile().uptime())
             .map(|left| tokio::time::Instant::now() + left);
         let store = self.ctx.store().clone();
+        let callbacks = self.ctx.volatile().callbacks().clone();
         let (shipped, states) = tokio::task::spawn_blocking(move || {
             let shipped = store.ship(&records, &data, log_start, &cop2)?;
-            let states = promised_states(&store, conn, &shipped.changed);
+            let states = promised_states(&store, &callbacks, conn, &shipped.changed);
             Ok::<_, FsError>((shipped, states))
         })
         .await
         .map_err(|e| FsError::Internal(format!("handler failed: {e}")))??;
-        let callbacks = self.ctx.store().callbacks();
+        let callbacks = self.ctx.volatile().callbacks();
         let tickets = callbacks.break_fids(&shipped.changed, Some(conn));
         callbacks.wait_acked(tickets).await;
         if let Some(until) = grace {
@@ -387,8 +401,12 @@ impl ServerService {
 /// so no later change slips past it); without a session there are none. The writer then
 /// caches what it changed without asking. An object found removed has its promise
 /// withdrawn (nothing would ever break it).
-fn promised_states(store: &Store, conn: ConnId, changed: &[Fid]) -> Vec<ObjectState> {
-    let callbacks = store.callbacks();
+fn promised_states(
+    store: &Store,
+    callbacks: &Callbacks,
+    conn: ConnId,
+    changed: &[Fid],
+) -> Vec<ObjectState> {
     let key = |fid: &Fid| SessionKey {
         conn,
         volume: fid.volume,
@@ -489,7 +507,7 @@ impl Service for ServerService {
                 conn,
                 volume: fid.volume,
             };
-            promised = self.ctx.store().callbacks().promise(key, fid);
+            promised = self.ctx.volatile().callbacks().promise(key, fid);
         }
         let lookup = matches!(decoded, Request::Lookup { .. });
         let inline = class.path == Path::Inline;
@@ -505,7 +523,7 @@ impl Service for ServerService {
                         conn,
                         volume: found.fid.volume,
                     };
-                    this.ctx.store().callbacks().promise(key, found.fid);
+                    this.ctx.volatile().callbacks().promise(key, found.fid);
                     (
                         this.ctx.store().getattr(found.fid).map(ReplyBody::State),
                         data,
@@ -563,17 +581,22 @@ mod tests {
             mut g,
         } = Fx::new().reopened(StoreOptions::default());
         let store = Arc::new(store);
-        let service = ServerService::new(ServerContext::new(store.clone(), "s1", peers));
-        assert!(store.uptime() < VOID_AFTER, "the test needs a fresh start");
+        let ctx = ServerContext::new(store.clone(), "s1", peers);
+        let volatile = ctx.volatile().clone();
+        let service = ServerService::new(ctx);
+        assert!(
+            volatile.uptime() < VOID_AFTER,
+            "the test needs a fresh start"
+        );
         let (op, _) = g.create_op(vol.root, "f", CreateHow::Guarded);
         let reply = service
             .ship(1, vec![g.rec(op)], Bytes::new(), 1, Vec::new())
             .await;
         assert!(matches!(reply, Ok(ReplyBody::Shipped { .. })), "{reply:?}");
         assert!(
-            store.uptime() >= VOID_AFTER,
+            volatile.uptime() >= VOID_AFTER,
             "answered {:?} after the restart, within the grace",
-            store.uptime()
+            volatile.uptime()
         );
     }
 }

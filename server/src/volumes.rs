@@ -97,8 +97,7 @@ async fn leave(
             ready.push(local.id);
             continue;
         };
-        let (members, mine) =
-            crate::resolver::group::members_of(ctx.store(), ctx.peers(), &me, local.id)?;
+        let (members, mine) = ctx.members(local.id)?;
         let remaining: Vec<_> = entry
             .vsg
             .iter()

@@ -20,9 +20,11 @@ mod replica;
 mod shipping;
 
 use codetta_client::replicate::Shipping;
+use codetta_server::clock::SystemClock;
 use codetta_server::heal;
 use codetta_server::resolver::Resolver;
 use codetta_server::store::{Store, StoreOptions};
+use codetta_server::volatile::Volatile;
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
 use codetta_wire::update::{Op, UpdateRecord};
 use codetta_wire::{Fid, Incarnation, Name, ReplicaId, Time, UpdateId, VolumeId};
@@ -90,6 +92,8 @@ fn unreachable_name() -> Name {
 struct Server {
     dir: tempfile::TempDir,
     store: Option<Arc<Store>>,
+    /// Its leases (in memory: a restart ends them).
+    volatile: Arc<Volatile>,
     replica: ReplicaId,
     changes_kept: Option<u64>,
 }
@@ -101,6 +105,7 @@ impl Server {
             ..StoreOptions::default()
         };
         let store = Store::open(&self.dir.path().join("s.redb"), options)?;
+        self.volatile = Volatile::new(store.clock().clone());
         self.store = Some(Arc::new(store));
         Ok(())
     }
@@ -196,6 +201,7 @@ impl World {
             let mut s = Server {
                 dir: tempfile::tempdir_in(&base)?,
                 store: None,
+                volatile: Volatile::new(SystemClock::shared()),
                 replica: m.replica,
                 changes_kept: config.changes_kept,
             };
@@ -297,6 +303,7 @@ impl World {
         };
         SimReplica {
             store: self.servers[s].store.clone(),
+            volatile: self.servers[s].volatile.clone(),
             replica: self.servers[s].replica,
             name: format!("s{s}"),
             reachable,

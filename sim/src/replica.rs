@@ -4,6 +4,7 @@
 use codetta_server::peer_error::{PeerError, PeerResult};
 use codetta_server::resolver::ReplicaAccess;
 use codetta_server::store::{ChangePage, Store};
+use codetta_server::volatile::Volatile;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
 use rand::Rng;
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 /// crashed, or through a link that may lose the request or the reply.
 pub(crate) struct SimReplica {
     pub(crate) store: Option<Arc<Store>>,
+    pub(crate) volatile: Arc<Volatile>,
     pub(crate) replica: ReplicaId,
     pub(crate) name: String,
     pub(crate) reachable: bool,
@@ -74,7 +76,7 @@ impl ReplicaAccess for SimReplica {
     }
 
     async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> PeerResult<()> {
-        self.call(|s| s.lease(fids, holder, ttl_ms))
+        self.call(|_| self.volatile.lease(fids, holder, ttl_ms))
     }
 
     async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> PeerResult<()> {
@@ -85,7 +87,7 @@ impl ReplicaAccess for SimReplica {
     /// no clock to let a stranded lease expire.
     async fn release(&self, fids: &[Fid], holder: u64) -> PeerResult<()> {
         match &self.store {
-            Some(s) if self.reachable => Ok(s.release(fids, holder)?),
+            Some(_) if self.reachable => Ok(self.volatile.release(fids, holder)?),
             _ => Err(self.down()),
         }
     }
@@ -158,7 +160,7 @@ impl ReplicaAccess for SimReplica {
     ) -> PeerResult<()> {
         self.call(|s| {
             let refs: Vec<([u8; 32], &[u8])> = chunks.iter().map(|(h, b)| (*h, &b[..])).collect();
-            s.install_blocks(fid, expect, blocks, &refs)
+            s.install_blocks(fid, expect, blocks, &refs).map(drop)
         })
     }
 
@@ -168,7 +170,7 @@ impl ReplicaAccess for SimReplica {
         expect: &VersionVector,
         meta: &ObjectMeta,
     ) -> PeerResult<()> {
-        self.call(|s| s.install_meta(fid, expect, meta))
+        self.call(|s| s.install_meta(fid, expect, meta).map(drop))
     }
 
     async fn install_version(
@@ -178,7 +180,7 @@ impl ReplicaAccess for SimReplica {
         version: &VersionVector,
         history: &History,
     ) -> PeerResult<()> {
-        self.call(|s| s.install_version(fid, expect, version, history))
+        self.call(|s| s.install_version(fid, expect, version, history).map(drop))
     }
 
     async fn install_delete(
@@ -189,6 +191,9 @@ impl ReplicaAccess for SimReplica {
         history: &History,
         placement: &Placement,
     ) -> PeerResult<()> {
-        self.call(|s| s.install_delete(fid, expect, version, history, placement))
+        self.call(|s| {
+            s.install_delete(fid, expect, version, history, placement)
+                .map(drop)
+        })
     }
 }

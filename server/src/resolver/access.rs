@@ -1,7 +1,8 @@
 //! How a coordinator reaches one replica of a volume during resolution.
 
 use crate::peer_error::{PeerError, PeerResult};
-use crate::store::{ChangePage, MAX_BUCKET_OBJECTS, Store};
+use crate::store::{ChangePage, Changed, MAX_BUCKET_OBJECTS, Store};
+use crate::volatile::Volatile;
 use bytes::Bytes;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use codetta_wire::{Fid, FsError, History, ReplicaId, VersionVector, VolumeId};
@@ -113,16 +114,23 @@ pub trait ReplicaAccess: Send + Sync {
 #[derive(Clone)]
 pub struct LocalReplica {
     store: Arc<Store>,
+    volatile: Arc<Volatile>,
     replica: ReplicaId,
     name: String,
     blocking: bool,
 }
 
 impl LocalReplica {
-    /// Calls run inline on the caller's thread.
-    pub fn new(store: Arc<Store>, replica: ReplicaId, name: &str) -> LocalReplica {
+    /// Calls run inline on the caller's thread; leases and promises are `volatile`'s.
+    pub fn new(
+        store: Arc<Store>,
+        volatile: Arc<Volatile>,
+        replica: ReplicaId,
+        name: &str,
+    ) -> LocalReplica {
         LocalReplica {
             store,
+            volatile,
             replica,
             name: name.to_string(),
             blocking: false,
@@ -130,11 +138,22 @@ impl LocalReplica {
     }
 
     /// Calls run on tokio's blocking pool.
-    pub fn blocking(store: Arc<Store>, replica: ReplicaId, name: &str) -> LocalReplica {
+    pub fn blocking(
+        store: Arc<Store>,
+        volatile: Arc<Volatile>,
+        replica: ReplicaId,
+        name: &str,
+    ) -> LocalReplica {
         LocalReplica {
             blocking: true,
-            ..LocalReplica::new(store, replica, name)
+            ..LocalReplica::new(store, volatile, replica, name)
         }
+    }
+
+    /// An install's outcome; the promises on what it changed are broken.
+    fn installed(&self, outcome: PeerResult<Changed>) -> PeerResult<()> {
+        self.volatile.changed(&outcome?);
+        Ok(())
     }
 
     async fn run<T: Send + 'static>(
@@ -166,11 +185,11 @@ impl ReplicaAccess for LocalReplica {
     }
 
     async fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> PeerResult<()> {
-        Ok(self.store.lease(fids, holder, ttl_ms)?)
+        Ok(self.volatile.lease(fids, holder, ttl_ms)?)
     }
 
     async fn release(&self, fids: &[Fid], holder: u64) -> PeerResult<()> {
-        Ok(self.store.release(fids, holder)?)
+        Ok(self.volatile.release(fids, holder)?)
     }
 
     async fn forget(&self, fid: Fid, drop: bool, mark: bool) -> PeerResult<()> {
@@ -246,11 +265,14 @@ impl ReplicaAccess for LocalReplica {
         let expect = expect.clone();
         let blocks = blocks.to_vec();
         let chunks = chunks.to_vec();
-        self.run(move |s| {
-            let refs: Vec<([u8; 32], &[u8])> = chunks.iter().map(|(h, b)| (*h, &b[..])).collect();
-            s.install_blocks(fid, &expect, &blocks, &refs)
-        })
-        .await
+        let outcome = self
+            .run(move |s| {
+                let refs: Vec<([u8; 32], &[u8])> =
+                    chunks.iter().map(|(h, b)| (*h, &b[..])).collect();
+                s.install_blocks(fid, &expect, &blocks, &refs)
+            })
+            .await;
+        self.installed(outcome)
     }
 
     async fn install_meta(
@@ -260,7 +282,8 @@ impl ReplicaAccess for LocalReplica {
         meta: &ObjectMeta,
     ) -> PeerResult<()> {
         let (expect, meta) = (expect.clone(), meta.clone());
-        self.run(move |s| s.install_meta(fid, &expect, &meta)).await
+        let outcome = self.run(move |s| s.install_meta(fid, &expect, &meta)).await;
+        self.installed(outcome)
     }
 
     async fn install_version(
@@ -271,8 +294,10 @@ impl ReplicaAccess for LocalReplica {
         history: &History,
     ) -> PeerResult<()> {
         let (expect, version, history) = (expect.clone(), version.clone(), history.clone());
-        self.run(move |s| s.install_version(fid, &expect, &version, &history))
-            .await
+        let outcome = self
+            .run(move |s| s.install_version(fid, &expect, &version, &history))
+            .await;
+        self.installed(outcome)
     }
 
     async fn install_delete(
@@ -289,7 +314,9 @@ impl ReplicaAccess for LocalReplica {
             history.clone(),
             placement.clone(),
         );
-        self.run(move |s| s.install_delete(fid, &expect, &version, &history, &placement))
-            .await
+        let outcome = self
+            .run(move |s| s.install_delete(fid, &expect, &version, &history, &placement))
+            .await;
+        self.installed(outcome)
     }
 }

@@ -6,6 +6,7 @@ use super::remote::RemoteReplica;
 use crate::peer_error::PeerResult;
 use crate::peers::Peers;
 use crate::store::{ChangePage, Store};
+use crate::volatile::Volatile;
 use bytes::Bytes;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use codetta_wire::{Fid, History, ReplicaId, VersionVector, VolumeId};
@@ -21,6 +22,7 @@ pub enum GroupReplica {
 /// Every replica of `volume` (this server's first) and this server's replica id.
 pub fn members_of(
     store: &Arc<Store>,
+    volatile: &Arc<Volatile>,
     peers: &Arc<Peers>,
     self_name: &str,
     volume: VolumeId,
@@ -28,6 +30,7 @@ pub fn members_of(
     let (info, me) = store.volume_info(volume)?;
     let mut members = vec![GroupReplica::Local(LocalReplica::blocking(
         store.clone(),
+        volatile.clone(),
         me,
         self_name,
     ))];

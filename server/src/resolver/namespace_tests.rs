@@ -345,7 +345,7 @@ fn a_drain_copies_what_only_the_leaving_replica_holds_and_names_what_it_could_no
     let (c2, stuck) = t.g.create_op(root, "stuck", CreateHow::Guarded);
     t.apply(&[2], vec![c1, c2], &[]);
     // Another coordinator holds `stuck` on replica 0 (the one draining): it is left.
-    t.stores[0].lease(&[stuck], 99, 60_000).unwrap();
+    t.volatiles[0].lease(&[stuck], 99, 60_000).unwrap();
     let members = t.members(&[0, 1, 2]);
     let (me, leaving) = (t.vol.vsg[0].replica, t.vol.vsg[2].replica);
     let (_, left) =
@@ -360,7 +360,7 @@ fn a_drain_copies_what_only_the_leaving_replica_holds_and_names_what_it_could_no
         "only replica 2 has it"
     );
     // Once the other coordinator lets go, a drain copies it too and nothing is left.
-    t.stores[0].release(&[stuck], 99).unwrap();
+    t.volatiles[0].release(&[stuck], 99).unwrap();
     let (_, left) =
         futures::executor::block_on(crate::heal::drain(&members, me, t.vol.id, leaving)).unwrap();
     assert!(left.is_empty(), "{left:?}");

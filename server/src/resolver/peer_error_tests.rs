@@ -202,7 +202,7 @@ fn a_lease_held_elsewhere_leaves_the_object_to_its_holder() {
     let root = t.vol.root;
     let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
     t.apply(&[0, 1], vec![c], &[]);
-    t.stores[1].lease(&[f], 77, 60_000).unwrap();
+    t.volatiles[1].lease(&[f], 77, 60_000).unwrap();
     let members: Vec<Faulty> = t
         .members(&[0, 1, 2])
         .into_iter()

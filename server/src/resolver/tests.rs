@@ -7,6 +7,7 @@ use super::{LocalReplica, Resolver};
 use crate::clock::ManualClock;
 use crate::store::testutil::{Gen, T0, check_consistency, name};
 use crate::store::{Store, StoreOptions};
+use crate::volatile::Volatile;
 use codetta_wire::message::{ReplicaMember, ResolveSummary, VolumeInfo};
 use codetta_wire::replica::BlockEntry;
 use codetta_wire::update::{CreateHow, Op, UpdateRecord};
@@ -21,6 +22,8 @@ pub(super) struct Trio {
     pub(super) g: Gen,
     /// The clock of every store and of the resolvers the tests make.
     pub(super) clock: Arc<ManualClock>,
+    /// Each store's promises and leases.
+    pub(super) volatiles: Vec<Arc<Volatile>>,
 }
 
 pub(super) fn trio() -> Trio {
@@ -59,6 +62,7 @@ fn trio_with(options: StoreOptions) -> Trio {
         stores,
         vol,
         g: Gen::new(id, Incarnation(3)),
+        volatiles: (0..3).map(|_| Volatile::new(clock.clone())).collect(),
         clock,
     }
 }
@@ -94,6 +98,7 @@ impl Trio {
             .map(|&i| {
                 LocalReplica::new(
                     self.stores[i].clone(),
+                    self.volatiles[i].clone(),
                     self.vol.vsg[i].replica,
                     &format!("s{i}"),
                 )
@@ -398,8 +403,8 @@ fn a_coordinator_that_lost_its_lease_installs_no_more() {
         assert!(r.lease(f).await);
         // Its lease lapsed at replica 2 and another coordinator took the object there.
         age_leases(&t);
-        t.stores[2].release(&[f], r.holder).unwrap();
-        t.stores[2].lease(&[f], 99, 60_000).unwrap();
+        t.volatiles[2].release(&[f], r.holder).unwrap();
+        t.volatiles[2].lease(&[f], 99, 60_000).unwrap();
         let outcome = r.sync_blocks(f, 0, (f, &before.version), 2).await;
         assert_eq!(outcome, Err(FsError::Leased(f).into()));
     });
@@ -411,10 +416,10 @@ fn a_coordinator_that_lost_its_lease_installs_no_more() {
     );
     // It let go of its 30 s leases on the others.
     for i in [0, 1] {
-        t.stores[i].lease(&[f], 98, 60_000).unwrap();
-        t.stores[i].release(&[f], 98).unwrap();
+        t.volatiles[i].lease(&[f], 98, 60_000).unwrap();
+        t.volatiles[i].release(&[f], 98).unwrap();
     }
-    t.stores[2].release(&[f], 99).unwrap();
+    t.volatiles[2].release(&[f], 99).unwrap();
     let s = t.resolve(&[0, 1, 2], &[f]);
     assert_eq!(s.unsettled, 0, "{s:?}");
     t.assert_equal(&[0, 1, 2], f);
@@ -444,7 +449,7 @@ fn leases_are_renewed_once_a_third_has_passed() {
         assert!(r.leased_at[&f] > aged, "renewed");
     });
     assert_eq!(
-        t.stores[2].lease(&[f], 99, 1),
+        t.volatiles[2].lease(&[f], 99, 1),
         Err(FsError::Leased(f)),
         "still held"
     );
@@ -457,20 +462,20 @@ fn a_leased_object_is_left_to_its_coordinator() {
     let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
     t.apply(&[0, 1], vec![c], &[]);
     // Another coordinator holds the lease on replica 2: this one installs nothing.
-    t.stores[2].lease(&[f], 99, 60_000).unwrap();
+    t.volatiles[2].lease(&[f], 99, 60_000).unwrap();
     let s = t.resolve(&[0, 1, 2], &[f]);
     assert_eq!((s.unsettled, s.installs), (1, 0), "{s:?}");
     assert!(t.stores[2].view(f).unwrap().meta().is_none());
     // Nothing of the refused attempt stays leased on the others.
-    t.stores[0].lease(&[f], 98, 60_000).unwrap();
-    t.stores[0].release(&[f], 98).unwrap();
+    t.volatiles[0].lease(&[f], 98, 60_000).unwrap();
+    t.volatiles[0].release(&[f], 98).unwrap();
     // Once the holder lets go, resolution goes through, and releases its own leases.
-    t.stores[2].release(&[f], 99).unwrap();
+    t.volatiles[2].release(&[f], 99).unwrap();
     let s = t.resolve(&[0, 1, 2], &[f]);
     assert_eq!(s.unsettled, 0, "{s:?}");
     t.assert_equal(&[0, 1, 2], f);
-    for store in &t.stores {
-        store.lease(&[f], 97, 1).unwrap();
+    for volatile in &t.volatiles {
+        volatile.lease(&[f], 97, 1).unwrap();
     }
 }
 

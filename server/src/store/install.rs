@@ -8,38 +8,46 @@ use super::content::{self};
 use super::lookup::{Found, find};
 use super::resolve::name_of;
 use super::tags::entry_member;
-use super::{R, Store, StoreError, get_entry, new_vnode};
+use super::{Changed, R, Store, StoreError, get_entry, new_vnode};
 use crate::conflict::is_conflict_name;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement};
 use codetta_wire::{BLOCK_SIZE, Fid, FileType, FsError, History, Name, VersionVector};
 use redb::{ReadableTable, WriteTransaction};
 
 impl Store {
-    /// Runs `f` in a write transaction committed durably if it succeeds.
-    pub(crate) fn write<T>(
+    /// Runs `f` in a write transaction committed durably if it succeeds, with the objects
+    /// it changed (whose promises the caller breaks: the store keeps none).
+    pub(crate) fn write_changing<T>(
         &self,
         f: impl FnOnce(&mut WriteTables<'_>) -> R<T>,
-    ) -> Result<T, FsError> {
+    ) -> Result<(T, Changed), FsError> {
         let txn: WriteTransaction = self.db.begin_write().map_err(StoreError::from)?;
-        let result = (|| -> R<(T, Vec<Fid>)> {
+        let result = (|| -> R<(T, Changed)> {
             let mut t = self.write_tables(&txn)?;
             let out = f(&mut t)?;
             t.save_counters()?;
             Ok((out, t.noted.union(&t.touched).copied().collect()))
         })();
         match result {
-            Ok((out, changed)) => {
+            Ok(done) => {
                 txn.commit().map_err(StoreError::from)?;
-                // Resolution edits: clients holding promises on what changed hear of it
-                // (nobody waits for their acknowledgement).
-                self.callbacks.break_fids(&changed, None);
-                Ok(out)
+                Ok(done)
             }
             Err(e) => {
                 let _ = txn.abort();
                 Err(e.into())
             }
         }
+    }
+
+    /// [`Store::write_changing`] for bookkeeping that changes no object a client reads.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut WriteTables<'_>) -> R<T>,
+    ) -> Result<T, FsError> {
+        let (out, changed) = self.write_changing(f)?;
+        debug_assert!(changed.is_empty(), "bookkeeping changed {changed:?}");
+        Ok(out)
     }
 
     /// Sets blocks of the live file `fid` if its version is still `expect`: `Some` installs
@@ -51,7 +59,7 @@ impl Store {
         expect: &VersionVector,
         blocks: &[(u64, Option<BlockEntry>)],
         chunks: &[([u8; 32], &[u8])],
-    ) -> Result<(), FsError> {
+    ) -> Result<Changed, FsError> {
         for (hash, bytes) in chunks {
             if blake3::hash(bytes).as_bytes() != hash {
                 return Err(FsError::Malformed(
@@ -59,7 +67,7 @@ impl Store {
                 ));
             }
         }
-        self.write(|t| {
+        self.write_changing(|t| {
             let key = (fid.volume.0, fid.vnode);
             // Deleted or gone since the coordinator looked: it gathers again.
             let Found::Live(mut v) = find(&t.vnodes, &t.tombstones, fid)? else {
@@ -122,10 +130,10 @@ impl Store {
             }
             t.vnodes.insert(key, codec::encode(&v)?.as_slice())?;
             t.installing.insert(key, [].as_slice())?;
+            t.touched.insert(fid);
             Ok(())
-        })?;
-        self.callbacks.break_fids(&[fid], None);
-        Ok(())
+        })
+        .map(|((), changed)| changed)
     }
 
     /// Makes `fid` live with `meta` if its version is still `expect`: created (empty
@@ -137,8 +145,8 @@ impl Store {
         fid: Fid,
         expect: &VersionVector,
         meta: &ObjectMeta,
-    ) -> Result<(), FsError> {
-        self.write(|t| {
+    ) -> Result<Changed, FsError> {
+        self.write_changing(|t| {
             let key = (fid.volume.0, fid.vnode);
             let found = find(&t.vnodes, &t.tombstones, fid)?;
             let (mut v, old_places) = match found {
@@ -236,6 +244,7 @@ impl Store {
             t.note_change(fid)?;
             Ok(())
         })
+        .map(|((), changed)| changed)
     }
 
     /// Sets `fid`'s version and history (live or deleted) if its version is still `expect`.
@@ -245,8 +254,8 @@ impl Store {
         expect: &VersionVector,
         version: &VersionVector,
         history: &History,
-    ) -> Result<(), FsError> {
-        self.write(|t| {
+    ) -> Result<Changed, FsError> {
+        self.write_changing(|t| {
             let key = (fid.volume.0, fid.vnode);
             match find(&t.vnodes, &t.tombstones, fid)? {
                 Found::Live(mut v) => {
@@ -271,6 +280,7 @@ impl Store {
             }
             Ok(())
         })
+        .map(|((), changed)| changed)
     }
 
     /// Deletes `fid` (leaving a tombstone with `version`, `history` and `placement`) if its
@@ -283,11 +293,11 @@ impl Store {
         version: &VersionVector,
         history: &History,
         placement: &Placement,
-    ) -> Result<(), FsError> {
+    ) -> Result<Changed, FsError> {
         if fid.vnode == Fid::ROOT_VNODE {
             return Err(FsError::Invalid);
         }
-        self.write(|t| {
+        self.write_changing(|t| {
             let key = (fid.volume.0, fid.vnode);
             let (ftype, current, fresh) = match find(&t.vnodes, &t.tombstones, fid)? {
                 Found::Live(v) => {
@@ -347,6 +357,7 @@ impl Store {
             }
             Ok(())
         })
+        .map(|((), changed)| changed)
     }
 }
 

@@ -28,7 +28,6 @@ mod content;
 mod digests;
 mod group;
 mod install;
-pub mod leases;
 mod migrate;
 mod namespace;
 mod plan;
@@ -37,7 +36,6 @@ mod resolve;
 use crate::clock::{SharedClock, SystemClock};
 pub use apply::Shipped;
 pub use digests::MAX_BUCKET_OBJECTS;
-use leases::LeaseTable;
 pub use resolve::{ChangePage, MAX_CHUNKS_PER_CALL};
 mod lookup;
 mod tables;
@@ -69,6 +67,10 @@ pub const MAX_INCARNATION: u32 = (1 << 31) - 1;
 
 /// Longest volume name in bytes.
 pub const MAX_VOLUME_NAME: usize = 255;
+
+/// The objects a write changed: whoever holds promises on them must hear of it (the
+/// store keeps no promises; see [`crate::volatile`]).
+pub type Changed = Vec<Fid>;
 
 /// How a store is opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,20 +174,9 @@ pub struct Store {
     db: Database,
     path: PathBuf,
     options: StoreOptions,
-    /// Resolution leases (in memory: they expire, and a restart ends them).
-    leases: std::sync::Mutex<LeaseTable>,
-    /// Where leases, uptime and the ages of changes and tombstones read the time.
+    /// Where the ages of changes and tombstones read the time.
     clock: SharedClock,
-    /// The monotonic time the store was opened at.
-    opened_ms: u64,
-    /// Promises to clients (rule 15): every committed change breaks those on what it changed.
-    callbacks: std::sync::Arc<crate::callbacks::Callbacks>,
 }
-
-/// Most objects one lease request names.
-pub const MAX_LEASE_FIDS: usize = 1024;
-/// Longest lease a coordinator may ask for.
-pub const MAX_LEASE_MS: u32 = 120_000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -372,50 +363,13 @@ impl Store {
             db,
             path: path.to_path_buf(),
             options,
-            leases: std::sync::Mutex::new(LeaseTable::default()),
-            callbacks: std::sync::Arc::default(),
-            opened_ms: clock.monotonic_ms(),
             clock,
         })
-    }
-
-    /// How long ago this store was opened.
-    pub fn uptime(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.clock.monotonic_ms().saturating_sub(self.opened_ms))
     }
 
     /// The clock this store reads.
     pub fn clock(&self) -> &SharedClock {
         &self.clock
-    }
-
-    /// The promises given to clients on this store's objects (rule 15).
-    pub fn callbacks(&self) -> &std::sync::Arc<crate::callbacks::Callbacks> {
-        &self.callbacks
-    }
-
-    /// Leases `fids` to the resolution coordinator `holder` for `ttl_ms` (all or none).
-    pub fn lease(&self, fids: &[Fid], holder: u64, ttl_ms: u32) -> Result<(), FsError> {
-        if fids.is_empty() || fids.len() > MAX_LEASE_FIDS {
-            return Err(FsError::Invalid);
-        }
-        let now = self.clock.monotonic_ms();
-        self.leases
-            .lock()
-            .map_err(|_| FsError::Internal("lease table poisoned".into()))?
-            .acquire(fids, holder, now, ttl_ms.min(MAX_LEASE_MS))
-    }
-
-    /// Ends `holder`'s leases on `fids`.
-    pub fn release(&self, fids: &[Fid], holder: u64) -> Result<(), FsError> {
-        if fids.len() > MAX_LEASE_FIDS {
-            return Err(FsError::Invalid);
-        }
-        self.leases
-            .lock()
-            .map_err(|_| FsError::Internal("lease table poisoned".into()))?
-            .release(fids, holder);
-        Ok(())
     }
 
     fn changes_kept(&self) -> u64 {
