@@ -224,7 +224,35 @@ async fn the_readme_walkthrough_on_127_0_0_2_to_5() {
     nfs.write(&g, 0, b"written with four", stable_how::FILE_SYNC)
         .await
         .expect("write");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Wait until every replica has caught up with every other (s4 holds the new file):
+    // `codetta status` over all four servers shows the volume in sync.
+    let status_toml = etc.join("status.toml");
+    let mut text = std::fs::read_to_string(&admin).expect("admin.toml");
+    for i in 0..4 {
+        text.push_str(&format!(
+            "\n[[servers]]\nname = \"s{}\"\naddr = \"{}\"\n",
+            i + 1,
+            addr(i)
+        ));
+    }
+    std::fs::write(&status_toml, text).expect("status.toml");
+    codetta_until(
+        &["status", "--json", "--admin", &s(&status_toml)],
+        Duration::from_secs(60),
+        |out| {
+            let Ok(report) = serde_json::from_str::<serde_json::Value>(out) else {
+                return false;
+            };
+            report["volumes"].as_array().is_some_and(|volumes| {
+                volumes.iter().any(|v| {
+                    v["name"] == "root"
+                        && v["awaiting_resolution"] == 0
+                        && v["in_sync"].as_array().is_some_and(|s| s.len() == 4)
+                })
+            })
+        },
+    )
+    .await;
     for server in servers.iter_mut().take(3) {
         server.kill();
     }

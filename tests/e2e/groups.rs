@@ -6,9 +6,9 @@
 //! conflicting catalogue changes across a partition take effect only on the majority side;
 //! a new replica left alone in the middle of its fill serves no half-installed file.
 
-use crate::support::codetta_binary;
 use crate::support::nfs::Nfs;
 use crate::support::proxy::proxy_peer_links;
+use crate::support::{codetta_binary, wait_until};
 use codetta_bench::patiently;
 use codetta_client::ClientDaemon;
 use codetta_cluster::{Inspector, Layout, ServerProcs, admin};
@@ -174,8 +174,9 @@ async fn a_replica_added_while_a_client_writes_ends_equal_shipping_the_data_once
     // A writer keeps writing new files while s3 joins.
     let port = setup.client.nfs_addr.port();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let files = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = {
-        let stop = stop.clone();
+        let (stop, files) = (stop.clone(), files.clone());
         tokio::spawn(async move {
             let mut nfs = Nfs::connect(port).await.expect("mount");
             let root = nfs.root.clone();
@@ -184,11 +185,16 @@ async fn a_replica_added_while_a_client_writes_ends_equal_shipping_the_data_once
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 write_file(&mut nfs, &w, &format!("w{n}"), &payload(100_000 + n, SIZE)).await;
                 n += 1;
+                files.store(n, std::sync::atomic::Ordering::Relaxed);
             }
             n
         })
     };
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let written = || files.load(std::sync::atomic::Ordering::Relaxed);
+    wait_until("the writer's first files", Duration::from_secs(30), || {
+        written() >= 5
+    })
+    .await;
     let grown = match setup
         .volume(VolumeCall::AddReplica {
             name: "root".into(),
@@ -208,7 +214,12 @@ async fn a_replica_added_while_a_client_writes_ends_equal_shipping_the_data_once
             .iter()
             .all(|m| before.vsg.iter().all(|b| b.replica != m.replica) || m.server != "s3")
     );
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The writer goes on while s3 is filled: 40 more files after the group grew.
+    let at_grow = written();
+    wait_until("writes after the grow", Duration::from_secs(60), || {
+        written() >= at_grow + 40
+    })
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let written = writer.await.expect("writer");
     assert!(written > 0);
@@ -607,7 +618,11 @@ async fn heavy_filling_a_1_gib_replica_while_a_client_writes() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Measured from the writer's third file on (connected and streaming).
+    wait_until("the writer streaming", Duration::from_secs(30), || {
+        written.load(std::sync::atomic::Ordering::Relaxed) >= 48
+    })
+    .await;
     let before = written.load(std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     let grown = match setup

@@ -85,6 +85,18 @@ impl Proc {
 }
 
 /// Waits until `port` accepts TCP connections.
+/// Polls `done` every 20 ms until it holds; panics naming `what` after `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn wait_for_tcp(port: u16) {
     for _ in 0..300 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
