@@ -6,7 +6,7 @@ use codetta_bench::{Options, Profile};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// `quick` (a few minutes) or `full` (three repeats, a steady write over two
     /// minutes and a 512 MiB resync; within 30 minutes).
     #[arg(long, default_value = "quick")]
@@ -91,7 +91,7 @@ fn parse_kind(name: &str) -> anyhow::Result<Kind> {
 }
 
 /// The options `args` describe; `binary` runs the clusters and the NFS layer.
-pub fn options(args: BenchArgs, binary: PathBuf) -> anyhow::Result<Options> {
+pub(crate) fn options(args: BenchArgs, binary: PathBuf) -> anyhow::Result<Options> {
     let mut profile = Profile::by_name(&args.profile)?;
     if let Some(r) = args.repeats {
         anyhow::ensure!(r >= 1, "--repeats must be at least 1");
@@ -158,7 +158,7 @@ pub fn options(args: BenchArgs, binary: PathBuf) -> anyhow::Result<Options> {
 }
 
 /// Runs the bench, prints the tables and writes the JSON and the chart.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (json, svg) = (args.json.clone(), args.svg.clone());
     let binary = std::env::current_exe()?;
     let opts = options(args, binary)?;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Subcommand)]
-pub enum ClusterCommand {
+pub(crate) enum ClusterCommand {
     /// Add server NAME at ADDR (IP:PORT) to the running cluster. First issue its
     /// certificate (`codetta certs issue --role server --name NAME`), start it with
     /// `join = true` and the existing servers as its `[[peers]]`; it votes in the catalogue
@@ -33,7 +33,10 @@ pub enum ClusterCommand {
     },
 }
 
-pub async fn run(command: ClusterCommand, admin_path: Option<PathBuf>) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    command: ClusterCommand,
+    admin_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let config = admin::load(&admin_path.unwrap_or_else(admin::default_admin_path))?;
     let call = match command {
         ClusterCommand::AddServer { name, addr } => ClusterCall::AddServer { name, addr },

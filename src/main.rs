@@ -55,7 +55,7 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Run the client daemon (Coda's VolumeClient) with its NFSv3 endpoint.
+    /// Run the client daemon (Coda's Venus) with its NFSv3 endpoint.
     Client {
         #[arg(long)]
         config: PathBuf,

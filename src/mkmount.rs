@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Makes the mount point `path` for `volume`: through the client daemon's NFS endpoint on
 /// 127.0.0.1:`nfs_port` when given (`path` from the export's root), else at `path` on
 /// this machine's mounted Codetta file system.
-pub async fn run(
+pub(crate) async fn run(
     path: &str,
     volume: &str,
     nfs_port: Option<u16>,

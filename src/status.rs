@@ -144,7 +144,7 @@ fn load(admin_path: Option<PathBuf>) -> anyhow::Result<AdminConfig> {
 }
 
 /// `codetta status [--json]`.
-pub async fn status(admin_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn status(admin_path: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
     let config = load(admin_path)?;
     let r = gather(&config).await;
     if json {
@@ -231,7 +231,7 @@ pub async fn status(admin_path: Option<PathBuf>, json: bool) -> anyhow::Result<(
 }
 
 /// `codetta conflicts`: every object under a conflict name, by volume.
-pub async fn conflicts(admin_path: Option<PathBuf>) -> anyhow::Result<()> {
+pub(crate) async fn conflicts(admin_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = load(admin_path)?;
     let r = gather(&config).await;
     anyhow::ensure!(
@@ -252,7 +252,7 @@ pub async fn conflicts(admin_path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// `codetta repair PATH --keep VERSION` through the client daemon's NFS endpoint.
-pub async fn repair(path: String, keep: String, nfs_port: u16) -> anyhow::Result<()> {
+pub(crate) async fn repair(path: String, keep: String, nfs_port: u16) -> anyhow::Result<()> {
     let mut nfs = codetta_bench::nfs::Nfs::connect_as_root(nfs_port)
         .await
         .with_context(|| format!("connecting to the NFS endpoint on 127.0.0.1:{nfs_port}"))?;

@@ -9,7 +9,7 @@ use codetta_cluster::{Layout, ServerProcs, admin, default_dir};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// Where the cluster keeps everything (default: $XDG_DATA_HOME/codetta or ~/.local/share/codetta).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -30,7 +30,7 @@ pub struct UpArgs {
 
 /// Waits for SIGINT or SIGTERM, or, in a process started by another `codetta` (`up`, the
 /// tests, the bench: `CODETTA_WITH_PARENT` set), for that process to end.
-pub async fn wait_for_signal() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_signal() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -48,7 +48,7 @@ pub async fn wait_for_signal() -> anyhow::Result<()> {
 /// end only it holds, and the kernel closes that end when it ends, however it ends. Never
 /// resolves otherwise. The read runs on a thread of its own (a blocking read would hold a
 /// runtime's shutdown).
-pub async fn parent_gone() {
+pub(crate) async fn parent_gone() {
     let watched =
         std::env::var_os(codetta_cluster::procs::WITH_PARENT_ENV).is_some_and(|v| v == "1");
     if !watched {
@@ -65,7 +65,7 @@ pub async fn parent_gone() {
     let _ = rx.await;
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.servers >= 1, "--servers must be at least 1");
     let dir = args.dir.unwrap_or_else(default_dir);
     let ports: Vec<u16> = (0..args.servers)

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Subcommand)]
-pub enum VolumeCommand {
+pub(crate) enum VolumeCommand {
     /// Create a volume with a replica on each of the named servers (Coda's createvol_rep).
     Create {
         name: String,
@@ -56,7 +56,7 @@ fn describe(v: &VolumeInfo) -> String {
     )
 }
 
-pub async fn run(command: VolumeCommand, admin_path: Option<PathBuf>) -> anyhow::Result<()> {
+pub(crate) async fn run(command: VolumeCommand, admin_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = admin::load(&admin_path.unwrap_or_else(admin::default_admin_path))?;
     let (call, deadline) = match command {
         VolumeCommand::Create { name, replicas } => (

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 pub struct ClientDaemon {
     pub nfs_addr: SocketAddr,
     /// The root volume's VolumeClient as the daemon started (for tests and status).
-    pub venus: Arc<VolumeClient>,
+    pub root_volume: Arc<VolumeClient>,
     /// Every volume served.
     pub volumes: Arc<Volumes>,
     task: tokio::task::JoinHandle<()>,
@@ -69,7 +69,7 @@ impl ClientDaemon {
         })
         .await?;
         let root = volumes.root().await?;
-        let venus = volumes.get(root.volume).await?;
+        let volume_client = volumes.get(root.volume).await?;
         let verifier = if config.fixed_write_verifier {
             tracing::warn!("fixed write verifier: UNSTABLE writes a crash loses are not resent");
             WriteVerifier::FIXED
@@ -92,13 +92,13 @@ impl ClientDaemon {
         );
         let serve_stop = shutdown.clone();
         let status_path = config.data_dir.join("status.json");
-        let status_venus = Arc::downgrade(&venus);
+        let status_source = Arc::downgrade(&volume_client);
         let task = tokio::spawn(async move {
             let status = async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
-                    let Some(v) = status_venus.upgrade() else {
+                    let Some(v) = status_source.upgrade() else {
                         return;
                     };
                     if let Ok(json) = serde_json::to_vec_pretty(&v.status()) {
@@ -117,7 +117,7 @@ impl ClientDaemon {
         });
         Ok(ClientDaemon {
             nfs_addr,
-            venus,
+            root_volume: volume_client,
             volumes,
             task,
         })
@@ -128,12 +128,12 @@ impl ClientDaemon {
     pub async fn stop(self) {
         self.task.abort();
         let _ = self.task.await;
-        for venus in self.volumes.all().await {
-            venus.log_held(Duration::from_secs(5)).await;
-            tracing::info!(volume = %venus.volume().name, "client update stats: {}", venus.stats);
-            venus.close();
+        for volume_client in self.volumes.all().await {
+            volume_client.log_held(Duration::from_secs(5)).await;
+            tracing::info!(volume = %volume_client.volume().name, "client update stats: {}", volume_client.stats);
+            volume_client.close();
         }
-        self.venus.close_links().await;
+        self.root_volume.close_links().await;
     }
 }
 

@@ -1,4 +1,4 @@
-//! The Codetta client daemon (Coda's VolumeClient): a modify log in its own redb, a shipper that
+//! The Codetta client daemon (Coda's Venus): a modify log in its own redb, a shipper that
 //! sends the log to the servers over QUIC, and an NFSv3 endpoint (nfs3_server) on loopback
 //! through which the OS's own NFS client mounts the file system.
 

@@ -132,7 +132,7 @@ impl Volumes {
         }
         cell.get_or_try_init(|| async {
             let info = self.ask(&Request::VolumeById { id: volume }).await?;
-            self.start_venus(info).await
+            self.start_volume_client(info).await
         })
         .await
         .cloned()
@@ -140,12 +140,15 @@ impl Volumes {
 
     async fn open_info(&self, info: VolumeInfo) -> Result<Arc<VolumeClient>, ClientError> {
         self.cell(info.id)
-            .get_or_try_init(|| self.start_venus(info))
+            .get_or_try_init(|| self.start_volume_client(info))
             .await
             .cloned()
     }
 
-    async fn start_venus(&self, info: VolumeInfo) -> Result<Arc<VolumeClient>, ClientError> {
+    async fn start_volume_client(
+        &self,
+        info: VolumeInfo,
+    ) -> Result<Arc<VolumeClient>, ClientError> {
         let path = self.dir.join(format!("volume-{}.redb", info.id.0));
         let log = {
             let path = path.clone();
@@ -156,9 +159,9 @@ impl Volumes {
             )
         };
         let (id, name, members) = (info.id, info.name.clone(), info.vsg.len());
-        let venus = VolumeClient::start(log, self.pool.clone(), info, self.options).await?;
+        let volume_client = VolumeClient::start(log, self.pool.clone(), info, self.options).await?;
         tracing::info!(volume = %name, id = id.0, replicas = members, "serving volume");
-        Ok(venus)
+        Ok(volume_client)
     }
 
     /// The VolumeClient of the volume named `name`.
@@ -228,11 +231,15 @@ impl Volumes {
     }
 
     /// The symlink `fid`'s target (fetched once: targets never change).
-    pub async fn target(&self, venus: &VolumeClient, fid: &Fid) -> Result<Vec<u8>, ClientError> {
+    pub async fn target(
+        &self,
+        volume_client: &VolumeClient,
+        fid: &Fid,
+    ) -> Result<Vec<u8>, ClientError> {
         if let Some(t) = lock(&self.targets).get(fid) {
             return Ok(t.clone());
         }
-        let target = venus.readlink(fid).await?;
+        let target = volume_client.readlink(fid).await?;
         let mut targets = lock(&self.targets);
         if targets.len() >= MAX_TARGETS {
             targets.clear();
@@ -245,11 +252,11 @@ impl Volumes {
     /// mounts (opened, and remembered as entered from `dir`).
     pub async fn follow(
         &self,
-        venus: &VolumeClient,
+        volume_client: &VolumeClient,
         dir: Fid,
         fid: &Fid,
     ) -> Result<Option<Fid>, ClientError> {
-        let target = self.target(venus, fid).await?;
+        let target = self.target(volume_client, fid).await?;
         let Some(name) = mounted_volume(&target) else {
             return Ok(None);
         };

@@ -52,8 +52,8 @@ impl SecondClient {
             .expect("mount")
     }
 
-    fn venus(&self) -> &Arc<VolumeClient> {
-        &self.daemon.venus
+    fn volume_client(&self) -> &Arc<VolumeClient> {
+        &self.daemon.root_volume
     }
 
     async fn stop(self) {
@@ -61,13 +61,13 @@ impl SecondClient {
     }
 }
 
-/// Waits until `venus` holds promises it can answer from (its channels are up).
-async fn wait_for_promises(venus: &VolumeClient, nfs: &mut Nfs, fh: &nfs_fh3) {
+/// Waits until `volume_client` holds promises it can answer from (its channels are up).
+async fn wait_for_promises(volume_client: &VolumeClient, nfs: &mut Nfs, fh: &nfs_fh3) {
     for _ in 0..200 {
         nfs.getattr(fh).await.expect("getattr");
-        let before = venus.cache_stats().hits;
+        let before = volume_client.cache_stats().hits;
         nfs.getattr(fh).await.expect("getattr");
-        if venus.cache_stats().hits > before {
+        if volume_client.cache_stats().hits > before {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -94,7 +94,7 @@ impl Pair {
         let root = writer.root.clone();
         let f = writer.create(&root, name).await.expect("create");
         write_file(&mut writer, &f, first).await;
-        wait_for_promises(b.venus(), &mut reader, &f).await;
+        wait_for_promises(b.volume_client(), &mut reader, &f).await;
         assert_eq!(reader.read_all(&f).await.expect("read"), first);
         Pair {
             b,
@@ -146,9 +146,9 @@ async fn close_to_open_between_two_client_daemons() {
         // The reader fetches everything, then reads it again: the second time from its cache.
         let seen = reader.read_all(&f).await.expect("read");
         assert_eq!(seen, format!("version {}", round - 1).as_bytes());
-        let before = b.venus().cache_stats();
+        let before = b.volume_client().cache_stats();
         assert_eq!(reader.read_all(&f).await.expect("read"), seen);
-        let after = b.venus().cache_stats();
+        let after = b.volume_client().cache_stats();
         assert!(
             after.data_hits > before.data_hits,
             "round {round}: data not from the cache"
@@ -158,7 +158,7 @@ async fn close_to_open_between_two_client_daemons() {
             seen.len() as u64
         );
         assert_eq!(reader.lookup(&root, "shared").await.expect("lookup"), f);
-        let last = b.venus().cache_stats();
+        let last = b.volume_client().cache_stats();
         assert!(
             last.hits >= after.hits + 2,
             "round {round}: GETATTR and LOOKUP not from the cache"
@@ -220,7 +220,7 @@ async fn a_writer_caches_what_it_changed_and_still_sees_others_changes() {
     let mut writer = a.nfs().await;
     let mut other = b.nfs().await;
     let root = writer.root.clone();
-    wait_for_promises(a.venus(), &mut writer, &root).await;
+    wait_for_promises(a.volume_client(), &mut writer, &root).await;
     for round in 0..5u32 {
         let name = format!("mine-{round}");
         let f = writer.create(&root, &name).await.expect("create");
@@ -230,14 +230,14 @@ async fn a_writer_caches_what_it_changed_and_still_sees_others_changes() {
             .await
             .expect("write");
         writer.commit(&f).await.expect("commit");
-        let before = a.venus().cache_stats();
+        let before = a.volume_client().cache_stats();
         assert_eq!(
             writer.getattr(&f).await.expect("attr").size,
             data.len() as u64
         );
         writer.getattr(&root).await.expect("dir attr");
         assert_eq!(writer.lookup(&root, &name).await.expect("lookup"), f);
-        let after = a.venus().cache_stats();
+        let after = a.volume_client().cache_stats();
         assert!(
             after.misses == before.misses && after.hits >= before.hits + 3,
             "round {round}: the writer asked a server for what it had just changed"
@@ -301,7 +301,7 @@ async fn a_restarted_server_holds_no_promise_its_clients_trust() {
         b"after the restart"
     );
     // And its cache works again once its channel is back.
-    wait_for_promises(b.venus(), &mut reader, &f).await;
+    wait_for_promises(b.volume_client(), &mut reader, &f).await;
     write_file(&mut writer, &f, b"and again").await;
     assert_eq!(reader.read_all(&f).await.expect("read"), b"and again");
     b.stop().await;
@@ -328,7 +328,7 @@ async fn a_server_killed_and_restarted_at_once_leaves_no_stale_cache() {
     for round in 0..3u32 {
         let before = format!("before kill {round}");
         write_file(&mut writer, &f, before.as_bytes()).await;
-        wait_for_promises(b.venus(), &mut reader, &f).await;
+        wait_for_promises(b.volume_client(), &mut reader, &f).await;
         assert_eq!(reader.read_all(&f).await.expect("read"), before.as_bytes());
         p.kill_server(0);
         p.start_server(0).await;

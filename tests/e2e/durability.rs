@@ -8,7 +8,7 @@ use nfs3_client::nfs3_types::nfs3::*;
 use std::time::{Duration, Instant};
 
 /// Servers and a client daemon as separate processes, in a temporary directory.
-pub struct Procs {
+pub(crate) struct Procs {
     inner: ProcCluster,
     _tmp: tempfile::TempDir,
 }
@@ -28,18 +28,18 @@ impl std::ops::DerefMut for Procs {
 
 impl Procs {
     /// One server (the durability tests of the single-replica path).
-    pub async fn start() -> Procs {
+    pub(crate) async fn start() -> Procs {
         Self::start_replicated(1).await
     }
 
     /// `n` servers holding replicas of the root volume, and the client.
-    pub async fn start_replicated(n: usize) -> Procs {
+    pub(crate) async fn start_replicated(n: usize) -> Procs {
         Self::start_replicated_with(n, None).await
     }
 
     /// Like [`Procs::start_replicated`], with `setting` added to every server's
     /// configuration.
-    pub async fn start_replicated_with(n: usize, setting: Option<&str>) -> Procs {
+    pub(crate) async fn start_replicated_with(n: usize, setting: Option<&str>) -> Procs {
         let tmp = tempfile::tempdir().expect("tempdir");
         let settings: Vec<&str> = setting.into_iter().collect();
         let inner = ProcCluster::start(codetta_binary(), tmp.path(), n, &settings)
@@ -48,23 +48,23 @@ impl Procs {
         Procs { inner, _tmp: tmp }
     }
 
-    pub async fn start_server(&mut self, i: usize) {
+    pub(crate) async fn start_server(&mut self, i: usize) {
         self.servers.start(i).await.expect("server starts");
     }
 
-    pub async fn start_client(&mut self) {
+    pub(crate) async fn start_client(&mut self) {
         self.inner.start_client().await.expect("client starts");
     }
 
-    pub fn client_pid(&self) -> u32 {
+    pub(crate) fn client_pid(&self) -> u32 {
         self.inner.client_pid().unwrap_or(0)
     }
 
-    pub fn kill_server(&mut self, i: usize) {
+    pub(crate) fn kill_server(&mut self, i: usize) {
         self.servers.kill(i);
     }
 
-    pub async fn nfs(&self) -> Nfs {
+    pub(crate) async fn nfs(&self) -> Nfs {
         Nfs::connect(self.layout.nfs_port).await.expect("mount")
     }
 }

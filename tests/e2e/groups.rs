@@ -225,10 +225,10 @@ async fn a_replica_added_while_a_client_writes_ends_equal_shipping_the_data_once
     assert!(written > 0);
 
     // The client learned of s3 from a stale-epoch refusal and ships to it.
-    let venus = &setup.client.venus;
-    assert_eq!(venus.volume().vsg.len(), 3);
+    let volume_client = &setup.client.root_volume;
+    assert_eq!(volume_client.volume().vsg.len(), 3);
     assert!(
-        venus
+        volume_client
             .stats
             .group_refreshes
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -275,7 +275,7 @@ async fn a_removed_replica_refuses_the_stale_client_which_refreshes_and_loses_no
         write_file(&mut nfs, &root, &format!("a{i}"), &payload(i, 4096)).await;
     }
     // The client still holds the 3-member group when s3 leaves.
-    assert_eq!(setup.client.venus.volume().vsg.len(), 3);
+    assert_eq!(setup.client.root_volume.volume().vsg.len(), 3);
     match setup
         .volume(VolumeCall::RemoveReplica {
             name: "root".into(),
@@ -291,16 +291,16 @@ async fn a_removed_replica_refuses_the_stale_client_which_refreshes_and_loses_no
     for i in 20..40 {
         write_file(&mut nfs, &root, &format!("a{i}"), &payload(i, 4096)).await;
     }
-    let venus = &setup.client.venus;
+    let volume_client = &setup.client.root_volume;
     assert!(
-        venus
+        volume_client
             .stats
             .group_refreshes
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
-    assert_eq!(venus.volume().vsg.len(), 2);
-    assert_eq!(venus.avsg().len(), 2);
+    assert_eq!(volume_client.volume().vsg.len(), 2);
+    assert_eq!(volume_client.avsg().len(), 2);
     for i in 0..40 {
         let f = nfs.lookup(&root, &format!("a{i}")).await.expect("lookup");
         assert_eq!(nfs.read_all(&f).await.expect("read"), payload(i, 4096));
@@ -516,7 +516,7 @@ async fn a_replica_left_alone_in_its_fill_serves_no_half_installed_file() {
     let started = Instant::now();
     while !setup
         .client
-        .venus
+        .root_volume
         .status()
         .servers
         .iter()

@@ -14,12 +14,16 @@ use std::time::{Duration, Instant};
 const MIB: u64 = 1 << 20;
 
 /// The fid inside an NFS handle (after its 8-byte generation).
-pub fn fid_of(fh: &Fh) -> Fid {
+pub(crate) fn fid_of(fh: &Fh) -> Fid {
     Fid::from_bytes(&fh.data.as_ref()[8..]).expect("a Codetta handle")
 }
 
 /// Waits until every server holds `fids` in the same state; panics after `limit`.
-pub async fn wait_until_agreed(inspector: &Inspector, fids: &[Fid], limit: Duration) -> Duration {
+pub(crate) async fn wait_until_agreed(
+    inspector: &Inspector,
+    fids: &[Fid],
+    limit: Duration,
+) -> Duration {
     let started = Instant::now();
     loop {
         let mut all = true;

@@ -38,7 +38,7 @@ pub struct Link {
 }
 
 /// How long after a failed connection attempt calls fail without trying again.
-pub const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+pub(crate) const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 impl Link {
     /// A link to the server `name` at `addr` over `endpoint`; nothing is sent until the

@@ -25,7 +25,7 @@ pub struct Entry {
 
 /// Walks a directory after a cookie, one server page at a time.
 pub struct DirPager {
-    venus: Arc<VolumeClient>,
+    volume_client: Arc<VolumeClient>,
     volumes: Arc<Volumes>,
     dir: Fid,
     /// The current root volume's root (shown as the export's root).
@@ -37,14 +37,14 @@ pub struct DirPager {
 
 impl DirPager {
     pub(super) fn new(
-        venus: Arc<VolumeClient>,
+        volume_client: Arc<VolumeClient>,
         volumes: Arc<Volumes>,
         dir: Fid,
         root: Fid,
         cookie: u64,
     ) -> DirPager {
         DirPager {
-            venus,
+            volume_client,
             volumes,
             dir,
             root,
@@ -58,7 +58,7 @@ impl DirPager {
     /// possibly mount points.
     async fn fill(&mut self) -> Result<(), nfsstat3> {
         let (entries, eof) = self
-            .venus
+            .volume_client
             .readdir(&self.dir, self.cookie, PAGE, true)
             .await
             .map_err(err)?;
@@ -76,7 +76,7 @@ impl DirPager {
                 .is_some_and(|a| a.ftype == FileType::Symlink)
                 && let Some(root) = self
                     .volumes
-                    .follow(&self.venus, self.dir, &entry.fid)
+                    .follow(&self.volume_client, self.dir, &entry.fid)
                     .await
                     .map_err(err)?
             {

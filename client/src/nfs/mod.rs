@@ -104,12 +104,12 @@ impl CodettaFs {
         } else {
             *fid
         };
-        let venus = self.volumes.get(fid.volume).await.map_err(err)?;
-        Ok((fid, venus))
+        let volume_client = self.volumes.get(fid.volume).await.map_err(err)?;
+        Ok((fid, volume_client))
     }
 
     /// The VolumeClient of `fid`'s volume.
-    async fn venus(&self, fid: &Fid) -> Result<Arc<VolumeClient>, nfsstat3> {
+    async fn volume_client(&self, fid: &Fid) -> Result<Arc<VolumeClient>, nfsstat3> {
         Ok(self.open(fid).await?.1)
     }
 
@@ -124,8 +124,8 @@ impl CodettaFs {
 
     /// An object's attributes.
     pub async fn getattr(&self, fid: &Fid) -> Result<Attrs, nfsstat3> {
-        let (real, venus) = self.open(fid).await?;
-        let mut attrs = venus.getattr(&real).await.map_err(err)?;
+        let (real, volume_client) = self.open(fid).await?;
+        let mut attrs = volume_client.getattr(&real).await.map_err(err)?;
         if *fid == EXPORT_ROOT {
             // A switch of root volumes shows as a change of the root directory.
             let switched = self.volumes.root_switched();
@@ -146,8 +146,11 @@ impl CodettaFs {
 
     /// Logs a namespace or attribute change and waits until the server applied it; the
     /// fid a create resolved to, if any.
-    async fn apply(&self, venus: &VolumeClient, op: Op) -> Result<Option<Fid>, nfsstat3> {
-        venus.submit_and_wait(op, Bytes::new()).await.map_err(err)
+    async fn apply(&self, volume_client: &VolumeClient, op: Op) -> Result<Option<Fid>, nfsstat3> {
+        volume_client
+            .submit_and_wait(op, Bytes::new())
+            .await
+            .map_err(err)
     }
 
     /// The entry `name` of `dir`, checked removable by `caller` (write and search on the
@@ -160,7 +163,7 @@ impl CodettaFs {
     ) -> Result<ObjectState, nfsstat3> {
         let dir_attrs = self.writable_dir(caller, dir).await?;
         let child = self
-            .venus(dir)
+            .volume_client(dir)
             .await?
             .lookup_to_change(dir, name)
             .await
@@ -174,14 +177,14 @@ impl CodettaFs {
     /// a fresh fid in that volume.
     async fn prepare_new(&self, caller: &Caller, place: &Place<'_>) -> Result<NewIn, nfsstat3> {
         let name = name(place.name)?;
-        let (dir, venus) = self.open(&place.dir).await?;
+        let (dir, volume_client) = self.open(&place.dir).await?;
         let dir_attrs = self.writable_dir(caller, &dir).await?;
-        let fid = venus.alloc_fid(dir.volume).map_err(err)?;
+        let fid = volume_client.alloc_fid(dir.volume).map_err(err)?;
         Ok(NewIn {
             name,
             dir,
             dir_attrs,
-            venus,
+            volume_client,
             fid,
         })
     }
@@ -217,16 +220,16 @@ impl CodettaFs {
         if asked.is_empty() {
             return Ok(());
         }
-        let (fid, venus) = self.open(fid).await?;
+        let (fid, volume_client) = self.open(fid).await?;
         let attrs = self.getattr(&fid).await?;
         let set = perm::setattr(caller, &attrs, &asked, times_now)?;
         if set.is_empty() {
             return Ok(());
         }
         if set.size.is_some() {
-            venus.track_attrs(&fid).await.map_err(err)?;
+            volume_client.track_attrs(&fid).await.map_err(err)?;
         }
-        self.apply(&venus, Op::SetAttr { fid, set }).await?;
+        self.apply(&volume_client, Op::SetAttr { fid, set }).await?;
         Ok(())
     }
 
@@ -239,18 +242,18 @@ impl CodettaFs {
         name_bytes: &[u8],
     ) -> Result<Fid, nfsstat3> {
         perm::may_lookup(caller, &self.getattr(dir).await?)?;
-        let (real, venus) = self.open(dir).await?;
+        let (real, volume_client) = self.open(dir).await?;
         match name_bytes {
             b"." => return Ok(*dir),
             b".." => return self.parent_of(dir).await,
             _ => {}
         }
         let name = name(name_bytes)?;
-        let state = venus.lookup(&real, &name).await.map_err(err)?;
+        let state = volume_client.lookup(&real, &name).await.map_err(err)?;
         if state.attrs.ftype == FileType::Symlink
             && let Some(root) = self
                 .volumes
-                .follow(&venus, real, &state.fid)
+                .follow(&volume_client, real, &state.fid)
                 .await
                 .map_err(err)?
         {
@@ -269,12 +272,14 @@ impl CodettaFs {
         if *dir == EXPORT_ROOT {
             return Ok(*dir);
         }
-        let (real, venus) = self.open(dir).await?;
+        let (real, volume_client) = self.open(dir).await?;
         if real.vnode == Fid::ROOT_VNODE {
             let above = self.volumes.mounted_at(real.volume).unwrap_or(EXPORT_ROOT);
             return Ok(self.outward(above).await);
         }
-        let parent = self.outward(venus.parent(&real).await.map_err(err)?).await;
+        let parent = self
+            .outward(volume_client.parent(&real).await.map_err(err)?)
+            .await;
         self.remember_parent(*dir, parent);
         Ok(parent)
     }
@@ -306,8 +311,8 @@ impl CodettaFs {
             _ => return Err(nfsstat3::NFS3ERR_INVAL),
         }
         perm::may_read(caller, &attrs)?;
-        let (real, venus) = self.open(fid).await?;
-        let (attrs, data, eof) = venus
+        let (real, volume_client) = self.open(fid).await?;
+        let (attrs, data, eof) = volume_client
             .read(&real, offset, count.min(MAX_IO))
             .await
             .map_err(err)?;
@@ -331,8 +336,8 @@ impl CodettaFs {
         {
             return Err(nfsstat3::NFS3ERR_FBIG);
         }
-        let (real, venus) = self.open(fid).await?;
-        let attrs = venus.track_attrs(&real).await.map_err(err)?;
+        let (real, volume_client) = self.open(fid).await?;
+        let attrs = volume_client.track_attrs(&real).await.map_err(err)?;
         match attrs.ftype {
             FileType::Regular => {}
             FileType::Directory => return Err(nfsstat3::NFS3ERR_ISDIR),
@@ -349,7 +354,10 @@ impl CodettaFs {
         });
         if how == Stability::Unstable && dropped.is_none() {
             // Held in memory until COMMIT (the verifier changes at each start).
-            venus.hold_write(real, offset, data).await.map_err(err)?;
+            volume_client
+                .hold_write(real, offset, data)
+                .await
+                .map_err(err)?;
             return Ok((self.getattr(fid).await?, how));
         }
         let op = Op::Write {
@@ -362,10 +370,10 @@ impl CodettaFs {
         for (op, data) in ops {
             match how {
                 Stability::Unstable => {
-                    venus.submit(op, data).await.map_err(err)?;
+                    volume_client.submit(op, data).await.map_err(err)?;
                 }
                 Stability::Stable => {
-                    venus.submit_and_wait(op, data).await.map_err(err)?;
+                    volume_client.submit_and_wait(op, data).await.map_err(err)?;
                 }
             }
         }
@@ -384,7 +392,7 @@ impl CodettaFs {
             name,
             dir,
             dir_attrs,
-            venus,
+            volume_client,
             fid,
         } = self.prepare_new(caller, place).await?;
         // An existing file UNCHECKED reuses is truncated by the checked SETATTR below (write
@@ -405,7 +413,7 @@ impl CodettaFs {
             new: perm::new_object(caller, &dir_attrs, mode, false),
             how,
         };
-        let created = self.apply(&venus, op).await?.unwrap_or(fid);
+        let created = self.apply(&volume_client, op).await?.unwrap_or(fid);
         if let Some(attrs) = attrs {
             // What the create itself did not set: the mode and owner went with it.
             let mut rest = set_attrs(attrs);
@@ -505,11 +513,11 @@ impl CodettaFs {
             name,
             dir,
             dir_attrs,
-            venus,
+            volume_client,
             fid,
         } = self.prepare_new(caller, place).await?;
         let new = perm::new_object(caller, &dir_attrs, mode, is_dir);
-        self.apply(&venus, op(dir, name, fid, new)).await?;
+        self.apply(&volume_client, op(dir, name, fid, new)).await?;
         Ok((fid, self.getattr(&fid).await?))
     }
 
@@ -519,8 +527,12 @@ impl CodettaFs {
         if attrs.ftype != FileType::Symlink {
             return Err(nfsstat3::NFS3ERR_INVAL);
         }
-        let (real, venus) = self.open(fid).await?;
-        let target = self.volumes.target(&venus, &real).await.map_err(err)?;
+        let (real, volume_client) = self.open(fid).await?;
+        let target = self
+            .volumes
+            .target(&volume_client, &real)
+            .await
+            .map_err(err)?;
         Ok((target, attrs))
     }
 
@@ -535,7 +547,7 @@ impl CodettaFs {
     ) -> Result<Attrs, nfsstat3> {
         let name = name(place.name)?;
         let (file, _) = self.open(fid).await?;
-        let (dir, venus) = self.open(&place.dir).await?;
+        let (dir, volume_client) = self.open(&place.dir).await?;
         if file.volume != dir.volume {
             return Err(nfsstat3::NFS3ERR_XDEV);
         }
@@ -544,13 +556,13 @@ impl CodettaFs {
             return Err(nfsstat3::NFS3ERR_PERM);
         }
         self.writable_dir(caller, &dir).await?;
-        match venus.lookup_to_change(&dir, &name).await {
+        match volume_client.lookup_to_change(&dir, &name).await {
             Ok(_) => return Err(nfsstat3::NFS3ERR_EXIST),
             Err(ClientError::Fs(FsError::NotFound)) => {}
             Err(e) => return Err(err(e)),
         }
         self.apply(
-            &venus,
+            &volume_client,
             Op::Link {
                 dir,
                 name,
@@ -569,7 +581,7 @@ impl CodettaFs {
         directory: bool,
     ) -> Result<(), nfsstat3> {
         let name = name(place.name)?;
-        let (dir, venus) = self.open(&place.dir).await?;
+        let (dir, volume_client) = self.open(&place.dir).await?;
         let child = self.unlinkable(caller, &dir, &name).await?;
         let is_dir = child.attrs.ftype == FileType::Directory;
         let op = match (directory, is_dir) {
@@ -589,7 +601,7 @@ impl CodettaFs {
             (false, true) => return Err(nfsstat3::NFS3ERR_ISDIR),
             (true, false) => return Err(nfsstat3::NFS3ERR_NOTDIR),
         };
-        self.apply(&venus, op).await?;
+        self.apply(&volume_client, op).await?;
         Ok(())
     }
 
@@ -602,7 +614,7 @@ impl CodettaFs {
     ) -> Result<(), nfsstat3> {
         let from_name = name(from.name)?;
         let to_name = name(to.name)?;
-        let (from_dir, venus) = self.open(&from.dir).await?;
+        let (from_dir, volume_client) = self.open(&from.dir).await?;
         let (to_dir_fid, _) = self.open(&to.dir).await?;
         if from_dir.volume != to_dir_fid.volume {
             return Err(nfsstat3::NFS3ERR_XDEV);
@@ -611,7 +623,7 @@ impl CodettaFs {
         let to_dir = self.writable_dir(caller, &to_dir_fid).await?;
         // An existing target is replaced, so it must be removable too; only "absent" is
         // fine to ignore here.
-        let replaces = match venus.lookup_to_change(&to_dir_fid, &to_name).await {
+        let replaces = match volume_client.lookup_to_change(&to_dir_fid, &to_name).await {
             Ok(target) => {
                 perm::may_unlink(caller, &to_dir, &target.attrs)?;
                 Some(target.fid)
@@ -634,7 +646,7 @@ impl CodettaFs {
             fid: moved.fid,
             replaces,
         };
-        self.apply(&venus, op).await?;
+        self.apply(&volume_client, op).await?;
         Ok(())
     }
 
@@ -648,9 +660,9 @@ impl CodettaFs {
     ) -> Result<(DirPager, Attrs), nfsstat3> {
         let attrs = self.getattr(dir).await?;
         perm::may_list(caller, &attrs)?;
-        let (real, venus) = self.open(dir).await?;
+        let (real, volume_client) = self.open(dir).await?;
         let root = self.volumes.root().await.map_err(err)?;
-        let pager = DirPager::new(venus, self.volumes.clone(), real, root, cookie);
+        let pager = DirPager::new(volume_client, self.volumes.clone(), real, root, cookie);
         Ok((pager, attrs))
     }
 
@@ -658,15 +670,15 @@ impl CodettaFs {
     /// from reports it (its configured capacity, or its disk), and `fid`'s attributes.
     pub async fn fsstat(&self, fid: &Fid) -> Result<(SpaceInfo, Attrs), nfsstat3> {
         let attrs = self.getattr(fid).await?;
-        let (real, venus) = self.open(fid).await?;
-        let space = venus.space(real.volume).await.map_err(err)?;
+        let (real, volume_client) = self.open(fid).await?;
+        let space = volume_client.space(real.volume).await.map_err(err)?;
         Ok((space, attrs))
     }
 
     /// COMMIT: everything written to `fid` is on the servers (rule 1).
     pub async fn commit(&self, fid: &Fid) -> Result<Attrs, nfsstat3> {
-        let (real, venus) = self.open(fid).await?;
-        venus.commit(&real).await.map_err(err)?;
+        let (real, volume_client) = self.open(fid).await?;
+        volume_client.commit(&real).await.map_err(err)?;
         self.getattr(fid).await
     }
 }
@@ -682,6 +694,6 @@ struct NewIn {
     name: Name,
     dir: Fid,
     dir_attrs: Attrs,
-    venus: Arc<VolumeClient>,
+    volume_client: Arc<VolumeClient>,
     fid: Fid,
 }

@@ -263,12 +263,14 @@ impl VolumeClient {
 
 /// Group-commits submissions into the log, assigning sequence numbers and times in order.
 pub(super) async fn appender(
-    venus: std::sync::Weak<VolumeClient>,
+    volume_client: std::sync::Weak<VolumeClient>,
     mut rx: mpsc::UnboundedReceiver<Submission>,
     mut next_seq: u64,
 ) {
     while let Some(first) = rx.recv().await {
-        let Some(venus) = venus.upgrade() else { break };
+        let Some(volume_client) = volume_client.upgrade() else {
+            break;
+        };
         let mut group = vec![first];
         let mut bytes = group[0].data.len();
         while group.len() < MAX_APPEND_GROUP && bytes < MAX_BATCH_BYTES {
@@ -280,7 +282,7 @@ pub(super) async fn appender(
                 Err(_) => break,
             }
         }
-        let incarnation = venus.identity.incarnation;
+        let incarnation = volume_client.identity.incarnation;
         let records: Vec<LoggedRecord> = group
             .iter()
             .enumerate()
@@ -290,18 +292,18 @@ pub(super) async fn appender(
                         incarnation,
                         seq: next_seq + i as u64,
                     },
-                    time: s.time.unwrap_or_else(|| lock(&venus.clock).next()),
+                    time: s.time.unwrap_or_else(|| lock(&volume_client.clock).next()),
                     op: s.op.clone(),
                 },
                 data: s.data.clone(),
             })
             .collect();
         let new_next_seq = next_seq + records.len() as u64;
-        if !venus.append_delay.is_zero() {
-            tokio::time::sleep(venus.append_delay).await;
+        if !volume_client.append_delay.is_zero() {
+            tokio::time::sleep(volume_client.append_delay).await;
         }
-        let next_vnode = venus.next_vnode.load(Ordering::Relaxed);
-        let log = venus.core.log.clone();
+        let next_vnode = volume_client.next_vnode.load(Ordering::Relaxed);
+        let log = volume_client.core.log.clone();
         // A small group (a create, a 4 KiB write) is written from here: a trip to a
         // blocking thread and back cost more than the write.
         let result = match log.try_append_quick(&records, next_vnode, new_next_seq) {
@@ -316,7 +318,7 @@ pub(super) async fn appender(
         match result {
             Ok(()) => {
                 next_seq = new_next_seq;
-                let stats = &venus.stats;
+                let stats = &volume_client.stats;
                 stats.log_commits.fetch_add(1, Ordering::Relaxed);
                 stats
                     .records
@@ -326,7 +328,7 @@ pub(super) async fn appender(
                     .filter(|r| matches!(r.record.op, Op::Write { .. }))
                     .count();
                 stats.writes.fetch_add(writes as u64, Ordering::Relaxed);
-                let core = &venus.core;
+                let core = &volume_client.core;
                 let mut held = Vec::new();
                 {
                     // Lock order everywhere: tracker, then outbox.
@@ -353,12 +355,12 @@ pub(super) async fn appender(
                 }
                 // The tracker knows them now: they stop counting as held.
                 if let Some(last) = held.iter().map(|(_, t)| *t).max() {
-                    let mut unstable = lock(&venus.unstable);
+                    let mut unstable = lock(&volume_client.unstable);
                     for (fid, _) in &held {
                         unstable.logged(fid);
                     }
                     drop(unstable);
-                    raise_watermark(&venus.held_logged, last);
+                    raise_watermark(&volume_client.held_logged, last);
                 }
                 core.wake_all();
             }
@@ -366,8 +368,8 @@ pub(super) async fn appender(
                 tracing::error!("modify log append failed: {e}");
                 let mut last = None;
                 {
-                    let mut tracker = lock(&venus.core.tracker);
-                    let mut unstable = lock(&venus.unstable);
+                    let mut tracker = lock(&volume_client.core.tracker);
+                    let mut unstable = lock(&volume_client.unstable);
                     for s in group {
                         if let Some(ticket) = s.held {
                             // Answered already: the file's COMMIT reports the failure.
@@ -383,7 +385,7 @@ pub(super) async fn appender(
                     }
                 }
                 if let Some(last) = last {
-                    raise_watermark(&venus.held_logged, last);
+                    raise_watermark(&volume_client.held_logged, last);
                 }
             }
         }

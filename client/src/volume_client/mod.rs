@@ -1,4 +1,4 @@
-//! The per-volume client core (Coda's Venus, for one volume): allocates fids and update
+//! The per-volume client core (what Coda's Venus does, for one volume): allocates fids and update
 //! ids, takes every mutation into the modify log (`append`), ships the log to every member
 //! of the volume's AVSG in sequenced batches and gathers their answers (`ship`, write-all
 //! through [`crate::replicate`]), and reads from one member after comparing every member's
@@ -218,7 +218,7 @@ struct Core {
     /// Objects compared across the AVSG, and where their reads go.
     validated: Mutex<HashMap<Fid, Validation>>,
     /// The VolumeClient owning this core, for work that logs records (undoing exclusive creates).
-    venus: std::sync::OnceLock<std::sync::Weak<VolumeClient>>,
+    volume_client: std::sync::OnceLock<std::sync::Weak<VolumeClient>>,
     /// What was fetched under callback promises (rule 15). Lock order: after the tracker
     /// and the outbox.
     cache: Mutex<Cache>,
@@ -240,11 +240,38 @@ struct Arriving {
     done: watch::Receiver<bool>,
 }
 
-/// A file being read in order.
-#[derive(Debug, Default)]
+/// One reader's progress through a file: where its next in-order read starts, and how far
+/// read-ahead has fetched (or is fetching).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct ReadStream {
     next: u64,
     ahead: u64,
+}
+
+impl ReadStream {
+    /// Notes a read of `count` bytes at `offset` of a file of `size` bytes, and returns the
+    /// range to fetch ahead, whole blocks from where read-ahead stands to `READ_AHEAD`
+    /// past the read: `None` when the read was not in order (which starts over) or when
+    /// read-ahead is more than half a window ahead already.
+    fn advance(&mut self, offset: u64, count: u32, size: u64) -> Option<(u64, u64)> {
+        let end = offset.saturating_add(u64::from(count));
+        let in_order = offset == self.next;
+        self.next = end;
+        if !in_order {
+            self.ahead = 0;
+            return None;
+        }
+        let to = end.saturating_add(READ_AHEAD).min(size);
+        // Whole blocks only: a fetch is cut into blocks from where it starts.
+        let from = self.ahead.max(end);
+        let from = from - from % CACHE_BLOCK;
+        if from >= to || from.saturating_sub(end) > READ_AHEAD / 2 {
+            // Far enough ahead already; fetch again once half the window is read.
+            return None;
+        }
+        self.ahead = to.div_ceil(CACHE_BLOCK).saturating_mul(CACHE_BLOCK);
+        Some((from, to))
+    }
 }
 
 /// The client core shared by the NFS adapter and the background tasks.
@@ -406,14 +433,14 @@ impl VolumeClient {
             stats: stats.clone(),
             epoch: AtomicU64::new(0),
             validated: Mutex::new(HashMap::new()),
-            venus: std::sync::OnceLock::new(),
+            volume_client: std::sync::OnceLock::new(),
             cache: Mutex::new(Cache::new(options.cache)),
             channels: Channels::default(),
             streams: Mutex::new(HashMap::new()),
             arriving: Mutex::new(Vec::new()),
             read_ahead_slots: Arc::new(Semaphore::new(READ_AHEAD_TASKS)),
         });
-        let venus = Arc::new(VolumeClient {
+        let volume_client = Arc::new(VolumeClient {
             core: core.clone(),
             identity,
             root,
@@ -434,9 +461,9 @@ impl VolumeClient {
             tasks: Mutex::new(Vec::new()),
             stats,
         });
-        let _ = core.venus.set(Arc::downgrade(&venus));
+        let _ = core.volume_client.set(Arc::downgrade(&volume_client));
         let mut tasks = vec![tokio::spawn(appender(
-            Arc::downgrade(&venus),
+            Arc::downgrade(&volume_client),
             submit_rx,
             identity.next_seq,
         ))];
@@ -444,8 +471,8 @@ impl VolumeClient {
             tasks.push(tokio::spawn(member_shipper(core.clone(), m)));
             tasks.push(tokio::spawn(member_channel(core.clone(), m)));
         }
-        lock(&venus.tasks).extend(tasks);
-        Ok(venus)
+        lock(&volume_client.tasks).extend(tasks);
+        Ok(volume_client)
     }
 
     /// The per-call deadline.
@@ -592,6 +619,38 @@ mod tests {
 
     /// Record times follow the wall clock while it moves forward, and never repeat or go
     /// back when it stands still or steps back.
+    /// Read-ahead starts with the second in-order read, keeps a window of `READ_AHEAD`
+    /// ahead of the reader in whole blocks, fetches again only once half of it is read,
+    /// stops at the end of the file, and starts over after a seek.
+    #[test]
+    fn read_ahead_follows_a_reader_in_order() {
+        let mut s = ReadStream::default();
+        let size = 64 << 20;
+        let (from, to) = s.advance(0, 4096, size).expect("in order from the start");
+        assert_eq!((from, to), (0, 4096 + READ_AHEAD));
+        assert_eq!(s.ahead % CACHE_BLOCK, 0, "whole blocks");
+        // Within the first half of the window: nothing more to fetch.
+        assert_eq!(s.advance(4096, 1 << 20, size), None);
+        // Past half the window: the next part is fetched from where read-ahead stands.
+        let at = READ_AHEAD / 2 + CACHE_BLOCK;
+        let mut later = ReadStream { next: at, ..s };
+        let (from, to) = later.advance(at, 4096, size).expect("half read");
+        assert_eq!(
+            from,
+            READ_AHEAD + CACHE_BLOCK,
+            "from where read-ahead stands"
+        );
+        assert_eq!(to, at + 4096 + READ_AHEAD);
+        // A seek starts over; the next in-order read fetches again.
+        assert_eq!(s.advance(32 << 20, 4096, size), None);
+        assert_eq!(s.ahead, 0);
+        assert!(s.advance((32 << 20) + 4096, 4096, size).is_some());
+        // Near the end of the file the window stops at its size.
+        let mut tail = ReadStream::default();
+        assert_eq!(tail.advance(0, 4096, 10_000), Some((0, 10_000)));
+        assert_eq!(tail.advance(4096, 4096, 10_000), None, "all fetched");
+    }
+
     #[test]
     fn record_times_never_repeat_or_go_back() {
         let mut clock = RecordClock { last: t(0, 0) };

@@ -509,7 +509,6 @@ impl VolumeClient {
     /// background (at most [`READ_AHEAD_TASKS`] fetches at once across the volume).
     pub(super) fn read_ahead(&self, state: &ObjectState, offset: u64, count: u32) {
         let core = &self.core;
-        let end = offset.saturating_add(u64::from(count));
         let fid = state.fid;
         let (from, to) = {
             let mut streams = lock(&core.streams);
@@ -517,24 +516,13 @@ impl VolumeClient {
                 streams.clear();
             }
             let s = streams.entry(fid).or_default();
-            let in_order = offset == s.next;
-            s.next = end;
-            if !in_order {
-                s.ahead = 0;
-                return;
+            match s.advance(offset, count, state.attrs.size) {
+                Some(range) => range,
+                None => return,
             }
-            let to = end.saturating_add(READ_AHEAD).min(state.attrs.size);
-            // Whole blocks only: a fetch is cut into blocks from where it starts.
-            let from = s.ahead.max(end);
-            let from = from - from % CACHE_BLOCK;
-            if from >= to || from.saturating_sub(end) > READ_AHEAD / 2 {
-                // Far enough ahead already; fetch again once half the window is read.
-                return;
-            }
-            s.ahead = to.div_ceil(CACHE_BLOCK).saturating_mul(CACHE_BLOCK);
-            (from, to)
         };
-        let Some(venus) = core.venus.get().and_then(std::sync::Weak::upgrade) else {
+        let Some(volume_client) = core.volume_client.get().and_then(std::sync::Weak::upgrade)
+        else {
             return;
         };
         let mut at = from;
@@ -552,12 +540,12 @@ impl VolumeClient {
                 return;
             };
             let done = core.fetching(fid, at, at + len);
-            let venus = venus.clone();
+            let volume_client = volume_client.clone();
             tokio::spawn(async move {
-                if let Err(e) = venus.fetch_blocks(&fid, at, len as u32).await {
+                if let Err(e) = volume_client.fetch_blocks(&fid, at, len as u32).await {
                     tracing::debug!(%fid, "read ahead: {e}");
                 }
-                venus.core.fetched(&fid, at);
+                volume_client.core.fetched(&fid, at);
                 let _ = done.send(true);
                 drop(permit);
             });

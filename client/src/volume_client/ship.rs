@@ -100,8 +100,8 @@ impl Core {
         // Joiners may be stale: validate objects again before reads.
         self.epoch.fetch_add(1, Ordering::Relaxed);
         lock(&self.cache).clear();
-        if let Some(venus) = self.venus.get().and_then(std::sync::Weak::upgrade) {
-            let mut tasks = lock(&venus.tasks);
+        if let Some(volume_client) = self.volume_client.get().and_then(std::sync::Weak::upgrade) {
+            let mut tasks = lock(&volume_client.tasks);
             for m in joined {
                 tasks.push(tokio::spawn(member_shipper(self.clone(), m)));
                 tasks.push(tokio::spawn(member_channel(self.clone(), m)));
@@ -260,11 +260,12 @@ impl Core {
         undo: Op,
         waiter: Option<oneshot::Sender<RecordOutcome>>,
     ) {
-        let Some(venus) = self.venus.get().and_then(std::sync::Weak::upgrade) else {
+        let Some(volume_client) = self.volume_client.get().and_then(std::sync::Weak::upgrade)
+        else {
             return;
         };
         tokio::spawn(async move {
-            if let Err(e) = venus.submit_and_wait(undo, Bytes::new()).await {
+            if let Err(e) = volume_client.submit_and_wait(undo, Bytes::new()).await {
                 tracing::warn!("undoing a partial exclusive create: {e}");
             }
             if let Some(w) = waiter {

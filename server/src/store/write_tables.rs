@@ -10,7 +10,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 use std::collections::BTreeMap;
 
 /// Entries of a volume's change sequence kept (older ones are trimmed).
-pub const MAX_CHANGES_KEPT: u64 = 1 << 20;
+pub(super) const MAX_CHANGES_KEPT: u64 = 1 << 20;
 /// How often (in entries) the change sequence is trimmed.
 const TRIM_EVERY: u64 = 4096;
 

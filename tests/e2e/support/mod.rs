@@ -3,15 +3,15 @@
 
 #![allow(dead_code)]
 
-pub use codetta_bench::nfs;
-pub mod proxy;
+pub(crate) use codetta_bench::nfs;
+pub(crate) mod proxy;
 use codetta_cluster::LocalCluster;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::time::Duration;
 
 /// An in-process cluster in a temporary directory; methods panic on failure (tests only).
-pub struct Cluster {
+pub(crate) struct Cluster {
     inner: LocalCluster,
     _tmp: tempfile::TempDir,
 }
@@ -31,12 +31,12 @@ impl DerefMut for Cluster {
 
 impl Cluster {
     /// One server holding the root volume.
-    pub async fn start() -> Cluster {
+    pub(crate) async fn start() -> Cluster {
         Self::start_replicated(1).await
     }
 
     /// `servers` servers, each holding a replica of the root volume.
-    pub async fn start_replicated(servers: usize) -> Cluster {
+    pub(crate) async fn start_replicated(servers: usize) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
         let inner = LocalCluster::start(tmp.path(), servers)
             .await
@@ -44,49 +44,49 @@ impl Cluster {
         Cluster { inner, _tmp: tmp }
     }
 
-    pub async fn start_server(&mut self, i: usize) {
+    pub(crate) async fn start_server(&mut self, i: usize) {
         self.inner.start_server(i).await.expect("server starts");
     }
 
-    pub async fn start_client(&mut self) {
+    pub(crate) async fn start_client(&mut self) {
         self.inner.start_client().await.expect("client starts");
     }
 
-    pub async fn nfs(&self) -> nfs::Nfs {
+    pub(crate) async fn nfs(&self) -> nfs::Nfs {
         nfs::Nfs::connect(self.nfs_port()).await.expect("mount")
     }
 
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         self.inner.shutdown().await;
     }
 }
 
 /// The `codetta` binary under test.
-pub fn codetta_binary() -> &'static Path {
+pub(crate) fn codetta_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_codetta"))
 }
 
 /// A daemon running as a separate `codetta` process (for SIGKILL tests).
-pub struct Proc(codetta_cluster::Proc);
+pub(crate) struct Proc(codetta_cluster::Proc);
 
 impl Proc {
-    pub fn spawn(args: &[&str], log: &Path) -> Proc {
+    pub(crate) fn spawn(args: &[&str], log: &Path) -> Proc {
         Proc(codetta_cluster::Proc::spawn(codetta_binary(), args, log).expect("spawn codetta"))
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.pid()
     }
 
     /// SIGKILL: no chance to flush anything.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.0.kill();
     }
 }
 
 /// Waits until `port` accepts TCP connections.
 /// Polls `done` every 20 ms until it holds; panics naming `what` after `limit`.
-pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
     while !done() {
         assert!(
@@ -97,7 +97,7 @@ pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> b
     }
 }
 
-pub async fn wait_for_tcp(port: u16) {
+pub(crate) async fn wait_for_tcp(port: u16) {
     for _ in 0..300 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -113,7 +113,7 @@ pub async fn wait_for_tcp(port: u16) {
 /// Streams `mib` MiB of pseudo-random data into a new file `name` in the root (1 MiB
 /// UNSTABLE writes, one COMMIT), reads it back in 1 MiB requests and checks that the blake3
 /// digests match; returns the seconds spent writing and reading.
-pub async fn stream_round_trip(nfs: &mut nfs::Nfs, name: &str, mib: u64) -> (f64, f64) {
+pub(crate) async fn stream_round_trip(nfs: &mut nfs::Nfs, name: &str, mib: u64) -> (f64, f64) {
     use nfs3_client::nfs3_types::nfs3::stable_how;
     const MIB: u64 = 1 << 20;
     let root = nfs.root.clone();
@@ -149,7 +149,7 @@ pub async fn stream_round_trip(nfs: &mut nfs::Nfs, name: &str, mib: u64) -> (f64
 }
 
 /// Runs `codetta ARGS...` as a user would; its stdout, or a panic with its stderr.
-pub fn run_codetta(args: &[&str]) -> String {
+pub(crate) fn run_codetta(args: &[&str]) -> String {
     let out = std::process::Command::new(codetta_binary())
         .args(args)
         .output()

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::net::UdpSocket;
 
 /// One proxied path; dropping it stops forwarding.
-pub struct UdpProxy {
+pub(crate) struct UdpProxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
     /// Milliseconds each datagram from the target waits before it is passed on.
@@ -18,7 +18,7 @@ pub struct UdpProxy {
 
 impl UdpProxy {
     /// Listens on a free loopback port and forwards to `target`.
-    pub async fn start(target: SocketAddr) -> UdpProxy {
+    pub(crate) async fn start(target: SocketAddr) -> UdpProxy {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind proxy"));
         let addr = front.local_addr().expect("proxy addr");
         let cut = Arc::new(AtomicBool::new(false));
@@ -34,13 +34,13 @@ impl UdpProxy {
 
     /// Holds every datagram from the target for `delay` before passing it on (a slow path
     /// back to the caller).
-    pub fn set_delay(&self, delay: std::time::Duration) {
+    pub(crate) fn set_delay(&self, delay: std::time::Duration) {
         self.delay_ms
             .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// Drops every datagram both ways while `cut` is true.
-    pub fn set_cut(&self, cut: bool) {
+    pub(crate) fn set_cut(&self, cut: bool) {
         self.cut.store(cut, Ordering::SeqCst);
     }
 }
@@ -105,7 +105,7 @@ async fn run(
 
 /// Rewrites every `addr = "<real>"` line of a configuration `text` whose address is in
 /// `routes` (real address -> proxy address).
-pub fn route(text: &str, routes: &std::collections::BTreeMap<String, String>) -> String {
+pub(crate) fn route(text: &str, routes: &std::collections::BTreeMap<String, String>) -> String {
     text.lines()
         .map(|line| {
             for (real, via) in routes {
@@ -122,7 +122,7 @@ pub fn route(text: &str, routes: &std::collections::BTreeMap<String, String>) ->
 
 /// Puts a proxy on every server-to-server path of `layout` (rewriting the servers'
 /// `[[peers]]`): the proxy at `(i, j)` carries server i's calls to server j.
-pub async fn proxy_peer_links(
+pub(crate) async fn proxy_peer_links(
     layout: &codetta_cluster::Layout,
 ) -> std::collections::BTreeMap<(usize, usize), UdpProxy> {
     let n = layout.servers.len();
