@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 pub struct Time {
+    /// Whole seconds since the Unix epoch (negative before it).
     pub secs: i64,
+    /// Nanoseconds past `secs`.
     pub nanos: u32,
 }
 
@@ -28,8 +30,11 @@ impl Time {
 /// sent keep their meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FileType {
+    /// A regular file: bytes in blocks.
     Regular,
+    /// A directory: named entries.
     Directory,
+    /// A symbolic link: a target path.
     Symlink,
     /// A named pipe: the name is replicated; what flows through it stays in each machine's
     /// kernel.
@@ -38,12 +43,16 @@ pub enum FileType {
     Socket,
     /// A character device node and its device number.
     CharDevice {
+        /// The device's major number.
         major: u32,
+        /// The device's minor number.
         minor: u32,
     },
     /// A block device node and its device number.
     BlockDevice {
+        /// The device's major number.
         major: u32,
+        /// The device's minor number.
         minor: u32,
     },
 }
@@ -65,29 +74,40 @@ impl FileType {
 /// The attributes of an object as every replica stores them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Attrs {
+    /// The kind of object.
     pub ftype: FileType,
     /// Permission bits (including setuid/setgid/sticky), without the type bits.
     pub mode: u32,
+    /// Owner user id.
     pub uid: u32,
+    /// Owner group id.
     pub gid: u32,
     /// Bytes for a file, the target length for a symlink, entries for a directory.
     pub size: u64,
     /// Links: 1 for files and symlinks, 2 + subdirectories for a directory.
     pub nlink: u32,
+    /// Last access time.
     pub atime: Time,
+    /// Last modification of the data or entries.
     pub mtime: Time,
+    /// Last change of the data or attributes.
     pub ctime: Time,
 }
 
 /// The attribute changes of a SETATTR; `None` leaves a field alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetAttrs {
+    /// New permission bits (as [`Attrs::mode`]).
     pub mode: Option<u32>,
+    /// New owner user id.
     pub uid: Option<u32>,
+    /// New owner group id.
     pub gid: Option<u32>,
     /// Truncate or extend (holes read as zeros).
     pub size: Option<u64>,
+    /// New access time.
     pub atime: Option<Time>,
+    /// New modification time.
     pub mtime: Option<Time>,
 }
 

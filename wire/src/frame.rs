@@ -31,7 +31,9 @@ pub const MAX_DATA: u32 = 32 << 20;
 /// Whether a frame is a call or an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
+    /// A request, sent by the caller.
     Request = 1,
+    /// A reply, sent by the server.
     Reply = 2,
 }
 
@@ -39,22 +41,40 @@ pub enum FrameKind {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum FrameError {
+    /// The first byte names a format other than [`FRAME_VERSION`].
     #[error("unsupported frame version {0}")]
     Version(u8),
+    /// The kind byte is neither 1 (request) nor 2 (reply).
     #[error("unknown frame kind {0}")]
     Kind(u8),
+    /// The prefix announces a header longer than [`MAX_HEADER`] bytes.
     #[error("header of {0} bytes exceeds the limit of {MAX_HEADER}")]
     HeaderTooLarge(u32),
+    /// The prefix announces a data section longer than [`MAX_DATA`] bytes.
     #[error("data of {0} bytes exceeds the limit of {MAX_DATA}")]
     DataTooLarge(u32),
+    /// A frame of the other kind than the one expected.
     #[error("expected a {expected:?} frame")]
-    WrongKind { expected: FrameKind },
+    WrongKind {
+        /// The kind the caller asked to decode.
+        expected: FrameKind,
+    },
+    /// The header does not decode as the expected message, or a message failed to encode.
     #[error("undecodable header: {0}")]
     Header(String),
+    /// The header holds this many bytes after the message.
     #[error("{0} trailing bytes after the header's message")]
     TrailingBytes(usize),
+    /// The data section is not as long as the request says it should be.
     #[error("data section is {actual} bytes but the message accounts for {expected}")]
-    DataLength { expected: usize, actual: usize },
+    DataLength {
+        /// Bytes the request's records or chunks account for.
+        expected: usize,
+        /// Bytes the data section holds.
+        actual: usize,
+    },
+    /// A message or data section past [`MAX_HEADER`] or [`MAX_DATA`] on encoding, or a
+    /// request whose data length cannot be worked out ([`Request::data_len`] is `None`).
     #[error("message too large to encode")]
     TooLarge,
 }
@@ -62,8 +82,11 @@ pub enum FrameError {
 /// The fixed-size start of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FramePrefix {
+    /// Request or reply.
     pub kind: FrameKind,
+    /// Header length in bytes.
     pub header_len: u32,
+    /// Data section length in bytes.
     pub data_len: u32,
 }
 
@@ -209,8 +232,11 @@ impl Eq for Payload {}
 /// A decoded (or to-be-encoded) frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// Request or reply.
     pub kind: FrameKind,
+    /// The postcard-encoded [`Request`] or [`Reply`].
     pub header: Bytes,
+    /// The data section: write payloads of a request, or the bytes a reply carries.
     pub data: Payload,
 }
 

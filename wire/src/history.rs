@@ -17,6 +17,7 @@ pub const HISTORY_LEN: usize = 8;
 /// One remembered update.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HistEntry {
+    /// The update's id.
     pub id: UpdateId,
     /// Replicas whose counter in the object's vector includes this update.
     pub counted: Vec<ReplicaId>,
@@ -29,6 +30,7 @@ pub struct History {
 }
 
 impl History {
+    /// An empty history.
     pub fn new() -> Self {
         Self::default()
     }
@@ -69,14 +71,17 @@ impl History {
         self.entries.last().map(|e| e.id)
     }
 
+    /// True if update `id` is remembered.
     pub fn contains(&self, id: UpdateId) -> bool {
         self.entries.iter().any(|e| e.id == id)
     }
 
+    /// True if no update is remembered.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// The remembered updates, oldest first.
     pub fn entries(&self) -> &[HistEntry] {
         &self.entries
     }
@@ -135,8 +140,11 @@ impl History {
 /// What one replica of an object says about its version.
 #[derive(Debug, Clone, Copy)]
 pub struct VersionView<'a> {
+    /// The replica's version vector.
     pub vector: &'a VersionVector,
+    /// The replica's update history.
     pub history: &'a History,
+    /// The replica's content tag.
     pub tag: &'a ContentTag,
     /// Which client records this replica applied (see [`crate::replica::ReplicaView`]).
     pub applied: &'a [AppliedRun],

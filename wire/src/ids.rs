@@ -24,8 +24,11 @@ pub struct Incarnation(pub u32);
 /// so even a server restored from an old backup cannot make two files share a fid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Fid {
+    /// The volume holding the object.
     pub volume: VolumeId,
+    /// The object's number in the volume (never reused).
     pub vnode: u64,
+    /// The uniquifier: random per client incarnation (1 for a volume root).
     pub unique: u32,
 }
 
@@ -83,7 +86,9 @@ impl fmt::Display for Fid {
 /// Servers apply each update id at most once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct UpdateId {
+    /// The client incarnation that made the update.
     pub incarnation: Incarnation,
+    /// The update's sequence number within that incarnation (the client's modify log order).
     pub seq: u64,
 }
 

@@ -4,6 +4,8 @@
 //! This crate does no I/O: no sockets, no runtime. Everything here can be unit-tested,
 //! fuzzed and driven by deterministic simulations.
 
+#![warn(missing_docs)]
+
 pub mod attrs;
 pub mod error;
 pub mod frame;

@@ -10,12 +10,16 @@ pub const MAX_NAME_LEN: usize = 255;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum NameError {
+    /// The name has no bytes.
     #[error("empty name")]
     Empty,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
     #[error("name longer than {MAX_NAME_LEN} bytes")]
     TooLong,
+    /// The name contains `/` or NUL.
     #[error("name contains '/' or NUL")]
     BadByte,
+    /// The name is `.` or `..`.
     #[error("'.' and '..' are not entry names")]
     Dot,
 }
@@ -46,6 +50,7 @@ impl Name {
         Ok(Name(bytes))
     }
 
+    /// The name's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

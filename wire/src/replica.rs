@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 /// name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Placement {
+    /// The directory holding the name (the root's own fid for the root).
     pub parent: Fid,
+    /// The entry name's bytes (empty for the root).
     pub name: Vec<u8>,
 }
 
@@ -20,15 +22,23 @@ pub struct Placement {
 /// here: they follow from the entries).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
+    /// The kind of object.
     pub ftype: FileType,
+    /// Permission bits (including setuid/setgid/sticky), without the type bits.
     pub mode: u32,
+    /// Owner user id.
     pub uid: u32,
+    /// Owner group id.
     pub gid: u32,
     /// File: bytes; symlink: target length; directory: ignored on install.
     pub size: u64,
+    /// Last access time.
     pub atime: Time,
+    /// Last modification time.
     pub mtime: Time,
+    /// Last change time.
     pub ctime: Time,
+    /// The object's (first) name.
     pub placement: Placement,
     /// Symlink target.
     pub target: Vec<u8>,
@@ -53,6 +63,7 @@ pub enum ViewBody {
     Absent,
     /// Removed here; the tombstone keeps where it was.
     Deleted(Placement),
+    /// Live here, with these attributes.
     Live(ObjectMeta),
     /// Removed and its tombstone collected (rule 8): not here, and a create of it would be
     /// refused. A live version elsewhere can only come back as a conflict.
@@ -62,10 +73,16 @@ pub enum ViewBody {
 /// One replica's account of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaView {
+    /// The object.
     pub fid: Fid,
+    /// This replica's version vector of the object.
     pub version: VersionVector,
+    /// This replica's update history of the object.
     pub history: History,
+    /// This replica's content tag ([`deleted_tag`] when deleted or forgotten, [`ABSENT_TAG`]
+    /// when absent).
     pub tag: ContentTag,
+    /// Whether the object is absent, deleted, live or forgotten here.
     pub body: ViewBody,
     /// For the client incarnations in the history: which of their records this replica
     /// applied (rule 5: its state includes those updates, remembered or not).
@@ -81,8 +98,11 @@ pub struct ReplicaView {
 /// `floor` to `high` except those in `gaps` (records it missed while away, or refused).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedRun {
+    /// The client incarnation.
     pub incarnation: crate::ids::Incarnation,
+    /// The lowest sequence number of the run.
     pub floor: u64,
+    /// The highest sequence number applied.
     pub high: u64,
     /// Inclusive ranges, ascending.
     pub gaps: Vec<(u64, u64)>,
@@ -98,10 +118,12 @@ impl AppliedRun {
 }
 
 impl ReplicaView {
+    /// True when the object is live on this replica.
     pub fn is_live(&self) -> bool {
         matches!(self.body, ViewBody::Live(_))
     }
 
+    /// The attributes of a live object; `None` otherwise.
     pub fn meta(&self) -> Option<&ObjectMeta> {
         match &self.body {
             ViewBody::Live(m) => Some(m),
@@ -176,8 +198,11 @@ pub const ABSENT_TAG: ContentTag = ContentTag([0; 32]);
 /// One block of a file: index, chunk hash and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockEntry {
+    /// Block number: the block starts at byte `index *` [`crate::BLOCK_SIZE`].
     pub index: u64,
+    /// The blake3 hash of the chunk holding the block's bytes.
     pub hash: [u8; 32],
+    /// Bytes the chunk holds (the rest of the block up to the file's end reads as zeros).
     pub len: u32,
 }
 

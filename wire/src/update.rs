@@ -10,8 +10,11 @@ use serde::{Deserialize, Serialize};
 /// Owner and permission bits of a new object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewObject {
+    /// Permission bits (including setuid/setgid/sticky), without the type bits.
     pub mode: u32,
+    /// Owner user id.
     pub uid: u32,
+    /// Owner group id.
     pub gid: u32,
 }
 
@@ -19,7 +22,10 @@ pub struct NewObject {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CreateHow {
     /// An existing regular file is reused (and truncated if the record says so).
-    Unchecked { truncate: bool },
+    Unchecked {
+        /// An existing file is cut to zero bytes.
+        truncate: bool,
+    },
     /// An existing name is an error.
     Guarded,
     /// An existing name is an error unless it was made by the same verifier (a resend).
@@ -29,52 +35,84 @@ pub enum CreateHow {
 /// One mutation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
+    /// Creates regular file `fid` named `name` in `dir`; `how` says what an existing name does.
     Create {
+        /// The directory the entry goes in.
         dir: Fid,
+        /// The new entry's name.
         name: Name,
+        /// The fid the client assigned the new file (an existing file may be used instead).
         fid: Fid,
+        /// Its owner and permission bits.
         new: NewObject,
+        /// What to do when the name is taken.
         how: CreateHow,
     },
+    /// Makes the empty directory `fid` named `name` in `dir`.
     Mkdir {
+        /// The directory the entry goes in.
         dir: Fid,
+        /// The new entry's name.
         name: Name,
+        /// The fid the client assigned the new object.
         fid: Fid,
+        /// Its owner and permission bits.
         new: NewObject,
     },
+    /// Makes the symbolic link `fid` named `name` in `dir`, pointing at `target`.
     Symlink {
+        /// The directory the entry goes in.
         dir: Fid,
+        /// The new entry's name.
         name: Name,
+        /// The fid the client assigned the new object.
         fid: Fid,
+        /// Its owner and permission bits.
         new: NewObject,
+        /// The link's target path, as bytes.
         target: Vec<u8>,
     },
     /// Removes the non-directory `fid` named `name` in `dir`. A replica where the name
     /// leads elsewhere refuses with `Diverged` (rule 6: a remove needs name -> fid to match).
     Remove {
+        /// The directory holding the name.
         dir: Fid,
+        /// The name to remove.
         name: Name,
+        /// The object the client saw under the name.
         fid: Fid,
     },
     /// Removes the empty directory `fid` named `name` in `dir` (same matching rule).
     Rmdir {
+        /// The directory holding the name.
         dir: Fid,
+        /// The name to remove.
         name: Name,
+        /// The directory the client saw under the name.
         fid: Fid,
     },
     /// Moves `fid` from `from_dir/from_name` to `to_dir/to_name`, replacing the compatible
     /// target `replaces` (`None`: the client saw no target). A replica where either name
     /// leads elsewhere refuses with `Diverged`.
     Rename {
+        /// The directory the name leaves.
         from_dir: Fid,
+        /// The name it leaves.
         from_name: Name,
+        /// The directory the name goes to.
         to_dir: Fid,
+        /// The name it gets there.
         to_name: Name,
+        /// The object moved.
         fid: Fid,
+        /// The object the move replaces under the target name (`None`: the client saw none).
         replaces: Option<Fid>,
     },
+    /// Changes the attributes of `fid` as `set` says.
     SetAttr {
+        /// The object changed.
         fid: Fid,
+        /// The attributes to change.
         set: SetAttrs,
     },
     /// Writes `len` bytes at `offset`. The bytes travel in the frame's data section, in
@@ -82,26 +120,38 @@ pub enum Op {
     /// checked by the server, which keys a whole block's chunk by its piece's hash: one
     /// hashing pass over the data on each side.
     Write {
+        /// The file written.
         fid: Fid,
+        /// Byte offset in the file of the first byte written.
         offset: u64,
+        /// Bytes written.
         len: u32,
+        /// The blake3 digest of each piece of the data, in order.
         hashes: Vec<[u8; 32]>,
     },
     /// Makes a FIFO, a socket's name or a device node (`kind` must be special). Last, so
     /// that records of the other kinds keep their encoding.
     Mknod {
+        /// The directory the entry goes in.
         dir: Fid,
+        /// The new entry's name.
         name: Name,
+        /// The fid the client assigned the new object.
         fid: Fid,
+        /// Its owner and permission bits.
         new: NewObject,
+        /// The kind of object: FIFO, socket, or character or block device.
         kind: FileType,
     },
     /// Gives the non-directory `fid` a further name `name` in `dir` (a hard link): one
     /// object, several entries, `nlink` of them. After `Mknod`, so that records of the
     /// other kinds keep their encoding.
     Link {
+        /// The directory the new name goes in.
         dir: Fid,
+        /// The new name.
         name: Name,
+        /// The existing object that gets the name.
         fid: Fid,
     },
 }
@@ -166,9 +216,11 @@ impl Op {
 /// A mutation as logged and shipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateRecord {
+    /// The update's id: the client's incarnation and the record's sequence number.
     pub id: UpdateId,
     /// The client's clock when the call was made: becomes mtime/ctime on every replica.
     pub time: Time,
+    /// The mutation.
     pub op: Op,
 }
 
@@ -182,10 +234,15 @@ pub type RecordOutcome = Result<Option<Fid>, FsError>;
 /// them keeps a dominated vector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cop2 {
+    /// The client incarnation whose records these are.
     pub incarnation: Incarnation,
+    /// The volume the records belong to.
     pub volume: VolumeId,
+    /// Sequence number of the first record in the run.
     pub first: u64,
+    /// Sequence number of the last record in the run (inclusive).
     pub last: u64,
+    /// The replicas that applied every record of the run.
     pub applied_by: Vec<ReplicaId>,
 }
 

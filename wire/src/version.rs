@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 /// How two version vectors relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VvOrdering {
+    /// Both have seen exactly the same updates.
     Equal,
     /// `self` has seen everything `other` has, and more.
     Dominates,
@@ -28,6 +29,7 @@ pub struct VersionVector {
 }
 
 impl VersionVector {
+    /// An empty vector: no update counted.
     pub fn new() -> Self {
         Self::default()
     }
