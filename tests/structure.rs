@@ -70,17 +70,39 @@ fn no_file_is_longer_than_the_limit() {
     assert!(long.is_empty(), "over {MAX_LINES} lines: {long:#?}");
 }
 
-/// The numbers N of every "rule N" in `text`.
+/// The rule numbers `text` cites: "rule 4", "rules 4 and 6", "rules 1, 2, 14", "rules 5-10"
+/// (a range cites every rule in it), across line breaks and comment markers.
 fn cited_rules(text: &str) -> BTreeSet<u32> {
-    let lower = text.to_lowercase();
+    let words: Vec<String> = text
+        .to_lowercase()
+        .split(|c: char| c.is_whitespace() || c == '/' || c == '!' || c == '*')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    let number = |w: &str| -> Option<(u32, Option<u32>)> {
+        let w = w.trim_end_matches([',', ')', '.', ':', ';']);
+        match w.split_once(['-', '\u{2013}']) {
+            Some((a, b)) => Some((a.parse().ok()?, Some(b.parse().ok()?))),
+            None => Some((w.parse().ok()?, None)),
+        }
+    };
     let mut out = BTreeSet::new();
-    for (at, _) in lower.match_indices("rule ") {
-        let digits: String = lower[at + 5..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        if let Ok(n) = digits.parse() {
-            out.insert(n);
+    for (i, w) in words.iter().enumerate() {
+        let w = w.trim_start_matches('(');
+        if w != "rule" && w != "rules" {
+            continue;
+        }
+        for next in &words[i + 1..] {
+            if next == "and" || next == "or" {
+                continue;
+            }
+            let Some((first, last)) = number(next) else {
+                break;
+            };
+            out.extend(first..=last.unwrap_or(first));
+            if !next.ends_with(',') && w == "rule" {
+                break;
+            }
         }
     }
     out
@@ -179,36 +201,47 @@ fn referenced(me: &[String], source: &str) -> BTreeSet<Vec<String>> {
 }
 
 /// The paths written at the start of `text`: `a::b::C` is one; `{a::B, c::{D, E}}` is
-/// `a::B` and `c` (a group's inner groups stop at their module).
+/// `a::B`, `c::D` and `c::E`.
 fn paths_at(text: &str) -> Vec<Vec<String>> {
-    let segment = |t: &str| -> Vec<String> {
-        t.chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-            .collect::<String>()
-            .split("::")
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .collect()
-    };
-    let Some(group) = text.strip_prefix('{') else {
-        return vec![segment(text)];
+    let head: String = text
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+        .collect();
+    let prefix: Vec<String> = head
+        .split("::")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    let Some(group) = text[head.len()..].strip_prefix('{') else {
+        return vec![prefix];
     };
     let mut out = Vec::new();
     let mut depth = 0;
     let mut start = 0;
     for (i, c) in group.char_indices() {
-        match c {
-            '{' => depth += 1,
-            '}' if depth == 0 => {
-                out.push(segment(group[start..i].trim()));
+        let item = match c {
+            '{' => {
+                depth += 1;
+                None
+            }
+            '}' if depth == 0 => Some(i),
+            '}' => {
+                depth -= 1;
+                None
+            }
+            ',' if depth == 0 => Some(i),
+            _ => None,
+        };
+        if let Some(end) = item {
+            for path in paths_at(group[start..end].trim()) {
+                if !path.is_empty() {
+                    out.push([prefix.clone(), path].concat());
+                }
+            }
+            start = end + 1;
+            if c == '}' {
                 break;
             }
-            '}' => depth -= 1,
-            ',' if depth == 0 => {
-                out.push(segment(group[start..i].trim()));
-                start = i + 1;
-            }
-            _ => {}
         }
     }
     out
@@ -241,19 +274,24 @@ fn server_circles() -> Vec<Vec<String>> {
             }
         }
     }
-    let files: Vec<PathBuf> = all
+    let files: Vec<(Vec<String>, String)> = all
         .into_iter()
-        .filter(|f| {
-            let m = module_of(&src, f);
-            !test_modules.iter().any(|t| m.starts_with(t))
-        })
+        .map(|f| (module_of(&src, &f), read(&f)))
+        .filter(|(m, _)| !test_modules.iter().any(|t| m.starts_with(t)))
         .collect();
-    let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_of(&src, f)).collect();
+    circles_among(&files)
+}
+
+/// Circles among sibling modules of `files` ((module path, source) each): an arrow from
+/// sibling A to sibling B when code in A (or below it) names something in B (or below it).
+/// A path through a re-export (`pub use` in a parent) counts as an arrow to the parent,
+/// which is not one between siblings.
+fn circles_among(files: &[(Vec<String>, String)]) -> Vec<Vec<String>> {
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|(m, _)| m.clone()).collect();
     // Arrows between siblings, keyed by their parent.
     let mut arrows: BTreeMap<Vec<String>, BTreeSet<(String, String)>> = BTreeMap::new();
-    for file in &files {
-        let me = module_of(&src, file);
-        for target in referenced(&me, &read(file)) {
+    for (me, text) in files {
+        for target in referenced(me, text) {
             // The longest module prefix of the path (the rest names an item).
             let Some(target) = (0..=target.len())
                 .rev()
@@ -330,4 +368,38 @@ fn the_circle_check_sees_a_circle() {
         !refs.iter().any(|r| r[0] == "admin"),
         "test modules are left out: {refs:?}"
     );
+}
+
+#[test]
+fn rules_are_read_in_every_form_the_code_writes_them() {
+    let text = "// rule 4; (rules 7, 8 and 10) and rules 5-6 or\n/// rules 1 and\n/// 14.";
+    assert_eq!(
+        cited_rules(text),
+        BTreeSet::from([1, 4, 5, 6, 7, 8, 10, 14])
+    );
+    assert!(cited_rules("the rules of the game 2026").is_empty());
+}
+
+#[test]
+fn the_circle_check_finds_circles_through_groups_and_deep_paths() {
+    let m = |p: &str| p.split("::").map(str::to_string).collect::<Vec<_>>();
+    let files = vec![
+        (m("a"), "use crate::{b::Thing, c};\n".to_string()),
+        (m("b"), "fn f() { crate::a::inner::g(); }\n".to_string()),
+        (m("a::inner"), "pub fn g() {}\n".to_string()),
+        (m("c"), "use super::store::{x::{Y, Z}};\n".to_string()),
+        (m("store"), String::new()),
+        (m("store::x"), "use super::y::W;\n".to_string()),
+        (m("store::y"), "use crate::store::{x::Y};\n".to_string()),
+    ];
+    let circles = circles_among(&files);
+    assert!(
+        circles.contains(&vec!["a".to_string(), "b".to_string()]),
+        "{circles:?}"
+    );
+    assert!(
+        circles.contains(&vec!["store::x".to_string(), "store::y".to_string()]),
+        "{circles:?}"
+    );
+    assert_eq!(circles.len(), 2, "c -> store only: {circles:?}");
 }

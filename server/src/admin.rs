@@ -315,9 +315,12 @@ async fn remove_replica(
                 {
                     Ok((body, _)) => return Ok(body),
                     // That server's own refusal is the answer; a server that cannot
-                    // answer (unreachable, slow, its storage failing) lets the next try.
+                    // answer (unreachable, slow, failing) lets the next try.
                     Err(PeerError::Answer(e))
-                        if !matches!(e, FsError::Storage(_) | FsError::Unavailable(_)) =>
+                        if !matches!(
+                            e,
+                            FsError::Storage(_) | FsError::Unavailable(_) | FsError::Internal(_)
+                        ) =>
                     {
                         return Err(e);
                     }

@@ -5,6 +5,7 @@
 //! usually settles them first), and the cursor into each peer's sequence is stored, so a
 //! restart does not compare everything again.
 
+use crate::clock::SharedClock;
 use crate::context::ServerContext;
 use crate::pacing::Pacer;
 use crate::resolver::{ReplicaAccess, Resolver};
@@ -88,6 +89,7 @@ async fn pull<R: ReplicaAccess>(
         Hooks {
             note: &|r| ctx.note_resolution(&r.summary),
             pacer: Some(ctx.pacer()),
+            clock: Some(ctx.store().clock()),
         },
     )
     .await
@@ -218,6 +220,8 @@ pub struct Hooks<'n, R: ReplicaAccess> {
     pub note: &'n (dyn Fn(&Resolver<'_, R>) + Sync),
     /// Paces the resolutions while clients update this server.
     pub pacer: Option<&'n Pacer>,
+    /// The clock the resolvers renew their leases by (the store's; the system's if none).
+    pub clock: Option<&'n SharedClock>,
 }
 
 impl<'n, R: ReplicaAccess> Hooks<'n, R> {
@@ -226,6 +230,7 @@ impl<'n, R: ReplicaAccess> Hooks<'n, R> {
         Hooks {
             note: &|_| {},
             pacer: None,
+            clock: None,
         }
     }
 }
@@ -248,6 +253,9 @@ impl<R: ReplicaAccess> Pair<'_, '_, R> {
             return Some(true);
         }
         let mut resolver = Resolver::new(self.members, self.me);
+        if let Some(clock) = self.hooks.clock {
+            resolver = resolver.with_clock(clock.clone());
+        }
         resolver.decisions = record_decisions().then(Vec::new);
         resolver.pacer = self.hooks.pacer.cloned();
         resolver.install_delay = self

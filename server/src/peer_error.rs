@@ -18,7 +18,7 @@ pub enum PeerError {
     #[error("server {server} did not answer within {after:?}")]
     Timeout { server: String, after: Duration },
     /// The peer answered something the protocol does not allow (a reply of the wrong kind,
-    /// data shorter than announced, a frame that does not decode).
+    /// data shorter than announced, a frame that does not decode or runs past its end).
     #[error("server {server} broke the protocol: {what}")]
     Protocol { server: String, what: String },
     /// The replica's own answer.
@@ -43,6 +43,12 @@ impl PeerError {
             TransportError::Timeout(after) => PeerError::Timeout {
                 server,
                 after: *after,
+            },
+            // The stream ended before its frame did: the peer went away mid-call (it
+            // crashed, restarted, or dropped the call), as likely to answer later.
+            TransportError::Truncated { .. } => PeerError::Unreachable {
+                server,
+                reason: e.to_string(),
             },
             e if e.is_malformed() => PeerError::Protocol {
                 server,
@@ -130,6 +136,11 @@ mod tests {
         let torn = TransportError::Truncated { missing: 3 };
         assert!(matches!(
             PeerError::from_transport("s1", &torn),
+            PeerError::Unreachable { .. }
+        ));
+        let trailing = TransportError::TrailingBytes;
+        assert!(matches!(
+            PeerError::from_transport("s1", &trailing),
             PeerError::Protocol { .. }
         ));
         let refused =

@@ -441,6 +441,7 @@ impl World {
                     }
                 },
                 pacer: None,
+                clock: None,
             },
         ));
         (summary, lines.into_inner().unwrap_or_default())

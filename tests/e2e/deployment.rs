@@ -219,7 +219,6 @@ async fn the_readme_walkthrough_on_127_0_0_2_to_5() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("still holds replicas"));
 
     // s4 is filled; once it agrees, it alone serves the file.
-    let deadline = Instant::now() + Duration::from_secs(60);
     let g = nfs.create(&root, "after.txt").await.expect("create");
     nfs.write(&g, 0, b"written with four", stable_how::FILE_SYNC)
         .await
@@ -253,6 +252,7 @@ async fn the_readme_walkthrough_on_127_0_0_2_to_5() {
         },
     )
     .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
     for server in servers.iter_mut().take(3) {
         server.kill();
     }

@@ -617,8 +617,6 @@ mod tests {
         Time { secs, nanos }
     }
 
-    /// Record times follow the wall clock while it moves forward, and never repeat or go
-    /// back when it stands still or steps back.
     /// Read-ahead starts with the second in-order read, keeps a window of `READ_AHEAD`
     /// ahead of the reader in whole blocks, fetches again only once half of it is read,
     /// stops at the end of the file, and starts over after a seek.
@@ -648,6 +646,8 @@ mod tests {
         assert_eq!(tail.advance(4096, 4096, 10_000), None, "all fetched");
     }
 
+    /// Record times follow the wall clock while it moves forward, and never repeat or go
+    /// back when it stands still or steps back.
     #[test]
     fn record_times_never_repeat_or_go_back() {
         let mut clock = RecordClock { last: t(0, 0) };

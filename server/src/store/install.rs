@@ -17,6 +17,7 @@ use redb::{ReadableTable, WriteTransaction};
 impl Store {
     /// Runs `f` in a write transaction committed durably if it succeeds, with the objects
     /// it changed (whose promises the caller breaks: the store keeps none).
+    #[must_use = "the promises on what changed must be broken"]
     pub(crate) fn write_changing<T>(
         &self,
         f: impl FnOnce(&mut WriteTables<'_>) -> R<T>,
@@ -53,6 +54,7 @@ impl Store {
     /// Sets blocks of the live file `fid` if its version is still `expect`: `Some` installs
     /// the chunk (from `chunks`, or already held here), `None` removes the block. The
     /// version is left alone.
+    #[must_use = "the promises on what changed must be broken"]
     pub fn install_blocks(
         &self,
         fid: Fid,
@@ -140,6 +142,7 @@ impl Store {
     /// version) if absent, brought back (keeping the tombstone's version) if deleted, moved
     /// if its placement differs. A missing or non-directory parent, or a name held by
     /// another object, is `Blocked` on that object.
+    #[must_use = "the promises on what changed must be broken"]
     pub fn install_meta(
         &self,
         fid: Fid,
@@ -248,6 +251,7 @@ impl Store {
     }
 
     /// Sets `fid`'s version and history (live or deleted) if its version is still `expect`.
+    #[must_use = "the promises on what changed must be broken"]
     pub fn install_version(
         &self,
         fid: Fid,
@@ -286,6 +290,7 @@ impl Store {
     /// Deletes `fid` (leaving a tombstone with `version`, `history` and `placement`) if its
     /// version is still `expect`. A directory that still has entries here is `Blocked` on
     /// one of them.
+    #[must_use = "the promises on what changed must be broken"]
     pub fn install_delete(
         &self,
         fid: Fid,

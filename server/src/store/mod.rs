@@ -311,7 +311,7 @@ impl Store {
         Store::open_with_clock(path, options, SystemClock::shared())
     }
 
-    /// [`Store::open`] reading the time from `clock` (leases, change and tombstone ages).
+    /// [`Store::open`] reading the time from `clock` (the ages of changes and tombstones).
     pub fn open_with_clock(
         path: &Path,
         options: StoreOptions,

@@ -39,7 +39,8 @@ pub(crate) struct WriteTables<'txn> {
     next_change: BTreeMap<u32, u64>,
     pub(crate) noted: std::collections::BTreeSet<Fid>,
     /// Objects changed in this transaction without an entry of their own in the change
-    /// sequence (directories whose entries resolution edits): promises on them break too.
+    /// sequence (directories whose entries resolution edits, a file whose blocks it
+    /// installs): promises on them break too.
     pub(crate) touched: std::collections::BTreeSet<Fid>,
     changes_kept: u64,
     /// The wall time of this transaction (milliseconds since the Unix epoch), stamped on

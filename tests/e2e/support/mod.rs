@@ -84,7 +84,6 @@ impl Proc {
     }
 }
 
-/// Waits until `port` accepts TCP connections.
 /// Polls `done` every 20 ms until it holds; panics naming `what` after `limit`.
 pub(crate) async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
@@ -97,6 +96,7 @@ pub(crate) async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut
     }
 }
 
+/// Waits until `port` accepts TCP connections.
 pub(crate) async fn wait_for_tcp(port: u16) {
     for _ in 0..300 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
