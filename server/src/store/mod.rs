@@ -43,6 +43,10 @@ mod tags;
 mod write_tables;
 
 #[cfg(test)]
+mod crash_disk;
+#[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod replication_tests;
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -320,6 +324,29 @@ impl Store {
         let db = Database::builder()
             .set_cache_size(options.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
             .create(path)?;
+        Store::from_database(db, path, options, clock)
+    }
+
+    /// A store on `backend` instead of a file: the crash tests inject failures and torn
+    /// writes through it. Space figures then come from the current directory's file system.
+    pub fn open_with_backend(
+        backend: impl redb::StorageBackend,
+        options: StoreOptions,
+        clock: SharedClock,
+    ) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes.unwrap_or(DEFAULT_CACHE_BYTES))
+            .create_with_backend(backend)?;
+        Store::from_database(db, Path::new(""), options, clock)
+    }
+
+    /// Brings `db` to this build's format, makes every table and wraps it.
+    fn from_database(
+        db: Database,
+        path: &Path,
+        options: StoreOptions,
+        clock: SharedClock,
+    ) -> Result<Store, StoreError> {
         let found = {
             let txn = db.begin_write()?;
             let found = meta_u64(&txn.open_table(tables::META)?, tables::meta::FORMAT)?;
