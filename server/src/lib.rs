@@ -15,6 +15,8 @@ pub mod config;
 pub mod conflict;
 pub mod context;
 pub mod daemon;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod heal;
 pub mod leases;
 pub mod pacing;

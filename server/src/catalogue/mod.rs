@@ -20,3 +20,17 @@ pub use node::{Catalogue, CatalogueError, CatalogueTransport};
 pub use quic::QuicTransport;
 pub use raft::{CatalogueNode, Membership, node_id};
 pub use state::{CatalogueState, Change, Outcome, Refusal, ServerEntry, VolumeEntry};
+
+/// Decodes `bytes` as every body the catalogue reads (see
+/// [`crate::fuzzing::catalogue_bodies`]).
+pub(crate) fn fuzz_bodies(bytes: &[u8]) {
+    use crate::fuzzing::{postcard_decodes, postcard_round_trip};
+    postcard_round_trip::<Change>(bytes);
+    postcard_round_trip::<Membership>(bytes);
+    postcard_round_trip::<CatalogueState>(bytes);
+    postcard_decodes::<raft::RaftMessage>(bytes);
+    postcard_decodes::<openraft::Entry<raft::CatalogueRaft>>(bytes);
+    postcard_decodes::<openraft::Vote<u64>>(bytes);
+    postcard_decodes::<openraft::LogId<u64>>(bytes);
+    storage::fuzz_snapshot(bytes);
+}

@@ -36,6 +36,11 @@ fn write_err(e: impl std::fmt::Display) -> StorageError<u64> {
     StorageIOError::write(AnyError::error(e.to_string())).into()
 }
 
+/// Decodes `bytes` as a persisted state machine (what a snapshot install reads).
+pub(super) fn fuzz_snapshot(bytes: &[u8]) {
+    let _ = postcard::from_bytes::<Applied>(bytes);
+}
+
 /// What the state machine has applied, persisted as one value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Applied {

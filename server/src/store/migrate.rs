@@ -275,6 +275,11 @@ fn chunks_by_id(db: &Database) -> R<()> {
     }
 }
 
+/// Decodes `bytes` as the records of earlier formats a migration reads.
+pub(super) fn fuzz_old_records(bytes: &[u8]) {
+    let _ = codec::decode::<v4::Vnode>("vnodes", bytes);
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -72,6 +72,32 @@ pub const MAX_INCARNATION: u32 = (1 << 31) - 1;
 /// Longest volume name in bytes.
 pub const MAX_VOLUME_NAME: usize = 255;
 
+/// Decodes `bytes` as every persisted record type (see [`crate::fuzzing::store_records`]).
+pub(crate) fn fuzz_records(bytes: &[u8]) {
+    use crate::fuzzing::round_trip;
+    fn check<T>(table: &'static str, bytes: &[u8])
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + PartialEq,
+    {
+        round_trip(
+            bytes,
+            |b| codec::decode::<T>(table, b),
+            |v| codec::encode(v).unwrap_or_default(),
+        );
+    }
+    check::<codec::Vnode>("vnodes", bytes);
+    check::<codec::Tombstone>("tombstones", bytes);
+    check::<codec::Dirent>("dirents", bytes);
+    check::<codec::BlockRef>("blocks", bytes);
+    check::<codec::ChunkEntry>("chunk_index", bytes);
+    check::<codec::VolumeRec>("volumes", bytes);
+    check::<codec::Gaps>("applied_gaps", bytes);
+    check::<apply::AppliedRec>("applied", bytes);
+    check::<u64>("gc_floors", bytes);
+    check::<u32>("collected", bytes);
+    migrate::fuzz_old_records(bytes);
+}
+
 /// The objects a write changed: whoever holds promises on them must hear of it (the
 /// store keeps no promises; see [`crate::volatile`]).
 pub type Changed = Vec<Fid>;
