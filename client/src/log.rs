@@ -98,6 +98,9 @@ fn storage<E: std::fmt::Display>(e: E) -> ClientError {
 }
 
 #[cfg(test)]
+mod crash_tests;
+
+#[cfg(test)]
 fn encode(rec: &LoggedRecord) -> Result<Vec<u8>, ClientError> {
     let header = crate::legacy::encode_v1(&rec.record, &rec.data);
     let header_len = u32::try_from(header.len()).map_err(storage)?;
@@ -136,6 +139,23 @@ impl ModifyLog {
             .set_cache_size(16 << 20)
             .create(path)
             .map_err(storage)?;
+        Self::with_database(db, path)
+    }
+
+    /// The log with its identity and counters on `backend` instead of the file at `path`
+    /// (the crash tests inject failures through it); the records stay beside `path`.
+    pub fn open_with_backend(
+        path: &Path,
+        backend: impl redb::StorageBackend,
+    ) -> Result<ModifyLog, ClientError> {
+        let db = Database::builder()
+            .set_cache_size(16 << 20)
+            .create_with_backend(backend)
+            .map_err(storage)?;
+        Self::with_database(db, path)
+    }
+
+    fn with_database(db: Database, path: &Path) -> Result<ModifyLog, ClientError> {
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(RECORDS).map_err(storage)?;
         txn.open_table(STATE).map_err(storage)?;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod conflict;
 pub mod context;
 pub mod daemon;
+pub(crate) mod decode_check;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod heal;

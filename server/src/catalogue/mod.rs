@@ -24,7 +24,7 @@ pub use state::{CatalogueState, Change, Outcome, Refusal, ServerEntry, VolumeEnt
 /// Decodes `bytes` as every body the catalogue reads (see
 /// [`crate::fuzzing::catalogue_bodies`]).
 pub(crate) fn fuzz_bodies(bytes: &[u8]) {
-    use crate::fuzzing::{postcard_decodes, postcard_round_trip};
+    use crate::decode_check::{postcard_decodes, postcard_round_trip};
     postcard_round_trip::<Change>(bytes);
     postcard_round_trip::<Membership>(bytes);
     postcard_round_trip::<CatalogueState>(bytes);

@@ -1,5 +1,5 @@
 //! The store under crashes at every I/O: a seeded workload of batches is applied on a
-//! [`CrashDisk`] that fails at its Nth write, resize or sync and then loses power (unsynced
+//! `CrashDisk` that fails at its Nth write, resize or sync and then loses power (unsynced
 //! writes kept, lost or torn). Reopened from what the disk kept, the store must hold every
 //! batch it acknowledged, the batch it was applying either whole or not at all, and
 //! applied sequences that agree with the data: shipping every batch again (as a client
@@ -10,10 +10,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use super::crash_disk::CrashDisk;
 use super::testutil::{Gen, T0, check_consistency, fid_in, name};
 use super::{Store, StoreOptions};
 use crate::clock::ManualClock;
+use codetta_testkit::CrashDisk;
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
 use codetta_wire::update::{CreateHow, Op, RecordOutcome, UpdateRecord};
 use codetta_wire::{Fid, Incarnation, ReplicaId, SetAttrs, VolumeId};

@@ -43,8 +43,6 @@ mod tags;
 mod write_tables;
 
 #[cfg(test)]
-mod crash_disk;
-#[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
 mod replication_tests;
@@ -74,7 +72,7 @@ pub const MAX_VOLUME_NAME: usize = 255;
 
 /// Decodes `bytes` as every persisted record type (see [`crate::fuzzing::store_records`]).
 pub(crate) fn fuzz_records(bytes: &[u8]) {
-    use crate::fuzzing::round_trip;
+    use crate::decode_check::round_trip;
     fn check<T>(table: &'static str, bytes: &[u8])
     where
         T: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug + PartialEq,

@@ -35,23 +35,23 @@ struct State {
 
 /// The disk; clones share it (redb owns one, the test keeps another).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct CrashDisk(Arc<Mutex<State>>);
+pub struct CrashDisk(Arc<Mutex<State>>);
 
 impl CrashDisk {
     /// A disk whose `fail_at`-th write, resize or sync fails (`None`: none does).
-    pub(crate) fn failing_at(fail_at: Option<u64>) -> CrashDisk {
+    pub fn failing_at(fail_at: Option<u64>) -> CrashDisk {
         let disk = CrashDisk::default();
         disk.0.lock().unwrap().fail_at = fail_at;
         disk
     }
 
     /// Whether the injected failure happened.
-    pub(crate) fn failed(&self) -> bool {
+    pub fn failed(&self) -> bool {
         self.0.lock().unwrap().failed
     }
 
     /// The image a power loss leaves now, the unsynced writes chosen by `seed`.
-    pub(crate) fn after_power_loss(&self, seed: u64) -> Vec<u8> {
+    pub fn after_power_loss(&self, seed: u64) -> Vec<u8> {
         let state = self.0.lock().unwrap();
         let mut rng = StdRng::seed_from_u64(seed);
         let mut image = state.synced.clone();
