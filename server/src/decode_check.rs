@@ -39,4 +39,3 @@ where
 pub(crate) fn postcard_decodes<T: DeserializeOwned>(bytes: &[u8]) {
     let _ = postcard::from_bytes::<T>(bytes);
 }
-
