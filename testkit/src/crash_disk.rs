@@ -45,6 +45,11 @@ impl CrashDisk {
         disk
     }
 
+    /// Write, resize and sync operations so far (crash points are counted in them).
+    pub fn ops(&self) -> u64 {
+        self.0.lock().unwrap().ops
+    }
+
     /// Whether the injected failure happened.
     pub fn failed(&self) -> bool {
         self.0.lock().unwrap().failed

@@ -10,6 +10,8 @@
 //! makes the coordinator gather again rather than overwrite it.
 
 pub mod access;
+#[cfg(test)]
+mod crash_tests;
 pub mod decide;
 pub mod group;
 #[cfg(test)]
