@@ -36,9 +36,9 @@ impl PeerError {
         match e {
             // A link that failed moments ago is not dialled again at once: the peer is
             // as unreachable as it was then.
-            TransportError::Timeout(after) if after.is_zero() => PeerError::Unreachable {
+            TransportError::RecentlyFailed => PeerError::Unreachable {
                 server,
-                reason: "a connection failed moments ago".into(),
+                reason: e.to_string(),
             },
             TransportError::Timeout(after) => PeerError::Timeout {
                 server,
@@ -128,7 +128,7 @@ mod tests {
             PeerError::from_transport("s1", &timeout),
             PeerError::Timeout { .. }
         ));
-        let backoff = TransportError::Timeout(Duration::ZERO);
+        let backoff = TransportError::RecentlyFailed;
         assert!(matches!(
             PeerError::from_transport("s1", &backoff),
             PeerError::Unreachable { .. }

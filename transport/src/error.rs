@@ -31,6 +31,10 @@ pub enum TransportError {
     ClosedStream(#[from] quinn::ClosedStream),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// A connection to the peer failed moments ago: calls fail at once until the back-off
+    /// has passed, rather than each waiting out its own connection attempt.
+    #[error("a connection failed moments ago; the next attempt comes after the back-off")]
+    RecentlyFailed,
     #[error("bad frame: {0}")]
     Frame(#[from] FrameError),
     #[error("the stream ended {missing} bytes before the frame did")]

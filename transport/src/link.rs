@@ -96,7 +96,7 @@ impl Link {
             .and_then(|f| *f)
             .is_some_and(|at| at.elapsed() < RECONNECT_BACKOFF);
         if recent_failure {
-            return Err(TransportError::Timeout(Duration::ZERO));
+            return Err(TransportError::RecentlyFailed);
         }
         let connect = crate::connect(&self.endpoint, self.addr, &self.name, &self.identity);
         let result = match tokio::time::timeout(deadline, connect).await {

@@ -353,3 +353,46 @@ async fn a_slow_answer_times_out() -> Result<()> {
     server.stop().await;
     Ok(())
 }
+
+/// A link whose connection attempt failed answers the next call at once with
+/// `RecentlyFailed` (not a timeout of its own), until the back-off has passed.
+#[tokio::test]
+async fn a_link_that_just_failed_says_so_until_the_back_off_passes() -> Result<()> {
+    let pki = Pki::new();
+    let client = pki.identity(Role::Client, "laptop");
+    let endpoint = client_endpoint(&client)?;
+    // A UDP port nobody answers on.
+    let idle = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let entry = ServerEntry {
+        name: "srv".into(),
+        addr: idle.local_addr()?,
+    };
+    let link = Link::new(
+        &entry,
+        Arc::new(client),
+        endpoint,
+        Duration::from_millis(200),
+    );
+    let first = link.call(&request(b"x", Bytes::new())).await;
+    assert!(
+        matches!(first, Err(TransportError::Timeout(_))),
+        "{first:?}"
+    );
+    let started = std::time::Instant::now();
+    let second = link.call(&request(b"x", Bytes::new())).await;
+    assert!(
+        matches!(second, Err(TransportError::RecentlyFailed)),
+        "{second:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "answered at once"
+    );
+    tokio::time::sleep(crate::link::RECONNECT_BACKOFF).await;
+    let third = link.call(&request(b"x", Bytes::new())).await;
+    assert!(
+        matches!(third, Err(TransportError::Timeout(_))),
+        "tried again: {third:?}"
+    );
+    Ok(())
+}
