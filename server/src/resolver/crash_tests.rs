@@ -78,24 +78,14 @@ fn batches(seed: u64) -> (Vec<Batch>, usize) {
     (out, 4)
 }
 
-/// A on `disk` and B on a file, both given the batches as `batches` says.
-fn replicas(
-    disk: &CrashDisk,
-    dir: &std::path::Path,
-    batches: &[Batch],
-    shared: usize,
-) -> Option<(Arc<Store>, Arc<Store>)> {
-    let b = Store::open_with_clock(&dir.join("b.redb"), StoreOptions::default(), clock()).unwrap();
-    b.create_replica(&volume(), B, T0).unwrap();
-    let a = Store::open_with_backend(disk.clone(), StoreOptions::default(), clock()).ok()?;
-    a.create_replica(&volume(), A, T0).ok()?;
-    for (k, (records, data)) in batches.iter().enumerate() {
-        b.ship(records, data, 1, &[]).unwrap();
-        if k < shared {
-            a.ship(records, data, 1, &[]).ok()?;
-        }
+/// Replica `id` on `disk`, given `batches` (`None` once the disk failed).
+fn replica(id: ReplicaId, disk: &CrashDisk, batches: &[Batch]) -> Option<Arc<Store>> {
+    let store = Store::open_with_backend(disk.clone(), StoreOptions::default(), clock()).ok()?;
+    store.create_replica(&volume(), id, T0).ok()?;
+    for (records, data) in batches {
+        store.ship(records, data, 1, &[]).ok()?;
     }
-    Some((Arc::new(a), Arc::new(b)))
+    Some(Arc::new(store))
 }
 
 /// B resolves every object of the volume with A.
@@ -114,36 +104,63 @@ fn resolve_all(a: &Arc<Store>, b: &Arc<Store>) -> u64 {
     r.summary.unsettled
 }
 
+/// The whole content of file `fid` (read `MAX_READ` at a time), if it reads.
 fn whole_file(store: &Store, fid: Fid) -> Option<Vec<u8>> {
-    let size = store.getattr(fid).ok()?.attrs.size;
-    let (_, data, _) = store.read(fid, 0, size as u32).ok()?;
-    Some(data)
+    let mut out = Vec::new();
+    loop {
+        let (_, data, eof) = store
+            .read(fid, out.len() as u64, codetta_wire::MAX_READ)
+            .ok()?;
+        out.extend_from_slice(&data);
+        if eof {
+            return Some(out);
+        }
+    }
+}
+
+/// What every crash point of one seed starts from: the batches, A as it was before
+/// resolution, and the I/O count of A's disk then (crash points count from there). B is
+/// made afresh for each point: resolution writes to it too (it merges vectors).
+struct Scene {
+    batches: Vec<Batch>,
+    shared: usize,
+    before: Arc<Store>,
+    base: u64,
+}
+
+impl Scene {
+    fn new(seed: u64) -> Scene {
+        let (batches, shared) = batches(seed);
+        let counting = CrashDisk::failing_at(None);
+        let before = replica(A, &counting, &batches[..shared]).unwrap();
+        let base = counting.ops();
+        Scene {
+            batches,
+            shared,
+            before,
+            base,
+        }
+    }
 }
 
 /// Crash at I/O `crash_at` of A during resolution; `false` once resolution needs fewer.
-fn crash_once(seed: u64, crash_at: u64) -> bool {
-    let (batches, shared) = batches(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let disk = CrashDisk::failing_at(None);
-    let Some((a, b)) = replicas(&disk, dir.path(), &batches, shared) else {
-        panic!("set-up without faults failed");
-    };
-    // The I/O count before resolution starts: crash points are counted from there.
-    drop(a);
-    // A as it was before resolution (its versions and bytes), and the I/O count then:
-    // crash points are counted from there.
-    let counting = CrashDisk::failing_at(None);
-    let dir2 = tempfile::tempdir().unwrap();
-    let (before, _) = replicas(&counting, dir2.path(), &batches, shared).unwrap();
-    let base = counting.ops();
+fn crash_once(scene: &Scene, seed: u64, crash_at: u64) -> bool {
+    let Scene {
+        batches,
+        shared,
+        before,
+        base,
+    } = scene;
+    // B in memory (a disk that never fails): only A's disk is under test.
+    let b = &replica(B, &CrashDisk::failing_at(None), batches).unwrap();
     let disk = CrashDisk::failing_at(Some(base + crash_at));
-    let dir3 = tempfile::tempdir().unwrap();
-    let (a, _) = replicas(&disk, dir3.path(), &batches, shared).expect("set-up before the crash");
-    resolve_all(&a, &b);
+    let a = replica(A, &disk, &batches[..*shared]).expect("set-up before the crash");
+    resolve_all(&a, b);
     drop(a);
     if !disk.failed() {
         return false;
     }
+    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.redb");
     std::fs::write(&path, disk.after_power_loss(seed ^ crash_at)).unwrap();
     let a = Arc::new(Store::open_with_clock(&path, StoreOptions::default(), clock()).unwrap());
@@ -156,25 +173,27 @@ fn crash_once(seed: u64, crash_at: u64) -> bool {
             continue;
         }
         let from = if b.view(fid).is_ok_and(|vb| vb.version == va.version) {
-            &b
+            b
         } else if before.view(fid).is_ok_and(|v0| v0.version == va.version) {
-            &before
+            before
         } else {
             panic!(
                 "crash at install I/O {crash_at} (seed {seed}): {fid} has a version neither replica had"
             );
         };
-        assert_eq!(
-            whole_file(&a, fid),
-            whole_file(from, fid),
-            "crash at install I/O {crash_at} (seed {seed}): {fid} serves bytes its version does not name"
+        let (mine, theirs) = (whole_file(&a, fid), whole_file(from, fid));
+        assert!(
+            mine == theirs,
+            "crash at install I/O {crash_at} (seed {seed}): {fid} serves bytes its version does \
+             not name ({:?} bytes, the version's {:?})",
+            mine.map(|d| d.len()),
+            theirs.map(|d| d.len())
         );
     }
     // A later resolution finishes the job.
-    assert_eq!(resolve_all(&a, &b), 0, "crash at install I/O {crash_at}");
-    assert_eq!(
-        a.volume_digests(VolumeId(7)).unwrap(),
-        b.volume_digests(VolumeId(7)).unwrap(),
+    assert_eq!(resolve_all(&a, b), 0, "crash at install I/O {crash_at}");
+    assert!(
+        a.volume_digests(VolumeId(7)).unwrap() == b.volume_digests(VolumeId(7)).unwrap(),
         "crash at install I/O {crash_at} (seed {seed}): not converged"
     );
     check_consistency(&a);
@@ -185,8 +204,9 @@ fn crash_once(seed: u64, crash_at: u64) -> bool {
 fn installs_cut_by_a_crash_claim_nothing_and_resolve_again() {
     let mut points = 0;
     for seed in 1..=3 {
+        let scene = Scene::new(seed);
         for crash_at in 1.. {
-            if !crash_once(seed, crash_at) {
+            if !crash_once(&scene, seed, crash_at) {
                 break;
             }
             points += 1;
