@@ -69,9 +69,21 @@ impl PeerError {
 
     /// A reply of a kind the request does not allow.
     pub fn unexpected(server: &str, reply: impl std::fmt::Debug) -> PeerError {
+        /// Enough of the reply to tell what it was (a wrong page of 4096 entries is not
+        /// worth carrying in an error).
+        const SHOWN: usize = 160;
+        let mut what = format!("unexpected reply {reply:?}");
+        if what.len() > SHOWN {
+            let cut = (0..=SHOWN)
+                .rev()
+                .find(|i| what.is_char_boundary(*i))
+                .unwrap_or(0);
+            what.truncate(cut);
+            what.push_str("...");
+        }
         PeerError::Protocol {
             server: server.to_string(),
-            what: format!("unexpected reply {reply:?}"),
+            what,
         }
     }
 
@@ -162,6 +174,8 @@ mod tests {
             after: Duration::from_secs(1),
         };
         let protocol = PeerError::unexpected("s2", "Done");
+        let long = PeerError::unexpected("s2", vec![0u8; 10_000]);
+        assert!(long.to_string().len() < 300, "{long}");
         assert!(unreachable.retry_helps() && timeout.retry_helps());
         assert!(!protocol.retry_helps());
         assert!(PeerError::Answer(FsError::VersionChanged).retry_helps());

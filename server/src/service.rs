@@ -30,6 +30,12 @@ pub struct ServerService {
     ctx: ServerContext,
 }
 
+/// A request that reached a dispatch its class does not send it to (a bug here, not the
+/// caller's).
+fn misrouted() -> FsError {
+    FsError::Internal("a request sent down the wrong path".into())
+}
+
 /// A catalogue answer, encoded for the wire.
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, FsError> {
     postcard::to_allocvec(value).map_err(|e| FsError::Internal(format!("encoding an answer: {e}")))
@@ -133,9 +139,7 @@ impl ServerService {
                 self.ship(peer.connection_id, records, data, log_start, cop2)
                     .await
             }
-            _ => Err(FsError::Internal(
-                "a request sent down the wrong path".into(),
-            )),
+            _ => Err(misrouted()),
         }
     }
 
@@ -179,9 +183,7 @@ impl ServerService {
                 | Request::Resolve { .. }
                 | Request::Catalogue(_)
                 | Request::Promises { .. }
-                | Request::InVolume { .. } => Err(FsError::Internal(
-                    "a request sent down the wrong path".into(),
-                )),
+                | Request::InVolume { .. } => Err(misrouted()),
                 Request::View { fid } => store.view(fid).map(ReplyBody::View),
                 Request::Lease {
                     fids,
@@ -309,9 +311,7 @@ impl ServerService {
                 Request::ReadLink { fid } => {
                     store.readlink(fid).map(|target| ReplyBody::Link { target })
                 }
-                Request::Ship { .. } => Err(FsError::Internal(
-                    "a request sent down the wrong path".into(),
-                )),
+                Request::Ship { .. } => Err(misrouted()),
                 Request::FsStat { .. } => store.space().map(ReplyBody::Space),
             };
         (reply, Bytes::new())
