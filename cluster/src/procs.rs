@@ -26,6 +26,17 @@ impl Proc {
     /// a pipe the child watches (`CODETTA_WITH_PARENT=1`): when this process ends, however
     /// it ends, the pipe closes and the child stops as it would on SIGTERM.
     pub fn spawn(binary: &Path, args: &[&str], log: &Path) -> anyhow::Result<Proc> {
+        Self::spawn_with_env(binary, args, &[], log)
+    }
+
+    /// [`Proc::spawn`] with `env` added to the child's environment (the fault tests run
+    /// a server under a preloaded clock this way).
+    pub fn spawn_with_env(
+        binary: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        log: &Path,
+    ) -> anyhow::Result<Proc> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -38,6 +49,7 @@ impl Proc {
                 std::env::var("CODETTA_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env(WITH_PARENT_ENV, "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log)
@@ -96,6 +108,8 @@ pub struct ServerProcs {
     binary: PathBuf,
     layout: Layout,
     procs: Vec<Option<Proc>>,
+    /// Extra environment per server, for its next start.
+    envs: Vec<Vec<(String, String)>>,
 }
 
 impl ServerProcs {
@@ -105,7 +119,20 @@ impl ServerProcs {
             binary: binary.to_path_buf(),
             layout: layout.clone(),
             procs: layout.servers.iter().map(|_| None).collect(),
+            envs: layout.servers.iter().map(|_| Vec::new()).collect(),
         }
+    }
+
+    /// Sets the extra environment server `i` starts with from its next start on.
+    pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) {
+        if let Some(e) = self.envs.get_mut(i) {
+            *e = env;
+        }
+    }
+
+    /// Whether server `i` is running (started and not yet killed or stopped).
+    pub fn running(&self, i: usize) -> bool {
+        self.procs.get(i).is_some_and(Option::is_some)
     }
 
     /// The log file of server `i`.
@@ -123,9 +150,10 @@ impl ServerProcs {
             .get(i)
             .with_context(|| format!("no server {i}"))?;
         let toml = s.toml.display().to_string();
-        let proc = Proc::spawn(
+        let proc = Proc::spawn_with_env(
             &self.binary,
             &["server", "--config", &toml],
+            &self.envs[i],
             &self.log_path(i),
         )?;
         self.procs[i] = Some(proc);

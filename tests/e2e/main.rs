@@ -11,6 +11,7 @@ mod callbacks;
 mod catalogue;
 mod deployment;
 mod durability;
+mod faults;
 mod groups;
 mod heavy;
 mod large;

@@ -1,0 +1,375 @@
+//! The workload: workers, each on its own NFS connection to one client daemon, running
+//! seeded operations (creates, FILE_SYNC and UNSTABLE+COMMIT writes, truncates, chmods,
+//! renames, removes, links) in a directory of their own, and whole-file writes to a few
+//! files every worker shares; each result is recorded as acknowledged or not.
+
+use super::model::{DirModel, Op};
+use crate::support::nfs::{Fh, Nfs, mode};
+use nfs3_client::nfs3_types::nfs3::{Nfs3Option, sattr3, stable_how};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long one NFS call may take before the worker gives up on it (unacknowledged): past
+/// the client daemon's JUKEBOX window, so a call the daemon still answers is seen answered.
+const CALL_LIMIT: Duration = Duration::from_secs(30);
+
+/// Size of a shared file; every write to one replaces it whole.
+pub(crate) const SHARED_SIZE: usize = 4096;
+
+/// One write to a shared file.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedWrite {
+    pub file: usize,
+    pub hash: [u8; 32],
+    pub started: Instant,
+    pub ended: Instant,
+    pub acked: bool,
+}
+
+/// Every write to the shared files, from every worker.
+pub(crate) type SharedLog = Arc<Mutex<Vec<SharedWrite>>>;
+
+/// Contents of shared-file writes: `who` and `seq` in the first bytes, seeded bytes after.
+pub(crate) fn shared_content(who: &str, seq: u64, rng: &mut StdRng) -> Vec<u8> {
+    let mut data = vec![0u8; SHARED_SIZE];
+    rng.fill_bytes(&mut data);
+    let tag = format!("{who} write {seq};");
+    data[..tag.len()].copy_from_slice(tag.as_bytes());
+    data
+}
+
+/// One worker: its connection, its directory and the record of what it did there.
+pub(crate) struct Worker {
+    pub name: String,
+    port: u16,
+    rng: StdRng,
+    nfs: Option<Nfs>,
+    dir: Fh,
+    handles: BTreeMap<String, Fh>,
+    shared: Vec<Fh>,
+    shared_log: SharedLog,
+    shared_seq: u64,
+    pub model: DirModel,
+    /// Operations not run because no connection could be made.
+    pub skipped: u64,
+    /// Every operation with its time and outcome, for a failure's post-mortem.
+    pub history: Vec<String>,
+    /// The last failure an NFS call reported (a status, or the call's time limit).
+    last_error: String,
+    started: Instant,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        name: String,
+        port: u16,
+        seed: u64,
+        dir: Fh,
+        shared: Vec<Fh>,
+        shared_log: SharedLog,
+    ) -> Worker {
+        Worker {
+            name,
+            port,
+            rng: StdRng::seed_from_u64(seed),
+            nfs: None,
+            dir,
+            handles: BTreeMap::new(),
+            shared,
+            shared_log,
+            shared_seq: 0,
+            model: DirModel::default(),
+            skipped: 0,
+            history: Vec::new(),
+            last_error: String::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs operations until `stop` is set; returns the worker with its record.
+    pub(crate) async fn run(mut self, stop: Arc<AtomicBool>) -> Worker {
+        self.started = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            if self.nfs.is_none() {
+                match tokio::time::timeout(Duration::from_secs(5), Nfs::connect(self.port)).await
+                {
+                    Ok(Ok(nfs)) => self.nfs = Some(nfs),
+                    _ => {
+                        self.skipped += 1;
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                }
+            }
+            if self.rng.random_range(0..100) < 10 {
+                self.shared_write().await;
+            } else {
+                let op = self.plan();
+                let began = self.started.elapsed().as_secs_f64();
+                let acked = self.execute(&op).await;
+                let outcome = if acked { "ok" } else { self.last_error.as_str() };
+                self.history.push(format!("{began:7.2} {} -> {outcome}", describe(&op)));
+                self.model.settle(&op, acked);
+            }
+        }
+        self.nfs = None;
+        self
+    }
+
+    /// Runs one NFS call under [`CALL_LIMIT`]; any failure drops the connection (a
+    /// daemon killed under it leaves it dead; a late reply must not answer a later call).
+    async fn call<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut Nfs) -> Result<T, nfs3_client::nfs3_types::nfs3::nfsstat3>,
+    ) -> Option<T> {
+        let nfs = self.nfs.as_mut()?;
+        match tokio::time::timeout(CALL_LIMIT, f(nfs)).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(status)) => {
+                self.last_error = format!("{status:?}");
+                self.nfs = None;
+                None
+            }
+            Err(_) => {
+                self.last_error = format!("no answer within {CALL_LIMIT:?}");
+                self.nfs = None;
+                None
+            }
+        }
+    }
+
+    fn pick(&mut self, live: &[String]) -> String {
+        live[self.rng.random_range(0..live.len())].clone()
+    }
+
+    fn data(&mut self) -> Vec<u8> {
+        let len = if self.rng.random_range(0..100) < 12 {
+            self.rng.random_range(64 << 10..=1 << 20)
+        } else {
+            self.rng.random_range(1..=16 << 10)
+        };
+        let mut d = vec![0u8; len];
+        self.rng.fill_bytes(&mut d);
+        d
+    }
+
+    fn offset(&mut self, size: u64, len: usize) -> u64 {
+        const MAX_FILE: u64 = 3 << 20;
+        if size + len as u64 > MAX_FILE {
+            return self.rng.random_range(0..=size.saturating_sub(len as u64));
+        }
+        match self.rng.random_range(0..10) {
+            0 => size + self.rng.random_range(0..64 << 10), // a hole before it
+            1..=3 => size,                                    // appending
+            _ => self.rng.random_range(0..=size),
+        }
+    }
+
+    /// The next operation, from the seeded generator and the names in use.
+    fn plan(&mut self) -> Op {
+        let live = self.model.live();
+        let r = self.rng.random_range(0..100);
+        if live.len() < 3 || r < 18 {
+            return Op::Create {
+                name: self.model.fresh_name("f"),
+            };
+        }
+        let name = self.pick(&live);
+        match r {
+            18..=49 | 50..=59 => {
+                let stable = r < 50;
+                let count = if stable { 1 } else { self.rng.random_range(2..=4) };
+                let mut size = self.model.size(&name);
+                let mut pieces = Vec::new();
+                for _ in 0..count {
+                    let data = self.data();
+                    let offset = self.offset(size, data.len());
+                    size = size.max(offset + data.len() as u64);
+                    pieces.push((offset, data));
+                }
+                Op::Write {
+                    name,
+                    pieces,
+                    stable,
+                }
+            }
+            60..=64 => {
+                let size = self.model.size(&name);
+                Op::Truncate {
+                    size: self.rng.random_range(0..=size + (8 << 10)),
+                    name,
+                }
+            }
+            65..=69 => Op::Chmod {
+                mode: [0o600, 0o640, 0o644, 0o755][self.rng.random_range(0..4)],
+                name,
+            },
+            70..=81 => {
+                let over: Vec<String> = live
+                    .iter()
+                    .filter(|n| !self.model.same_file(n, &name))
+                    .cloned()
+                    .collect();
+                let to = if !over.is_empty() && self.rng.random_range(0..3) == 0 {
+                    self.pick(&over)
+                } else {
+                    self.model.fresh_name("r")
+                };
+                Op::Rename { from: name, to }
+            }
+            82..=91 => Op::Remove { name },
+            _ => Op::Link {
+                name,
+                new: self.model.fresh_name("l"),
+            },
+        }
+    }
+}
+
+/// `op` in a line, without its data.
+fn describe(op: &Op) -> String {
+    match op {
+        Op::Create { name } => format!("create {name}"),
+        Op::Write {
+            name,
+            pieces,
+            stable,
+        } => {
+            let at: Vec<String> = pieces
+                .iter()
+                .map(|(o, d)| format!("{o}+{}", d.len()))
+                .collect();
+            let how = if *stable { "FILE_SYNC" } else { "UNSTABLE+COMMIT" };
+            format!("write {name} {} {how}", at.join(","))
+        }
+        Op::Truncate { name, size } => format!("truncate {name} to {size}"),
+        Op::Chmod { name, mode } => format!("chmod {name} {mode:o}"),
+        Op::Rename { from, to } => format!("rename {from} -> {to}"),
+        Op::Remove { name } => format!("remove {name}"),
+        Op::Link { name, new } => format!("link {name} as {new}"),
+    }
+}
+
+impl Worker {
+    /// Runs `op` against the endpoint: true when every call it made was answered OK.
+    async fn execute(&mut self, op: &Op) -> bool {
+        let dir = self.dir.clone();
+        match op {
+            Op::Create { name } => {
+                let n = name.clone();
+                let fh = self.call(async |nfs| nfs.create(&dir, &n).await).await;
+                match fh {
+                    Some(fh) => {
+                        self.handles.insert(name.clone(), fh);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Op::Write {
+                name,
+                pieces,
+                stable,
+            } => {
+                let Some(fh) = self.handles.get(name).cloned() else {
+                    return false;
+                };
+                let how = if *stable {
+                    stable_how::FILE_SYNC
+                } else {
+                    stable_how::UNSTABLE
+                };
+                let mut verifiers = Vec::new();
+                for (offset, data) in pieces {
+                    let written = self
+                        .call(async |nfs| nfs.write(&fh, *offset, data, how).await)
+                        .await;
+                    match written {
+                        Some(ok) if ok.count as usize == data.len() => verifiers.push(ok.verf.0),
+                        _ => return false,
+                    }
+                }
+                if *stable {
+                    return true;
+                }
+                let committed = self.call(async |nfs| nfs.commit_verifier(&fh).await).await;
+                committed.is_some_and(|v| verifiers.iter().all(|w| *w == v.0))
+            }
+            Op::Truncate { name, size } => {
+                let attrs = sattr3 {
+                    size: Nfs3Option::Some(*size),
+                    ..sattr3::default()
+                };
+                self.setattr(name, attrs).await
+            }
+            Op::Chmod { name, mode: m } => self.setattr(name, mode(*m)).await,
+            Op::Rename { from, to } => {
+                let (f, t) = (from.clone(), to.clone());
+                let ok = self
+                    .call(async |nfs| nfs.rename(&dir, &f, &dir, &t).await)
+                    .await
+                    .is_some();
+                if ok && let Some(fh) = self.handles.remove(from) {
+                    self.handles.insert(to.clone(), fh);
+                }
+                ok
+            }
+            Op::Remove { name } => {
+                let n = name.clone();
+                self.call(async |nfs| nfs.remove(&dir, &n).await)
+                    .await
+                    .is_some()
+            }
+            Op::Link { name, new } => {
+                let Some(fh) = self.handles.get(name).cloned() else {
+                    return false;
+                };
+                let n = new.clone();
+                let ok = self
+                    .call(async |nfs| nfs.link(&fh, &dir, &n).await)
+                    .await
+                    .is_some();
+                if ok {
+                    self.handles.insert(new.clone(), fh);
+                }
+                ok
+            }
+        }
+    }
+
+    async fn setattr(&mut self, name: &str, attrs: sattr3) -> bool {
+        let Some(fh) = self.handles.get(name).cloned() else {
+            return false;
+        };
+        self.call(async |nfs| nfs.setattr(&fh, attrs).await)
+            .await
+            .is_some()
+    }
+
+    /// Replaces one shared file whole, and logs the write with its times.
+    async fn shared_write(&mut self) {
+        let file = self.rng.random_range(0..self.shared.len());
+        self.shared_seq += 1;
+        let data = shared_content(&self.name, self.shared_seq, &mut self.rng);
+        let fh = self.shared[file].clone();
+        let started = Instant::now();
+        let acked = self
+            .call(async |nfs| nfs.write(&fh, 0, &data, stable_how::FILE_SYNC).await)
+            .await
+            .is_some_and(|ok| ok.count as usize == data.len());
+        let write = SharedWrite {
+            file,
+            hash: *blake3::hash(&data).as_bytes(),
+            started,
+            ended: Instant::now(),
+            acked,
+        };
+        if let Ok(mut log) = self.shared_log.lock() {
+            log.push(write);
+        }
+    }
+}
