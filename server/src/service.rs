@@ -135,9 +135,16 @@ impl ServerService {
                 records,
                 log_start,
                 cop2,
+                follows,
             } => {
-                self.ship(peer.connection_id, records, data, log_start, cop2)
-                    .await
+                let shipment = OwnedShipment {
+                    records,
+                    data,
+                    log_start,
+                    cop2,
+                    follows,
+                };
+                self.ship(peer.connection_id, shipment).await
             }
             _ => Err(misrouted()),
         }
@@ -357,14 +364,7 @@ impl ServerService {
     /// Applies a client's batch, then breaks the promises other clients hold on what it
     /// changed and waits for them to acknowledge (close-to-open: once the writer's COMMIT
     /// returns, no other client answers from a cache that predates it).
-    async fn ship(
-        &self,
-        conn: ConnId,
-        records: Vec<codetta_wire::UpdateRecord>,
-        data: Bytes,
-        log_start: u64,
-        cop2: Vec<codetta_wire::update::Cop2>,
-    ) -> Reply {
+    async fn ship(&self, conn: ConnId, shipment: OwnedShipment) -> Reply {
         // Healing pauses for clients from the moment their batch arrives (it may wait
         // behind healing's installs) until it is answered.
         let _updating = self.ctx.pacer().client_batch();
@@ -376,7 +376,13 @@ impl ServerService {
         let store = self.ctx.store().clone();
         let callbacks = self.ctx.volatile().callbacks().clone();
         let (shipped, states) = tokio::task::spawn_blocking(move || {
-            let shipped = store.ship(&records, &data, log_start, &cop2)?;
+            let shipped = store.ship(&crate::store::Shipment {
+                records: &shipment.records,
+                data: &shipment.data,
+                log_start: shipment.log_start,
+                cop2: &shipment.cop2,
+                follows: &shipment.follows,
+            })?;
             let states = promised_states(&store, &callbacks, conn, &shipped.changed);
             Ok::<_, FsError>((shipped, states))
         })
@@ -394,6 +400,15 @@ impl ServerService {
             states,
         })
     }
+}
+
+/// A client's shipment as it arrived (see [`Request::Ship`]).
+struct OwnedShipment {
+    records: Vec<codetta_wire::UpdateRecord>,
+    data: Bytes,
+    log_start: u64,
+    cop2: Vec<codetta_wire::update::Cop2>,
+    follows: Vec<Option<u64>>,
 }
 
 /// The states of (at most [`MAX_SHIPPED_STATES`]) objects a batch changed, each promised
@@ -590,7 +605,16 @@ mod tests {
         );
         let (op, _) = g.create_op(vol.root, "f", CreateHow::Guarded);
         let reply = service
-            .ship(1, vec![g.rec(op)], Bytes::new(), 1, Vec::new())
+            .ship(
+                1,
+                OwnedShipment {
+                    records: vec![g.rec(op)],
+                    data: Bytes::new(),
+                    log_start: 1,
+                    cop2: Vec::new(),
+                    follows: Vec::new(),
+                },
+            )
             .await;
         assert!(matches!(reply, Ok(ReplyBody::Shipped { .. })), "{reply:?}");
         assert!(

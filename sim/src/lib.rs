@@ -19,6 +19,7 @@ mod client_ops;
 mod replica;
 mod shipping;
 
+use codetta_client::chains::Chains;
 use codetta_client::replicate::Shipping;
 use codetta_server::clock::SystemClock;
 use codetta_server::heal;
@@ -31,7 +32,7 @@ use codetta_wire::{Fid, Incarnation, Name, ReplicaId, Time, UpdateId, VolumeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use replica::SimReplica;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// The shape of one run.
@@ -119,9 +120,25 @@ struct Client {
     /// Records not yet complete, oldest first (the modify log: survives a crash).
     log: VecDeque<(UpdateRecord, Vec<u8>)>,
     shipping: Option<Shipping>,
+    /// Each object's newest record and each logged record's predecessor on its object, as
+    /// the daemon keeps them (in memory: rebuilt from the log after a crash).
+    chains: Chains,
+    follows: HashMap<u64, Option<u64>>,
     /// Objects this client knows of (it picks targets among them).
     dirs: Vec<Fid>,
     files: Vec<Fid>,
+}
+
+impl Client {
+    /// The chains a restarted daemon rebuilds from the records its log still holds.
+    fn rechain(&mut self) {
+        self.chains = Chains::default();
+        self.follows.clear();
+        for (r, _) in &self.log {
+            let follows = self.chains.link(r.op.object(), r.id.incarnation, r.id.seq);
+            self.follows.insert(r.id.seq, follows);
+        }
+    }
 }
 
 /// Acknowledged operations and what replicas applied.
@@ -223,6 +240,8 @@ impl World {
                     next_seq: 1,
                     log: VecDeque::new(),
                     shipping: Some(Shipping::new(incarnation, id, &replicas, 1, 1)),
+                    chains: Chains::default(),
+                    follows: HashMap::new(),
                     dirs: vec![Fid::root(id)],
                     files: Vec::new(),
                 }
@@ -346,6 +365,10 @@ impl World {
             },
             op,
         };
+        let follows = client
+            .chains
+            .link(record.op.object(), record.id.incarnation, seq);
+        client.follows.insert(seq, follows);
         client.log.push_back((record, data));
         if let Some(sh) = client.shipping.as_mut() {
             sh.logged(seq);
@@ -554,8 +577,10 @@ impl World {
         let client = &mut self.clients[c];
         if client.shipping.is_some() {
             // A crash between the phases: what was shipped stays shipped, what was only in
-            // memory (who applied what, the second phases) is gone; the log survives.
+            // memory (who applied what, the second phases, the chains) is gone; the log
+            // survives.
             client.shipping = None;
+            client.rechain();
         } else {
             let front = client
                 .log

@@ -3,6 +3,7 @@
 
 use super::{TOKEN_LEN, World, show};
 use codetta_client::replicate::{Completed, exclusive_undo};
+use codetta_server::store::Shipment;
 use codetta_wire::update::{CreateHow, Op, UpdateRecord};
 use codetta_wire::{FsError, RecordOutcome};
 use rand::Rng;
@@ -47,8 +48,20 @@ impl World {
                 .collect();
             (records, data)
         };
+        let follows: Vec<Option<u64>> = records
+            .iter()
+            .map(|r| self.clients[c].follows.get(&r.id.seq).copied().flatten())
+            .collect();
         let outcome = match (&store, reachable && !lost_request) {
-            (Some(store), true) => store.ship(&records, &data, plan.log_start, &plan.cop2).ok(),
+            (Some(store), true) => store
+                .ship(&Shipment {
+                    records: &records,
+                    data: &data,
+                    log_start: plan.log_start,
+                    cop2: &plan.cop2,
+                    follows: &follows,
+                })
+                .ok(),
             _ => None,
         };
         if let Some(shipped) = &outcome {
@@ -163,6 +176,13 @@ impl World {
                 d.answers
             ));
             debug_assert_eq!(record.id.seq, d.seq);
+            let client = &mut self.clients[c];
+            let follows = client.follows.remove(&d.seq).flatten();
+            if !d.answers.is_empty() && d.answers.iter().all(|(_, o)| o.is_err()) {
+                client
+                    .chains
+                    .unlink(record.op.object(), record.id.incarnation, d.seq, follows);
+            }
             if d.divergent || d.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged)) {
                 self.to_resolve
                     .extend(codetta_client::tracker::affected(&record.op));

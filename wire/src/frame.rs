@@ -401,6 +401,7 @@ mod tests {
             gid: 2,
         };
         let ship = Request::Ship {
+            follows: vec![None, Some(1)],
             records: vec![
                 rec(
                     1,

@@ -123,6 +123,12 @@ pub enum Request {
         log_start: u64,
         /// Which replicas applied earlier runs of records.
         cop2: Vec<Cop2>,
+        /// Per record (empty: none known), the sequence number of the same client
+        /// incarnation's previous record on the record's object (`Op::object`). A replica
+        /// that did not apply that one (missed or refused it) and has not had it from
+        /// resolution refuses the record with `Diverged`: applied to an older state, it
+        /// would make a version of the object nobody ever wrote.
+        follows: Vec<Option<u64>>,
     },
     /// Space figures of this server ([`SpaceInfo`]).
     FsStat {

@@ -204,6 +204,23 @@ impl Op {
         }
     }
 
+    /// The object the op makes, changes, moves, names or removes (its `fid`): what a
+    /// client's records chain on ([`crate::Request::Ship`]'s `follows`).
+    pub fn object(&self) -> Fid {
+        match self {
+            Op::Create { fid, .. }
+            | Op::Mkdir { fid, .. }
+            | Op::Symlink { fid, .. }
+            | Op::Mknod { fid, .. }
+            | Op::Link { fid, .. }
+            | Op::Remove { fid, .. }
+            | Op::Rmdir { fid, .. }
+            | Op::Rename { fid, .. }
+            | Op::SetAttr { fid, .. }
+            | Op::Write { fid, .. } => *fid,
+        }
+    }
+
     /// Bytes of data that travel with this op.
     pub fn data_len(&self) -> usize {
         match self {

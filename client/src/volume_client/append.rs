@@ -346,8 +346,14 @@ pub(super) async fn appender(
                             tracker.waiters.insert(seq, waiter);
                         }
                         outbox.shipping.logged(seq);
+                        let id = rec.record.id;
+                        let follows =
+                            outbox
+                                .chains
+                                .link(rec.record.op.object(), id.incarnation, seq);
                         outbox.queue.push_back(Queued {
                             rec,
+                            follows,
                             _permit: Some(s.permit),
                         });
                         let _ = s.done.send(Ok(seq));

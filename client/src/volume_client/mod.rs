@@ -12,6 +12,7 @@
 //! every record that touches an object, `commit` also for its held writes (COMMIT).
 
 use crate::cache::{CACHE_BLOCK, Cache, CacheLimits, CacheStats};
+use crate::chains::Chains;
 use crate::error::ClientError;
 use crate::group::Group;
 use crate::landing::{Landed, Landing};
@@ -88,6 +89,9 @@ struct Submission {
 
 struct Queued {
     rec: LoggedRecord,
+    /// The same incarnation's previous record on this record's object (see
+    /// [`crate::chains`]).
+    follows: Option<u64>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -166,6 +170,8 @@ struct Outbox {
     shipping: Shipping,
     /// The states batch replies carried, until every member has answered alike.
     landing: Landing<FillStamp>,
+    /// Each object's newest logged record, which the next one on it follows.
+    chains: Chains,
 }
 
 /// Where the cache stood when a fill began: its invalidation count and the promises then
@@ -410,11 +416,18 @@ impl VolumeClient {
         let (acked_tx, acked_rx) = watch::channel(front.saturating_sub(1));
         let mut tracker = Tracker::default();
         let mut queue = VecDeque::new();
+        let mut chains = Chains::default();
         for rec in pending {
             // After a restart nobody waits: every record is as good as answered early.
-            tracker.logged(rec.record.id.seq, &rec.record.op, rec.record.time, true);
-            shipping.logged(rec.record.id.seq);
-            queue.push_back(Queued { rec, _permit: None });
+            let id = rec.record.id;
+            tracker.logged(id.seq, &rec.record.op, rec.record.time, true);
+            shipping.logged(id.seq);
+            let follows = chains.link(rec.record.op.object(), id.incarnation, id.seq);
+            queue.push_back(Queued {
+                rec,
+                follows,
+                _permit: None,
+            });
         }
         let units =
             usize::try_from((options.log_max_bytes / CAPACITY_UNIT).max(1)).unwrap_or(usize::MAX);
@@ -428,6 +441,7 @@ impl VolumeClient {
                 queue,
                 shipping,
                 landing: Landing::default(),
+                chains,
             }),
             acked: acked_tx,
             stats: stats.clone(),

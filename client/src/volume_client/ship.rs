@@ -197,6 +197,13 @@ impl Core {
             };
             let rec = &q.rec.record;
             debug_assert_eq!(rec.id.seq, c.seq);
+            if !c.answers.is_empty() && c.answers.iter().all(|(_, o)| o.is_err()) {
+                // Applied nowhere: the next record on its object follows its predecessor.
+                let object = rec.op.object();
+                outbox
+                    .chains
+                    .unlink(object, rec.id.incarnation, c.seq, q.follows);
+            }
             let diverged = c.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged));
             if c.divergent || diverged {
                 self.stats.divergent.fetch_add(1, Ordering::Relaxed);
@@ -285,6 +292,7 @@ impl Core {
         let mut plan = outbox.shipping.plan(m, MAX_BATCH_RECORDS, cop2_alone)?;
         let start = usize::try_from(plan.first - front).unwrap_or(usize::MAX);
         let mut records = Vec::with_capacity(plan.len());
+        let mut follows = Vec::with_capacity(plan.len());
         let mut bytes = 0usize;
         let mut data = Payload::new();
         for q in outbox.queue.iter().skip(start).take(plan.len()) {
@@ -294,15 +302,20 @@ impl Core {
             }
             bytes += len;
             records.push(q.rec.record.clone());
+            follows.push(q.follows);
             data.push(q.rec.data.clone());
         }
         if !plan.is_empty() {
             plan.last = plan.first + records.len() as u64 - 1;
         }
+        if follows.iter().all(Option::is_none) {
+            follows.clear();
+        }
         let request = self.group.wrap(Request::Ship {
             records,
             log_start: plan.log_start,
             cop2: plan.cop2.clone(),
+            follows,
         });
         Some((plan, request, data))
     }

@@ -72,7 +72,9 @@ fn batches(seed: u64) -> (Vec<Batch>, usize) {
                 [0, 17 << 20, 33 << 20][rng.random_range(0..3)] + rng.random_range(0..300_000);
             (vec![g.rec(Gen::write_op(fid, offset, &bytes))], bytes)
         };
-        store.ship(&records, &data, 1, &[]).unwrap();
+        store
+            .ship(&crate::store::Shipment::new(&records, &data, 1, &[]))
+            .unwrap();
         out.push((records, data));
     }
     (out, 4)
@@ -83,7 +85,9 @@ fn replica(id: ReplicaId, disk: &CrashDisk, batches: &[Batch]) -> Option<Arc<Sto
     let store = Store::open_with_backend(disk.clone(), StoreOptions::default(), clock()).ok()?;
     store.create_replica(&volume(), id, T0).ok()?;
     for (records, data) in batches {
-        store.ship(records, data, 1, &[]).ok()?;
+        store
+            .ship(&crate::store::Shipment::new(records, data, 1, &[]))
+            .ok()?;
     }
     Some(Arc::new(store))
 }

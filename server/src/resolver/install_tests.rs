@@ -30,7 +30,9 @@ impl Trio {
         let log_start = records.first().map_or(1, |r| r.id.seq);
         to.iter()
             .map(|&i| {
-                let out = self.stores[i].ship(&records, data, log_start, &[]).unwrap();
+                let out = self.stores[i]
+                    .ship(&crate::store::Shipment::new(&records, data, log_start, &[]))
+                    .unwrap();
                 out.outcomes.into_iter().map(|o| o.map(|_| ())).collect()
             })
             .collect()
@@ -224,7 +226,12 @@ fn a_state_copied_while_the_source_changed_gets_no_version() {
         let record = g.rec(Gen::write_op(f, MIB as u64, &change));
         for i in [0, 1] {
             let out = t.stores[i]
-                .ship(std::slice::from_ref(&record), &change, 1, &[])
+                .ship(&crate::store::Shipment::new(
+                    std::slice::from_ref(&record),
+                    &change,
+                    1,
+                    &[],
+                ))
                 .unwrap();
             assert!(out.outcomes[0].is_ok());
         }

@@ -43,7 +43,12 @@ fn a_collected_tombstone_refuses_a_late_create() {
     };
     for i in [0, 1] {
         t.stores[i]
-            .ship(std::slice::from_ref(&create), &[], 1, &[])
+            .ship(&crate::store::Shipment::new(
+                std::slice::from_ref(&create),
+                &[],
+                1,
+                &[],
+            ))
             .unwrap();
     }
     t.apply(
@@ -68,7 +73,10 @@ fn a_collected_tombstone_refuses_a_late_create() {
         assert!(!store.object_fids(t.vol.id).unwrap().contains(&f));
     }
     // The late create is refused: the file does not come back.
-    let out = t.stores[2].ship(&[create], &[], 1, &[]).unwrap().outcomes;
+    let out = t.stores[2]
+        .ship(&crate::store::Shipment::new(&[create], &[], 1, &[]))
+        .unwrap()
+        .outcomes;
     assert_eq!(out, vec![Err(FsError::Stale)]);
     assert_eq!(t.stores[2].view(f).unwrap().body, ViewBody::Absent);
     // The other replicas' queued entries go quietly; the untouched file stays.

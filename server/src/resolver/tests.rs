@@ -73,7 +73,7 @@ impl Trio {
         let records: Vec<UpdateRecord> = ops.into_iter().map(|op| self.g.rec(op)).collect();
         for &i in to {
             let out = self.stores[i]
-                .ship(&records, data, 1, &[])
+                .ship(&crate::store::Shipment::new(&records, data, 1, &[]))
                 .unwrap()
                 .outcomes;
             assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
@@ -85,7 +85,7 @@ impl Trio {
         let records: Vec<UpdateRecord> = ops.into_iter().map(|op| g.rec(op)).collect();
         for &i in to {
             let out = self.stores[i]
-                .ship(&records, data, 1, &[])
+                .ship(&crate::store::Shipment::new(&records, data, 1, &[]))
                 .unwrap()
                 .outcomes;
             assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");

@@ -168,6 +168,39 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Whether this replica lacks record `before` of `record`'s incarnation, the previous
+    /// one on `record`'s object: it did not apply it (a gap: missed while away, or
+    /// refused) and has not had it from resolution either (it is not in the object's
+    /// history). Applying `record` on top would make a state no client wrote (rule 1).
+    /// An object missing here lets the record fail as it would anyway.
+    fn lacks_predecessor(
+        &mut self,
+        key: (u32, u32),
+        record: &UpdateRecord,
+        before: u64,
+    ) -> R<bool> {
+        let gaps: codec::Gaps = match self.t.gaps.get(key)? {
+            Some(g) => codec::decode("applied_gaps", g.value())?,
+            None => return Ok(false),
+        };
+        let missed = before >= gaps.floor
+            && gaps
+                .gaps
+                .iter()
+                .any(|(from, to)| (*from..=*to).contains(&before));
+        if !missed {
+            return Ok(false);
+        }
+        let id = UpdateId {
+            incarnation: record.id.incarnation,
+            seq: before,
+        };
+        match super::load_vnode(&self.t.vnodes, &self.t.volumes, record.op.object()) {
+            Ok(v) => Ok(!v.history.contains(id)),
+            Err(_) => Ok(false),
+        }
+    }
+
     fn applied(&mut self, key: (u32, u32)) -> R<&mut AppliedRec> {
         if !self.applied.contains_key(&key) {
             let rec = match self.t.applied.get(key)? {
@@ -232,6 +265,7 @@ impl Batch<'_> {
         record: &UpdateRecord,
         data: &[u8],
         log_start: u64,
+        follows: Option<u64>,
     ) -> R<(RecordOutcome, u64)> {
         let volume = record.op.target().volume;
         let Some(vol) = self.volume(volume.0)? else {
@@ -263,6 +297,12 @@ impl Batch<'_> {
         if seq != last + 1 {
             return Ok((Err(FsError::OutOfOrder), 0));
         }
+        // A record applied to a state older than the one its client wrote it over would
+        // make a version nobody wrote: refused, as a record the replica cannot apply.
+        let lacks_predecessor = match follows {
+            Some(before) => self.lacks_predecessor(key, record, before)?,
+            None => false,
+        };
         let planner = Planner {
             t: &self.t,
             replica: vol.replica,
@@ -271,7 +311,12 @@ impl Batch<'_> {
             capacity: self.capacity,
         };
         let mut prior = 0;
-        let outcome = match planner.plan(&record.op, data) {
+        let planned = if lacks_predecessor {
+            Err(Fail::Answer(FsError::Diverged))
+        } else {
+            planner.plan(&record.op, data)
+        };
+        let outcome = match planned {
             Ok(plan) => {
                 let answer = plan.answer;
                 let mut stamped: Vec<Fid> = plan
@@ -388,6 +433,49 @@ impl Batch<'_> {
     }
 }
 
+/// What a client ships in one batch (see [`Request::Ship`](codetta_wire::Request::Ship)).
+pub struct Shipment<'a> {
+    /// The records, in sequence order.
+    pub records: &'a [UpdateRecord],
+    /// Their write data, in record order.
+    pub data: &'a [u8],
+    /// The lowest sequence number the client's log still holds (0: not said).
+    pub log_start: u64,
+    /// Second phases of earlier records.
+    pub cop2: &'a [Cop2],
+    /// Per record (or empty), its predecessor on its object from the same incarnation.
+    pub follows: &'a [Option<u64>],
+}
+
+impl<'a> Shipment<'a> {
+    /// Records with the log start and second phases, no predecessors.
+    pub fn new(
+        records: &'a [UpdateRecord],
+        data: &'a [u8],
+        log_start: u64,
+        cop2: &'a [Cop2],
+    ) -> Shipment<'a> {
+        Shipment {
+            records,
+            data,
+            log_start,
+            cop2,
+            follows: &[],
+        }
+    }
+
+    /// Records alone: no log start, second phases or predecessors.
+    pub fn plain(records: &'a [UpdateRecord], data: &'a [u8]) -> Shipment<'a> {
+        Shipment {
+            records,
+            data,
+            log_start: 0,
+            cop2: &[],
+            follows: &[],
+        }
+    }
+}
+
 impl Store {
     /// Applies a batch of records from one client log in one transaction, committed
     /// durably once. `data` holds the bytes of the batch's writes, concatenated in record
@@ -400,7 +488,7 @@ impl Store {
     /// fails (storage error, capacity exceeded, commit failed, `data` of the wrong length)
     /// every record gets that error and nothing is applied.
     pub fn apply_batch(&self, records: &[UpdateRecord], data: &[u8]) -> Vec<RecordOutcome> {
-        match self.ship(records, data, 0, &[]) {
+        match self.ship(&Shipment::plain(records, data)) {
             Ok(shipped) => shipped.outcomes,
             Err(e) => vec![Err(e); records.len()],
         }
@@ -408,21 +496,19 @@ impl Store {
 
     /// Like [`Store::apply_batch_or_refuse`], with the rest of a client's shipment: the
     /// second phases (`cop2`) of earlier records are applied first, in the same
-    /// transaction, and a replica whose last applied record is before `log_start - 1`
-    /// continues from there (see [`Request::Ship`](codetta_wire::Request::Ship)).
-    pub fn ship(
-        &self,
-        records: &[UpdateRecord],
-        data: &[u8],
-        log_start: u64,
-        cop2: &[Cop2],
-    ) -> Result<Shipped, FsError> {
-        self.try_apply_batch(records, data, log_start, cop2)
-            .map_err(|e| {
-                let e = FsError::from(e);
-                tracing::warn!(records = records.len(), error = %e, "batch not applied");
-                e
-            })
+    /// transaction, a replica whose last applied record is before `log_start - 1`
+    /// continues from there, and a record whose predecessor on its object (`follows`) this
+    /// replica did not apply is refused (see [`Request::Ship`](codetta_wire::Request::Ship)).
+    pub fn ship(&self, shipment: &Shipment) -> Result<Shipped, FsError> {
+        self.try_apply_batch(shipment).map_err(|e| {
+            let e = FsError::from(e);
+            tracing::warn!(
+                records = shipment.records.len(),
+                error = %e,
+                "batch not applied"
+            );
+            e
+        })
     }
 
     /// Like [`Store::apply_batch`], but a batch that was not applied at all is an `Err`:
@@ -432,16 +518,26 @@ impl Store {
         records: &[UpdateRecord],
         data: &[u8],
     ) -> Result<Vec<RecordOutcome>, FsError> {
-        self.ship(records, data, 0, &[]).map(|s| s.outcomes)
+        self.ship(&Shipment::plain(records, data))
+            .map(|s| s.outcomes)
     }
 
-    fn try_apply_batch(
-        &self,
-        records: &[UpdateRecord],
-        data: &[u8],
-        log_start: u64,
-        cop2: &[Cop2],
-    ) -> R<Shipped> {
+    fn try_apply_batch(&self, shipment: &Shipment) -> R<Shipped> {
+        let &Shipment {
+            records,
+            data,
+            log_start,
+            cop2,
+            follows,
+        } = shipment;
+        if !follows.is_empty() && follows.len() != records.len() {
+            return Err(FsError::Malformed(format!(
+                "{} predecessors for {} records",
+                follows.len(),
+                records.len()
+            ))
+            .into());
+        }
         let mut slices = Vec::with_capacity(records.len());
         let mut pos = 0usize;
         for r in records {
@@ -472,8 +568,9 @@ impl Store {
                 batch.cop2(item)?;
             }
             let mut shipped = Shipped::default();
-            for (record, bytes) in records.iter().zip(slices) {
-                let (outcome, prior) = batch.apply(record, bytes, log_start)?;
+            for (i, (record, bytes)) in records.iter().zip(slices).enumerate() {
+                let follows = follows.get(i).copied().flatten();
+                let (outcome, prior) = batch.apply(record, bytes, log_start, follows)?;
                 shipped.outcomes.push(outcome);
                 shipped.priors.push(prior);
             }

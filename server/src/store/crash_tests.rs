@@ -123,7 +123,12 @@ fn reference(seed: u64, count: usize) -> Reference {
         }
         let batch = Batch { records, data };
         let answers = store
-            .ship(&batch.records, &batch.data, 1, &[])
+            .ship(&crate::store::Shipment::new(
+                &batch.records,
+                &batch.data,
+                1,
+                &[],
+            ))
             .expect("the uncrashed store takes every batch")
             .outcomes;
         out.batches.push(batch);
@@ -144,7 +149,15 @@ fn crash_once(r: &Reference, crash_at: u64, power_seed: u64) -> Result<bool, Str
     if let Ok((store, _)) = set_up(&disk) {
         set_up_done = true;
         for batch in &r.batches {
-            if store.ship(&batch.records, &batch.data, 1, &[]).is_err() {
+            if store
+                .ship(&crate::store::Shipment::new(
+                    &batch.records,
+                    &batch.data,
+                    1,
+                    &[],
+                ))
+                .is_err()
+            {
                 break;
             }
             acknowledged += 1;
@@ -193,7 +206,12 @@ fn crash_once(r: &Reference, crash_at: u64, power_seed: u64) -> Result<bool, Str
     // answers, and the end state is the uncrashed store's.
     for (k, batch) in r.batches.iter().enumerate() {
         let answers = store
-            .ship(&batch.records, &batch.data, 1, &[])
+            .ship(&crate::store::Shipment::new(
+                &batch.records,
+                &batch.data,
+                1,
+                &[],
+            ))
             .map_err(|e| format!("crash at I/O {crash_at}: batch {k} shipped again: {e}"))?
             .outcomes;
         if answers != r.answers[k] {

@@ -34,7 +34,7 @@ mod plan;
 mod reads;
 mod resolve;
 use crate::clock::{SharedClock, SystemClock};
-pub use apply::Shipped;
+pub use apply::{Shipment, Shipped};
 pub use digests::MAX_BUCKET_OBJECTS;
 pub use resolve::{ChangePage, MAX_CHUNKS_PER_CALL};
 mod lookup;

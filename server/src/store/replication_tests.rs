@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::testutil::{Gen, T0, name};
-use super::{Store, StoreOptions};
+use super::{Shipment, Store, StoreOptions};
 use codetta_wire::history::{Relation, VersionView, relate};
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
 use codetta_wire::update::{Cop2, CreateHow, Op, UpdateRecord};
@@ -66,10 +66,14 @@ impl Group {
         cop2: &[Cop2],
     ) {
         for &i in to {
-            let out = self.stores[i]
-                .ship(records, data, log_start, cop2)
-                .unwrap()
-                .outcomes;
+            let shipment = Shipment {
+                records,
+                data,
+                log_start,
+                cop2,
+                follows: &[],
+            };
+            let out = self.stores[i].ship(&shipment).unwrap().outcomes;
             assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
         }
     }
@@ -175,7 +179,10 @@ fn a_returning_replica_continues_from_the_log_start_and_stays_dominated() {
     grp.ship(&[0], &b2, b"abcd", 1, &[grp.cop2(1, 1, &[0, 1])]);
     // Record 4 goes to both; the log now starts at 4. Replica 1 skips 2..3.
     let b3 = vec![grp.g.rec(Gen::write_op(f, 4, b"ef"))];
-    let without_start = grp.stores[1].ship(&b3, b"ef", 1, &[]).unwrap().outcomes;
+    let without_start = grp.stores[1]
+        .ship(&crate::store::Shipment::new(&b3, b"ef", 1, &[]))
+        .unwrap()
+        .outcomes;
     assert_eq!(
         without_start,
         vec![Err(FsError::OutOfOrder)],
@@ -190,8 +197,87 @@ fn a_returning_replica_continues_from_the_log_start_and_stays_dominated() {
     );
     assert_eq!(grp.relation(0, 1, f), Relation::Newer);
     // A resend of record 4 is answered, not applied again.
-    let again = grp.stores[1].ship(&b3, b"ef", 4, &[]).unwrap().outcomes;
+    let again = grp.stores[1]
+        .ship(&crate::store::Shipment::new(&b3, b"ef", 4, &[]))
+        .unwrap()
+        .outcomes;
     assert_eq!(again, vec![Ok(None)]);
+}
+
+/// The fault matrix's finding: a write acknowledged by one replica, the next by another
+/// that missed the first, made a version of the file nobody wrote (and, beside the first
+/// replica's, a conflict). A record names its predecessor on its object; a replica that
+/// did not apply that one refuses it.
+#[test]
+fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
+    let mut grp = group(2);
+    let root = grp.vol.root;
+    let (create, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
+    let b1 = vec![grp.g.rec(create)];
+    grp.ship(&[0, 1], &b1, &[], 1, &[]);
+    // Record 2 (a write of f) reaches replica 0 only and leaves the client's log.
+    let b2 = vec![grp.g.rec(Gen::write_op(f, 0, b"ab"))];
+    grp.ship(&[0], &b2, b"ab", 1, &[grp.cop2(1, 1, &[0, 1])]);
+    // Record 3 writes f again, after record 2.
+    let b3 = vec![grp.g.rec(Gen::write_op(f, 2, b"cd"))];
+    let follows = [Some(2)];
+    let shipment = Shipment {
+        records: &b3,
+        data: b"cd",
+        log_start: 3,
+        cop2: &[],
+        follows: &follows,
+    };
+    assert_eq!(
+        grp.stores[0].ship(&shipment).unwrap().outcomes,
+        vec![Ok(None)]
+    );
+    assert_eq!(
+        grp.stores[1].ship(&shipment).unwrap().outcomes,
+        vec![Err(FsError::Diverged)],
+        "replica 1 missed record 2: record 3 would write over the wrong state"
+    );
+    assert_eq!(
+        grp.stores[1].read(f, 0, 10).unwrap().1,
+        b"".to_vec(),
+        "nothing applied"
+    );
+    // Record 4 follows the refused record 3: refused too (a gap now).
+    let b4 = vec![grp.g.rec(Gen::write_op(f, 4, b"ef"))];
+    let follows = [Some(3)];
+    let shipment = Shipment {
+        records: &b4,
+        data: b"ef",
+        log_start: 3,
+        cop2: &[],
+        follows: &follows,
+    };
+    assert_eq!(
+        grp.stores[0].ship(&shipment).unwrap().outcomes,
+        vec![Ok(None)]
+    );
+    assert_eq!(
+        grp.stores[1].ship(&shipment).unwrap().outcomes,
+        vec![Err(FsError::Diverged)]
+    );
+    // Replica 1 stays merely stale: dominated, never concurrent.
+    assert_eq!(grp.relation(0, 1, f), Relation::Newer);
+    // A record naming no predecessor is applied as before (records of another object, or
+    // a client that no longer remembers).
+    let (create_g, g) = grp.g.create_op(root, "g", CreateHow::Guarded);
+    let b5 = vec![grp.g.rec(create_g)];
+    let follows = [None];
+    let shipment = Shipment {
+        records: &b5,
+        data: &[],
+        log_start: 3,
+        cop2: &[],
+        follows: &follows,
+    };
+    assert_eq!(
+        grp.stores[1].ship(&shipment).unwrap().outcomes,
+        vec![Ok(Some(g))]
+    );
 }
 
 #[test]
@@ -208,7 +294,10 @@ fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
         fid: other,
     });
     assert_eq!(
-        grp.stores[0].ship(&[wrong], &[], 1, &[]).unwrap().outcomes,
+        grp.stores[0]
+            .ship(&crate::store::Shipment::new(&[wrong], &[], 1, &[]))
+            .unwrap()
+            .outcomes,
         vec![Err(FsError::Diverged)]
     );
     // A rename over a target the client did not see is refused the same way.
@@ -222,7 +311,7 @@ fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
     });
     assert_eq!(
         grp.stores[0]
-            .ship(&[over_unseen], &[], 1, &[])
+            .ship(&crate::store::Shipment::new(&[over_unseen], &[], 1, &[]))
             .unwrap()
             .outcomes,
         vec![Err(FsError::Diverged)]
@@ -237,7 +326,7 @@ fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
     });
     assert_eq!(
         grp.stores[0]
-            .ship(&[over_seen], &[], 1, &[])
+            .ship(&crate::store::Shipment::new(&[over_seen], &[], 1, &[]))
             .unwrap()
             .outcomes,
         vec![Ok(None)]

@@ -39,25 +39,15 @@ impl Fault {
         }
     }
 
-    /// What no other fault may touch meanwhile. With `one_out_of_reach`, every fault that
-    /// takes a server out of a client's reach (a kill, a restart with a full disk, a cut
-    /// between them) also holds the one slot such faults share.
-    fn holds(&self, one_out_of_reach: bool) -> Vec<String> {
-        let mut held = match *self {
+    /// What no other fault may touch meanwhile.
+    fn holds(&self) -> Vec<String> {
+        match *self {
             Fault::KillServer(i) | Fault::DiskFull(i) => vec![format!("server{i}")],
             Fault::KillClient(c) => vec![format!("client{c}")],
             Fault::CutClient(c, i) => vec![format!("cut c{c} s{i}")],
             Fault::CutServers(i, j) => vec![format!("cut s{i} s{j}")],
             Fault::ClockStep(i, _) => vec![format!("clock{i}")],
-        };
-        let out_of_reach = matches!(
-            self,
-            Fault::KillServer(_) | Fault::DiskFull(_) | Fault::CutClient(..)
-        );
-        if one_out_of_reach && out_of_reach {
-            held.push("out of reach".into());
         }
-        held
     }
 
     fn random(rng: &mut StdRng, clients: usize, clock_steps: bool) -> Fault {
@@ -129,13 +119,10 @@ impl Timeline {
 
 /// Runs the seeded schedule over `rig` (whose first `clients` daemons the workers use)
 /// until `stop`, then ends every fault still on; returns the timeline.
-/// `one_out_of_reach`: at most one server is out of any client's reach at a time (see
-/// the module `faults` for why the bounded run keeps to it).
 pub(crate) async fn run(
     rig: Arc<AsyncMutex<Rig>>,
     seed: u64,
     clients: usize,
-    one_out_of_reach: bool,
     stop: Arc<AtomicBool>,
 ) -> Timeline {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -151,8 +138,9 @@ pub(crate) async fn run(
         let lasts = Duration::from_millis(rng.random_range(500..4000));
         {
             let Ok(mut held) = held.lock() else { break };
-            let holds = fault.holds(one_out_of_reach);
-            if active.load(Ordering::SeqCst) >= MAX_ACTIVE || holds.iter().any(|h| held.contains(h)) {
+            let holds = fault.holds();
+            if active.load(Ordering::SeqCst) >= MAX_ACTIVE || holds.iter().any(|h| held.contains(h))
+            {
                 continue;
             }
             held.extend(holds);
@@ -179,7 +167,7 @@ pub(crate) async fn run(
                 t.events.push((began, ended, fault));
             }
             if let Ok(mut held) = held.lock() {
-                for h in fault.holds(one_out_of_reach) {
+                for h in fault.holds() {
                     held.remove(&h);
                 }
             }
@@ -188,8 +176,6 @@ pub(crate) async fn run(
     }
     while endings.join_next().await.is_some() {}
     let mut timeline = std::mem::take(&mut *timeline.lock().expect("timeline"));
-    timeline
-        .events
-        .sort_by(|a, b| a.0.total_cmp(&b.0));
+    timeline.events.sort_by(|a, b| a.0.total_cmp(&b.0));
     timeline
 }

@@ -180,7 +180,10 @@ pub(crate) async fn check_dir(
             .filter_map(|n| found.get(n).map(|f| f.fileid))
             .collect();
         if ids.len() > 1 {
-            fail(format!("{group:?}: hard links of one file, read as {} files", ids.len()));
+            fail(format!(
+                "{group:?}: hard links of one file, read as {} files",
+                ids.len()
+            ));
         }
     }
     report.names += expect.len() as u64;
@@ -262,7 +265,10 @@ mod tests {
     #[test]
     fn conflict_copies_name_their_file() {
         assert_eq!(base_name("f12.conflict-0a1b2c3d"), Some("f12"));
-        assert_eq!(base_name("f12.conflict-0a1b2c3d.conflict-99999999"), Some("f12"));
+        assert_eq!(
+            base_name("f12.conflict-0a1b2c3d.conflict-99999999"),
+            Some("f12")
+        );
         assert_eq!(base_name("f12"), None);
     }
 }

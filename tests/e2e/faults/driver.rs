@@ -95,8 +95,7 @@ impl Worker {
         self.started = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             if self.nfs.is_none() {
-                match tokio::time::timeout(Duration::from_secs(5), Nfs::connect(self.port)).await
-                {
+                match tokio::time::timeout(Duration::from_secs(5), Nfs::connect(self.port)).await {
                     Ok(Ok(nfs)) => self.nfs = Some(nfs),
                     _ => {
                         self.skipped += 1;
@@ -111,8 +110,13 @@ impl Worker {
                 let op = self.plan();
                 let began = self.started.elapsed().as_secs_f64();
                 let acked = self.execute(&op).await;
-                let outcome = if acked { "ok" } else { self.last_error.as_str() };
-                self.history.push(format!("{began:7.2} {} -> {outcome}", describe(&op)));
+                let outcome = if acked {
+                    "ok"
+                } else {
+                    self.last_error.as_str()
+                };
+                self.history
+                    .push(format!("{began:7.2} {} -> {outcome}", describe(&op)));
                 self.model.settle(&op, acked);
             }
         }
@@ -164,7 +168,7 @@ impl Worker {
         }
         match self.rng.random_range(0..10) {
             0 => size + self.rng.random_range(0..64 << 10), // a hole before it
-            1..=3 => size,                                    // appending
+            1..=3 => size,                                  // appending
             _ => self.rng.random_range(0..=size),
         }
     }
@@ -182,7 +186,11 @@ impl Worker {
         match r {
             18..=49 | 50..=59 => {
                 let stable = r < 50;
-                let count = if stable { 1 } else { self.rng.random_range(2..=4) };
+                let count = if stable {
+                    1
+                } else {
+                    self.rng.random_range(2..=4)
+                };
                 let mut size = self.model.size(&name);
                 let mut pieces = Vec::new();
                 for _ in 0..count {
@@ -243,7 +251,11 @@ fn describe(op: &Op) -> String {
                 .iter()
                 .map(|(o, d)| format!("{o}+{}", d.len()))
                 .collect();
-            let how = if *stable { "FILE_SYNC" } else { "UNSTABLE+COMMIT" };
+            let how = if *stable {
+                "FILE_SYNC"
+            } else {
+                "UNSTABLE+COMMIT"
+            };
             format!("write {name} {} {how}", at.join(","))
         }
         Op::Truncate { name, size } => format!("truncate {name} to {size}"),

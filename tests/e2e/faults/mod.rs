@@ -9,7 +9,9 @@
 //! `CODETTA_FAULT_RUNS=20 CODETTA_FAULT_SECS=60 cargo test --release --test e2e -- faults
 //! --nocapture` (`CODETTA_FAULT_SEED` picks the first seed; the schedule and the workload
 //! follow the seed, their timing does not, so a seed reruns the same faults and operations
-//! but not the same interleaving).
+//! but not the same interleaving). A failing run keeps its directory (with
+//! `CODETTA_FAULT_KEEP=1` every run does): the logs, `faults.timeline`, `failures` and each
+//! worker's operations.
 
 mod chaos;
 mod check;
@@ -49,10 +51,9 @@ async fn no_acknowledged_operation_is_lost_under_the_fault_matrix() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs())
     });
-    let overlap = env_u64("CODETTA_FAULT_OVERLAP").is_some_and(|v| v != 0);
     let mut failed = Vec::new();
     for seed in first..first + runs {
-        let summary = one_run(seed, Duration::from_secs(secs), overlap).await;
+        let summary = one_run(seed, Duration::from_secs(secs)).await;
         println!("{}", summary.line);
         if !summary.failures.is_empty() {
             failed.push(format!(
@@ -71,7 +72,7 @@ struct Summary {
     failures: Vec<String>,
 }
 
-async fn one_run(seed: u64, faults_for: Duration, overlap: bool) -> Summary {
+async fn one_run(seed: u64, faults_for: Duration) -> Summary {
     let tmp = tempfile::tempdir().expect("tempdir");
     let rig = Rig::start(tmp.path(), CLIENTS).await;
     if !rig.can_step_clocks {
@@ -118,13 +119,7 @@ async fn one_run(seed: u64, faults_for: Duration, overlap: bool) -> Summary {
     let rig = Arc::new(tokio::sync::Mutex::new(rig));
     let stop = Arc::new(AtomicBool::new(false));
     let began_at = std::time::SystemTime::now();
-    let chaos = tokio::spawn(chaos::run(
-        rig.clone(),
-        seed,
-        CLIENTS,
-        !overlap,
-        stop.clone(),
-    ));
+    let chaos = tokio::spawn(chaos::run(rig.clone(), seed, CLIENTS, stop.clone()));
     let running: Vec<_> = workers
         .into_iter()
         .map(|w| tokio::spawn(w.run(stop.clone())))
@@ -159,7 +154,9 @@ async fn one_run(seed: u64, faults_for: Duration, overlap: bool) -> Summary {
 
     // Read everything back through a client daemon that never saw any of it.
     let checker = rig.add_direct_client("checker").await;
-    let mut nfs = Nfs::connect(rig.nfs_port(checker)).await.expect("mount checker");
+    let mut nfs = Nfs::connect(rig.nfs_port(checker))
+        .await
+        .expect("mount checker");
     let root = nfs.root.clone();
     for w in &workers {
         let dir = patiently!(nfs.lookup(&root, &w.name).await).expect("worker directory");
@@ -173,9 +170,10 @@ async fn one_run(seed: u64, faults_for: Duration, overlap: bool) -> Summary {
     let acked: u64 = workers.iter().map(|w| w.model.acked).sum();
     let uncertain: u64 = workers.iter().map(|w| w.model.uncertain).sum();
     let shared_acked = writes.iter().filter(|w| w.acked).count();
+    let skipped: u64 = workers.iter().map(|w| w.skipped).sum();
     let line = format!(
         "fault matrix seed {seed}: {} faults ({:?}); {acked} operations acknowledged, \
-         {uncertain} unanswered, shared writes {shared_acked} of {}; settled in {settle_secs:.1} s; \
+         {uncertain} unanswered, {skipped} waits for a connection, shared writes {shared_acked} of {}; settled in {settle_secs:.1} s; \
          checked {} names, {:.1} MiB read back, {} conflict copies (servers list {:?}); {} failures",
         timeline.events.len(),
         timeline.tally(),
@@ -186,7 +184,7 @@ async fn one_run(seed: u64, faults_for: Duration, overlap: bool) -> Summary {
         conflicts,
         report.failures.len(),
     );
-    if !report.failures.is_empty() {
+    if !report.failures.is_empty() || env_u64("CODETTA_FAULT_KEEP").is_some_and(|v| v != 0) {
         let lines: Vec<String> = timeline
             .events
             .iter()
@@ -201,7 +199,10 @@ async fn one_run(seed: u64, faults_for: Duration, overlap: bool) -> Summary {
             let path = tmp.path().join(format!("{}.ops", w.name));
             std::fs::write(&path, w.history.join("\n")).expect("write history");
         }
-        println!("logs and each worker's operations kept in {}", tmp.path().display());
+        println!(
+            "logs and each worker's operations kept in {}",
+            tmp.path().display()
+        );
         std::mem::forget(tmp);
     }
     Summary {

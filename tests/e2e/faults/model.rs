@@ -143,7 +143,9 @@ impl DirModel {
 
     /// Whether two names in use are one file.
     pub(crate) fn same_file(&self, a: &str, b: &str) -> bool {
-        self.names.get(a).is_some_and(|i| self.names.get(b) == Some(i))
+        self.names
+            .get(a)
+            .is_some_and(|i| self.names.get(b) == Some(i))
     }
 
     /// The current size of a name in use.
@@ -194,7 +196,11 @@ impl DirModel {
             Op::Rename { from, to } => vec![from, to],
             Op::Link { name, new } => vec![name, new],
         };
-        let inos: BTreeSet<Ino> = own.iter().filter_map(|n| self.names.get(*n)).copied().collect();
+        let inos: BTreeSet<Ino> = own
+            .iter()
+            .filter_map(|n| self.names.get(*n))
+            .copied()
+            .collect();
         let mut names: BTreeSet<String> = own.into_iter().cloned().collect();
         names.extend(
             self.names
@@ -330,8 +336,20 @@ mod tests {
         let mut m = DirModel::default();
         m.settle(&Op::Create { name: "a".into() }, true);
         m.settle(&write("a", 2, b"xy"), true);
-        m.settle(&Op::Link { name: "a".into(), new: "b".into() }, true);
-        m.settle(&Op::Rename { from: "a".into(), to: "c".into() }, true);
+        m.settle(
+            &Op::Link {
+                name: "a".into(),
+                new: "b".into(),
+            },
+            true,
+        );
+        m.settle(
+            &Op::Rename {
+                from: "a".into(),
+                to: "c".into(),
+            },
+            true,
+        );
         let e = m.expectations();
         assert_eq!(e["a"], Expect::Gone);
         assert_eq!(e["b"], Expect::Is(State::of(b"\0\0xy", 0o644)));
@@ -345,7 +363,13 @@ mod tests {
     fn an_unanswered_write_retires_every_name_of_its_file() {
         let mut m = DirModel::default();
         m.settle(&Op::Create { name: "a".into() }, true);
-        m.settle(&Op::Link { name: "a".into(), new: "b".into() }, true);
+        m.settle(
+            &Op::Link {
+                name: "a".into(),
+                new: "b".into(),
+            },
+            true,
+        );
         m.settle(&write("b", 0, b"new"), false);
         let e = m.expectations();
         let both = Expect::OneOf(vec![
@@ -361,7 +385,13 @@ mod tests {
     fn an_unanswered_rename_may_or_may_not_have_happened() {
         let mut m = DirModel::default();
         m.settle(&Op::Create { name: "a".into() }, true);
-        m.settle(&Op::Rename { from: "a".into(), to: "z".into() }, false);
+        m.settle(
+            &Op::Rename {
+                from: "a".into(),
+                to: "z".into(),
+            },
+            false,
+        );
         let e = m.expectations();
         let s = State::of(b"", 0o644);
         assert_eq!(e["a"], Expect::OneOf(vec![Some(s), None]));

@@ -237,7 +237,11 @@ impl Rig {
     /// Ends every fault: paths healed, clocks true, disks as laid out, every server and
     /// the first `clients` client daemons running.
     pub(crate) async fn heal_all(&mut self, clients: usize) {
-        for p in self.peer_proxies.values().chain(self.client_proxies.values()) {
+        for p in self
+            .peer_proxies
+            .values()
+            .chain(self.client_proxies.values())
+        {
             p.set_cut(false);
         }
         for i in 0..SERVERS {
@@ -289,7 +293,9 @@ impl Rig {
                 Ok(d) => {
                     agreed_once = false;
                     last = format!("{} servers, digests differ in {} buckets", d.len(), {
-                        (0..d[0].len()).filter(|b| d.iter().any(|x| x[*b] != d[0][*b])).count()
+                        (0..d[0].len())
+                            .filter(|b| d.iter().any(|x| x[*b] != d[0][*b]))
+                            .count()
                     });
                 }
                 Err(e) => {

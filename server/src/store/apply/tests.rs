@@ -102,9 +102,12 @@ fn answers_are_kept_for_records_the_client_holds_and_for_failures() {
     let (op, _) = fx.g.create_op(root, "taken", CreateHow::Guarded);
     let failed = fx.g.rec(op);
     let ship = |fx: &mut Fx, rec: &UpdateRecord, log_start: u64| {
-        let shipped = fx
-            .store
-            .ship(std::slice::from_ref(rec), &[], log_start, &[]);
+        let shipped = fx.store.ship(&crate::store::Shipment::new(
+            std::slice::from_ref(rec),
+            &[],
+            log_start,
+            &[],
+        ));
         shipped.unwrap().outcomes
     };
     assert_eq!(

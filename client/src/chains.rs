@@ -1,0 +1,160 @@
+//! The last record a client incarnation logged on each object, so that every record can
+//! name its predecessor on its object when it is shipped (`Request::Ship`'s `follows`): a
+//! replica that missed or refused the predecessor refuses the record rather than apply it
+//! to an older state, which would make a version of the file nobody wrote (found by the
+//! fault matrix: a write acknowledged by one set of replicas, the next by a disjoint one).
+//!
+//! Kept in memory, bounded: a restarted daemon chains the records its log still holds, and
+//! an object evicted here is shipped without a predecessor (no check), as before.
+
+use codetta_wire::{Fid, Incarnation};
+use std::collections::{HashMap, VecDeque};
+
+/// Objects remembered at most.
+pub const MAX_CHAINED_OBJECTS: usize = 1 << 16;
+
+/// Per object, the newest record logged on it.
+#[derive(Debug)]
+pub struct Chains {
+    newest: HashMap<Fid, (Incarnation, u64)>,
+    /// Objects in the order their newest record was logged (stale entries skipped), for
+    /// eviction.
+    order: VecDeque<(Fid, u64)>,
+    cap: usize,
+}
+
+impl Default for Chains {
+    fn default() -> Self {
+        Chains::with_capacity(MAX_CHAINED_OBJECTS)
+    }
+}
+
+impl Chains {
+    /// Remembers at most `cap` objects (the least recently written go first).
+    pub fn with_capacity(cap: usize) -> Chains {
+        Chains {
+            newest: HashMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Record `seq` of `incarnation` is now the newest on `object`; returns the one it
+    /// follows there, if the same incarnation logged it.
+    pub fn link(&mut self, object: Fid, incarnation: Incarnation, seq: u64) -> Option<u64> {
+        let before = self.newest.insert(object, (incarnation, seq));
+        self.order.push_back((object, seq));
+        self.evict();
+        before
+            .filter(|(inc, _)| *inc == incarnation)
+            .map(|(_, s)| s)
+    }
+
+    /// Record `seq` on `object`, which followed `follows`, was refused by every replica
+    /// that answered: it changed nothing, so its predecessor is the newest again.
+    pub fn unlink(
+        &mut self,
+        object: Fid,
+        incarnation: Incarnation,
+        seq: u64,
+        follows: Option<u64>,
+    ) {
+        if self.newest.get(&object) != Some(&(incarnation, seq)) {
+            return;
+        }
+        match follows {
+            Some(before) => {
+                self.newest.insert(object, (incarnation, before));
+            }
+            None => {
+                self.newest.remove(&object);
+            }
+        }
+    }
+
+    /// How many objects are remembered.
+    pub fn len(&self) -> usize {
+        self.newest.len()
+    }
+
+    /// Whether no object is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.newest.is_empty()
+    }
+
+    fn evict(&mut self) {
+        while self.newest.len() > self.cap {
+            let Some((object, seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.newest.get(&object).is_some_and(|(_, s)| *s == seq) {
+                self.newest.remove(&object);
+            }
+        }
+        // Entries superseded by later records only take room: drop them once they
+        // outnumber the live ones.
+        if self.order.len() > 2 * self.cap {
+            let newest = &self.newest;
+            self.order
+                .retain(|(object, seq)| newest.get(object).is_some_and(|(_, s)| s == seq));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codetta_wire::VolumeId;
+
+    fn fid(n: u64) -> Fid {
+        Fid {
+            volume: VolumeId(1),
+            vnode: n,
+            unique: 1,
+        }
+    }
+
+    #[test]
+    fn each_record_follows_the_last_one_on_its_object() {
+        let mut c = Chains::default();
+        let inc = Incarnation(7);
+        assert_eq!(c.link(fid(1), inc, 1), None);
+        assert_eq!(c.link(fid(2), inc, 2), None);
+        assert_eq!(c.link(fid(1), inc, 3), Some(1));
+        assert_eq!(c.link(fid(1), inc, 4), Some(3));
+        // Another incarnation's records are not this one's predecessors.
+        assert_eq!(c.link(fid(2), Incarnation(8), 1), None);
+    }
+
+    #[test]
+    fn a_record_refused_everywhere_gives_the_chain_back_to_its_predecessor() {
+        let mut c = Chains::default();
+        let inc = Incarnation(7);
+        c.link(fid(1), inc, 1);
+        c.link(fid(1), inc, 2);
+        c.unlink(fid(1), inc, 2, Some(1));
+        assert_eq!(c.link(fid(1), inc, 3), Some(1));
+        // A later record already took over: unlinking an older one changes nothing.
+        c.unlink(fid(1), inc, 1, None);
+        assert_eq!(c.link(fid(1), inc, 4), Some(3));
+        c.unlink(fid(1), inc, 4, None);
+        assert_eq!(c.link(fid(1), inc, 5), None);
+    }
+
+    #[test]
+    fn the_least_recently_written_objects_are_forgotten_first() {
+        let mut c = Chains::with_capacity(2);
+        let inc = Incarnation(1);
+        c.link(fid(1), inc, 1);
+        c.link(fid(2), inc, 2);
+        c.link(fid(1), inc, 3);
+        c.link(fid(3), inc, 4);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.link(fid(2), inc, 5), None, "object 2 was forgotten");
+        assert_eq!(c.link(fid(1), inc, 6), None, "then object 1");
+        for seq in 7..100 {
+            c.link(fid(3), inc, seq);
+        }
+        assert!(c.order.len() <= 4 + 1, "superseded entries are dropped");
+    }
+}
