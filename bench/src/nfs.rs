@@ -39,6 +39,15 @@ impl AsyncRead for CountedTcp {
         self.traffic.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
+
+    /// nfs3_client's own version loops for ever, spinning, once the server closes the
+    /// connection (a read of 0 bytes is taken as progress): a call to a daemon that was
+    /// killed never returned. The end of the stream is an error here.
+    async fn async_read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        self.stream.read_exact(buf).await?;
+        self.traffic.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 impl AsyncWrite for CountedTcp {
