@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::{LocalReplica, Resolver};
-use crate::clock::ManualClock;
+use crate::clock::{Clock, ManualClock};
 use crate::store::testutil::{Gen, T0, check_consistency, name};
 use crate::store::{Store, StoreOptions};
 use crate::volatile::Volatile;
@@ -534,4 +534,30 @@ fn a_replica_behind_a_trimmed_sequence_compares_the_whole_volume() {
     // The cursor went to the peer's newest change: the next round has nothing to do.
     let again = follow();
     assert_eq!((again.volume_compares, again.objects), (0, 0), "{again:?}");
+}
+
+/// A server whose wall clock steps back (NTP, or the fault matrix's libfaketime) holds
+/// change entries stamped "in the future": they count as old, or healing would wait for
+/// the clock to catch up (an hour for an hour's step).
+#[test]
+fn changes_stamped_before_the_clock_stepped_back_are_not_held_as_young() {
+    let mut t = trio();
+    let (f, _) = t.file_on_all("f", 10);
+    let settle = 5_000;
+    let page = t.stores[0].changes(t.vol.id, 0, 1000, settle).unwrap();
+    assert!(page.entries.is_empty(), "just made: held back");
+    let now = t.clock.wall_ms();
+    t.clock.set_wall(now - 3_600_000);
+    let page = t.stores[0].changes(t.vol.id, 0, 1000, settle).unwrap();
+    assert!(
+        page.entries.iter().any(|c| c.fid == f),
+        "stamped an hour ahead of the stepped clock: old"
+    );
+    // What changes after the step is young again.
+    let (g, _) = t.file_on_all("g", 10);
+    let page = t.stores[0].changes(t.vol.id, 0, 1000, settle).unwrap();
+    assert!(
+        page.entries.iter().all(|c| c.fid != g),
+        "new changes are held back"
+    );
 }

@@ -323,7 +323,10 @@ impl Store {
     /// number, fid) pairs, the number to ask after next, and the oldest number kept.
     /// Only entries at least `older_than_ms` old are returned (recent ones wait, so that
     /// the client's second phase lands before anyone compares), and none of an object that
-    /// also has a younger entry (it is still changing; `next` still moves past them).
+    /// also has a younger entry (it is still changing; `next` still moves past them). An
+    /// entry stamped after the clock's now was stamped before the wall clock stepped back:
+    /// it counts as old (waiting for the clock to catch up stalled healing for as long as
+    /// the step, an hour for an hour, found by the fault matrix's clock steps).
     pub fn changes(
         &self,
         volume: VolumeId,
@@ -331,7 +334,9 @@ impl Store {
         max: u32,
         older_than_ms: u64,
     ) -> Result<ChangePage, FsError> {
-        let cutoff = self.clock().wall_ms().saturating_sub(older_than_ms);
+        let now = self.clock().wall_ms();
+        let cutoff = now.saturating_sub(older_than_ms);
+        let young = |when: u64| when > cutoff && when <= now;
         let txn = self.read_txn()?;
         let t = txn.open_table(tables::CHANGES).map_err(StoreError::from)?;
         let range = (volume.0, 0)..=(volume.0, u64::MAX);
@@ -358,7 +363,7 @@ impl Store {
         // later page), so an object being written is compared only once it has been quiet.
         // (Past MAX_YOUNG_CHANGES the rest of the tail is not looked at: such objects are
         // merely compared early.)
-        let mut young = std::collections::BTreeSet::new();
+        let mut changing = std::collections::BTreeSet::new();
         for item in t
             .range(range.clone())
             .map_err(StoreError::from)?
@@ -370,7 +375,9 @@ impl Store {
             if when <= cutoff {
                 break;
             }
-            young.insert(fid);
+            if young(when) {
+                changing.insert(fid);
+            }
         }
         let vnodes = txn.open_table(tables::VNODES).map_err(StoreError::from)?;
         let tombstones = txn
@@ -390,11 +397,11 @@ impl Store {
             }
             let (k, v) = item.map_err(StoreError::from)?;
             let (fid, when) = decode(v.value())?;
-            if when > cutoff {
+            if young(when) {
                 break;
             }
             next = k.value().1;
-            if !young.contains(&fid) {
+            if !changing.contains(&fid) {
                 let digest = match digests.entry(fid) {
                     Entry::Occupied(known) => *known.get(),
                     Entry::Vacant(slot) => {

@@ -24,8 +24,11 @@ pub(crate) struct Report {
     pub names: u64,
     /// Bytes read back and compared.
     pub bytes: u64,
-    /// Conflict copies found (each compared with its file's history).
-    pub conflict_copies: usize,
+    /// Conflict copies found in the workers' own directories, where one worker writes
+    /// (each compared with its file's history), with the names they are copies of.
+    pub own_conflicts: Vec<String>,
+    /// Conflict copies of the shared files (concurrent writers: expected).
+    pub shared_conflicts: usize,
     pub failures: Vec<String>,
 }
 
@@ -187,7 +190,13 @@ pub(crate) async fn check_dir(
         }
     }
     report.names += expect.len() as u64;
-    report.conflict_copies += copies.values().map(Vec::len).sum::<usize>();
+    for (base, list) in &copies {
+        for (name, _) in list {
+            report
+                .own_conflicts
+                .push(format!("{label}/{name} (of {base})"));
+        }
+    }
 }
 
 /// Compares the shared files (`s0`, `s1`, ... in `dir`, first holding `initial`) with
@@ -255,7 +264,7 @@ pub(crate) async fn check_shared(
                 .push(format!("shared/{name}: a name no operation made"));
         }
     }
-    report.conflict_copies += copies.values().map(Vec::len).sum::<usize>();
+    report.shared_conflicts += copies.values().map(Vec::len).sum::<usize>();
 }
 
 #[cfg(test)]

@@ -174,13 +174,16 @@ async fn one_run(seed: u64, faults_for: Duration) -> Summary {
     let line = format!(
         "fault matrix seed {seed}: {} faults ({:?}); {acked} operations acknowledged, \
          {uncertain} unanswered, {skipped} waits for a connection, shared writes {shared_acked} of {}; settled in {settle_secs:.1} s; \
-         checked {} names, {:.1} MiB read back, {} conflict copies (servers list {:?}); {} failures",
+         checked {} names, {:.1} MiB read back, conflict copies: {} of shared files, {} in \
+         single-writer directories {:?} (servers list {:?}); {} failures",
         timeline.events.len(),
         timeline.tally(),
         writes.len(),
         report.names,
         report.bytes as f64 / f64::from(1 << 20),
-        report.conflict_copies,
+        report.shared_conflicts,
+        report.own_conflicts.len(),
+        report.own_conflicts,
         conflicts,
         report.failures.len(),
     );
