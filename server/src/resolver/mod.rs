@@ -565,6 +565,21 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 if !copies.is_empty() || resurrect {
                     self.summary.conflicts += 1;
                     tracing::warn!(%fid, copies = copies.len(), resurrect, "conflict: keeping every version");
+                    for (i, v) in views {
+                        let latest: Vec<(u32, u64)> = v
+                            .history
+                            .entries()
+                            .iter()
+                            .map(|e| (e.id.incarnation.0, e.id.seq))
+                            .collect();
+                        tracing::debug!(
+                            %fid,
+                            replica = %self.members[*i].name(),
+                            version = ?v.version,
+                            history = ?latest,
+                            "a view in conflict"
+                        );
+                    }
                 }
                 for c in &copies {
                     self.make_copy(fid, views, *c).await?;
