@@ -184,7 +184,7 @@ impl Worker {
         }
         let name = self.pick(&live);
         match r {
-            18..=49 | 50..=59 => {
+            18..=59 => {
                 let stable = r < 50;
                 let count = if stable {
                     1
