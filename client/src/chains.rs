@@ -13,10 +13,19 @@ use std::collections::{HashMap, VecDeque};
 /// Objects remembered at most.
 pub const MAX_CHAINED_OBJECTS: usize = 1 << 16;
 
+/// Records refused everywhere remembered at most (until the records queued behind them
+/// have completed, they may still name them).
+const MAX_REFUSED: usize = 1 << 12;
+
 /// Per object, the newest record logged on it.
 #[derive(Debug)]
 pub struct Chains {
     newest: HashMap<Fid, (Incarnation, u64)>,
+    /// Records every replica refused, with the record each followed: a record refused
+    /// behind another refused one (a batch refused whole, a full disk) hands its object
+    /// back past both.
+    refused: HashMap<(Fid, u64), Option<u64>>,
+    refused_order: VecDeque<(Fid, u64)>,
     /// Objects in the order their newest record was logged (stale entries skipped), for
     /// eviction.
     order: VecDeque<(Fid, u64)>,
@@ -34,6 +43,8 @@ impl Chains {
     pub fn with_capacity(cap: usize) -> Chains {
         Chains {
             newest: HashMap::new(),
+            refused: HashMap::new(),
+            refused_order: VecDeque::new(),
             order: VecDeque::new(),
             cap: cap.max(1),
         }
@@ -51,7 +62,8 @@ impl Chains {
     }
 
     /// Record `seq` on `object`, which followed `follows`, was refused by every replica
-    /// that answered: it changed nothing, so its predecessor is the newest again.
+    /// that answered: it changed nothing, so the newest record on the object before it
+    /// that was not refused everywhere is the newest again (when `seq` was the newest).
     pub fn unlink(
         &mut self,
         object: Fid,
@@ -59,15 +71,32 @@ impl Chains {
         seq: u64,
         follows: Option<u64>,
     ) {
-        if self.newest.get(&object) != Some(&(incarnation, seq)) {
+        let mut before = follows;
+        let mut hops = 0;
+        while let Some(b) = before
+            && let Some(earlier) = self.refused.get(&(object, b))
+            && hops < MAX_REFUSED
+        {
+            before = *earlier;
+            hops += 1;
+        }
+        if self.newest.get(&object) == Some(&(incarnation, seq)) {
+            match before {
+                Some(b) => {
+                    self.newest.insert(object, (incarnation, b));
+                }
+                None => {
+                    self.newest.remove(&object);
+                }
+            }
             return;
         }
-        match follows {
-            Some(before) => {
-                self.newest.insert(object, (incarnation, before));
-            }
-            None => {
-                self.newest.remove(&object);
+        // Records queued behind this one may still name it.
+        self.refused.insert((object, seq), before);
+        self.refused_order.push_back((object, seq));
+        while self.refused_order.len() > MAX_REFUSED {
+            if let Some(old) = self.refused_order.pop_front() {
+                self.refused.remove(&old);
             }
         }
     }
@@ -139,6 +168,26 @@ mod tests {
         assert_eq!(c.link(fid(1), inc, 4), Some(3));
         c.unlink(fid(1), inc, 4, None);
         assert_eq!(c.link(fid(1), inc, 5), None);
+    }
+
+    /// A COMMIT's writes refused whole (a full disk): each completes refused in turn, the
+    /// first while it is not the newest.
+    #[test]
+    fn a_run_of_refused_records_hands_the_object_back_past_all_of_them() {
+        let mut c = Chains::default();
+        let inc = Incarnation(7);
+        c.link(fid(1), inc, 1);
+        let f2 = c.link(fid(1), inc, 2);
+        let f3 = c.link(fid(1), inc, 3);
+        let f4 = c.link(fid(1), inc, 4);
+        c.unlink(fid(1), inc, 2, f2);
+        c.unlink(fid(1), inc, 3, f3);
+        c.unlink(fid(1), inc, 4, f4);
+        assert_eq!(
+            c.link(fid(1), inc, 5),
+            Some(1),
+            "record 1 is the last applied"
+        );
     }
 
     #[test]
