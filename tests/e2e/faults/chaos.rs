@@ -50,10 +50,24 @@ impl Fault {
         }
     }
 
-    fn random(rng: &mut StdRng, clients: usize, clock_steps: bool) -> Fault {
+    /// A fault of a kind `kinds` allows.
+    fn random(rng: &mut StdRng, clients: usize, kinds: Kinds) -> Fault {
+        loop {
+            let fault = Fault::any(rng, clients);
+            let allowed = match fault {
+                Fault::ClockStep(..) => kinds.clock_steps,
+                Fault::KillClient(_) => kinds.kill_clients,
+                _ => true,
+            };
+            if allowed {
+                return fault;
+            }
+        }
+    }
+
+    fn any(rng: &mut StdRng, clients: usize) -> Fault {
         let server = rng.random_range(0..SERVERS);
-        let kinds = if clock_steps { 12 } else { 10 };
-        match rng.random_range(0..kinds) {
+        match rng.random_range(0..12) {
             0..=2 => Fault::KillServer(server),
             3..=4 => Fault::KillClient(rng.random_range(0..clients)),
             5..=6 => Fault::CutClient(rng.random_range(0..clients), server),
@@ -100,6 +114,13 @@ impl Fault {
     }
 }
 
+/// Which kinds of fault a schedule may start besides kills of servers, cuts and full disks.
+#[derive(Clone, Copy, Debug)]
+struct Kinds {
+    clock_steps: bool,
+    kill_clients: bool,
+}
+
 /// What the schedule did: each fault with the seconds since the start it began and ended.
 #[derive(Debug, Default)]
 pub(crate) struct Timeline {
@@ -123,10 +144,14 @@ pub(crate) async fn run(
     rig: Arc<AsyncMutex<Rig>>,
     seed: u64,
     clients: usize,
+    kill_clients: bool,
     stop: Arc<AtomicBool>,
 ) -> Timeline {
     let mut rng = StdRng::seed_from_u64(seed);
-    let clock_steps = rig.lock().await.can_step_clocks;
+    let kinds = Kinds {
+        clock_steps: rig.lock().await.can_step_clocks,
+        kill_clients,
+    };
     let started = Instant::now();
     let held: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let active = Arc::new(AtomicUsize::new(0));
@@ -134,7 +159,7 @@ pub(crate) async fn run(
     let mut endings = tokio::task::JoinSet::new();
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
-        let fault = Fault::random(&mut rng, clients, clock_steps);
+        let fault = Fault::random(&mut rng, clients, kinds);
         let lasts = Duration::from_millis(rng.random_range(500..4000));
         {
             let Ok(mut held) = held.lock() else { break };
