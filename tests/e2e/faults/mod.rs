@@ -18,7 +18,9 @@
 //! workload): a daemon started again does not know its last record on each object
 //! (`codetta_client::chains` lives in memory), so its first update of a file can still land
 //! on a replica that missed the previous one. With them, 3 of 10 runs failed that way
-//! (session 16); the fix is the next step of issue 24.
+//! (session 16); the fix is the next step of issue 24. Clock steps are 2-5 minutes unless
+//! `CODETTA_FAULT_BIG_CLOCK_STEPS=1` (-1 h to +1 day): past the tombstone age a stepped
+//! server collects tombstones early and the digests differ for up to 10 minutes.
 
 mod chaos;
 mod check;
