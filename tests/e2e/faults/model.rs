@@ -120,8 +120,9 @@ pub(crate) struct DirModel {
     retired: BTreeMap<String, Vec<Option<State>>>,
     /// Names removed or renamed away by an acknowledged operation.
     gone: BTreeSet<String>,
-    /// Every name ever given, and its file (to judge conflict copies).
-    ever: BTreeMap<String, Ino>,
+    /// Every name ever given, and every file that had it (to judge conflict copies: a
+    /// file renamed over may come back as a copy under the name it lost).
+    ever: BTreeMap<String, BTreeSet<Ino>>,
     next_name: u64,
     next_ino: Ino,
     /// Operations acknowledged and not.
@@ -236,7 +237,10 @@ impl DirModel {
                 file.remember();
                 self.files.insert(self.next_ino, file);
                 self.names.insert(name.clone(), self.next_ino);
-                self.ever.insert(name.clone(), self.next_ino);
+                self.ever
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(self.next_ino);
             }
             Op::Write { name, pieces, .. } => {
                 if let Some(f) = self.file_mut(name) {
@@ -264,7 +268,7 @@ impl DirModel {
             Op::Rename { from, to } => {
                 if let Some(ino) = self.names.remove(from) {
                     self.names.insert(to.clone(), ino);
-                    self.ever.insert(to.clone(), ino);
+                    self.ever.entry(to.clone()).or_default().insert(ino);
                     self.gone.insert(from.clone());
                     self.gone.remove(to);
                 }
@@ -277,7 +281,7 @@ impl DirModel {
             Op::Link { name, new } => {
                 if let Some(&ino) = self.names.get(name) {
                     self.names.insert(new.clone(), ino);
-                    self.ever.insert(new.clone(), ino);
+                    self.ever.entry(new.clone()).or_default().insert(ino);
                 }
             }
         }
@@ -300,13 +304,14 @@ impl DirModel {
         out
     }
 
-    /// Whether `bytes` of `len` is a state the file once named `name` has had (what a
-    /// conflict copy of it may hold).
+    /// Whether `state` is one a file that was ever named `name` has had (what a conflict
+    /// copy of it may hold).
     pub(crate) fn had(&self, name: &str, state: &State) -> bool {
-        self.ever
-            .get(name)
-            .and_then(|i| self.files.get(i))
-            .is_some_and(|f| f.history.contains(&(state.hash, state.len)))
+        self.ever.get(name).is_some_and(|inos| {
+            inos.iter()
+                .filter_map(|i| self.files.get(i))
+                .any(|f| f.history.contains(&(state.hash, state.len)))
+        })
     }
 
     /// Groups of names in use that are one file (hard links): they must share a file id.
@@ -357,6 +362,26 @@ mod tests {
         assert_eq!(m.linked(), vec![vec!["b".to_string(), "c".to_string()]]);
         assert!(m.had("a", &State::of(b"", 0o644)));
         assert!(!m.had("a", &State::of(b"xy", 0o644)));
+    }
+
+    #[test]
+    fn a_name_remembers_every_file_that_had_it() {
+        let mut m = DirModel::default();
+        m.settle(&Op::Create { name: "a".into() }, true);
+        m.settle(&write("a", 0, b"first"), true);
+        m.settle(&Op::Create { name: "b".into() }, true);
+        m.settle(
+            &Op::Rename {
+                from: "b".into(),
+                to: "a".into(),
+            },
+            true,
+        );
+        assert!(
+            m.had("a", &State::of(b"first", 0o644)),
+            "the file renamed over"
+        );
+        assert!(m.had("a", &State::of(b"", 0o644)));
     }
 
     #[test]
