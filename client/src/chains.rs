@@ -4,8 +4,10 @@
 //! to an older state, which would make a version of the file nobody wrote (found by the
 //! fault matrix: a write acknowledged by one set of replicas, the next by a disjoint one).
 //!
-//! Kept in memory, bounded: a restarted daemon chains the records its log still holds, and
-//! an object evicted here is shipped without a predecessor (no check), as before.
+//! Kept in memory, bounded. A restarted daemon starts from the newest record each object
+//! had applied somewhere (kept on disk by [`crate::chain_file`]) and chains the records its
+//! log still holds on top; an object evicted here is shipped without a predecessor (no
+//! check).
 
 use codetta_wire::{Fid, Incarnation};
 use std::collections::{HashMap, VecDeque};
@@ -99,6 +101,19 @@ impl Chains {
                 self.refused.remove(&old);
             }
         }
+    }
+
+    /// The newest record remembered on `object`.
+    pub fn newest(&self, object: &Fid) -> Option<(Incarnation, u64)> {
+        self.newest.get(object).copied()
+    }
+
+    /// The remembered objects with their newest record, least recently written first.
+    pub fn entries(&self) -> impl Iterator<Item = (Fid, Incarnation, u64)> + '_ {
+        self.order.iter().filter_map(|(object, seq)| {
+            let (inc, newest) = self.newest.get(object)?;
+            (newest == seq).then_some((*object, *inc, *seq))
+        })
     }
 
     /// How many objects are remembered.

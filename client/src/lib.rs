@@ -3,6 +3,7 @@
 //! through which the OS's own NFS client mounts the file system.
 
 pub mod cache;
+pub mod chain_file;
 pub mod chains;
 pub mod config;
 pub mod daemon;

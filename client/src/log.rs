@@ -11,7 +11,9 @@
 //!   (see `crate::segments` for why that is enough).
 //! - Logs written before the segments kept records in the redb table `records`; they are
 //!   moved into a segment (and synced) when such a log is opened.
+//! - `volume-ID.chain`: the newest applied record per object (see `crate::chain_file`).
 
+use crate::chain_file::{Applied, ChainFile};
 use crate::error::ClientError;
 use crate::segments::Segments;
 use bytes::Bytes;
@@ -59,6 +61,9 @@ pub struct ModifyLog {
     counters: Mutex<Counters>,
     /// The records the log held when opened, less those trimmed since.
     recovered: Mutex<Vec<LoggedRecord>>,
+    chain: Mutex<ChainFile>,
+    /// What the chain file held for records before the log's front when opened.
+    chain_seeds: Vec<Applied>,
 }
 
 /// The durable high-water marks and the numbers actually used.
@@ -216,6 +221,8 @@ impl ModifyLog {
         let next_seq = recovered
             .last()
             .map_or(reserved_seq, |r| r.record.id.seq + 1);
+        let front = recovered.first().map_or(next_seq, |r| r.record.id.seq);
+        let (chain, chain_seeds) = ChainFile::open(&path.with_extension("chain"), front)?;
         Ok(ModifyLog {
             db: std::sync::RwLock::new(Some(db)),
             segments,
@@ -226,6 +233,8 @@ impl ModifyLog {
                 next_seq,
             }),
             recovered: Mutex::new(recovered),
+            chain: Mutex::new(chain),
+            chain_seeds,
         })
     }
 
@@ -437,12 +446,28 @@ impl ModifyLog {
     /// them. If the daemon dies before the segment is gone, they are shipped again and the
     /// servers acknowledge them without applying them twice (rule 3).
     pub fn trim(&self, seq: u64) -> Result<(), ClientError> {
+        self.trim_noting(seq, &[])
+    }
+
+    /// [`ModifyLog::trim`], first noting in the chain file the records among them that
+    /// some replica applied (object, incarnation, sequence; in sequence order).
+    pub fn trim_noting(&self, seq: u64, applied: &[Applied]) -> Result<(), ClientError> {
+        let mut chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
+        self.with_db(|_| chain.note(applied))?;
         self.with_db(|_| self.segments.trim(seq))?;
         self.recovered
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|r| r.record.id.seq > seq);
-        Ok(())
+        // Every noted record is trimmed now (trims come in sequence order, each after
+        // its records are noted, under this lock).
+        self.with_db(|_| chain.compact_if_large())
+    }
+
+    /// Per object, the newest record before the log's front that some replica applied,
+    /// as the chain file held it when the log was opened (least recently written first).
+    pub fn chain_seeds(&self) -> &[Applied] {
+        &self.chain_seeds
     }
 }
 

@@ -124,6 +124,9 @@ struct Client {
     /// the daemon keeps them (in memory: rebuilt from the log after a crash).
     chains: Chains,
     follows: HashMap<u64, Option<u64>>,
+    /// Per object, the newest record some replica applied (the daemon's chain file:
+    /// survives a crash).
+    applied_newest: HashMap<Fid, u64>,
     /// Objects this client knows of (it picks targets among them).
     dirs: Vec<Fid>,
     files: Vec<Fid>,
@@ -134,6 +137,17 @@ impl Client {
     fn rechain(&mut self) {
         self.chains = Chains::default();
         self.follows.clear();
+        let front = self.log.front().map_or(self.next_seq, |(r, _)| r.id.seq);
+        let mut seeds: Vec<(u64, Fid)> = self
+            .applied_newest
+            .iter()
+            .filter(|(_, seq)| **seq < front)
+            .map(|(fid, seq)| (*seq, *fid))
+            .collect();
+        seeds.sort();
+        for (seq, fid) in seeds {
+            self.chains.link(fid, self.incarnation, seq);
+        }
         for (r, _) in &self.log {
             let follows = self.chains.link(r.op.object(), r.id.incarnation, r.id.seq);
             self.follows.insert(r.id.seq, follows);
@@ -241,6 +255,7 @@ impl World {
                     log: VecDeque::new(),
                     shipping: Some(Shipping::new(incarnation, id, &replicas, 1, 1)),
                     chains: Chains::default(),
+                    applied_newest: HashMap::new(),
                     follows: HashMap::new(),
                     dirs: vec![Fid::root(id)],
                     files: Vec::new(),

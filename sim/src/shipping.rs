@@ -182,6 +182,9 @@ impl World {
                 client
                     .chains
                     .unlink(record.op.object(), record.id.incarnation, d.seq, follows);
+            } else {
+                let newest = client.applied_newest.entry(record.op.object()).or_default();
+                *newest = (*newest).max(d.seq);
             }
             if d.divergent || d.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged)) {
                 self.to_resolve

@@ -417,6 +417,13 @@ impl VolumeClient {
         let mut tracker = Tracker::default();
         let mut queue = VecDeque::new();
         let mut chains = Chains::default();
+        // The newest record each object had applied before the log's front, then the
+        // records the log still holds.
+        for (object, inc, seq) in log.chain_seeds() {
+            if *inc == identity.incarnation {
+                chains.link(*object, *inc, *seq);
+            }
+        }
         for rec in pending {
             // After a restart nobody waits: every record is as good as answered early.
             let id = rec.record.id;

@@ -190,6 +190,14 @@ impl Core {
         let Some(last) = done.last().map(|c| c.seq) else {
             return;
         };
+        // Records some replica applied: the newest on each object is remembered on disk
+        // before they leave the log, so a restarted daemon still chains to them.
+        let applied: Vec<crate::chain_file::Applied> = done
+            .iter()
+            .zip(&outbox.queue)
+            .filter(|(c, _)| c.answers.is_empty() || c.answers.iter().any(|(_, o)| o.is_ok()))
+            .map(|(c, q)| (q.rec.record.op.object(), q.rec.record.id.incarnation, c.seq))
+            .collect();
         for c in done {
             let Some(q) = outbox.queue.pop_front() else {
                 tracing::error!(seq = c.seq, "completed a record the queue does not hold");
@@ -233,7 +241,7 @@ impl Core {
         self.acked.send_replace(last);
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = log.trim(last) {
+            if let Err(e) = log.trim_noting(last, &applied) {
                 tracing::warn!("trimming the modify log failed: {e}");
             }
         });

@@ -142,6 +142,8 @@ struct Batch<'txn> {
     capacity: Option<u64>,
     volumes: BTreeMap<u32, Option<VolumeRec>>,
     applied: BTreeMap<(u32, u32), AppliedRec>,
+    /// The gaps rows read in this batch, and whether each changed.
+    gaps: BTreeMap<(u32, u32), (codec::Gaps, bool)>,
 }
 
 impl Batch<'_> {
@@ -157,14 +159,25 @@ impl Batch<'_> {
         Ok(rec)
     }
 
+    /// The gaps of one (incarnation, volume), read once per batch.
+    fn gaps(&mut self, key: (u32, u32)) -> R<&mut (codec::Gaps, bool)> {
+        if !self.gaps.contains_key(&key) {
+            let gaps = match self.t.gaps.get(key)? {
+                Some(g) => codec::decode("applied_gaps", g.value())?,
+                None => codec::Gaps::default(),
+            };
+            self.gaps.insert(key, (gaps, false));
+        }
+        self.gaps
+            .get_mut(&key)
+            .ok_or_else(|| StoreError::Fs(FsError::Internal("gaps cache".into())))
+    }
+
     /// Records that the records `from..=to` of a client were not applied here.
     fn note_gap(&mut self, key: (u32, u32), from: u64, to: u64) -> R<()> {
-        let mut gaps: codec::Gaps = match self.t.gaps.get(key)? {
-            Some(g) => codec::decode("applied_gaps", g.value())?,
-            None => codec::Gaps::default(),
-        };
+        let (gaps, changed) = self.gaps(key)?;
         gaps.add(from, to);
-        self.t.gaps.insert(key, codec::encode(&gaps)?.as_slice())?;
+        *changed = true;
         Ok(())
     }
 
@@ -179,10 +192,7 @@ impl Batch<'_> {
         record: &UpdateRecord,
         before: u64,
     ) -> R<bool> {
-        let gaps: codec::Gaps = match self.t.gaps.get(key)? {
-            Some(g) => codec::decode("applied_gaps", g.value())?,
-            None => return Ok(false),
-        };
+        let (gaps, _) = self.gaps(key)?;
         let missed = before >= gaps.floor
             && gaps
                 .gaps
@@ -429,6 +439,11 @@ impl Batch<'_> {
                 .applied
                 .insert(*key, codec::encode(rec)?.as_slice())?;
         }
+        for (key, (gaps, changed)) in &self.gaps {
+            if *changed {
+                self.t.gaps.insert(*key, codec::encode(gaps)?.as_slice())?;
+            }
+        }
         self.t.save_counters()
     }
 }
@@ -462,6 +477,11 @@ impl<'a> Shipment<'a> {
             cop2,
             follows: &[],
         }
+    }
+
+    /// The same shipment with each record's predecessor on its object.
+    pub fn following(self, follows: &'a [Option<u64>]) -> Shipment<'a> {
+        Shipment { follows, ..self }
     }
 
     /// Records alone: no log start, second phases or predecessors.
@@ -563,6 +583,7 @@ impl Store {
                 capacity: self.options.capacity_bytes,
                 volumes: BTreeMap::new(),
                 applied: BTreeMap::new(),
+                gaps: BTreeMap::new(),
             };
             for item in cop2 {
                 batch.cop2(item)?;

@@ -221,13 +221,7 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     // Record 3 writes f again, after record 2.
     let b3 = vec![grp.g.rec(Gen::write_op(f, 2, b"cd"))];
     let follows = [Some(2)];
-    let shipment = Shipment {
-        records: &b3,
-        data: b"cd",
-        log_start: 3,
-        cop2: &[],
-        follows: &follows,
-    };
+    let shipment = Shipment::new(&b3, b"cd", 3, &[]).following(&follows);
     assert_eq!(
         grp.stores[0].ship(&shipment).unwrap().outcomes,
         vec![Ok(None)]
@@ -245,13 +239,7 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     // Record 4 follows the refused record 3: refused too (a gap now).
     let b4 = vec![grp.g.rec(Gen::write_op(f, 4, b"ef"))];
     let follows = [Some(3)];
-    let shipment = Shipment {
-        records: &b4,
-        data: b"ef",
-        log_start: 3,
-        cop2: &[],
-        follows: &follows,
-    };
+    let shipment = Shipment::new(&b4, b"ef", 3, &[]).following(&follows);
     assert_eq!(
         grp.stores[0].ship(&shipment).unwrap().outcomes,
         vec![Ok(None)]
@@ -267,13 +255,7 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     let (create_g, g) = grp.g.create_op(root, "g", CreateHow::Guarded);
     let b5 = vec![grp.g.rec(create_g)];
     let follows = [None];
-    let shipment = Shipment {
-        records: &b5,
-        data: &[],
-        log_start: 3,
-        cop2: &[],
-        follows: &follows,
-    };
+    let shipment = Shipment::new(&b5, &[], 3, &[]).following(&follows);
     assert_eq!(
         grp.stores[1].ship(&shipment).unwrap().outcomes,
         vec![Ok(Some(g))]

@@ -13,12 +13,8 @@
 //! `CODETTA_FAULT_KEEP=1` every run does): the logs, `faults.timeline`, `failures` and each
 //! worker's operations.
 //!
-//! SIGKILLs of the client daemons join the schedule only with
-//! `CODETTA_FAULT_KILL_CLIENTS=1` (everything is still SIGKILLed once at the end, after the
-//! workload): a daemon started again does not know its last record on each object
-//! (`codetta_client::chains` lives in memory), so its first update of a file can still land
-//! on a replica that missed the previous one. With them, 3 of 10 runs failed that way
-//! (session 16); the fix is the next step of issue 24. Clock steps are 2-5 minutes unless
+//! `CODETTA_FAULT_KILL_CLIENTS=0` leaves SIGKILLs of the client daemons out of the schedule
+//! (everything is still SIGKILLed once at the end). Clock steps are 2-5 minutes unless
 //! `CODETTA_FAULT_BIG_CLOCK_STEPS=1` (-1 h to +1 day): past the tombstone age a stepped
 //! server collects tombstones early and the digests differ for up to 10 minutes.
 
@@ -60,11 +56,7 @@ async fn no_acknowledged_operation_is_lost_under_the_fault_matrix() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs())
     });
-    // SIGKILLs of the client daemons are left out unless asked for: a daemon started again
-    // does not know its last record on each object, and its first update of a file may
-    // still be applied over an older state (3 of 10 runs with them failed; see the module
-    // doc and README "Known limits").
-    let kill_clients = env_u64("CODETTA_FAULT_KILL_CLIENTS").is_some_and(|v| v != 0);
+    let kill_clients = env_u64("CODETTA_FAULT_KILL_CLIENTS").is_none_or(|v| v != 0);
     let mut failed = Vec::new();
     for seed in first..first + runs {
         let summary = one_run(seed, Duration::from_secs(secs), kill_clients).await;

@@ -336,19 +336,22 @@ impl Rig {
         Ok(all)
     }
 
-    /// Conflicts each server lists for the root volume.
-    pub(crate) async fn conflicts(&self) -> Vec<usize> {
+    /// Conflicts each server lists for the root volume (or why its status failed).
+    pub(crate) async fn conflicts(&self) -> Vec<String> {
         let inspector = Inspector::as_admin(&self.layout).expect("inspector");
         let mut out = Vec::new();
         for i in 0..SERVERS {
-            let n = inspector.status(i).await.map_or(0, |s| {
-                s.volumes
+            let listed = match inspector.status(i).await {
+                Ok(s) => s
+                    .volumes
                     .iter()
                     .filter(|v| v.info.name == "root")
                     .map(|v| v.conflicts.len())
-                    .sum()
-            });
-            out.push(n);
+                    .sum::<usize>()
+                    .to_string(),
+                Err(e) => format!("status failed: {e}"),
+            };
+            out.push(listed);
         }
         inspector.close().await;
         out
