@@ -16,9 +16,12 @@
 //! entries outnumber the live ones it is rewritten whole (a new file renamed over it), and
 //! then holds only records already trimmed from the log.
 //!
-//! After a machine crash the tail may be lost: an older predecessor is named then, which a
-//! replica that applied the newer record still has (it applies the record in order); only a
-//! replica that missed the newer one as well is not caught (README, known limits).
+//! After a machine crash the page cache may have lost entries anywhere, and a record naming
+//! an older predecessor than its true one would let a replica that missed the newer one
+//! apply it, and claim (by the record's span, rule 5) to hold what it lacks. So the file
+//! is trusted only within one boot: after a reboot it starts empty (records go out naming
+//! no predecessor until the next of each object). Where the boot cannot be told, every
+//! note is synced.
 
 use crate::chains::{Chains, MAX_CHAINED_OBJECTS};
 use crate::error::ClientError;
@@ -84,13 +87,21 @@ pub struct ChainFile {
     live: Chains,
     /// Entries in the file.
     written: usize,
+    /// Sync every note (the boot cannot be told apart from the daemon's restart).
+    sync_each: bool,
 }
 
 impl ChainFile {
     /// Opens (or creates) the file at `path` and returns it with, per object, the newest
     /// entry for a record before `front` (the first record the log still holds), least
-    /// recently written first.
-    pub fn open(path: &Path, front: u64) -> Result<(ChainFile, Vec<Applied>), ClientError> {
+    /// recently written first. `rebooted`: the machine restarted since the file was
+    /// written, and it is emptied. `sync_each`: every note is synced.
+    pub fn open(
+        path: &Path,
+        front: u64,
+        rebooted: bool,
+        sync_each: bool,
+    ) -> Result<(ChainFile, Vec<Applied>), ClientError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -98,6 +109,13 @@ impl ChainFile {
             .truncate(false)
             .open(path)
             .map_err(storage)?;
+        if rebooted {
+            tracing::warn!(
+                file = %path.display(),
+                "the machine restarted since the chain file was written: it starts empty"
+            );
+            file.set_len(0).map_err(storage)?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(storage)?;
         let mut live = Chains::with_capacity(MAX_CHAINED_OBJECTS);
@@ -134,6 +152,7 @@ impl ChainFile {
                 file,
                 live,
                 written: good,
+                sync_each,
             },
             seeds,
         ))
@@ -151,6 +170,9 @@ impl ChainFile {
             link_if_newer(&mut self.live, *object, *inc, *seq);
         }
         self.file.write_all(&buf).map_err(storage)?;
+        if self.sync_each {
+            self.file.sync_data().map_err(storage)?;
+        }
         self.written += applied.len();
         Ok(())
     }
@@ -169,6 +191,9 @@ impl ChainFile {
         }
         let mut out = File::create(&tmp).map_err(storage)?;
         out.write_all(&buf).map_err(storage)?;
+        if self.sync_each {
+            out.sync_data().map_err(storage)?;
+        }
         drop(out);
         std::fs::rename(&tmp, &self.path).map_err(storage)?;
         self.file = OpenOptions::new()
@@ -206,23 +231,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.chain");
         {
-            let (mut f, seeds) = ChainFile::open(&path, 1).unwrap();
+            let (mut f, seeds) = ChainFile::open(&path, 1, false, false).unwrap();
             assert!(seeds.is_empty());
             f.note(&[(fid(1), INC, 3), (fid(2), INC, 4)]).unwrap();
             f.note(&[(fid(1), INC, 7), (fid(1), INC, 9)]).unwrap();
         }
         // Record 9 was noted but the daemon died before trimming it: the log still holds
         // it (from 8 on) and links it itself, after record 7.
-        let (_, seeds) = ChainFile::open(&path, 8).unwrap();
+        let (_, seeds) = ChainFile::open(&path, 8, false, false).unwrap();
         assert_eq!(seeds, vec![(fid(2), INC, 4), (fid(1), INC, 7)]);
-        let (mut f, seeds) = ChainFile::open(&path, 10).unwrap();
+        let (mut f, seeds) = ChainFile::open(&path, 10, false, false).unwrap();
         assert_eq!(seeds, vec![(fid(2), INC, 4), (fid(1), INC, 9)]);
         // A completion noted late does not take an object back to an older record.
         f.note(&[(fid(1), INC, 12)]).unwrap();
         f.note(&[(fid(1), INC, 11)]).unwrap();
         drop(f);
-        let (_, seeds) = ChainFile::open(&path, 20).unwrap();
+        let (_, seeds) = ChainFile::open(&path, 20, false, false).unwrap();
         assert_eq!(seeds, vec![(fid(2), INC, 4), (fid(1), INC, 12)]);
+        // After a reboot nothing is trusted.
+        let (_, seeds) = ChainFile::open(&path, 20, true, false).unwrap();
+        assert!(seeds.is_empty());
+        let (_, seeds) = ChainFile::open(&path, 20, false, false).unwrap();
+        assert!(seeds.is_empty(), "emptied");
     }
 
     #[test]
@@ -230,7 +260,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.chain");
         {
-            let (mut f, _) = ChainFile::open(&path, 1).unwrap();
+            let (mut f, _) = ChainFile::open(&path, 1, false, false).unwrap();
             f.note(&[(fid(1), INC, 3), (fid(2), INC, 4)]).unwrap();
         }
         // The second entry torn, then garbage.
@@ -239,12 +269,12 @@ mod tests {
         bytes.extend_from_slice(&[0xAB; 50]);
         std::fs::write(&path, &bytes).unwrap();
         {
-            let (mut f, seeds) = ChainFile::open(&path, 100).unwrap();
+            let (mut f, seeds) = ChainFile::open(&path, 100, false, false).unwrap();
             assert_eq!(seeds, vec![(fid(1), INC, 3)]);
             assert_eq!(std::fs::metadata(&path).unwrap().len(), ENTRY_LEN as u64);
             f.note(&[(fid(3), INC, 8)]).unwrap();
         }
-        let (_, seeds) = ChainFile::open(&path, 100).unwrap();
+        let (_, seeds) = ChainFile::open(&path, 100, false, false).unwrap();
         assert_eq!(seeds, vec![(fid(1), INC, 3), (fid(3), INC, 8)]);
     }
 
@@ -252,7 +282,7 @@ mod tests {
     fn superseded_entries_are_compacted_away() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v.chain");
-        let (mut f, _) = ChainFile::open(&path, 1).unwrap();
+        let (mut f, _) = ChainFile::open(&path, 1, false, false).unwrap();
         let mut seq = 0;
         for _ in 0..3 * SLACK {
             seq += 1;
@@ -262,7 +292,7 @@ mod tests {
         assert_eq!(f.written(), 3);
         f.note(&[(fid(7), INC, seq + 1)]).unwrap();
         drop(f);
-        let (_, seeds) = ChainFile::open(&path, u64::MAX).unwrap();
+        let (_, seeds) = ChainFile::open(&path, u64::MAX, false, false).unwrap();
         assert_eq!(
             seeds,
             vec![

@@ -222,7 +222,13 @@ impl ModifyLog {
             .last()
             .map_or(reserved_seq, |r| r.record.id.seq + 1);
         let front = recovered.first().map_or(next_seq, |r| r.record.id.seq);
-        let (chain, chain_seeds) = ChainFile::open(&path.with_extension("chain"), front)?;
+        let rebooted = matches!((stored_boot, boot), (Some(stored), Some(now)) if stored != now);
+        let (chain, chain_seeds) = ChainFile::open(
+            &path.with_extension("chain"),
+            front,
+            rebooted,
+            segments.syncs_each(),
+        )?;
         Ok(ModifyLog {
             db: std::sync::RwLock::new(Some(db)),
             segments,

@@ -4,6 +4,17 @@
 //! the replicas whose counters its version vector already holds for that update (its own at
 //! the first phase, the others as the second phase, COP2, tells them). The counted sets let
 //! a late COP2 and a resolution merge meet without counting one update twice.
+//!
+//! Each entry also says whether the update was its client's record *on* this object (the
+//! record's `Op::object`, so a link of its client's chain of records on the object:
+//! `chained`) and how far back the state is known to hold that chain (`from`): a replica
+//! applies a client's record only over that client's previous record on the object (rule
+//! 2), so a state with update (I, s) applied over (I, p) holds every chained update of
+//! incarnation I on the object from p's `from` to s. Rule 5 uses that to see chained
+//! updates a history forgot: without it, a replica that had an update only from
+//! resolution, then eight of its own, looked as if it lacked the first. An update that
+//! only touched the object (a rename over it, an entry of a directory) is never inferred
+//! this way: no chain passes through it.
 
 use crate::ids::{ReplicaId, UpdateId};
 use crate::replica::AppliedRun;
@@ -21,6 +32,18 @@ pub struct HistEntry {
     pub id: UpdateId,
     /// Replicas whose counter in the object's vector includes this update.
     pub counted: Vec<ReplicaId>,
+    /// The state holds every chained update of `id.incarnation` on the object with a
+    /// sequence number from `from` to `id.seq` (`id.seq` alone when nothing more is known).
+    pub from: u64,
+    /// The update was its client's record on this object (a link of the client's chain).
+    pub chained: bool,
+}
+
+impl HistEntry {
+    /// True when the state this entry belongs to holds update `id` by this entry's span.
+    fn covers(&self, id: UpdateId) -> bool {
+        self.id.incarnation == id.incarnation && self.from <= id.seq && id.seq <= self.id.seq
+    }
 }
 
 /// The last updates of an object, oldest first.
@@ -47,10 +70,37 @@ impl History {
         self.entries.push(HistEntry {
             id,
             counted: vec![replica],
+            from: id.seq,
+            chained: false,
         });
         if self.entries.len() > HISTORY_LEN {
             self.entries.remove(0);
         }
+    }
+
+    /// Update `id`, remembered here, was its client's record on this object, applied over
+    /// a state holding every chained update of its incarnation on the object from `from`
+    /// on (its predecessor's span; `None`: no predecessor known): the entry is chained and
+    /// its span reaches back that far.
+    pub fn chain(&mut self, id: UpdateId, from: Option<u64>) {
+        if let Some(e) = self.entries.iter_mut().find(|e| e.id == id) {
+            e.chained = true;
+            if let Some(from) = from {
+                e.from = e.from.min(from);
+            }
+        }
+    }
+
+    /// Where the span of remembered update `id` begins (see [`HistEntry::from`]).
+    pub fn span_start(&self, id: UpdateId) -> Option<u64> {
+        self.entries.iter().find(|e| e.id == id).map(|e| e.from)
+    }
+
+    /// True if the state holds chained update `id` as far as the entries tell: it is
+    /// remembered, or lies in the span of a later update of the same incarnation. (For an
+    /// update not chained on the object, only [`History::contains`] tells.)
+    pub fn includes(&self, id: UpdateId) -> bool {
+        self.entries.iter().any(|e| e.covers(id))
     }
 
     /// COP2: marks `replica`'s counter as including update `id`. True if the caller must now
@@ -126,6 +176,10 @@ impl History {
             for src in self.entries.iter().chain(&other.entries) {
                 if src.id == e.id {
                     e.counted.extend(&src.counted);
+                    // Merged histories belong to a state that holds both (rule 5 found it
+                    // holds everything either held): either span is true of it.
+                    e.from = e.from.min(src.from);
+                    e.chained |= src.chained;
                 }
             }
             e.counted.sort();
@@ -151,10 +205,13 @@ pub struct VersionView<'a> {
 }
 
 impl VersionView<'_> {
-    /// True when this replica's state includes update `id`: it remembers it, or it
-    /// applied that record.
-    fn has(&self, id: UpdateId) -> bool {
+    /// True when this replica's state includes update `id`: it remembers it (or a later
+    /// update of the same client on the object that was applied over it), or it applied
+    /// that record.
+    fn has(&self, entry: &HistEntry) -> bool {
+        let id = entry.id;
         self.history.contains(id)
+            || (entry.chained && self.history.includes(id))
             || self
                 .applied
                 .iter()
@@ -163,7 +220,7 @@ impl VersionView<'_> {
 
     /// True when this replica has every update `other` remembers.
     fn has_all_of(&self, other: &VersionView<'_>) -> bool {
-        other.history.entries().iter().all(|e| self.has(e.id))
+        other.history.entries().iter().all(|e| self.has(e))
     }
 }
 
@@ -296,6 +353,51 @@ mod tests {
             relate(view(&old, &after, &tb, &[]), view(&old, &before, &ta, &[])),
             Relation::Newer
         );
+    }
+
+    /// The fault matrix's false conflict: replica B had updates 1414 and 1451 of a file only
+    /// from resolution, then applied 1466.. itself, each over the one before; its history
+    /// forgot 1414 and 1451. Replica A stopped at 1511. B holds everything A holds.
+    #[test]
+    fn updates_applied_over_their_predecessors_hold_what_the_history_forgot() {
+        // Each update applied over the one before it.
+        let chain = |h: &mut History, seqs: &[u64], by: u64| {
+            for s in seqs {
+                let before = h.latest();
+                h.record(u(*s), ReplicaId(by));
+                let from = before.map(|b| h.span_start(b).unwrap_or(b.seq));
+                h.chain(u(*s), from);
+            }
+        };
+        let mut a = History::new();
+        chain(&mut a, &[1414, 1451, 1466, 1480, 1490, 1500, 1505, 1511], 1);
+        let mut b = History::new();
+        b.merge(&a);
+        chain(&mut b, &[1520, 1530, 1535, 1540, 1544, 1547, 1549, 1550], 2);
+        assert!(!b.contains(u(1414)) && b.includes(u(1414)));
+        let (va, vb) = (vv(&[(1, 9), (2, 1)]), vv(&[(1, 8), (2, 9)]));
+        assert_eq!(rel((&vb, &b, 2), (&va, &a, 1)), Relation::Newer);
+        // Without the spans (updates applied with no known predecessor) it is a conflict.
+        let mut plain = History::new();
+        plain.merge(&a);
+        for s in [1520, 1530, 1535, 1540, 1544, 1547, 1549, 1550] {
+            plain.record(u(s), ReplicaId(2));
+        }
+        assert_eq!(rel((&vb, &plain, 2), (&va, &a, 1)), Relation::Conflict);
+        // An update of the same client that only touched the file (a rename over it), not
+        // chained on it, is not inferred from a span.
+        let mut touched = a.clone();
+        touched.record(u(1512), ReplicaId(1));
+        assert_eq!(
+            rel((&vb, &b, 2), (&vv(&[(1, 10)]), &touched, 1)),
+            Relation::Conflict
+        );
+        // A span never reaches another incarnation's updates.
+        let other = UpdateId {
+            incarnation: Incarnation(2),
+            seq: 1500,
+        };
+        assert!(!b.includes(other));
     }
 
     #[test]

@@ -40,6 +40,17 @@ pub(crate) struct AppliedRec {
     pub missed: u64,
 }
 
+/// What a replica knows of a record's predecessor on its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Predecessor {
+    /// Its state holds it (applied here, or had from resolution).
+    Held,
+    /// It did not apply it and has not had it from resolution: the record is refused.
+    Missing,
+    /// No predecessor named, or too long ago to tell (below the gaps' floor).
+    Unknown,
+}
+
 /// What a shipped batch did: per record, its outcome and the digest of what it changed
 /// as it was before (see `ReplyBody::Shipped`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -181,33 +192,36 @@ impl Batch<'_> {
         Ok(())
     }
 
-    /// Whether this replica lacks record `before` of `record`'s incarnation, the previous
-    /// one on `record`'s object: it did not apply it (a gap: missed while away, or
-    /// refused) and has not had it from resolution either (it is not in the object's
-    /// history). Applying `record` on top would make a state no client wrote (rule 1).
-    /// An object missing here lets the record fail as it would anyway.
-    fn lacks_predecessor(
+    /// What this replica knows of record `before` of `record`'s incarnation, the previous
+    /// one on `record`'s object. It lacks it when it did not apply it (a gap: missed while
+    /// away, or refused) and has not had it from resolution either (the object's history
+    /// does not include it): applying `record` on top would make a state no client wrote
+    /// (rule 2). An object missing here lets the record fail as it would anyway.
+    fn predecessor(
         &mut self,
         key: (u32, u32),
         record: &UpdateRecord,
         before: u64,
-    ) -> R<bool> {
+    ) -> R<Predecessor> {
         let (gaps, _) = self.gaps(key)?;
-        let missed = before >= gaps.floor
-            && gaps
-                .gaps
-                .iter()
-                .any(|(from, to)| (*from..=*to).contains(&before));
+        if before < gaps.floor {
+            return Ok(Predecessor::Unknown);
+        }
+        let missed = gaps
+            .gaps
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&before));
         if !missed {
-            return Ok(false);
+            return Ok(Predecessor::Held);
         }
         let id = UpdateId {
             incarnation: record.id.incarnation,
             seq: before,
         };
         match super::load_vnode(&self.t.vnodes, &self.t.volumes, record.op.object()) {
-            Ok(v) => Ok(!v.history.contains(id)),
-            Err(_) => Ok(false),
+            Ok(v) if v.history.includes(id) => Ok(Predecessor::Held),
+            Ok(_) => Ok(Predecessor::Missing),
+            Err(_) => Ok(Predecessor::Unknown),
         }
     }
 
@@ -309,9 +323,9 @@ impl Batch<'_> {
         }
         // A record applied to a state older than the one its client wrote it over would
         // make a version nobody wrote: refused, as a record the replica cannot apply.
-        let lacks_predecessor = match follows {
-            Some(before) => self.lacks_predecessor(key, record, before)?,
-            None => false,
+        let predecessor = match follows {
+            Some(before) => self.predecessor(key, record, before)?,
+            None => Predecessor::Unknown,
         };
         let planner = Planner {
             t: &self.t,
@@ -321,13 +335,15 @@ impl Batch<'_> {
             capacity: self.capacity,
         };
         let mut prior = 0;
-        let planned = if lacks_predecessor {
+        let planned = if predecessor == Predecessor::Missing {
             Err(Fail::Answer(FsError::Diverged))
         } else {
             planner.plan(&record.op, data)
         };
         let outcome = match planned {
-            Ok(plan) => {
+            Ok(mut plan) => {
+                let held = follows.filter(|_| predecessor == Predecessor::Held);
+                plan.chain(record.op.object(), record.id, held);
                 let answer = plan.answer;
                 let mut stamped: Vec<Fid> = plan
                     .put

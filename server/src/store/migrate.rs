@@ -1,7 +1,8 @@
 //! Brings a store written by an earlier format up to [`super::STORE_FORMAT`], in place, when
 //! it is opened: 2 -> 3 moves chunks under sequential ids, 3 -> 4 re-keys directory
 //! entries under cookies below 2^63, 4 -> 5 gives every object record its (empty) list of
-//! further names (hard links).
+//! further names (hard links), 5 -> 6 gives every history entry of object records and
+//! tombstones its span (`HistEntry::from`, the update alone).
 //!
 //! Each step moves data in batches, one durable transaction per batch that both writes the
 //! new rows and deletes the old ones, so a crash at any point leaves every item in exactly
@@ -40,13 +41,19 @@ pub(super) fn upgrade(db: &Database, found: u64) -> R<()> {
         2 => {
             chunks_by_id(db)?;
             cookies_below_2_63(db)?;
-            names_in_records(db)
+            names_in_records(db)?;
+            spans_in_histories(db)
         }
         3 => {
             cookies_below_2_63(db)?;
-            names_in_records(db)
+            names_in_records(db)?;
+            spans_in_histories(db)
         }
-        4 => names_in_records(db),
+        4 => {
+            names_in_records(db)?;
+            spans_in_histories(db)
+        }
+        5 => spans_in_histories(db),
         _ => Err(StoreError::Format {
             found,
             supported: super::STORE_FORMAT,
@@ -54,10 +61,126 @@ pub(super) fn upgrade(db: &Database, found: u64) -> R<()> {
     }
 }
 
-/// Format 4's object record: [`codec::Vnode`] without `links`.
-pub(super) mod v4 {
+/// Format 5's records: histories without spans.
+pub(super) mod v5 {
     use codetta_wire::tag::SetDigest;
-    use codetta_wire::{FileType, History, Time, VersionVector};
+    use codetta_wire::{FileType, ReplicaId, Time, UpdateId, VersionVector};
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct HistEntry {
+        pub id: UpdateId,
+        pub counted: Vec<ReplicaId>,
+    }
+
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct History {
+        pub entries: Vec<HistEntry>,
+    }
+
+    impl From<History> for codetta_wire::History {
+        fn from(h: History) -> Self {
+            let mut out = codetta_wire::History::new();
+            for e in h.entries {
+                for r in e.counted {
+                    out.record(e.id, r);
+                }
+            }
+            out
+        }
+    }
+
+    impl From<&codetta_wire::History> for History {
+        fn from(h: &codetta_wire::History) -> Self {
+            History {
+                entries: h
+                    .entries()
+                    .iter()
+                    .map(|e| HistEntry {
+                        id: e.id,
+                        counted: e.counted.clone(),
+                    })
+                    .collect(),
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct Vnode {
+        pub unique: u32,
+        pub ftype: FileType,
+        pub mode: u32,
+        pub uid: u32,
+        pub gid: u32,
+        pub size: u64,
+        pub atime: Time,
+        pub mtime: Time,
+        pub ctime: Time,
+        pub version: VersionVector,
+        pub history: History,
+        pub digest: SetDigest,
+        pub parent: u64,
+        pub name: Vec<u8>,
+        pub subdirs: u64,
+        pub target: Vec<u8>,
+        pub verifier: Option<[u8; 8]>,
+        pub links: Vec<(u64, Vec<u8>)>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub(crate) struct Tombstone {
+        pub unique: u32,
+        pub ftype: FileType,
+        pub version: VersionVector,
+        pub history: History,
+        pub parent: u64,
+        pub name: Vec<u8>,
+    }
+
+    impl From<Vnode> for super::codec::Vnode {
+        fn from(v: Vnode) -> Self {
+            super::codec::Vnode {
+                unique: v.unique,
+                ftype: v.ftype,
+                mode: v.mode,
+                uid: v.uid,
+                gid: v.gid,
+                size: v.size,
+                atime: v.atime,
+                mtime: v.mtime,
+                ctime: v.ctime,
+                version: v.version,
+                history: v.history.into(),
+                digest: v.digest,
+                parent: v.parent,
+                name: v.name,
+                subdirs: v.subdirs,
+                target: v.target,
+                verifier: v.verifier,
+                links: v.links,
+            }
+        }
+    }
+
+    impl From<Tombstone> for super::codec::Tombstone {
+        fn from(t: Tombstone) -> Self {
+            super::codec::Tombstone {
+                unique: t.unique,
+                ftype: t.ftype,
+                version: t.version,
+                history: t.history.into(),
+                parent: t.parent,
+                name: t.name,
+            }
+        }
+    }
+}
+
+/// Format 4's object record: format 5's without `links`.
+pub(super) mod v4 {
+    use super::v5::History;
+    use codetta_wire::tag::SetDigest;
+    use codetta_wire::{FileType, Time, VersionVector};
     use serde::{Deserialize, Serialize};
 
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,9 +204,9 @@ pub(super) mod v4 {
         pub verifier: Option<[u8; 8]>,
     }
 
-    impl From<Vnode> for super::codec::Vnode {
+    impl From<Vnode> for super::v5::Vnode {
         fn from(v: Vnode) -> Self {
-            super::codec::Vnode {
+            super::v5::Vnode {
                 unique: v.unique,
                 ftype: v.ftype,
                 mode: v.mode,
@@ -135,10 +258,10 @@ fn names_in_records(db: &Database) -> R<()> {
                     let (k, v) = item?;
                     scanned += 1;
                     after = Some(k.value());
-                    if codec::decode::<codec::Vnode>("vnodes", v.value()).is_err()
+                    if codec::decode::<v5::Vnode>("vnodes", v.value()).is_err()
                         && let Ok(record) = codec::decode::<v4::Vnode>("vnodes", v.value())
                     {
-                        old.push((k.value(), codec::Vnode::from(record)));
+                        old.push((k.value(), v5::Vnode::from(record)));
                     }
                 }
             }
@@ -154,6 +277,81 @@ fn names_in_records(db: &Database) -> R<()> {
             tracing::info!(objects = rewritten, "store upgraded to format 5");
             return Ok(());
         }
+        txn.commit()?;
+    }
+}
+
+/// Where [`spans_in_histories`] has got to: (phase, key last rewritten), kept in META in
+/// the transaction of each batch, so that a step started over after a crash goes on after
+/// it (a record of format 6 may also decode as one of format 5: the scan cannot tell).
+const SPANS_CURSOR: &str = "upgrade_spans_cursor";
+
+/// Format 5 -> 6: every object record (phase 0), then every tombstone (phase 1), written
+/// again with spans in its history, a batch per transaction.
+fn spans_in_histories(db: &Database) -> R<()> {
+    use std::ops::Bound;
+    let mut rewritten = 0u64;
+    loop {
+        let txn = db.begin_write()?;
+        let mut meta = txn.open_table(tables::META)?;
+        let (phase, after): (u8, Option<(u32, u64)>) = match meta.get(SPANS_CURSOR)? {
+            Some(g) => codec::decode("meta", g.value())?,
+            None => (0, None),
+        };
+        let table = match phase {
+            0 => tables::VNODES,
+            _ => tables::TOMBSTONES,
+        };
+        let mut rows = txn.open_table(table)?;
+        let mut batch = Vec::new();
+        {
+            let range = match after {
+                Some(from) => {
+                    rows.range::<(u32, u64)>((Bound::Excluded(from), Bound::Unbounded))?
+                }
+                None => rows.range::<(u32, u64)>(..)?,
+            };
+            for item in range.take(VNODES_PER_BATCH) {
+                let (k, v) = item?;
+                let new = match phase {
+                    0 => codec::decode::<v5::Vnode>("vnodes", v.value())
+                        .map(|old| codec::encode(&codec::Vnode::from(old))),
+                    _ => codec::decode::<v5::Tombstone>("tombstones", v.value())
+                        .map(|old| codec::encode(&codec::Tombstone::from(old))),
+                };
+                // A record that decodes as neither format is left as it is and reported
+                // where it is read.
+                batch.push((k.value(), new.ok().transpose()?));
+            }
+        }
+        let last = batch.last().map(|(k, _)| *k);
+        let full = batch.len() == VNODES_PER_BATCH;
+        for (key, new) in &batch {
+            if let Some(bytes) = new {
+                rows.insert(*key, bytes.as_slice())?;
+                rewritten += 1;
+            }
+        }
+        drop(rows);
+        match (full, last, phase) {
+            (true, Some(key), _) => {
+                meta.insert(SPANS_CURSOR, codec::encode(&(phase, Some(key)))?.as_slice())?;
+            }
+            (_, _, 0) => {
+                // Object records done: tombstones from their first.
+                let next: (u8, Option<(u32, u64)>) = (1, None);
+                meta.insert(SPANS_CURSOR, codec::encode(&next)?.as_slice())?;
+            }
+            _ => {
+                meta.remove(SPANS_CURSOR)?;
+                put_meta_u64(&mut meta, tables::meta::FORMAT, 6)?;
+                drop(meta);
+                txn.commit()?;
+                tracing::info!(records = rewritten, "store upgraded to format 6");
+                return Ok(());
+            }
+        }
+        drop(meta);
         txn.commit()?;
     }
 }
@@ -278,6 +476,8 @@ fn chunks_by_id(db: &Database) -> R<()> {
 /// Decodes `bytes` as the records of earlier formats a migration reads.
 pub(super) fn fuzz_old_records(bytes: &[u8]) {
     let _ = codec::decode::<v4::Vnode>("vnodes", bytes);
+    let _ = codec::decode::<v5::Vnode>("vnodes", bytes).map(codec::Vnode::from);
+    let _ = codec::decode::<v5::Tombstone>("tombstones", bytes).map(codec::Tombstone::from);
 }
 
 #[cfg(test)]
@@ -286,6 +486,7 @@ mod tests {
     use super::super::testutil::{Fx, check_consistency};
     use super::super::{StoreOptions, meta_u64, tables};
     use super::*;
+    use codetta_wire::update::Op;
     use redb::ReadableDatabase;
 
     /// Writes every object record as format 4 did (without `links`; none may have any).
@@ -314,7 +515,7 @@ mod tests {
                     mtime: v.mtime,
                     ctime: v.ctime,
                     version: v.version,
-                    history: v.history,
+                    history: v5::History::from(&v.history),
                     digest: v.digest,
                     parent: v.parent,
                     name: v.name,
@@ -326,6 +527,7 @@ mod tests {
                     .insert(key, codec::encode(&old).unwrap().as_slice())
                     .unwrap();
             }
+            downgrade_tombstones(&txn);
             put_meta_u64(
                 &mut txn.open_table(tables::META).unwrap(),
                 tables::meta::FORMAT,
@@ -334,6 +536,177 @@ mod tests {
             .unwrap();
         }
         txn.commit().unwrap();
+    }
+
+    /// Writes every object record and tombstone as format 5 did (histories without spans),
+    /// then the tombstones too, as every format before 6 kept them.
+    fn downgrade_to_5(db: &Database) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut vnodes = txn.open_table(tables::VNODES).unwrap();
+            let all: Vec<((u32, u64), codec::Vnode)> = vnodes
+                .iter()
+                .unwrap()
+                .map(|i| {
+                    let (k, v) = i.unwrap();
+                    (k.value(), codec::decode("vnodes", v.value()).unwrap())
+                })
+                .collect();
+            for (key, v) in all {
+                let old = v5::Vnode {
+                    unique: v.unique,
+                    ftype: v.ftype,
+                    mode: v.mode,
+                    uid: v.uid,
+                    gid: v.gid,
+                    size: v.size,
+                    atime: v.atime,
+                    mtime: v.mtime,
+                    ctime: v.ctime,
+                    version: v.version,
+                    history: v5::History::from(&v.history),
+                    digest: v.digest,
+                    parent: v.parent,
+                    name: v.name,
+                    subdirs: v.subdirs,
+                    target: v.target,
+                    verifier: v.verifier,
+                    links: v.links,
+                };
+                vnodes
+                    .insert(key, codec::encode(&old).unwrap().as_slice())
+                    .unwrap();
+            }
+            downgrade_tombstones(&txn);
+            put_meta_u64(
+                &mut txn.open_table(tables::META).unwrap(),
+                tables::meta::FORMAT,
+                5,
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    fn downgrade_tombstones(txn: &redb::WriteTransaction) {
+        let mut tombs = txn.open_table(tables::TOMBSTONES).unwrap();
+        let all: Vec<((u32, u64), codec::Tombstone)> = tombs
+            .iter()
+            .unwrap()
+            .map(|i| {
+                let (k, v) = i.unwrap();
+                (k.value(), codec::decode("tombstones", v.value()).unwrap())
+            })
+            .collect();
+        for (key, t) in all {
+            let old = v5::Tombstone {
+                unique: t.unique,
+                ftype: t.ftype,
+                version: t.version,
+                history: v5::History::from(&t.history),
+                parent: t.parent,
+                name: t.name,
+            };
+            tombs
+                .insert(key, codec::encode(&old).unwrap().as_slice())
+                .unwrap();
+        }
+    }
+
+    /// A format-5 store with more objects and tombstones than one batch rewrites opens as
+    /// format 6, every object and tombstone as it was; a crash part-way (simulated by a
+    /// cursor left in META) goes on after it.
+    #[test]
+    fn a_format_5_store_gets_spans_in_its_histories() {
+        let mut fx = Fx::new();
+        let root = fx.root();
+        let d = fx.mkdir(root, "d");
+        let mut fids = vec![root, d];
+        for i in 0..VNODES_PER_BATCH + 300 {
+            let f = fx.create(d, &format!("f{i}"));
+            if i % 1000 == 0 {
+                fx.write(f, 0, format!("data {i}").as_bytes());
+            }
+            fids.push(f);
+        }
+        let names: Vec<String> = (0..VNODES_PER_BATCH + 10)
+            .map(|i| format!("g{i}"))
+            .collect();
+        for chunk in names.chunks(512) {
+            let mut creates = Vec::new();
+            let mut removes = Vec::new();
+            for n in chunk {
+                let (op, fid) =
+                    fx.g.create_op(root, n, codetta_wire::update::CreateHow::Guarded);
+                creates.push((op, Vec::new()));
+                removes.push((
+                    Op::Remove {
+                        dir: root,
+                        name: codetta_wire::Name::new(n.as_bytes()).unwrap(),
+                        fid,
+                    },
+                    Vec::new(),
+                ));
+            }
+            assert!(fx.batch(creates).iter().all(|o| o.is_ok()));
+            assert!(fx.batch(removes).iter().all(|o| o.is_ok()));
+        }
+        let tombs = |fx: &Fx| -> Vec<codec::Tombstone> {
+            let txn = fx.store.db.begin_read().unwrap();
+            let t = txn.open_table(tables::TOMBSTONES).unwrap();
+            t.iter()
+                .unwrap()
+                .map(|i| codec::decode("tombstones", i.unwrap().1.value()).unwrap())
+                .collect()
+        };
+        let before: Vec<_> = fids.iter().map(|f| fx.state(*f)).collect();
+        let buried = tombs(&fx);
+        assert!(buried.len() > VNODES_PER_BATCH);
+        downgrade_to_5(&fx.store.db);
+        // A crash after the first 100 object records were rewritten: they are of format 6
+        // and the cursor names the last of them.
+        {
+            let txn = fx.store.db.begin_write().unwrap();
+            {
+                let mut vnodes = txn.open_table(tables::VNODES).unwrap();
+                let first: Vec<((u32, u64), v5::Vnode)> = vnodes
+                    .iter()
+                    .unwrap()
+                    .take(100)
+                    .map(|i| {
+                        let (k, v) = i.unwrap();
+                        (k.value(), codec::decode("vnodes", v.value()).unwrap())
+                    })
+                    .collect();
+                let last = first.last().unwrap().0;
+                for (key, old) in first {
+                    let new = codec::encode(&codec::Vnode::from(old)).unwrap();
+                    vnodes.insert(key, new.as_slice()).unwrap();
+                }
+                let cursor: (u8, Option<(u32, u64)>) = (0, Some(last));
+                txn.open_table(tables::META)
+                    .unwrap()
+                    .insert(SPANS_CURSOR, codec::encode(&cursor).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut fx = fx.reopened(StoreOptions::default());
+        assert_eq!(format_of(&fx), Some(6));
+        let after: Vec<_> = fids.iter().map(|f| fx.state(*f)).collect();
+        assert_eq!(after, before);
+        // What format 5 could not keep is gone: spans and chained marks.
+        let unspanned: Vec<codec::Tombstone> = buried
+            .into_iter()
+            .map(|mut t| {
+                t.history = v5::History::from(&t.history).into();
+                t
+            })
+            .collect();
+        assert_eq!(tombs(&fx), unspanned);
+        check_consistency(&fx.store);
+        fx.write(fids[2], 0, b"after");
+        check_consistency(&fx.store);
     }
 
     fn format_of(fx: &Fx) -> Option<u64> {
@@ -361,7 +734,7 @@ mod tests {
         let before: Vec<_> = fids.iter().map(|f| fx.state(*f)).collect();
         downgrade_vnodes(&fx.store.db, 4);
         let mut fx = fx.reopened(StoreOptions::default());
-        assert_eq!(format_of(&fx), Some(5));
+        assert_eq!(format_of(&fx), Some(super::super::STORE_FORMAT));
         let after: Vec<_> = fids.iter().map(|f| fx.state(*f)).collect();
         assert_eq!(after, before);
         check_consistency(&fx.store);
@@ -438,7 +811,10 @@ mod tests {
         check_consistency(&fx.store);
         let txn = fx.store.db.begin_read().unwrap();
         let meta = txn.open_table(tables::META).unwrap();
-        assert_eq!(meta_u64(&meta, tables::meta::FORMAT).unwrap(), Some(5));
+        assert_eq!(
+            meta_u64(&meta, tables::meta::FORMAT).unwrap(),
+            Some(super::super::STORE_FORMAT)
+        );
         assert!(
             txn.open_table(v2::CHUNK_REFS).is_err(),
             "old tables are gone"
@@ -534,6 +910,6 @@ mod tests {
         assert_eq!(list(&fx), before);
         assert!(fx.lookup(big, "n7").is_ok());
         check_consistency(&fx.store);
-        assert_eq!(format_of(&fx), Some(5));
+        assert_eq!(format_of(&fx), Some(super::super::STORE_FORMAT));
     }
 }

@@ -222,7 +222,7 @@ type R<T> = Result<T, StoreError>;
 /// catalogue epoch of their group. 3: chunks are stored under sequential ids, found by hash
 /// through an index. 4: directory entries are keyed by cookies below 2^63. 5: object
 /// records list every name of the object (hard links).
-const STORE_FORMAT: u64 = 5;
+const STORE_FORMAT: u64 = 6;
 
 fn meta_u64(meta: &impl ReadableTable<&'static str, &'static [u8]>, key: &str) -> R<Option<u64>> {
     match meta.get(key)? {

@@ -53,6 +53,22 @@ pub(crate) struct Plan<'d> {
 }
 
 impl Plan<'_> {
+    /// Update `id` is its client's record on `object` (`Op::object`), applied over the same
+    /// client's update `before` when the object's state holds it (`None`: none named, or
+    /// not known): the new history entry is chained, and its span reaches back as far as
+    /// `before`'s (or to `before`, when the history no longer remembers it). See
+    /// [`codetta_wire::History`].
+    pub(crate) fn chain(&mut self, object: Fid, id: UpdateId, before: Option<u64>) {
+        let changed = self.put.iter_mut().chain(self.delete.iter_mut());
+        for (_, v) in changed.filter(|(f, _)| *f == object) {
+            let from = before.map(|b| {
+                let prev = UpdateId { seq: b, ..id };
+                v.history.span_start(prev).unwrap_or(b)
+            });
+            v.history.chain(id, from);
+        }
+    }
+
     /// A plan that changes nothing and answers `fid`.
     pub(crate) fn answer_only(fid: Option<Fid>) -> Self {
         Self::answer(fid)

@@ -317,3 +317,41 @@ fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
     assert_eq!(moved.fid, f);
     assert_eq!(grp.stores[0].getattr(other), Err(FsError::Stale));
 }
+
+/// Each record applied over its predecessor extends that one's span (rule 5 sees what the
+/// history forgot): after eleven chained writes the history remembers eight, and its
+/// newest entry's span still reaches back to the create.
+#[test]
+fn chained_records_leave_spans_reaching_back_to_the_first() {
+    let mut grp = group(1);
+    let root = grp.vol.root;
+    let (create, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
+    let b1 = vec![grp.g.rec(create)];
+    grp.ship(&[0], &b1, &[], 1, &[]);
+    let mut before = b1[0].id;
+    let mut first_write = None;
+    for i in 0..11u64 {
+        let b = vec![grp.g.rec(Gen::write_op(f, i, b"x"))];
+        first_write.get_or_insert(b[0].id);
+        let follows = [Some(before.seq)];
+        let shipment = Shipment::new(&b, b"x", 1, &[]).following(&follows);
+        assert_eq!(
+            grp.stores[0].ship(&shipment).unwrap().outcomes,
+            vec![Ok(None)]
+        );
+        before = b[0].id;
+    }
+    let h = grp.stores[0].history(f).unwrap();
+    let first_write = first_write.unwrap();
+    assert!(!h.contains(first_write), "forgotten by the history");
+    assert!(
+        h.includes(first_write),
+        "but inside the newest update's span"
+    );
+    assert_eq!(h.span_start(before), Some(b1[0].id.seq));
+    // A record naming no predecessor starts a span of its own.
+    let b = vec![grp.g.rec(Gen::write_op(f, 0, b"y"))];
+    grp.ship(&[0], &b, b"y", 1, &[]);
+    let h = grp.stores[0].history(f).unwrap();
+    assert_eq!(h.span_start(b[0].id), Some(b[0].id.seq));
+}
