@@ -104,9 +104,8 @@ impl ChainFile {
     ) -> Result<(ChainFile, Vec<Applied>), ClientError> {
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .create(true)
-            .truncate(false)
             .open(path)
             .map_err(storage)?;
         if rebooted {
@@ -140,11 +139,6 @@ impl ChainFile {
             );
             file.set_len(good_len).map_err(storage)?;
         }
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(storage)?;
-        file.flush().map_err(storage)?;
         let seeds = before_front.entries().collect();
         Ok((
             ChainFile {

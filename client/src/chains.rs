@@ -86,6 +86,9 @@ impl Chains {
             match before {
                 Some(b) => {
                     self.newest.insert(object, (incarnation, b));
+                    // Its entry in `order` may be gone (superseded ones are dropped):
+                    // without one it would never be evicted.
+                    self.order.push_back((object, b));
                 }
                 None => {
                     self.newest.remove(&object);
@@ -203,6 +206,24 @@ mod tests {
             Some(1),
             "record 1 is the last applied"
         );
+    }
+
+    /// An object handed back to an older record after its superseded entries were dropped
+    /// is still evicted in turn: the chains stay bounded.
+    #[test]
+    fn an_object_handed_back_is_still_evicted() {
+        let mut c = Chains::with_capacity(2);
+        let inc = Incarnation(1);
+        // Record 13 is the last link: the superseded entries were dropped just then.
+        for seq in 1..=13 {
+            c.link(fid(1), inc, seq);
+        }
+        c.unlink(fid(1), inc, 13, Some(12));
+        for n in 2..50 {
+            c.link(fid(n), inc, 100 + n);
+        }
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.link(fid(1), inc, 500), None, "object 1 was forgotten");
     }
 
     #[test]

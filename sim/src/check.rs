@@ -9,15 +9,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 impl World {
-    /// The oracle's properties and replica equality.
-    pub(crate) fn check(&mut self) -> anyhow::Result<()> {
-        // `CODETTA_SIM_GREP=TEXT`: the trace lines containing TEXT (a fid, an op), to follow
-        // an object the failure message does not name.
+    /// `CODETTA_SIM_GREP=TEXT`: prints the trace lines containing TEXT (a fid, an op), to
+    /// follow an object the failure message does not name.
+    pub(crate) fn print_grepped(&self) {
         if let Ok(f) = std::env::var("CODETTA_SIM_GREP") {
             for l in self.trace.iter().filter(|l| l.contains(&f)) {
                 eprintln!("DBG {l}");
             }
         }
+    }
+
+    /// The oracle's properties and replica equality.
+    pub(crate) fn check(&mut self) -> anyhow::Result<()> {
+        self.print_grepped();
         let stores: Vec<Arc<Store>> = self
             .servers
             .iter()

@@ -673,11 +673,7 @@ impl World {
                 return Ok(());
             }
             if round == 29 {
-                if let Ok(f) = std::env::var("CODETTA_SIM_GREP") {
-                    for l in self.trace.iter().filter(|l| l.contains(&f)) {
-                        eprintln!("DBG {l}");
-                    }
-                }
+                self.print_grepped();
                 let tail: Vec<String> = self.trace.iter().rev().take(12).rev().cloned().collect();
                 anyhow::bail!(
                     "healing did not reach a fixpoint; last decisions:\n{}",

@@ -192,12 +192,7 @@ impl Core {
         };
         // Records some replica applied: the newest on each object is remembered on disk
         // before they leave the log, so a restarted daemon still chains to them.
-        let applied: Vec<crate::chain_file::Applied> = done
-            .iter()
-            .zip(&outbox.queue)
-            .filter(|(c, _)| c.answers.is_empty() || c.answers.iter().any(|(_, o)| o.is_ok()))
-            .map(|(c, q)| (q.rec.record.op.object(), q.rec.record.id.incarnation, c.seq))
-            .collect();
+        let mut applied: Vec<crate::chain_file::Applied> = Vec::with_capacity(done.len());
         for c in done {
             let Some(q) = outbox.queue.pop_front() else {
                 tracing::error!(seq = c.seq, "completed a record the queue does not hold");
@@ -211,6 +206,8 @@ impl Core {
                 outbox
                     .chains
                     .unlink(object, rec.id.incarnation, c.seq, q.follows);
+            } else {
+                applied.push((rec.op.object(), rec.id.incarnation, c.seq));
             }
             let diverged = c.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged));
             if c.divergent || diverged {

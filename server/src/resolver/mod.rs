@@ -309,20 +309,13 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         };
         // Every name in the blocker moves to the root: a hard link left there blocks the
         // move again, for ever (the simulation found an object and a directory holding one
-        // of its links each waiting on the other, a new conflict name each round).
+        // of its links each waiting on the other, a new conflict name each round). The
+        // install orders the names and merges repeats (`Vnode::set_places`).
         let root = Fid::root(fid.volume);
-        let mut names: Vec<_> = meta.placements().cloned().collect();
-        for p in &mut names {
+        for p in std::iter::once(&mut meta.placement).chain(meta.links.iter_mut()) {
             if p.parent == blocker {
                 p.parent = root;
             }
-        }
-        names.sort_by(|a, b| (a.parent.vnode, &a.name).cmp(&(b.parent.vnode, &b.name)));
-        names.dedup_by(|a, b| a.parent.vnode == b.parent.vnode && a.name == b.name);
-        let mut names = names.into_iter();
-        if let Some(first) = names.next() {
-            meta.placement = first;
-            meta.links = names.collect();
         }
         to_conflict_names(meta, &chosen.tag.0);
         self.summary.conflicts += 1;
