@@ -14,6 +14,7 @@ pub mod landing;
 mod legacy;
 pub mod link;
 pub mod log;
+pub mod missed;
 pub mod nfs;
 pub mod promises;
 mod read_source;

@@ -3,7 +3,9 @@
 //!
 //! A read must never return bytes no acknowledged write put there, nor an older state than
 //! the replicas the client can reach hold: data comes from a member whose state includes
-//! every other member's, and when none does, resolution settles the object first.
+//! every other member's, and when none does, resolution settles the object first. Nor an
+//! older state than this client's own acknowledged updates: a member that missed one of
+//! them ([`crate::missed`]) is never the source, even alone in the AVSG.
 
 use codetta_wire::message::ObjectState;
 use codetta_wire::version::VvOrdering;
@@ -22,8 +24,9 @@ pub(crate) enum ReadSource {
 }
 
 /// Decides [`ReadSource`] from `(member, its state; None: it lacks the object)`, members in
-/// group order.
-pub(crate) fn read_source(states: &[(usize, Option<ObjectState>)]) -> ReadSource {
+/// group order, never choosing a member in `stale` (one that missed this client's own
+/// update of the object, see [`still_stale`]).
+pub(crate) fn read_source(states: &[(usize, Option<ObjectState>)], stale: &[usize]) -> ReadSource {
     let Some((_, Some(first))) = states.first() else {
         return ReadSource::Resolve;
     };
@@ -31,12 +34,37 @@ pub(crate) fn read_source(states: &[(usize, Option<ObjectState>)]) -> ReadSource
         .iter()
         .all(|(_, s)| s.as_ref().is_some_and(|s| s.tag == first.tag))
     {
-        return ReadSource::Any;
+        return if states.iter().any(|(m, _)| stale.contains(m)) {
+            ReadSource::Resolve
+        } else {
+            ReadSource::Any
+        };
     }
     states
         .iter()
+        .filter(|(m, _)| !stale.contains(m))
         .find(|(m, s)| s.as_ref().is_some_and(|s| includes_all(*m, s, states)))
         .map_or(ReadSource::Resolve, |(m, _)| ReadSource::From(*m))
+}
+
+/// Of the `marked` members (each missed one of this client's updates of the object), those
+/// still stale: every one whose state is not that of a member that is not marked. The
+/// others caught up (resolution brought them the update).
+pub(crate) fn still_stale(states: &[(usize, Option<ObjectState>)], marked: &[usize]) -> Vec<usize> {
+    let fresh_tags: Vec<_> = states
+        .iter()
+        .filter(|(m, _)| !marked.contains(m))
+        .filter_map(|(_, s)| s.as_ref().map(|s| s.tag))
+        .collect();
+    marked
+        .iter()
+        .copied()
+        .filter(|m| {
+            !states.iter().any(|(other, s)| {
+                other == m && s.as_ref().is_some_and(|s| fresh_tags.contains(&s.tag))
+            })
+        })
+        .collect()
 }
 
 /// True when `state` (member `m`'s) includes every other member's: the same state, or a
@@ -53,10 +81,14 @@ fn includes_all(m: usize, state: &ObjectState, states: &[(usize, Option<ObjectSt
 
 /// The last resort once resolution could not settle the object in time (another
 /// coordinator is still installing it, say): the first member holding the object whose
-/// state no other member's dominates. `None` when no member holds it.
-pub(crate) fn undominated(states: &[(usize, Option<ObjectState>)]) -> Option<usize> {
+/// state no other member's dominates, not in `stale`. `None` when no such member holds it.
+pub(crate) fn undominated(
+    states: &[(usize, Option<ObjectState>)],
+    stale: &[usize],
+) -> Option<usize> {
     states
         .iter()
+        .filter(|(m, _)| !stale.contains(m))
         .find(|(m, s)| {
             s.as_ref().is_some_and(|s| {
                 states.iter().all(|(other, o)| match o {
@@ -104,63 +136,103 @@ mod tests {
         let behind = state(2, &[(1, 2), (2, 2)]);
         let other = state(3, &[(1, 6), (2, 4)]);
         let same = |s: &Option<ObjectState>| (0..3).map(|m| (m, s.clone())).collect::<Vec<_>>();
-        assert_eq!(read_source(&same(&newest)), ReadSource::Any);
+        assert_eq!(read_source(&same(&newest), &[]), ReadSource::Any);
         // The first member is ahead of a member being filled: read from it.
         assert_eq!(
-            read_source(&[(0, newest.clone()), (1, behind.clone())]),
+            read_source(&[(0, newest.clone()), (1, behind.clone())], &[]),
             ReadSource::From(0)
         );
         assert_eq!(
-            read_source(&[
-                (0, newest.clone()),
-                (1, newest.clone()),
-                (2, behind.clone())
-            ]),
+            read_source(
+                &[
+                    (0, newest.clone()),
+                    (1, newest.clone()),
+                    (2, behind.clone())
+                ],
+                &[]
+            ),
             ReadSource::From(0)
         );
         // The first member is behind (a server back from a crash, being resolved): read
         // from the first one that has everything, never from the stale one.
         assert_eq!(
-            read_source(&[
-                (0, behind.clone()),
-                (1, newest.clone()),
-                (2, newest.clone())
-            ]),
+            read_source(
+                &[
+                    (0, behind.clone()),
+                    (1, newest.clone()),
+                    (2, newest.clone())
+                ],
+                &[]
+            ),
             ReadSource::From(1)
         );
         assert_eq!(
-            read_source(&[(0, behind.clone()), (3, newest.clone())]),
+            read_source(&[(0, behind.clone()), (3, newest.clone())], &[]),
             ReadSource::From(3)
         );
         // Concurrent, or some member lacks the object: resolve first.
         assert_eq!(
-            read_source(&[(0, newest.clone()), (1, other.clone())]),
+            read_source(&[(0, newest.clone()), (1, other.clone())], &[]),
             ReadSource::Resolve
         );
         assert_eq!(
-            read_source(&[(0, newest.clone()), (1, None)]),
+            read_source(&[(0, newest.clone()), (1, None)], &[]),
             ReadSource::Resolve
         );
         assert_eq!(
-            read_source(&[(0, None), (1, newest.clone())]),
+            read_source(&[(0, None), (1, newest.clone())], &[]),
             ReadSource::Resolve
         );
-        assert_eq!(read_source(&[]), ReadSource::Resolve);
+        assert_eq!(read_source(&[], &[]), ReadSource::Resolve);
         // Equal versions with different states are a conflict.
         let twin = state(9, &[(1, 5), (2, 5)]);
         assert_eq!(
-            read_source(&[(0, newest.clone()), (1, twin)]),
+            read_source(&[(0, newest.clone()), (1, twin)], &[]),
             ReadSource::Resolve
         );
         // Last resort: the first holder nobody dominates.
         assert_eq!(
-            undominated(&[(0, None), (1, behind.clone()), (2, newest.clone())]),
+            undominated(&[(0, None), (1, behind.clone()), (2, newest.clone())], &[]),
             Some(2)
         );
         assert_eq!(
-            undominated(&[(0, newest.clone()), (1, other.clone())]),
+            undominated(&[(0, newest.clone()), (1, other.clone())], &[]),
             Some(0)
         );
-        assert_eq!(undominated(&[(0, None), (1, None)]), None);
+        assert_eq!(undominated(&[(0, None), (1, None)], &[]), None);
+    }
+
+    /// The fault matrix's case: member 0 missed this client's rename (it was away), the
+    /// others applied it. Member 0 alone, or member 0 equal to nobody fresh, is never read
+    /// from; once it holds a fresh member's state it caught up.
+    #[test]
+    fn a_member_that_missed_this_clients_update_is_never_the_source() {
+        let old = state(1, &[(1, 5), (2, 5)]);
+        let new = state(2, &[(1, 5), (2, 6), (3, 6)]);
+        // Alone in the AVSG, or all alike: still not the source.
+        assert_eq!(read_source(&[(0, old.clone())], &[0]), ReadSource::Resolve);
+        assert_eq!(undominated(&[(0, old.clone())], &[0]), None);
+        // Its state even dominating the fresh one's (merged, say): resolution first, and
+        // as the last resort nobody (the fresh member is dominated).
+        let ahead = state(3, &[(1, 9), (2, 9), (3, 9)]);
+        assert_eq!(
+            read_source(&[(0, ahead.clone()), (1, new.clone())], &[0]),
+            ReadSource::Resolve
+        );
+        assert_eq!(
+            undominated(&[(0, ahead.clone()), (1, new.clone())], &[0]),
+            None
+        );
+        assert_eq!(
+            read_source(&[(0, old.clone()), (1, new.clone())], &[0]),
+            ReadSource::From(1)
+        );
+        // Caught up: it holds the fresh member's state.
+        let states = [(0, new.clone()), (1, new.clone()), (2, old.clone())];
+        assert_eq!(still_stale(&states, &[0]), Vec::<usize>::new());
+        assert_eq!(still_stale(&states, &[0, 2]), vec![2]);
+        // With nobody fresh to compare with, a marked member stays marked.
+        assert_eq!(still_stale(&[(0, new.clone())], &[0]), vec![0]);
+        assert_eq!(still_stale(&[(0, None), (1, new)], &[0]), vec![0]);
     }
 }

@@ -19,6 +19,7 @@ mod local_port;
 mod mounts;
 mod nfs_ops;
 mod nospc;
+mod own_updates;
 mod partition;
 mod permissions;
 mod replication;

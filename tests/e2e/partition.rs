@@ -15,13 +15,13 @@ use nfs3_client::nfs3_types::nfs3::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-struct Side {
-    daemon: ClientDaemon,
+pub(crate) struct Side {
+    pub(crate) daemon: ClientDaemon,
     _stop: tokio::sync::watch::Sender<bool>,
-    port: u16,
+    pub(crate) port: u16,
 }
 
-async fn client(layout: &Layout, name: &str, routes: &BTreeMap<String, String>) -> Side {
+pub(crate) async fn client(layout: &Layout, name: &str, routes: &BTreeMap<String, String>) -> Side {
     let port = free_port().expect("port");
     let text = std::fs::read_to_string(&layout.client_toml).expect("client.toml");
     let text = route(&text, routes)

@@ -18,8 +18,9 @@ use crate::group::Group;
 use crate::landing::{Landed, Landing};
 use crate::link::{LinkPool, ServerLink};
 use crate::log::{ClientState, LoggedRecord, ModifyLog};
+use crate::missed::Missed;
 use crate::promises::{Channels, Trust};
-use crate::read_source::{ReadSource, read_source, undominated};
+use crate::read_source::{ReadSource, read_source, still_stale, undominated};
 use crate::replicate::{BatchPlan, Completed, Shipping};
 use crate::tracker::Tracker;
 use crate::unstable::{HeldWrite, Unstable, apply_pending};
@@ -27,8 +28,8 @@ use bytes::Bytes;
 use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo, VolumeInfo};
 use codetta_wire::update::Op;
 use codetta_wire::{
-    Attrs, Fid, FsError, MAX_READ, Name, Payload, RecordOutcome, Request, Time, UpdateId,
-    UpdateRecord, VolumeId,
+    Attrs, Fid, FsError, MAX_READ, Name, Payload, RecordOutcome, ReplicaId, Request, Time,
+    UpdateId, UpdateRecord, VolumeId,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,6 +173,8 @@ struct Outbox {
     landing: Landing<FillStamp>,
     /// Each object's newest logged record, which the next one on it follows.
     chains: Chains,
+    /// Members that missed this client's updates, per object: never read from alone.
+    missed: Missed,
 }
 
 /// Where the cache stood when a fill began: its invalidation count and the promises then
@@ -449,6 +452,7 @@ impl VolumeClient {
                 shipping,
                 landing: Landing::default(),
                 chains,
+                missed: Missed::default(),
             }),
             acked: acked_tx,
             stats: stats.clone(),

@@ -34,6 +34,10 @@ impl VolumeClient {
             {
                 order[..=at].rotate_right(1);
             }
+            if let Some(fid) = target {
+                // Never a member that missed this client's own update of the object.
+                self.core.drop_stale(&fid, &mut order);
+            }
             for m in order {
                 match self.core.call(m, request, None).await {
                     Ok(reply) => return Ok(reply),
@@ -103,7 +107,8 @@ impl VolumeClient {
                 // Every member refused (e.g. the object is gone): that is the answer.
                 return Err(failed.unwrap_or_else(|| self.waiting_error()));
             }
-            match read_source(&states) {
+            let stale = core.stale_members(fid, &states);
+            match read_source(&states, &stale) {
                 ReadSource::Resolve if Instant::now() < settle_by => {
                     if asked {
                         // Another coordinator holds the object (its lease refused ours):
@@ -117,7 +122,11 @@ impl VolumeClient {
                     self.resolve_now(*fid).await;
                 }
                 ReadSource::Resolve => {
-                    let from = undominated(&states);
+                    let from = undominated(&states, &stale);
+                    if from.is_none() && !stale.is_empty() {
+                        tracing::warn!(%fid, ?stale, "only members that missed this client's update hold it; not reading");
+                        return Err(self.waiting_error());
+                    }
                     tracing::warn!(%fid, ?from, "replicas still differ; reading from one nobody dominates");
                     break (
                         states,
@@ -323,6 +332,8 @@ impl VolumeClient {
         let mut answers = Vec::with_capacity(avsg.len());
         let mut first = None;
         let from = core.read_from(dir);
+        let mut fresh = avsg.clone();
+        core.drop_stale(dir, &mut fresh);
         for (m, reply) in avsg.iter().zip(replies) {
             let answer = match reply {
                 Ok((ReplyBody::State(state), _)) => Ok(state),
@@ -333,8 +344,9 @@ impl VolumeClient {
                     continue;
                 }
             };
-            // The answer that counts is the member the directory's reads go to (rule 4).
-            if first.is_none() || from == Some(*m) {
+            // The answer that counts is the member the directory's reads go to (rule 4),
+            // never one that missed this client's update of the directory.
+            if fresh.contains(m) && (first.is_none() || from == Some(*m)) {
                 first = Some(answer.clone());
             }
             answers.push(answer);
@@ -623,6 +635,49 @@ impl Core {
     }
 
     /// The member `fid`'s reads go to first, while its last validation holds (rule 4).
+    /// Takes out of `members` those that missed this client's own update of `fid`.
+    pub(super) fn drop_stale(&self, fid: &Fid, members: &mut Vec<usize>) {
+        let outbox = lock(&self.outbox);
+        if outbox.missed.is_empty() {
+            return;
+        }
+        members.retain(|m| {
+            !outbox
+                .shipping
+                .replica(*m)
+                .is_some_and(|r| outbox.missed.is_marked(r, fid))
+        });
+    }
+
+    /// The members among `states` that missed this client's own update of `fid` and have
+    /// not caught up; those seen holding a fresh member's state lose their mark.
+    pub(super) fn stale_members(
+        &self,
+        fid: &Fid,
+        states: &[(usize, Option<ObjectState>)],
+    ) -> Vec<usize> {
+        let mut outbox = lock(&self.outbox);
+        if outbox.missed.is_empty() {
+            return Vec::new();
+        }
+        let marked: Vec<(usize, ReplicaId)> = states
+            .iter()
+            .filter_map(|(m, _)| Some((*m, outbox.shipping.replica(*m)?)))
+            .filter(|(_, r)| outbox.missed.is_marked(*r, fid))
+            .collect();
+        if marked.is_empty() {
+            return Vec::new();
+        }
+        let members: Vec<usize> = marked.iter().map(|(m, _)| *m).collect();
+        let stale = still_stale(states, &members);
+        for (m, r) in &marked {
+            if !stale.contains(m) {
+                outbox.missed.caught_up(*r, fid);
+            }
+        }
+        stale
+    }
+
     pub(super) fn read_from(&self, fid: &Fid) -> Option<usize> {
         self.validation(fid).and_then(|v| v.from)
     }

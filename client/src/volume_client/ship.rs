@@ -200,6 +200,21 @@ impl Core {
             };
             let rec = &q.rec.record;
             debug_assert_eq!(rec.id.seq, c.seq);
+            let group: Vec<ReplicaId> = (0..outbox.shipping.members())
+                .filter(|m| !outbox.shipping.is_retired(*m))
+                .filter_map(|m| outbox.shipping.replica(m))
+                .collect();
+            let marks = outbox
+                .missed
+                .completed(c.seq, &rec.op, &c.applied_by, &group);
+            if !marks.is_empty() {
+                // Reads of what it changed are compared again (not sent to a member chosen
+                // before some member turned stale for it).
+                let mut validated = lock(&self.validated);
+                for fid in crate::missed::changed(&rec.op) {
+                    validated.remove(&fid);
+                }
+            }
             if !c.answers.is_empty() && c.answers.iter().all(|(_, o)| o.is_err()) {
                 // Applied nowhere: the next record on its object follows its predecessor.
                 let object = rec.op.object();
