@@ -89,7 +89,7 @@ async fn reads_never_come_from_a_replica_that_missed_this_clients_update() {
         }
     }
     assert!(
-        alone >= 3,
+        alone >= 2,
         "the AVSG never came down to s1 alone: {:?}",
         volume.avsg()
     );
