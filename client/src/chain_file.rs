@@ -24,43 +24,31 @@
 //! note is synced.
 
 use crate::chains::{Chains, MAX_CHAINED_OBJECTS};
+use crate::entry_file::{CHECK_LEN, EntryFile};
 use crate::error::ClientError;
 use codetta_wire::{Fid, Incarnation};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const BODY_LEN: usize = Fid::ENCODED_LEN + 4 + 8;
 /// Bytes per entry.
-pub const ENTRY_LEN: usize = BODY_LEN + 8;
+pub const ENTRY_LEN: usize = BODY_LEN + CHECK_LEN;
 /// A record some replica applied: its object, incarnation and sequence number.
 pub type Applied = (Fid, Incarnation, u64);
 
 /// Entries written beyond twice the live ones before the file is rewritten.
 const SLACK: usize = 1 << 12;
 
-fn storage<E: std::fmt::Display>(e: E) -> ClientError {
-    ClientError::Storage(format!("chain file: {e}"))
-}
-
-fn entry(object: Fid, incarnation: Incarnation, seq: u64) -> [u8; ENTRY_LEN] {
-    let mut out = [0u8; ENTRY_LEN];
+fn body(object: Fid, incarnation: Incarnation, seq: u64) -> [u8; BODY_LEN] {
+    let mut out = [0u8; BODY_LEN];
     out[..Fid::ENCODED_LEN].copy_from_slice(&object.to_bytes());
     out[Fid::ENCODED_LEN..Fid::ENCODED_LEN + 4].copy_from_slice(&incarnation.0.to_le_bytes());
-    out[Fid::ENCODED_LEN + 4..BODY_LEN].copy_from_slice(&seq.to_le_bytes());
-    let sum = blake3::hash(&out[..BODY_LEN]);
-    out[BODY_LEN..].copy_from_slice(&sum.as_bytes()[..8]);
+    out[Fid::ENCODED_LEN + 4..].copy_from_slice(&seq.to_le_bytes());
     out
 }
 
-fn parse(bytes: &[u8]) -> Option<Applied> {
-    let bytes: &[u8; ENTRY_LEN] = bytes.try_into().ok()?;
-    let (body, sum) = bytes.split_at(BODY_LEN);
-    if blake3::hash(body).as_bytes()[..8] != *sum {
-        return None;
-    }
-    let (fid, rest) = body.split_at(Fid::ENCODED_LEN);
-    let (inc, seq) = rest.split_at(4);
+fn parse(body: &[u8]) -> Option<Applied> {
+    let (fid, rest) = body.split_at_checked(Fid::ENCODED_LEN)?;
+    let (inc, seq) = rest.split_at_checked(4)?;
     Some((
         Fid::from_bytes(fid)?,
         Incarnation(u32::from_le_bytes(inc.try_into().ok()?)),
@@ -81,14 +69,9 @@ fn link_if_newer(chains: &mut Chains, object: Fid, inc: Incarnation, seq: u64) {
 
 /// The chain file of one volume's log.
 pub struct ChainFile {
-    path: PathBuf,
-    file: File,
+    file: EntryFile,
     /// The live entries (bounded like the daemon's chains).
     live: Chains,
-    /// Entries in the file.
-    written: usize,
-    /// Sync every note (the boot cannot be told apart from the daemon's restart).
-    sync_each: bool,
 }
 
 impl ChainFile {
@@ -102,105 +85,56 @@ impl ChainFile {
         rebooted: bool,
         sync_each: bool,
     ) -> Result<(ChainFile, Vec<Applied>), ClientError> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(storage)?;
         if rebooted {
             tracing::warn!(
                 file = %path.display(),
                 "the machine restarted since the chain file was written: it starts empty"
             );
-            file.set_len(0).map_err(storage)?;
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(storage)?;
+        let (file, bodies) = EntryFile::open(path, "chain file", BODY_LEN, rebooted, sync_each)?;
         let mut live = Chains::with_capacity(MAX_CHAINED_OBJECTS);
         let mut before_front = Chains::with_capacity(MAX_CHAINED_OBJECTS);
-        let mut good = 0;
-        for chunk in bytes.chunks(ENTRY_LEN) {
-            let Some((object, inc, seq)) = parse(chunk) else {
-                break;
-            };
-            good += 1;
+        for (object, inc, seq) in bodies.iter().filter_map(|b| parse(b)) {
             link_if_newer(&mut live, object, inc, seq);
             if seq < front {
                 link_if_newer(&mut before_front, object, inc, seq);
             }
         }
-        let good_len = (good * ENTRY_LEN) as u64;
-        if good_len < bytes.len() as u64 {
-            tracing::warn!(
-                file = %path.display(),
-                kept = good,
-                "the chain file had a torn or corrupt tail; cut there"
-            );
-            file.set_len(good_len).map_err(storage)?;
-        }
         let seeds = before_front.entries().collect();
-        Ok((
-            ChainFile {
-                path: path.to_path_buf(),
-                file,
-                live,
-                written: good,
-                sync_each,
-            },
-            seeds,
-        ))
+        Ok((ChainFile { file, live }, seeds))
     }
 
     /// Notes that some replica applied each of these records (in sequence order), with one
     /// write.
     pub fn note(&mut self, applied: &[Applied]) -> Result<(), ClientError> {
-        if applied.is_empty() {
-            return Ok(());
-        }
-        let mut buf = Vec::with_capacity(applied.len() * ENTRY_LEN);
-        for (object, inc, seq) in applied {
-            buf.extend_from_slice(&entry(*object, *inc, *seq));
-            link_if_newer(&mut self.live, *object, *inc, *seq);
-        }
-        self.file.write_all(&buf).map_err(storage)?;
-        if self.sync_each {
-            self.file.sync_data().map_err(storage)?;
-        }
-        self.written += applied.len();
-        Ok(())
+        let bodies: Vec<[u8; BODY_LEN]> = applied
+            .iter()
+            .map(|(object, inc, seq)| {
+                link_if_newer(&mut self.live, *object, *inc, *seq);
+                body(*object, *inc, *seq)
+            })
+            .collect();
+        self.file.append(bodies.iter().map(|b| b.as_slice()))
     }
 
     /// Rewrites the file with only its live entries once superseded ones outnumber them.
     /// Call only when every noted record has been trimmed from the log (an entry a record
     /// still in the log superseded is then no longer needed).
     pub fn compact_if_large(&mut self) -> Result<(), ClientError> {
-        if self.written <= 2 * self.live.len() + SLACK {
+        if self.file.written() <= 2 * self.live.len() + SLACK {
             return Ok(());
         }
-        let tmp = self.path.with_extension("chain.new");
-        let mut buf = Vec::with_capacity(self.live.len() * ENTRY_LEN);
-        for (object, inc, seq) in self.live.entries() {
-            buf.extend_from_slice(&entry(object, inc, seq));
-        }
-        let mut out = File::create(&tmp).map_err(storage)?;
-        out.write_all(&buf).map_err(storage)?;
-        if self.sync_each {
-            out.sync_data().map_err(storage)?;
-        }
-        drop(out);
-        std::fs::rename(&tmp, &self.path).map_err(storage)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(storage)?;
-        self.written = buf.len() / ENTRY_LEN;
-        Ok(())
+        let bodies: Vec<[u8; BODY_LEN]> = self
+            .live
+            .entries()
+            .map(|(object, inc, seq)| body(object, inc, seq))
+            .collect();
+        self.file.rewrite(bodies.iter().map(|b| b.as_slice()))
     }
 
     /// Entries in the file (tests).
     pub fn written(&self) -> usize {
-        self.written
+        self.file.written()
     }
 }
 

@@ -12,9 +12,13 @@
 //! - Logs written before the segments kept records in the redb table `records`; they are
 //!   moved into a segment (and synced) when such a log is opened.
 //! - `volume-ID.chain`: the newest applied record per object (see `crate::chain_file`).
+//! - `volume-ID.missed`: the replicas that missed this client's updates, per object (see
+//!   `crate::marks_file`).
 
 use crate::chain_file::{Applied, ChainFile};
 use crate::error::ClientError;
+use crate::marks_file::MarksFile;
+use crate::missed::Mark;
 use crate::segments::Segments;
 use bytes::Bytes;
 use codetta_wire::{Incarnation, UpdateRecord};
@@ -64,6 +68,9 @@ pub struct ModifyLog {
     chain: Mutex<ChainFile>,
     /// What the chain file held for records before the log's front when opened.
     chain_seeds: Vec<Applied>,
+    marks: Mutex<MarksFile>,
+    /// What the marks file held when opened.
+    mark_seeds: Vec<Mark>,
 }
 
 /// The durable high-water marks and the numbers actually used.
@@ -229,6 +236,8 @@ impl ModifyLog {
             rebooted,
             segments.syncs_each(),
         )?;
+        let (marks, mark_seeds) =
+            MarksFile::open(&path.with_extension("missed"), segments.syncs_each())?;
         Ok(ModifyLog {
             db: std::sync::RwLock::new(Some(db)),
             segments,
@@ -241,6 +250,8 @@ impl ModifyLog {
             recovered: Mutex::new(recovered),
             chain: Mutex::new(chain),
             chain_seeds,
+            marks: Mutex::new(marks),
+            mark_seeds,
         })
     }
 
@@ -452,12 +463,22 @@ impl ModifyLog {
     /// them. If the daemon dies before the segment is gone, they are shipped again and the
     /// servers acknowledge them without applying them twice (rule 3).
     pub fn trim(&self, seq: u64) -> Result<(), ClientError> {
-        self.trim_noting(seq, &[])
+        self.trim_noting(seq, &[], &[])
     }
 
     /// [`ModifyLog::trim`], first noting in the chain file the records among them that
-    /// some replica applied (object, incarnation, sequence; in sequence order).
-    pub fn trim_noting(&self, seq: u64, applied: &[Applied]) -> Result<(), ClientError> {
+    /// some replica applied (object, incarnation, sequence; in sequence order), and in the
+    /// marks file the replicas that missed them.
+    pub fn trim_noting(
+        &self,
+        seq: u64,
+        applied: &[Applied],
+        marks: &[Mark],
+    ) -> Result<(), ClientError> {
+        if !marks.is_empty() {
+            let mut file = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+            self.with_db(|_| file.note(marks))?;
+        }
         let mut chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
         self.with_db(|_| chain.note(applied))?;
         self.with_db(|_| self.segments.trim(seq))?;
@@ -474,6 +495,12 @@ impl ModifyLog {
     /// as the chain file held it when the log was opened (least recently written first).
     pub fn chain_seeds(&self) -> &[Applied] {
         &self.chain_seeds
+    }
+
+    /// The replicas that missed this client's updates, as the marks file held them when
+    /// the log was opened (oldest first).
+    pub fn mark_seeds(&self) -> &[Mark] {
+        &self.mark_seeds
     }
 }
 

@@ -427,6 +427,10 @@ impl VolumeClient {
                 chains.link(*object, *inc, *seq);
             }
         }
+        let mut missed = Missed::default();
+        for (replica, fid, seq) in log.mark_seeds() {
+            missed.mark(*replica, *fid, *seq);
+        }
         for rec in pending {
             // After a restart nobody waits: every record is as good as answered early.
             let id = rec.record.id;
@@ -452,7 +456,7 @@ impl VolumeClient {
                 shipping,
                 landing: Landing::default(),
                 chains,
-                missed: Missed::default(),
+                missed,
             }),
             acked: acked_tx,
             stats: stats.clone(),

@@ -193,6 +193,12 @@ impl Core {
         // Records some replica applied: the newest on each object is remembered on disk
         // before they leave the log, so a restarted daemon still chains to them.
         let mut applied: Vec<crate::chain_file::Applied> = Vec::with_capacity(done.len());
+        // And the replicas that missed them, so a restarted daemon still reads around them.
+        let mut marks = Vec::new();
+        let group: Vec<ReplicaId> = (0..outbox.shipping.members())
+            .filter(|m| !outbox.shipping.is_retired(*m))
+            .filter_map(|m| outbox.shipping.replica(m))
+            .collect();
         for c in done {
             let Some(q) = outbox.queue.pop_front() else {
                 tracing::error!(seq = c.seq, "completed a record the queue does not hold");
@@ -200,21 +206,12 @@ impl Core {
             };
             let rec = &q.rec.record;
             debug_assert_eq!(rec.id.seq, c.seq);
-            let group: Vec<ReplicaId> = (0..outbox.shipping.members())
-                .filter(|m| !outbox.shipping.is_retired(*m))
-                .filter_map(|m| outbox.shipping.replica(m))
-                .collect();
-            let marks = outbox
+            let made = outbox
                 .missed
                 .completed(c.seq, &rec.op, &c.applied_by, &group);
-            if !marks.is_empty() {
-                // Reads of what it changed are compared again (not sent to a member chosen
-                // before some member turned stale for it).
-                let mut validated = lock(&self.validated);
-                for fid in crate::missed::changed(&rec.op) {
-                    validated.remove(&fid);
-                }
-            }
+            // A member that missed it is out of the AVSG (its validations go when it
+            // rejoins) or refused it; reads skip it either way (`Core::drop_stale`).
+            marks.extend(made);
             if !c.answers.is_empty() && c.answers.iter().all(|(_, o)| o.is_err()) {
                 // Applied nowhere: the next record on its object follows its predecessor.
                 let object = rec.op.object();
@@ -253,7 +250,7 @@ impl Core {
         self.acked.send_replace(last);
         let log = self.log.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = log.trim_noting(last, &applied) {
+            if let Err(e) = log.trim_noting(last, &applied, &marks) {
                 tracing::warn!("trimming the modify log failed: {e}");
             }
         });

@@ -182,22 +182,26 @@ fn a_format_5_store_gets_spans_in_its_histories() {
     assert!(buried.len() > VNODES_PER_BATCH);
     downgrade_to_5(&fx.store.db);
     // A crash after the first 100 object records were rewritten: they are of format 6
-    // and the cursor names the last of them.
+    // and the cursor names the last of them. One of them is left in format 5 on purpose:
+    // the resumed rewrite must not touch it (it goes on after the cursor).
+    let planted: ((u32, u64), Vec<u8>);
     {
         let txn = fx.store.db.begin_write().unwrap();
         {
             let mut vnodes = txn.open_table(tables::VNODES).unwrap();
-            let first: Vec<((u32, u64), v5::Vnode)> = vnodes
+            let first: Vec<((u32, u64), Vec<u8>)> = vnodes
                 .iter()
                 .unwrap()
                 .take(100)
                 .map(|i| {
                     let (k, v) = i.unwrap();
-                    (k.value(), codec::decode("vnodes", v.value()).unwrap())
+                    (k.value(), v.value().to_vec())
                 })
                 .collect();
             let last = first.last().unwrap().0;
-            for (key, old) in first {
+            planted = first[50].clone();
+            for (key, bytes) in first.into_iter().filter(|(k, _)| *k != planted.0) {
+                let old: v5::Vnode = codec::decode("vnodes", &bytes).unwrap();
                 let new = codec::encode(&codec::Vnode::from(old)).unwrap();
                 vnodes.insert(key, new.as_slice()).unwrap();
             }
@@ -211,6 +215,22 @@ fn a_format_5_store_gets_spans_in_its_histories() {
     }
     let mut fx = fx.reopened(StoreOptions::default());
     assert_eq!(format_of(&fx), Some(6));
+    {
+        let txn = fx.store.db.begin_write().unwrap();
+        {
+            let mut vnodes = txn.open_table(tables::VNODES).unwrap();
+            let now = vnodes.get(planted.0).unwrap().unwrap().value().to_vec();
+            assert_eq!(
+                now, planted.1,
+                "a record before the cursor was rewritten again"
+            );
+            // Now finish it by hand, as the crashed run had.
+            let old: v5::Vnode = codec::decode("vnodes", &now).unwrap();
+            let new = codec::encode(&codec::Vnode::from(old)).unwrap();
+            vnodes.insert(planted.0, new.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
     let after: Vec<_> = fids.iter().map(|f| fx.state(*f)).collect();
     assert_eq!(after, before);
     // What format 5 could not keep is gone: spans and chained marks.
