@@ -544,6 +544,14 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 let mut installed = Vec::new();
                 for s in &stale {
                     let (dst, view) = &views[*s];
+                    tracing::debug!(
+                        %fid,
+                        from = %self.members[*src].name(),
+                        to = %self.members[*dst].name(),
+                        winner = ?(&winner_view.version, update_ids(winner_view)),
+                        replaced = ?(&view.version, update_ids(view)),
+                        "installing the newer state"
+                    );
                     self.install_state(fid, *src, winner_view, *dst, view)
                         .await?;
                     installed.push(*dst);
@@ -573,17 +581,11 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                     self.summary.conflicts += 1;
                     tracing::warn!(%fid, copies = copies.len(), resurrect, "conflict: keeping every version");
                     for (i, v) in views {
-                        let latest: Vec<(u32, u64)> = v
-                            .history
-                            .entries()
-                            .iter()
-                            .map(|e| (e.id.incarnation.0, e.id.seq))
-                            .collect();
                         tracing::debug!(
                             %fid,
                             replica = %self.members[*i].name(),
                             version = ?v.version,
-                            history = ?latest,
+                            history = ?update_ids(v),
                             "a view in conflict"
                         );
                     }
@@ -782,4 +784,13 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
         }
         Ok(())
     }
+}
+
+/// The update ids a view's history remembers, (incarnation, seq), oldest first: for logs.
+fn update_ids(view: &ReplicaView) -> Vec<(u32, u64)> {
+    view.history
+        .entries()
+        .iter()
+        .map(|e| (e.id.incarnation.0, e.id.seq))
+        .collect()
 }

@@ -245,9 +245,34 @@ pub(crate) async fn check_shared(
                 .all(|w| std::ptr::eq(*w, *last) || w.ended < last.started)
             && !versions.iter().any(|v| v.hash == last.hash)
         {
+            let zero = writes
+                .iter()
+                .map(|w| w.started)
+                .min()
+                .unwrap_or(last.started);
+            let at = |t: std::time::Instant| t.duration_since(zero).as_secs_f64();
+            let found: Vec<String> = versions
+                .iter()
+                .map(|v| match mine.iter().find(|w| w.hash == v.hash) {
+                    Some(w) => format!(
+                        "{} write {} ({:.2}..{:.2} s)",
+                        w.who,
+                        w.seq,
+                        at(w.started),
+                        at(w.ended)
+                    ),
+                    None => "the initial bytes".to_string(),
+                })
+                .collect();
             report.failures.push(format!(
-                "shared/{name}: the last acknowledged write is in none of its {} versions",
-                versions.len()
+                "shared/{name}: the last acknowledged write ({} write {}, {:.2}..{:.2} s from \
+                 the first shared write) is in none of its {} versions: {}",
+                last.who,
+                last.seq,
+                at(last.started),
+                at(last.ended),
+                versions.len(),
+                found.join(", ")
             ));
         }
         report.names += 1;

@@ -24,6 +24,9 @@ pub(crate) const SHARED_SIZE: usize = 4096;
 #[derive(Clone, Debug)]
 pub(crate) struct SharedWrite {
     pub file: usize,
+    /// The worker, and its count of shared writes (both also in the data's first bytes).
+    pub who: String,
+    pub seq: u64,
     pub hash: [u8; 32],
     pub started: Instant,
     pub ended: Instant,
@@ -105,7 +108,17 @@ impl Worker {
                 }
             }
             if self.rng.random_range(0..100) < 10 {
-                self.shared_write().await;
+                let began = self.started.elapsed().as_secs_f64();
+                let (file, acked) = self.shared_write().await;
+                let outcome = if acked {
+                    "ok"
+                } else {
+                    self.last_error.as_str()
+                };
+                self.history.push(format!(
+                    "{began:7.2} shared write {} to s{file} -> {outcome}",
+                    self.shared_seq
+                ));
             } else {
                 let op = self.plan();
                 let began = self.started.elapsed().as_secs_f64();
@@ -362,8 +375,9 @@ impl Worker {
             .is_some()
     }
 
-    /// Replaces one shared file whole, and logs the write with its times.
-    async fn shared_write(&mut self) {
+    /// Replaces one shared file whole, and logs the write with its times; which file, and
+    /// whether the write was acknowledged.
+    async fn shared_write(&mut self) -> (usize, bool) {
         let file = self.rng.random_range(0..self.shared.len());
         self.shared_seq += 1;
         let data = shared_content(&self.name, self.shared_seq, &mut self.rng);
@@ -375,6 +389,8 @@ impl Worker {
             .is_some_and(|ok| ok.count as usize == data.len());
         let write = SharedWrite {
             file,
+            who: self.name.clone(),
+            seq: self.shared_seq,
             hash: *blake3::hash(&data).as_bytes(),
             started,
             ended: Instant::now(),
@@ -383,5 +399,6 @@ impl Worker {
         if let Ok(mut log) = self.shared_log.lock() {
             log.push(write);
         }
+        (file, acked)
     }
 }
