@@ -49,8 +49,24 @@ pub(crate) fn read_source(states: &[(usize, Option<ObjectState>)], stale: &[usiz
 
 /// Of the `marked` members (each missed one of this client's updates of the object), those
 /// still stale: every one whose state is not that of a member that is not marked. The
-/// others caught up (resolution brought them the update).
-pub(crate) fn still_stale(states: &[(usize, Option<ObjectState>)], marked: &[usize]) -> Vec<usize> {
+/// others caught up (resolution brought them the update). When all `group` members answered
+/// with one state, none is stale: each of this client's updates was applied by one of them,
+/// and resolution has merged what they held (every member marked, each for an update
+/// another applied, would otherwise stay so).
+pub(crate) fn still_stale(
+    states: &[(usize, Option<ObjectState>)],
+    marked: &[usize],
+    group: usize,
+) -> Vec<usize> {
+    let first = states.first().and_then(|(_, s)| s.as_ref()).map(|s| s.tag);
+    if states.len() >= group
+        && first.is_some()
+        && states
+            .iter()
+            .all(|(_, s)| s.as_ref().map(|s| s.tag) == first)
+    {
+        return Vec::new();
+    }
     let fresh_tags: Vec<_> = states
         .iter()
         .filter(|(m, _)| !marked.contains(m))
@@ -229,10 +245,19 @@ mod tests {
         );
         // Caught up: it holds the fresh member's state.
         let states = [(0, new.clone()), (1, new.clone()), (2, old.clone())];
-        assert_eq!(still_stale(&states, &[0]), Vec::<usize>::new());
-        assert_eq!(still_stale(&states, &[0, 2]), vec![2]);
-        // With nobody fresh to compare with, a marked member stays marked.
-        assert_eq!(still_stale(&[(0, new.clone())], &[0]), vec![0]);
-        assert_eq!(still_stale(&[(0, None), (1, new)], &[0]), vec![0]);
+        assert_eq!(still_stale(&states, &[0], 3), Vec::<usize>::new());
+        assert_eq!(still_stale(&states, &[0, 2], 3), vec![2]);
+        // With nobody fresh to compare with, a marked member stays marked...
+        assert_eq!(still_stale(&[(0, new.clone())], &[0], 3), vec![0]);
+        assert_eq!(
+            still_stale(&[(0, None), (1, new.clone())], &[0], 3),
+            vec![0]
+        );
+        let two = [(0, new.clone()), (1, new.clone())];
+        assert_eq!(still_stale(&two, &[0, 1], 3), vec![0, 1]);
+        // ...unless the whole group holds one state: each marked for an update another
+        // applied, and resolution merged them.
+        let all = [(0, new.clone()), (1, new.clone()), (2, new)];
+        assert_eq!(still_stale(&all, &[0, 1, 2], 3), Vec::<usize>::new());
     }
 }

@@ -669,7 +669,10 @@ impl Core {
             return Vec::new();
         }
         let members: Vec<usize> = marked.iter().map(|(m, _)| *m).collect();
-        let stale = still_stale(states, &members);
+        let group = (0..outbox.shipping.members())
+            .filter(|m| !outbox.shipping.is_retired(*m))
+            .count();
+        let stale = still_stale(states, &members, group);
         for (m, r) in &marked {
             if !stale.contains(m) {
                 outbox.missed.caught_up(*r, fid);
