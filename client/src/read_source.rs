@@ -48,8 +48,9 @@ pub(crate) fn read_source(states: &[(usize, Option<ObjectState>)], stale: &[usiz
 }
 
 /// Of the `marked` members (each missed one of this client's updates of the object), those
-/// still stale: every one whose state is not that of a member that is not marked. The
-/// others caught up (resolution brought them the update). When all `group` members answered
+/// still stale: every one whose state does not hold everything a member that is not marked
+/// holds (the same state, or a dominating version). The others caught up (resolution
+/// brought them the update). When all `group` members answered
 /// with one state, none is stale: each of this client's updates was applied by one of them,
 /// and resolution has merged what they held (every member marked, each for an update
 /// another applied, would otherwise stay so).
@@ -67,20 +68,28 @@ pub(crate) fn still_stale(
     {
         return Vec::new();
     }
-    let fresh_tags: Vec<_> = states
+    let fresh: Vec<&ObjectState> = states
         .iter()
         .filter(|(m, _)| !marked.contains(m))
-        .filter_map(|(_, s)| s.as_ref().map(|s| s.tag))
+        .filter_map(|(_, s)| s.as_ref())
         .collect();
     marked
         .iter()
         .copied()
         .filter(|m| {
             !states.iter().any(|(other, s)| {
-                other == m && s.as_ref().is_some_and(|s| fresh_tags.contains(&s.tag))
+                other == m
+                    && s.as_ref()
+                        .is_some_and(|s| fresh.iter().any(|f| holds_all_of(s, f)))
             })
         })
         .collect()
+}
+
+/// True when `state` holds everything `other` does: the same state, or a version that
+/// dominates its.
+fn holds_all_of(state: &ObjectState, other: &ObjectState) -> bool {
+    state.tag == other.tag || state.version.compare(&other.version) == VvOrdering::Dominates
 }
 
 /// True when `state` (member `m`'s) includes every other member's: the same state, or a
@@ -89,8 +98,7 @@ pub(crate) fn still_stale(
 fn includes_all(m: usize, state: &ObjectState, states: &[(usize, Option<ObjectState>)]) -> bool {
     states.iter().all(|(other, s)| match s {
         _ if *other == m => true,
-        Some(s) if s.tag == state.tag => true,
-        Some(s) => state.version.compare(&s.version) == VvOrdering::Dominates,
+        Some(s) => holds_all_of(state, s),
         None => false,
     })
 }
@@ -228,8 +236,8 @@ mod tests {
         // Alone in the AVSG, or all alike: still not the source.
         assert_eq!(read_source(&[(0, old.clone())], &[0]), ReadSource::Resolve);
         assert_eq!(undominated(&[(0, old.clone())], &[0]), None);
-        // Its state even dominating the fresh one's (merged, say): resolution first, and
-        // as the last resort nobody (the fresh member is dominated).
+        // A member given as stale is never the source, whatever its state (`still_stale`
+        // decides which are: below, one ahead of a fresh member is not).
         let ahead = state(3, &[(1, 9), (2, 9), (3, 9)]);
         assert_eq!(
             read_source(&[(0, ahead.clone()), (1, new.clone())], &[0]),
@@ -247,6 +255,12 @@ mod tests {
         let states = [(0, new.clone()), (1, new.clone()), (2, old.clone())];
         assert_eq!(still_stale(&states, &[0], 3), Vec::<usize>::new());
         assert_eq!(still_stale(&states, &[0, 2], 3), vec![2]);
+        // Ahead of a fresh member (it holds what that one holds, and more): caught up.
+        let ahead = state(4, &[(1, 9), (2, 9), (3, 9)]);
+        assert_eq!(
+            still_stale(&[(0, ahead), (1, new.clone())], &[0], 3),
+            Vec::<usize>::new()
+        );
         // With nobody fresh to compare with, a marked member stays marked...
         assert_eq!(still_stale(&[(0, new.clone())], &[0], 3), vec![0]);
         assert_eq!(
