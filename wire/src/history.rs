@@ -1,6 +1,7 @@
 //! Update histories and the comparison of two replicas of one object (rule 5).
 //!
-//! Every object keeps the ids of the last [`HISTORY_LEN`] updates that changed it, each with
+//! Every object keeps the ids of the last [`HISTORY_LEN`] updates that changed it (each
+//! client's newest kept longest: a replica reads its next record's predecessor there), each with
 //! the replicas whose counters its version vector already holds for that update (its own at
 //! the first phase, the others as the second phase, COP2, tells them). The counted sets let
 //! a late COP2 and a resolution merge meet without counting one update twice.
@@ -73,9 +74,7 @@ impl History {
             from: id.seq,
             chained: false,
         });
-        if self.entries.len() > HISTORY_LEN {
-            self.entries.remove(0);
-        }
+        cut(&mut self.entries);
     }
 
     /// Update `id`, remembered here, was its client's record on this object, applied over
@@ -143,7 +142,7 @@ impl History {
 
     /// Combines two histories of replicas being made equal: the union of their updates
     /// (counted sets united), ordered by update id when neither contains the other, and cut
-    /// to the last [`HISTORY_LEN`]. The result does not depend on the argument order.
+    /// to [`HISTORY_LEN`] (see `cut`). The result does not depend on the argument order.
     pub fn merge(&mut self, other: &History) {
         let same_ids = other.is_subset_of(self) && self.is_subset_of(other);
         let same_order = self
@@ -185,9 +184,24 @@ impl History {
             e.counted.sort();
             e.counted.dedup();
         }
-        let cut = merged.len().saturating_sub(HISTORY_LEN);
-        merged.drain(..cut);
+        cut(&mut merged);
         self.entries = merged;
+    }
+}
+
+/// Cuts `entries` to [`HISTORY_LEN`], oldest first, but keeping each incarnation's newest
+/// entry while it can: a client's next record on the object names that one as its
+/// predecessor, and a replica tells from it whether its state holds it (rule 2). Cut by
+/// recency alone, a merge (ordered by update id) dropped one client's entries first, and a
+/// shared file's writer found its predecessor forgotten everywhere.
+fn cut(entries: &mut Vec<HistEntry>) {
+    while entries.len() > HISTORY_LEN {
+        let superseded = entries.iter().position(|e| {
+            entries
+                .iter()
+                .any(|later| later.id.incarnation == e.id.incarnation && later.id.seq > e.id.seq)
+        });
+        entries.remove(superseded.unwrap_or(0));
     }
 }
 
@@ -398,6 +412,39 @@ mod tests {
             seq: 1500,
         };
         assert!(!b.includes(other));
+    }
+
+    /// The fault matrix's case: one client's write of a shared file, then many of
+    /// another's; merged (ordered by update id) or recorded, the first client's newest
+    /// entry stays, so a replica still tells its next record's predecessor held.
+    #[test]
+    fn each_clients_newest_entry_outlives_the_others_older_ones() {
+        let other = |seq| UpdateId {
+            incarnation: Incarnation(9),
+            seq,
+        };
+        let mut h = History::new();
+        h.record(u(5), ReplicaId(1));
+        for s in 0..20 {
+            h.record(other(s), ReplicaId(1));
+        }
+        assert_eq!(h.entries().len(), HISTORY_LEN);
+        assert!(h.contains(u(5)) && h.contains(other(19)) && !h.contains(other(12)));
+        let mut a = History::new();
+        a.record(u(4), ReplicaId(1));
+        a.record(u(5), ReplicaId(1));
+        let mut b = History::new();
+        for s in 0..8 {
+            b.record(other(s), ReplicaId(2));
+        }
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab, ba);
+        assert_eq!(ab.entries().len(), HISTORY_LEN);
+        assert!(ab.contains(u(5)) && !ab.contains(u(4)), "{ab:?}");
+        assert!(ab.contains(other(7)) && !ab.contains(other(0)));
     }
 
     #[test]

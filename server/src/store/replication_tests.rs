@@ -262,6 +262,52 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     );
 }
 
+/// The fault matrix's finding (seed 13008): a replica that missed a write, then refused
+/// more than 32 scattered records of the same client, no longer had the write among its
+/// gaps (the oldest went below the floor) and applied the next write over the state
+/// without it: a version of the file nobody wrote. Below the floor the object's history
+/// decides.
+#[test]
+fn a_predecessor_missed_before_the_gaps_floor_is_still_missed() {
+    let mut grp = group(2);
+    let root = grp.vol.root;
+    let (create, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
+    let b1 = vec![grp.g.rec(create)];
+    grp.ship(&[0, 1], &b1, &[], 1, &[]);
+    // Record 2 writes f on replica 0 only; replica 1 hears it was missed.
+    let b2 = vec![grp.g.rec(Gen::write_op(f, 0, b"ab"))];
+    grp.ship(&[0], &b2, b"ab", 1, &[]);
+    // Then 40 records it refuses (a remove of a name that is not there), each between
+    // two it applies: 40 separate gaps.
+    for i in 0..40 {
+        let (c, _) = grp.g.create_op(root, &format!("x{i}"), CreateHow::Guarded);
+        let refused = Op::Remove {
+            dir: root,
+            name: name("nope"),
+            fid: f,
+        };
+        let b = vec![grp.g.rec(c), grp.g.rec(refused)];
+        let shipment = Shipment::new(&b, &[], b[0].id.seq, &[]);
+        let out = grp.stores[1].ship(&shipment).unwrap().outcomes;
+        assert!(out[0].is_ok() && out[1].is_err(), "{out:?}");
+    }
+    let b = vec![grp.g.rec(Gen::write_op(f, 2, b"cd"))];
+    let follows = [Some(2)];
+    let shipment = Shipment::new(&b, b"cd", b[0].id.seq, &[]).following(&follows);
+    assert_eq!(
+        grp.stores[1].ship(&shipment).unwrap().outcomes,
+        vec![Err(FsError::Diverged)],
+        "replica 1 missed record 2, however long ago"
+    );
+    assert_eq!(grp.stores[1].read(f, 0, 10).unwrap().1, b"".to_vec());
+    // Replica 0 holds it: applied there.
+    let shipment = Shipment::new(&b, b"cd", b[0].id.seq, &[]).following(&follows);
+    assert_eq!(
+        grp.stores[0].ship(&shipment).unwrap().outcomes,
+        vec![Ok(None)]
+    );
+}
+
 #[test]
 fn removes_and_renames_need_the_name_to_lead_to_the_expected_object() {
     let mut grp = group(1);
