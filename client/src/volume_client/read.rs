@@ -634,7 +634,6 @@ impl Core {
             .copied()
     }
 
-    /// The member `fid`'s reads go to first, while its last validation holds (rule 4).
     /// Takes out of `members` those that missed this client's own update of `fid`.
     pub(super) fn drop_stale(&self, fid: &Fid, members: &mut Vec<usize>) {
         let outbox = lock(&self.outbox);
@@ -650,7 +649,7 @@ impl Core {
     }
 
     /// The members among `states` that missed this client's own update of `fid` and have
-    /// not caught up; those seen holding a fresh member's state lose their mark.
+    /// not caught up; those that have (see `still_stale`) lose their mark.
     pub(super) fn stale_members(
         &self,
         fid: &Fid,
@@ -681,6 +680,7 @@ impl Core {
         stale
     }
 
+    /// The member `fid`'s reads go to first, while its last validation holds (rule 4).
     pub(super) fn read_from(&self, fid: &Fid) -> Option<usize> {
         self.validation(fid).and_then(|v| v.from)
     }
