@@ -107,6 +107,12 @@ impl Missed {
             .copied()
     }
 
+    /// Forgets every mark (a replica left the group: see `Core::refresh`).
+    pub fn clear(&mut self) {
+        self.marks.clear();
+        self.order.clear();
+    }
+
     /// Marks held.
     pub fn len(&self) -> usize {
         self.marks.len()

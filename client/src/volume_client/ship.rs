@@ -80,6 +80,10 @@ impl Core {
                     );
                     let done = outbox.shipping.retire(m);
                     self.finish(&mut tracker, &mut outbox, done);
+                    // A replica that leaves hands what only it held to one that stays, so
+                    // the marks it left on the others may no longer be true, and nothing
+                    // would take them away (they go when a fresh replica is seen alike).
+                    outbox.missed.clear();
                 }
             }
             for (x, link) in info.vsg.iter().zip(links) {
