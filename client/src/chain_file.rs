@@ -24,6 +24,8 @@
 //! note is synced.
 
 use crate::chains::{Chains, MAX_CHAINED_OBJECTS};
+#[cfg(test)]
+use crate::entry_file::SLACK;
 use crate::entry_file::{CHECK_LEN, EntryFile};
 use crate::error::ClientError;
 use codetta_wire::{Fid, Incarnation};
@@ -34,9 +36,6 @@ const BODY_LEN: usize = Fid::ENCODED_LEN + 4 + 8;
 pub const ENTRY_LEN: usize = BODY_LEN + CHECK_LEN;
 /// A record some replica applied: its object, incarnation and sequence number.
 pub type Applied = (Fid, Incarnation, u64);
-
-/// Entries written beyond twice the live ones before the file is rewritten.
-const SLACK: usize = 1 << 12;
 
 fn body(object: Fid, incarnation: Incarnation, seq: u64) -> [u8; BODY_LEN] {
     let mut out = [0u8; BODY_LEN];
@@ -121,15 +120,12 @@ impl ChainFile {
     /// Call only when every noted record has been trimmed from the log (an entry a record
     /// still in the log superseded is then no longer needed).
     pub fn compact_if_large(&mut self) -> Result<(), ClientError> {
-        if self.file.written() <= 2 * self.live.len() + SLACK {
-            return Ok(());
-        }
-        let bodies: Vec<[u8; BODY_LEN]> = self
-            .live
-            .entries()
-            .map(|(object, inc, seq)| body(object, inc, seq))
-            .collect();
-        self.file.rewrite(bodies.iter().map(|b| b.as_slice()))
+        let live = &self.live;
+        self.file.compact(live.len(), || {
+            live.entries()
+                .map(|(object, inc, seq)| body(object, inc, seq))
+                .collect()
+        })
     }
 
     /// Entries in the file (tests).

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 /// Bytes of checksum after each body.
 pub const CHECK_LEN: usize = 8;
 
+/// Entries written beyond twice the live ones before a file is rewritten.
+pub const SLACK: usize = 1 << 12;
+
 /// One file of entries with `body_len`-byte bodies.
 pub struct EntryFile {
     path: PathBuf,
@@ -136,6 +139,20 @@ impl EntryFile {
             .map_err(|e| self.storage(e))?;
         self.written = n;
         Ok(())
+    }
+
+    /// Rewrites the file with `live()`'s entries once superseded ones outnumber the
+    /// `live_count` live ones (by [`SLACK`] beyond twice as many).
+    pub fn compact<B: AsRef<[u8]>>(
+        &mut self,
+        live_count: usize,
+        live: impl FnOnce() -> Vec<B>,
+    ) -> Result<(), ClientError> {
+        if self.written <= 2 * live_count + SLACK {
+            return Ok(());
+        }
+        let bodies = live();
+        self.rewrite(bodies.iter().map(|b| b.as_ref()))
     }
 
     /// Entries in the file.

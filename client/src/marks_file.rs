@@ -11,15 +11,14 @@
 //! reboot: a mark kept too long only makes reads wait, a mark lost would let one through.
 
 use crate::entry_file::EntryFile;
+#[cfg(test)]
+use crate::entry_file::SLACK;
 use crate::error::ClientError;
 use crate::missed::{MAX_MARKS, Mark, Missed};
 use codetta_wire::{Fid, ReplicaId};
 use std::path::Path;
 
 const BODY_LEN: usize = 8 + Fid::ENCODED_LEN + 8;
-
-/// Entries written beyond twice the live ones before the file is rewritten.
-const SLACK: usize = 1 << 12;
 
 fn body((replica, fid, seq): Mark) -> [u8; BODY_LEN] {
     let mut out = [0u8; BODY_LEN];
@@ -70,11 +69,9 @@ impl MarksFile {
             })
             .collect();
         self.file.append(bodies.iter().map(|b| b.as_slice()))?;
-        if self.file.written() > 2 * self.live.len() + SLACK {
-            let bodies: Vec<[u8; BODY_LEN]> = self.live.entries().map(body).collect();
-            self.file.rewrite(bodies.iter().map(|b| b.as_slice()))?;
-        }
-        Ok(())
+        let live = &self.live;
+        self.file
+            .compact(live.len(), || live.entries().map(body).collect())
     }
 
     /// Entries in the file (tests).

@@ -58,11 +58,20 @@ impl Missed {
         if applied.is_empty() {
             return Vec::new();
         }
-        let mut made = Vec::new();
-        for r in group.iter().copied().filter(|r| !applied.contains(r)) {
-            for fid in changed(op) {
-                self.mark(r, fid, seq);
-                made.push((r, fid, seq));
+        let missed_by: Vec<ReplicaId> = group
+            .iter()
+            .copied()
+            .filter(|r| !applied.contains(r))
+            .collect();
+        if missed_by.is_empty() {
+            return Vec::new();
+        }
+        let fids = changed(op);
+        let mut made = Vec::with_capacity(missed_by.len() * fids.len());
+        for r in missed_by {
+            for fid in &fids {
+                self.mark(r, *fid, seq);
+                made.push((r, *fid, seq));
             }
         }
         made

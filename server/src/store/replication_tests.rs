@@ -204,6 +204,17 @@ fn a_returning_replica_continues_from_the_log_start_and_stays_dominated() {
     assert_eq!(again, vec![Ok(None)]);
 }
 
+/// File f made on both replicas (record 1), then written (record 2) on replica 0 only,
+/// leaving the client's log.
+fn write_replica_1_misses(grp: &mut Group) -> Fid {
+    let (create, f) = grp.g.create_op(grp.vol.root, "f", CreateHow::Guarded);
+    let b1 = vec![grp.g.rec(create)];
+    grp.ship(&[0, 1], &b1, &[], 1, &[]);
+    let b2 = vec![grp.g.rec(Gen::write_op(f, 0, b"ab"))];
+    grp.ship(&[0], &b2, b"ab", 1, &[grp.cop2(1, 1, &[0, 1])]);
+    f
+}
+
 /// The fault matrix's finding: a write acknowledged by one replica, the next by another
 /// that missed the first, made a version of the file nobody wrote (and, beside the first
 /// replica's, a conflict). A record names its predecessor on its object; a replica that
@@ -212,12 +223,7 @@ fn a_returning_replica_continues_from_the_log_start_and_stays_dominated() {
 fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     let mut grp = group(2);
     let root = grp.vol.root;
-    let (create, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
-    let b1 = vec![grp.g.rec(create)];
-    grp.ship(&[0, 1], &b1, &[], 1, &[]);
-    // Record 2 (a write of f) reaches replica 0 only and leaves the client's log.
-    let b2 = vec![grp.g.rec(Gen::write_op(f, 0, b"ab"))];
-    grp.ship(&[0], &b2, b"ab", 1, &[grp.cop2(1, 1, &[0, 1])]);
+    let f = write_replica_1_misses(&mut grp);
     // Record 3 writes f again, after record 2.
     let b3 = vec![grp.g.rec(Gen::write_op(f, 2, b"cd"))];
     let follows = [Some(2)];
@@ -271,12 +277,7 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
 fn a_predecessor_missed_before_the_gaps_floor_is_still_missed() {
     let mut grp = group(2);
     let root = grp.vol.root;
-    let (create, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
-    let b1 = vec![grp.g.rec(create)];
-    grp.ship(&[0, 1], &b1, &[], 1, &[]);
-    // Record 2 writes f on replica 0 only; replica 1 hears it was missed.
-    let b2 = vec![grp.g.rec(Gen::write_op(f, 0, b"ab"))];
-    grp.ship(&[0], &b2, b"ab", 1, &[]);
+    let f = write_replica_1_misses(&mut grp);
     // Then 40 records it refuses (a remove of a name that is not there), each between
     // two it applies: 40 separate gaps.
     for i in 0..40 {
