@@ -58,6 +58,7 @@ impl ClientDaemon {
                 ..crate::cache::CacheLimits::default()
             },
             append_delay: Duration::from_millis(config.test_append_delay_ms),
+            wall_clock: codetta_wire::Time::now,
         };
         let volumes = retry_until_up(&mut shutdown, || {
             Volumes::start(

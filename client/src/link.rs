@@ -10,7 +10,8 @@ use codetta_transport::Link;
 use codetta_wire::message::ReplyBody;
 use codetta_wire::{Frame, Payload, Request};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// A connection to one server, with reachability bookkeeping.
 pub struct ServerLink {
@@ -28,8 +29,16 @@ impl ServerLink {
         deadline: Duration,
         jukebox_window: Duration,
     ) -> ServerLink {
+        ServerLink::over(
+            Link::new(server, identity, endpoint, deadline),
+            jukebox_window,
+        )
+    }
+
+    /// A link over any transport link (the simulation's carried ones).
+    pub fn over(link: Link, jukebox_window: Duration) -> ServerLink {
         ServerLink {
-            link: Link::new(server, identity, endpoint, deadline),
+            link,
             unreachable_since: Mutex::new(None),
             jukebox_window,
         }
@@ -131,12 +140,13 @@ impl ServerLink {
 /// (a volume's group may include servers the configuration does not list: a client
 /// pointed at one server learns the others' addresses from it).
 pub struct LinkPool {
-    identity: Arc<Identity>,
-    endpoint: quinn::Endpoint,
-    deadline: Duration,
+    make: MakeLink,
     jukebox_window: Duration,
     links: Mutex<Vec<Arc<ServerLink>>>,
 }
+
+/// How a pool makes the transport link to a server.
+pub type MakeLink = Box<dyn Fn(&ServerEntry) -> Link + Send + Sync>;
 
 impl LinkPool {
     /// A pool holding a link to each configured server.
@@ -147,10 +157,19 @@ impl LinkPool {
         deadline: Duration,
         jukebox_window: Duration,
     ) -> LinkPool {
+        let make: MakeLink =
+            Box::new(move |server| Link::new(server, identity.clone(), endpoint.clone(), deadline));
+        LinkPool::making(configured, make, jukebox_window)
+    }
+
+    /// A pool whose links `make` makes (the simulation's carried ones).
+    pub fn making(
+        configured: &[ServerEntry],
+        make: MakeLink,
+        jukebox_window: Duration,
+    ) -> LinkPool {
         let pool = LinkPool {
-            identity,
-            endpoint,
-            deadline,
+            make,
             jukebox_window,
             links: Mutex::new(Vec::new()),
         };
@@ -161,13 +180,7 @@ impl LinkPool {
     }
 
     fn add(&self, server: &ServerEntry) -> Arc<ServerLink> {
-        let link = Arc::new(ServerLink::new(
-            server,
-            self.identity.clone(),
-            self.endpoint.clone(),
-            self.deadline,
-            self.jukebox_window,
-        ));
+        let link = Arc::new(ServerLink::over((self.make)(server), self.jukebox_window));
         if let Ok(mut links) = self.links.lock() {
             links.push(link.clone());
         }

@@ -14,7 +14,8 @@ use codetta_wire::message::{CALLBACK_LEASE, ReplyBody};
 use codetta_wire::{Request, VolumeId};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Pause after a failed channel call before the next.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);

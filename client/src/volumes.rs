@@ -13,7 +13,8 @@ use codetta_wire::{Fid, FsError, Request, Time, VolumeId};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long the root volume the catalogue names is trusted before it is asked again.
 const ROOT_TTL: Duration = Duration::from_secs(1);
@@ -153,7 +154,7 @@ impl Volumes {
         let log = {
             let path = path.clone();
             Arc::new(
-                tokio::task::spawn_blocking(move || ModifyLog::open(&path))
+                codetta_transport::off_thread(move || ModifyLog::open(&path))
                     .await
                     .map_err(|e| ClientError::Storage(e.to_string()))??,
             )

@@ -135,7 +135,7 @@ pub async fn collect_pass(
     policy: CollectPolicy,
 ) -> Result<CollectSummary, FsError> {
     let store = ctx.store().clone();
-    let volumes = tokio::task::spawn_blocking(move || store.list_volumes())
+    let volumes = codetta_transport::off_thread(move || store.list_volumes())
         .await
         .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     let mut total = CollectSummary::default();

@@ -45,7 +45,7 @@ impl ServerDaemon {
             cache_bytes: config.cache_bytes,
             changes_kept: config.changes_kept,
         };
-        let store = tokio::task::spawn_blocking(move || Store::open(&path, options))
+        let store = codetta_transport::off_thread(move || Store::open(&path, options))
             .await?
             .context("opening the store")?;
         let endpoint = codetta_transport::server_endpoint(config.listen, &identity)

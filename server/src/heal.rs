@@ -57,7 +57,7 @@ pub async fn run(ctx: ServerContext, interval: Duration, stop: watch::Receiver<b
 /// One pass over every replicated volume and every peer.
 pub async fn heal_round(ctx: &ServerContext) -> Result<ResolveSummary, FsError> {
     let store = ctx.store().clone();
-    let volumes = tokio::task::spawn_blocking(move || store.list_volumes())
+    let volumes = codetta_transport::off_thread(move || store.list_volumes())
         .await
         .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     let mut total = ResolveSummary::default();

@@ -8,7 +8,8 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Clients count as updating while one of their batches waits or is applied here, and for
 /// this long after the last one was.

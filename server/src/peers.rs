@@ -11,11 +11,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// How a server makes its link to another server.
+pub type MakeLink = Box<dyn Fn(&ServerEntry) -> Link + Send + Sync>;
+
 /// Links to the other servers, by node name: the configured peers, and the servers the
 /// catalogue names (a server added to the cluster later).
 pub struct Peers {
     /// How to make a link (none: a store without peers, in tests).
-    maker: Option<(quinn::Endpoint, Arc<Identity>, Duration)>,
+    maker: Option<MakeLink>,
     links: RwLock<BTreeMap<String, Arc<Link>>>,
 }
 
@@ -28,17 +31,21 @@ impl Peers {
     ) -> anyhow::Result<Peers> {
         let endpoint = codetta_transport::client_endpoint(identity)?;
         let identity = Arc::new(identity.clone());
+        let make: MakeLink =
+            Box::new(move |p| Link::new(p, identity.clone(), endpoint.clone(), deadline));
+        Ok(Peers::making(peers, make))
+    }
+
+    /// Links to `peers` that `make` makes (the simulation's carried ones).
+    pub fn making(peers: &[ServerEntry], make: MakeLink) -> Peers {
         let links = peers
             .iter()
-            .map(|p| {
-                let link = Link::new(p, identity.clone(), endpoint.clone(), deadline);
-                (p.name.clone(), Arc::new(link))
-            })
+            .map(|p| (p.name.clone(), Arc::new(make(p))))
             .collect();
-        Ok(Peers {
-            maker: Some((endpoint, identity, deadline)),
+        Peers {
+            maker: Some(make),
             links: RwLock::new(links),
-        })
+        }
     }
 
     /// No peers (a single server).
@@ -64,7 +71,7 @@ impl Peers {
         if self.knows(name) {
             return;
         }
-        let Some((endpoint, identity, deadline)) = &self.maker else {
+        let Some(make) = &self.maker else {
             return;
         };
         let Ok(addr) = addr.parse() else {
@@ -75,12 +82,7 @@ impl Peers {
             name: name.to_string(),
             addr,
         };
-        let link = Arc::new(Link::new(
-            &entry,
-            identity.clone(),
-            endpoint.clone(),
-            *deadline,
-        ));
+        let link = Arc::new(make(&entry));
         let mut links = self.links.write().unwrap_or_else(|p| p.into_inner());
         links.entry(name.to_string()).or_insert(link);
         tracing::info!(server = name, %addr, "link to a server the catalogue names");

@@ -375,7 +375,7 @@ impl ServerService {
             .map(|left| tokio::time::Instant::now() + left);
         let store = self.ctx.store().clone();
         let callbacks = self.ctx.volatile().callbacks().clone();
-        let (shipped, states) = tokio::task::spawn_blocking(move || {
+        let (shipped, states) = codetta_transport::off_thread(move || {
             let shipped = store.ship(&crate::store::Shipment {
                 records: &shipment.records,
                 data: &shipment.data,
@@ -550,7 +550,7 @@ impl Service for ServerService {
         let result = if inline {
             Ok(work())
         } else {
-            tokio::task::spawn_blocking(work).await
+            codetta_transport::off_thread(work).await
         };
         match result {
             Ok((reply, data)) => reply_frame(&reply, data),

@@ -61,7 +61,7 @@ async fn leave(
 ) -> Result<(Vec<codetta_wire::VolumeId>, bool), FsError> {
     let store = ctx.store().clone();
     let me = ctx.name().to_string();
-    let locals = tokio::task::spawn_blocking(move || -> Result<Vec<_>, FsError> {
+    let locals = codetta_transport::off_thread(move || -> Result<Vec<_>, FsError> {
         let mut out = Vec::new();
         for local in store.list_volumes()? {
             let (_, replica) = store.volume_info(local.id)?;
@@ -147,11 +147,11 @@ async fn reconcile(ctx: &ServerContext, state: Arc<CatalogueState>) -> Result<bo
     let (leaving, drained_more) = leave(ctx, &state).await?;
     for volume in leaving {
         let store = store.clone();
-        tokio::task::spawn_blocking(move || store.retire_replica(volume))
+        codetta_transport::off_thread(move || store.retire_replica(volume))
             .await
             .map_err(|e| FsError::Internal(format!("store task: {e}")))??;
     }
-    tokio::task::spawn_blocking(move || {
+    codetta_transport::off_thread(move || {
         let mut more = drained_more;
         // Group changes of the replicas that stay (those that leave are `leave`'s).
         for local in store.list_volumes()? {

@@ -1,5 +1,6 @@
 //! Endpoints with tuned sockets, outgoing connections, and who is on the other end.
 
+use crate::ConnectionEnd;
 use crate::serve::CLOSE_BAD_PEER;
 use crate::{ENDPOINT_MAX_UDP_PAYLOAD, SOCKET_BUFFER_BYTES, TransportError, TransportTuning};
 use codetta_certs::pki_types::CertificateDer;
@@ -19,7 +20,7 @@ pub struct Peer {
     pub fingerprint: String,
     /// The connection it came on (its end ends per-connection state, such as callback
     /// sessions).
-    pub connection: quinn::Connection,
+    pub connection: ConnectionEnd,
     /// A number for that connection, never reused in this process (quinn's `stable_id`
     /// may be, once a connection is gone).
     pub connection_id: u64,
@@ -27,6 +28,11 @@ pub struct Peer {
 
 /// Connections identified so far in this process.
 static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A connection number never used before in this process.
+fn next_connection_id() -> u64 {
+    CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+}
 
 /// Reads the peer's role and name from the certificate it presented in the handshake. Only
 /// meaningful once the handshake (which verified the chain against the cluster CA) is done.
@@ -41,8 +47,8 @@ pub fn peer_of(conn: &quinn::Connection) -> Result<Peer, TransportError> {
         role,
         name,
         fingerprint: codetta_certs::fingerprint(leaf),
-        connection: conn.clone(),
-        connection_id: CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+        connection: ConnectionEnd::Quic(conn.clone()),
+        connection_id: next_connection_id(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! Every stream carries exactly one [`Frame`](codetta_wire::Frame) each way, and each side
 //! finishes its half after the frame: [`read_frame`] treats bytes after the frame as an error.
 
+mod carrier;
 mod endpoint;
 mod error;
 mod framing;
@@ -11,6 +12,9 @@ mod link;
 mod serve;
 mod tuning;
 
+pub use carrier::{
+    BlockingLost, CarriedCall, Carrier, ConnectionEnd, off_thread, run_blocking_inline,
+};
 pub use endpoint::{Peer, client_endpoint, connect, peer_of, server_endpoint};
 pub use error::TransportError;
 pub use framing::{call, read_frame, write_frame};

@@ -1,6 +1,7 @@
 //! A link to one server: a cached connection, made on first use and again after it dies,
 //! and calls that each finish within a deadline (rule 14: fail fast).
 
+use crate::Carrier;
 use crate::error::TransportError;
 use crate::framing::call;
 use codetta_certs::Identity;
@@ -25,10 +26,21 @@ pub struct ServerEntry {
 pub struct Link {
     name: String,
     addr: SocketAddr,
+    route: Route,
+    deadline: Duration,
+}
+
+/// How a link's calls travel.
+enum Route {
+    Quic(QuicRoute),
+    Carried(Arc<dyn Carrier>),
+}
+
+/// A QUIC connection to the server, made on first use and again after it dies.
+struct QuicRoute {
     identity: Arc<Identity>,
     endpoint: Endpoint,
     conn: Mutex<Option<quinn::Connection>>,
-    deadline: Duration,
     /// When the last connection attempt failed: for [`RECONNECT_BACKOFF`] after it, calls
     /// fail at once instead of each waiting out a connect deadline on a dead server.
     failed_at: std::sync::Mutex<Option<std::time::Instant>>,
@@ -52,18 +64,33 @@ impl Link {
         Link {
             name: server.name.clone(),
             addr: server.addr,
-            identity,
-            endpoint,
-            conn: Mutex::new(None),
+            route: Route::Quic(QuicRoute {
+                identity,
+                endpoint,
+                conn: Mutex::new(None),
+                failed_at: std::sync::Mutex::new(None),
+                generation: std::sync::atomic::AtomicU64::new(0),
+            }),
             deadline,
-            failed_at: std::sync::Mutex::new(None),
-            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// A link whose calls `carrier` takes (the simulation's network) instead of QUIC.
+    pub fn carried(server: &ServerEntry, carrier: Arc<dyn Carrier>, deadline: Duration) -> Link {
+        Link {
+            name: server.name.clone(),
+            addr: server.addr,
+            route: Route::Carried(carrier),
+            deadline,
         }
     }
 
     /// Which connection calls go on now (it goes up with every new connection).
     pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
+        match &self.route {
+            Route::Quic(q) => q.generation.load(std::sync::atomic::Ordering::Acquire),
+            Route::Carried(c) => c.generation(),
+        }
     }
 
     /// The server's node name.
@@ -81,8 +108,51 @@ impl Link {
         self.deadline
     }
 
+    /// Sends `request` and waits for the reply frame, connecting first if needed; the
+    /// connection and the exchange each get the deadline. A connection found dead is
+    /// dropped so that the next call reconnects.
+    pub async fn call(&self, request: &Frame) -> Result<Frame, TransportError> {
+        self.call_within(request, self.deadline).await
+    }
+
+    /// [`Link::call`] with its own deadline for the exchange: longer for large transfers,
+    /// shorter for probes (connecting gets the shorter of it and the link's).
+    pub async fn call_within(
+        &self,
+        request: &Frame,
+        deadline: Duration,
+    ) -> Result<Frame, TransportError> {
+        match &self.route {
+            Route::Quic(q) => {
+                let connect_within = deadline.min(self.deadline);
+                q.call(&self.name, self.addr, request, connect_within, deadline)
+                    .await
+            }
+            Route::Carried(c) => c.call(request.clone(), deadline).await,
+        }
+    }
+
+    /// Closes the connection (the endpoint stays with its owner).
+    pub async fn close(&self) {
+        match &self.route {
+            Route::Quic(q) => {
+                if let Some(conn) = q.conn.lock().await.take() {
+                    conn.close(0u32.into(), b"closing");
+                }
+            }
+            Route::Carried(c) => c.close(),
+        }
+    }
+}
+
+impl QuicRoute {
     /// The cached connection, or a new one made within `deadline`.
-    async fn connection(&self, deadline: Duration) -> Result<quinn::Connection, TransportError> {
+    async fn connection(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        deadline: Duration,
+    ) -> Result<quinn::Connection, TransportError> {
         let mut guard = self.conn.lock().await;
         if let Some(conn) = guard.as_ref()
             && conn.close_reason().is_none()
@@ -98,7 +168,7 @@ impl Link {
         if recent_failure {
             return Err(TransportError::RecentlyFailed);
         }
-        let connect = crate::connect(&self.endpoint, self.addr, &self.name, &self.identity);
+        let connect = crate::connect(&self.endpoint, addr, name, &self.identity);
         let result = match tokio::time::timeout(deadline, connect).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout(deadline)),
@@ -117,21 +187,17 @@ impl Link {
         Ok(conn)
     }
 
-    /// Sends `request` and waits for the reply frame, connecting first if needed; the
-    /// connection and the exchange each get the deadline. A connection found dead is
+    /// One exchange on the connection (made first if needed). A connection found dead is
     /// dropped so that the next call reconnects.
-    pub async fn call(&self, request: &Frame) -> Result<Frame, TransportError> {
-        self.call_within(request, self.deadline).await
-    }
-
-    /// [`Link::call`] with its own deadline for the exchange: longer for large transfers,
-    /// shorter for probes (connecting gets the shorter of it and the link's).
-    pub async fn call_within(
+    async fn call(
         &self,
+        name: &str,
+        addr: SocketAddr,
         request: &Frame,
+        connect_within: Duration,
         deadline: Duration,
     ) -> Result<Frame, TransportError> {
-        let conn = self.connection(deadline.min(self.deadline)).await?;
+        let conn = self.connection(name, addr, connect_within).await?;
         match call(&conn, request, deadline).await {
             Ok(reply) => Ok(reply),
             Err(e) => {
@@ -146,13 +212,6 @@ impl Link {
                 }
                 Err(e)
             }
-        }
-    }
-
-    /// Closes the connection (the endpoint stays with its owner).
-    pub async fn close(&self) {
-        if let Some(conn) = self.conn.lock().await.take() {
-            conn.close(0u32.into(), b"closing");
         }
     }
 }

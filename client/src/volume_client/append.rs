@@ -310,7 +310,7 @@ pub(super) async fn appender(
             Some(result) => result,
             None => {
                 let to_log = records.clone();
-                tokio::task::spawn_blocking(move || log.append(&to_log, next_vnode, new_next_seq))
+                codetta_transport::off_thread(move || log.append(&to_log, next_vnode, new_next_seq))
                     .await
                     .unwrap_or_else(|e| Err(ClientError::Storage(format!("log task failed: {e}"))))
             }

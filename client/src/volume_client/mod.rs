@@ -35,8 +35,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 mod append;
 mod read;
@@ -162,6 +162,8 @@ pub struct VolumeClientOptions {
     /// Fault injection for tests: the appender waits this long before each append, so
     /// records stay on their way into the log for a while (zero otherwise).
     pub append_delay: Duration,
+    /// Where records read the time ([`Time::now`]; the simulation's clock is virtual).
+    pub wall_clock: fn() -> Time,
 }
 
 /// The log's records from the oldest incomplete one on, with the write-all state.
@@ -485,6 +487,7 @@ impl VolumeClient {
             held_logged: watch::Sender::new(0),
             clock: Mutex::new(RecordClock {
                 last: Time::default(),
+                wall: options.wall_clock,
             }),
             overlay_fetch: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
@@ -611,11 +614,12 @@ impl VolumeClient {
 /// A clock that never repeats or goes back, so every update changes mtime.
 struct RecordClock {
     last: Time,
+    wall: fn() -> Time,
 }
 
 impl RecordClock {
     fn next(&mut self) -> Time {
-        self.next_after(Time::now())
+        self.next_after((self.wall)())
     }
 
     /// The next time given the wall clock's `now`: `now` if it is later than the last one
@@ -679,7 +683,10 @@ mod tests {
     /// back when it stands still or steps back.
     #[test]
     fn record_times_never_repeat_or_go_back() {
-        let mut clock = RecordClock { last: t(0, 0) };
+        let mut clock = RecordClock {
+            last: t(0, 0),
+            wall: Time::now,
+        };
         assert_eq!(clock.next_after(t(10, 5)), t(10, 5));
         assert_eq!(clock.next_after(t(10, 5)), t(10, 6), "a repeated reading");
         assert_eq!(
@@ -690,6 +697,7 @@ mod tests {
         assert_eq!(clock.next_after(t(11, 0)), t(11, 0));
         let mut edge = RecordClock {
             last: t(5, 999_999_999),
+            wall: Time::now,
         };
         assert_eq!(
             edge.next_after(t(5, 0)),

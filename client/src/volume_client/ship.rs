@@ -253,11 +253,11 @@ impl Core {
         }
         self.acked.send_replace(last);
         let log = self.log.clone();
-        tokio::task::spawn_blocking(move || {
+        tokio::spawn(codetta_transport::off_thread(move || {
             if let Err(e) = log.trim_noting(last, &applied, &marks) {
                 tracing::warn!("trimming the modify log failed: {e}");
             }
-        });
+        }));
         self.wake_all();
     }
 

@@ -122,7 +122,7 @@ impl CatalogueStorage {
         f: impl FnOnce(&Database) -> SResult<T> + Send + 'static,
     ) -> SResult<T> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        codetta_transport::off_thread(move || f(&db))
             .await
             .map_err(write_err)?
     }

@@ -164,7 +164,7 @@ impl LocalReplica {
             return Ok(f(&self.store)?);
         }
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
+        codetta_transport::off_thread(move || f(&store))
             .await
             .map_err(|e| PeerError::Answer(FsError::Internal(format!("store task: {e}"))))?
             .map_err(PeerError::Answer)

@@ -768,7 +768,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
                 tokio::time::sleep(self.install_delay).await;
             }
             self.keep_leases().await?;
-            let began = std::time::Instant::now();
+            let began = tokio::time::Instant::now();
             self.summary.bytes_shipped += piece.chunk_bytes();
             let (installed, following) = futures::join!(
                 d.install_blocks(dst_fid, expect, &piece.blocks, &piece.chunks),
