@@ -3,8 +3,8 @@
 //! renames, removes, links) in a directory of their own, and whole-file writes to a few
 //! files every worker shares; each result is recorded as acknowledged or not.
 
-use super::model::{DirModel, Op};
 use crate::support::nfs::{Fh, Nfs, mode};
+use codetta_testkit::dir_model::{DirModel, Op};
 use nfs3_client::nfs3_types::nfs3::{Nfs3Option, sattr3, stable_how};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};

@@ -21,7 +21,6 @@
 mod chaos;
 mod check;
 mod driver;
-mod model;
 mod rig;
 
 use crate::support::nfs::Nfs;

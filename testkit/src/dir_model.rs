@@ -10,18 +10,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 /// An object of the directory (one file, however many names it has).
-pub(crate) type Ino = u32;
+pub type Ino = u32;
 
 /// What a file holds that the checker compares: its bytes (by digest) and its mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct State {
+pub struct State {
     pub hash: [u8; 32],
     pub len: u64,
     pub mode: u32,
 }
 
 impl State {
-    pub(crate) fn of(data: &[u8], mode: u32) -> State {
+    pub fn of(data: &[u8], mode: u32) -> State {
         State {
             hash: *blake3::hash(data).as_bytes(),
             len: data.len() as u64,
@@ -30,14 +30,14 @@ impl State {
     }
 
     /// Equal bytes, whatever the modes.
-    pub(crate) fn same_bytes(&self, other: &State) -> bool {
+    pub fn same_bytes(&self, other: &State) -> bool {
         self.hash == other.hash && self.len == other.len
     }
 }
 
 /// One operation a worker runs in its own directory.
 #[derive(Clone, Debug)]
-pub(crate) enum Op {
+pub enum Op {
     /// CREATE (UNCHECKED, mode 0644) of a new name.
     Create { name: String },
     /// WRITEs to a file: FILE_SYNC each, or UNSTABLE then a COMMIT (acknowledged only
@@ -101,7 +101,7 @@ impl File {
 
 /// What the checker accepts for a name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Expect {
+pub enum Expect {
     /// The name holds exactly this.
     Is(State),
     /// The name is gone (an acknowledged remove, or renamed away).
@@ -112,7 +112,7 @@ pub(crate) enum Expect {
 
 /// One worker's directory as the worker's acknowledged operations made it.
 #[derive(Debug, Default)]
-pub(crate) struct DirModel {
+pub struct DirModel {
     /// Names in use, each certain.
     names: BTreeMap<String, Ino>,
     files: BTreeMap<Ino, File>,
@@ -132,25 +132,25 @@ pub(crate) struct DirModel {
 
 impl DirModel {
     /// A name never used in this directory.
-    pub(crate) fn fresh_name(&mut self, prefix: &str) -> String {
+    pub fn fresh_name(&mut self, prefix: &str) -> String {
         self.next_name += 1;
         format!("{prefix}{}", self.next_name)
     }
 
     /// The names in use (certain), in order.
-    pub(crate) fn live(&self) -> Vec<String> {
+    pub fn live(&self) -> Vec<String> {
         self.names.keys().cloned().collect()
     }
 
     /// Whether two names in use are one file.
-    pub(crate) fn same_file(&self, a: &str, b: &str) -> bool {
+    pub fn same_file(&self, a: &str, b: &str) -> bool {
         self.names
             .get(a)
             .is_some_and(|i| self.names.get(b) == Some(i))
     }
 
     /// The current size of a name in use.
-    pub(crate) fn size(&self, name: &str) -> u64 {
+    pub fn size(&self, name: &str) -> u64 {
         self.names
             .get(name)
             .and_then(|i| self.files.get(i))
@@ -158,7 +158,7 @@ impl DirModel {
     }
 
     /// Records `op`'s outcome: applied for certain (`acked`), or perhaps (now or later).
-    pub(crate) fn settle(&mut self, op: &Op, acked: bool) {
+    pub fn settle(&mut self, op: &Op, acked: bool) {
         if acked {
             self.acked += 1;
             self.apply(op);
@@ -288,7 +288,7 @@ impl DirModel {
     }
 
     /// What the checker accepts for every name this directory ever had.
-    pub(crate) fn expectations(&self) -> BTreeMap<String, Expect> {
+    pub fn expectations(&self) -> BTreeMap<String, Expect> {
         let mut out = BTreeMap::new();
         for name in &self.gone {
             out.insert(name.clone(), Expect::Gone);
@@ -306,7 +306,7 @@ impl DirModel {
 
     /// Whether `state` is one a file that was ever named `name` has had (what a conflict
     /// copy of it may hold).
-    pub(crate) fn had(&self, name: &str, state: &State) -> bool {
+    pub fn had(&self, name: &str, state: &State) -> bool {
         self.ever.get(name).is_some_and(|inos| {
             inos.iter()
                 .filter_map(|i| self.files.get(i))
@@ -315,7 +315,7 @@ impl DirModel {
     }
 
     /// Groups of names in use that are one file (hard links): they must share a file id.
-    pub(crate) fn linked(&self) -> Vec<Vec<String>> {
+    pub fn linked(&self) -> Vec<Vec<String>> {
         let mut by_ino: BTreeMap<Ino, Vec<String>> = BTreeMap::new();
         for (n, i) in &self.names {
             by_ino.entry(*i).or_default().push(n.clone());
