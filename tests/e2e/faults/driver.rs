@@ -5,9 +5,10 @@
 
 use crate::support::nfs::{Fh, Nfs, mode};
 use codetta_testkit::dir_model::{DirModel, Op};
+use codetta_testkit::dir_plan::{Planner, describe};
 use nfs3_client::nfs3_types::nfs3::{Nfs3Option, sattr3, stable_how};
 use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, RngCore};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,7 +50,7 @@ pub(crate) fn shared_content(who: &str, seq: u64, rng: &mut StdRng) -> Vec<u8> {
 pub(crate) struct Worker {
     pub name: String,
     port: u16,
-    rng: StdRng,
+    planner: Planner,
     nfs: Option<Nfs>,
     dir: Fh,
     handles: BTreeMap<String, Fh>,
@@ -78,7 +79,7 @@ impl Worker {
         Worker {
             name,
             port,
-            rng: StdRng::seed_from_u64(seed),
+            planner: Planner::new(seed, 1 << 20),
             nfs: None,
             dir,
             handles: BTreeMap::new(),
@@ -107,7 +108,7 @@ impl Worker {
                     }
                 }
             }
-            if self.rng.random_range(0..100) < 10 {
+            if self.planner.rng().random_range(0..100) < 10 {
                 let began = self.started.elapsed().as_secs_f64();
                 let (file, acked) = self.shared_write().await;
                 let outcome = if acked {
@@ -120,7 +121,7 @@ impl Worker {
                     self.shared_seq
                 ));
             } else {
-                let op = self.plan();
+                let op = self.planner.plan(&mut self.model);
                 let began = self.started.elapsed().as_secs_f64();
                 let acked = self.execute(&op).await;
                 let outcome = if acked {
@@ -157,125 +158,6 @@ impl Worker {
                 None
             }
         }
-    }
-
-    fn pick(&mut self, live: &[String]) -> String {
-        live[self.rng.random_range(0..live.len())].clone()
-    }
-
-    fn data(&mut self) -> Vec<u8> {
-        let len = if self.rng.random_range(0..100) < 12 {
-            self.rng.random_range(64 << 10..=1 << 20)
-        } else {
-            self.rng.random_range(1..=16 << 10)
-        };
-        let mut d = vec![0u8; len];
-        self.rng.fill_bytes(&mut d);
-        d
-    }
-
-    fn offset(&mut self, size: u64, len: usize) -> u64 {
-        const MAX_FILE: u64 = 3 << 20;
-        if size + len as u64 > MAX_FILE {
-            return self.rng.random_range(0..=size.saturating_sub(len as u64));
-        }
-        match self.rng.random_range(0..10) {
-            0 => size + self.rng.random_range(0..64 << 10), // a hole before it
-            1..=3 => size,                                  // appending
-            _ => self.rng.random_range(0..=size),
-        }
-    }
-
-    /// The next operation, from the seeded generator and the names in use.
-    fn plan(&mut self) -> Op {
-        let live = self.model.live();
-        let r = self.rng.random_range(0..100);
-        if live.len() < 3 || r < 18 {
-            return Op::Create {
-                name: self.model.fresh_name("f"),
-            };
-        }
-        let name = self.pick(&live);
-        match r {
-            18..=59 => {
-                let stable = r < 50;
-                let count = if stable {
-                    1
-                } else {
-                    self.rng.random_range(2..=4)
-                };
-                let mut size = self.model.size(&name);
-                let mut pieces = Vec::new();
-                for _ in 0..count {
-                    let data = self.data();
-                    let offset = self.offset(size, data.len());
-                    size = size.max(offset + data.len() as u64);
-                    pieces.push((offset, data));
-                }
-                Op::Write {
-                    name,
-                    pieces,
-                    stable,
-                }
-            }
-            60..=64 => {
-                let size = self.model.size(&name);
-                Op::Truncate {
-                    size: self.rng.random_range(0..=size + (8 << 10)),
-                    name,
-                }
-            }
-            65..=69 => Op::Chmod {
-                mode: [0o600, 0o640, 0o644, 0o755][self.rng.random_range(0..4)],
-                name,
-            },
-            70..=81 => {
-                let over: Vec<String> = live
-                    .iter()
-                    .filter(|n| !self.model.same_file(n, &name))
-                    .cloned()
-                    .collect();
-                let to = if !over.is_empty() && self.rng.random_range(0..3) == 0 {
-                    self.pick(&over)
-                } else {
-                    self.model.fresh_name("r")
-                };
-                Op::Rename { from: name, to }
-            }
-            82..=91 => Op::Remove { name },
-            _ => Op::Link {
-                name,
-                new: self.model.fresh_name("l"),
-            },
-        }
-    }
-}
-
-/// `op` in a line, without its data.
-fn describe(op: &Op) -> String {
-    match op {
-        Op::Create { name } => format!("create {name}"),
-        Op::Write {
-            name,
-            pieces,
-            stable,
-        } => {
-            let at: Vec<String> = pieces
-                .iter()
-                .map(|(o, d)| format!("{o}+{}", d.len()))
-                .collect();
-            let how = if *stable {
-                "FILE_SYNC"
-            } else {
-                "UNSTABLE+COMMIT"
-            };
-            format!("write {name} {} {how}", at.join(","))
-        }
-        Op::Truncate { name, size } => format!("truncate {name} to {size}"),
-        Op::Chmod { name, mode } => format!("chmod {name} {mode:o}"),
-        Op::Rename { from, to } => format!("rename {from} -> {to}"),
-        Op::Remove { name } => format!("remove {name}"),
-        Op::Link { name, new } => format!("link {name} as {new}"),
     }
 }
 
@@ -378,9 +260,9 @@ impl Worker {
     /// Replaces one shared file whole, and logs the write with its times; which file, and
     /// whether the write was acknowledged.
     async fn shared_write(&mut self) -> (usize, bool) {
-        let file = self.rng.random_range(0..self.shared.len());
+        let file = self.planner.rng().random_range(0..self.shared.len());
         self.shared_seq += 1;
-        let data = shared_content(&self.name, self.shared_seq, &mut self.rng);
+        let data = shared_content(&self.name, self.shared_seq, self.planner.rng());
         let fh = self.shared[file].clone();
         let started = Instant::now();
         let acked = self
