@@ -16,6 +16,7 @@
 
 mod check;
 mod client_ops;
+pub mod interleave;
 mod replica;
 mod shipping;
 
