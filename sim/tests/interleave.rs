@@ -49,3 +49,30 @@ fn a_seed_replays_exactly() {
         "seed {seed} ran differently the second time"
     );
 }
+
+#[test]
+fn seeds_in_every_run() {
+    let first = env("CODETTA_LIVE_FIRST", 100);
+    for seed in first..first + env("CODETTA_LIVE_CI_SEEDS", 18) {
+        one(seed);
+    }
+}
+
+#[test]
+#[ignore = "long: thousands of seeds by command (see the module's doc)"]
+fn many_seeds() {
+    let first = env("CODETTA_LIVE_FIRST", 1000);
+    let seeds = env("CODETTA_LIVE_SEEDS", 100);
+    let mut failed = Vec::new();
+    let mut acked = 0;
+    for seed in first..first + seeds {
+        match std::panic::catch_unwind(|| one(seed)) {
+            Ok(report) => acked += report.acked,
+            Err(_) => failed.push(seed),
+        }
+    }
+    println!(
+        "{seeds} seeds from {first}: {acked} operations acknowledged, failed seeds {failed:?}"
+    );
+    assert!(failed.is_empty(), "failed seeds: {failed:?}");
+}

@@ -380,14 +380,12 @@ impl World {
                 None => first = Some((server, views)),
                 Some((first_server, first_views)) => {
                     for (w, (a, b)) in workers.iter().zip(first_views.iter().zip(&views)) {
-                        if a.keys().ne(b.keys())
-                            || a.values().zip(b.values()).any(|(x, y)| x.state != y.state)
-                        {
+                        let differ = differences(a, b);
+                        if !differ.is_empty() {
                             self.report.failures.push(format!(
-                                "{}: replicas differ: {first_server} shows {:?}, {server} shows {:?}",
+                                "{}: replicas differ ({first_server} against {server}): {}",
                                 w.label,
-                                a.keys().collect::<Vec<_>>(),
-                                b.keys().collect::<Vec<_>>()
+                                differ.join(", ")
                             ));
                         }
                     }
@@ -446,6 +444,21 @@ impl World {
             }
         }
     }
+}
+
+/// Where two replicas' views of one directory differ (at most 10 names).
+fn differences(a: &BTreeMap<String, Found>, b: &BTreeMap<String, Found>) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|n| match (a.get(n), b.get(n)) {
+            (Some(x), Some(y)) if x.state == y.state => None,
+            (Some(_), Some(_)) => Some(format!("{n} holds other bytes or mode")),
+            (Some(_), None) => Some(format!("{n} only on the first")),
+            (None, _) => Some(format!("{n} only on the second")),
+        })
+        .take(10)
+        .collect()
 }
 
 /// A file's mode and whole contents.
