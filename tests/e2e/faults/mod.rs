@@ -24,7 +24,7 @@ mod driver;
 mod rig;
 
 use crate::support::nfs::Nfs;
-use check::Report;
+use codetta_testkit::dir_check::Report;
 use codetta_bench::patiently;
 use driver::{SharedLog, Worker, shared_content};
 use nfs3_client::nfs3_types::nfs3::stable_how;
