@@ -24,8 +24,8 @@ mod driver;
 mod rig;
 
 use crate::support::nfs::Nfs;
-use codetta_testkit::dir_check::Report;
 use codetta_bench::patiently;
+use codetta_testkit::dir_check::Report;
 use driver::{SharedLog, Worker, shared_content};
 use nfs3_client::nfs3_types::nfs3::stable_how;
 use rand::SeedableRng;
