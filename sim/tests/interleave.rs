@@ -15,12 +15,15 @@ fn env(name: &str, default: u64) -> u64 {
 fn one(seed: u64) -> LiveReport {
     let report = run(LiveConfig::from_seed(seed)).unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
     println!(
-        "seed {seed}: {} acked, {} unanswered, {} server crashes, {} client crashes, {} \
+        "seed {seed}: {} acked, {} unanswered, {} server crashes, {} power losses, {} client \
+         crashes, {} \
          partitions, {} clock steps, {} calls, {} names and {} bytes read back, {} own \
-         conflict copies, {} virtual ms, trace {}",
+         conflict copies, {} shared writes ({} acknowledged, {} conflict copies), {} virtual \
+         ms, trace {}",
         report.acked,
         report.unanswered,
         report.server_crashes,
+        report.power_losses,
         report.client_crashes,
         report.partitions,
         report.clock_steps,
@@ -28,6 +31,9 @@ fn one(seed: u64) -> LiveReport {
         report.names,
         report.bytes,
         report.own_conflicts.len(),
+        report.shared_writes,
+        report.shared_acked,
+        report.shared_conflicts,
         report.virtual_ms,
         report.trace
     );

@@ -45,6 +45,23 @@ impl CrashDisk {
         disk
     }
 
+    /// A disk holding `image`, all of it synced: what a crash left, mounted again.
+    pub fn holding(image: Vec<u8>) -> CrashDisk {
+        let disk = CrashDisk::default();
+        {
+            let mut state = disk.0.lock().unwrap();
+            state.current = image.clone();
+            state.synced = image;
+        }
+        disk
+    }
+
+    /// The image as reads see it now: what survives a crash of the process alone (the
+    /// operating system keeps every write it was given).
+    pub fn image(&self) -> Vec<u8> {
+        self.0.lock().unwrap().current.clone()
+    }
+
     /// Write, resize and sync operations so far (crash points are counted in them).
     pub fn ops(&self) -> u64 {
         self.0.lock().unwrap().ops
@@ -137,8 +154,21 @@ impl redb::StorageBackend for CrashDisk {
     fn sync_data(&self) -> io::Result<()> {
         let mut state = self.0.lock().unwrap();
         CrashDisk::step(&mut state)?;
-        state.synced = state.current.clone();
-        state.pending.clear();
+        // The synced image catches up by the writes since the last sync (not a copy of
+        // the whole image: a disk of many megabytes syncs often).
+        let pending = std::mem::take(&mut state.pending);
+        for p in pending {
+            match p {
+                Pending::SetLen(len) => state.synced.resize(len as usize, 0),
+                Pending::Write { offset, data } => {
+                    let at = offset as usize;
+                    if state.synced.len() < at + data.len() {
+                        state.synced.resize(at + data.len(), 0);
+                    }
+                    state.synced[at..at + data.len()].copy_from_slice(&data);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -8,5 +8,6 @@ pub mod crash_disk;
 pub mod dir_check;
 pub mod dir_model;
 pub mod dir_plan;
+pub mod shared_files;
 
 pub use crash_disk::CrashDisk;

@@ -2,14 +2,19 @@
 //! healing and collection, all on one thread under tokio's paused clock, talking through a
 //! simulated network. Every await point is a place where another client's call, a
 //! server's healing or a fault may come in between; the seed decides latencies, losses,
-//! partitions, crashes of servers and of client daemons, steps of a server's wall clock,
+//! partitions, crashes of server processes, power losses of server machines (the store
+//! on a [`codetta_testkit::CrashDisk`]), crashes of client daemons, steps of a server's
+//! wall clock,
 //! and every worker's operations.
 //!
 //! After the faults stop, every node comes back, the clients ship what their logs hold and
 //! the servers heal. Then a fresh client per server, cut off from the others, reads every
-//! worker's directory back from that replica alone: every replica must show the same, and
-//! what it shows must meet [`codetta_testkit::dir_check`]'s rules against the workers'
-//! records (no acknowledged operation lost, conflicts only as versions a file had).
+//! worker's directory and the shared files back from that replica alone: every replica
+//! must show the same, and what it shows must meet [`codetta_testkit::dir_check`]'s rules
+//! against the workers' records (no acknowledged operation lost, conflicts only as
+//! versions a file had) and [`codetta_testkit::shared_files`]' rules against every write
+//! to the shared files (every version one some write made, the last write kept when it
+//! followed every other).
 
 mod client_node;
 mod clock;
@@ -21,9 +26,10 @@ use client_node::ClientNode;
 use codetta_client::volume_client::VolumeClient;
 use codetta_testkit::dir_check::{Found, Report, compare_dir};
 use codetta_testkit::dir_model::State;
+use codetta_testkit::shared_files::{SharedWrite, compare_shared, shared_content};
 use codetta_transport::ServerEntry;
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
-use codetta_wire::update::{NewObject, Op};
+use codetta_wire::update::{CreateHow, NewObject, Op, piece_hashes};
 use codetta_wire::{Fid, MAX_READ, Name, ReplicaId, VolumeId};
 use net::{Net, Weather};
 use server_node::ServerNode;
@@ -31,7 +37,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use worker::Worker;
+use worker::{SharedLog, Worker};
+
+/// Files every worker writes whole.
+const SHARED_FILES: usize = 3;
 
 /// The shape of one run.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +71,10 @@ impl LiveConfig {
 pub struct LiveReport {
     pub acked: u64,
     pub unanswered: u64,
+    /// Server processes killed, and server machines that lost power (unsynced writes
+    /// lost or torn).
     pub server_crashes: u64,
+    pub power_losses: u64,
     pub client_crashes: u64,
     pub partitions: u64,
     /// Steps of one server's wall clock (up to a minute either way).
@@ -74,6 +86,11 @@ pub struct LiveReport {
     pub bytes: u64,
     /// Conflict copies in the workers' directories (one writer each: each is reported).
     pub own_conflicts: Vec<String>,
+    /// Writes to the shared files, those acknowledged, and the conflict copies of the
+    /// shared files (concurrent writers: expected).
+    pub shared_writes: u64,
+    pub shared_acked: u64,
+    pub shared_conflicts: usize,
     pub failures: Vec<String>,
     /// A digest of every worker's history: two runs of one seed must give the same.
     pub trace: String,
@@ -143,7 +160,7 @@ impl World {
         };
         let servers = entries
             .iter()
-            .map(|e| ServerNode::new(&e.name, dir.path(), &entries))
+            .map(|e| ServerNode::new(&e.name, &entries))
             .collect();
         let clients = (0..config.clients)
             .map(|c| ClientNode::new(&format!("c{c}"), dir.path().join(format!("c{c}")), &entries))
@@ -173,7 +190,7 @@ impl World {
             self.clients[c].start(&self.net, &self.volume).await?;
             self.handles[c].send_replace(self.clients[c].running.clone());
         }
-        let workers = self.make_workers().await?;
+        let (workers, shared_dir, initial, log) = self.make_workers().await?;
         let until = clock::elapsed_ms() + self.config.fault_secs * 1000;
         let mut running = Vec::new();
         for w in workers {
@@ -187,7 +204,8 @@ impl World {
             workers.push(r.await?);
         }
         self.settle().await;
-        self.check(&workers).await?;
+        let writes = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        self.check(&workers, shared_dir, &initial, &writes).await?;
         let mut trace = blake3::Hasher::new();
         for w in &workers {
             self.report.acked += w.acked;
@@ -208,8 +226,71 @@ impl World {
         Ok(self.report)
     }
 
-    /// Each worker's directory, made while nothing fails.
-    async fn make_workers(&mut self) -> anyhow::Result<Vec<Worker>> {
+    /// Makes `name` in `dir` (a directory when `dir_mode`, else an empty file) through
+    /// `vc`, while nothing fails.
+    async fn make(vc: &VolumeClient, dir: Fid, name: &str, is_dir: bool) -> anyhow::Result<Fid> {
+        let fid = vc.alloc_fid(VOLUME)?;
+        let name_ = Name::new(name)?;
+        let op = if is_dir {
+            Op::Mkdir {
+                dir,
+                name: name_,
+                fid,
+                new: NewObject {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                },
+            }
+        } else {
+            Op::Create {
+                dir,
+                name: name_,
+                fid,
+                new: NewObject {
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                },
+                how: CreateHow::Guarded,
+            }
+        };
+        vc.submit_and_wait(op, bytes::Bytes::new())
+            .await
+            .map_err(|e| anyhow::anyhow!("making {name}: {e}"))?;
+        Ok(fid)
+    }
+
+    /// The shared files (with their first contents) and each worker's directory, made
+    /// while nothing fails.
+    async fn make_workers(
+        &mut self,
+    ) -> anyhow::Result<(Vec<Worker>, Fid, Vec<[u8; 32]>, SharedLog)> {
+        let Some(first) = self.clients.first().and_then(|c| c.running.clone()) else {
+            anyhow::bail!("no client is running");
+        };
+        let root = self.volume.root;
+        let shared_dir = Self::make(&first, root, "shared", true).await?;
+        let mut shared = Vec::new();
+        let mut initial = Vec::new();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(self.config.seed);
+        for i in 0..SHARED_FILES {
+            let fid = Self::make(&first, shared_dir, &format!("s{i}"), false).await?;
+            let data = bytes::Bytes::from(shared_content("set-up", i as u64, &mut rng));
+            let op = Op::Write {
+                fid,
+                offset: 0,
+                len: u32::try_from(data.len())?,
+                hashes: piece_hashes(0, &data),
+            };
+            initial.push(*blake3::hash(&data).as_bytes());
+            first
+                .submit_and_wait(op, data)
+                .await
+                .map_err(|e| anyhow::anyhow!("writing s{i}: {e}"))?;
+            shared.push(fid);
+        }
+        let log = SharedLog::default();
         let mut workers = Vec::new();
         for c in 0..self.config.clients {
             let Some(vc) = self.clients[c].running.clone() else {
@@ -217,25 +298,19 @@ impl World {
             };
             for w in 0..self.config.workers_per_client {
                 let label = format!("w{c}-{w}");
-                let fid = vc.alloc_fid(VOLUME)?;
-                let op = Op::Mkdir {
-                    dir: self.volume.root,
-                    name: Name::new(label.as_str())?,
-                    fid,
-                    new: NewObject {
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                    },
-                };
-                vc.submit_and_wait(op, bytes::Bytes::new())
-                    .await
-                    .map_err(|e| anyhow::anyhow!("making {label}: {e}"))?;
+                let fid = Self::make(&vc, root, &label, true).await?;
                 let seed = self.config.seed.wrapping_mul(1_000_003) ^ (c * 100 + w) as u64;
-                workers.push(Worker::new(label, c, fid, seed));
+                workers.push(Worker::new(
+                    label,
+                    c,
+                    fid,
+                    seed,
+                    shared.clone(),
+                    log.clone(),
+                ));
             }
         }
-        Ok(workers)
+        Ok((workers, shared_dir, initial, log))
     }
 
     /// Seeded faults until the virtual time `until`.
@@ -244,11 +319,19 @@ impl World {
             let pause = 200 + self.net.draw(1800);
             tokio::time::sleep(Duration::from_millis(pause)).await;
             match self.net.draw(100) {
-                0..=14 => {
+                0..=9 => {
                     let s = self.net.draw(self.servers.len() as u64) as usize;
                     if self.servers[s].is_up() {
                         self.servers[s].crash(&self.net);
                         self.report.server_crashes += 1;
+                    }
+                }
+                10..=14 => {
+                    let s = self.net.draw(self.servers.len() as u64) as usize;
+                    if self.servers[s].is_up() {
+                        let seed = self.net.draw(u64::MAX);
+                        self.servers[s].lose_power(&self.net, seed);
+                        self.report.power_losses += 1;
                     }
                 }
                 15..=34 => {
@@ -355,7 +438,17 @@ impl World {
     }
 
     /// Reads every worker's directory from each replica alone and compares.
-    async fn check(&mut self, workers: &[Worker]) -> anyhow::Result<()> {
+    async fn check(
+        &mut self,
+        workers: &[Worker],
+        shared_dir: Fid,
+        initial: &[[u8; 32]],
+        writes: &[SharedWrite],
+    ) -> anyhow::Result<()> {
+        let mut labels: Vec<String> = workers.iter().map(|w| w.label.clone()).collect();
+        labels.push("shared".to_string());
+        let mut dirs: Vec<Fid> = workers.iter().map(|w| w.dir).collect();
+        dirs.push(shared_dir);
         let mut first: Option<(String, Vec<BTreeMap<String, Found>>)> = None;
         for s in 0..self.servers.len() {
             let server = self.entries[s].name.clone();
@@ -371,20 +464,19 @@ impl World {
                 anyhow::bail!("the checker did not start");
             };
             let mut views = Vec::new();
-            for w in workers {
-                let found = self.read_dir(&vc, w.dir, &w.label).await;
+            for (dir, label) in dirs.iter().zip(&labels) {
+                let found = self.read_dir(&vc, *dir, label).await;
                 views.push(found);
             }
             checker.crash();
             match &first {
                 None => first = Some((server, views)),
                 Some((first_server, first_views)) => {
-                    for (w, (a, b)) in workers.iter().zip(first_views.iter().zip(&views)) {
+                    for (label, (a, b)) in labels.iter().zip(first_views.iter().zip(&views)) {
                         let differ = differences(a, b);
                         if !differ.is_empty() {
                             self.report.failures.push(format!(
-                                "{}: replicas differ ({first_server} against {server}): {}",
-                                w.label,
+                                "{label}: replicas differ ({first_server} against {server}): {}",
                                 differ.join(", ")
                             ));
                         }
@@ -397,6 +489,12 @@ impl World {
             for (w, found) in workers.iter().zip(&views) {
                 compare_dir(found, &w.model, &w.label, &mut report);
             }
+            if let Some(found) = views.last() {
+                compare_shared(found, initial, writes, &mut report);
+            }
+            self.report.shared_conflicts = report.shared_conflicts;
+            self.report.shared_writes = writes.len() as u64;
+            self.report.shared_acked = writes.iter().filter(|w| w.acked).count() as u64;
             self.report.names += report.names;
             self.report.own_conflicts.extend(report.own_conflicts);
             self.report.failures.extend(report.failures);

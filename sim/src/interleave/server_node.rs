@@ -1,6 +1,8 @@
 //! One simulated server: the real store, service, healing and collection, reached through
-//! the simulated network. A crash ends every task of it wherever it waits and drops the
-//! store; a restart opens the store again from its file.
+//! the simulated network. The store is on a [`CrashDisk`]. A crash ends every task of the
+//! server wherever it waits; a process crash keeps every write the store made, a power
+//! loss only what it synced (and, of the writes since, nothing, all or torn parts, as the
+//! seed says). A restart opens the store again from what is left.
 
 use super::clock::SimClock;
 use super::net::Net;
@@ -10,10 +12,10 @@ use codetta_server::context::ServerContext;
 use codetta_server::peers::Peers;
 use codetta_server::service::ServerService;
 use codetta_server::store::{Store, StoreOptions};
+use codetta_testkit::CrashDisk;
 use codetta_transport::{Link, ServerEntry};
 use codetta_wire::Time;
 use codetta_wire::message::VolumeInfo;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -28,7 +30,7 @@ pub(crate) const PEER_DEADLINE: Duration = Duration::from_secs(2);
 /// A server and, while it runs, its tasks.
 pub(crate) struct ServerNode {
     pub(crate) name: String,
-    path: PathBuf,
+    disk: CrashDisk,
     pub(crate) clock: Arc<SimClock>,
     running: Option<Running>,
     /// Every server's name and (unused) address, for the peer links.
@@ -42,11 +44,11 @@ struct Running {
 }
 
 impl ServerNode {
-    /// A server `name` keeping its store in `dir`, one of `all`.
-    pub(crate) fn new(name: &str, dir: &std::path::Path, all: &[ServerEntry]) -> ServerNode {
+    /// A server `name` with an empty disk, one of `all`.
+    pub(crate) fn new(name: &str, all: &[ServerEntry]) -> ServerNode {
         ServerNode {
             name: name.to_string(),
-            path: dir.join(format!("{name}.redb")),
+            disk: CrashDisk::default(),
             clock: Arc::new(SimClock::default()),
             running: None,
             others: all.iter().filter(|e| e.name != name).cloned().collect(),
@@ -66,7 +68,7 @@ impl ServerNode {
     fn open_store(&self) -> anyhow::Result<Store> {
         let options = StoreOptions::default();
         let clock: Arc<dyn codetta_server::clock::Clock> = self.clock.clone();
-        Store::open_with_clock(&self.path, options, clock)
+        Store::open_with_backend(self.disk.clone(), options, clock)
             .map_err(|e| anyhow::anyhow!("opening the store of {}: {e}", self.name))
     }
 
@@ -92,6 +94,9 @@ impl ServerNode {
         });
         let peers = Arc::new(Peers::making(&self.others, make));
         let ctx = ServerContext::new(store.clone(), &self.name, peers);
+        // Healing's pauses follow the real time each piece of work took, which no seed
+        // decides (work takes no virtual time): off here.
+        ctx.set_heal_pause(0.0);
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(codetta_server::heal::run(
@@ -114,8 +119,23 @@ impl ServerNode {
         Ok(())
     }
 
-    /// Kills the server: every task ends where it waits, nothing is flushed.
+    /// Kills the server's process: every task ends where it waits; the disk keeps every
+    /// write the store made (the operating system had them).
     pub(crate) fn crash(&mut self, net: &Net) {
+        self.stop(net);
+        self.disk = CrashDisk::holding(self.disk.image());
+    }
+
+    /// The server's machine loses power: as [`ServerNode::crash`], and the disk keeps
+    /// only what was synced, with the writes since chosen by `seed`.
+    pub(crate) fn lose_power(&mut self, net: &Net, seed: u64) {
+        self.stop(net);
+        self.disk = CrashDisk::holding(self.disk.after_power_loss(seed));
+    }
+
+    /// Ends every task of the server. The tasks may still hold the old disk until they
+    /// are dropped; whatever they write there after this is lost with it.
+    fn stop(&mut self, net: &Net) {
         net.crash(&self.name);
         if let Some(running) = self.running.take() {
             for t in &running.tasks {

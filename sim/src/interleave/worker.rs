@@ -1,6 +1,8 @@
 //! A worker: seeded operations in a directory of its own through its client's real
 //! per-volume client, called as the NFS layer calls it (a lookup before a change of a
-//! name, write-all records answered once complete). Every operation is recorded as
+//! name, write-all records answered once complete), and one in ten a whole-file write to
+//! one of the files every worker shares (concurrent writers: each write is logged with
+//! its times). Every operation is recorded as
 //! acknowledged or not in the worker's [`DirModel`]; one that waits past [`OP_LIMIT`]
 //! (its daemon killed under it, every server gone) counts as unanswered.
 
@@ -9,11 +11,12 @@ use codetta_client::error::ClientError;
 use codetta_client::volume_client::VolumeClient;
 use codetta_testkit::dir_model::{DirModel, Op as PlanOp};
 use codetta_testkit::dir_plan::{Planner, describe};
+use codetta_testkit::shared_files::{SharedWrite, shared_content};
 use codetta_wire::update::{CreateHow, NewObject, Op, piece_hashes};
 use codetta_wire::{Fid, FsError, Name, SetAttrs};
 use rand::Rng;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -32,11 +35,18 @@ pub(crate) struct Worker {
     pub(crate) model: DirModel,
     /// Each name in use and the file it names, as this worker made them.
     fids: BTreeMap<String, Fid>,
+    /// The files every worker writes whole, and the record of those writes.
+    shared: Vec<Fid>,
+    shared_log: SharedLog,
+    shared_seq: u64,
     /// Every operation with its virtual time and outcome.
     pub(crate) history: Vec<String>,
     pub(crate) acked: u64,
     pub(crate) unanswered: u64,
 }
+
+/// Every write to the shared files, from every worker.
+pub(crate) type SharedLog = Arc<Mutex<Vec<SharedWrite>>>;
 
 fn name(n: &str) -> Result<Name, ClientError> {
     Name::new(n).map_err(|e| ClientError::Protocol(format!("bad name {n}: {e}")))
@@ -44,11 +54,21 @@ fn name(n: &str) -> Result<Name, ClientError> {
 
 impl Worker {
     /// A worker in `dir` through client `client`, its choices drawn from `seed`.
-    pub(crate) fn new(label: String, client: usize, dir: Fid, seed: u64) -> Worker {
+    pub(crate) fn new(
+        label: String,
+        client: usize,
+        dir: Fid,
+        seed: u64,
+        shared: Vec<Fid>,
+        shared_log: SharedLog,
+    ) -> Worker {
         Worker {
             label,
             client,
             dir,
+            shared,
+            shared_log,
+            shared_seq: 0,
             planner: Planner::new(seed, LARGEST_WRITE),
             model: DirModel::default(),
             fids: BTreeMap::new(),
@@ -71,26 +91,85 @@ impl Worker {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let op = self.planner.plan(&mut self.model);
-            let began = super::clock::elapsed_ms();
-            let outcome = tokio::time::timeout(OP_LIMIT, self.execute(&vc, &op)).await;
-            let (acked, said) = match outcome {
-                Ok(Ok(())) => (true, "ok".to_string()),
-                Ok(Err(e)) => (false, e.to_string()),
-                Err(_) => (false, format!("no answer within {OP_LIMIT:?}")),
-            };
-            if acked {
-                self.acked += 1;
+            if !self.shared.is_empty() && self.planner.rng().random_range(0..100) < 10 {
+                self.shared_write(&vc).await;
             } else {
-                self.unanswered += 1;
+                self.own_op(&vc).await;
             }
-            self.history
-                .push(format!("{began:>8} ms {} -> {said}", describe(&op)));
-            self.model.settle(&op, acked);
             let pause = self.planner.rng().random_range(0..20);
             tokio::time::sleep(Duration::from_millis(pause)).await;
         }
         self
+    }
+
+    /// One operation in the worker's own directory, recorded.
+    async fn own_op(&mut self, vc: &VolumeClient) {
+        let op = self.planner.plan(&mut self.model);
+        let began = super::clock::elapsed_ms();
+        let outcome = tokio::time::timeout(OP_LIMIT, self.execute(vc, &op)).await;
+        let acked = self.note(began, &describe(&op), outcome);
+        self.model.settle(&op, acked);
+    }
+
+    /// Replaces one shared file whole (FILE_SYNC), and logs the write with its times.
+    async fn shared_write(&mut self, vc: &VolumeClient) {
+        let file = self.planner.rng().random_range(0..self.shared.len());
+        self.shared_seq += 1;
+        let data = Bytes::from(shared_content(
+            &self.label,
+            self.shared_seq,
+            self.planner.rng(),
+        ));
+        let fid = self.shared[file];
+        let began = super::clock::elapsed_ms();
+        let write = async {
+            let len = u32::try_from(data.len())
+                .map_err(|_| ClientError::Protocol("write too long".into()))?;
+            let op = Op::Write {
+                fid,
+                offset: 0,
+                len,
+                hashes: piece_hashes(0, &data),
+            };
+            vc.submit_and_wait(op, data.clone()).await.map(|_| ())
+        };
+        let outcome = tokio::time::timeout(OP_LIMIT, write).await;
+        let what = format!("shared write {} to s{file}", self.shared_seq);
+        let acked = self.note(began, &what, outcome);
+        let record = SharedWrite {
+            file,
+            who: self.label.clone(),
+            seq: self.shared_seq,
+            hash: *blake3::hash(&data).as_bytes(),
+            started: Duration::from_millis(began),
+            ended: Duration::from_millis(super::clock::elapsed_ms()),
+            acked,
+        };
+        self.shared_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(record);
+    }
+
+    /// Counts and records an operation's outcome; whether it was acknowledged.
+    fn note(
+        &mut self,
+        began: u64,
+        what: &str,
+        outcome: Result<Result<(), ClientError>, tokio::time::error::Elapsed>,
+    ) -> bool {
+        let (acked, said) = match outcome {
+            Ok(Ok(())) => (true, "ok".to_string()),
+            Ok(Err(e)) => (false, e.to_string()),
+            Err(_) => (false, format!("no answer within {OP_LIMIT:?}")),
+        };
+        if acked {
+            self.acked += 1;
+        } else {
+            self.unanswered += 1;
+        }
+        self.history.push(format!("{began:>8} ms {what} -> {said}"));
+        acked
     }
 
     /// Runs `op` as the NFS layer would.

@@ -6,9 +6,9 @@
 use crate::support::nfs::{Fh, Nfs, mode};
 use codetta_testkit::dir_model::{DirModel, Op};
 use codetta_testkit::dir_plan::{Planner, describe};
+use codetta_testkit::shared_files::{SharedWrite, shared_content};
 use nfs3_client::nfs3_types::nfs3::{Nfs3Option, sattr3, stable_how};
-use rand::rngs::StdRng;
-use rand::{Rng, RngCore};
+use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,32 +18,14 @@ use std::time::{Duration, Instant};
 /// the client daemon's JUKEBOX window, so a call the daemon still answers is seen answered.
 const CALL_LIMIT: Duration = Duration::from_secs(30);
 
-/// Size of a shared file; every write to one replaces it whole.
-pub(crate) const SHARED_SIZE: usize = 4096;
-
-/// One write to a shared file.
-#[derive(Clone, Debug)]
-pub(crate) struct SharedWrite {
-    pub file: usize,
-    /// The worker, and its count of shared writes (both also in the data's first bytes).
-    pub who: String,
-    pub seq: u64,
-    pub hash: [u8; 32],
-    pub started: Instant,
-    pub ended: Instant,
-    pub acked: bool,
-}
-
 /// Every write to the shared files, from every worker.
 pub(crate) type SharedLog = Arc<Mutex<Vec<SharedWrite>>>;
 
-/// Contents of shared-file writes: `who` and `seq` in the first bytes, seeded bytes after.
-pub(crate) fn shared_content(who: &str, seq: u64, rng: &mut StdRng) -> Vec<u8> {
-    let mut data = vec![0u8; SHARED_SIZE];
-    rng.fill_bytes(&mut data);
-    let tag = format!("{who} write {seq};");
-    data[..tag.len()].copy_from_slice(tag.as_bytes());
-    data
+/// Time since the first call in this process: the one zero of every worker's shared
+/// writes.
+fn since_zero() -> Duration {
+    static ZERO: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ZERO.get_or_init(Instant::now).elapsed()
 }
 
 /// One worker: its connection, its directory and the record of what it did there.
@@ -264,7 +246,7 @@ impl Worker {
         self.shared_seq += 1;
         let data = shared_content(&self.name, self.shared_seq, self.planner.rng());
         let fh = self.shared[file].clone();
-        let started = Instant::now();
+        let started = since_zero();
         let acked = self
             .call(async |nfs| nfs.write(&fh, 0, &data, stable_how::FILE_SYNC).await)
             .await
@@ -275,7 +257,7 @@ impl Worker {
             seq: self.shared_seq,
             hash: *blake3::hash(&data).as_bytes(),
             started,
-            ended: Instant::now(),
+            ended: since_zero(),
             acked,
         };
         if let Ok(mut log) = self.shared_log.lock() {
