@@ -6,7 +6,7 @@ use crate::config::ServerEntry;
 use crate::error::ClientError;
 use bytes::Bytes;
 use codetta_certs::Identity;
-use codetta_transport::Link;
+use codetta_transport::{Link, MakeLink};
 use codetta_wire::message::ReplyBody;
 use codetta_wire::{Frame, Payload, Request};
 use std::sync::{Arc, Mutex};
@@ -144,9 +144,6 @@ pub struct LinkPool {
     jukebox_window: Duration,
     links: Mutex<Vec<Arc<ServerLink>>>,
 }
-
-/// How a pool makes the transport link to a server.
-pub type MakeLink = Box<dyn Fn(&ServerEntry) -> Link + Send + Sync>;
 
 impl LinkPool {
     /// A pool holding a link to each configured server.

@@ -301,6 +301,14 @@ impl ModifyLog {
         guard.take();
     }
 
+    /// Closes the log as a killed process leaves it: nothing more is written (the marks
+    /// stay where the last append put them). For the simulation's daemon crashes.
+    pub fn abandon(&self) {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        self.segments.close();
+        guard.take();
+    }
+
     fn write_marks(db: &Database, vnode: u64, seq: u64) -> Result<(), ClientError> {
         let txn = db.begin_write().map_err(storage)?;
         {

@@ -81,7 +81,7 @@ pub async fn run_channel(
     cache: &Mutex<Cache>,
     stop: impl Fn() -> bool,
 ) {
-    let session = rand::random::<u64>();
+    let session = codetta_wire::entropy::random_u64();
     // The breaks acknowledged, and the server's number for the session they belong to.
     let mut ack = 0u64;
     let mut acked_session = 0u64;

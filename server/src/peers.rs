@@ -4,15 +4,12 @@
 use crate::peer_error::{PeerError, PeerResult};
 use bytes::Bytes;
 use codetta_certs::Identity;
-use codetta_transport::{Link, ServerEntry};
+use codetta_transport::{Link, MakeLink, ServerEntry};
 use codetta_wire::message::ReplyBody;
 use codetta_wire::{Frame, Request};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-
-/// How a server makes its link to another server.
-pub type MakeLink = Box<dyn Fn(&ServerEntry) -> Link + Send + Sync>;
 
 /// Links to the other servers, by node name: the configured peers, and the servers the
 /// catalogue names (a server added to the cluster later).

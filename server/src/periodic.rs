@@ -15,11 +15,15 @@ where
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // `biased`: the order is the code's, not tokio's random draw (the simulation
+        // replays a seed exactly).
         tokio::select! {
+            biased;
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         tokio::select! {
+            biased;
             () = pass() => {}
             _ = stop.wait_for(|s| *s) => return,
         }

@@ -15,7 +15,8 @@ fn env(name: &str, default: u64) -> u64 {
 fn one(seed: u64) -> LiveReport {
     let report = run(LiveConfig::from_seed(seed)).unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
     println!(
-        "seed {seed}: {} acked, {} unanswered, {} server crashes, {} power losses, {} client \
+        "seed {seed}: {} acked, {} unanswered, {} server crashes, {} power losses ({} \
+         with unsynced writes), {} client \
          crashes, {} \
          partitions, {} clock steps, {} calls, {} names and {} bytes read back, {} own \
          conflict copies, {} shared writes ({} acknowledged, {} conflict copies), {} virtual \
@@ -24,6 +25,7 @@ fn one(seed: u64) -> LiveReport {
         report.unanswered,
         report.server_crashes,
         report.power_losses,
+        report.torn_power_losses,
         report.client_crashes,
         report.partitions,
         report.clock_steps,
@@ -39,7 +41,8 @@ fn one(seed: u64) -> LiveReport {
     );
     assert!(
         report.failures.is_empty(),
-        "seed {seed} (replay: CODETTA_LIVE_FIRST={seed} CODETTA_LIVE_SEEDS=1): {:#?}",
+        "seed {seed} (replay: CODETTA_LIVE_FIRST={seed} CODETTA_LIVE_SEEDS=1 cargo test \
+         -p codetta-sim --test interleave many_seeds -- --ignored --nocapture): {:#?}",
         report.failures
     );
     report

@@ -62,6 +62,23 @@ impl CrashDisk {
         self.0.lock().unwrap().current.clone()
     }
 
+    /// Makes the `n`-th write, resize or sync from now fail, and every one after it (a
+    /// disk that dies in the middle of what the store is doing).
+    pub fn fail_after(&self, n: u64) {
+        let mut state = self.0.lock().unwrap();
+        state.fail_at = Some(state.ops + n.max(1));
+    }
+
+    /// No failure is coming any more (one that happened stays).
+    pub fn disarm(&self) {
+        self.0.lock().unwrap().fail_at = None;
+    }
+
+    /// Writes and resizes not yet covered by a sync (what a power loss now may lose).
+    pub fn unsynced(&self) -> usize {
+        self.0.lock().unwrap().pending.len()
+    }
+
     /// Write, resize and sync operations so far (crash points are counted in them).
     pub fn ops(&self) -> u64 {
         self.0.lock().unwrap().ops
@@ -161,10 +178,10 @@ impl redb::StorageBackend for CrashDisk {
             match p {
                 Pending::SetLen(len) => state.synced.resize(len as usize, 0),
                 Pending::Write { offset, data } => {
+                    // A write lands inside the image as it was then (`write` checks), and
+                    // the resizes before it are replayed first.
                     let at = offset as usize;
-                    if state.synced.len() < at + data.len() {
-                        state.synced.resize(at + data.len(), 0);
-                    }
+                    debug_assert!(at + data.len() <= state.synced.len());
                     state.synced[at..at + data.len()].copy_from_slice(&data);
                 }
             }

@@ -1,7 +1,8 @@
 //! The seam a simulation plugs into: a [`Carrier`] takes a link's calls instead of a QUIC
 //! connection, and a [`ConnectionEnd`] stands for the connection a request came on. The
 //! client and the server reach each other only through [`crate::Link`] and
-//! [`crate::Service`], so code above them runs unchanged over either.
+//! [`crate::Service`], so code above them runs unchanged over either (with their blocking
+//! work run inline: [`crate::off_thread`]).
 
 use crate::TransportError;
 use codetta_wire::Frame;
@@ -30,7 +31,7 @@ pub trait Carrier: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub enum ConnectionEnd {
     Quic(quinn::Connection),
-    /// A carried connection: closed once the sender says `true` or is dropped.
+    /// A carried connection: closed once its sender is dropped (or says `true`).
     Carried(watch::Receiver<bool>),
 }
 
@@ -47,34 +48,4 @@ impl ConnectionEnd {
             }
         }
     }
-}
-
-thread_local! {
-    /// Whether [`off_thread`] runs its work on the calling thread (set by a simulation
-    /// that needs every step on one thread, in an order its seed decides).
-    static INLINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Makes [`off_thread`] run work inline on this thread from now on.
-pub fn run_blocking_inline() {
-    INLINE.with(|i| i.set(true));
-}
-
-/// Blocking work (a database transaction) that could not finish: it panicked or its task
-/// was cancelled.
-#[derive(Debug, thiserror::Error)]
-#[error("blocking work did not finish: {0}")]
-pub struct BlockingLost(String);
-
-/// Runs blocking `work` on tokio's blocking pool, or inline where
-/// [`run_blocking_inline`] was called on this thread.
-pub async fn off_thread<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, BlockingLost> {
-    if INLINE.with(|i| i.get()) {
-        return Ok(work());
-    }
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| BlockingLost(e.to_string()))
 }

@@ -21,6 +21,10 @@ pub struct ServerEntry {
     pub addr: SocketAddr,
 }
 
+/// How a caller makes its link to a server (QUIC in the daemons, carried in the
+/// simulation).
+pub type MakeLink = Box<dyn Fn(&ServerEntry) -> Link + Send + Sync>;
+
 /// One server as a caller sees it. Cheap to share; calls may run concurrently on the one
 /// connection (each on its own stream).
 pub struct Link {

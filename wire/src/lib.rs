@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod attrs;
+pub mod entropy;
 pub mod error;
 pub mod frame;
 pub mod history;

@@ -597,10 +597,21 @@ impl VolumeClient {
     /// Stops the background tasks and closes the modify log (releasing its file lock).
     /// Everything acknowledged is already durable in the log or on the server.
     pub fn close(&self) {
+        self.stop_tasks();
+        self.core.log.close();
+    }
+
+    /// Stops as a killed daemon does: the tasks end where they wait and the log is left
+    /// as it stands (no clean close). For the simulation.
+    pub fn abandon(&self) {
+        self.stop_tasks();
+        self.core.log.abandon();
+    }
+
+    fn stop_tasks(&self) {
         for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
-        self.core.log.close();
     }
 
     /// Closes the connections to the group's servers.

@@ -144,7 +144,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             settled: BTreeSet::new(),
             in_progress: Vec::new(),
             decisions: None,
-            holder: rand::random(),
+            holder: codetta_wire::entropy::random_u64(),
             leased_at: BTreeMap::new(),
             clock: SystemClock::shared(),
             pacer: None,

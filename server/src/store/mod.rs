@@ -444,7 +444,7 @@ impl Store {
         let txn = self.read_txn()?;
         let volumes = txn.open_table(tables::VOLUMES).map_err(StoreError::from)?;
         loop {
-            let id = rand::random::<u32>();
+            let id = codetta_wire::entropy::random_u32();
             if id > 1 && volumes.get(id).map_err(StoreError::from)?.is_none() {
                 return Ok(VolumeId(id));
             }
@@ -578,12 +578,12 @@ impl Store {
     /// then claims it on the other servers ([`Store::claim_incarnation`]).
     pub fn new_incarnation(&self) -> Result<(Incarnation, u32), FsError> {
         loop {
-            let n = rand::random::<u32>() & MAX_INCARNATION;
+            let n = codetta_wire::entropy::random_u32() & MAX_INCARNATION;
             if n == 0 {
                 continue;
             }
             match self.claim_incarnation(Incarnation(n)) {
-                Ok(()) => return Ok((Incarnation(n), rand::random::<u32>().max(1))),
+                Ok(()) => return Ok((Incarnation(n), codetta_wire::entropy::random_u32().max(1))),
                 Err(FsError::Exists) => continue,
                 Err(e) => return Err(e),
             }

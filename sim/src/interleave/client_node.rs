@@ -6,10 +6,10 @@ use super::clock::client_wall;
 use super::net::Net;
 use codetta_certs::Role;
 use codetta_client::cache::CacheLimits;
-use codetta_client::link::{LinkPool, MakeLink};
+use codetta_client::link::LinkPool;
 use codetta_client::log::ModifyLog;
 use codetta_client::volume_client::{VolumeClient, VolumeClientOptions};
-use codetta_transport::{Link, ServerEntry};
+use codetta_transport::ServerEntry;
 use codetta_wire::message::VolumeInfo;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,15 +47,8 @@ impl ClientNode {
         std::fs::create_dir_all(&self.dir)?;
         let log = ModifyLog::open(&self.dir.join(format!("volume-{}.redb", volume.id.0)))
             .map_err(|e| anyhow::anyhow!("opening the log of {}: {e}", self.name))?;
-        let maker_net = net.clone();
-        let me = self.name.clone();
-        let make: MakeLink = Box::new(move |entry: &ServerEntry| {
-            Link::carried(
-                entry,
-                maker_net.carrier(&me, Role::Client, &entry.name),
-                CALL_DEADLINE,
-            )
-        });
+        net.begin_life(&self.name);
+        let make = net.link_maker(&self.name, Role::Client, CALL_DEADLINE);
         let pool = Arc::new(LinkPool::making(&self.servers, make, JUKEBOX_WINDOW));
         let options = VolumeClientOptions {
             log_max_bytes: 64 << 20,
@@ -71,10 +64,12 @@ impl ClientNode {
         Ok(())
     }
 
-    /// Kills the daemon: its tasks end where they wait, its log is closed as it stands.
-    pub(crate) fn crash(&mut self) {
+    /// Kills the daemon: its tasks end where they wait, its log is left as it stands, and
+    /// what its leftover tasks send goes nowhere.
+    pub(crate) fn crash(&mut self, net: &Net) {
         if let Some(vc) = self.running.take() {
-            vc.close();
+            vc.abandon();
         }
+        net.begin_life(&self.name);
     }
 }

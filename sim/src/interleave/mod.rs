@@ -16,26 +16,24 @@
 //! to the shared files (every version one some write made, the last write kept when it
 //! followed every other).
 
+mod check;
 mod client_node;
 mod clock;
+mod faults;
 mod net;
 mod server_node;
 mod worker;
 
 use client_node::ClientNode;
 use codetta_client::volume_client::VolumeClient;
-use codetta_testkit::dir_check::{Found, Report, compare_dir};
-use codetta_testkit::dir_model::State;
-use codetta_testkit::shared_files::{SharedWrite, compare_shared, shared_content};
+use codetta_testkit::shared_files::shared_content;
 use codetta_transport::ServerEntry;
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
 use codetta_wire::update::{CreateHow, NewObject, Op, piece_hashes};
-use codetta_wire::{Fid, MAX_READ, Name, ReplicaId, VolumeId};
-use net::{Net, Weather};
+use codetta_wire::{Fid, Name, ReplicaId, VolumeId};
+use net::Net;
 use server_node::ServerNode;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use worker::{SharedLog, Worker};
 
@@ -75,6 +73,8 @@ pub struct LiveReport {
     /// lost or torn).
     pub server_crashes: u64,
     pub power_losses: u64,
+    /// Power losses that found writes not yet synced (lost or torn).
+    pub torn_power_losses: u64,
     pub client_crashes: u64,
     pub partitions: u64,
     /// Steps of one server's wall clock (up to a minute either way).
@@ -92,7 +92,8 @@ pub struct LiveReport {
     pub shared_acked: u64,
     pub shared_conflicts: usize,
     pub failures: Vec<String>,
-    /// A digest of every worker's history: two runs of one seed must give the same.
+    /// A digest of every worker's history, the calls delivered and what each replica
+    /// showed: two runs of one seed must give the same.
     pub trace: String,
     /// The virtual time the run took, in ms.
     pub virtual_ms: u64,
@@ -106,6 +107,7 @@ pub fn run(config: LiveConfig) -> anyhow::Result<LiveReport> {
         .build()?;
     runtime.block_on(async {
         codetta_transport::run_blocking_inline();
+        codetta_wire::entropy::seed_this_thread(config.seed);
         clock::start_run();
         World::new(config)?.run().await
     })
@@ -124,6 +126,8 @@ struct World {
     volume: VolumeInfo,
     entries: Vec<ServerEntry>,
     report: LiveReport,
+    /// What the replicas showed at the read-back, digested (part of the trace).
+    views_digest: blake3::Hasher,
 }
 
 fn temp_base() -> std::path::PathBuf {
@@ -178,6 +182,7 @@ impl World {
             volume,
             entries,
             report: LiveReport::default(),
+            views_digest: blake3::Hasher::new(),
         })
     }
 
@@ -206,7 +211,8 @@ impl World {
         self.settle().await;
         let writes = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
         self.check(&workers, shared_dir, &initial, &writes).await?;
-        let mut trace = blake3::Hasher::new();
+        let mut trace = std::mem::take(&mut self.views_digest);
+        trace.update(&self.net.delivered().to_le_bytes());
         for w in &workers {
             self.report.acked += w.acked;
             self.report.unanswered += w.unanswered;
@@ -218,7 +224,7 @@ impl World {
         self.report.delivered = self.net.delivered();
         self.report.virtual_ms = clock::elapsed_ms();
         for c in &mut self.clients {
-            c.crash();
+            c.crash(&self.net);
         }
         for s in &mut self.servers {
             s.crash(&self.net);
@@ -312,270 +318,4 @@ impl World {
         }
         Ok((workers, shared_dir, initial, log))
     }
-
-    /// Seeded faults until the virtual time `until`.
-    async fn faults(&mut self, until: u64) {
-        while clock::elapsed_ms() < until {
-            let pause = 200 + self.net.draw(1800);
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-            match self.net.draw(100) {
-                0..=9 => {
-                    let s = self.net.draw(self.servers.len() as u64) as usize;
-                    if self.servers[s].is_up() {
-                        self.servers[s].crash(&self.net);
-                        self.report.server_crashes += 1;
-                    }
-                }
-                10..=14 => {
-                    let s = self.net.draw(self.servers.len() as u64) as usize;
-                    if self.servers[s].is_up() {
-                        let seed = self.net.draw(u64::MAX);
-                        self.servers[s].lose_power(&self.net, seed);
-                        self.report.power_losses += 1;
-                    }
-                }
-                15..=34 => {
-                    for s in &mut self.servers {
-                        if !s.is_up() {
-                            // A store an aborted task still holds opens on a later try.
-                            let _ = s.start(&self.net);
-                        }
-                    }
-                }
-                35..=44 => {
-                    let c = self.net.draw(self.clients.len() as u64) as usize;
-                    if self.clients[c].running.is_some() {
-                        self.handles[c].send_replace(None);
-                        self.clients[c].crash();
-                        self.report.client_crashes += 1;
-                    }
-                }
-                45..=59 => self.restart_clients().await,
-                60..=74 => {
-                    let a = self.node_name(self.net.draw(100));
-                    let b = format!("s{}", self.net.draw(self.servers.len() as u64));
-                    if a != b {
-                        self.net.cut(&a, &b);
-                        self.report.partitions += 1;
-                    }
-                }
-                75..=89 => self.net.heal_all(),
-                90..=94 => {
-                    let s = self.net.draw(self.servers.len() as u64) as usize;
-                    let by = i64::try_from(self.net.draw(120_000)).unwrap_or(0) - 60_000;
-                    self.servers[s].clock.step(by);
-                    self.report.clock_steps += 1;
-                }
-                _ => {
-                    let loss = self.net.draw(6) as f64 / 100.0;
-                    let latency = Duration::from_millis(1 + self.net.draw(30));
-                    self.net.set_weather(Weather { loss, latency });
-                }
-            }
-        }
-    }
-
-    /// A node's name from a draw: a client or a server.
-    fn node_name(&self, draw: u64) -> String {
-        let n = (self.clients.len() + self.servers.len()) as u64;
-        let i = (draw % n) as usize;
-        if i < self.clients.len() {
-            self.clients[i].name.clone()
-        } else {
-            self.servers[i - self.clients.len()].name.clone()
-        }
-    }
-
-    async fn restart_clients(&mut self) {
-        for c in 0..self.clients.len() {
-            if self.clients[c].running.is_none()
-                && self.clients[c].start(&self.net, &self.volume).await.is_ok()
-            {
-                self.handles[c].send_replace(self.clients[c].running.clone());
-            }
-        }
-    }
-
-    /// Faults end: links heal, the weather calms, every node comes back.
-    async fn calm(&mut self) -> anyhow::Result<()> {
-        self.net.heal_all();
-        self.net.set_weather(Weather {
-            loss: 0.0,
-            latency: Duration::from_millis(2),
-        });
-        for _ in 0..50 {
-            for s in &mut self.servers {
-                if !s.is_up() {
-                    let _ = s.start(&self.net);
-                }
-            }
-            self.restart_clients().await;
-            let all = self.servers.iter().all(ServerNode::is_up)
-                && self.clients.iter().all(|c| c.running.is_some());
-            if all {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        anyhow::bail!("the nodes did not all come back")
-    }
-
-    /// Waits until every client shipped its log, then lets healing run.
-    async fn settle(&mut self) {
-        for _ in 0..600 {
-            let backlog: usize = self
-                .clients
-                .iter()
-                .filter_map(|c| c.running.as_ref())
-                .map(|vc| vc.backlog())
-                .sum();
-            if backlog == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        tokio::time::sleep(Duration::from_secs(30)).await;
-    }
-
-    /// Reads every worker's directory from each replica alone and compares.
-    async fn check(
-        &mut self,
-        workers: &[Worker],
-        shared_dir: Fid,
-        initial: &[[u8; 32]],
-        writes: &[SharedWrite],
-    ) -> anyhow::Result<()> {
-        let mut labels: Vec<String> = workers.iter().map(|w| w.label.clone()).collect();
-        labels.push("shared".to_string());
-        let mut dirs: Vec<Fid> = workers.iter().map(|w| w.dir).collect();
-        dirs.push(shared_dir);
-        let mut first: Option<(String, Vec<BTreeMap<String, Found>>)> = None;
-        for s in 0..self.servers.len() {
-            let server = self.entries[s].name.clone();
-            let name = format!("check-{server}");
-            for other in &self.entries {
-                if other.name != server {
-                    self.net.cut(&name, &other.name);
-                }
-            }
-            let mut checker = ClientNode::new(&name, self._dir.path().join(&name), &self.entries);
-            checker.start(&self.net, &self.volume).await?;
-            let Some(vc) = checker.running.clone() else {
-                anyhow::bail!("the checker did not start");
-            };
-            let mut views = Vec::new();
-            for (dir, label) in dirs.iter().zip(&labels) {
-                let found = self.read_dir(&vc, *dir, label).await;
-                views.push(found);
-            }
-            checker.crash();
-            match &first {
-                None => first = Some((server, views)),
-                Some((first_server, first_views)) => {
-                    for (label, (a, b)) in labels.iter().zip(first_views.iter().zip(&views)) {
-                        let differ = differences(a, b);
-                        if !differ.is_empty() {
-                            self.report.failures.push(format!(
-                                "{label}: replicas differ ({first_server} against {server}): {}",
-                                differ.join(", ")
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        if let Some((_, views)) = first {
-            let mut report = Report::default();
-            for (w, found) in workers.iter().zip(&views) {
-                compare_dir(found, &w.model, &w.label, &mut report);
-            }
-            if let Some(found) = views.last() {
-                compare_shared(found, initial, writes, &mut report);
-            }
-            self.report.shared_conflicts = report.shared_conflicts;
-            self.report.shared_writes = writes.len() as u64;
-            self.report.shared_acked = writes.iter().filter(|w| w.acked).count() as u64;
-            self.report.names += report.names;
-            self.report.own_conflicts.extend(report.own_conflicts);
-            self.report.failures.extend(report.failures);
-        }
-        Ok(())
-    }
-
-    async fn read_dir(
-        &mut self,
-        vc: &VolumeClient,
-        dir: Fid,
-        label: &str,
-    ) -> BTreeMap<String, Found> {
-        let mut out = BTreeMap::new();
-        let mut cookie = 0;
-        loop {
-            let (entries, eof) = match vc.readdir(&dir, cookie, 512, false).await {
-                Ok(page) => page,
-                Err(e) => {
-                    self.report.failures.push(format!("{label}: listing: {e}"));
-                    return out;
-                }
-            };
-            for entry in &entries {
-                match read_file(vc, &entry.fid).await {
-                    Ok((mode, data)) => {
-                        self.report.bytes += data.len() as u64;
-                        out.insert(
-                            entry.name.to_string(),
-                            Found {
-                                fileid: entry.fid.vnode ^ (u64::from(entry.fid.unique) << 40),
-                                state: State::of(&data, mode & 0o7777),
-                            },
-                        );
-                    }
-                    Err(e) => self
-                        .report
-                        .failures
-                        .push(format!("{label}/{}: reading: {e}", entry.name)),
-                }
-            }
-            match entries.last() {
-                Some(last) if !eof => cookie = last.cookie,
-                _ => return out,
-            }
-        }
-    }
-}
-
-/// Where two replicas' views of one directory differ (at most 10 names).
-fn differences(a: &BTreeMap<String, Found>, b: &BTreeMap<String, Found>) -> Vec<String> {
-    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    names
-        .into_iter()
-        .filter_map(|n| match (a.get(n), b.get(n)) {
-            (Some(x), Some(y)) if x.state == y.state => None,
-            (Some(_), Some(_)) => Some(format!("{n} holds other bytes or mode")),
-            (Some(_), None) => Some(format!("{n} only on the first")),
-            (None, _) => Some(format!("{n} only on the second")),
-        })
-        .take(10)
-        .collect()
-}
-
-/// A file's mode and whole contents.
-async fn read_file(
-    vc: &VolumeClient,
-    fid: &Fid,
-) -> Result<(u32, Vec<u8>), codetta_client::error::ClientError> {
-    let attrs = vc.getattr(fid).await?;
-    let mut data = Vec::new();
-    loop {
-        let (_, chunks, eof) = vc.read(fid, data.len() as u64, MAX_READ).await?;
-        let before = data.len();
-        for c in chunks {
-            data.extend_from_slice(&c);
-        }
-        if eof || data.len() == before {
-            break;
-        }
-    }
-    data.truncate(usize::try_from(attrs.size).unwrap_or(usize::MAX));
-    Ok((attrs.mode, data))
 }

@@ -6,7 +6,9 @@
 
 use codetta_certs::Role;
 use codetta_server::service::ServerService;
-use codetta_transport::{CarriedCall, Carrier, ConnectionEnd, Peer, Service, TransportError};
+use codetta_transport::{
+    CarriedCall, Carrier, ConnectionEnd, Link, MakeLink, Peer, ServerEntry, Service, TransportError,
+};
 use codetta_wire::Frame;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,6 +28,14 @@ pub(crate) struct Weather {
     pub(crate) latency: Duration,
 }
 
+impl Weather {
+    /// No loss, up to 2 ms each way.
+    pub(crate) const CALM: Weather = Weather {
+        loss: 0.0,
+        latency: Duration::from_millis(2),
+    };
+}
+
 /// One server as the network sees it: its service while it runs, and the tasks running
 /// its handlers (a crash ends them).
 struct Host {
@@ -38,6 +48,9 @@ struct Host {
 struct State {
     rng: StdRng,
     hosts: BTreeMap<String, Host>,
+    /// Each calling node's current life: a carrier made in an earlier one belongs to a
+    /// process that was killed, and its calls go nowhere.
+    lives: BTreeMap<String, u64>,
     /// Pairs of nodes (sorted) that cannot reach each other.
     cuts: BTreeSet<(String, String)>,
     weather: Weather,
@@ -68,10 +81,8 @@ impl Net {
                 rng: StdRng::seed_from_u64(seed),
                 hosts: BTreeMap::new(),
                 cuts: BTreeSet::new(),
-                weather: Weather {
-                    loss: 0.0,
-                    latency: Duration::from_millis(2),
-                },
+                weather: Weather::CALM,
+                lives: BTreeMap::new(),
                 next_connection: 0,
                 delivered: 0,
             })),
@@ -111,14 +122,6 @@ impl Net {
         }
     }
 
-    /// Whether `name` is serving.
-    pub(crate) fn is_up(&self, name: &str) -> bool {
-        self.lock()
-            .hosts
-            .get(name)
-            .is_some_and(|h| h.service.is_some())
-    }
-
     /// `a` and `b` can no longer reach each other.
     pub(crate) fn cut(&self, a: &str, b: &str) {
         self.lock().cuts.insert(pair(a, b));
@@ -140,11 +143,32 @@ impl Net {
         self.lock().rng.random_range(0..below.max(1))
     }
 
-    /// The carrier for calls from `from` (of `role`) to server `to`.
-    pub(crate) fn carrier(&self, from: &str, role: Role, to: &str) -> Arc<dyn Carrier> {
+    /// A new life of node `name` begins (its start, or a start after its process was
+    /// killed): links made before it are dead.
+    pub(crate) fn begin_life(&self, name: &str) {
+        *self.lock().lives.entry(name.to_string()).or_insert(0) += 1;
+    }
+
+    fn life(&self, name: &str) -> u64 {
+        self.lock().lives.get(name).copied().unwrap_or(0)
+    }
+
+    /// How node `me` (of `role`) makes its links to servers in its current life: each
+    /// call carried here, under `deadline`.
+    pub(crate) fn link_maker(&self, me: &str, role: Role, deadline: Duration) -> MakeLink {
+        let net = self.clone();
+        let me = me.to_string();
+        Box::new(move |entry: &ServerEntry| {
+            Link::carried(entry, net.carrier(&me, role, &entry.name), deadline)
+        })
+    }
+
+    /// The carrier for calls from `from` (of `role`, in its current life) to server `to`.
+    fn carrier(&self, from: &str, role: Role, to: &str) -> Arc<dyn Carrier> {
         Arc::new(SimCarrier(Arc::new(Route {
             net: self.clone(),
             from: from.to_string(),
+            life: self.life(from),
             role,
             to: to.to_string(),
             conn: Mutex::new(None),
@@ -214,6 +238,8 @@ struct SimCarrier(Arc<Route>);
 struct Route {
     net: Net,
     from: String,
+    /// The caller's life this route belongs to.
+    life: u64,
     role: Role,
     to: String,
     conn: Mutex<Option<SimConnection>>,
@@ -253,6 +279,10 @@ impl Route {
     }
 
     async fn exchange(self: Arc<Self>, request: Frame) -> Result<Frame, TransportError> {
+        if self.net.life(&self.from) != self.life {
+            // A task its killed process left behind: nothing it sends leaves the machine.
+            return std::future::pending().await;
+        }
         let (there, arrives) = self.net.crossing(&self.from, &self.to);
         tokio::time::sleep(there).await;
         let up = self.net.service(&self.to);
@@ -267,9 +297,11 @@ impl Route {
         let Ok(reply) = reply else {
             return std::future::pending().await;
         };
+        // Once sent, a reply arrives even if its server dies meanwhile: only loss or a
+        // partition stops it.
         let (back, arrives) = self.net.crossing(&self.to, &self.from);
         tokio::time::sleep(back).await;
-        if !arrives || !self.net.is_up(&self.to) {
+        if !arrives {
             return std::future::pending().await;
         }
         Ok(reply)

@@ -13,7 +13,7 @@ use codetta_server::peers::Peers;
 use codetta_server::service::ServerService;
 use codetta_server::store::{Store, StoreOptions};
 use codetta_testkit::CrashDisk;
-use codetta_transport::{Link, ServerEntry};
+use codetta_transport::ServerEntry;
 use codetta_wire::Time;
 use codetta_wire::message::VolumeInfo;
 use std::sync::Arc;
@@ -83,15 +83,8 @@ impl ServerNode {
             return Ok(());
         }
         let store = Arc::new(self.open_store()?);
-        let maker_net = net.clone();
-        let me = self.name.clone();
-        let make: codetta_server::peers::MakeLink = Box::new(move |entry: &ServerEntry| {
-            Link::carried(
-                entry,
-                maker_net.carrier(&me, Role::Server, &entry.name),
-                PEER_DEADLINE,
-            )
-        });
+        net.begin_life(&self.name);
+        let make = net.link_maker(&self.name, Role::Server, PEER_DEADLINE);
         let peers = Arc::new(Peers::making(&self.others, make));
         let ctx = ServerContext::new(store.clone(), &self.name, peers);
         // Healing's pauses follow the real time each piece of work took, which no seed
@@ -122,15 +115,36 @@ impl ServerNode {
     /// Kills the server's process: every task ends where it waits; the disk keeps every
     /// write the store made (the operating system had them).
     pub(crate) fn crash(&mut self, net: &Net) {
+        // The image as the kill found it, before anything the dying tasks do.
+        let image = self.disk.image();
         self.stop(net);
-        self.disk = CrashDisk::holding(self.disk.image());
+        self.disk = CrashDisk::holding(image);
     }
 
     /// The server's machine loses power: as [`ServerNode::crash`], and the disk keeps
-    /// only what was synced, with the writes since chosen by `seed`.
-    pub(crate) fn lose_power(&mut self, net: &Net, seed: u64) {
+    /// only what was synced, with the writes since chosen by `seed`. How many writes were
+    /// not synced.
+    pub(crate) fn lose_power(&mut self, net: &Net, seed: u64) -> usize {
+        let unsynced = self.disk.unsynced();
+        let image = self.disk.after_power_loss(seed);
         self.stop(net);
-        self.disk = CrashDisk::holding(self.disk.after_power_loss(seed));
+        self.disk = CrashDisk::holding(image);
+        unsynced
+    }
+
+    /// The disk fails at its `after`-th I/O from now, and at every one after.
+    pub(crate) fn arm_disk_failure(&self, after: u64) {
+        self.disk.fail_after(after);
+    }
+
+    /// No disk failure is coming.
+    pub(crate) fn disarm_disk(&self) {
+        self.disk.disarm();
+    }
+
+    /// Whether the disk has failed (the machine is due a power loss).
+    pub(crate) fn disk_failed(&self) -> bool {
+        self.disk.failed()
     }
 
     /// Ends every task of the server. The tasks may still hold the old disk until they
