@@ -43,7 +43,9 @@ impl World {
                         self.report.client_crashes += 1;
                     }
                 }
-                45..=59 => self.restart_clients().await,
+                45..=59 => {
+                    self.restart_clients().await;
+                }
                 60..=74 => {
                     let a = self.node_name(self.net.draw(100));
                     let b = format!("s{}", self.net.draw(self.servers.len() as u64));
@@ -107,14 +109,22 @@ impl World {
         }
     }
 
-    async fn restart_clients(&mut self) {
+    /// Starts every client daemon that is down. A start may fail while its servers are
+    /// unreachable (it is tried again); why the last one failed is returned.
+    async fn restart_clients(&mut self) -> Option<String> {
+        let mut failed = None;
         for c in 0..self.clients.len() {
-            if self.clients[c].running.is_none()
-                && self.clients[c].start(&self.net, &self.volume).await.is_ok()
-            {
-                self.handles[c].send_replace(self.clients[c].running.clone());
+            if self.clients[c].running.is_some() {
+                continue;
+            }
+            match self.clients[c].start(&self.net, &self.volume).await {
+                Ok(()) => {
+                    self.handles[c].send_replace(self.clients[c].running.clone());
+                }
+                Err(e) => failed = Some(format!("{}: {e:#}", self.clients[c].name)),
             }
         }
+        failed
     }
 
     /// Faults end: no disk failure is coming, links heal, the weather calms, every node
@@ -126,9 +136,10 @@ impl World {
         self.power_cycle_dead_disks();
         self.net.heal_all();
         self.net.set_weather(Weather::CALM);
+        let mut why = None;
         for _ in 0..50 {
             self.restart_servers();
-            self.restart_clients().await;
+            why = self.restart_clients().await;
             let all = self.servers.iter().all(ServerNode::is_up)
                 && self.clients.iter().all(|c| c.running.is_some());
             if all {
@@ -136,7 +147,10 @@ impl World {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        anyhow::bail!("the nodes did not all come back")
+        anyhow::bail!(
+            "the nodes did not all come back within 10 s (last client start: {})",
+            why.as_deref().unwrap_or("none failed")
+        )
     }
 
     /// Waits until every client shipped its log (a record still held after
