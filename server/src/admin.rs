@@ -153,10 +153,20 @@ async fn propose(catalogue: &Catalogue<QuicTransport>, change: Change) -> Result
     }
 }
 
+/// This server's wall clock as a [`Time`] (a volume's creation time is the only time a
+/// server stamps; it reads the store's clock, which the simulation sets).
+fn wall_time(ctx: &ServerContext) -> Time {
+    let ms = ctx.store().clock().wall_ms();
+    Time {
+        secs: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        nanos: u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000,
+    }
+}
+
 /// A replica id no volume uses (random 64-bit, never 0).
 fn fresh_replica(state: &CatalogueState) -> ReplicaId {
     loop {
-        let id = ReplicaId(rand::random::<u64>().max(1));
+        let id = ReplicaId(codetta_wire::entropy::random_u64().max(1));
         if !state
             .volumes
             .values()
@@ -170,7 +180,7 @@ fn fresh_replica(state: &CatalogueState) -> ReplicaId {
 /// A volume id no volume uses (0 and 1 are never used).
 fn fresh_volume(state: &CatalogueState) -> VolumeId {
     loop {
-        let id = rand::random::<u32>();
+        let id = codetta_wire::entropy::random_u32();
         if id > 1 && !state.volumes.contains_key(&id) {
             return VolumeId(id);
         }
@@ -232,7 +242,7 @@ async fn create(
         Change::CreateVolume {
             id: fresh_volume(&state),
             name: name.clone(),
-            created: Time::now(),
+            created: wall_time(ctx),
             vsg,
         },
     )

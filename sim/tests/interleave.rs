@@ -13,12 +13,19 @@ fn env(name: &str, default: u64) -> u64 {
 }
 
 fn one(seed: u64) -> LiveReport {
+    // `CODETTA_SIM_LOG=info` (an env filter): the servers' and clients' own logs.
+    if let Ok(filter) = std::env::var("CODETTA_SIM_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let report = run(LiveConfig::from_seed(seed)).unwrap_or_else(|e| panic!("seed {seed}: {e:#}"));
     println!(
         "seed {seed}: {} acked, {} unanswered, {} server crashes, {} power losses ({} \
          with unsynced writes), {} client \
          crashes, {} \
-         partitions, {} clock steps, {} calls, {} names and {} bytes read back, {} own \
+         partitions ({} islands), {} clock steps, replicas {} removed, {} added, {} not confirmed, {} calls, {} names and {} bytes read back, {} own \
          conflict copies, {} shared writes ({} acknowledged, {} conflict copies), {} virtual \
          ms, trace {}",
         report.acked,
@@ -28,7 +35,11 @@ fn one(seed: u64) -> LiveReport {
         report.torn_power_losses,
         report.client_crashes,
         report.partitions,
+        report.islands,
         report.clock_steps,
+        report.replicas_removed,
+        report.replicas_added,
+        report.group_changes_refused,
         report.delivered,
         report.names,
         report.bytes,
@@ -39,6 +50,9 @@ fn one(seed: u64) -> LiveReport {
         report.virtual_ms,
         report.trace
     );
+    for why in &report.why_refused {
+        println!("  group change not confirmed: {why}");
+    }
     assert!(
         report.failures.is_empty(),
         "seed {seed} (replay: CODETTA_LIVE_FIRST={seed} CODETTA_LIVE_SEEDS=1 cargo test \

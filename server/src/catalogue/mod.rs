@@ -6,9 +6,9 @@
 //! This module has the pure state machine ([`state`]), the Raft types ([`raft`]), the
 //! Raft log and state kept in redb ([`storage`]), and a node that proposes changes and
 //! forwards them to the leader ([`node`]). The network under it is a trait
-//! ([`node::CatalogueTransport`]): [`quic`] between servers, direct calls in tests. The
-//! daemon starts a node on every server; nothing consults the catalogue yet (volumes are
-//! still created by `CreateVolume`).
+//! ([`node::CatalogueTransport`]): [`quic`] between servers (over the server's peer
+//! links, which the simulation carries), direct calls in tests. The daemon starts a node
+//! on every server; each server's replicas follow it ([`crate::volumes`]).
 
 pub mod node;
 pub mod quic;
@@ -16,7 +16,7 @@ pub mod raft;
 pub mod state;
 pub mod storage;
 
-pub use node::{Catalogue, CatalogueError, CatalogueTransport};
+pub use node::{Catalogue, CatalogueError, CatalogueTransport, ElectionTimeout};
 pub use quic::QuicTransport;
 pub use raft::{CatalogueNode, Membership, node_id};
 pub use state::{CatalogueState, Change, Outcome, Refusal, ServerEntry, VolumeEntry};

@@ -148,6 +148,25 @@ where
 /// Longest a proposal or a linearizable read waits for a majority.
 pub const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 
+/// How long a follower waits without hearing from a leader before it stands: a random
+/// time in `min_ms..max_ms` (openraft draws it from an unseeded generator, so a
+/// deterministic simulation gives each node a range of one value, each a different one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElectionTimeout {
+    pub min_ms: u64,
+    pub max_ms: u64,
+}
+
+impl Default for ElectionTimeout {
+    /// 1 to 2 s: four to eight heartbeats (250 ms) missed.
+    fn default() -> ElectionTimeout {
+        ElectionTimeout {
+            min_ms: 1000,
+            max_ms: 2000,
+        }
+    }
+}
+
 /// This server's catalogue node.
 pub struct Catalogue<T: CatalogueTransport> {
     raft: Raft<CatalogueRaft>,
@@ -164,11 +183,21 @@ impl<T: CatalogueTransport> Catalogue<T> {
         transport: Arc<T>,
     ) -> anyhow::Result<Catalogue<T>> {
         let storage = CatalogueStorage::open(path)?;
+        Catalogue::start_on(me, storage, transport, ElectionTimeout::default()).await
+    }
+
+    /// Starts the node `me` on `storage`, its elections timing out within `timeout`.
+    pub async fn start_on(
+        me: CatalogueNode,
+        storage: CatalogueStorage,
+        transport: Arc<T>,
+        timeout: ElectionTimeout,
+    ) -> anyhow::Result<Catalogue<T>> {
         let config = Config {
             cluster_name: "codetta-catalogue".into(),
             heartbeat_interval: 250,
-            election_timeout_min: 1000,
-            election_timeout_max: 2000,
+            election_timeout_min: timeout.min_ms,
+            election_timeout_max: timeout.max_ms,
             install_snapshot_timeout: 5000,
             // A snapshot chunk travels in one request header (at most 4 MiB).
             snapshot_max_chunk_size: 1 << 20,

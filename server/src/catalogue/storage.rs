@@ -61,7 +61,18 @@ pub struct CatalogueStorage {
 impl CatalogueStorage {
     /// Opens (or creates) `path` and loads what was applied.
     pub fn open(path: &Path) -> anyhow::Result<CatalogueStorage> {
-        let db = Database::create(path)?;
+        CatalogueStorage::on(Database::create(path)?)
+    }
+
+    /// Opens (or creates) the catalogue on `backend`: a disk that fails or loses power in
+    /// the crash tests and the simulation.
+    pub fn open_with_backend(
+        backend: impl redb::StorageBackend + 'static,
+    ) -> anyhow::Result<CatalogueStorage> {
+        CatalogueStorage::on(Database::builder().create_with_backend(backend)?)
+    }
+
+    fn on(db: Database) -> anyhow::Result<CatalogueStorage> {
         {
             let txn = db.begin_write()?;
             txn.open_table(LOG)?;

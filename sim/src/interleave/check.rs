@@ -26,8 +26,12 @@ impl World {
         let mut dirs: Vec<Fid> = workers.iter().map(|w| w.dir).collect();
         dirs.push(shared_dir);
         let mut first: Option<(String, Vec<BTreeMap<String, Found>>)> = None;
-        for s in 0..self.servers.len() {
-            let server = self.entries[s].name.clone();
+        let Some(volume) = self.current_volume() else {
+            anyhow::bail!("no server's catalogue has the volume");
+        };
+        self.volume = volume.clone();
+        for member in &volume.vsg {
+            let server = member.server.clone();
             let name = format!("check-{server}");
             for other in &self.entries {
                 if other.name != server {

@@ -22,7 +22,9 @@ impl World {
             match self.net.draw(100) {
                 0..=9 => {
                     let s = self.net.draw(self.servers.len() as u64) as usize;
-                    if self.servers[s].is_up() {
+                    if self.servers[s].is_up()
+                        && !self.coordinates_group_change(&self.servers[s].name)
+                    {
                         self.servers[s].crash(&self.net);
                         self.report.server_crashes += 1;
                     }
@@ -32,9 +34,11 @@ impl World {
                     // the store is doing; the machine then loses power.
                     let s = self.net.draw(self.servers.len() as u64) as usize;
                     let after = 1 + self.net.draw(200);
-                    self.servers[s].arm_disk_failure(after);
+                    if !self.coordinates_group_change(&self.servers[s].name) {
+                        self.servers[s].arm_disk_failure(after);
+                    }
                 }
-                15..=34 => self.restart_servers(),
+                15..=34 => self.restart_servers().await,
                 35..=44 => {
                     let c = self.net.draw(self.clients.len() as u64) as usize;
                     if self.clients[c].running.is_some() {
@@ -46,7 +50,7 @@ impl World {
                 45..=59 => {
                     self.restart_clients().await;
                 }
-                60..=74 => {
+                60..=66 => {
                     let a = self.node_name(self.net.draw(100));
                     let b = format!("s{}", self.net.draw(self.servers.len() as u64));
                     if a != b {
@@ -54,8 +58,10 @@ impl World {
                         self.report.partitions += 1;
                     }
                 }
-                75..=89 => self.net.heal_all(),
-                90..=94 => {
+                67..=70 => self.island(),
+                71..=82 => self.net.heal_all(),
+                83..=91 => self.change_group().await,
+                92..=94 => {
                     let s = self.net.draw(self.servers.len() as u64) as usize;
                     let by = i64::try_from(self.net.draw(120_000)).unwrap_or(0) - 60_000;
                     self.servers[s].clock.step(by);
@@ -84,6 +90,23 @@ impl World {
         }
     }
 
+    /// An island: one server cut off from the other servers, with one client that
+    /// reaches only it. What that client writes lands on that server alone (the
+    /// operator's usual reason to remove a server is that it went unreachable).
+    fn island(&mut self) {
+        let s = self.net.draw(self.servers.len() as u64) as usize;
+        let c = self.net.draw(self.clients.len() as u64) as usize;
+        let island = self.servers[s].name.clone();
+        for other in &self.servers {
+            if other.name != island {
+                self.net.cut(&island, &other.name);
+                self.net.cut(&self.clients[c].name, &other.name);
+            }
+        }
+        self.report.partitions += 1;
+        self.report.islands += 1;
+    }
+
     /// A node's name from a draw: a client or a server.
     fn node_name(&self, draw: u64) -> String {
         let n = (self.clients.len() + self.servers.len()) as u64;
@@ -97,10 +120,10 @@ impl World {
 
     /// Starts every server that is down. A store that cannot be opened from what its
     /// disk kept is a failure of the run.
-    fn restart_servers(&mut self) {
+    async fn restart_servers(&mut self) {
         for s in 0..self.servers.len() {
             if !self.servers[s].is_up()
-                && let Err(e) = self.servers[s].start(&self.net)
+                && let Err(e) = self.servers[s].start(&self.net).await
             {
                 self.report
                     .failures
@@ -113,6 +136,10 @@ impl World {
     /// unreachable (it is tried again); why the last one failed is returned.
     async fn restart_clients(&mut self) -> Option<String> {
         let mut failed = None;
+        // A daemon asks a server for the volume as the catalogue has it now.
+        if let Some(info) = self.current_volume() {
+            self.volume = info;
+        }
         for c in 0..self.clients.len() {
             if self.clients[c].running.is_some() {
                 continue;
@@ -128,7 +155,7 @@ impl World {
     }
 
     /// Faults end: no disk failure is coming, links heal, the weather calms, every node
-    /// comes back.
+    /// comes back, and the group change under way ends.
     pub(super) async fn calm(&mut self) -> anyhow::Result<()> {
         for s in &self.servers {
             s.disarm_disk();
@@ -138,11 +165,12 @@ impl World {
         self.net.set_weather(Weather::CALM);
         let mut why = None;
         for _ in 0..50 {
-            self.restart_servers();
+            self.restart_servers().await;
             why = self.restart_clients().await;
             let all = self.servers.iter().all(ServerNode::is_up)
                 && self.clients.iter().all(|c| c.running.is_some());
             if all {
+                self.finish_group_change().await;
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

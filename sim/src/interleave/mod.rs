@@ -20,6 +20,7 @@ mod check;
 mod client_node;
 mod clock;
 mod faults;
+mod group;
 mod net;
 mod server_node;
 mod worker;
@@ -28,9 +29,9 @@ use client_node::ClientNode;
 use codetta_client::volume_client::VolumeClient;
 use codetta_testkit::shared_files::shared_content;
 use codetta_transport::ServerEntry;
-use codetta_wire::message::{ReplicaMember, VolumeInfo};
+use codetta_wire::message::VolumeInfo;
 use codetta_wire::update::{CreateHow, NewObject, Op, piece_hashes};
-use codetta_wire::{Fid, Name, ReplicaId, VolumeId};
+use codetta_wire::{Fid, Name, VolumeId};
 use net::Net;
 use server_node::ServerNode;
 use std::sync::Arc;
@@ -77,8 +78,18 @@ pub struct LiveReport {
     pub torn_power_losses: u64,
     pub client_crashes: u64,
     pub partitions: u64,
+    /// Partitions that left one server with one client alone (counted in `partitions`).
+    pub islands: u64,
     /// Steps of one server's wall clock (up to a minute either way).
     pub clock_steps: u64,
+    /// Replicas removed from the volume's group (each drained first), replicas added
+    /// back, and changes not confirmed (refused: a drain that could not finish, no
+    /// majority; or unanswered: the server the call went to was killed).
+    pub replicas_removed: u64,
+    pub replicas_added: u64,
+    pub group_changes_refused: u64,
+    /// Why group changes were not confirmed (the first few).
+    pub why_refused: Vec<String>,
     /// Calls the network delivered to a handler.
     pub delivered: u64,
     /// Names compared with the record, and bytes read back (on every replica).
@@ -101,10 +112,16 @@ pub struct LiveReport {
 
 /// Runs one seed on a fresh paused-clock runtime on this thread.
 pub fn run(config: LiveConfig) -> anyhow::Result<LiveReport> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all().start_paused(true);
+    // Which ready branch a `select!` takes (openraft's, the client's) is drawn from the
+    // runtime's generator: seeded, when tokio's unstable API is built in (the
+    // workspace's `.cargo/config.toml` does).
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(
+        &config.seed.to_le_bytes(),
+    ));
+    let runtime = builder.build()?;
     runtime.block_on(async {
         codetta_transport::run_blocking_inline();
         codetta_wire::entropy::seed_this_thread(config.seed);
@@ -114,6 +131,7 @@ pub fn run(config: LiveConfig) -> anyhow::Result<LiveReport> {
 }
 
 const VOLUME: VolumeId = VolumeId(7);
+const VOLUME_NAME: &str = "sim";
 
 struct World {
     config: LiveConfig,
@@ -128,6 +146,8 @@ struct World {
     report: LiveReport,
     /// What the replicas showed at the read-back, digested (part of the trace).
     views_digest: blake3::Hasher,
+    /// Replicas removed and added as faults.
+    group: group::GroupChanges,
 }
 
 fn temp_base() -> std::path::PathBuf {
@@ -147,24 +167,17 @@ impl World {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
             })
             .collect();
+        // What the clients start with: the catalogue makes the volume at the run's start.
         let volume = VolumeInfo {
             id: VOLUME,
-            name: "sim".into(),
+            name: VOLUME_NAME.into(),
             root: Fid::root(VOLUME),
-            vsg: entries
-                .iter()
-                .enumerate()
-                .map(|(i, e)| ReplicaMember {
-                    replica: ReplicaId(1000 + i as u64),
-                    server: e.name.clone(),
-                })
-                .collect(),
+            vsg: Vec::new(),
             epoch: 0,
             addrs: Vec::new(),
         };
-        let servers = entries
-            .iter()
-            .map(|e| ServerNode::new(&e.name, &entries))
+        let servers = (0..entries.len())
+            .map(|i| ServerNode::new(i, &entries))
             .collect();
         let clients = (0..config.clients)
             .map(|c| ClientNode::new(&format!("c{c}"), dir.path().join(format!("c{c}")), &entries))
@@ -183,14 +196,15 @@ impl World {
             entries,
             report: LiveReport::default(),
             views_digest: blake3::Hasher::new(),
+            group: group::GroupChanges::default(),
         })
     }
 
     async fn run(mut self) -> anyhow::Result<LiveReport> {
-        for (i, s) in self.servers.iter_mut().enumerate() {
-            s.create_replica(&self.volume, i)?;
-            s.start(&self.net)?;
+        for s in &mut self.servers {
+            s.start(&self.net).await?;
         }
+        self.volume = self.create_volume().await?;
         for c in 0..self.clients.len() {
             self.clients[c].start(&self.net, &self.volume).await?;
             self.handles[c].send_replace(self.clients[c].running.clone());
@@ -223,6 +237,10 @@ impl World {
         self.report.trace = trace.finalize().to_hex()[..16].to_string();
         self.report.delivered = self.net.delivered();
         self.report.virtual_ms = clock::elapsed_ms();
+        self.report.replicas_removed = self.group.removed;
+        self.report.replicas_added = self.group.added;
+        self.report.group_changes_refused = self.group.refused;
+        self.report.why_refused = std::mem::take(&mut self.group.why_refused);
         for c in &mut self.clients {
             c.crash(&self.net);
         }

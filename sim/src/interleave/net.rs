@@ -127,6 +127,11 @@ impl Net {
         self.lock().cuts.insert(pair(a, b));
     }
 
+    /// Whether `a` and `b` are cut off from each other.
+    pub(crate) fn is_cut(&self, a: &str, b: &str) -> bool {
+        self.lock().cuts.contains(&pair(a, b))
+    }
+
     /// Every partition ends.
     pub(crate) fn heal_all(&self) {
         self.lock().cuts.clear();

@@ -2,11 +2,18 @@
 //! the simulated network. The store is on a [`CrashDisk`]. A crash ends every task of the
 //! server wherever it waits; a process crash keeps every write the store made, a power
 //! loss only what it synced (and, of the writes since, nothing, all or torn parts, as the
-//! seed says). A restart opens the store again from what is left.
+//! seed says). A restart opens the store again from what is left. Each server runs its
+//! catalogue node (openraft, its log on a disk of its own that loses power with the
+//! store's) and follows it: replicas are created, change group and leave as the catalogue
+//! says.
 
 use super::clock::SimClock;
 use super::net::Net;
 use codetta_certs::Role;
+use codetta_server::catalogue::storage::CatalogueStorage;
+use codetta_server::catalogue::{
+    Catalogue, CatalogueNode, CatalogueState, ElectionTimeout, QuicTransport,
+};
 use codetta_server::collect::CollectPolicy;
 use codetta_server::context::ServerContext;
 use codetta_server::peers::Peers;
@@ -14,8 +21,6 @@ use codetta_server::service::ServerService;
 use codetta_server::store::{Store, StoreOptions};
 use codetta_testkit::CrashDisk;
 use codetta_transport::ServerEntry;
-use codetta_wire::Time;
-use codetta_wire::message::VolumeInfo;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,7 +35,11 @@ pub(crate) const PEER_DEADLINE: Duration = Duration::from_secs(2);
 /// A server and, while it runs, its tasks.
 pub(crate) struct ServerNode {
     pub(crate) name: String,
+    /// Its place among the servers (its elections' timeout follows from it).
+    index: usize,
     disk: CrashDisk,
+    /// The catalogue's Raft log and state.
+    catalogue_disk: CrashDisk,
     pub(crate) clock: Arc<SimClock>,
     running: Option<Running>,
     /// Every server's name and (unused) address, for the peer links.
@@ -39,30 +48,51 @@ pub(crate) struct ServerNode {
 
 struct Running {
     store: Arc<Store>,
+    catalogue: Arc<Catalogue<QuicTransport>>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl ServerNode {
-    /// A server `name` with an empty disk, one of `all`.
-    pub(crate) fn new(name: &str, all: &[ServerEntry]) -> ServerNode {
+    /// A server `name` with empty disks, `all[index]`.
+    pub(crate) fn new(index: usize, all: &[ServerEntry]) -> ServerNode {
+        let name = all[index].name.clone();
         ServerNode {
-            name: name.to_string(),
+            index,
             disk: CrashDisk::default(),
+            catalogue_disk: CrashDisk::default(),
             clock: Arc::new(SimClock::default()),
             running: None,
             others: all.iter().filter(|e| e.name != name).cloned().collect(),
+            name,
         }
     }
 
-    /// Creates this server's replica of `volume`, as replica `member` of it.
-    pub(crate) fn create_replica(&self, volume: &VolumeInfo, member: usize) -> anyhow::Result<()> {
-        let store = self.open_store()?;
-        let replica = volume.vsg[member].replica;
-        store
-            .create_replica(volume, replica, Time { secs: 1, nanos: 0 })
-            .map_err(|e| anyhow::anyhow!("creating a replica on {}: {e}", self.name))?;
-        Ok(())
+    /// The catalogue node of a server named `name`.
+    pub(crate) fn catalogue_node(name: &str) -> CatalogueNode {
+        CatalogueNode {
+            name: name.to_string(),
+            addr: "127.0.0.1:1".to_string(),
+        }
+    }
+
+    /// The running catalogue node.
+    pub(crate) fn catalogue(&self) -> Option<&Arc<Catalogue<QuicTransport>>> {
+        self.running.as_ref().map(|r| &r.catalogue)
+    }
+
+    /// The catalogue as this server has applied it, while it runs.
+    pub(crate) fn catalogue_state(&self) -> Option<Arc<CatalogueState>> {
+        self.catalogue().map(|c| c.current())
+    }
+
+    /// Whether the store holds a replica of `volume` at catalogue epoch `epoch` or later.
+    pub(crate) fn follows(&self, volume: codetta_wire::VolumeId, epoch: u64) -> bool {
+        self.running.as_ref().is_some_and(|r| {
+            r.store
+                .list_volumes()
+                .is_ok_and(|v| v.iter().any(|l| l.id == volume && l.epoch >= epoch))
+        })
     }
 
     fn open_store(&self) -> anyhow::Result<Store> {
@@ -77,16 +107,35 @@ impl ServerNode {
         self.running.is_some()
     }
 
-    /// Starts the server (its store opened again after a crash).
-    pub(crate) fn start(&mut self, net: &Net) -> anyhow::Result<()> {
+    /// Starts the server (its store and catalogue opened again after a crash).
+    pub(crate) async fn start(&mut self, net: &Net) -> anyhow::Result<()> {
         if self.running.is_some() {
             return Ok(());
         }
         let store = Arc::new(self.open_store()?);
+        let storage = CatalogueStorage::open_with_backend(self.catalogue_disk.clone())
+            .map_err(|e| anyhow::anyhow!("opening the catalogue of {}: {e:#}", self.name))?;
         net.begin_life(&self.name);
         let make = net.link_maker(&self.name, Role::Server, PEER_DEADLINE);
         let peers = Arc::new(Peers::making(&self.others, make));
+        // openraft draws each election's timeout from an unseeded generator: each server
+        // gets a range of one value instead, a different one each.
+        let min_ms = 1000 + 300 * self.index as u64;
+        let timeout = ElectionTimeout {
+            min_ms,
+            max_ms: min_ms + 1,
+        };
+        let catalogue = Catalogue::start_on(
+            Self::catalogue_node(&self.name),
+            storage,
+            Arc::new(QuicTransport::new(peers.clone())),
+            timeout,
+        )
+        .await
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!("starting the catalogue of {}: {e:#}", self.name))?;
         let ctx = ServerContext::new(store.clone(), &self.name, peers);
+        ctx.set_catalogue(catalogue.clone());
         // Healing's pauses follow the real time each piece of work took, which no seed
         // decides (work takes no virtual time): off here.
         ctx.set_heal_pause(0.0);
@@ -104,31 +153,41 @@ impl ServerNode {
                     min_age_ms: 5_000,
                     horizon_ms: 600_000,
                 },
-                stop_rx,
+                stop_rx.clone(),
             )),
+            tokio::spawn(codetta_server::volumes::run(ctx.clone(), stop_rx)),
         ];
         net.serve(&self.name, Arc::new(ServerService::new(ctx)));
-        self.running = Some(Running { store, stop, tasks });
+        self.running = Some(Running {
+            store,
+            catalogue,
+            stop,
+            tasks,
+        });
         Ok(())
     }
 
     /// Kills the server's process: every task ends where it waits; the disk keeps every
     /// write the store made (the operating system had them).
     pub(crate) fn crash(&mut self, net: &Net) {
-        // The image as the kill found it, before anything the dying tasks do.
+        // The images as the kill found them, before anything the dying tasks do.
         let image = self.disk.image();
+        let catalogue = self.catalogue_disk.image();
         self.stop(net);
         self.disk = CrashDisk::holding(image);
+        self.catalogue_disk = CrashDisk::holding(catalogue);
     }
 
     /// The server's machine loses power: as [`ServerNode::crash`], and the disk keeps
     /// only what was synced, with the writes since chosen by `seed`. How many writes were
     /// not synced.
     pub(crate) fn lose_power(&mut self, net: &Net, seed: u64) -> usize {
-        let unsynced = self.disk.unsynced();
+        let unsynced = self.disk.unsynced() + self.catalogue_disk.unsynced();
         let image = self.disk.after_power_loss(seed);
+        let catalogue = self.catalogue_disk.after_power_loss(seed.rotate_left(17));
         self.stop(net);
         self.disk = CrashDisk::holding(image);
+        self.catalogue_disk = CrashDisk::holding(catalogue);
         unsynced
     }
 
@@ -157,6 +216,10 @@ impl ServerNode {
             }
             drop(running.stop);
             drop(running.store);
+            // openraft's own tasks are not ours to abort: stop them (what they still
+            // write goes to the old disk, what they send goes nowhere).
+            let catalogue = running.catalogue;
+            tokio::spawn(async move { catalogue.shutdown().await });
         }
     }
 }
