@@ -27,6 +27,7 @@ impl World {
                     {
                         self.servers[s].crash(&self.net);
                         self.report.server_crashes += 1;
+                        self.note(format!("{} killed", self.servers[s].name));
                     }
                 }
                 10..=14 => {
@@ -36,6 +37,10 @@ impl World {
                     let after = 1 + self.net.draw(200);
                     if !self.coordinates_group_change(&self.servers[s].name) {
                         self.servers[s].arm_disk_failure(after);
+                        self.note(format!(
+                            "{}'s disk fails in {after} I/Os",
+                            self.servers[s].name
+                        ));
                     }
                 }
                 15..=34 => self.restart_servers().await,
@@ -45,6 +50,7 @@ impl World {
                         self.handles[c].send_replace(None);
                         self.clients[c].crash(&self.net);
                         self.report.client_crashes += 1;
+                        self.note(format!("{} killed", self.clients[c].name));
                     }
                 }
                 45..=59 => {
@@ -56,21 +62,27 @@ impl World {
                     if a != b {
                         self.net.cut(&a, &b);
                         self.report.partitions += 1;
+                        self.note(format!("{a} and {b} cut off"));
                     }
                 }
                 67..=70 => self.island(),
-                71..=82 => self.net.heal_all(),
+                71..=82 => {
+                    self.net.heal_all();
+                    self.note("every partition healed".into());
+                }
                 83..=91 => self.change_group().await,
                 92..=94 => {
                     let s = self.net.draw(self.servers.len() as u64) as usize;
                     let by = i64::try_from(self.net.draw(120_000)).unwrap_or(0) - 60_000;
                     self.servers[s].clock.step(by);
                     self.report.clock_steps += 1;
+                    self.note(format!("{}'s clock stepped {by} ms", self.servers[s].name));
                 }
                 _ => {
                     let loss = self.net.draw(6) as f64 / 100.0;
                     let latency = Duration::from_millis(1 + self.net.draw(30));
                     self.net.set_weather(Weather { loss, latency });
+                    self.note(format!("loss {loss}, latency up to {latency:?}"));
                 }
             }
         }
@@ -83,6 +95,10 @@ impl World {
                 let seed = self.net.draw(u64::MAX);
                 let unsynced = self.servers[s].lose_power(&self.net, seed);
                 self.report.power_losses += 1;
+                self.note(format!(
+                    "{} lost power ({unsynced} writes not synced)",
+                    self.servers[s].name
+                ));
                 if unsynced > 0 {
                     self.report.torn_power_losses += 1;
                 }
@@ -105,6 +121,15 @@ impl World {
         }
         self.report.partitions += 1;
         self.report.islands += 1;
+        self.note(format!("{island} an island with {}", self.clients[c].name));
+    }
+
+    /// `CODETTA_LIVE_FAULTS=1`: each fault printed with its virtual time, to follow a
+    /// failing seed.
+    pub(super) fn note(&self, what: String) {
+        if std::env::var_os("CODETTA_LIVE_FAULTS").is_some() {
+            eprintln!("{:>8} ms fault: {what}", clock::elapsed_ms());
+        }
     }
 
     /// A node's name from a draw: a client or a server.

@@ -156,6 +156,7 @@ impl World {
             .name
             .clone();
         let what = format!("{call:?} through {via}");
+        self.note(format!("operator: {what}"));
         let via_ = via.clone();
         let make = self.net.link_maker("admin", Role::Admin, ADMIN_DEADLINE);
         let peers = Peers::making(&self.entries, make);
@@ -182,6 +183,7 @@ impl World {
     }
 
     fn count_group_change(&mut self, what: &str, outcome: Result<(), String>) {
+        self.note(format!("operator: {what}: {outcome:?}"));
         match outcome {
             Ok(()) if what.starts_with("RemoveReplica") => self.group.removed += 1,
             Ok(()) => self.group.added += 1,

@@ -227,7 +227,17 @@ impl World {
         self.check(&workers, shared_dir, &initial, &writes).await?;
         let mut trace = std::mem::take(&mut self.views_digest);
         trace.update(&self.net.delivered().to_le_bytes());
+        // `CODETTA_LIVE_GREP=TEXT`: the workers' operations whose line holds TEXT (a name
+        // a failure gives), to follow it.
+        let grep = std::env::var("CODETTA_LIVE_GREP").ok();
         for w in &workers {
+            for line in w
+                .history
+                .iter()
+                .filter(|l| grep.as_ref().is_some_and(|g| l.contains(g.as_str())))
+            {
+                eprintln!("{}: {line}", w.label);
+            }
             self.report.acked += w.acked;
             self.report.unanswered += w.unanswered;
             for line in &w.history {
