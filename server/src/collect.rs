@@ -5,13 +5,20 @@
 //! replica drops its tombstone. A tombstone waits while a replica is unreachable, until
 //! the GC horizon: then the reachable replicas collect it, and the absent replica's live
 //! version, if it has one, comes back as a conflict when it returns.
+//!
+//! Replicas that left the group (rule 13) take part too until they are gone from their
+//! server or the horizon has passed: a leaving replica hands what it holds over after it
+//! left, and a stale live copy there must meet the tombstone, not an absence that would
+//! take it back as live.
 
 use crate::context::ServerContext;
 use crate::peer_error::PeerError;
 use crate::resolver::ReplicaAccess;
+use crate::resolver::group::GroupReplica;
+use crate::resolver::remote::RemoteReplica;
 use crate::store::Store;
 use crate::store::collect::GcCandidate;
-use codetta_wire::{FsError, VolumeId};
+use codetta_wire::{FsError, ReplicaId, VolumeId};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -38,10 +45,12 @@ pub struct CollectSummary {
 
 /// One pass over `volume`'s old tombstones held by `store`, across `members` (the
 /// replicas of the volume this server can call, itself included; a replica of the group
-/// missing from them counts as unreachable).
+/// missing from them counts as unreachable) and `departed` (replicas that left the group
+/// and may still hold what they had: one that no longer has the volume is forgotten).
 pub async fn collect<R: ReplicaAccess>(
     store: &Store,
     members: &[R],
+    departed: &[R],
     volume: VolumeId,
     policy: CollectPolicy,
     now_ms: u64,
@@ -55,6 +64,7 @@ pub async fn collect<R: ReplicaAccess>(
         .all(|v| members.iter().any(|m| m.replica() == v.replica));
     let mut summary = CollectSummary::default();
     let mut done: Vec<GcCandidate> = Vec::new();
+    let mut gone: Vec<ReplicaId> = Vec::new();
     for (n, c) in candidates.iter().enumerate() {
         if !c.present {
             // Brought back, or collected already (another replica coordinated).
@@ -65,12 +75,22 @@ pub async fn collect<R: ReplicaAccess>(
         let mut reached = Vec::new();
         let mut live = false;
         let mut missing = !all_listed;
-        for m in members {
+        let still_there: Vec<&R> = departed
+            .iter()
+            .filter(|d| !gone.contains(&d.replica()))
+            .collect();
+        for m in members.iter().chain(still_there) {
             match m.forget(c.fid, false, false).await {
                 Ok(()) => reached.push(m),
                 Err(PeerError::Answer(FsError::Exists)) => {
                     live = true;
                     break;
+                }
+                Err(PeerError::Answer(FsError::UnknownVolume))
+                    if departed.iter().any(|d| d.replica() == m.replica()) =>
+                {
+                    // Handed over and retired: nothing of it is left to come back.
+                    gone.push(m.replica());
                 }
                 Err(e) => {
                     tracing::debug!(fid = %c.fid, replica = %m.name(), "not collected: {e}");
@@ -103,6 +123,9 @@ pub async fn collect<R: ReplicaAccess>(
         }
     }
     store.gc_dequeue(&done)?;
+    for replica in gone {
+        store.forget_departed(volume, replica)?;
+    }
     Ok(summary)
 }
 
@@ -129,6 +152,30 @@ pub async fn run(
     .await;
 }
 
+/// The replicas that left `volume`'s group and may still hold what they had; those that
+/// left longer than the horizon ago are forgotten (an absent replica's live copy then comes
+/// back as a conflict, as for a member unreachable that long).
+fn departed_replicas(
+    ctx: &ServerContext,
+    volume: VolumeId,
+    policy: CollectPolicy,
+    now_ms: u64,
+) -> Result<Vec<GroupReplica>, FsError> {
+    let mut out = Vec::new();
+    for (member, left_ms) in ctx.store().departed(volume)? {
+        if now_ms.saturating_sub(left_ms) >= policy.horizon_ms {
+            ctx.store().forget_departed(volume, member.replica)?;
+            continue;
+        }
+        out.push(GroupReplica::Remote(RemoteReplica::new(
+            ctx.peers().clone(),
+            &member.server,
+            member.replica,
+        )));
+    }
+    Ok(out)
+}
+
 /// One pass over every volume this server holds.
 pub async fn collect_pass(
     ctx: &ServerContext,
@@ -142,7 +189,8 @@ pub async fn collect_pass(
     for vol in &volumes {
         let (members, _) = ctx.members(vol.id)?;
         let now_ms = ctx.store().clock().wall_ms();
-        let s = collect(ctx.store(), &members, vol.id, policy, now_ms).await?;
+        let departed = departed_replicas(ctx, vol.id, policy, now_ms)?;
+        let s = collect(ctx.store(), &members, &departed, vol.id, policy, now_ms).await?;
         total.collected += s.collected;
         total.waiting += s.waiting;
     }

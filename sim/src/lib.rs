@@ -516,6 +516,7 @@ impl World {
         match futures::executor::block_on(codetta_server::collect::collect(
             &store,
             &members,
+            &[],
             self.vol.id,
             policy,
             now,

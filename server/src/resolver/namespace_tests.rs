@@ -12,7 +12,19 @@ use codetta_wire::{Fid, FsError, Incarnation};
 
 impl Trio {
     fn collect(&self, coordinator: usize, reachable: &[usize], horizon_ms: u64) -> CollectSummary {
+        self.collect_with(coordinator, reachable, &[], horizon_ms)
+    }
+
+    /// As `collect`, with `departed` the replicas that left the group.
+    fn collect_with(
+        &self,
+        coordinator: usize,
+        reachable: &[usize],
+        departed: &[usize],
+        horizon_ms: u64,
+    ) -> CollectSummary {
         let members = self.members(reachable);
+        let departed = self.members(departed);
         let policy = CollectPolicy {
             min_age_ms: 0,
             horizon_ms,
@@ -20,6 +32,7 @@ impl Trio {
         futures::executor::block_on(collect(
             &self.stores[coordinator],
             &members,
+            &departed,
             self.vol.id,
             policy,
             self.clock.wall_ms(),
@@ -131,6 +144,66 @@ fn past_the_horizon_an_absent_replicas_live_copy_returns_as_a_conflict() {
         String::from_utf8_lossy(name)
     );
     assert!(t.fid_of(1, root, "g").is_none());
+}
+
+/// Found by the interleaving simulation (seed 242): a replica removed from the group
+/// while it still held a file the others had removed; they collected the tombstone
+/// without it (no longer a member), and its hand-over then brought the file back as live.
+#[test]
+fn a_departed_replicas_stale_copy_meets_the_tombstone_not_an_absence() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c], &[]);
+    // Replica 2 misses the remove of g, then leaves the group.
+    t.apply(
+        &[0, 1],
+        vec![Op::Remove {
+            dir: root,
+            name: name("g"),
+            fid: g,
+        }],
+        &[],
+    );
+    let stay: Vec<_> = t.vol.vsg[..2].to_vec();
+    for i in [0, 1] {
+        assert!(t.stores[i].set_group(t.vol.id, &stay, 1).unwrap());
+        let departed = t.stores[i].departed(t.vol.id).unwrap();
+        assert_eq!(departed.len(), 1);
+        assert_eq!(departed[0].0, t.vol.vsg[2]);
+    }
+    // While the departed replica holds g live, the tombstone stays.
+    let s = t.collect_with(0, &[0, 1], &[2], u64::MAX);
+    assert_eq!((s.collected, s.waiting), (0, 1), "{s:?}");
+    // Its hand-over meets the tombstone: g stays deleted, there too.
+    t.resolve(&[2, 0], &[g]);
+    assert!(matches!(
+        t.stores[2].view(g).unwrap().body,
+        ViewBody::Deleted(_)
+    ));
+    assert!(t.fid_of(0, root, "g").is_none());
+    let s = t.collect_with(0, &[0, 1], &[2], u64::MAX);
+    assert_eq!(s.collected, 1, "{s:?}");
+    // Once retired on its server, the departed replica is forgotten.
+    t.stores[2].retire_replica(t.vol.id).unwrap();
+    let (c2, h) = t.g.create_op(root, "h", CreateHow::Guarded);
+    t.apply(&[0, 1], vec![c2], &[]);
+    t.apply(
+        &[0, 1],
+        vec![Op::Remove {
+            dir: root,
+            name: name("h"),
+            fid: h,
+        }],
+        &[],
+    );
+    let s = t.collect_with(0, &[0, 1], &[2], u64::MAX);
+    assert_eq!(s.collected, 1, "{s:?}");
+    assert!(t.stores[0].departed(t.vol.id).unwrap().is_empty());
+    // A replica's own retirement takes its departed list with it.
+    assert!(!t.stores[1].departed(t.vol.id).unwrap().is_empty());
+    t.stores[1].retire_replica(t.vol.id).unwrap();
+    assert!(t.stores[1].departed(t.vol.id).unwrap().is_empty());
 }
 
 #[test]

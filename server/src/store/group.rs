@@ -7,7 +7,7 @@ use super::codec::{self, VolumeRec};
 use super::content;
 use super::{R, Store, StoreError, tables};
 use codetta_wire::message::ReplicaMember;
-use codetta_wire::{FsError, VolumeId};
+use codetta_wire::{FsError, ReplicaId, VolumeId};
 use redb::ReadableTable;
 
 impl Store {
@@ -20,23 +20,38 @@ impl Store {
         epoch: u64,
     ) -> Result<bool, FsError> {
         let txn = self.db.begin_write().map_err(StoreError::from)?;
-        let changed = (|| -> R<bool> {
-            let mut volumes = txn.open_table(tables::VOLUMES)?;
-            let mut rec: VolumeRec = match volumes.get(volume.0)? {
-                Some(g) => codec::decode("volumes", g.value())?,
-                None => return Err(FsError::UnknownVolume.into()),
-            };
-            if epoch <= rec.epoch && rec.vsg == vsg {
-                return Ok(false);
-            }
-            if epoch < rec.epoch {
-                return Ok(false);
-            }
-            rec.vsg = vsg.to_vec();
-            rec.epoch = epoch;
-            volumes.insert(volume.0, codec::encode(&rec)?.as_slice())?;
-            Ok(true)
-        })()?;
+        let changed =
+            (|| -> R<bool> {
+                let mut volumes = txn.open_table(tables::VOLUMES)?;
+                let mut rec: VolumeRec = match volumes.get(volume.0)? {
+                    Some(g) => codec::decode("volumes", g.value())?,
+                    None => return Err(FsError::UnknownVolume.into()),
+                };
+                if epoch <= rec.epoch && rec.vsg == vsg {
+                    return Ok(false);
+                }
+                if epoch < rec.epoch {
+                    return Ok(false);
+                }
+                let mut departed = txn.open_table(tables::DEPARTED)?;
+                let left_ms = self.clock.wall_ms();
+                for gone in rec.vsg.iter().filter(|m| {
+                    m.replica != rec.replica && !vsg.iter().any(|n| n.replica == m.replica)
+                }) {
+                    let entry = codec::Departed {
+                        server: gone.server.clone(),
+                        left_ms,
+                    };
+                    departed.insert(
+                        (volume.0, gone.replica.0),
+                        codec::encode(&entry)?.as_slice(),
+                    )?;
+                }
+                rec.vsg = vsg.to_vec();
+                rec.epoch = epoch;
+                volumes.insert(volume.0, codec::encode(&rec)?.as_slice())?;
+                Ok(true)
+            })()?;
         txn.commit().map_err(StoreError::from)?;
         Ok(changed)
     }
@@ -57,10 +72,51 @@ impl Store {
             }
             txn.open_table(tables::PURGING)?
                 .insert(volume.0, [].as_slice())?;
+            let mut departed = txn.open_table(tables::DEPARTED)?;
+            let keys: Vec<(u32, u64)> = departed
+                .range((volume.0, 0)..=(volume.0, u64::MAX))?
+                .map(|item| item.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for key in keys {
+                departed.remove(key)?;
+            }
             Ok(())
         })()?;
         txn.commit().map_err(StoreError::from)?;
         tracing::info!(volume = volume.0, "replica retired; deleting its objects");
+        Ok(())
+    }
+
+    /// The replicas that left `volume`'s group while this one stayed and may still hold
+    /// what they had (see `tables::DEPARTED`), each with when it left (wall ms).
+    pub fn departed(&self, volume: VolumeId) -> Result<Vec<(ReplicaMember, u64)>, FsError> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(tables::DEPARTED).map_err(StoreError::from)?;
+        let mut out = Vec::new();
+        for item in table
+            .range((volume.0, 0)..=(volume.0, u64::MAX))
+            .map_err(StoreError::from)?
+        {
+            let (key, value) = item.map_err(StoreError::from)?;
+            let entry: codec::Departed = codec::decode("departed", value.value())?;
+            let member = ReplicaMember {
+                replica: ReplicaId(key.value().1),
+                server: entry.server,
+            };
+            out.push((member, entry.left_ms));
+        }
+        Ok(out)
+    }
+
+    /// Forgets a departed replica of `volume`: gone from its server, or past the horizon.
+    pub fn forget_departed(&self, volume: VolumeId, replica: ReplicaId) -> Result<(), FsError> {
+        let txn = self.db.begin_write().map_err(StoreError::from)?;
+        (|| -> R<()> {
+            txn.open_table(tables::DEPARTED)?
+                .remove((volume.0, replica.0))?;
+            Ok(())
+        })()?;
+        txn.commit().map_err(StoreError::from)?;
         Ok(())
     }
 

@@ -93,6 +93,7 @@ pub(crate) fn fuzz_records(bytes: &[u8]) {
     check::<apply::AppliedRec>("applied", bytes);
     check::<u64>("gc_floors", bytes);
     check::<u32>("collected", bytes);
+    check::<codec::Departed>("departed", bytes);
     migrate::fuzz_old_records(bytes);
 }
 
@@ -408,6 +409,7 @@ impl Store {
             txn.open_table(tables::APPLIED_GAPS)?;
             txn.open_table(tables::PURGING)?;
             txn.open_table(tables::INSTALLING)?;
+            txn.open_table(tables::DEPARTED)?;
         }
         txn.commit()?;
         Ok(Store {
