@@ -7,9 +7,9 @@
 //! version, if it has one, comes back as a conflict when it returns.
 //!
 //! Replicas that left the group (rule 13) take part too until they are gone from their
-//! server or the horizon has passed: a leaving replica hands what it holds over after it
+//! server (or it left the cluster): a leaving replica hands what it holds over after it
 //! left, and a stale live copy there must meet the tombstone, not an absence that would
-//! take it back as live.
+//! take it back as live. One that cannot be reached is waited for like a member.
 
 use crate::context::ServerContext;
 use crate::peer_error::PeerError;
@@ -18,7 +18,7 @@ use crate::resolver::group::GroupReplica;
 use crate::resolver::remote::RemoteReplica;
 use crate::store::Store;
 use crate::store::collect::GcCandidate;
-use codetta_wire::{FsError, ReplicaId, VolumeId};
+use codetta_wire::{Fid, FsError, ReplicaId, VolumeId};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -152,26 +152,36 @@ pub async fn run(
     .await;
 }
 
-/// The replicas that left `volume`'s group and may still hold what they had; those that
-/// left longer than the horizon ago are forgotten (an absent replica's live copy then comes
-/// back as a conflict, as for a member unreachable that long).
-fn departed_replicas(
+/// The replicas that left `volume`'s group and may still hold what they had. One whose
+/// server no longer has the volume (handed over and retired) or is no longer in the
+/// catalogue (decommissioned) is forgotten. One that cannot be reached stays: tombstones
+/// wait for it as for an unreachable member until their horizon, and are then collected
+/// with markers, so a live copy it hands over later comes back as a conflict.
+async fn departed_replicas(
     ctx: &ServerContext,
     volume: VolumeId,
-    policy: CollectPolicy,
-    now_ms: u64,
 ) -> Result<Vec<GroupReplica>, FsError> {
+    let catalogue = ctx
+        .catalogue()
+        .map(|c| c.current())
+        .filter(|state| state.epoch > 0);
     let mut out = Vec::new();
-    for (member, left_ms) in ctx.store().departed(volume)? {
-        if now_ms.saturating_sub(left_ms) >= policy.horizon_ms {
+    for (member, _left_ms) in ctx.store().departed(volume)? {
+        let replica = RemoteReplica::new(ctx.peers().clone(), &member.server, member.replica);
+        let decommissioned = catalogue
+            .as_ref()
+            .is_some_and(|state| !state.servers.contains_key(&member.server));
+        let retired = !decommissioned
+            && matches!(
+                replica.view(Fid::root(volume)).await,
+                Err(PeerError::Answer(FsError::UnknownVolume))
+            );
+        if decommissioned || retired {
+            tracing::info!(server = %member.server, volume = volume.0, "a replica that left the group is gone");
             ctx.store().forget_departed(volume, member.replica)?;
             continue;
         }
-        out.push(GroupReplica::Remote(RemoteReplica::new(
-            ctx.peers().clone(),
-            &member.server,
-            member.replica,
-        )));
+        out.push(GroupReplica::Remote(replica));
     }
     Ok(out)
 }
@@ -189,7 +199,7 @@ pub async fn collect_pass(
     for vol in &volumes {
         let (members, _) = ctx.members(vol.id)?;
         let now_ms = ctx.store().clock().wall_ms();
-        let departed = departed_replicas(ctx, vol.id, policy, now_ms)?;
+        let departed = departed_replicas(ctx, vol.id).await?;
         let s = collect(ctx.store(), &members, &departed, vol.id, policy, now_ms).await?;
         total.collected += s.collected;
         total.waiting += s.waiting;

@@ -200,6 +200,17 @@ fn a_departed_replicas_stale_copy_meets_the_tombstone_not_an_absence() {
     let s = t.collect_with(0, &[0, 1], &[2], u64::MAX);
     assert_eq!(s.collected, 1, "{s:?}");
     assert!(t.stores[0].departed(t.vol.id).unwrap().is_empty());
+    // A server back in the group (with a new replica) is no longer departed.
+    let mut back = stay.clone();
+    back.push(codetta_wire::message::ReplicaMember {
+        replica: codetta_wire::ReplicaId(99),
+        server: t.vol.vsg[2].server.clone(),
+    });
+    assert!(!t.stores[1].departed(t.vol.id).unwrap().is_empty());
+    assert!(t.stores[1].set_group(t.vol.id, &back, 2).unwrap());
+    assert!(t.stores[1].departed(t.vol.id).unwrap().is_empty());
+    // It leaves again: departed again.
+    assert!(t.stores[1].set_group(t.vol.id, &stay, 3).unwrap());
     // A replica's own retirement takes its departed list with it.
     assert!(!t.stores[1].departed(t.vol.id).unwrap().is_empty());
     t.stores[1].retire_replica(t.vol.id).unwrap();

@@ -10,6 +10,31 @@ use codetta_wire::message::ReplicaMember;
 use codetta_wire::{FsError, ReplicaId, VolumeId};
 use redb::ReadableTable;
 
+/// Drops the departed replicas of `volume` whose server is in `vsg` again. Its old replica
+/// may still be there, handing over (a server's store holds one replica per volume, so the
+/// new one is made only after the purge), but collection reaches that server as a member
+/// now: `forget` names the volume, not the replica, so the server answers from whichever
+/// replica it holds (live there: the tombstone waits), or `UnknownVolume` (counted as
+/// unreachable).
+fn forget_returned(
+    departed: &mut redb::Table<'_, (u32, u64), &'static [u8]>,
+    volume: VolumeId,
+    vsg: &[ReplicaMember],
+) -> R<()> {
+    let mut back = Vec::new();
+    for item in departed.range((volume.0, 0)..=(volume.0, u64::MAX))? {
+        let (key, value) = item?;
+        let entry: codec::Departed = codec::decode("departed", value.value())?;
+        if vsg.iter().any(|m| m.server == entry.server) {
+            back.push(key.value());
+        }
+    }
+    for key in back {
+        departed.remove(key)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Records the volume's group as of catalogue `epoch` (a newer epoch than the one
     /// kept; an older one changes nothing). `Ok(false)` when nothing changed.
@@ -47,6 +72,7 @@ impl Store {
                         codec::encode(&entry)?.as_slice(),
                     )?;
                 }
+                forget_returned(&mut departed, volume, vsg)?;
                 rec.vsg = vsg.to_vec();
                 rec.epoch = epoch;
                 volumes.insert(volume.0, codec::encode(&rec)?.as_slice())?;

@@ -121,6 +121,12 @@ pub fn run(config: LiveConfig) -> anyhow::Result<LiveReport> {
     builder.rng_seed(tokio::runtime::RngSeed::from_bytes(
         &config.seed.to_le_bytes(),
     ));
+    #[cfg(not(tokio_unstable))]
+    eprintln!(
+        "built without --cfg tokio_unstable (RUSTFLAGS replaces .cargo/config.toml's): \
+         seed {} may not replay exactly",
+        config.seed
+    );
     let runtime = builder.build()?;
     runtime.block_on(async {
         codetta_transport::run_blocking_inline();

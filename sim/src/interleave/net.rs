@@ -114,6 +114,8 @@ impl Net {
     /// wherever they are.
     pub(crate) fn crash(&self, name: &str) {
         let mut s = self.lock();
+        // What its leftover tasks (openraft's, until they stop) send goes nowhere.
+        *s.lives.entry(name.to_string()).or_insert(0) += 1;
         if let Some(host) = s.hosts.get_mut(name) {
             host.service = None;
             for h in host.handlers.drain(..) {
