@@ -153,16 +153,6 @@ async fn propose(catalogue: &Catalogue<QuicTransport>, change: Change) -> Result
     }
 }
 
-/// This server's wall clock as a [`Time`] (a volume's creation time is the only time a
-/// server stamps; it reads the store's clock, which the simulation sets).
-fn wall_time(ctx: &ServerContext) -> Time {
-    let ms = ctx.store().clock().wall_ms();
-    Time {
-        secs: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
-        nanos: u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000,
-    }
-}
-
 /// A replica id no volume uses (random 64-bit, never 0).
 fn fresh_replica(state: &CatalogueState) -> ReplicaId {
     loop {
@@ -242,7 +232,8 @@ async fn create(
         Change::CreateVolume {
             id: fresh_volume(&state),
             name: name.clone(),
-            created: wall_time(ctx),
+            // The only time a server stamps: its store's clock, which the simulation sets.
+            created: Time::from_unix_ms(ctx.store().clock().wall_ms()),
             vsg,
         },
     )

@@ -24,6 +24,16 @@ impl Time {
             nanos: d.subsec_nanos(),
         }
     }
+
+    /// The time `ms` milliseconds after the Unix epoch (a clock read in milliseconds, as
+    /// the server's and the simulation's are).
+    pub fn from_unix_ms(ms: u64) -> Time {
+        Time {
+            secs: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+            // Below 1000, so the product fits.
+            nanos: (ms % 1000) as u32 * 1_000_000,
+        }
+    }
 }
 
 /// The kind of a file-system object. New kinds go at the end: records already stored and
@@ -115,5 +125,22 @@ impl SetAttrs {
     /// True when nothing would change.
     pub fn is_empty(&self) -> bool {
         *self == SetAttrs::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Time;
+
+    #[test]
+    fn milliseconds_become_seconds_and_nanoseconds() {
+        assert_eq!(
+            Time::from_unix_ms(1_800_000_000_123),
+            Time {
+                secs: 1_800_000_000,
+                nanos: 123_000_000
+            }
+        );
+        assert_eq!(Time::from_unix_ms(999).secs, 0);
     }
 }

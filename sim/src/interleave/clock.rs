@@ -29,11 +29,7 @@ pub(crate) fn elapsed_ms() -> u64 {
 
 /// The clients' record clock: the virtual wall time.
 pub(crate) fn client_wall() -> Time {
-    let ms = WALL_AT_START_MS + elapsed_ms();
-    Time {
-        secs: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
-        nanos: u32::try_from(ms % 1000).unwrap_or(0) * 1_000_000,
-    }
+    Time::from_unix_ms(WALL_AT_START_MS + elapsed_ms())
 }
 
 /// One server's clocks: the virtual time, with a wall clock that may be stepped.
