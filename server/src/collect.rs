@@ -18,7 +18,7 @@ use crate::resolver::group::GroupReplica;
 use crate::resolver::remote::RemoteReplica;
 use crate::store::Store;
 use crate::store::collect::GcCandidate;
-use codetta_wire::{Fid, FsError, ReplicaId, VolumeId};
+use codetta_wire::{Fid, FsError, VolumeId};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -46,7 +46,7 @@ pub struct CollectSummary {
 /// One pass over `volume`'s old tombstones held by `store`, across `members` (the
 /// replicas of the volume this server can call, itself included; a replica of the group
 /// missing from them counts as unreachable) and `departed` (replicas that left the group
-/// and may still hold what they had: one that no longer has the volume is forgotten).
+/// and may still hold what they had: reached like members).
 pub async fn collect<R: ReplicaAccess>(
     store: &Store,
     members: &[R],
@@ -64,7 +64,6 @@ pub async fn collect<R: ReplicaAccess>(
         .all(|v| members.iter().any(|m| m.replica() == v.replica));
     let mut summary = CollectSummary::default();
     let mut done: Vec<GcCandidate> = Vec::new();
-    let mut gone: Vec<ReplicaId> = Vec::new();
     for (n, c) in candidates.iter().enumerate() {
         if !c.present {
             // Brought back, or collected already (another replica coordinated).
@@ -75,22 +74,12 @@ pub async fn collect<R: ReplicaAccess>(
         let mut reached = Vec::new();
         let mut live = false;
         let mut missing = !all_listed;
-        let still_there: Vec<&R> = departed
-            .iter()
-            .filter(|d| !gone.contains(&d.replica()))
-            .collect();
-        for m in members.iter().chain(still_there) {
+        for m in members.iter().chain(departed) {
             match m.forget(c.fid, false, false).await {
                 Ok(()) => reached.push(m),
                 Err(PeerError::Answer(FsError::Exists)) => {
                     live = true;
                     break;
-                }
-                Err(PeerError::Answer(FsError::UnknownVolume))
-                    if departed.iter().any(|d| d.replica() == m.replica()) =>
-                {
-                    // Handed over and retired: nothing of it is left to come back.
-                    gone.push(m.replica());
                 }
                 Err(e) => {
                     tracing::debug!(fid = %c.fid, replica = %m.name(), "not collected: {e}");
@@ -123,9 +112,6 @@ pub async fn collect<R: ReplicaAccess>(
         }
     }
     store.gc_dequeue(&done)?;
-    for replica in gone {
-        store.forget_departed(volume, replica)?;
-    }
     Ok(summary)
 }
 
@@ -152,11 +138,21 @@ pub async fn run(
     .await;
 }
 
-/// The replicas that left `volume`'s group and may still hold what they had. One whose
-/// server no longer has the volume (handed over and retired) or is no longer in the
-/// catalogue (decommissioned) is forgotten. One that cannot be reached stays: tombstones
-/// wait for it as for an unreachable member until their horizon, and are then collected
-/// with markers, so a live copy it hands over later comes back as a conflict.
+/// Whether `replica`, which left `volume`'s group, may still hold what it had: until its
+/// server answers that it no longer has the volume (handed over and retired). One that
+/// cannot be reached may.
+pub async fn may_still_hold<R: ReplicaAccess>(replica: &R, volume: VolumeId) -> bool {
+    !matches!(
+        replica.view(Fid::root(volume)).await,
+        Err(PeerError::Answer(FsError::UnknownVolume))
+    )
+}
+
+/// The replicas that left `volume`'s group and may still hold what they had; the others
+/// (see [`may_still_hold`], and those whose server left the cluster) are forgotten. One that
+/// cannot be reached stays: tombstones wait for it as for an unreachable member until
+/// their horizon, and are then collected with markers, so a live copy it hands over later
+/// comes back as a conflict.
 async fn departed_replicas(
     ctx: &ServerContext,
     volume: VolumeId,
@@ -166,17 +162,12 @@ async fn departed_replicas(
         .map(|c| c.current())
         .filter(|state| state.epoch > 0);
     let mut out = Vec::new();
-    for (member, _left_ms) in ctx.store().departed(volume)? {
+    for member in ctx.store().departed(volume)? {
         let replica = RemoteReplica::new(ctx.peers().clone(), &member.server, member.replica);
         let decommissioned = catalogue
             .as_ref()
             .is_some_and(|state| !state.servers.contains_key(&member.server));
-        let retired = !decommissioned
-            && matches!(
-                replica.view(Fid::root(volume)).await,
-                Err(PeerError::Answer(FsError::UnknownVolume))
-            );
-        if decommissioned || retired {
+        if decommissioned || !may_still_hold(&replica, volume).await {
             tracing::info!(server = %member.server, volume = volume.0, "a replica that left the group is gone");
             ctx.store().forget_departed(volume, member.replica)?;
             continue;

@@ -4,11 +4,20 @@
 
 use super::tests::{Trio, trio};
 use crate::clock::Clock;
-use crate::collect::{CollectPolicy, CollectSummary, collect};
+use crate::collect::{CollectPolicy, CollectSummary, collect, may_still_hold};
 use crate::store::testutil::{Gen, check_consistency, name};
 use codetta_wire::replica::ViewBody;
 use codetta_wire::update::{CreateHow, Op};
 use codetta_wire::{Fid, FsError, Incarnation};
+
+/// REMOVE of `n` in `dir`, naming `fid`.
+fn remove(dir: Fid, n: &str, fid: Fid) -> Op {
+    Op::Remove {
+        dir,
+        name: name(n),
+        fid,
+    }
+}
 
 impl Trio {
     fn collect(&self, coordinator: usize, reachable: &[usize], horizon_ms: u64) -> CollectSummary {
@@ -64,15 +73,7 @@ fn a_collected_tombstone_refuses_a_late_create() {
             ))
             .unwrap();
     }
-    t.apply(
-        &[0, 1],
-        vec![Op::Remove {
-            dir: root,
-            name: name("f"),
-            fid: f,
-        }],
-        &[],
-    );
+    t.apply(&[0, 1], vec![remove(root, "f", f)], &[]);
     t.resolve(&[0, 1, 2], &[f]);
     assert!(matches!(
         t.stores[2].view(f).unwrap().body,
@@ -109,15 +110,7 @@ fn past_the_horizon_an_absent_replicas_live_copy_returns_as_a_conflict() {
     let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
     t.apply(&[0, 1, 2], vec![c], &[]);
     // Replica 2 is away while g is removed.
-    t.apply(
-        &[0, 1],
-        vec![Op::Remove {
-            dir: root,
-            name: name("g"),
-            fid: g,
-        }],
-        &[],
-    );
+    t.apply(&[0, 1], vec![remove(root, "g", g)], &[]);
     // Within the horizon the tombstone waits for replica 2.
     let s = t.collect(0, &[0, 1], u64::MAX);
     assert_eq!((s.collected, s.waiting), (0, 1), "{s:?}");
@@ -156,21 +149,14 @@ fn a_departed_replicas_stale_copy_meets_the_tombstone_not_an_absence() {
     let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
     t.apply(&[0, 1, 2], vec![c], &[]);
     // Replica 2 misses the remove of g, then leaves the group.
-    t.apply(
-        &[0, 1],
-        vec![Op::Remove {
-            dir: root,
-            name: name("g"),
-            fid: g,
-        }],
-        &[],
-    );
+    t.apply(&[0, 1], vec![remove(root, "g", g)], &[]);
     let stay: Vec<_> = t.vol.vsg[..2].to_vec();
     for i in [0, 1] {
         assert!(t.stores[i].set_group(t.vol.id, &stay, 1).unwrap());
-        let departed = t.stores[i].departed(t.vol.id).unwrap();
-        assert_eq!(departed.len(), 1);
-        assert_eq!(departed[0].0, t.vol.vsg[2]);
+        assert_eq!(
+            t.stores[i].departed(t.vol.id).unwrap(),
+            vec![t.vol.vsg[2].clone()]
+        );
     }
     // While the departed replica holds g live, the tombstone stays.
     let s = t.collect_with(0, &[0, 1], &[2], u64::MAX);
@@ -184,34 +170,27 @@ fn a_departed_replicas_stale_copy_meets_the_tombstone_not_an_absence() {
     assert!(t.fid_of(0, root, "g").is_none());
     let s = t.collect_with(0, &[0, 1], &[2], u64::MAX);
     assert_eq!(s.collected, 1, "{s:?}");
-    // Once retired on its server, the departed replica is forgotten.
+    // Retired on its server, it no longer holds anything (and is then forgotten).
+    let departed = t.members(&[2]);
+    assert!(futures::executor::block_on(may_still_hold(
+        &departed[0],
+        t.vol.id
+    )));
     t.stores[2].retire_replica(t.vol.id).unwrap();
-    let (c2, h) = t.g.create_op(root, "h", CreateHow::Guarded);
-    t.apply(&[0, 1], vec![c2], &[]);
-    t.apply(
-        &[0, 1],
-        vec![Op::Remove {
-            dir: root,
-            name: name("h"),
-            fid: h,
-        }],
-        &[],
-    );
-    let s = t.collect_with(0, &[0, 1], &[2], u64::MAX);
-    assert_eq!(s.collected, 1, "{s:?}");
-    assert!(t.stores[0].departed(t.vol.id).unwrap().is_empty());
+    assert!(!futures::executor::block_on(may_still_hold(
+        &departed[0],
+        t.vol.id
+    )));
     // A server back in the group (with a new replica) is no longer departed.
     let mut back = stay.clone();
     back.push(codetta_wire::message::ReplicaMember {
         replica: codetta_wire::ReplicaId(99),
         server: t.vol.vsg[2].server.clone(),
     });
-    assert!(!t.stores[1].departed(t.vol.id).unwrap().is_empty());
     assert!(t.stores[1].set_group(t.vol.id, &back, 2).unwrap());
     assert!(t.stores[1].departed(t.vol.id).unwrap().is_empty());
-    // It leaves again: departed again.
+    // It leaves again: departed again; a replica's own retirement takes the list with it.
     assert!(t.stores[1].set_group(t.vol.id, &stay, 3).unwrap());
-    // A replica's own retirement takes its departed list with it.
     assert!(!t.stores[1].departed(t.vol.id).unwrap().is_empty());
     t.stores[1].retire_replica(t.vol.id).unwrap();
     assert!(t.stores[1].departed(t.vol.id).unwrap().is_empty());
@@ -237,11 +216,7 @@ fn missed_creates_renames_and_deletes_follow_the_directory() {
         fid: f,
         replaces: None,
     };
-    let rm = Op::Remove {
-        dir: d1,
-        name: name("gone"),
-        fid: gone,
-    };
+    let rm = remove(d1, "gone", gone);
     t.apply(
         &[0, 1],
         vec![m3, c3, Gen::write_op(g, 0, b"g"), rename, rm],
@@ -270,11 +245,7 @@ fn a_file_updated_on_one_side_and_deleted_on_the_other_comes_back_as_a_conflict(
     let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
     t.apply(&[0, 1, 2], vec![c, Gen::write_op(f, 0, b"v1")], b"v1");
     // Partition: {0} deletes, {1, 2} update.
-    let rm = Op::Remove {
-        dir: root,
-        name: name("f"),
-        fid: f,
-    };
+    let rm = remove(root, "f", f);
     t.apply(&[0], vec![rm], &[]);
     let mut other = Gen::new(t.vol.id, Incarnation(4));
     t.apply_as(&mut other, &[1, 2], vec![Gen::write_op(f, 0, b"v2")], b"v2");
@@ -521,11 +492,7 @@ fn links_made_and_names_removed_in_a_partition_follow_the_directories() {
             name: name("f3"),
             fid: f,
         },
-        Op::Remove {
-            dir: root,
-            name: name("h"),
-            fid: h,
-        },
+        remove(root, "h", h),
     ];
     t.apply(&[0, 1], ops, &[]);
     let changed = t.changed(1);

@@ -80,15 +80,6 @@ pub(crate) struct VolumeRec {
     pub epoch: u64,
 }
 
-/// A replica that left a volume's group while this one stayed (`tables::DEPARTED`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Departed {
-    /// The server that held it.
-    pub server: String,
-    /// When this replica learnt it left (wall milliseconds).
-    pub left_ms: u64,
-}
-
 impl VolumeRec {
     /// The volume's summary as the wire carries it.
     pub(crate) fn info(self, id: codetta_wire::VolumeId) -> codetta_wire::message::VolumeInfo {

@@ -10,26 +10,51 @@ use codetta_wire::message::ReplicaMember;
 use codetta_wire::{FsError, ReplicaId, VolumeId};
 use redb::ReadableTable;
 
-/// Drops the departed replicas of `volume` whose server is in `vsg` again. Its old replica
-/// may still be there, handing over (a server's store holds one replica per volume, so the
-/// new one is made only after the purge), but collection reaches that server as a member
-/// now: `forget` names the volume, not the replica, so the server answers from whichever
-/// replica it holds (live there: the tombstone waits), or `UnknownVolume` (counted as
-/// unreachable).
-fn forget_returned(
-    departed: &mut redb::Table<'_, (u32, u64), &'static [u8]>,
+type DepartedTable<'t> = redb::Table<'t, (u32, u64), &'static [u8]>;
+
+/// Notes the members of `old` (but this replica, `me`) that are not in `new` as departed
+/// (`tables::DEPARTED`), and forgets departed replicas whose server is in `new` again. Its
+/// old replica may still be there, handing over (a server's store holds one replica per
+/// volume, so the new one is made only after the purge), but collection reaches that server
+/// as a member now: `forget` names the volume, not the replica, so the server answers from
+/// whichever replica it holds (live there: the tombstone waits), or `UnknownVolume`
+/// (counted as unreachable).
+fn note_departures(
+    departed: &mut DepartedTable<'_>,
     volume: VolumeId,
-    vsg: &[ReplicaMember],
+    me: ReplicaId,
+    old: &[ReplicaMember],
+    new: &[ReplicaMember],
 ) -> R<()> {
-    let mut back = Vec::new();
+    for gone in old
+        .iter()
+        .filter(|m| m.replica != me && !new.iter().any(|n| n.replica == m.replica))
+    {
+        departed.insert(
+            (volume.0, gone.replica.0),
+            codec::encode(&gone.server)?.as_slice(),
+        )?;
+    }
+    drop_departed(departed, volume, |server| {
+        new.iter().any(|m| m.server == server)
+    })
+}
+
+/// Forgets `volume`'s departed replicas whose server `drop_if` picks.
+fn drop_departed(
+    departed: &mut DepartedTable<'_>,
+    volume: VolumeId,
+    drop_if: impl Fn(&str) -> bool,
+) -> R<()> {
+    let mut keys = Vec::new();
     for item in departed.range((volume.0, 0)..=(volume.0, u64::MAX))? {
         let (key, value) = item?;
-        let entry: codec::Departed = codec::decode("departed", value.value())?;
-        if vsg.iter().any(|m| m.server == entry.server) {
-            back.push(key.value());
+        let server: String = codec::decode("departed", value.value())?;
+        if drop_if(&server) {
+            keys.push(key.value());
         }
     }
-    for key in back {
+    for key in keys {
         departed.remove(key)?;
     }
     Ok(())
@@ -45,39 +70,30 @@ impl Store {
         epoch: u64,
     ) -> Result<bool, FsError> {
         let txn = self.db.begin_write().map_err(StoreError::from)?;
-        let changed =
-            (|| -> R<bool> {
-                let mut volumes = txn.open_table(tables::VOLUMES)?;
-                let mut rec: VolumeRec = match volumes.get(volume.0)? {
-                    Some(g) => codec::decode("volumes", g.value())?,
-                    None => return Err(FsError::UnknownVolume.into()),
-                };
-                if epoch <= rec.epoch && rec.vsg == vsg {
-                    return Ok(false);
-                }
-                if epoch < rec.epoch {
-                    return Ok(false);
-                }
-                let mut departed = txn.open_table(tables::DEPARTED)?;
-                let left_ms = self.clock.wall_ms();
-                for gone in rec.vsg.iter().filter(|m| {
-                    m.replica != rec.replica && !vsg.iter().any(|n| n.replica == m.replica)
-                }) {
-                    let entry = codec::Departed {
-                        server: gone.server.clone(),
-                        left_ms,
-                    };
-                    departed.insert(
-                        (volume.0, gone.replica.0),
-                        codec::encode(&entry)?.as_slice(),
-                    )?;
-                }
-                forget_returned(&mut departed, volume, vsg)?;
-                rec.vsg = vsg.to_vec();
-                rec.epoch = epoch;
-                volumes.insert(volume.0, codec::encode(&rec)?.as_slice())?;
-                Ok(true)
-            })()?;
+        let changed = (|| -> R<bool> {
+            let mut volumes = txn.open_table(tables::VOLUMES)?;
+            let mut rec: VolumeRec = match volumes.get(volume.0)? {
+                Some(g) => codec::decode("volumes", g.value())?,
+                None => return Err(FsError::UnknownVolume.into()),
+            };
+            if epoch <= rec.epoch && rec.vsg == vsg {
+                return Ok(false);
+            }
+            if epoch < rec.epoch {
+                return Ok(false);
+            }
+            note_departures(
+                &mut txn.open_table(tables::DEPARTED)?,
+                volume,
+                rec.replica,
+                &rec.vsg,
+                vsg,
+            )?;
+            rec.vsg = vsg.to_vec();
+            rec.epoch = epoch;
+            volumes.insert(volume.0, codec::encode(&rec)?.as_slice())?;
+            Ok(true)
+        })()?;
         txn.commit().map_err(StoreError::from)?;
         Ok(changed)
     }
@@ -98,14 +114,7 @@ impl Store {
             }
             txn.open_table(tables::PURGING)?
                 .insert(volume.0, [].as_slice())?;
-            let mut departed = txn.open_table(tables::DEPARTED)?;
-            let keys: Vec<(u32, u64)> = departed
-                .range((volume.0, 0)..=(volume.0, u64::MAX))?
-                .map(|item| item.map(|(k, _)| k.value()))
-                .collect::<Result<_, _>>()?;
-            for key in keys {
-                departed.remove(key)?;
-            }
+            drop_departed(&mut txn.open_table(tables::DEPARTED)?, volume, |_| true)?;
             Ok(())
         })()?;
         txn.commit().map_err(StoreError::from)?;
@@ -114,8 +123,8 @@ impl Store {
     }
 
     /// The replicas that left `volume`'s group while this one stayed and may still hold
-    /// what they had (see `tables::DEPARTED`), each with when it left (wall ms).
-    pub fn departed(&self, volume: VolumeId) -> Result<Vec<(ReplicaMember, u64)>, FsError> {
+    /// what they had (see `tables::DEPARTED`).
+    pub fn departed(&self, volume: VolumeId) -> Result<Vec<ReplicaMember>, FsError> {
         let txn = self.read_txn()?;
         let table = txn.open_table(tables::DEPARTED).map_err(StoreError::from)?;
         let mut out = Vec::new();
@@ -124,17 +133,16 @@ impl Store {
             .map_err(StoreError::from)?
         {
             let (key, value) = item.map_err(StoreError::from)?;
-            let entry: codec::Departed = codec::decode("departed", value.value())?;
-            let member = ReplicaMember {
+            out.push(ReplicaMember {
                 replica: ReplicaId(key.value().1),
-                server: entry.server,
-            };
-            out.push((member, entry.left_ms));
+                server: codec::decode("departed", value.value())?,
+            });
         }
         Ok(out)
     }
 
-    /// Forgets a departed replica of `volume`: gone from its server, or past the horizon.
+    /// Forgets a departed replica of `volume` (gone from its server, or its server gone
+    /// from the cluster).
     pub fn forget_departed(&self, volume: VolumeId, replica: ReplicaId) -> Result<(), FsError> {
         let txn = self.db.begin_write().map_err(StoreError::from)?;
         (|| -> R<()> {

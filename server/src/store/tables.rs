@@ -103,11 +103,11 @@ pub(crate) const APPLIED_GAPS: TableDefinition<(u32, u32), &[u8]> =
 /// crash between the pieces of an install leaves the mark. A marked file's data is not
 /// served, client updates of it are refused, and its view says so (it is never a source).
 pub(crate) const INSTALLING: TableDefinition<VnodeKey, &[u8]> = TableDefinition::new("installing");
-/// (volume, replica id) -> [`super::codec::Departed`]: replicas that left this volume's
-/// group while this one stayed (rule 13), with their server and when. A leaving replica
-/// hands over what it holds after it left, so until it is gone from its server (or the GC
-/// horizon has passed) collection reaches it too: a stale live copy it still holds must
-/// meet a tombstone there, not an absence that would take it back as live.
+/// (volume, replica id) -> the name of its server (postcard string): replicas that left
+/// this volume's group while this one stayed (rule 13). A leaving replica hands over what it
+/// holds after it left, so until it is gone from its server collection reaches it too: a
+/// stale live copy it still holds must meet a tombstone there, not an absence that would
+/// take it back as live.
 pub(crate) const DEPARTED: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("departed");
 /// Volume id -> empty: replicas that left their group (rule 13) whose objects are still
 /// being deleted, a few at a time.
