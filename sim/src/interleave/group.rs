@@ -24,17 +24,10 @@ const ADMIN_DEADLINE: Duration = Duration::from_secs(60);
 /// How long the set-up waits for every server to hold its replica.
 const READY_WITHIN: Duration = Duration::from_secs(20);
 
-/// A group change under way, and how the finished ones went.
+/// The group change under way, if any (how the finished ones went is in the report).
 #[derive(Default)]
 pub(super) struct GroupChanges {
     running: Option<Running>,
-    /// Changes confirmed (a replica removed, one added) and not (refused, or the call
-    /// unanswered).
-    pub(super) removed: u64,
-    pub(super) added: u64,
-    pub(super) refused: u64,
-    /// Why not (the first few).
-    pub(super) why_refused: Vec<String>,
 }
 
 /// The operator's call under way.
@@ -185,12 +178,12 @@ impl World {
     fn count_group_change(&mut self, what: &str, outcome: Result<(), String>) {
         self.note(format!("operator: {what}: {outcome:?}"));
         match outcome {
-            Ok(()) if what.starts_with("RemoveReplica") => self.group.removed += 1,
-            Ok(()) => self.group.added += 1,
+            Ok(()) if what.starts_with("RemoveReplica") => self.report.replicas_removed += 1,
+            Ok(()) => self.report.replicas_added += 1,
             Err(e) => {
-                self.group.refused += 1;
-                if self.group.why_refused.len() < WHY_KEPT {
-                    self.group.why_refused.push(format!("{what}: {e}"));
+                self.report.group_changes_refused += 1;
+                if self.report.why_refused.len() < WHY_KEPT {
+                    self.report.why_refused.push(format!("{what}: {e}"));
                 }
             }
         }

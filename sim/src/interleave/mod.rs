@@ -253,10 +253,6 @@ impl World {
         self.report.trace = trace.finalize().to_hex()[..16].to_string();
         self.report.delivered = self.net.delivered();
         self.report.virtual_ms = clock::elapsed_ms();
-        self.report.replicas_removed = self.group.removed;
-        self.report.replicas_added = self.group.added;
-        self.report.group_changes_refused = self.group.refused;
-        self.report.why_refused = std::mem::take(&mut self.group.why_refused);
         for c in &mut self.clients {
             c.crash(&self.net);
         }
