@@ -236,6 +236,24 @@ impl VersionView<'_> {
     fn has_all_of(&self, other: &VersionView<'_>) -> bool {
         other.history.entries().iter().all(|e| self.has(e))
     }
+
+    /// This replica's vector with the second phases it is owed: for each update both
+    /// replicas remember, a replica `other` counted for it and this one did not yet gets
+    /// its counter bumped, as that COP2 will do when it arrives ([`History::count`]). Two
+    /// replicas that applied the same last update, each told of nobody else yet, otherwise
+    /// look concurrent, and a delete after it looked as if it raced it.
+    fn vector_with_owed_counts(&self, other: &VersionView<'_>) -> VersionVector {
+        let mut vector = self.vector.clone();
+        for mine in self.history.entries() {
+            let Some(theirs) = other.history.entries().iter().find(|e| e.id == mine.id) else {
+                continue;
+            };
+            for replica in theirs.counted.iter().filter(|r| !mine.counted.contains(r)) {
+                vector.bump(*replica);
+            }
+        }
+        vector
+    }
 }
 
 /// How replica `a` of an object relates to replica `b`.
@@ -251,17 +269,19 @@ pub enum Relation {
     Conflict,
 }
 
-/// Rule 5. Equal tags mean equal state. Otherwise vectors decide; when they are equal or
-/// look concurrent (a second phase that has not arrived, or never will: a replica that
-/// died right after applying a record is credited with it by nobody else) the updates
-/// decide: a replica whose remembered updates the other has (remembers them, or applied
-/// those records: histories keep only the last few, applied runs say the rest) is merely
-/// stale.
+/// Rule 5. Equal tags mean equal state. Otherwise vectors decide, each with the second
+/// phases it is owed for updates both remember (as if they had arrived); when they are
+/// equal or look concurrent (a second phase that has not arrived for an update one of them
+/// forgot, or never will: a replica that died right after applying a record is credited
+/// with it by nobody else) the updates decide: a replica whose remembered updates the other
+/// has (remembers them, or applied those records: histories keep only the last few,
+/// applied runs say the rest) is merely stale.
 pub fn relate(a: VersionView<'_>, b: VersionView<'_>) -> Relation {
     if a.tag == b.tag {
         return Relation::Same;
     }
-    match a.vector.compare(b.vector) {
+    let (a_vector, b_vector) = (a.vector_with_owed_counts(&b), b.vector_with_owed_counts(&a));
+    match a_vector.compare(&b_vector) {
         VvOrdering::Dominates => Relation::Newer,
         VvOrdering::DominatedBy => Relation::Older,
         VvOrdering::Equal | VvOrdering::Concurrent => match (a.has_all_of(&b), b.has_all_of(&a)) {
@@ -414,6 +434,32 @@ mod tests {
         assert!(!b.includes(other));
     }
 
+    /// The interleaving simulation's seed 259: replicas A and B both applied update 7, and
+    /// neither heard of the other's (its COP2 was lost with the client). A then applied
+    /// more, the last of them a delete, and forgot B's older updates 5 and 6 (it had them
+    /// from resolution). Compared as they stand, B's counter 2 is ahead for update 7 alone;
+    /// A holds everything B holds.
+    #[test]
+    fn a_second_phase_both_still_await_does_not_make_a_conflict() {
+        let mut b = hist(&[5, 6], 2);
+        let mut a = b.clone();
+        b.record(u(7), ReplicaId(2));
+        a.record(u(7), ReplicaId(1));
+        for s in 8..=14 {
+            a.record(u(s), ReplicaId(1));
+        }
+        assert!(!a.contains(u(5)) && !a.includes(u(5)));
+        let (va, vb) = (vv(&[(1, 8), (2, 2)]), vv(&[(2, 3)]));
+        assert_eq!(va.compare(&vb), VvOrdering::Concurrent);
+        assert_eq!(rel((&va, &a, 1), (&vb, &b, 2)), Relation::Newer);
+        assert_eq!(rel((&vb, &b, 2), (&va, &a, 1)), Relation::Older);
+        // An update of B's after 7 that A lacks is still a conflict: only the counts of
+        // updates both remember are credited.
+        b.record(u(20), ReplicaId(2));
+        let vb = vv(&[(2, 4)]);
+        assert_eq!(rel((&va, &a, 1), (&vb, &b, 2)), Relation::Conflict);
+    }
+
     /// The fault matrix's case: one client's write of a shared file, then many of
     /// another's; merged (ordered by update id) or recorded, the first client's newest
     /// entry stays, so a replica still tells its next record's predecessor held.
@@ -557,7 +603,8 @@ mod tests {
         // A replica that missed update 1 but applied 2 is not newer than one that has both.
         let missed = hist(&[2], 1);
         assert_eq!(rel((&a, &missed, 1), (&b, &h12, 2)), Relation::Older);
-        // Truly concurrent updates.
-        assert_eq!(rel((&a, &h12, 1), (&b, &h13, 2)), Relation::Conflict);
+        // Truly concurrent updates (each replica applied 1 and one more).
+        let b2 = vv(&[(2, 2)]);
+        assert_eq!(rel((&a, &h12, 1), (&b2, &h13, 2)), Relation::Conflict);
     }
 }

@@ -250,3 +250,60 @@ fn a_state_copied_while_the_source_changed_gets_no_version() {
     want[MIB..MIB + 4096].copy_from_slice(&change);
     assert!(t.read_whole(2, f).unwrap() == want, "replica 2 reads wrong");
 }
+
+/// The installs' version check (rule 6). Replica 2 missed a write; a coordinator gathered
+/// the views and decided to install replicas 0 and 1's state on 2. Before it does, another
+/// client, which reaches replica 2 alone, writes the file there: replica 2 is that write's
+/// only holder. The install must find the version moved and stop (it would otherwise
+/// overwrite an acknowledged write nobody else has); the next resolution keeps both
+/// versions, so every replica serves the write, in the file or in its conflict copy.
+#[test]
+fn an_install_over_a_state_a_client_changed_after_the_views_stops() {
+    let mut t = trio();
+    let (f, mut lones) = t.file_on_all("f", 4 * MIB);
+    t.missed_by_2(f, 2, 0, 4096);
+    let missed = t.read_whole(0, f).unwrap();
+    let change = payload(3, 4096);
+    lones[2 * MIB..2 * MIB + 4096].copy_from_slice(&change);
+    let mut lone = Gen::new(t.vol.id, Incarnation(7));
+    let members = t.members(&[0, 1, 2]);
+    let mut r = Resolver::new(&members, members[0].replica_id());
+    futures::executor::block_on(async {
+        let views = r.gather(f).await;
+        let only: Vec<ReplicaView> = views.iter().map(|(_, v)| v.clone()).collect();
+        let decision = decide(&only, members[0].replica_id());
+        assert!(
+            matches!(&decision, Decision::Install { stale, .. } if stale == &[2]),
+            "{decision:?}"
+        );
+        t.apply_as(
+            &mut lone,
+            &[2],
+            vec![Gen::write_op(f, 2 * MIB as u64, &change)],
+            &change,
+        );
+        assert_eq!(
+            r.execute(f, &views, decision).await.err(),
+            Some(FsError::VersionChanged.into())
+        );
+    });
+    drop(members);
+    let s = t.resolve(&[0, 1, 2], &[f, t.vol.root]);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    t.assert_equal(&[0, 1, 2], f);
+    t.assert_equal(&[0, 1, 2], t.vol.root);
+    let (_, entries, _) = t.stores[0].readdir(t.vol.root, 0, 100, false).unwrap();
+    assert_eq!(
+        entries.len(),
+        2,
+        "the file and one conflict copy: {entries:?}"
+    );
+    let copy = entries.iter().find(|e| e.fid != f).unwrap().fid;
+    let mut want = vec![missed, lones];
+    want.sort();
+    for i in 0..3 {
+        let mut got = vec![t.read_whole(i, f).unwrap(), t.read_whole(i, copy).unwrap()];
+        got.sort();
+        assert!(got == want, "replica {i} lost a version");
+    }
+}
