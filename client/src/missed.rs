@@ -103,14 +103,6 @@ impl Missed {
         !self.marks.is_empty() && self.marks.contains_key(&(replica, *fid))
     }
 
-    /// The record of this client's that `replica` missed on `fid`, if it is marked.
-    pub fn mark_of(&self, replica: ReplicaId, fid: &Fid) -> Option<u64> {
-        if self.marks.is_empty() {
-            return None;
-        }
-        self.marks.get(&(replica, *fid)).copied()
-    }
-
     /// `replica` was seen holding the state of a replica that holds this client's updates.
     pub fn caught_up(&mut self, replica: ReplicaId, fid: &Fid) {
         self.marks.remove(&(replica, *fid));

@@ -20,7 +20,7 @@ pub mod interleave;
 mod replica;
 mod shipping;
 
-use codetta_client::chains::Chains;
+use codetta_client::chains::{Chains, Follows};
 use codetta_client::replicate::Shipping;
 use codetta_server::clock::SystemClock;
 use codetta_server::heal;
@@ -124,7 +124,7 @@ struct Client {
     /// Each object's newest record and each logged record's predecessor on its object, as
     /// the daemon keeps them (in memory: rebuilt from the log after a crash).
     chains: Chains,
-    follows: HashMap<u64, Option<u64>>,
+    follows: HashMap<u64, Follows>,
     /// Per object, the newest record some replica applied (the daemon's chain file:
     /// survives a crash).
     applied_newest: HashMap<Fid, u64>,
@@ -150,7 +150,7 @@ impl Client {
             self.chains.link(fid, self.incarnation, seq);
         }
         for (r, _) in &self.log {
-            let follows = self.chains.link(r.op.object(), r.id.incarnation, r.id.seq);
+            let follows = self.chains.link_record(&r.op, r.id.incarnation, r.id.seq);
             self.follows.insert(r.id.seq, follows);
         }
     }
@@ -383,7 +383,7 @@ impl World {
         };
         let follows = client
             .chains
-            .link(record.op.object(), record.id.incarnation, seq);
+            .link_record(&record.op, record.id.incarnation, seq);
         client.follows.insert(seq, follows);
         client.log.push_back((record, data));
         if let Some(sh) = client.shipping.as_mut() {

@@ -48,10 +48,17 @@ impl World {
                 .collect();
             (records, data)
         };
-        let follows: Vec<Option<u64>> = records
+        let (follows, replaced_follows): (Vec<Option<u64>>, Vec<Option<u64>>) = records
             .iter()
-            .map(|r| self.clients[c].follows.get(&r.id.seq).copied().flatten())
-            .collect();
+            .map(|r| {
+                let f = self.clients[c]
+                    .follows
+                    .get(&r.id.seq)
+                    .copied()
+                    .unwrap_or_default();
+                (f.object, f.replaced)
+            })
+            .unzip();
         let outcome = match (&store, reachable && !lost_request) {
             (Some(store), true) => store
                 .ship(&Shipment {
@@ -60,6 +67,7 @@ impl World {
                     log_start: plan.log_start,
                     cop2: &plan.cop2,
                     follows: &follows,
+                    replaced_follows: &replaced_follows,
                 })
                 .ok(),
             _ => None,
@@ -177,14 +185,16 @@ impl World {
             ));
             debug_assert_eq!(record.id.seq, d.seq);
             let client = &mut self.clients[c];
-            let follows = client.follows.remove(&d.seq).flatten();
+            let follows = client.follows.remove(&d.seq).unwrap_or_default();
             if !d.answers.is_empty() && d.answers.iter().all(|(_, o)| o.is_err()) {
                 client
                     .chains
-                    .unlink(record.op.object(), record.id.incarnation, d.seq, follows);
+                    .unlink_record(&record.op, record.id.incarnation, d.seq, follows);
             } else {
-                let newest = client.applied_newest.entry(record.op.object()).or_default();
-                *newest = (*newest).max(d.seq);
+                for object in codetta_client::chains::chained(&record.op) {
+                    let newest = client.applied_newest.entry(object).or_default();
+                    *newest = (*newest).max(d.seq);
+                }
             }
             if d.divergent || d.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged)) {
                 self.to_resolve

@@ -402,6 +402,7 @@ mod tests {
         };
         let ship = Request::Ship {
             follows: vec![None, Some(1)],
+            replaced_follows: Vec::new(),
             records: vec![
                 rec(
                     1,

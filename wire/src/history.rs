@@ -237,6 +237,17 @@ impl VersionView<'_> {
         other.history.entries().iter().all(|e| self.has(e))
     }
 
+    /// True when this replica has every update `other` remembers after the last one both
+    /// remember (all of them when none is shared).
+    fn has_what_followed(&self, other: &VersionView<'_>) -> bool {
+        let entries = other.history.entries();
+        let shared = entries
+            .iter()
+            .rposition(|e| self.history.contains(e.id))
+            .map_or(0, |i| i + 1);
+        entries.iter().skip(shared).all(|e| self.has(e))
+    }
+
     /// This replica's vector with the second phases it is owed: for each update both
     /// replicas remember, a replica `other` counted for it and this one did not yet gets
     /// its counter bumped, as that COP2 will do when it arrives ([`History::count`]). Two
@@ -269,26 +280,36 @@ pub enum Relation {
     Conflict,
 }
 
-/// Rule 5. Equal tags mean equal state. Otherwise vectors decide, each with the second
-/// phases it is owed for updates both remember (as if they had arrived); when they are
-/// equal or look concurrent (a second phase that has not arrived for an update one of them
-/// forgot, or never will: a replica that died right after applying a record is credited
-/// with it by nobody else) the updates decide: a replica whose remembered updates the other
-/// has (remembers them, or applied those records: histories keep only the last few,
-/// applied runs say the rest) is merely stale.
+/// Rule 5. Equal tags mean equal state. Otherwise vectors decide. When they are equal or
+/// look concurrent, first the second phases each is owed for updates both remember are
+/// credited (as if they had arrived): if one then dominates and holds every update the
+/// other remembers after the last one both remember, it is newer. (The credit alone is not
+/// trusted: a history that forgot an update and had it back from a merge lists fewer
+/// counters for it than its vector holds, and the credit would count one twice.) Else the
+/// updates decide (a second phase that has not arrived for an update one of them forgot, or
+/// never will: a replica that died right after applying a record is credited with it by
+/// nobody else): a replica whose remembered updates the other has (remembers them, or
+/// applied those records: histories keep only the last few, applied runs say the rest) is
+/// merely stale.
 pub fn relate(a: VersionView<'_>, b: VersionView<'_>) -> Relation {
     if a.tag == b.tag {
         return Relation::Same;
     }
+    match a.vector.compare(b.vector) {
+        VvOrdering::Dominates => return Relation::Newer,
+        VvOrdering::DominatedBy => return Relation::Older,
+        VvOrdering::Equal | VvOrdering::Concurrent => {}
+    }
     let (a_vector, b_vector) = (a.vector_with_owed_counts(&b), b.vector_with_owed_counts(&a));
     match a_vector.compare(&b_vector) {
-        VvOrdering::Dominates => Relation::Newer,
-        VvOrdering::DominatedBy => Relation::Older,
-        VvOrdering::Equal | VvOrdering::Concurrent => match (a.has_all_of(&b), b.has_all_of(&a)) {
-            (true, false) => Relation::Newer,
-            (false, true) => Relation::Older,
-            _ => Relation::Conflict,
-        },
+        VvOrdering::Dominates if a.has_what_followed(&b) => return Relation::Newer,
+        VvOrdering::DominatedBy if b.has_what_followed(&a) => return Relation::Older,
+        _ => {}
+    }
+    match (a.has_all_of(&b), b.has_all_of(&a)) {
+        (true, false) => Relation::Newer,
+        (false, true) => Relation::Older,
+        _ => Relation::Conflict,
     }
 }
 
@@ -458,6 +479,12 @@ mod tests {
         b.record(u(20), ReplicaId(2));
         let vb = vv(&[(2, 4)]);
         assert_eq!(rel((&va, &a, 1), (&vb, &b, 2)), Relation::Conflict);
+        // Nor when A's vector already holds B's count of 7 though its entry does not say so
+        // (a history that forgot 7 and had it back from a merge): credited once more, A
+        // would dominate and B's update 20 would be lost. A lacks 20, which followed 7.
+        let va = vv(&[(1, 8), (2, 3)]);
+        assert_eq!(rel((&va, &a, 1), (&vb, &b, 2)), Relation::Conflict);
+        assert_eq!(rel((&vb, &b, 2), (&va, &a, 1)), Relation::Conflict);
     }
 
     /// The fault matrix's case: one client's write of a shared file, then many of

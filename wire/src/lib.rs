@@ -31,7 +31,7 @@ pub use update::{Cop2, Op, RecordOutcome, UpdateRecord};
 pub use version::{VersionVector, VvOrdering};
 
 /// ALPN protocol identifier: the protocol version is negotiated by TLS.
-pub const ALPN: &[u8] = b"codetta/5";
+pub const ALPN: &[u8] = b"codetta/6";
 
 /// Most bytes one READ asks a server for and a server returns (a larger count is served
 /// short, eof false): one client daemon's fetch, one server's answer, one store read.

@@ -129,6 +129,15 @@ pub enum Request {
         /// resolution refuses the record with `Diverged`: applied to an older state, it
         /// would make a version of the object nobody ever wrote.
         follows: Vec<Option<u64>>,
+        /// Per record (empty: none known), for a rename over an existing name, the
+        /// sequence number of the same incarnation's previous record on the replaced
+        /// object. A rename over one of a file's names is a link of that file's chain too:
+        /// a replica that did not apply that record refuses the rename (`Diverged`), and a
+        /// later record on the file names the rename as its predecessor. Otherwise a
+        /// replica that missed the rename could take a later write to the file over a
+        /// state without it, and one that missed a change of the file could take the
+        /// rename over a state without that change (each a version nobody wrote).
+        replaced_follows: Vec<Option<u64>>,
     },
     /// Space figures of this server ([`SpaceInfo`]).
     FsStat {

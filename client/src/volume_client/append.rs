@@ -17,7 +17,6 @@ impl VolumeClient {
         for fid in crate::cache::touched(&op) {
             self.release_held(&fid);
         }
-        self.settle_unchained(&op.object()).await?;
         let permit = self.log_capacity(data.len()).await?;
         let (done_tx, done_rx) = oneshot::channel();
         self.submit_tx
@@ -34,34 +33,6 @@ impl VolumeClient {
         done_rx
             .await
             .map_err(|_| ClientError::Storage("client is shutting down".into()))?
-    }
-
-    /// Rule 2 for what the chains do not cover. A replica refuses a record whose
-    /// predecessor on its object (this client's previous record *on* it) it did not apply,
-    /// but a record that only touched the object (a rename over one of a file's names) is
-    /// no link of that chain. Where a member missed such a record, a later record on the
-    /// object would be applied over a state without it: a version nobody wrote, which
-    /// resolution then kept over the acknowledged rename (the interleaving simulation's
-    /// seed 295). So before such a record is logged, the object is resolved until no
-    /// reachable member is marked for it, for up to [`SETTLE_WAIT`]; then the caller waits
-    /// (JUKEBOX).
-    async fn settle_unchained(&self, fid: &Fid) -> Result<(), ClientError> {
-        let settle_by = Instant::now() + SETTLE_WAIT;
-        let mut pause = Duration::from_millis(20);
-        while self.core.missed_unchained(fid) {
-            if Instant::now() >= settle_by {
-                tracing::warn!(%fid, "members missed this client's change of the object; waiting for resolution");
-                return Err(self.waiting_error());
-            }
-            self.resolve_now(*fid).await;
-            let Comparison { states, .. } = self.compare(fid).await;
-            self.core.stale_members(fid, &states);
-            if self.core.missed_unchained(fid) {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(250));
-            }
-        }
-        Ok(())
     }
 
     /// The share of the log's capacity a record with `bytes` of data takes, waited for up
@@ -379,7 +350,7 @@ pub(super) async fn appender(
                         let follows =
                             outbox
                                 .chains
-                                .link(rec.record.op.object(), id.incarnation, seq);
+                                .link_record(&rec.record.op, id.incarnation, seq);
                         outbox.queue.push_back(Queued {
                             rec,
                             follows,

@@ -90,9 +90,9 @@ struct Submission {
 
 struct Queued {
     rec: LoggedRecord,
-    /// The same incarnation's previous record on this record's object (see
+    /// The same incarnation's previous records on the objects this record chains (see
     /// [`crate::chains`]).
-    follows: Option<u64>,
+    follows: crate::chains::Follows,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -438,7 +438,7 @@ impl VolumeClient {
             let id = rec.record.id;
             tracker.logged(id.seq, &rec.record.op, rec.record.time, true);
             shipping.logged(id.seq);
-            let follows = chains.link(rec.record.op.object(), id.incarnation, id.seq);
+            let follows = chains.link_record(&rec.record.op, id.incarnation, id.seq);
             queue.push_back(Queued {
                 rec,
                 follows,

@@ -648,26 +648,6 @@ impl Core {
         });
     }
 
-    /// True when a member of the group is marked as having missed a record of this client
-    /// that changed `fid` later than the newest record this client logged *on* `fid` (its
-    /// chain, which replicas check themselves): see `settle_unchained`.
-    pub(super) fn missed_unchained(&self, fid: &Fid) -> bool {
-        let outbox = lock(&self.outbox);
-        if outbox.missed.is_empty() {
-            return false;
-        }
-        let chained = outbox.chains.newest(fid).map_or(0, |(_, seq)| seq);
-        (0..outbox.shipping.members())
-            .filter(|m| !outbox.shipping.is_retired(*m))
-            .filter_map(|m| outbox.shipping.replica(m))
-            .any(|r| {
-                outbox
-                    .missed
-                    .mark_of(r, fid)
-                    .is_some_and(|seq| seq > chained)
-            })
-    }
-
     /// The members among `states` that missed this client's own update of `fid` and have
     /// not caught up; those that have (see `still_stale`) lose their mark.
     pub(super) fn stale_members(

@@ -217,13 +217,15 @@ impl Core {
             // rejoins) or refused it; reads skip it either way (`Core::drop_stale`).
             marks.extend(made);
             if !c.answers.is_empty() && c.answers.iter().all(|(_, o)| o.is_err()) {
-                // Applied nowhere: the next record on its object follows its predecessor.
-                let object = rec.op.object();
+                // Applied nowhere: the next record on its objects follows its predecessors.
                 outbox
                     .chains
-                    .unlink(object, rec.id.incarnation, c.seq, q.follows);
+                    .unlink_record(&rec.op, rec.id.incarnation, c.seq, q.follows);
             } else {
-                applied.push((rec.op.object(), rec.id.incarnation, c.seq));
+                applied.extend(
+                    crate::chains::chained(&rec.op)
+                        .map(|object| (object, rec.id.incarnation, c.seq)),
+                );
             }
             let diverged = c.answers.iter().any(|(_, o)| *o == Err(FsError::Diverged));
             if c.divergent || diverged {
@@ -314,6 +316,7 @@ impl Core {
         let start = usize::try_from(plan.first - front).unwrap_or(usize::MAX);
         let mut records = Vec::with_capacity(plan.len());
         let mut follows = Vec::with_capacity(plan.len());
+        let mut replaced_follows = Vec::with_capacity(plan.len());
         let mut bytes = 0usize;
         let mut data = Payload::new();
         for q in outbox.queue.iter().skip(start).take(plan.len()) {
@@ -323,20 +326,24 @@ impl Core {
             }
             bytes += len;
             records.push(q.rec.record.clone());
-            follows.push(q.follows);
+            follows.push(q.follows.object);
+            replaced_follows.push(q.follows.replaced);
             data.push(q.rec.data.clone());
         }
         if !plan.is_empty() {
             plan.last = plan.first + records.len() as u64 - 1;
         }
-        if follows.iter().all(Option::is_none) {
-            follows.clear();
+        for list in [&mut follows, &mut replaced_follows] {
+            if list.iter().all(Option::is_none) {
+                list.clear();
+            }
         }
         let request = self.group.wrap(Request::Ship {
             records,
             log_start: plan.log_start,
             cop2: plan.cop2.clone(),
             follows,
+            replaced_follows,
         });
         Some((plan, request, data))
     }

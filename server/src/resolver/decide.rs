@@ -264,13 +264,17 @@ fn decide_held(views: &[ReplicaView], extra: &[&ReplicaView], coordinator: Repli
         }
         return Decision::Merge { version, history };
     }
-    // Classes no other class supersedes.
-    let maximal: Vec<usize> = (0..classes.len())
+    // Classes no other class supersedes. (Were the relation ever cyclic among three
+    // classes, none would be: then every class counts, and they conflict.)
+    let mut maximal: Vec<usize> = (0..classes.len())
         .filter(|&c| {
             (0..classes.len())
                 .all(|d| d == c || relate(classes[d].view(), classes[c].view()) != Relation::Newer)
         })
         .collect();
+    if maximal.is_empty() {
+        maximal = (0..classes.len()).collect();
+    }
     let others = |keep: usize| -> Vec<usize> {
         classes
             .iter()

@@ -51,6 +51,14 @@ enum Predecessor {
     Unknown,
 }
 
+/// A record's predecessors from its incarnation (see `Request::Ship`): on its object, and
+/// for a rename over an existing name, on the object it replaces.
+#[derive(Debug, Clone, Copy, Default)]
+struct Follows {
+    object: Option<u64>,
+    replaced: Option<u64>,
+}
+
 /// What a shipped batch did: per record, its outcome and the digest of what it changed
 /// as it was before (see `ReplyBody::Shipped`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,6 +209,7 @@ impl Batch<'_> {
         &mut self,
         key: (u32, u32),
         record: &UpdateRecord,
+        object: Fid,
         before: u64,
     ) -> R<Predecessor> {
         let (gaps, _) = self.gaps(key)?;
@@ -219,7 +228,7 @@ impl Batch<'_> {
             incarnation: record.id.incarnation,
             seq: before,
         };
-        match super::load_vnode(&self.t.vnodes, &self.t.volumes, record.op.object()) {
+        match super::load_vnode(&self.t.vnodes, &self.t.volumes, object) {
             Ok(v) if v.history.includes(id) => Ok(Predecessor::Held),
             Ok(_) => Ok(Predecessor::Missing),
             Err(_) => Ok(Predecessor::Unknown),
@@ -290,7 +299,7 @@ impl Batch<'_> {
         record: &UpdateRecord,
         data: &[u8],
         log_start: u64,
-        follows: Option<u64>,
+        follows: Follows,
     ) -> R<(RecordOutcome, u64)> {
         let volume = record.op.target().volume;
         let Some(vol) = self.volume(volume.0)? else {
@@ -324,9 +333,20 @@ impl Batch<'_> {
         }
         // A record applied to a state older than the one its client wrote it over would
         // make a version nobody wrote: refused, as a record the replica cannot apply.
-        let predecessor = match follows {
-            Some(before) => self.predecessor(key, record, before)?,
+        let object = record.op.object();
+        let predecessor = match follows.object {
+            Some(before) => self.predecessor(key, record, object, before)?,
             None => Predecessor::Unknown,
+        };
+        let replaced = match record.op {
+            Op::Rename {
+                replaces: Some(r), ..
+            } => Some(r),
+            _ => None,
+        };
+        let replaced_predecessor = match (replaced, follows.replaced) {
+            (Some(r), Some(before)) => self.predecessor(key, record, r, before)?,
+            _ => Predecessor::Unknown,
         };
         let planner = Planner {
             t: &self.t,
@@ -336,15 +356,23 @@ impl Batch<'_> {
             capacity: self.capacity,
         };
         let mut prior = 0;
-        let planned = if predecessor == Predecessor::Missing {
+        let planned = if predecessor == Predecessor::Missing
+            || replaced_predecessor == Predecessor::Missing
+        {
             Err(Fail::Answer(FsError::Diverged))
         } else {
             planner.plan(&record.op, data)
         };
         let outcome = match planned {
             Ok(mut plan) => {
-                let held = follows.filter(|_| predecessor == Predecessor::Held);
-                plan.chain(record.op.object(), record.id, held);
+                let held = follows.object.filter(|_| predecessor == Predecessor::Held);
+                plan.chain(object, record.id, held);
+                if let Some(r) = replaced {
+                    let held = follows
+                        .replaced
+                        .filter(|_| replaced_predecessor == Predecessor::Held);
+                    plan.chain(r, record.id, held);
+                }
                 let answer = plan.answer;
                 let mut stamped: Vec<Fid> = plan
                     .put
@@ -477,6 +505,9 @@ pub struct Shipment<'a> {
     pub cop2: &'a [Cop2],
     /// Per record (or empty), its predecessor on its object from the same incarnation.
     pub follows: &'a [Option<u64>],
+    /// Per record (or empty), for a rename over an existing name, its predecessor on the
+    /// replaced object from the same incarnation.
+    pub replaced_follows: &'a [Option<u64>],
 }
 
 impl<'a> Shipment<'a> {
@@ -493,12 +524,21 @@ impl<'a> Shipment<'a> {
             log_start,
             cop2,
             follows: &[],
+            replaced_follows: &[],
         }
     }
 
     /// The same shipment with each record's predecessor on its object.
     pub fn following(self, follows: &'a [Option<u64>]) -> Shipment<'a> {
         Shipment { follows, ..self }
+    }
+
+    /// The same shipment with each rename's predecessor on the object it replaces.
+    pub fn following_replaced(self, replaced_follows: &'a [Option<u64>]) -> Shipment<'a> {
+        Shipment {
+            replaced_follows,
+            ..self
+        }
     }
 
     /// Records alone: no log start, second phases or predecessors.
@@ -509,6 +549,7 @@ impl<'a> Shipment<'a> {
             log_start: 0,
             cop2: &[],
             follows: &[],
+            replaced_follows: &[],
         }
     }
 }
@@ -566,14 +607,17 @@ impl Store {
             log_start,
             cop2,
             follows,
+            replaced_follows,
         } = shipment;
-        if !follows.is_empty() && follows.len() != records.len() {
-            return Err(FsError::Malformed(format!(
-                "{} predecessors for {} records",
-                follows.len(),
-                records.len()
-            ))
-            .into());
+        for list in [follows, replaced_follows] {
+            if !list.is_empty() && list.len() != records.len() {
+                return Err(FsError::Malformed(format!(
+                    "{} predecessors for {} records",
+                    list.len(),
+                    records.len()
+                ))
+                .into());
+            }
         }
         let mut slices = Vec::with_capacity(records.len());
         let mut pos = 0usize;
@@ -607,7 +651,10 @@ impl Store {
             }
             let mut shipped = Shipped::default();
             for (i, (record, bytes)) in records.iter().zip(slices).enumerate() {
-                let follows = follows.get(i).copied().flatten();
+                let follows = Follows {
+                    object: follows.get(i).copied().flatten(),
+                    replaced: replaced_follows.get(i).copied().flatten(),
+                };
                 let (outcome, prior) = batch.apply(record, bytes, log_start, follows)?;
                 shipped.outcomes.push(outcome);
                 shipped.priors.push(prior);

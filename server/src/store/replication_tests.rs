@@ -9,7 +9,7 @@ use super::{Shipment, Store, StoreOptions};
 use codetta_wire::history::{Relation, VersionView, relate};
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
 use codetta_wire::update::{Cop2, CreateHow, Op, UpdateRecord};
-use codetta_wire::{Fid, FsError, Incarnation, ReplicaId, VolumeId};
+use codetta_wire::{Fid, FsError, Incarnation, ReplicaId, SetAttrs, VolumeId};
 use tempfile::TempDir;
 
 struct Group {
@@ -72,6 +72,7 @@ impl Group {
                 log_start,
                 cop2,
                 follows: &[],
+                replaced_follows: &[],
             };
             let out = self.stores[i].ship(&shipment).unwrap().outcomes;
             assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
@@ -265,6 +266,84 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     assert_eq!(
         grp.stores[1].ship(&shipment).unwrap().outcomes,
         vec![Ok(Some(g))]
+    );
+}
+
+/// The interleaving simulation's seeds 390 and 295: a rename over one of a file's names is
+/// a link of that file's chain too. A replica that missed the client's previous record on
+/// the file refuses the rename (it would take the name away from a state without that
+/// record); a record on the file after the rename names the rename, so a replica that
+/// missed the rename refuses it (it would change a state that still has the name).
+#[test]
+fn a_rename_over_a_files_name_is_a_link_of_that_files_chain() {
+    let mut grp = group(2);
+    let root = grp.vol.root;
+    // One record, shipped to store `i` with its predecessors on its object and on the
+    // object it replaces.
+    let ship = |grp: &Group,
+                i: usize,
+                rec: &UpdateRecord,
+                data: &[u8],
+                on: Option<u64>,
+                replaced: Option<u64>| {
+        let (records, on, replaced) = (std::slice::from_ref(rec), [on], [replaced]);
+        let shipment = Shipment::new(records, data, rec.id.seq, &[])
+            .following(&on)
+            .following_replaced(&replaced);
+        grp.stores[i].ship(&shipment).unwrap().outcomes
+    };
+    // f, also named g (records 1 and 2); then a chmod of f (record 3) replica 1 misses.
+    let (create, f) = grp.g.create_op(root, "f", CreateHow::Guarded);
+    let b1 = vec![grp.g.rec(create)];
+    grp.ship(&[0, 1], &b1, &[], 1, &[]);
+    let link = Op::Link {
+        dir: root,
+        name: name("g"),
+        fid: f,
+    };
+    let b2 = vec![grp.g.rec(link)];
+    grp.ship(&[0, 1], &b2, &[], 2, &[]);
+    let chmod = Op::SetAttr {
+        fid: f,
+        set: SetAttrs {
+            mode: Some(0o600),
+            ..SetAttrs::default()
+        },
+    };
+    let b3 = vec![grp.g.rec(chmod)];
+    grp.ship(&[0], &b3, &[], 3, &[]);
+    let (create_h, h) = grp.g.create_op(root, "h", CreateHow::Guarded);
+    let r4 = grp.g.rec(create_h);
+    for i in [0, 1] {
+        assert!(ship(&grp, i, &r4, &[], None, None)[0].is_ok(), "store {i}");
+    }
+    // Record 5: h renamed over g, f's other name; its predecessor on f is the chmod.
+    let rename = Op::Rename {
+        from_dir: root,
+        from_name: name("h"),
+        to_dir: root,
+        to_name: name("g"),
+        fid: h,
+        replaces: Some(f),
+    };
+    let r5 = grp.g.rec(rename);
+    assert_eq!(ship(&grp, 0, &r5, &[], Some(4), Some(3)), vec![Ok(None)]);
+    assert_eq!(
+        ship(&grp, 1, &r5, &[], Some(4), Some(3)),
+        vec![Err(FsError::Diverged)],
+        "replica 1 missed the chmod: the rename would take g from a state without it"
+    );
+    assert_eq!(grp.stores[1].lookup(root, &name("g")).unwrap().fid, f);
+    // On replica 0 the rename is a link of f's chain, its span reaching back to the chmod.
+    let history = grp.stores[0].history(f).unwrap();
+    let renamed = history.entries().last().unwrap();
+    assert!(renamed.chained && renamed.from <= 3, "{renamed:?}");
+    // Record 6 writes f after the rename, naming it: replica 1 never applied the rename.
+    let r6 = grp.g.rec(Gen::write_op(f, 0, b"xy"));
+    assert_eq!(ship(&grp, 0, &r6, b"xy", Some(5), None), vec![Ok(None)]);
+    assert_eq!(
+        ship(&grp, 1, &r6, b"xy", Some(5), None),
+        vec![Err(FsError::Diverged)]
     );
 }
 
