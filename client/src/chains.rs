@@ -54,10 +54,10 @@ pub fn chained(op: &Op) -> impl Iterator<Item = Fid> {
     std::iter::once(op.object()).chain(replaced(op))
 }
 
-/// The file `op` replaces (a rename over an existing name).
+/// The file `op` replaces (a rename over an existing name of another object).
 pub fn replaced(op: &Op) -> Option<Fid> {
     match op {
-        Op::Rename { replaces, .. } => *replaces,
+        Op::Rename { replaces, fid, .. } => replaces.filter(|r| r != fid),
         _ => None,
     }
 }

@@ -7,15 +7,15 @@
 //! a late COP2 and a resolution merge meet without counting one update twice.
 //!
 //! Each entry also says whether the update was its client's record *on* this object (the
-//! record's `Op::object`, so a link of its client's chain of records on the object:
-//! `chained`) and how far back the state is known to hold that chain (`from`): a replica
+//! record's `Op::object`, or the file a rename replaces a name of: a link of its client's
+//! chain of records on the object: `chained`) and how far back the state is known to hold that chain (`from`): a replica
 //! applies a client's record only over that client's previous record on the object (rule
 //! 2), so a state with update (I, s) applied over (I, p) holds every chained update of
 //! incarnation I on the object from p's `from` to s. Rule 5 uses that to see chained
 //! updates a history forgot: without it, a replica that had an update only from
 //! resolution, then eight of its own, looked as if it lacked the first. An update that
-//! only touched the object (a rename over it, an entry of a directory) is never inferred
-//! this way: no chain passes through it.
+//! only touched the object (an entry of a directory, or a rename over one of a file's names
+//! recorded before `codetta/6`) is never inferred this way: no chain passes through it.
 
 use crate::ids::{ReplicaId, UpdateId};
 use crate::replica::AppliedRun;
@@ -439,7 +439,7 @@ mod tests {
             plain.record(u(s), ReplicaId(2));
         }
         assert_eq!(rel((&vb, &plain, 2), (&va, &a, 1)), Relation::Conflict);
-        // An update of the same client that only touched the file (a rename over it), not
+        // An update of the same client that only touched the file (recorded unchained), not
         // chained on it, is not inferred from a span.
         let mut touched = a.clone();
         touched.record(u(1512), ReplicaId(1));

@@ -76,6 +76,31 @@ impl Class {
     }
 }
 
+/// The classes no other class supersedes, where `a` supersedes `b` when `a` is newer than
+/// `b`, directly or through others, and `b` is not newer than `a` in the same way.
+fn unsuperseded(classes: &[Class]) -> Vec<usize> {
+    let n = classes.len();
+    let mut newer: Vec<Vec<bool>> = (0..n)
+        .map(|a| {
+            (0..n)
+                .map(|b| a != b && relate(classes[a].view(), classes[b].view()) == Relation::Newer)
+                .collect()
+        })
+        .collect();
+    for k in 0..n {
+        for a in 0..n {
+            for b in 0..n {
+                if newer[a][k] && newer[k][b] {
+                    newer[a][b] = true;
+                }
+            }
+        }
+    }
+    (0..n)
+        .filter(|&c| (0..n).all(|d| !newer[d][c] || newer[c][d]))
+        .collect()
+}
+
 /// The merge of `views`' vectors and histories: what every outcome's version includes.
 pub(crate) fn merged<'v>(
     views: impl IntoIterator<Item = &'v ReplicaView>,
@@ -264,17 +289,10 @@ fn decide_held(views: &[ReplicaView], extra: &[&ReplicaView], coordinator: Repli
         }
         return Decision::Merge { version, history };
     }
-    // Classes no other class supersedes. (Were the relation ever cyclic among three
-    // classes, none would be: then every class counts, and they conflict.)
-    let mut maximal: Vec<usize> = (0..classes.len())
-        .filter(|&c| {
-            (0..classes.len())
-                .all(|d| d == c || relate(classes[d].view(), classes[c].view()) != Relation::Newer)
-        })
-        .collect();
-    if maximal.is_empty() {
-        maximal = (0..classes.len()).collect();
-    }
+    // Classes no other class supersedes. The relation is pairwise (rule 5's credits), so
+    // it could in principle be cyclic: a class superseded only through a cycle it is in is
+    // maximal too (its versions are kept, never installed over).
+    let maximal = unsuperseded(&classes);
     let others = |keep: usize| -> Vec<usize> {
         classes
             .iter()
