@@ -9,7 +9,7 @@
 //! log still holds on top; an object evicted here is shipped without a predecessor (no
 //! check).
 
-use codetta_wire::update::Op;
+use codetta_wire::update::{Follows, Op};
 use codetta_wire::{Fid, Incarnation};
 use std::collections::{HashMap, VecDeque};
 
@@ -33,33 +33,6 @@ pub struct Chains {
     /// eviction.
     order: VecDeque<(Fid, u64)>,
     cap: usize,
-}
-
-/// A record's predecessors from its incarnation, as it is shipped (`Request::Ship`'s
-/// `follows` and `replaced_follows`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Follows {
-    /// The previous record on the record's object ([`Op::object`]).
-    pub object: Option<u64>,
-    /// For a rename over an existing name, the previous record on the replaced object.
-    pub replaced: Option<u64>,
-}
-
-/// The objects a record is a link of its client's chain on: its own object, and the file
-/// a rename replaces (which lives on when it has other names). Without the second, a
-/// replica that missed the rename took a later write to the file over a state without it,
-/// and one that missed a change of the file took the rename over a state without that
-/// change: each a version nobody wrote (the interleaving simulation's seeds 295 and 390).
-pub fn chained(op: &Op) -> impl Iterator<Item = Fid> {
-    std::iter::once(op.object()).chain(replaced(op))
-}
-
-/// The file `op` replaces (a rename over an existing name of another object).
-pub fn replaced(op: &Op) -> Option<Fid> {
-    match op {
-        Op::Rename { replaces, fid, .. } => replaces.filter(|r| r != fid),
-        _ => None,
-    }
 }
 
 impl Default for Chains {
@@ -91,12 +64,12 @@ impl Chains {
             .map(|(_, s)| s)
     }
 
-    /// Record `seq` of `incarnation` (`op`) is now the newest on every object it chains
-    /// ([`chained`]); returns what it follows on each.
+    /// Record `seq` of `incarnation` (`op`) is now the newest on every object it chains on
+    /// ([`Op::chained`]); returns what it follows on each.
     pub fn link_record(&mut self, op: &Op, incarnation: Incarnation, seq: u64) -> Follows {
         Follows {
             object: self.link(op.object(), incarnation, seq),
-            replaced: replaced(op).and_then(|r| self.link(r, incarnation, seq)),
+            replaced: op.replaced().and_then(|r| self.link(r, incarnation, seq)),
         }
     }
 
@@ -104,7 +77,7 @@ impl Chains {
     /// answered: [`Chains::unlink`] on each object it chains.
     pub fn unlink_record(&mut self, op: &Op, incarnation: Incarnation, seq: u64, follows: Follows) {
         self.unlink(op.object(), incarnation, seq, follows.object);
-        if let Some(r) = replaced(op) {
+        if let Some(r) = op.replaced() {
             self.unlink(r, incarnation, seq, follows.replaced);
         }
     }
@@ -250,7 +223,7 @@ mod tests {
         c.unlink_record(&rename, inc, 3, follows);
         assert_eq!(c.newest(&moved), Some((inc, 1)));
         assert_eq!(c.newest(&replaced), Some((inc, 2)));
-        assert_eq!(chained(&rename).collect::<Vec<_>>(), vec![moved, replaced]);
+        assert_eq!(rename.chained().collect::<Vec<_>>(), vec![moved, replaced]);
     }
 
     #[test]

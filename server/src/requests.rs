@@ -158,7 +158,6 @@ mod tests {
         assert_eq!(classify(&read).path, Path::Blocking);
         let ship = Request::Ship {
             follows: Vec::new(),
-            replaced_follows: Vec::new(),
             records: Vec::new(),
             log_start: 1,
             cop2: Vec::new(),

@@ -136,7 +136,6 @@ impl ServerService {
                 log_start,
                 cop2,
                 follows,
-                replaced_follows,
             } => {
                 let shipment = OwnedShipment {
                     records,
@@ -144,7 +143,6 @@ impl ServerService {
                     log_start,
                     cop2,
                     follows,
-                    replaced_follows,
                 };
                 self.ship(peer.connection_id, shipment).await
             }
@@ -384,7 +382,6 @@ impl ServerService {
                 log_start: shipment.log_start,
                 cop2: &shipment.cop2,
                 follows: &shipment.follows,
-                replaced_follows: &shipment.replaced_follows,
             })?;
             let states = promised_states(&store, &callbacks, conn, &shipped.changed);
             Ok::<_, FsError>((shipped, states))
@@ -411,8 +408,7 @@ struct OwnedShipment {
     data: Bytes,
     log_start: u64,
     cop2: Vec<codetta_wire::update::Cop2>,
-    follows: Vec<Option<u64>>,
-    replaced_follows: Vec<Option<u64>>,
+    follows: Vec<codetta_wire::update::Follows>,
 }
 
 /// The states of (at most [`MAX_SHIPPED_STATES`]) objects a batch changed, each promised
@@ -617,7 +613,6 @@ mod tests {
                     log_start: 1,
                     cop2: Vec::new(),
                     follows: Vec::new(),
-                    replaced_follows: Vec::new(),
                 },
             )
             .await;

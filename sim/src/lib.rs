@@ -20,7 +20,7 @@ pub mod interleave;
 mod replica;
 mod shipping;
 
-use codetta_client::chains::{Chains, Follows};
+use codetta_client::chains::Chains;
 use codetta_client::replicate::Shipping;
 use codetta_server::clock::SystemClock;
 use codetta_server::heal;
@@ -28,7 +28,7 @@ use codetta_server::resolver::Resolver;
 use codetta_server::store::{Store, StoreOptions};
 use codetta_server::volatile::Volatile;
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
-use codetta_wire::update::{Op, UpdateRecord};
+use codetta_wire::update::{Follows, Op, UpdateRecord};
 use codetta_wire::{Fid, Incarnation, Name, ReplicaId, Time, UpdateId, VolumeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -4,7 +4,7 @@
 use super::{TOKEN_LEN, World, show};
 use codetta_client::replicate::{Completed, exclusive_undo};
 use codetta_server::store::Shipment;
-use codetta_wire::update::{CreateHow, Op, UpdateRecord};
+use codetta_wire::update::{CreateHow, Follows, Op, UpdateRecord};
 use codetta_wire::{FsError, RecordOutcome};
 use rand::Rng;
 
@@ -48,17 +48,16 @@ impl World {
                 .collect();
             (records, data)
         };
-        let (follows, replaced_follows): (Vec<Option<u64>>, Vec<Option<u64>>) = records
+        let follows: Vec<Follows> = records
             .iter()
             .map(|r| {
-                let f = self.clients[c]
+                self.clients[c]
                     .follows
                     .get(&r.id.seq)
                     .copied()
-                    .unwrap_or_default();
-                (f.object, f.replaced)
+                    .unwrap_or_default()
             })
-            .unzip();
+            .collect();
         let outcome = match (&store, reachable && !lost_request) {
             (Some(store), true) => store
                 .ship(&Shipment {
@@ -67,7 +66,6 @@ impl World {
                     log_start: plan.log_start,
                     cop2: &plan.cop2,
                     follows: &follows,
-                    replaced_follows: &replaced_follows,
                 })
                 .ok(),
             _ => None,
@@ -191,7 +189,7 @@ impl World {
                     .chains
                     .unlink_record(&record.op, record.id.incarnation, d.seq, follows);
             } else {
-                for object in codetta_client::chains::chained(&record.op) {
+                for object in record.op.chained() {
                     let newest = client.applied_newest.entry(object).or_default();
                     *newest = (*newest).max(d.seq);
                 }

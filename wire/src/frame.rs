@@ -345,7 +345,7 @@ mod tests {
     use crate::ids::{Fid, Incarnation, UpdateId, VolumeId};
     use crate::message::{DirEntry, ObjectState, ReplyBody};
     use crate::name::Name;
-    use crate::update::{CreateHow, NewObject, Op, UpdateRecord};
+    use crate::update::{CreateHow, Follows, NewObject, Op, UpdateRecord};
     use crate::version::VersionVector;
 
     fn name(s: &str) -> Name {
@@ -401,8 +401,13 @@ mod tests {
             gid: 2,
         };
         let ship = Request::Ship {
-            follows: vec![None, Some(1)],
-            replaced_follows: Vec::new(),
+            follows: vec![
+                Follows::default(),
+                Follows {
+                    object: Some(1),
+                    replaced: Some(2),
+                },
+            ],
             records: vec![
                 rec(
                     1,

@@ -7,7 +7,7 @@ use crate::ids::{Fid, Incarnation, ReplicaId, VolumeId};
 use crate::name::Name;
 use crate::replica::{BlockEntry, ObjectMeta, Placement, ReplicaView};
 use crate::tag::ContentTag;
-use crate::update::{Cop2, RecordOutcome, UpdateRecord};
+use crate::update::{Cop2, Follows, RecordOutcome, UpdateRecord};
 use crate::version::VersionVector;
 use serde::{Deserialize, Serialize};
 
@@ -123,21 +123,8 @@ pub enum Request {
         log_start: u64,
         /// Which replicas applied earlier runs of records.
         cop2: Vec<Cop2>,
-        /// Per record (empty: none known), the sequence number of the same client
-        /// incarnation's previous record on the record's object (`Op::object`). A replica
-        /// that did not apply that one (missed or refused it) and has not had it from
-        /// resolution refuses the record with `Diverged`: applied to an older state, it
-        /// would make a version of the object nobody ever wrote.
-        follows: Vec<Option<u64>>,
-        /// Per record (empty: none known), for a rename over an existing name, the
-        /// sequence number of the same incarnation's previous record on the replaced
-        /// object. A rename over one of a file's names is a link of that file's chain too:
-        /// a replica that did not apply that record refuses the rename (`Diverged`), and a
-        /// later record on the file names the rename as its predecessor. Otherwise a
-        /// replica that missed the rename could take a later write to the file over a
-        /// state without it, and one that missed a change of the file could take the
-        /// rename over a state without that change (each a version nobody wrote).
-        replaced_follows: Vec<Option<u64>>,
+        /// Per record (empty: none known), its predecessors ([`Follows`]).
+        follows: Vec<Follows>,
     },
     /// Space figures of this server ([`SpaceInfo`]).
     FsStat {

@@ -221,6 +221,21 @@ impl Op {
         }
     }
 
+    /// The file a rename replaces a name of (a rename over an existing name of another
+    /// object). Its client's records chain on it too ([`Follows::replaced`]).
+    pub fn replaced(&self) -> Option<Fid> {
+        match self {
+            Op::Rename { replaces, fid, .. } => replaces.filter(|r| r != fid),
+            _ => None,
+        }
+    }
+
+    /// Every object this op is a link of its client's chain on: [`Op::object`], and the
+    /// file it replaces a name of ([`Op::replaced`]).
+    pub fn chained(&self) -> impl Iterator<Item = Fid> {
+        std::iter::once(self.object()).chain(self.replaced())
+    }
+
     /// Bytes of data that travel with this op.
     pub fn data_len(&self) -> usize {
         match self {
@@ -228,6 +243,22 @@ impl Op {
             _ => 0,
         }
     }
+}
+
+/// A record's predecessors ([`crate::Request::Ship`]'s `follows`): the sequence numbers of
+/// the same client incarnation's previous records on the objects it chains on. A replica
+/// that did not apply one of them (missed or refused it) and has not had it from
+/// resolution refuses the record with `Diverged`: applied to an older state, it would make
+/// a version of the object nobody ever wrote. A rename over one of a file's names chains on
+/// that file too: otherwise a replica that missed the rename took a later write to the file
+/// over a state still holding the name, and one that missed a change of the file took the
+/// rename over a state without that change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Follows {
+    /// On [`Op::object`] (`None`: none known, no check).
+    pub object: Option<u64>,
+    /// On [`Op::replaced`], for a rename over an existing name.
+    pub replaced: Option<u64>,
 }
 
 /// A mutation as logged and shipped.

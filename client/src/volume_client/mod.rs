@@ -26,7 +26,7 @@ use crate::tracker::Tracker;
 use crate::unstable::{HeldWrite, Unstable, apply_pending};
 use bytes::Bytes;
 use codetta_wire::message::{DirEntry, ObjectState, ReplyBody, SpaceInfo, VolumeInfo};
-use codetta_wire::update::Op;
+use codetta_wire::update::{Follows, Op};
 use codetta_wire::{
     Attrs, Fid, FsError, MAX_READ, Name, Payload, RecordOutcome, ReplicaId, Request, Time,
     UpdateId, UpdateRecord, VolumeId,
@@ -92,7 +92,7 @@ struct Queued {
     rec: LoggedRecord,
     /// The same incarnation's previous records on the objects this record chains (see
     /// [`crate::chains`]).
-    follows: crate::chains::Follows,
+    follows: Follows,
     _permit: Option<OwnedSemaphorePermit>,
 }
 

@@ -223,7 +223,8 @@ impl Core {
                     .unlink_record(&rec.op, rec.id.incarnation, c.seq, q.follows);
             } else {
                 applied.extend(
-                    crate::chains::chained(&rec.op)
+                    rec.op
+                        .chained()
                         .map(|object| (object, rec.id.incarnation, c.seq)),
                 );
             }
@@ -316,7 +317,6 @@ impl Core {
         let start = usize::try_from(plan.first - front).unwrap_or(usize::MAX);
         let mut records = Vec::with_capacity(plan.len());
         let mut follows = Vec::with_capacity(plan.len());
-        let mut replaced_follows = Vec::with_capacity(plan.len());
         let mut bytes = 0usize;
         let mut data = Payload::new();
         for q in outbox.queue.iter().skip(start).take(plan.len()) {
@@ -326,24 +326,20 @@ impl Core {
             }
             bytes += len;
             records.push(q.rec.record.clone());
-            follows.push(q.follows.object);
-            replaced_follows.push(q.follows.replaced);
+            follows.push(q.follows);
             data.push(q.rec.data.clone());
         }
         if !plan.is_empty() {
             plan.last = plan.first + records.len() as u64 - 1;
         }
-        for list in [&mut follows, &mut replaced_follows] {
-            if list.iter().all(Option::is_none) {
-                list.clear();
-            }
+        if follows.iter().all(|f| *f == Follows::default()) {
+            follows.clear();
         }
         let request = self.group.wrap(Request::Ship {
             records,
             log_start: plan.log_start,
             cop2: plan.cop2.clone(),
             follows,
-            replaced_follows,
         });
         Some((plan, request, data))
     }

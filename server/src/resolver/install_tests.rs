@@ -86,6 +86,18 @@ async fn first_piece<R: ReplicaAccess>(src: &R, dst: &R, fid: Fid, expect: &Vers
         .unwrap();
 }
 
+/// The views `r` gathers of `fid` and what it decides from them, as a coordinator does
+/// before it installs anything.
+async fn gathered(
+    r: &Resolver<'_, crate::resolver::LocalReplica>,
+    fid: Fid,
+) -> (Vec<(usize, ReplicaView)>, Decision) {
+    let views = r.gather(fid).await;
+    let only: Vec<ReplicaView> = views.iter().map(|(_, v)| v.clone()).collect();
+    let decision = decide(&only, r.coordinator);
+    (views, decision)
+}
+
 fn live_meta(view: &ReplicaView) -> codetta_wire::replica::ObjectMeta {
     match &view.body {
         ViewBody::Live(m) => m.clone(),
@@ -166,10 +178,8 @@ fn an_install_cut_short_on_a_conflict_loser_makes_no_copy_of_the_mixture() {
         let members = t.members(&[1, 0, 2]);
         let mut r = Resolver::new(&members, members[0].replica_id());
         futures::executor::block_on(async {
-            let views = r.gather(f).await;
-            let only: Vec<ReplicaView> = views.iter().map(|(_, v)| v.clone()).collect();
-            let Decision::Conflict { keep, copies, .. } = decide(&only, members[0].replica_id())
-            else {
+            let (views, decision) = gathered(&r, f).await;
+            let Decision::Conflict { keep, copies, .. } = decision else {
                 panic!("a conflict");
             };
             assert_eq!(views[keep].0, 0, "replicas 1 and 2 hold the kept version");
@@ -214,9 +224,7 @@ fn a_state_copied_while_the_source_changed_gets_no_version() {
     let members = t.members(&[2, 0, 1]);
     let mut r = Resolver::new(&members, members[0].replica_id());
     futures::executor::block_on(async {
-        let views = r.gather(f).await;
-        let only: Vec<ReplicaView> = views.iter().map(|(_, v)| v.clone()).collect();
-        let decision = decide(&only, members[0].replica_id());
+        let (views, decision) = gathered(&r, f).await;
         assert!(
             matches!(decision, Decision::Install { winner: 1, .. }),
             "{decision:?}"
@@ -269,9 +277,7 @@ fn an_install_over_a_state_a_client_changed_after_the_views_stops() {
     let members = t.members(&[0, 1, 2]);
     let mut r = Resolver::new(&members, members[0].replica_id());
     futures::executor::block_on(async {
-        let views = r.gather(f).await;
-        let only: Vec<ReplicaView> = views.iter().map(|(_, v)| v.clone()).collect();
-        let decision = decide(&only, members[0].replica_id());
+        let (views, decision) = gathered(&r, f).await;
         assert!(
             matches!(&decision, Decision::Install { stale, .. } if stale == &[2]),
             "{decision:?}"

@@ -15,7 +15,7 @@ use super::content::{self};
 use super::plan::{Fail, Plan, Planner};
 pub(crate) use super::write_tables::WriteTables;
 use super::{R, Store, StoreError, get_entry};
-use codetta_wire::update::{Cop2, Op, RecordOutcome, UpdateRecord};
+use codetta_wire::update::{Cop2, Follows, Op, RecordOutcome, UpdateRecord};
 use codetta_wire::{Fid, FsError, ReplicaId, UpdateId};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
@@ -49,14 +49,6 @@ enum Predecessor {
     Missing,
     /// No predecessor named, or the object is not here.
     Unknown,
-}
-
-/// A record's predecessors from its incarnation (see `Request::Ship`): on its object, and
-/// for a rename over an existing name, on the object it replaces.
-#[derive(Debug, Clone, Copy, Default)]
-struct Follows {
-    object: Option<u64>,
-    replaced: Option<u64>,
 }
 
 /// What a shipped batch did: per record, its outcome and the digest of what it changed
@@ -338,12 +330,7 @@ impl Batch<'_> {
             Some(before) => self.predecessor(key, record, object, before)?,
             None => Predecessor::Unknown,
         };
-        let replaced = match record.op {
-            Op::Rename {
-                replaces: Some(r), ..
-            } => Some(r),
-            _ => None,
-        };
+        let replaced = record.op.replaced();
         let replaced_predecessor = match (replaced, follows.replaced) {
             (Some(r), Some(before)) => self.predecessor(key, record, r, before)?,
             _ => Predecessor::Unknown,
@@ -503,11 +490,8 @@ pub struct Shipment<'a> {
     pub log_start: u64,
     /// Second phases of earlier records.
     pub cop2: &'a [Cop2],
-    /// Per record (or empty), its predecessor on its object from the same incarnation.
-    pub follows: &'a [Option<u64>],
-    /// Per record (or empty), for a rename over an existing name, its predecessor on the
-    /// replaced object from the same incarnation.
-    pub replaced_follows: &'a [Option<u64>],
+    /// Per record (or empty), its predecessors from the same incarnation.
+    pub follows: &'a [Follows],
 }
 
 impl<'a> Shipment<'a> {
@@ -524,21 +508,12 @@ impl<'a> Shipment<'a> {
             log_start,
             cop2,
             follows: &[],
-            replaced_follows: &[],
         }
     }
 
-    /// The same shipment with each record's predecessor on its object.
-    pub fn following(self, follows: &'a [Option<u64>]) -> Shipment<'a> {
+    /// The same shipment with each record's predecessors.
+    pub fn following(self, follows: &'a [Follows]) -> Shipment<'a> {
         Shipment { follows, ..self }
-    }
-
-    /// The same shipment with each rename's predecessor on the object it replaces.
-    pub fn following_replaced(self, replaced_follows: &'a [Option<u64>]) -> Shipment<'a> {
-        Shipment {
-            replaced_follows,
-            ..self
-        }
     }
 
     /// Records alone: no log start, second phases or predecessors.
@@ -549,7 +524,6 @@ impl<'a> Shipment<'a> {
             log_start: 0,
             cop2: &[],
             follows: &[],
-            replaced_follows: &[],
         }
     }
 }
@@ -607,17 +581,14 @@ impl Store {
             log_start,
             cop2,
             follows,
-            replaced_follows,
         } = shipment;
-        for list in [follows, replaced_follows] {
-            if !list.is_empty() && list.len() != records.len() {
-                return Err(FsError::Malformed(format!(
-                    "{} predecessors for {} records",
-                    list.len(),
-                    records.len()
-                ))
-                .into());
-            }
+        if !follows.is_empty() && follows.len() != records.len() {
+            return Err(FsError::Malformed(format!(
+                "{} predecessors for {} records",
+                follows.len(),
+                records.len()
+            ))
+            .into());
         }
         let mut slices = Vec::with_capacity(records.len());
         let mut pos = 0usize;
@@ -651,10 +622,7 @@ impl Store {
             }
             let mut shipped = Shipped::default();
             for (i, (record, bytes)) in records.iter().zip(slices).enumerate() {
-                let follows = Follows {
-                    object: follows.get(i).copied().flatten(),
-                    replaced: replaced_follows.get(i).copied().flatten(),
-                };
+                let follows = follows.get(i).copied().unwrap_or_default();
                 let (outcome, prior) = batch.apply(record, bytes, log_start, follows)?;
                 shipped.outcomes.push(outcome);
                 shipped.priors.push(prior);

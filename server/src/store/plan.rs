@@ -54,7 +54,7 @@ pub(crate) struct Plan<'d> {
 
 impl Plan<'_> {
     /// Update `id` is its client's record on `object` (`Op::object`, or the file a rename
-    /// replaces a name of: see `Request::Ship`'s `replaced_follows`), applied over the same
+    /// replaces a name of: `Op::chained`), applied over the same
     /// client's update `before` when the object's state holds it (`None`: none named, or
     /// not known): the new history entry is chained, and its span reaches back as far as
     /// `before`'s (or to `before`, when the history no longer remembers it). See

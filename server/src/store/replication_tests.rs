@@ -8,9 +8,17 @@ use super::testutil::{Gen, T0, name};
 use super::{Shipment, Store, StoreOptions};
 use codetta_wire::history::{Relation, VersionView, relate};
 use codetta_wire::message::{ReplicaMember, VolumeInfo};
-use codetta_wire::update::{Cop2, CreateHow, Op, UpdateRecord};
+use codetta_wire::update::{Cop2, CreateHow, Follows, Op, UpdateRecord};
 use codetta_wire::{Fid, FsError, Incarnation, ReplicaId, SetAttrs, VolumeId};
 use tempfile::TempDir;
+
+/// A record's predecessor on its object alone.
+fn on(object: Option<u64>) -> Follows {
+    Follows {
+        object,
+        replaced: None,
+    }
+}
 
 struct Group {
     _dirs: Vec<TempDir>,
@@ -72,7 +80,6 @@ impl Group {
                 log_start,
                 cop2,
                 follows: &[],
-                replaced_follows: &[],
             };
             let out = self.stores[i].ship(&shipment).unwrap().outcomes;
             assert!(out.iter().all(Result::is_ok), "store {i}: {out:?}");
@@ -227,7 +234,7 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     let f = write_replica_1_misses(&mut grp);
     // Record 3 writes f again, after record 2.
     let b3 = vec![grp.g.rec(Gen::write_op(f, 2, b"cd"))];
-    let follows = [Some(2)];
+    let follows = [on(Some(2))];
     let shipment = Shipment::new(&b3, b"cd", 3, &[]).following(&follows);
     assert_eq!(
         grp.stores[0].ship(&shipment).unwrap().outcomes,
@@ -245,7 +252,7 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     );
     // Record 4 follows the refused record 3: refused too (a gap now).
     let b4 = vec![grp.g.rec(Gen::write_op(f, 4, b"ef"))];
-    let follows = [Some(3)];
+    let follows = [on(Some(3))];
     let shipment = Shipment::new(&b4, b"ef", 3, &[]).following(&follows);
     assert_eq!(
         grp.stores[0].ship(&shipment).unwrap().outcomes,
@@ -261,7 +268,7 @@ fn a_record_whose_predecessor_a_replica_missed_is_refused_there() {
     // a client that no longer remembers).
     let (create_g, g) = grp.g.create_op(root, "g", CreateHow::Guarded);
     let b5 = vec![grp.g.rec(create_g)];
-    let follows = [None];
+    let follows = [on(None)];
     let shipment = Shipment::new(&b5, &[], 3, &[]).following(&follows);
     assert_eq!(
         grp.stores[1].ship(&shipment).unwrap().outcomes,
@@ -286,10 +293,12 @@ fn a_rename_over_a_files_name_is_a_link_of_that_files_chain() {
                 data: &[u8],
                 on: Option<u64>,
                 replaced: Option<u64>| {
-        let (records, on, replaced) = (std::slice::from_ref(rec), [on], [replaced]);
-        let shipment = Shipment::new(records, data, rec.id.seq, &[])
-            .following(&on)
-            .following_replaced(&replaced);
+        let follows = [Follows {
+            object: on,
+            replaced,
+        }];
+        let shipment =
+            Shipment::new(std::slice::from_ref(rec), data, rec.id.seq, &[]).following(&follows);
         grp.stores[i].ship(&shipment).unwrap().outcomes
     };
     // f, also named g (records 1 and 2); then a chmod of f (record 3) replica 1 misses.
@@ -372,7 +381,7 @@ fn a_predecessor_missed_before_the_gaps_floor_is_still_missed() {
         assert!(out[0].is_ok() && out[1].is_err(), "{out:?}");
     }
     let b = vec![grp.g.rec(Gen::write_op(f, 2, b"cd"))];
-    let follows = [Some(2)];
+    let follows = [on(Some(2))];
     let shipment = Shipment::new(&b, b"cd", b[0].id.seq, &[]).following(&follows);
     assert_eq!(
         grp.stores[1].ship(&shipment).unwrap().outcomes,
@@ -459,7 +468,7 @@ fn chained_records_leave_spans_reaching_back_to_the_first() {
     for i in 0..11u64 {
         let b = vec![grp.g.rec(Gen::write_op(f, i, b"x"))];
         first_write.get_or_insert(b[0].id);
-        let follows = [Some(before.seq)];
+        let follows = [on(Some(before.seq))];
         let shipment = Shipment::new(&b, b"x", 1, &[]).following(&follows);
         assert_eq!(
             grp.stores[0].ship(&shipment).unwrap().outcomes,
