@@ -23,6 +23,8 @@ mod peer_error_tests;
 mod pieces;
 pub mod remote;
 #[cfg(test)]
+mod resend_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::clock::{SharedClock, SystemClock};

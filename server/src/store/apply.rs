@@ -227,6 +227,15 @@ impl Batch<'_> {
         }
     }
 
+    /// True when `object`'s state here already holds `record` (had from resolution).
+    fn holds_already(&self, record: &UpdateRecord, object: Fid) -> R<bool> {
+        match super::load_vnode(&self.t.vnodes, &self.t.volumes, object) {
+            Ok(v) => Ok(v.history.contains(record.id) || v.history.includes(record.id)),
+            Err(StoreError::Db(e)) => Err(StoreError::Db(e)),
+            Err(_) => Ok(false),
+        }
+    }
+
     fn applied(&mut self, key: (u32, u32)) -> R<&mut AppliedRec> {
         if !self.applied.contains_key(&key) {
             let rec = match self.t.applied.get(key)? {
@@ -343,6 +352,22 @@ impl Batch<'_> {
             capacity: self.capacity,
         };
         let mut prior = 0;
+        // Rule 3 by the object's state as well as by sequence: a record this replica holds
+        // already, from resolution (its object's history has it, or a span covers it), is
+        // answered and never applied again. Applied again, a whole-file write resent by a
+        // restarted client went over another client's later write, and the bumped counter
+        // then won resolution (the interleaving simulation's seed 303: an acknowledged
+        // write lost).
+        if self.holds_already(record, object)? {
+            let answer = self.resend_answer(key, record)?;
+            let rec = self.applied(key)?;
+            rec.seq = seq;
+            rec.recent.push_back((seq, answer.clone()));
+            while rec.recent.len() > RECENT_OUTCOMES {
+                rec.recent.pop_front();
+            }
+            return Ok((answer, 0));
+        }
         let planned = if predecessor == Predecessor::Missing
             || replaced_predecessor == Predecessor::Missing
         {
