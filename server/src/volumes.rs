@@ -188,7 +188,12 @@ async fn reconcile(ctx: &ServerContext, state: Arc<CatalogueState>) -> Result<bo
                 continue;
             }
             let info = state.volume_info(entry);
-            store.create_replica(&info, member.replica, entry.created)?;
+            store.create_replica_knowing(
+                &info,
+                member.replica,
+                entry.created,
+                state.departed(entry.id),
+            )?;
         }
         Ok(more)
     })

@@ -10,6 +10,7 @@
 //! links, which the simulation carries), direct calls in tests. The daemon starts a node
 //! on every server; each server's replicas follow it ([`crate::volumes`]).
 
+mod legacy;
 pub mod node;
 pub mod quic;
 pub mod raft;

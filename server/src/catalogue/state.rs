@@ -39,6 +39,14 @@ pub struct CatalogueState {
     pub root_volume: Option<VolumeId>,
     /// Revoked certificates, by fingerprint, with a note (who, why): servers refuse them.
     pub revoked: BTreeMap<String, String>,
+    /// Per volume id, the replicas removed from its group, one per server (the latest):
+    /// a leaving replica may still hold live copies its group has since deleted, so
+    /// tombstones must wait for it. A replica added later learns of them from here (its
+    /// own store records only departures it sees). An entry goes when its server is back
+    /// in the group, leaves the cluster, or the volume goes; the servers themselves forget
+    /// one once it answers that it no longer holds the volume. Last in the layout: a
+    /// server before it reads the state and ignores this.
+    pub departed: BTreeMap<u32, Vec<ReplicaMember>>,
 }
 
 /// A change to the catalogue, as proposed and committed.
@@ -164,6 +172,19 @@ impl CatalogueState {
         }
     }
 
+    /// The replicas that left volume `id`'s group and may still hold what they had.
+    pub fn departed(&self, id: VolumeId) -> &[ReplicaMember] {
+        self.departed.get(&id.0).map_or(&[], Vec::as_slice)
+    }
+
+    /// Drops the departed replicas `drop_if` picks (by volume id and member).
+    fn forget_departed(&mut self, drop_if: impl Fn(u32, &ReplicaMember) -> bool) {
+        for (volume, members) in self.departed.iter_mut() {
+            members.retain(|m| !drop_if(*volume, m));
+        }
+        self.departed.retain(|_, members| !members.is_empty());
+    }
+
     /// Applies `change`: the new epoch, or the refusal (nothing changed).
     pub fn apply(&mut self, change: &Change) -> Outcome {
         let epoch = self.epoch + 1;
@@ -187,6 +208,7 @@ impl CatalogueState {
                     return Err(Refusal::ServerInUse(name.clone(), holding.join(", ")));
                 }
                 self.servers.remove(name);
+                self.forget_departed(|_, m| &m.server == name);
             }
             Change::CreateVolume {
                 id,
@@ -227,6 +249,7 @@ impl CatalogueState {
                     return Err(Refusal::IsRoot(name.clone()));
                 }
                 self.volumes.remove(&id);
+                self.forget_departed(|volume, _| volume == id);
             }
             Change::AddReplica { volume, member } => {
                 let id = self.volume_id(volume)?;
@@ -243,6 +266,7 @@ impl CatalogueState {
                 }
                 v.vsg.push(member.clone());
                 v.epoch = epoch;
+                self.forget_departed(|volume, m| volume == id && m.server == member.server);
             }
             Change::RemoveReplica {
                 volume,
@@ -266,8 +290,16 @@ impl CatalogueState {
                 if v.vsg.len() == 1 {
                     return Err(Refusal::LastReplica);
                 }
+                let gone: Vec<ReplicaMember> = v
+                    .vsg
+                    .iter()
+                    .filter(|m| &m.server == server)
+                    .cloned()
+                    .collect();
                 v.vsg.retain(|m| &m.server != server);
                 v.epoch = epoch;
+                self.forget_departed(|volume, m| volume == id && &m.server == server);
+                self.departed.entry(id).or_default().extend(gone);
             }
             Change::SetRoot { volume } => {
                 let id = self.volume_id(volume)?;
@@ -414,5 +446,54 @@ mod tests {
         s.apply(&Change::RemoveServer { name: "s1".into() })
             .unwrap();
         assert!(!s.servers.contains_key("s1"));
+    }
+    /// A replica added after another left learns of it from the catalogue: the departed
+    /// stay listed until their server is back in the group, leaves the cluster, or the
+    /// volume goes.
+    #[test]
+    fn a_removed_replica_is_listed_as_departed_until_its_server_returns_or_goes() {
+        let mut s = CatalogueState::default();
+        for n in ["s1", "s2", "s3", "s4"] {
+            s.apply(&server(n)).unwrap();
+        }
+        s.apply(&create(7, "home", vec![member(1, "s1"), member(2, "s2")]))
+            .unwrap();
+        s.apply(&create(8, "work", vec![member(5, "s1"), member(6, "s2")]))
+            .unwrap();
+        let remove = |volume: &str, server: &str| Change::RemoveReplica {
+            volume: volume.into(),
+            server: server.into(),
+            expect_epoch: None,
+        };
+        let add = |volume: &str, m: ReplicaMember| Change::AddReplica {
+            volume: volume.into(),
+            member: m,
+        };
+        s.apply(&remove("home", "s2")).unwrap();
+        s.apply(&remove("work", "s2")).unwrap();
+        s.apply(&add("home", member(3, "s3"))).unwrap();
+        assert_eq!(s.departed(VolumeId(7)), [member(2, "s2")]);
+        // Removed again after coming back: listed once, with its latest replica.
+        s.apply(&add("home", member(4, "s2"))).unwrap();
+        assert_eq!(s.departed(VolumeId(7)), [], "back in the group");
+        s.apply(&remove("home", "s2")).unwrap();
+        assert_eq!(s.departed(VolumeId(7)), [member(4, "s2")]);
+        // A refused removal lists nothing.
+        assert_eq!(
+            s.apply(&remove("home", "s4")),
+            Err(Refusal::NotMember {
+                volume: "home".into(),
+                server: "s4".into()
+            })
+        );
+        assert_eq!(s.departed(VolumeId(7)), [member(4, "s2")]);
+        s.apply(&Change::RemoveVolume {
+            name: "work".into(),
+        })
+        .unwrap();
+        assert_eq!(s.departed(VolumeId(8)), []);
+        s.apply(&Change::RemoveServer { name: "s2".into() })
+            .unwrap();
+        assert!(s.departed.is_empty(), "{:?}", s.departed);
     }
 }

@@ -38,7 +38,7 @@ fn write_err(e: impl std::fmt::Display) -> StorageError<u64> {
 
 /// Decodes `bytes` as a persisted state machine (what a snapshot install reads).
 pub(super) fn fuzz_snapshot(bytes: &[u8]) {
-    let _ = postcard::from_bytes::<Applied>(bytes);
+    let _ = Applied::decode(bytes);
 }
 
 /// What the state machine has applied, persisted as one value.
@@ -47,6 +47,30 @@ struct Applied {
     last: Option<LogId<u64>>,
     membership: StoredMembership<u64, CatalogueNode>,
     state: CatalogueState,
+}
+
+/// [`Applied`] as servers before the departed list wrote it.
+#[derive(Deserialize)]
+struct AppliedWithoutDeparted {
+    last: Option<LogId<u64>>,
+    membership: StoredMembership<u64, CatalogueNode>,
+    state: super::legacy::StateWithoutDeparted,
+}
+
+impl Applied {
+    /// Decodes `bytes` in today's layout or, failing that, the layout before the departed
+    /// list (a store written by an older server, a snapshot from one).
+    fn decode(bytes: &[u8]) -> Result<Applied, postcard::Error> {
+        postcard::from_bytes(bytes).or_else(|e| {
+            postcard::from_bytes::<AppliedWithoutDeparted>(bytes)
+                .map(|old| Applied {
+                    last: old.last,
+                    membership: old.membership,
+                    state: old.state.into(),
+                })
+                .map_err(|_| e)
+        })
+    }
 }
 
 /// The catalogue's storage: the log side and the state-machine side share one file.
@@ -79,8 +103,11 @@ impl CatalogueStorage {
             txn.open_table(META)?;
             txn.commit()?;
         }
-        let applied: Applied = get_meta(&db, "applied")
+        let applied = get_meta_bytes(&db, "applied")
             .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map(|bytes| Applied::decode(&bytes))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("the catalogue's applied state: {e}"))?
             .unwrap_or_default();
         let published = tokio::sync::watch::Sender::new(Arc::new(applied.state.clone()));
         Ok(CatalogueStorage {
@@ -152,6 +179,12 @@ fn get_meta<T: for<'a> Deserialize<'a>>(db: &Database, key: &str) -> SResult<Opt
         Some(v) => Ok(Some(postcard::from_bytes(v.value()).map_err(read_err)?)),
         None => Ok(None),
     }
+}
+
+fn get_meta_bytes(db: &Database, key: &str) -> SResult<Option<Vec<u8>>> {
+    let txn = db.begin_read().map_err(read_err)?;
+    let t = txn.open_table(META).map_err(read_err)?;
+    Ok(t.get(key).map_err(read_err)?.map(|v| v.value().to_vec()))
 }
 
 fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> SResult<()> {
@@ -381,7 +414,7 @@ impl RaftStateMachine<CatalogueRaft> for CatalogueStorage {
         meta: &SnapshotMeta<u64, CatalogueNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> SResult<()> {
-        let applied: Applied = postcard::from_bytes(snapshot.get_ref()).map_err(|e| {
+        let applied = Applied::decode(snapshot.get_ref()).map_err(|e| {
             StorageError::from(StorageIOError::read_snapshot(
                 Some(meta.signature()),
                 AnyError::error(e.to_string()),
@@ -396,5 +429,74 @@ impl RaftStateMachine<CatalogueRaft> for CatalogueStorage {
 
     async fn get_current_snapshot(&mut self) -> SResult<Option<Snapshot<CatalogueRaft>>> {
         Ok(Some(self.snapshot_now()?))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::catalogue::state::{Change, ServerEntry};
+    use codetta_wire::message::ReplicaMember;
+    use codetta_wire::{ReplicaId, Time, VolumeId};
+
+    fn applied_with_a_departure() -> Applied {
+        let mut state = CatalogueState::default();
+        for name in ["s1", "s2"] {
+            state
+                .apply(&Change::AddServer(ServerEntry {
+                    name: name.into(),
+                    addr: format!("{name}:7000"),
+                }))
+                .unwrap();
+        }
+        let vsg = ["s1", "s2"]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ReplicaMember {
+                replica: ReplicaId(i as u64 + 1),
+                server: (*s).into(),
+            })
+            .collect();
+        state
+            .apply(&Change::CreateVolume {
+                id: VolumeId(7),
+                name: "home".into(),
+                created: Time { secs: 1, nanos: 0 },
+                vsg,
+            })
+            .unwrap();
+        state
+            .apply(&Change::RemoveReplica {
+                volume: "home".into(),
+                server: "s2".into(),
+                expect_epoch: None,
+            })
+            .unwrap();
+        Applied {
+            state,
+            ..Applied::default()
+        }
+    }
+
+    /// A server upgraded in place reads the applied state its older self wrote, which is
+    /// today's layout without its last field (the departed list, an empty map: one byte).
+    #[test]
+    fn the_applied_state_an_older_server_wrote_is_read() {
+        let mut applied = applied_with_a_departure();
+        let bytes = postcard::to_allocvec(&applied).unwrap();
+        assert_eq!(
+            Applied::decode(&bytes).unwrap().state,
+            applied.state,
+            "today's layout"
+        );
+        applied.state.departed.clear();
+        let mut old = postcard::to_allocvec(&applied).unwrap();
+        assert_eq!(old.pop(), Some(0), "an empty map is one byte");
+        assert!(postcard::from_bytes::<Applied>(&old).is_err());
+        let read = Applied::decode(&old).unwrap();
+        assert_eq!(read.state, applied.state);
+        assert_eq!(read.state.volume("home").unwrap().vsg.len(), 1);
+        assert!(Applied::decode(&old[..old.len() - 1]).is_err(), "cut short");
     }
 }

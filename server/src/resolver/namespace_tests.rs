@@ -5,7 +5,7 @@
 use super::tests::{Trio, trio};
 use crate::clock::Clock;
 use crate::collect::{CollectPolicy, CollectSummary, collect, may_still_hold};
-use crate::store::testutil::{Gen, check_consistency, name};
+use crate::store::testutil::{Gen, T0, check_consistency, name};
 use codetta_wire::replica::ViewBody;
 use codetta_wire::update::{CreateHow, Op};
 use codetta_wire::{Fid, FsError, Incarnation};
@@ -194,6 +194,93 @@ fn a_departed_replicas_stale_copy_meets_the_tombstone_not_an_absence() {
     assert!(!t.stores[1].departed(t.vol.id).unwrap().is_empty());
     t.stores[1].retire_replica(t.vol.id).unwrap();
     assert!(t.stores[1].departed(t.vol.id).unwrap().is_empty());
+}
+
+/// A replica added after another left learns of it from the catalogue (a store records
+/// only the departures it sees). Replica 2 misses the remove of g and leaves; server s1
+/// leaves and comes back with a new replica, which gets g's tombstone by resolution and
+/// coordinates its collection. Knowing of replica 2, it waits while 2 holds g live, and
+/// 2's hand-over then meets the tombstone. Without the list it collected the tombstone on
+/// both members, and the hand-over brought g back as a live file.
+#[test]
+fn a_replica_added_after_a_departure_waits_for_it_too() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c], &[]);
+    t.apply(&[0, 1], vec![remove(root, "g", g)], &[]);
+    // Replica 2 leaves (the catalogue lists it as departed), then s1's replica.
+    let mut catalogue_departed = vec![t.vol.vsg[2].clone()];
+    assert!(t.stores[0].set_group(t.vol.id, &t.vol.vsg[..2], 1).unwrap());
+    assert!(t.stores[0].set_group(t.vol.id, &t.vol.vsg[..1], 2).unwrap());
+    t.stores[1].retire_replica(t.vol.id).unwrap();
+    while t.stores[1].purge_step(t.vol.id, 1000).unwrap() {}
+    // s1 comes back with replica 98 (and is no longer departed).
+    let mut group = t.vol.vsg[..2].to_vec();
+    group[1].replica = codetta_wire::ReplicaId(98);
+    assert!(t.stores[0].set_group(t.vol.id, &group, 4).unwrap());
+    assert_eq!(t.stores[0].departed(t.vol.id).unwrap(), catalogue_departed);
+    catalogue_departed.push(t.vol.vsg[1].clone());
+    let info = codetta_wire::message::VolumeInfo {
+        vsg: group.clone(),
+        epoch: 4,
+        ..t.vol.clone()
+    };
+    t.stores[1]
+        .create_replica_knowing(&info, group[1].replica, T0, &catalogue_departed)
+        .unwrap();
+    assert_eq!(
+        t.stores[1].departed(t.vol.id).unwrap(),
+        t.stores[0].departed(t.vol.id).unwrap(),
+        "s2 as its elder lists it; s1, a member again, not"
+    );
+    let replica = |i: usize, id: codetta_wire::ReplicaId| {
+        super::LocalReplica::new(
+            t.stores[i].clone(),
+            t.volatiles[i].clone(),
+            id,
+            &format!("s{i}"),
+        )
+    };
+    let members = [replica(1, group[1].replica), replica(0, group[0].replica)];
+    // The new replica gets the tombstone (and queues it for collection).
+    futures::executor::block_on(async {
+        let mut r = super::Resolver::new(&members, group[1].replica).with_clock(t.clock.clone());
+        r.resolve(g).await;
+    });
+    assert!(matches!(
+        t.stores[1].view(g).unwrap().body,
+        ViewBody::Deleted(_)
+    ));
+    // It collects with the departed replicas its store lists, as `collect_pass` does.
+    let departed: Vec<_> = t.stores[1]
+        .departed(t.vol.id)
+        .unwrap()
+        .iter()
+        .map(|m| replica(2, m.replica))
+        .collect();
+    let policy = CollectPolicy {
+        min_age_ms: 0,
+        horizon_ms: u64::MAX,
+    };
+    let s = futures::executor::block_on(collect(
+        &t.stores[1],
+        &members,
+        &departed,
+        t.vol.id,
+        policy,
+        t.clock.wall_ms(),
+    ))
+    .unwrap();
+    assert_eq!((s.collected, s.waiting), (0, 1), "{s:?}");
+    // Replica 2's hand-over meets the tombstone: g stays deleted.
+    t.resolve(&[2, 0], &[g]);
+    assert!(t.fid_of(0, root, "g").is_none());
+    assert!(t.fid_of(1, root, "g").is_none());
+    assert!(matches!(
+        t.stores[2].view(g).unwrap().body,
+        ViewBody::Deleted(_)
+    ));
 }
 
 #[test]

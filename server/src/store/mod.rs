@@ -50,7 +50,7 @@ mod replication_tests;
 pub(crate) mod testutil;
 
 use codec::{Dirent, Vnode, VolumeRec};
-use codetta_wire::message::{ObjectState, SpaceInfo, VolumeInfo};
+use codetta_wire::message::{ObjectState, ReplicaMember, SpaceInfo, VolumeInfo};
 use codetta_wire::tag::SetDigest;
 use codetta_wire::{
     Attrs, Fid, FileType, FsError, Incarnation, Name, ReplicaId, Time, VersionVector, VolumeId,
@@ -463,6 +463,20 @@ impl Store {
         replica: ReplicaId,
         now: Time,
     ) -> Result<VolumeInfo, FsError> {
+        self.create_replica_knowing(volume, replica, now, &[])
+    }
+
+    /// [`Store::create_replica`] for a replica added to a group that others left before:
+    /// `departed` (the catalogue's list) are noted with it, in the same transaction, so
+    /// its tombstones wait for them as its elders' do (`tables::DEPARTED`). Members of
+    /// the group among them are skipped.
+    pub fn create_replica_knowing(
+        &self,
+        volume: &VolumeInfo,
+        replica: ReplicaId,
+        now: Time,
+        departed: &[ReplicaMember],
+    ) -> Result<VolumeInfo, FsError> {
         let name = volume.name.as_str();
         if name.is_empty() || name.len() > MAX_VOLUME_NAME || name.chars().any(char::is_control) {
             return Err(FsError::Invalid);
@@ -499,6 +513,16 @@ impl Store {
             };
             volumes.insert(volume.id.0, codec::encode(&rec)?.as_slice())?;
             names.insert(name, codec::encode(&volume.id.0)?.as_slice())?;
+            let mut departures = txn.open_table(tables::DEPARTED)?;
+            for gone in departed
+                .iter()
+                .filter(|d| !volume.vsg.iter().any(|m| m.server == d.server))
+            {
+                departures.insert(
+                    (volume.id.0, gone.replica.0),
+                    codec::encode(&gone.server)?.as_slice(),
+                )?;
+            }
             let mut dir = new_vnode(volume.root.unique, FileType::Directory, 0o755, 0, 0, now);
             dir.parent = Fid::ROOT_VNODE;
             txn.open_table(tables::VNODES)?.insert(
