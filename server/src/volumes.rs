@@ -160,7 +160,7 @@ async fn reconcile(ctx: &ServerContext, state: Arc<CatalogueState>) -> Result<bo
                 && e.vsg.iter().any(|m| m.server == me && m.replica == replica)
                 && e.epoch > local.epoch
             {
-                store.set_group(local.id, &e.vsg, e.epoch)?;
+                store.set_group_knowing(local.id, &e.vsg, e.epoch, state.departed(local.id))?;
                 tracing::info!(volume = %e.name, epoch = e.epoch, members = e.vsg.len(), "group changed");
             }
         }

@@ -56,7 +56,17 @@ impl CatalogueTransport for QuicTransport {
     }
 
     async fn read(&self, to: &CatalogueNode) -> Result<CatalogueState, CatalogueError> {
-        self.answer(to, CatalogueCall::Read).await
+        let bytes = self
+            .call(to, CatalogueCall::Read)
+            .await
+            .map_err(CatalogueError::NoLeader)?;
+        // A leader not yet upgraded answers in the layout before the departed list.
+        let answer: Result<CatalogueState, CatalogueError> = super::legacy::decode_or_older(
+            &bytes,
+            |old: Result<super::legacy::StateWithoutDeparted, CatalogueError>| old.map(Into::into),
+        )
+        .map_err(|e| CatalogueError::Failed(e.to_string()))?;
+        answer
     }
 
     async fn propose(&self, to: &CatalogueNode, change: Change) -> Result<Outcome, CatalogueError> {

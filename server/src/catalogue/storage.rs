@@ -58,17 +58,13 @@ struct AppliedWithoutDeparted {
 }
 
 impl Applied {
-    /// Decodes `bytes` in today's layout or, failing that, the layout before the departed
-    /// list (a store written by an older server, a snapshot from one).
+    /// Decodes `bytes` in today's layout or the layout before the departed list (a store
+    /// written by an older server, a snapshot from one).
     fn decode(bytes: &[u8]) -> Result<Applied, postcard::Error> {
-        postcard::from_bytes(bytes).or_else(|e| {
-            postcard::from_bytes::<AppliedWithoutDeparted>(bytes)
-                .map(|old| Applied {
-                    last: old.last,
-                    membership: old.membership,
-                    state: old.state.into(),
-                })
-                .map_err(|_| e)
+        super::legacy::decode_or_older(bytes, |old: AppliedWithoutDeparted| Applied {
+            last: old.last,
+            membership: old.membership,
+            state: old.state.into(),
         })
     }
 }
@@ -498,5 +494,13 @@ mod tests {
         assert_eq!(read.state, applied.state);
         assert_eq!(read.state.volume("home").unwrap().vsg.len(), 1);
         assert!(Applied::decode(&old[..old.len() - 1]).is_err(), "cut short");
+        // A damaged departed list is an error, not an older layout without it.
+        let mut applied = applied_with_a_departure();
+        applied.state.departed.get_mut(&7).unwrap()[0].server = "s2-with-a-longer-name".into();
+        let new = postcard::to_allocvec(&applied).unwrap();
+        assert!(
+            Applied::decode(&new[..new.len() - 3]).is_err(),
+            "cut in the list"
+        );
     }
 }

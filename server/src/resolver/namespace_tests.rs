@@ -283,6 +283,28 @@ fn a_replica_added_after_a_departure_waits_for_it_too() {
     ));
 }
 
+/// A replica added and removed again between two groups a replica saw (its server
+/// reconciled once, after both changes) is departed there too: the catalogue lists it.
+#[test]
+fn a_replica_that_came_and_went_unseen_is_departed_too() {
+    let t = trio();
+    let passing = codetta_wire::message::ReplicaMember {
+        replica: codetta_wire::ReplicaId(77),
+        server: "s3".into(),
+    };
+    let listed = [passing.clone(), t.vol.vsg[1].clone()];
+    assert!(
+        t.stores[0]
+            .set_group_knowing(t.vol.id, &t.vol.vsg[..2], 3, &listed)
+            .unwrap()
+    );
+    assert_eq!(
+        t.stores[0].departed(t.vol.id).unwrap(),
+        vec![t.vol.vsg[2].clone(), passing],
+        "replica 2, seen leaving, and s3's, listed; not s1's, a member"
+    );
+}
+
 #[test]
 fn missed_creates_renames_and_deletes_follow_the_directory() {
     let mut t = trio();

@@ -359,13 +359,13 @@ impl Batch<'_> {
         // then won resolution (the interleaving simulation's seed 303: an acknowledged
         // write lost).
         if self.holds_already(record, object)? {
+            // Noted as a gap all the same: this replica holds the record's object as
+            // resolution left it, not what the record did to other objects (a directory an
+            // install edited keeps no history of it), so records chained on those ask
+            // their history rather than take it as applied.
+            self.note_gap(key, seq, seq)?;
             let answer = self.resend_answer(key, record)?;
-            let rec = self.applied(key)?;
-            rec.seq = seq;
-            rec.recent.push_back((seq, answer.clone()));
-            while rec.recent.len() > RECENT_OUTCOMES {
-                rec.recent.pop_front();
-            }
+            self.note_answer(key, seq, &answer, log_start)?;
             return Ok((answer, 0));
         }
         let planned = if predecessor == Predecessor::Missing
@@ -411,6 +411,19 @@ impl Batch<'_> {
             }
             Err(Fail::Abort(e)) => return Err(e),
         };
+        self.note_answer(key, seq, &outcome, log_start)?;
+        Ok((outcome, prior))
+    }
+
+    /// Notes that record `seq` of `key` was answered with `outcome`: the applied sequence
+    /// moves to it, and the answer is kept for resends.
+    fn note_answer(
+        &mut self,
+        key: (u32, u32),
+        seq: u64,
+        outcome: &RecordOutcome,
+        log_start: u64,
+    ) -> R<()> {
         let rec = self.applied(key)?;
         rec.seq = seq;
         rec.recent.push_back((seq, outcome.clone()));
@@ -422,7 +435,7 @@ impl Batch<'_> {
         while rec.recent.len() > RECENT_OUTCOMES {
             rec.recent.pop_front();
         }
-        Ok((outcome, prior))
+        Ok(())
     }
 
     /// Applies a second phase: each listed replica applied the records `first..=last`, so

@@ -13,7 +13,9 @@ use redb::ReadableTable;
 type DepartedTable<'t> = redb::Table<'t, (u32, u64), &'static [u8]>;
 
 /// Notes the members of `old` (but this replica, `me`) that are not in `new` as departed
-/// (`tables::DEPARTED`), and forgets departed replicas whose server is in `new` again. Its
+/// (`tables::DEPARTED`), and those of `listed` (the catalogue's departed list: replicas
+/// that came and went between two groups this one saw), and forgets departed replicas whose
+/// server is in `new` again. Its
 /// old replica may still be there, handing over (a server's store holds one replica per
 /// volume, so the new one is made only after the purge), but collection reaches that server
 /// as a member now: `forget` names the volume, not the replica, so the server answers from
@@ -25,9 +27,11 @@ fn note_departures(
     me: ReplicaId,
     old: &[ReplicaMember],
     new: &[ReplicaMember],
+    listed: &[ReplicaMember],
 ) -> R<()> {
     for gone in old
         .iter()
+        .chain(listed)
         .filter(|m| m.replica != me && !new.iter().any(|n| n.replica == m.replica))
     {
         departed.insert(
@@ -69,6 +73,19 @@ impl Store {
         vsg: &[ReplicaMember],
         epoch: u64,
     ) -> Result<bool, FsError> {
+        self.set_group_knowing(volume, vsg, epoch, &[])
+    }
+
+    /// [`Store::set_group`] with the catalogue's departed list for the volume: a replica
+    /// added and removed between two groups this replica saw is noted as departed too
+    /// (one this server forgot already is asked once more by the next collection).
+    pub fn set_group_knowing(
+        &self,
+        volume: VolumeId,
+        vsg: &[ReplicaMember],
+        epoch: u64,
+        departed: &[ReplicaMember],
+    ) -> Result<bool, FsError> {
         let txn = self.db.begin_write().map_err(StoreError::from)?;
         let changed = (|| -> R<bool> {
             let mut volumes = txn.open_table(tables::VOLUMES)?;
@@ -88,6 +105,7 @@ impl Store {
                 rec.replica,
                 &rec.vsg,
                 vsg,
+                departed,
             )?;
             rec.vsg = vsg.to_vec();
             rec.epoch = epoch;
