@@ -144,15 +144,25 @@ impl World {
     }
 
     /// Starts every server that is down. A store that cannot be opened from what its
-    /// disk kept is a failure of the run.
+    /// disk kept is a failure of the run; one whose disk failed while it opened (a
+    /// failure armed while the server was down) is not: the machine loses power next.
     async fn restart_servers(&mut self) {
         for s in 0..self.servers.len() {
-            if !self.servers[s].is_up()
-                && let Err(e) = self.servers[s].start(&self.net).await
-            {
-                self.report
+            if self.servers[s].is_up() {
+                continue;
+            }
+            match self.servers[s].start(&self.net).await {
+                Ok(()) => {}
+                Err(e) if self.servers[s].disk_failed() => {
+                    self.note(format!(
+                        "{}'s disk failed while it started: {e:#}",
+                        self.servers[s].name
+                    ));
+                }
+                Err(e) => self
+                    .report
                     .failures
-                    .push(format!("restarting {}: {e:#}", self.servers[s].name));
+                    .push(format!("restarting {}: {e:#}", self.servers[s].name)),
             }
         }
     }
