@@ -153,6 +153,45 @@ fn a_file_being_installed_is_not_served_until_its_version_is_in() {
     assert!(!t.stores[2].view(f).unwrap().installing);
 }
 
+/// Replicas 1 and 2 missed an overwrite that kept the file's size; a coordinator
+/// installed replica 0's attributes (its mtime) on replica 2 and was cut short before the
+/// blocks. Replica 2 holds old bytes under the new mtime: marked as being installed, it is
+/// not served, and resolving it with replica 1 alone (replica 0 away) makes no conflict of
+/// it: the interleaving simulation's seed 189 kept it as a version beside replica 1's, as
+/// the same updates with another state.
+#[test]
+fn an_install_cut_short_after_a_same_size_overwrites_attributes_is_not_served() {
+    let mut t = trio();
+    let (f, base) = t.file_on_all("f", 4 * MIB);
+    let change = payload(9, 4096);
+    t.apply(&[0], vec![Gen::write_op(f, MIB as u64, &change)], &change);
+    {
+        let members = t.members(&[0, 1, 2]);
+        let r = Resolver::new(&members, members[0].replica_id());
+        futures::executor::block_on(async {
+            let (views, _) = gathered(&r, f).await;
+            let newer = live_meta(&views[0].1);
+            assert_eq!(newer.size, base.len() as u64, "the size is kept");
+            members[2]
+                .install_meta(f, &views[2].1.version, &newer)
+                .await
+                .unwrap();
+        });
+    }
+    assert!(t.stores[2].view(f).unwrap().installing);
+    assert_eq!(t.stores[2].read(f, 0, 4096), Err(FsError::Incomplete));
+    let s = t.resolve(&[1, 2], &[f]);
+    assert_eq!((s.unsettled, s.conflicts), (0, 0), "{s:?}");
+    let s = t.resolve(&[0, 1, 2], &[f, t.vol.root]);
+    assert_eq!((s.unsettled, s.conflicts), (0, 0), "{s:?}");
+    t.assert_equal(&[0, 1, 2], f);
+    let mut want = base.clone();
+    want[MIB..MIB + 4096].copy_from_slice(&change);
+    for (i, got) in t.read_each(f).into_iter().enumerate() {
+        assert!(got.as_deref() == Ok(&want[..]), "replica {i} reads wrong");
+    }
+}
+
 /// Replicas 0 and 1,2 wrote a file concurrently; a coordinator made the conflict copy of
 /// replica 0's version, then was cut short installing the kept version over it (one piece
 /// of three in). The next resolution neither keeps that mixture nor copies it: the file is

@@ -204,6 +204,16 @@ impl Store {
                 let new_places = t.place_names(fid, meta, old_places.as_deref())?;
                 v.set_places(new_places);
             }
+            // Made here by this install (blocks follow), resized, or of another mtime (its
+            // data changed: a write, even one that kept the size, moves the mtime): until
+            // its blocks and version are in, the data is not whole. (A rename or an
+            // attribute change alone leaves the data and the mtime as they were: a
+            // coordinator renames its own source so.) Found by the interleaving simulation,
+            // seed 189: an install cut short after the attributes of a same-size overwrite
+            // left old bytes under the new mtime and names, served as whole, and resolution
+            // then kept that mixture as a version beside the one it came from.
+            let partial = meta.ftype == FileType::Regular
+                && (old_places.is_none() || meta.size != v.size || meta.mtime != v.mtime);
             v.mode = meta.mode & 0o7777;
             v.uid = meta.uid;
             v.gid = meta.gid;
@@ -212,11 +222,6 @@ impl Store {
             v.ctime = meta.ctime;
             v.target = meta.target.clone();
             v.verifier = meta.verifier;
-            // Made here by this install (blocks follow), or resized: until its blocks and
-            // version are in, the data is not whole. (A rename or attribute change alone
-            // leaves the data as it was: a coordinator renames its own source so.)
-            let partial =
-                meta.ftype == FileType::Regular && (old_places.is_none() || meta.size != v.size);
             match meta.ftype {
                 FileType::Regular => {
                     if meta.size < v.size
