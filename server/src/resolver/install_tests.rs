@@ -192,6 +192,45 @@ fn an_install_cut_short_after_a_same_size_overwrites_attributes_is_not_served() 
     }
 }
 
+/// Replicas 1 and 2 missed a hard link of a file (a change of its names and ctime, not
+/// of its data or mtime); a coordinator installed replica 0's names on replica 2 and was
+/// cut short before the version. Marked as being installed, replica 2's state is not
+/// taken for another version of the same updates when it is resolved with replica 1 alone
+/// (the interleaving simulation's seed 535 made a conflict copy of it).
+#[test]
+fn an_install_cut_short_after_a_links_names_makes_no_conflict() {
+    let mut t = trio();
+    let (f, _) = t.file_on_all("f", 4096);
+    let link = Op::Link {
+        dir: t.vol.root,
+        name: crate::store::testutil::name("g"),
+        fid: f,
+    };
+    t.apply(&[0], vec![link], &[]);
+    {
+        let members = t.members(&[0, 1, 2]);
+        let r = Resolver::new(&members, members[0].replica_id());
+        futures::executor::block_on(async {
+            let (views, _) = gathered(&r, f).await;
+            let newer = live_meta(&views[0].1);
+            assert_eq!(newer.links.len(), 1, "two names");
+            members[2]
+                .install_meta(f, &views[2].1.version, &newer)
+                .await
+                .unwrap();
+        });
+    }
+    assert!(t.stores[2].view(f).unwrap().installing);
+    let s = t.resolve(&[1, 2], &[f]);
+    assert_eq!((s.unsettled, s.conflicts), (0, 0), "{s:?}");
+    let s = t.resolve(&[0, 1, 2], &[f, t.vol.root]);
+    assert_eq!((s.unsettled, s.conflicts), (0, 0), "{s:?}");
+    t.assert_equal(&[0, 1, 2], f);
+    for i in 0..3 {
+        assert_eq!(t.fid_of(i, t.vol.root, "g"), Some(f), "replica {i}");
+    }
+}
+
 /// Replicas 0 and 1,2 wrote a file concurrently; a coordinator made the conflict copy of
 /// replica 0's version, then was cut short installing the kept version over it (one piece
 /// of three in). The next resolution neither keeps that mixture nor copies it: the file is

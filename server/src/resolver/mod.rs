@@ -328,11 +328,21 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             codetta_wire::UpdateId::resolution(fid, &chosen.tag.0),
             self.coordinator,
         );
-        for (dst, view) in &views {
+        // The source takes its new name and final version first (its version checked by
+        // the install, as `source_unchanged` would): a move cut short then leaves it whole,
+        // and the others, marked as being installed, receive it from there.
+        self.install_state(fid, src, &moved, src, &chosen).await?;
+        self.members[src]
+            .install_version(fid, &chosen.version, &version, &history)
+            .await?;
+        let others: Vec<&(usize, ReplicaView)> = views.iter().filter(|(i, _)| *i != src).collect();
+        for (dst, view) in &others {
             self.install_state(fid, src, &moved, *dst, view).await?;
         }
-        self.source_unchanged(src, fid, &chosen.version).await?;
-        for (i, v) in &views {
+        if !others.is_empty() {
+            self.source_unchanged(src, fid, &version).await?;
+        }
+        for (i, v) in others {
             self.members[*i]
                 .install_version(fid, &v.version, &version, &history)
                 .await?;

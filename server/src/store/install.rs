@@ -7,7 +7,7 @@ use super::codec::{self, BlockRef, Dirent, Place, Tombstone, Vnode};
 use super::content::{self};
 use super::lookup::{Found, find};
 use super::resolve::name_of;
-use super::tags::entry_member;
+use super::tags::{self, entry_member};
 use super::{Changed, R, Store, StoreError, get_entry, new_vnode};
 use crate::conflict::is_conflict_name;
 use codetta_wire::replica::{BlockEntry, ObjectMeta, Placement};
@@ -161,7 +161,8 @@ impl Store {
                         return Err(FsError::Invalid.into());
                     }
                     let places = v.places();
-                    (v, Some(places))
+                    let before = tags::tag(&v);
+                    (v, Some((places, before)))
                 }
                 Found::Dead(tomb) => {
                     if &tomb.version != expect {
@@ -201,19 +202,10 @@ impl Store {
             if is_root {
                 v.set_places(vec![(Fid::ROOT_VNODE, Vec::new())]);
             } else {
-                let new_places = t.place_names(fid, meta, old_places.as_deref())?;
+                let new_places =
+                    t.place_names(fid, meta, old_places.as_ref().map(|(p, _)| p.as_slice()))?;
                 v.set_places(new_places);
             }
-            // Made here by this install (blocks follow), resized, or of another mtime (its
-            // data changed: a write, even one that kept the size, moves the mtime): until
-            // its blocks and version are in, the data is not whole. (A rename or an
-            // attribute change alone leaves the data and the mtime as they were: a
-            // coordinator renames its own source so.) Found by the interleaving simulation,
-            // seed 189: an install cut short after the attributes of a same-size overwrite
-            // left old bytes under the new mtime and names, served as whole, and resolution
-            // then kept that mixture as a version beside the one it came from.
-            let partial = meta.ftype == FileType::Regular
-                && (old_places.is_none() || meta.size != v.size || meta.mtime != v.mtime);
             v.mode = meta.mode & 0o7777;
             v.uid = meta.uid;
             v.gid = meta.gid;
@@ -245,6 +237,20 @@ impl Store {
             if is_conflict_name(&v.name) {
                 t.conflicts.insert(key, [].as_slice())?;
             }
+            // Until its version is in, an object this install made here or changed holds
+            // a state no version names: a file's new attributes over blocks still to come
+            // (a write that kept the size moves only the mtime), or new names or
+            // attributes under the old version. Cut short, such a replica compared with
+            // one that missed the same updates looked like another version of them (the
+            // interleaving simulation's seeds 189 and 535: a conflict copy where one
+            // client wrote), and old bytes were served under new attributes. Directories
+            // are placed before their entries are settled and compared again after: not
+            // marked. A coordinator renaming its own source completes it first (version
+            // included), so some replica always stays whole.
+            let partial = meta.ftype != FileType::Directory
+                && old_places
+                    .as_ref()
+                    .is_none_or(|(_, before)| *before != tags::tag(&v));
             if partial {
                 t.installing.insert(key, [].as_slice())?;
             }
