@@ -231,6 +231,38 @@ fn an_install_cut_short_after_a_links_names_makes_no_conflict() {
     }
 }
 
+/// A replica retired while a coordinator still counts it (a drain's group change
+/// committed during a resolution) refuses installs as an unknown volume. Before, its
+/// purged objects made a new file's install there blocked on its missing directory, which
+/// the coordinator, resolving that directory, took for a placement cycle: it moved the
+/// acknowledged file to a conflict name on the replicas that stay (the interleaving
+/// simulation's seed 481: the file's name read back absent).
+#[test]
+fn a_retired_replica_refuses_installs() {
+    let mut t = trio();
+    let (c, f) = t.g.create_op(t.vol.root, "f", CreateHow::Guarded);
+    t.apply(&[0, 1], vec![c], &[]);
+    t.stores[2].retire_replica(t.vol.id).unwrap();
+    while t.stores[2].purge_step(t.vol.id, 1000).unwrap() {}
+    let members = t.members(&[0, 1, 2]);
+    futures::executor::block_on(async {
+        let meta = live_meta(&members[0].view(f).await.unwrap());
+        let none = VersionVector::new();
+        let refused = members[2].install_meta(f, &none, &meta).await;
+        assert!(
+            matches!(refused, Err(ref e) if e.to_string().contains("unknown volume")),
+            "{refused:?}"
+        );
+    });
+    let none = VersionVector::new();
+    let answer = t.stores[2].install_version(f, &none, &none, &Default::default());
+    assert_eq!(answer.map(|_| ()), Err(FsError::UnknownVolume));
+    // The file stays where it was made on the replicas of the group.
+    let s = t.resolve(&[0, 1], &[f, t.vol.root]);
+    assert_eq!((s.unsettled, s.conflicts), (0, 0), "{s:?}");
+    assert_eq!(t.fid_of(0, t.vol.root, "f"), Some(f));
+}
+
 /// Replicas 0 and 1,2 wrote a file concurrently; a coordinator made the conflict copy of
 /// replica 0's version, then was cut short installing the kept version over it (one piece
 /// of three in). The next resolution neither keeps that mixture nor copies it: the file is

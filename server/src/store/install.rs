@@ -70,6 +70,7 @@ impl Store {
             }
         }
         self.write_changing(|t| {
+            volume_held(t, fid)?;
             let key = (fid.volume.0, fid.vnode);
             // Deleted or gone since the coordinator looked: it gathers again.
             let Found::Live(mut v) = find(&t.vnodes, &t.tombstones, fid)? else {
@@ -150,6 +151,7 @@ impl Store {
         meta: &ObjectMeta,
     ) -> Result<Changed, FsError> {
         self.write_changing(|t| {
+            volume_held(t, fid)?;
             let key = (fid.volume.0, fid.vnode);
             let found = find(&t.vnodes, &t.tombstones, fid)?;
             let (mut v, old_places) = match found {
@@ -271,6 +273,7 @@ impl Store {
         history: &History,
     ) -> Result<Changed, FsError> {
         self.write_changing(|t| {
+            volume_held(t, fid)?;
             let key = (fid.volume.0, fid.vnode);
             match find(&t.vnodes, &t.tombstones, fid)? {
                 Found::Live(mut v) => {
@@ -314,6 +317,7 @@ impl Store {
             return Err(FsError::Invalid);
         }
         self.write_changing(|t| {
+            volume_held(t, fid)?;
             let key = (fid.volume.0, fid.vnode);
             let (ftype, current, fresh) = match find(&t.vnodes, &t.tombstones, fid)? {
                 Found::Live(v) => {
@@ -513,4 +517,17 @@ impl WriteTables<'_> {
         }
         Ok(true)
     }
+}
+
+/// `UnknownVolume` unless this store holds a replica of `fid`'s volume. A replica retired
+/// while a coordinator still counted it (a drain's group change committed mid-resolution)
+/// must refuse installs: its objects are being purged, so an install there met a missing
+/// parent, and the coordinator took that for a placement cycle and moved an acknowledged
+/// file to a conflict name on the replicas that stay (the interleaving simulation's seed
+/// 481).
+fn volume_held(t: &WriteTables<'_>, fid: Fid) -> R<()> {
+    if t.volumes.get(fid.volume.0)?.is_none() {
+        return Err(FsError::UnknownVolume.into());
+    }
+    Ok(())
 }
