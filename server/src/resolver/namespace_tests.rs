@@ -19,6 +19,16 @@ fn remove(dir: Fid, n: &str, fid: Fid) -> Op {
     }
 }
 
+/// File `g` in the root, made on every replica and removed while replica 2 was away:
+/// replica 2 still holds it live.
+fn g_removed_while_2_away(t: &mut Trio) -> Fid {
+    let root = t.vol.root;
+    let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
+    t.apply(&[0, 1, 2], vec![c], &[]);
+    t.apply(&[0, 1], vec![remove(root, "g", g)], &[]);
+    g
+}
+
 impl Trio {
     fn collect(&self, coordinator: usize, reachable: &[usize], horizon_ms: u64) -> CollectSummary {
         self.collect_with(coordinator, reachable, &[], horizon_ms)
@@ -107,10 +117,7 @@ fn a_collected_tombstone_refuses_a_late_create() {
 fn past_the_horizon_an_absent_replicas_live_copy_returns_as_a_conflict() {
     let mut t = trio();
     let root = t.vol.root;
-    let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
-    t.apply(&[0, 1, 2], vec![c], &[]);
-    // Replica 2 is away while g is removed.
-    t.apply(&[0, 1], vec![remove(root, "g", g)], &[]);
+    let g = g_removed_while_2_away(&mut t);
     // Within the horizon the tombstone waits for replica 2.
     let s = t.collect(0, &[0, 1], u64::MAX);
     assert_eq!((s.collected, s.waiting), (0, 1), "{s:?}");
@@ -146,10 +153,8 @@ fn past_the_horizon_an_absent_replicas_live_copy_returns_as_a_conflict() {
 fn a_departed_replicas_stale_copy_meets_the_tombstone_not_an_absence() {
     let mut t = trio();
     let root = t.vol.root;
-    let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
-    t.apply(&[0, 1, 2], vec![c], &[]);
-    // Replica 2 misses the remove of g, then leaves the group.
-    t.apply(&[0, 1], vec![remove(root, "g", g)], &[]);
+    let g = g_removed_while_2_away(&mut t);
+    // Replica 2 then leaves the group.
     let stay: Vec<_> = t.vol.vsg[..2].to_vec();
     for i in [0, 1] {
         assert!(t.stores[i].set_group(t.vol.id, &stay, 1).unwrap());
@@ -206,9 +211,7 @@ fn a_departed_replicas_stale_copy_meets_the_tombstone_not_an_absence() {
 fn a_replica_added_after_a_departure_waits_for_it_too() {
     let mut t = trio();
     let root = t.vol.root;
-    let (c, g) = t.g.create_op(root, "g", CreateHow::Guarded);
-    t.apply(&[0, 1, 2], vec![c], &[]);
-    t.apply(&[0, 1], vec![remove(root, "g", g)], &[]);
+    let g = g_removed_while_2_away(&mut t);
     // Replica 2 leaves (the catalogue lists it as departed), then s1's replica.
     let mut catalogue_departed = vec![t.vol.vsg[2].clone()];
     assert!(t.stores[0].set_group(t.vol.id, &t.vol.vsg[..2], 1).unwrap());

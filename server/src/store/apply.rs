@@ -227,12 +227,14 @@ impl Batch<'_> {
         }
     }
 
-    /// True when `object`'s state here already holds `record` (had from resolution).
+    /// True when `object`'s state here already holds `record` (had from resolution). An
+    /// object not here (made by this record, or gone) holds nothing; a damaged store is
+    /// an error.
     fn holds_already(&self, record: &UpdateRecord, object: Fid) -> R<bool> {
         match super::load_vnode(&self.t.vnodes, &self.t.volumes, object) {
-            Ok(v) => Ok(v.history.contains(record.id) || v.history.includes(record.id)),
-            Err(StoreError::Db(e)) => Err(StoreError::Db(e)),
-            Err(_) => Ok(false),
+            Ok(v) => Ok(v.history.includes(record.id)),
+            Err(StoreError::Fs(_)) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 

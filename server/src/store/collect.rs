@@ -152,9 +152,7 @@ impl Store {
         }
         self.write(|t| {
             let key = (fid.volume.0, fid.vnode);
-            if t.volumes.get(fid.volume.0)?.is_none() {
-                return Err(FsError::UnknownVolume.into());
-            }
+            t.require_volume(fid.volume)?;
             if t.vnodes.get(key)?.is_some() {
                 return Err(FsError::Exists.into());
             }

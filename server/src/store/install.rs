@@ -41,6 +41,23 @@ impl Store {
         }
     }
 
+    /// [`Store::write_changing`] for an install of `fid`: refused (`UnknownVolume`) when
+    /// this store no longer holds the volume. A replica retired while a coordinator still
+    /// counted it (a drain's group change committed mid-resolution) took installs on its
+    /// purged store; a missing parent there looked like a placement cycle, and the
+    /// coordinator moved an acknowledged file to a conflict name on the replicas that stay
+    /// (the interleaving simulation's seed 481).
+    fn write_install<T>(
+        &self,
+        fid: Fid,
+        f: impl FnOnce(&mut WriteTables<'_>) -> R<T>,
+    ) -> Result<(T, Changed), FsError> {
+        self.write_changing(|t| {
+            t.require_volume(fid.volume)?;
+            f(t)
+        })
+    }
+
     /// [`Store::write_changing`] for bookkeeping that changes no object a client reads.
     pub(crate) fn write<T>(
         &self,
@@ -69,8 +86,7 @@ impl Store {
                 ));
             }
         }
-        self.write_changing(|t| {
-            volume_held(t, fid)?;
+        self.write_install(fid, |t| {
             let key = (fid.volume.0, fid.vnode);
             // Deleted or gone since the coordinator looked: it gathers again.
             let Found::Live(mut v) = find(&t.vnodes, &t.tombstones, fid)? else {
@@ -150,8 +166,7 @@ impl Store {
         expect: &VersionVector,
         meta: &ObjectMeta,
     ) -> Result<Changed, FsError> {
-        self.write_changing(|t| {
-            volume_held(t, fid)?;
+        self.write_install(fid, |t| {
             let key = (fid.volume.0, fid.vnode);
             let found = find(&t.vnodes, &t.tombstones, fid)?;
             let (mut v, old_places) = match found {
@@ -272,8 +287,7 @@ impl Store {
         version: &VersionVector,
         history: &History,
     ) -> Result<Changed, FsError> {
-        self.write_changing(|t| {
-            volume_held(t, fid)?;
+        self.write_install(fid, |t| {
             let key = (fid.volume.0, fid.vnode);
             match find(&t.vnodes, &t.tombstones, fid)? {
                 Found::Live(mut v) => {
@@ -316,8 +330,7 @@ impl Store {
         if fid.vnode == Fid::ROOT_VNODE {
             return Err(FsError::Invalid);
         }
-        self.write_changing(|t| {
-            volume_held(t, fid)?;
+        self.write_install(fid, |t| {
             let key = (fid.volume.0, fid.vnode);
             let (ftype, current, fresh) = match find(&t.vnodes, &t.tombstones, fid)? {
                 Found::Live(v) => {
@@ -517,17 +530,4 @@ impl WriteTables<'_> {
         }
         Ok(true)
     }
-}
-
-/// `UnknownVolume` unless this store holds a replica of `fid`'s volume. A replica retired
-/// while a coordinator still counted it (a drain's group change committed mid-resolution)
-/// must refuse installs: its objects are being purged, so an install there met a missing
-/// parent, and the coordinator took that for a placement cycle and moved an acknowledged
-/// file to a conflict name on the replicas that stay (the interleaving simulation's seed
-/// 481).
-fn volume_held(t: &WriteTables<'_>, fid: Fid) -> R<()> {
-    if t.volumes.get(fid.volume.0)?.is_none() {
-        return Err(FsError::UnknownVolume.into());
-    }
-    Ok(())
 }

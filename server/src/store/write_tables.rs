@@ -56,6 +56,15 @@ impl Store {
 }
 
 impl<'txn> WriteTables<'txn> {
+    /// `UnknownVolume` unless this store holds a replica of `volume` (one retired is gone
+    /// from `volumes` at once, its objects purged afterwards).
+    pub(crate) fn require_volume(&self, volume: codetta_wire::VolumeId) -> R<()> {
+        if self.volumes.get(volume.0)?.is_none() {
+            return Err(codetta_wire::FsError::UnknownVolume.into());
+        }
+        Ok(())
+    }
+
     /// Opens every table; the change sequence keeps `changes_kept` entries per volume, and
     /// what this transaction writes is stamped `now_ms`.
     pub(crate) fn open(txn: &'txn WriteTransaction, changes_kept: u64, now_ms: u64) -> R<Self> {
