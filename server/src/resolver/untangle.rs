@@ -6,8 +6,8 @@
 use super::access::ReplicaAccess;
 use super::{Resolver, decide, target_state};
 use crate::peer_error::PeerResult;
+use codetta_wire::Fid;
 use codetta_wire::replica::{ReplicaView, ViewBody};
-use codetta_wire::{Fid, FileType};
 
 /// A name in a directory: (directory's vnode, name).
 type Place = (u64, Vec<u8>);
@@ -19,13 +19,11 @@ impl<R: ReplicaAccess> Resolver<'_, R> {
     /// Frees the names `fid`'s decided state wants that `holder` holds on a replica only
     /// in a state it is leaving: there `holder` moves to temporary names, `fid` can then be
     /// installed, and `holder`'s own resolution gives it its decided names. The moved
-    /// state keeps its version and is marked as being installed, so it is neither served,
-    /// updated, kept, copied nor installed elsewhere, also when the coordinator is cut
-    /// short between two replicas. Only names `holder`'s decided state (installed from a
-    /// whole replica) does not want are moved. Directories are not: a placed directory is
-    /// never marked (`Store::install_meta`), and an unmarked temporary state equal in
-    /// version to another replica's could be kept. Otherwise (a directory, a name both
-    /// decided states want: rule 7) this returns `false` and the caller steps one aside.
+    /// state keeps its version, which the decided one supersedes, so it is never kept or
+    /// installed elsewhere (a file is also marked as being installed: not served). Only
+    /// names `holder`'s decided state (installed from a whole replica) does not want are
+    /// moved; when there are none (a name both decided states want: rule 7) this returns
+    /// `false` and the caller steps one aside.
     pub(super) async fn untangle(&mut self, fid: Fid, holder: Fid) -> PeerResult<bool> {
         if holder == fid {
             return Ok(false);
@@ -45,9 +43,6 @@ impl<R: ReplicaAccess> Resolver<'_, R> {
         let ViewBody::Live(keeps) = &winner.body else {
             return Ok(false);
         };
-        if keeps.ftype == FileType::Directory {
-            return Ok(false);
-        }
         let keeps: Vec<Place> = keeps.placements().map(place).collect();
         let mut moved = false;
         for s in stale {
@@ -95,13 +90,10 @@ fn place(p: &codetta_wire::replica::Placement) -> Place {
 }
 
 /// The temporary name of `holder` in place of `original`: the same on every coordinator
-/// (a move cut short and done again finds the name already its own), one per original
-/// name (two long names cut to the same head stay two), cut so the whole fits 255 bytes.
+/// (a move cut short and done again finds the name already its own), cut so the whole fits
+/// 255 bytes.
 fn moving_name(original: &[u8], holder: Fid) -> Vec<u8> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(&holder.to_bytes());
-    hasher.update(original);
-    let hash = hasher.finalize();
+    let hash = blake3::hash(&holder.to_bytes());
     let h = hash.as_bytes();
     let suffix = format!(
         "{MOVING_MARK}{:02x}{:02x}{:02x}{:02x}",
@@ -132,9 +124,6 @@ mod tests {
         let n = moving_name(&long, fid);
         assert_eq!(n.len(), 255);
         assert_eq!(n, moving_name(&long, fid));
-        let mut other = long.clone();
-        other[254] = b'y';
-        assert_ne!(n, moving_name(&other, fid), "one per original name");
         assert!(!crate::conflict::is_conflict_name(&n));
         let short = moving_name(b"a", fid);
         assert!(short.starts_with(b"a.moving-"), "{short:?}");
