@@ -26,10 +26,7 @@ pub mod remote;
 #[cfg(test)]
 mod resend_tests;
 #[cfg(test)]
-mod swap_tests;
-#[cfg(test)]
 mod tests;
-mod untangle;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::conflict::{conflict_fid, conflict_name, to_conflict_names};
@@ -271,17 +268,7 @@ impl<'a, R: ReplicaAccess> Resolver<'a, R> {
             match self.attempt(fid, depth).await {
                 Ok(Step::Done) => return true,
                 Ok(Step::Blocked(other)) if other == fid || self.in_progress.contains(&other) => {
-                    // A cycle. Names swapped in sequence are untangled; otherwise (rule 7)
-                    // the greater of the two steps aside, deterministically.
-                    match self.untangle(fid, other).await {
-                        Ok(true) => continue,
-                        Ok(false) | Err(PeerError::Answer(FsError::Blocked(_))) => {}
-                        Err(e) if transient(&e) => continue,
-                        Err(e) => {
-                            tracing::debug!(%fid, "could not untangle a name cycle: {e}");
-                            return false;
-                        }
-                    }
+                    // A cycle: the greater of the two steps aside, deterministically.
                     let aside = fid.max(other);
                     if let Err(e) = self.step_aside(aside, other).await {
                         tracing::debug!(%fid, "could not settle a placement conflict: {e}");
