@@ -423,3 +423,44 @@ fn an_install_over_a_state_a_client_changed_after_the_views_stops() {
         assert!(got == want, "replica {i} lost a version");
     }
 }
+/// A placement conflict moves its source first: new conflict names (`install_meta`, which
+/// marks the file) and then its version. Cut short between the two on the only replica
+/// that holds the file whole, no replica holds it whole any more: `decide` finds no
+/// whole view, the file is served nowhere and its old name stays taken for ever (the replication simulation's seeds 3 and 60845 reached it under
+/// another schedule, session 23).
+/// Expected once fixed: after resolution the file reads whole under some name.
+#[test]
+#[ignore = "known defect (session 23): a placement conflict cut short on its only whole holder"]
+fn a_placement_conflict_cut_short_on_its_only_whole_holder_is_served_again() {
+    let mut t = trio();
+    let root = t.vol.root;
+    let (c, f) = t.g.create_op(root, "f", CreateHow::Guarded);
+    let data = payload(7, 4096);
+    t.apply(&[0], vec![c, Gen::write_op(f, 0, &data)], &data);
+    {
+        let members = t.members(&[0, 1, 2]);
+        let r = Resolver::new(&members, members[0].replica_id());
+        futures::executor::block_on(async {
+            let (views, _) = gathered(&r, f).await;
+            let mut moved = live_meta(&views[0].1);
+            crate::conflict::to_conflict_names(&mut moved, &views[0].1.tag.0);
+            members[0]
+                .install_meta(f, &views[0].1.version, &moved)
+                .await
+                .unwrap();
+        });
+    }
+    assert!(t.stores[0].view(f).unwrap().installing, "the move marks it");
+    let s = t.resolve(&[0, 1, 2], &[f, root]);
+    assert_eq!(s.unsettled, 0, "{s:?}");
+    let served: Vec<bool> = t
+        .read_each(f)
+        .iter()
+        .map(|r| r.as_ref().is_ok_and(|d| d == &data))
+        .collect();
+    assert!(
+        served.contains(&true),
+        "served nowhere: {:?}",
+        t.read_each(f)
+    );
+}

@@ -223,7 +223,10 @@ impl Batch<'_> {
         match super::load_vnode(&self.t.vnodes, &self.t.volumes, object) {
             Ok(v) if v.history.includes(id) => Ok(Predecessor::Held),
             Ok(_) => Ok(Predecessor::Missing),
-            Err(_) => Ok(Predecessor::Unknown),
+            // Not here (gone, or never made here): the record's own checks decide.
+            Err(StoreError::Fs(_)) => Ok(Predecessor::Unknown),
+            // A damaged store is an error, not a missing object.
+            Err(e) => Err(e),
         }
     }
 
